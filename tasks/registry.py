@@ -1,0 +1,73 @@
+"""The tokensift seqio task registry: idempotent registration of the raw-text tasks and a helper for the
+variants other packages add (refined, ASK-LLM / DENSITY selected, with reference losses).
+
+Task names: ``c4_en_raw``, ``owm_raw`` (C4 SentencePiece, 32768 pieces) and ``c4_en_raw_smollm2``,
+``owm_raw_smollm2`` (SmolLM2's BPE, for Llama-family training and reference models). Every task keeps
+``id`` and ``text`` next to the tokenized ``targets``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import seqio
+
+from tokensift.tasks import preprocessors as lm_pre
+from tokensift.tasks import sources, vocabularies
+
+VOCABS: dict[str, Callable[[], seqio.Vocabulary]] = {
+    "": vocabularies.c4_sentencepiece,
+    "_smollm2": vocabularies.smollm2,
+}
+SOURCES: dict[str, Callable[[], seqio.DataSource]] = {
+    "c4_en": sources.c4_source,
+    "owm": sources.owm_source,
+}
+
+
+def lm_output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+  return {"targets": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32")}
+
+
+def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
+             preprocessors: Sequence[Callable] = (), *, replace: bool = False) -> seqio.Task:
+  """Registers ``name`` = source → ``preprocessors`` (text level) → LM tokenization, once.
+
+  Re-registering an existing name returns the registered task unless ``replace`` is set.
+  """
+  if name in seqio.TaskRegistry.names():
+    if not replace:
+      return seqio.TaskRegistry.get(name)
+    seqio.TaskRegistry.remove(name)
+  return seqio.TaskRegistry.add(
+      name, source=source, output_features=lm_output_features(vocab),
+      preprocessors=[*preprocessors, *lm_pre.LM_PREPROCESSORS],
+      metric_fns=[])
+
+
+def register_raw_tasks() -> list[str]:
+  """Registers the raw tasks (idempotent); returns their names."""
+  names = []
+  for base, source_fn in SOURCES.items():
+    for suffix, vocab_fn in VOCABS.items():
+      name = f"{base}_raw{suffix}"
+      add_task(name, source_fn(), vocab_fn())
+      names.append(name)
+  return names
+
+
+_EXTRA_REGISTRARS: list[Callable[[], Iterable[str]]] = []
+
+
+def add_registrar(fn: Callable[[], Iterable[str]]) -> Callable[[], Iterable[str]]:
+  """Packages add their own task families (refine, selection, models) through this hook."""
+  if fn not in _EXTRA_REGISTRARS:
+    _EXTRA_REGISTRARS.append(fn)
+  return fn
+
+
+def register_all() -> list[str]:
+  """Registers every tokensift task (safe to call again, e.g. after ``seqio.TaskRegistry.reset()``)."""
+  names = register_raw_tasks()
+  for fn in _EXTRA_REGISTRARS:
+    names.extend(fn())
+  return names

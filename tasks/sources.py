@@ -1,0 +1,159 @@
+"""seqio DataSources that keep a document id: C4 through TFDS, OpenWebMath-style rows from files.
+
+Every example carries ``id`` (string) and ``text`` (string) so that later selection stages can join on ids.
+- C4: ``seqio.TfdsDataSource("c4/en:3.0.1")`` reading with TFDS's ``add_tfds_id`` so each record's stable
+  ``tfds_id`` (``c4-train.tfrecord-00003-of-00008__17``) becomes ``id``. The TFDS data dir is
+  ``$TOKENSIFT_C4_TFDS_DIR`` if set, else ``{data dir}/c4/tfds``, resolved on first read.
+- OpenWebMath: JSON lines or Parquet with ``url/text/date/metadata``; ``id`` is the row's ``id`` field, else its
+  ``url``. The sample has no split, so ``validation`` is a stable 5% hash hold-out of ids and ``train`` the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import seqio
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+from tokensift import docs, paths
+
+C4_TFDS_ENV = "TOKENSIFT_C4_TFDS_DIR"
+TEXT_FEATURES = ("id", "text")
+
+
+def c4_tfds_dir() -> str:
+  value = os.environ.get(C4_TFDS_ENV)
+  if value:
+    if not value.startswith("gs://") and not Path(value).is_dir():
+      raise paths.ConfigError(f"${C4_TFDS_ENV}={value!r} does not exist")
+    return value
+  return str(paths.data_path("c4", "tfds"))
+
+
+class _IdTfdsLoader(seqio.LazyTfdsLoader):
+  @property
+  def read_config(self):
+    rc = super().read_config
+    rc.add_tfds_id = True
+    return rc
+
+
+class IdTfdsDataSource(seqio.TfdsDataSource):
+  """A TfdsDataSource whose examples carry ``id`` (TFDS's per-record ``tfds_id``) and whose data dir is
+  resolved lazily by ``data_dir_fn``."""
+
+  def __init__(self, tfds_name: str, data_dir_fn: Callable[[], str], splits: Sequence[str] | None = None):
+    self._name_for_loader = tfds_name
+    self._data_dir_fn = data_dir_fn
+    self._loader = None
+    super().__init__(tfds_name=tfds_name, splits=splits, read_only=True)
+
+  @property
+  def tfds_dataset(self) -> seqio.LazyTfdsLoader:
+    if self._loader is None:
+      self._loader = _IdTfdsLoader(self._name_for_loader, data_dir=self._data_dir_fn(), read_only=True)
+    return self._loader
+
+  def get_dataset(self, split=None, shuffle=True, seed=None, shard_info=None, **kwargs) -> tf.data.Dataset:
+    ds = self.tfds_dataset.load(split or "train", shuffle_files=shuffle, seed=seed, shard_info=shard_info)
+
+    def add_id(ex):
+      ex = dict(ex)
+      ex["id"] = ex.pop("tfds_id")
+      return ex
+
+    return ds.map(add_id, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def in_holdout(doc_id: str, fraction: float) -> bool:
+  """Stable hash hold-out: True for about ``fraction`` of ids, always the same ones."""
+  h = int.from_bytes(hashlib.sha1(doc_id.encode("utf-8")).digest()[:8], "big")
+  return (h % 1_000_000) < fraction * 1_000_000
+
+
+class DocumentFilesSource(seqio.DataSource):
+  """JSON-lines / Parquet documents as a seqio DataSource with ``id``, ``text`` and string extras.
+
+  Bad rows (malformed JSON, empty text, missing text) are skipped, counted in ``last_report`` and logged
+  when a pass ends; a missing file raises FileNotFoundError naming it when the dataset is built.
+  """
+
+  def __init__(self, files_fn: Callable[[], Sequence[str]], *, extra_fields: Sequence[str] = (),
+               id_from: str | None = "url", validation_fraction: float | None = 0.05):
+    self._files_fn = files_fn
+    self._extra = tuple(extra_fields)
+    self._id_from = id_from
+    self._val = validation_fraction
+    splits = ("train", "validation") if validation_fraction else ("train",)
+    self.last_report = docs.ReadReport()
+    super().__init__(splits=splits, num_input_examples=None, caching_permitted=False)
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return False
+
+  def list_shards(self, split: str) -> Sequence[str]:
+    return list(self._files_fn())
+
+  def documents(self, split: str, report: docs.ReadReport | None = None):
+    """Python iterator over this split's Documents (the same rows the tf.data pipeline yields)."""
+    if split not in self.splits:
+      raise ValueError(f"unknown split {split!r} for {self}; available: {list(self.splits)}")
+    report = report if report is not None else docs.ReadReport()
+    for doc in docs.documents_only(docs.iter_files(list(self._files_fn()), id_from=self._id_from), report):
+      if self._val:
+        if in_holdout(doc.id, self._val) != (split == "validation"):
+          continue
+      yield doc
+
+  def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs) -> tf.data.Dataset:
+    files = list(self._files_fn())
+    for f in files:  # fail now, with the name, rather than inside the generator
+      if not Path(f).exists():
+        raise FileNotFoundError(f"input file {f!r} does not exist")
+
+    def gen():
+      report = docs.ReadReport()
+      for i, doc in enumerate(self.documents(split, report)):
+        if shard_info and i % shard_info.num_shards != shard_info.index:
+          continue
+        row = {"id": doc.id, "text": doc.text}
+        for k in self._extra:
+          v = doc.meta.get(k, "")
+          row[k] = v if isinstance(v, str) else str(v)
+        yield row
+      self.last_report = report
+      if report.num_skipped:
+        logging.warning("%s: skipped %d bad rows: %s", self, report.num_skipped, dict(report.skipped))
+
+    sig = {k: tf.TensorSpec([], tf.string) for k in ("id", "text", *self._extra)}
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    if shuffle:
+      ds = ds.shuffle(10_000, seed=seed)
+    return ds
+
+  def __str__(self):
+    return f"DocumentFilesSource({list(self._files_fn()) if self._files_fn else ''})"
+
+
+def c4_source() -> IdTfdsDataSource:
+  return IdTfdsDataSource("c4/en:3.0.1", c4_tfds_dir, splits=("train", "validation"))
+
+
+OWM_ENV = "TOKENSIFT_OWM_FILES"
+
+
+def owm_files() -> list[str]:
+  """``$TOKENSIFT_OWM_FILES`` (comma-separated globs), else the sample under the data dir."""
+  value = os.environ.get(OWM_ENV)
+  if value:
+    return [str(p) for p in docs.expand_paths(value.split(","))]
+  return [str(paths.data_path("openwebmath", "owm-sample-878.jsonl"))]
+
+
+def owm_source() -> DocumentFilesSource:
+  return DocumentFilesSource(owm_files, extra_fields=("url", "date", "metadata"))

@@ -1,0 +1,46 @@
+"""``tokensift tasks`` and ``tokensift inspect``: list registered seqio tasks, print decoded examples."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+  p = sub.add_parser("tasks", help="list the registered tokensift seqio tasks")
+  p.add_argument("--all", action="store_true", help="include tasks registered by other packages")
+  p.set_defaults(func=cmd_tasks)
+  p = sub.add_parser("inspect", help="print tokenized examples of a task decoded back to text")
+  p.add_argument("task")
+  p.add_argument("--split", default="validation")
+  p.add_argument("-n", type=int, default=3, help="number of examples")
+  p.add_argument("--length", type=int, default=128, help="targets sequence length (tokens)")
+  p.set_defaults(func=cmd_inspect)
+
+
+def cmd_tasks(args) -> int:
+  import seqio
+  import tokensift.tasks
+  names = tokensift.tasks.register_all()
+  shown = sorted(seqio.TaskRegistry.names()) if args.all else sorted(set(names))
+  for name in shown:
+    task = seqio.get_mixture_or_task(name)
+    vocab = task.output_features["targets"].vocabulary
+    print(f"{name:40s} splits={','.join(task.splits)}  vocab={type(vocab).__name__}({vocab.vocab_size})")
+  return 0
+
+
+def cmd_inspect(args) -> int:
+  import seqio
+  import tokensift.tasks  # noqa: F401  (registers tasks)
+  if args.task not in seqio.TaskRegistry.names():
+    raise ValueError(f"unknown task {args.task!r}; `tokensift tasks` lists them")
+  task = seqio.get_mixture_or_task(args.task)
+  if args.split not in task.splits:
+    raise ValueError(f"task {args.task!r} has no split {args.split!r}; it has {list(task.splits)}")
+  vocab = task.output_features["targets"].vocabulary
+  ds = task.get_dataset(sequence_length={"targets": args.length}, split=args.split, shuffle=False)
+  for i, ex in enumerate(ds.take(args.n).as_numpy_iterator()):
+    ids = ex["targets"].tolist()
+    print(f"--- [{i}] id={ex['id'].decode()} tokens={len(ids)} (truncated to {args.length})")
+    print(f"ids: {ids[:24]}{' ...' if len(ids) > 24 else ''}")
+    print(vocab.decode(ids))
+  return 0
