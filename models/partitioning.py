@@ -1,0 +1,141 @@
+"""The one logical-axis rules table, mesh construction and sharded init/apply helpers.
+
+Layers name their parameter and activation axes logically (``nn.with_logical_partitioning`` on params,
+``nn.with_logical_constraint`` on activations); this module maps those names onto a ``('data', 'model')``
+mesh. FSDP is a rules change (``FSDP_RULES``), never a code change (after t5x ``standard_logical_axis_rules``).
+
+Logical axis names used by tokensift layers:
+  batch, length, embed, mlp, heads, kv_heads, head_dim, vocab, relpos_buckets, kv_length, layers (unused by
+  rules; kept unsharded).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+Rules = tuple[tuple[str, Any], ...]
+
+# Model (tensor) parallelism over 'model', data parallelism over 'data' (t5x's standard rules, 1-D model axis).
+STANDARD_RULES: Rules = (
+    ("batch", "data"),
+    ("vocab", "model"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("kv_heads", None),  # multi-query / few kv heads: replicate rather than split 1-3 heads
+    ("head_dim", None),
+    ("embed", None),
+    ("length", None),
+    ("kv_length", None),
+    ("relpos_buckets", None),
+    ("layers", None),
+)
+
+# Fully-sharded data parallel: parameters' embed axis also split over 'data'.
+FSDP_RULES: Rules = tuple(("embed", "data") if name == "embed" else (name, axis) for name, axis in STANDARD_RULES)
+
+RULE_SETS = {"standard": STANDARD_RULES, "fsdp": FSDP_RULES}
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Mesh shape: ``data * model`` must equal the device count; ``data=-1`` means "the rest"."""
+  data: int = -1
+  model: int = 1
+  rules: str = "standard"
+
+
+def make_mesh(config: MeshConfig = MeshConfig(), devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A ``('data', 'model')`` mesh over ``devices`` (default: all devices, e.g. 8 fake CPUs in tests)."""
+  devices = list(devices if devices is not None else jax.devices())
+  n = len(devices)
+  model = config.model
+  data = config.data if config.data != -1 else n // model
+  if model < 1 or data < 1 or data * model != n:
+    raise ValueError(f"mesh (data={config.data}, model={config.model}) does not fit {n} devices")
+  return Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
+
+
+def get_rules(name_or_rules: str | Rules = "standard") -> Rules:
+  if isinstance(name_or_rules, str):
+    if name_or_rules not in RULE_SETS:
+      raise ValueError(f"unknown partitioning rules {name_or_rules!r}; known: {sorted(RULE_SETS)}")
+    return RULE_SETS[name_or_rules]
+  return tuple(name_or_rules)
+
+
+def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: str | Rules = "standard") -> Any:
+  """NamedShardings for a (possibly abstract) tree of ``nn.LogicallyPartitioned`` boxes and plain arrays.
+
+  Leaves without logical names are replicated.
+  """
+  rules = get_rules(rules)
+  specs = nn.get_partition_spec(abstract_tree)
+  return jax.tree.map(lambda spec: NamedSharding(mesh, nn.logical_to_mesh_axes(spec, rules)
+                                                 if isinstance(spec, PartitionSpec) else PartitionSpec()),
+                      specs, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
+
+
+def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules = "standard",
+                 rng: jax.Array | None = None, **init_kwargs) -> tuple[Any, Any]:
+  """Initializes ``module`` directly into its sharded layout.
+
+  Returns ``(params, shardings)``: unboxed params (plain arrays placed per the rules) and the matching tree
+  of NamedShardings (to pass as ``in_shardings`` or to ``place_params``).
+  """
+  rng = jax.random.PRNGKey(0) if rng is None else rng
+  rules_t = get_rules(rules)
+
+  def init():
+    return module.init(rng, *init_args, **init_kwargs)["params"]
+
+  with mesh, nn.logical_axis_rules(rules_t):
+    abstract = jax.eval_shape(init)
+    shardings = logical_shardings(abstract, mesh, rules_t)
+    params = jax.jit(lambda: nn.unbox(init()), out_shardings=shardings)()
+  return params, shardings
+
+
+def param_shardings(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules = "standard",
+                    **init_kwargs) -> Any:
+  """The NamedShardings a module's params take under ``rules`` (from an abstract init; no compute)."""
+  rules_t = get_rules(rules)
+  with mesh, nn.logical_axis_rules(rules_t):
+    abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *init_args, **init_kwargs)["params"])
+    return logical_shardings(abstract, mesh, rules_t)
+
+
+def place_params(params: Any, shardings: Any) -> Any:
+  """Puts a tree of host arrays (e.g. loaded from a checkpoint) onto devices per ``shardings``."""
+  return jax.tree.map(lambda x, s: jax.device_put(x, s), params, shardings)
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+  """Sharding for an input batch ``[batch, ...]``: batch over 'data', the rest replicated."""
+  return NamedSharding(mesh, PartitionSpec("data", *([None] * (ndim - 1))))
+
+
+def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any, *, rules: str | Rules = "standard",
+              method: str | Callable | None = None, static_argnames: Sequence[str] = (),
+              out_sharding: Any = None) -> Callable:
+  """``jax.jit`` of ``module.apply({'params': p}, *args, method=...)`` with params in ``shardings`` and the
+  logical rules in scope, so activation constraints inside layers bind to this mesh.
+  """
+  rules_t = get_rules(rules)
+
+  def fn(params, *args, **kwargs):
+    with nn.logical_axis_rules(rules_t):
+      return module.apply({"params": params}, *args, method=method, **kwargs)
+
+  jitted = jax.jit(fn, in_shardings=None, out_shardings=out_sharding, static_argnames=tuple(static_argnames))
+
+  def call(params, *args, **kwargs):
+    with mesh:
+      return jitted(params, *args, **kwargs)
+
+  del shardings  # params arrive already placed (sharded_init / place_params); jit follows their layout
+  return call
