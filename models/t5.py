@@ -1,0 +1,472 @@
+"""T5 v1.1 / FLAN-T5 encoder-decoder in Flax linen, with t5x's EncoderDecoder network signature.
+
+Architecture (as HF ``T5ForConditionalGeneration`` and t5x ``examples/t5/network.py`` define it): RMS layer
+norm without bias (pre-norm), attention without 1/sqrt(d) scaling, relative position buckets (bidirectional in
+the encoder, causal in the decoder) with one bias table per stack shared by all its layers, gated-GELU
+(tanh-approximated GELU, HF's ``gelu_new``) MLP for v1.1 / FLAN-T5 or ReLU for T5 v1.0, untied ``logits_dense``
+(or logits through the embedding scaled by ``d_model**-0.5`` when ``tie_word_embeddings``).
+
+Parameter tree (names follow t5x so T5X checkpoints map one to one; attention kernels are kept
+``[embed, heads, head_dim]`` / ``[heads, head_dim, embed]`` instead of t5x's flattened 2-D storage)::
+
+  token_embedder/embedding                         [vocab, embed]
+  encoder/relpos_bias/rel_embedding                [heads, relpos_buckets]
+  encoder/layers_{i}/pre_attention_layer_norm/scale, attention/{query,key,value,out}/kernel,
+                     pre_mlp_layer_norm/scale, mlp/{wi_0,wi_1 | wi, wo}/kernel
+  encoder/encoder_norm/scale
+  decoder/relpos_bias/rel_embedding
+  decoder/layers_{i}/pre_self_attention_layer_norm, self_attention, pre_cross_attention_layer_norm,
+                     encoder_decoder_attention, pre_mlp_layer_norm, mlp
+  decoder/decoder_norm/scale, decoder/logits_dense/kernel   [embed, vocab]  (absent when tied)
+
+Autoregressive decoding uses t5x's ``cache`` collection layout: each decoder self-attention holds
+``cached_key``/``cached_value`` ``[batch, heads, head_dim, max_length]`` and ``cache_index`` (int32 scalar).
+A first ``decode=True`` call with full-length ``[batch, max_length]`` decoder inputs creates the cache
+(``mutable=['cache']``); later calls feed ``[batch, 1]`` tokens with ``max_decode_length`` set.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_NEG_INF = -1e10  # additive mask value (t5x); exp() underflows to exactly 0 in float32
+
+_ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "silu": jax.nn.silu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Hyperparameters of a T5 encoder-decoder (HF names; FLAN-T5-Small defaults)."""
+  vocab_size: int = 32128
+  d_model: int = 512
+  num_heads: int = 6
+  head_dim: int = 64  # HF d_kv
+  d_ff: int = 1024
+  num_encoder_layers: int = 8
+  num_decoder_layers: int = 8
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  layer_norm_epsilon: float = 1e-6
+  feed_forward_proj: str = "gated-gelu"  # "relu" (T5 v1.0), "gated-gelu" (v1.1/FLAN), "gated-silu", "gelu"
+  tie_word_embeddings: bool = False
+  dropout_rate: float = 0.0
+  dtype: str = "float32"  # activation / compute dtype ("bfloat16" for bf16 compute)
+  param_dtype: str = "float32"
+
+  def __post_init__(self):
+    act = self.feed_forward_proj.split("-")[-1]
+    if self.feed_forward_proj.count("-") > 1 or act not in ("relu", "gelu", "silu") or (
+        "-" in self.feed_forward_proj and not self.feed_forward_proj.startswith("gated-")):
+      raise ValueError(f"unsupported feed_forward_proj {self.feed_forward_proj!r}; "
+                       "use relu, gelu, silu, gated-relu, gated-gelu or gated-silu")
+    for name in ("dtype", "param_dtype"):
+      if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"T5Config.{name}={getattr(self, name)!r}; use float32, bfloat16 or float16")
+
+  @property
+  def is_gated(self) -> bool:
+    return self.feed_forward_proj.startswith("gated-")
+
+  @property
+  def activation(self) -> str:
+    # HF maps "gated-gelu" to the tanh approximation (gelu_new); plain "gelu" is the exact one.
+    if self.feed_forward_proj == "gated-gelu":
+      return "gelu_new"
+    return self.feed_forward_proj.split("-")[-1]
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @property
+  def params_dtype(self):
+    return jnp.dtype(self.param_dtype)
+
+
+def relative_position_bucket(relative_position: jax.Array, *, bidirectional: bool, num_buckets: int,
+                             max_distance: int) -> jax.Array:
+  """Bucket of ``memory_position - query_position`` (int32, any shape) -> int32 in ``[0, num_buckets)``.
+
+  Small distances get one bucket each, larger ones share logarithmically wider buckets; in a causal stack
+  (``bidirectional=False``) attending forward is impossible and all positive offsets fall in bucket 0.
+  Follows HF's float32 arithmetic so bucket boundaries agree with HF checkpoints.
+  """
+  buckets = jnp.zeros_like(relative_position)
+  if bidirectional:
+    num_buckets //= 2
+    buckets = buckets + (relative_position > 0).astype(jnp.int32) * num_buckets
+    distance = jnp.abs(relative_position)
+  else:
+    distance = -jnp.minimum(relative_position, 0)
+  max_exact = num_buckets // 2
+  is_small = distance < max_exact
+  safe = jnp.maximum(distance, 1).astype(jnp.float32)  # log(0) is masked by is_small anyway
+  large = max_exact + (jnp.log(safe / max_exact) / math.log(max_distance / max_exact)
+                       * (num_buckets - max_exact)).astype(jnp.int32)
+  large = jnp.minimum(large, num_buckets - 1)
+  return buckets + jnp.where(is_small, distance, large)
+
+
+def _param(module: nn.Module, name: str, init, shape, axes):
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, module.config.params_dtype)
+
+
+class RMSNorm(nn.Module):
+  """T5 layer norm: ``x / sqrt(mean(x^2) + eps) * scale``, no mean subtraction, no bias; stats in float32."""
+  config: Any
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    scale = _param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("embed",))
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.config.layer_norm_epsilon)
+    return y.astype(self.config.compute_dtype) * scale.astype(self.config.compute_dtype)
+
+
+class RelativePositionBias(nn.Module):
+  """Relative position attention bias ``[1, heads, q_len, k_len]`` (float32) from a ``[heads, buckets]``
+  table; ``query_positions: [q_len]``, ``key_positions: [k_len]``."""
+  config: T5Config
+  bidirectional: bool
+
+  @nn.compact
+  def __call__(self, query_positions: jax.Array, key_positions: jax.Array) -> jax.Array:
+    cfg = self.config
+    table = _param(self, "rel_embedding", nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+                   (cfg.num_heads, cfg.relative_attention_num_buckets), ("heads", "relpos_buckets"))
+    rel = key_positions[None, :].astype(jnp.int32) - query_positions[:, None].astype(jnp.int32)
+    buckets = relative_position_bucket(rel, bidirectional=self.bidirectional,
+                                       num_buckets=cfg.relative_attention_num_buckets,
+                                       max_distance=cfg.relative_attention_max_distance)
+    return jnp.take(table.astype(jnp.float32), buckets, axis=1)[None]  # [1, heads, q, k]
+
+
+class Attention(nn.Module):
+  """Multi-head attention without logit scaling (T5). ``inputs_q: [b, q, embed]``, ``inputs_kv: [b, k, embed]``,
+  ``mask: [b, 1, q, k]`` (bool/0-1) or None, ``bias: [1, heads, q, k]`` float32 or None -> ``[b, q, embed]``.
+
+  With ``decode=True`` keeps t5x's cache (see module docstring); ``bias``/``mask`` then span the full
+  cache length and the row of the current position is sliced here.
+  """
+  config: T5Config
+  causal: bool = False
+
+  @nn.compact
+  def __call__(self, inputs_q, inputs_kv, mask=None, bias=None, *, decode: bool = False,
+               deterministic: bool = True):
+    cfg = self.config
+    stepping = False
+    dt = cfg.compute_dtype
+    d, h, hd = inputs_q.shape[-1], cfg.num_heads, cfg.head_dim
+    kinit = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
+    qinit = lambda *a: kinit(*a) / math.sqrt(hd)  # no 1/sqrt(d) in attention: folded into the init
+    wq = _param(self, "query", qinit, (d, h, hd), ("embed", "heads", "head_dim"))
+    wk = _param(self, "key", kinit, (d, h, hd), ("embed", "heads", "head_dim"))
+    wv = _param(self, "value", kinit, (d, h, hd), ("embed", "heads", "head_dim"))
+    wo = _param(self, "out", nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1),
+                                                            out_axis=2),
+                (h, hd, d), ("heads", "head_dim", "embed"))
+    qkv_axes = ("batch", "length", "heads", "head_dim")
+    q = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_q.astype(dt), wq.astype(dt)), qkv_axes)
+    k = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wk.astype(dt)), qkv_axes)
+    v = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wv.astype(dt)), qkv_axes)
+
+    if decode:
+      initialized = self.has_variable("cache", "cached_key")
+      cache_shape = (k.shape[0], h, hd, k.shape[1])  # [batch, heads, head_dim, length] (t5x layout)
+      cached_key = self.variable("cache", "cached_key", jnp.zeros, cache_shape, k.dtype)
+      cached_value = self.variable("cache", "cached_value", jnp.zeros, cache_shape, v.dtype)
+      cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, dtype=jnp.int32))
+      if initialized:
+        stepping = True
+        batch, _, _, length = cached_key.value.shape
+        if q.shape != (batch, 1, h, hd):
+          raise ValueError(f"decode step expects one query position [{batch}, 1, ...]; got query {q.shape}")
+        idx = cache_index.value
+        new_k = jax.lax.dynamic_update_slice(cached_key.value, jnp.moveaxis(k, 1, -1).astype(k.dtype),
+                                             (0, 0, 0, idx))
+        new_v = jax.lax.dynamic_update_slice(cached_value.value, jnp.moveaxis(v, 1, -1).astype(v.dtype),
+                                             (0, 0, 0, idx))
+        cached_key.value, cached_value.value = new_k, new_v
+        cache_index.value = idx + 1
+        k, v = jnp.moveaxis(new_k, -1, 1), jnp.moveaxis(new_v, -1, 1)
+        step_mask = jnp.broadcast_to(jnp.arange(length) <= idx, (batch, 1, 1, length))
+        mask = step_mask if mask is None else jnp.logical_and(mask.astype(bool), step_mask)
+        if bias is not None and bias.shape[-2] != 1:
+          bias = jax.lax.dynamic_slice_in_dim(bias, idx, 1, axis=-2)
+
+    if self.causal and not stepping:
+      causal = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))[None, None]
+      mask = causal if mask is None else jnp.logical_and(mask.astype(bool), causal)
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+      scores = scores + bias.astype(jnp.float32)
+    if mask is not None:
+      scores = jnp.where(mask.astype(bool), scores, _NEG_INF)
+    weights = jax.nn.softmax(scores, axis=-1).astype(dt)
+    if not deterministic and cfg.dropout_rate > 0:
+      weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(weights, deterministic=False)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    out = jnp.einsum("bqhd,hde->bqe", out, wo.astype(dt))
+    return nn.with_logical_constraint(out, ("batch", "length", "embed"))
+
+
+class Mlp(nn.Module):
+  """Gated (``act(x W_0) * (x W_1)``) or plain (``act(x W)``) feed-forward, then ``W_o``: [b, l, embed]."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    cfg = self.config
+    dt = cfg.compute_dtype
+    d = x.shape[-1]
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+    act = _ACTIVATIONS[cfg.activation]
+    names = ("wi_0", "wi_1") if cfg.is_gated else ("wi",)
+    hs = [jnp.einsum("bld,df->blf", x.astype(dt),
+                     _param(self, n, init, (d, cfg.d_ff), ("embed", "mlp")).astype(dt)) for n in names]
+    y = act(hs[0]) * hs[1] if cfg.is_gated else act(hs[0])
+    y = nn.with_logical_constraint(y, ("batch", "length", "mlp"))
+    y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    wo = _param(self, "wo", init, (cfg.d_ff, d), ("mlp", "embed"))
+    return nn.with_logical_constraint(jnp.einsum("blf,fd->bld", y, wo.astype(dt)), ("batch", "length", "embed"))
+
+
+class EncoderLayer(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x, mask, bias, deterministic: bool = True):
+    drop = lambda y: nn.Dropout(self.config.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    y = RMSNorm(self.config, name="pre_attention_layer_norm")(x)
+    x = x + drop(Attention(self.config, name="attention")(y, y, mask, bias, deterministic=deterministic))
+    y = RMSNorm(self.config, name="pre_mlp_layer_norm")(x)
+    return x + drop(Mlp(self.config, name="mlp")(y, deterministic=deterministic))
+
+
+class DecoderLayer(nn.Module):
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x, encoded, self_mask, cross_mask, bias, deterministic: bool = True, decode: bool = False):
+    drop = lambda y: nn.Dropout(self.config.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    y = RMSNorm(self.config, name="pre_self_attention_layer_norm")(x)
+    x = x + drop(Attention(self.config, causal=True, name="self_attention")(y, y, self_mask, bias, decode=decode,
+                                                              deterministic=deterministic))
+    y = RMSNorm(self.config, name="pre_cross_attention_layer_norm")(x)
+    x = x + drop(Attention(self.config, name="encoder_decoder_attention")(y, encoded, cross_mask,
+                                                                         deterministic=deterministic))
+    y = RMSNorm(self.config, name="pre_mlp_layer_norm")(x)
+    return x + drop(Mlp(self.config, name="mlp")(y, deterministic=deterministic))
+
+
+class Embed(nn.Module):
+  """Token embedding ``[vocab, embed]`` shared by encoder and decoder (and by the logits when tied)."""
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.embedding = self.param("embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0),
+                                                                          ("vocab", "embed")),
+                                (cfg.vocab_size, cfg.d_model), cfg.params_dtype)
+
+  def __call__(self, tokens):
+    """``int[b, l]`` -> ``[b, l, embed]`` (compute dtype)."""
+    x = jnp.take(self.embedding, tokens.astype(jnp.int32), axis=0).astype(self.config.compute_dtype)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+  def attend(self, y):
+    """``[b, l, embed]`` -> float32 logits ``[b, l, vocab]`` through the embedding's transpose."""
+    return jnp.einsum("bld,vd->blv", y.astype(jnp.float32), self.embedding.astype(jnp.float32))
+
+
+class LogitsDense(nn.Module):
+  """Untied output projection, float32: ``[b, l, embed]`` -> ``[b, l, vocab]``."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, y):
+    cfg = self.config
+    kernel = _param(self, "kernel", nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+                    (cfg.d_model, cfg.vocab_size), ("embed", "vocab"))
+    return jnp.einsum("bld,dv->blv", y.astype(jnp.float32), kernel.astype(jnp.float32))
+
+
+class Encoder(nn.Module):
+  """``tokens: int[b, l]``, ``mask: [b, 1, l, l]`` -> ``[b, l, embed]`` (after the final norm)."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens, mask, deterministic: bool = True):
+    cfg = self.config
+    pos = jnp.arange(tokens.shape[1])
+    bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(pos, pos)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens),
+                                                          deterministic=deterministic)
+    for i in range(cfg.num_encoder_layers):
+      x = EncoderLayer(cfg, name=f"layers_{i}")(x, mask, bias, deterministic)
+    x = RMSNorm(cfg, name="encoder_norm")(x)
+    return nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+
+
+class Decoder(nn.Module):
+  """``tokens: int[b, l]`` decoder inputs, ``encoded: [b, k, embed]`` -> float32 logits ``[b, l, vocab]``."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens, encoded, self_mask, cross_mask, deterministic: bool = True, decode: bool = False,
+               max_decode_length: int | None = None):
+    cfg = self.config
+    length = max_decode_length if decode and max_decode_length else tokens.shape[1]
+    pos = jnp.arange(length)
+    bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(pos, pos)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens),
+                                                          deterministic=deterministic)
+    for i in range(cfg.num_decoder_layers):
+      x = DecoderLayer(cfg, name=f"layers_{i}")(x, encoded, self_mask, cross_mask, bias, deterministic, decode)
+    x = RMSNorm(cfg, name="decoder_norm")(x)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    if cfg.tie_word_embeddings:  # HF and t5x rescale by d_model**-0.5 when the output reuses the embedding
+      logits = self.shared_embedding.attend(x * (cfg.d_model ** -0.5))
+    else:
+      logits = LogitsDense(cfg, name="logits_dense")(x)
+    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
+
+def _pair_mask(q_valid, k_valid):
+  """``[b, q]``, ``[b, k]`` bool -> ``[b, 1, q, k]``."""
+  return jnp.logical_and(q_valid[:, None, :, None], k_valid[:, None, None, :])
+
+
+def _segment_mask(q_segments, k_segments):
+  return jnp.equal(q_segments[:, None, :, None], k_segments[:, None, None, :])
+
+
+def _check_tokens(name, tokens):
+  if tokens.ndim != 2:
+    raise ValueError(f"{name} must be [batch, length]; got shape {tokens.shape}")
+
+
+def encoder_mask(encoder_input_tokens, encoder_segment_ids=None):
+  """Padding (token 0) and packing mask for the encoder: ``[b, 1, l, l]`` bool."""
+  valid = encoder_input_tokens > 0
+  mask = _pair_mask(valid, valid)
+  if encoder_segment_ids is not None:
+    mask = jnp.logical_and(mask, _segment_mask(encoder_segment_ids, encoder_segment_ids))
+  return mask
+
+
+class T5(nn.Module):
+  """T5 encoder-decoder with t5x's ``EncoderDecoder`` network methods (``__call__``, ``encode``, ``decode``)."""
+  config: T5Config
+
+  def setup(self):
+    self.token_embedder = Embed(self.config)
+    self.encoder = Encoder(self.config, self.token_embedder)
+    self.decoder = Decoder(self.config, self.token_embedder)
+
+  def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout: bool = False):
+    """``encoder_input_tokens: int[b, l]`` (0 = padding) -> encoded ``[b, l, d_model]``."""
+    _check_tokens("encoder_input_tokens", encoder_input_tokens)
+    return self.encoder(encoder_input_tokens, encoder_mask(encoder_input_tokens, encoder_segment_ids),
+                        deterministic=not enable_dropout)
+
+  def decode(self, encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
+             encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None,
+             enable_dropout: bool = False, decode: bool = False, max_decode_length: int | None = None):
+    """Decoder over ``encoded: [b, k, d_model]`` -> float32 logits ``[b, l, vocab]``.
+
+    ``decoder_target_tokens`` (0 = padding) masks padded positions; when None only the causal mask applies.
+    ``decoder_positions`` is accepted for t5x compatibility; relative biases use in-sequence offsets, which
+    are the same within each packed segment.
+    """
+    del decoder_positions
+    _check_tokens("decoder_input_tokens", decoder_input_tokens)
+    enc_valid = encoder_input_tokens > 0
+    if decode:  # incremental decoding: no target padding mask (t5x); causality comes from the cache
+      if encoder_segment_ids is not None:
+        raise ValueError("packed inputs (encoder_segment_ids) cannot be used with decode=True")
+      self_mask = None
+      cross_mask = _pair_mask(jnp.ones_like(decoder_input_tokens, dtype=bool), enc_valid)
+    else:
+      if decoder_target_tokens is None:
+        self_mask = None
+        dec_valid = jnp.ones_like(decoder_input_tokens, dtype=bool)
+      else:
+        dec_valid = decoder_target_tokens > 0
+        self_mask = _pair_mask(dec_valid, dec_valid)
+      if decoder_segment_ids is not None:
+        seg = _segment_mask(decoder_segment_ids, decoder_segment_ids)
+        self_mask = seg if self_mask is None else jnp.logical_and(self_mask, seg)
+      cross_mask = _pair_mask(dec_valid, enc_valid)
+      if encoder_segment_ids is not None:
+        if decoder_segment_ids is None:
+          raise ValueError("encoder_segment_ids given without decoder_segment_ids")
+        cross_mask = jnp.logical_and(cross_mask, _segment_mask(decoder_segment_ids, encoder_segment_ids))
+    return self.decoder(decoder_input_tokens, encoded, self_mask, cross_mask, deterministic=not enable_dropout,
+                        decode=decode, max_decode_length=max_decode_length)
+
+  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
+               encoder_segment_ids=None, decoder_segment_ids=None, encoder_positions=None, decoder_positions=None,
+               enable_dropout: bool = False, decode: bool = False, max_decode_length: int | None = None):
+    """``encoder_input_tokens: int[b, k]``, ``decoder_input_tokens: int[b, l]`` -> logits ``[b, l, vocab]``."""
+    del encoder_positions
+    encoded = self.encode(encoder_input_tokens, encoder_segment_ids=encoder_segment_ids,
+                          enable_dropout=enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+                       encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
+                       decoder_positions=decoder_positions, enable_dropout=enable_dropout, decode=decode,
+                       max_decode_length=max_decode_length)
+
+
+class T5Encoder(nn.Module):
+  """Encoder-only T5 (Sentence-T5, HF ``T5EncoderModel``): params ``token_embedder`` + ``encoder``.
+
+  ``__call__(encoder_input_tokens, encoder_segment_ids=None, enable_dropout=False) -> [b, l, d_model]``.
+  """
+  config: T5Config
+
+  def setup(self):
+    self.token_embedder = Embed(self.config)
+    self.encoder = Encoder(self.config, self.token_embedder)
+
+  def __call__(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout: bool = False):
+    _check_tokens("encoder_input_tokens", encoder_input_tokens)
+    return self.encoder(encoder_input_tokens, encoder_mask(encoder_input_tokens, encoder_segment_ids),
+                        deterministic=not enable_dropout)
+
+  def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout: bool = False):
+    return self(encoder_input_tokens, encoder_segment_ids, enable_dropout)
+
+
+def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of ``hidden: [b, l, d]`` over positions where ``mask: [b, l]`` is nonzero -> ``[b, d]`` float32."""
+  m = mask.astype(jnp.float32)[..., None]
+  return (hidden.astype(jnp.float32) * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1e-9)
+
+
+def t5_sentence_embeddings(module: nn.Module, params: Any, input_ids: jax.Array, attention_mask=None, *,
+                           normalize: bool = True) -> jax.Array:
+  """Sentence-T5-style embeddings: mean-pooled encoder states (``[b, d_model]``), L2-normalised by default.
+
+  ``module`` is a ``T5`` or ``T5Encoder``; ``attention_mask`` defaults to ``input_ids > 0``.
+  """
+  mask = (input_ids > 0) if attention_mask is None else attention_mask
+  tokens = jnp.where(mask > 0, input_ids, 0)
+  hidden = module.apply({"params": params}, tokens, method=module.encode)
+  pooled = mean_pool(hidden, mask)
+  if normalize:
+    pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+  return pooled
