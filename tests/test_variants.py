@@ -1,0 +1,77 @@
+"""Id lists and seqio task variants filtering a real base task (C4 sample) by id."""
+import pytest
+import seqio
+
+import tokensift.tasks
+from tokensift.selection import variants
+
+
+def _val_ids(n=30):
+  task = seqio.get_mixture_or_task("c4_en_raw")
+  ds = task.source.get_dataset("validation", shuffle=False).take(n)
+  return [ex["id"].decode() for ex in ds.as_numpy_iterator()]
+
+
+def test_id_list_round_trip_and_errors(tmp_path):
+  ids = ["c4-a__1", "owm:https://x.org/q?a=1 b", "ü-id"]
+  p = variants.write_id_list(tmp_path / "sub" / "ids.txt", ids)
+  assert variants.read_id_list(p) == ids
+  assert p.read_bytes() == "".join(i + "\n" for i in ids).encode("utf-8")
+  with pytest.raises(ValueError, match="'a\\\\nb'"):
+    variants.write_id_list(tmp_path / "bad.txt", ["a\nb"])
+  with pytest.raises(ValueError, match="twice"):
+    variants.write_id_list(tmp_path / "bad.txt", ["a", "a"])
+  with pytest.raises(FileNotFoundError, match="nope.txt"):
+    variants.read_id_list(tmp_path / "nope.txt")
+  variants.write_id_list(p, ["z"])  # rewritten file is re-read, not served from the cache
+  assert variants.read_id_list(p) == ["z"]
+
+
+def test_variant_names():
+  assert variants.variant_name("c4_en_raw", "askllm", 20) == "c4_en_askllm_r20"
+  assert variants.variant_name("c4_en_raw_smollm2", "density", 10) == "c4_en_density_r10_smollm2"
+  assert variants.variant_name("mytask", "askllm", 2.5) == "mytask_askllm_r2p5"
+
+
+def test_variant_keeps_exactly_the_listed_documents(tmp_path, data_dir):
+  tokensift.tasks.register_all()
+  ids = _val_ids()
+  keep = ids[::4] + ["not-a-real-id"]
+  path = variants.write_id_list(tmp_path / "ids.txt", keep)
+  task = variants.register_variant("c4_en_askllm_r20", "c4_en_raw", path)
+  assert seqio.get_mixture_or_task("c4_en_askllm_r20") is task
+  ds = task.get_dataset({"targets": 64}, split="validation", shuffle=False)
+  got = [ex for ex in ds.as_numpy_iterator()]
+  assert sorted(ex["id"].decode() for ex in got) == sorted(ids[::4])
+  base = seqio.get_mixture_or_task("c4_en_raw").get_dataset({"targets": 64}, split="validation", shuffle=False)
+  base_by_id = {ex["id"].decode(): ex["targets"].tolist() for ex in base.take(30).as_numpy_iterator()}
+  for ex in got:  # same tokenization as the base task
+    assert ex["targets"].tolist() == base_by_id[ex["id"].decode()]
+  # a new selection re-registers the same name
+  variants.write_id_list(tmp_path / "ids2.txt", ids[:2])
+  task2 = variants.register_variant("c4_en_askllm_r20", "c4_en_raw", tmp_path / "ids2.txt")
+  got2 = [ex["id"].decode() for ex in task2.get_dataset({"targets": 64}, split="validation",
+                                                          shuffle=False).as_numpy_iterator()]
+  assert sorted(got2) == sorted(ids[:2])
+
+
+def test_variant_on_files_task_and_empty_list(tmp_path, data_dir):
+  tokensift.tasks.register_all()
+  src = seqio.get_mixture_or_task("owm_raw_smollm2").source
+  ids = [ex["id"].decode() for ex in src.get_dataset("train", shuffle=False).take(5).as_numpy_iterator()]
+  tasks = variants.register_variants("owm_raw_smollm2", "density",
+                                     {10: variants.write_id_list(tmp_path / "a.txt", ids[1:3]),
+                                      20: variants.write_id_list(tmp_path / "b.txt", [])})
+  assert [t.name for t in tasks] == ["owm_density_r10_smollm2", "owm_density_r20_smollm2"]
+  got = [ex["id"].decode() for ex in tasks[0].get_dataset({"targets": 32}, split="train",
+                                                           shuffle=False).as_numpy_iterator()]
+  assert got == ids[1:3]
+  assert list(tasks[1].get_dataset({"targets": 32}, split="train", shuffle=False).as_numpy_iterator()) == []
+
+
+def test_variant_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="missing.txt"):
+    variants.register_variant("x_v", "c4_en_raw", tmp_path / "missing.txt")
+  p = variants.write_id_list(tmp_path / "ids.txt", ["a"])
+  with pytest.raises(ValueError, match="'no_such_task'"):
+    variants.register_variant("x_v", "no_such_task", p)
