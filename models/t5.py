@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tokensift.models.bert import l2_normalize, mean_pool
+
 _NEG_INF = -1e10  # additive mask value (t5x); exp() underflows to exactly 0 in float32
 
 _ACTIVATIONS = {
@@ -451,12 +453,6 @@ class T5Encoder(nn.Module):
     return self(encoder_input_tokens, encoder_segment_ids, enable_dropout)
 
 
-def mean_pool(hidden: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean of ``hidden: [b, l, d]`` over positions where ``mask: [b, l]`` is nonzero -> ``[b, d]`` float32."""
-  m = mask.astype(jnp.float32)[..., None]
-  return (hidden.astype(jnp.float32) * m).sum(axis=1) / jnp.maximum(m.sum(axis=1), 1e-9)
-
-
 def t5_sentence_embeddings(module: nn.Module, params: Any, input_ids: jax.Array, attention_mask=None, *,
                            normalize: bool = True) -> jax.Array:
   """Sentence-T5-style embeddings: mean-pooled encoder states (``[b, d_model]``), L2-normalised by default.
@@ -467,6 +463,4 @@ def t5_sentence_embeddings(module: nn.Module, params: Any, input_ids: jax.Array,
   tokens = jnp.where(mask > 0, input_ids, 0)
   hidden = module.apply({"params": params}, tokens, method=module.encode)
   pooled = mean_pool(hidden, mask)
-  if normalize:
-    pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
-  return pooled
+  return l2_normalize(pooled) if normalize else pooled
