@@ -1,9 +1,10 @@
 """HF ``tokenizers`` tokenizers from a ``tokenizer.json`` or from the metadata inside a GGUF file.
 
-A GGUF file (llama.cpp) carries its tokenizer (tokens, merges, special ids) and chat template as metadata.
-Converting it to a ``tokenizers.Tokenizer`` is delegated to transformers' GGUF converter (a maintained
-implementation of the same format; it needs the ``gguf`` package, not torch). The result is cached as a
-``tokenizer.json`` plus a small sidecar, because the conversion takes ~10 s for a 49k-token vocabulary.
+A GGUF file (llama.cpp) carries its tokenizer (tokens, merges, token types, special ids) and chat template as
+metadata. Byte-level BPE GGUF tokenizers (``tokenizer.ggml.model == "gpt2"``: SmolLM2, Llama 3, Qwen) are
+rebuilt here with the ``tokenizers`` library; other GGUF tokenizer models fall back to transformers' converter,
+which imports torch (so it is unavailable where torch is not installed). The result is cached as a
+``tokenizer.json`` plus a small sidecar.
 """
 from __future__ import annotations
 
@@ -73,18 +74,27 @@ def _from_gguf(path: Path) -> TokenizerFiles:
   out = paths.cache_dir() / "tokenizers" / _gguf_cache_key(path)
   tj, side = out / "tokenizer.json", out / "special.json"
   if not (tj.exists() and side.exists()):
-    from transformers import AutoTokenizer  # tokenizer conversion only; no torch involved
-    hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".tokenizer.json.{os.getpid()}"
-    hf.backend_tokenizer.save(str(tmp))
-    os.replace(tmp, tj)
     import gguf
     reader = gguf.GGUFReader(str(path))
 
     def field(name):
       f = reader.fields.get(name)
       return None if f is None else f.contents()
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tokenizer.json.{os.getpid()}"
+    kind = field("tokenizer.ggml.model")
+    if kind == "gpt2":
+      byte_level_bpe_from_gguf(field).save(str(tmp))
+    else:
+      try:
+        from transformers import AutoTokenizer
+        hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+      except ImportError as e:
+        raise ValueError(f"GGUF tokenizer model {kind!r} in {str(path)!r} needs transformers' converter, "
+                         f"which failed to import ({e}); export a tokenizer.json instead") from e
+      hf.backend_tokenizer.save(str(tmp))
+    os.replace(tmp, tj)
 
     meta = {"bos_id": field("tokenizer.ggml.bos_token_id"), "eos_id": field("tokenizer.ggml.eos_token_id"),
             "pad_id": field("tokenizer.ggml.padding_token_id"), "chat_template": field("tokenizer.chat_template"),
@@ -95,6 +105,30 @@ def _from_gguf(path: Path) -> TokenizerFiles:
   meta = json.loads(side.read_text())
   return TokenizerFiles(tj, meta["bos_id"], meta["eos_id"], meta["pad_id"], meta["chat_template"],
                         meta.get("add_bos", False))
+
+
+GGUF_TOKEN_CONTROL, GGUF_TOKEN_USER_DEFINED = 3, 4  # llama.cpp token types that are special, not BPE pieces
+
+
+def byte_level_bpe_from_gguf(field):
+  """A ``tokenizers.Tokenizer`` for a GGUF byte-level BPE vocabulary (``tokenizer.ggml.model == "gpt2"``).
+
+  ``field(name)`` returns a GGUF metadata value. Pieces are byte-level (GPT-2 alphabet), merges are
+  ``"a b"`` strings, control / user-defined tokens become added special tokens.
+  """
+  from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+  tokens = list(field("tokenizer.ggml.tokens"))
+  types = list(field("tokenizer.ggml.token_type") or [1] * len(tokens))
+  merges = [tuple(m.split(" ", 1)) for m in field("tokenizer.ggml.merges")]
+  vocab = {t: i for i, t in enumerate(tokens)}
+  tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+  prefix = bool(field("tokenizer.ggml.add_space_prefix") or False)
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix, use_regex=True)
+  tok.decoder = decoders.ByteLevel()
+  special = [AddedToken(tokens[i], special=True, normalized=False)
+             for i, t in enumerate(types) if t in (GGUF_TOKEN_CONTROL, GGUF_TOKEN_USER_DEFINED)]
+  tok.add_special_tokens(special)
+  return tok
 
 
 def render_chat(files: TokenizerFiles, user_message: str, *, add_generation_prompt: bool = True) -> str:

@@ -157,3 +157,20 @@ def test_cli_tasks_and_inspect(capsys):
   assert "The woman who died" in out
   assert cli.main(["inspect", "no_such_task"]) == 2
   assert "unknown task 'no_such_task'" in capsys.readouterr().err
+
+
+def test_gguf_tokenizer_matches_transformers_converter(data_dir, tmp_path, monkeypatch):
+  """tokensift's own GGUF -> tokenizers conversion gives the same ids as transformers' (torch-based) one."""
+  pytest.importorskip("torch")
+  from tokenizers import Tokenizer
+  from transformers import AutoTokenizer
+  from tokensift.tasks import hf_tokenizer
+  gguf_path = paths.smollm2_gguf()
+  mine = Tokenizer.from_file(str(hf_tokenizer.tokenizer_files(gguf_path).tokenizer_json))
+  ref = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).backend_tokenizer
+  with gzip.open(data_dir / "c4/jsonl/c4-validation-sample-1000.json.gz") as f:
+    texts = [json.loads(next(f))["text"] for _ in range(60)]
+  texts += [json.loads(line)["text"] for line in open(data_dir / "openwebmath/owm-sample-878.jsonl")][:60]
+  texts.append("<|im_start|>user\nIs this informative?<|im_end|>\n<|im_start|>assistant\n")
+  for t in texts:
+    assert mine.encode(t).ids == ref.encode(t).ids
