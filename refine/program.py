@@ -1,0 +1,408 @@
+"""The ProX program language: a small grammar and a hand-written parser (never ``exec``/``eval``/``ast``).
+
+A program is text written by a refining model or by the rule programmer, for example::
+
+    # Analysis: lines 0-2 are navigation
+    remove_lines(line_start=0, line_end=2)
+    normalize(source_str="&apos;", target_str="'")
+
+Grammar (junk between calls is skipped; ``#`` starts a comment outside string literals)::
+
+    program  := { junk | comment | call }
+    call     := NAME ws "(" ws [ arg { ws "," ws arg } [ ws "," ] ] ws ")"
+    arg      := [ NAME ws "=" ws ] value
+    value    := STRING | INT | "True" | "False" | "true" | "false" | "None"
+    STRING   := '"' { char | escape } '"' | "'" { char | escape } "'"     (no raw line break inside)
+    escape   := "\\" ( "\\" | "'" | '"' | "n" | "t" | "r" | "0" | "x" HH | "u" HHHH | "U" HHHHHHHH | newline )
+    INT      := [ "+" | "-" ] DIGIT { DIGIT }
+
+Known calls (aliases resolve to the canonical name; keyword names accept the short forms models write):
+
+    drop_doc()                      keep_doc()  (alias untouch_doc())
+    remove_lines(line_start, line_end)   keywords also start=/end=, start_line=/end_line=; or all=True
+    normalize(source_str, target_str)    keywords also source=/target=, src=/tgt=
+    keep_chunk()                    (alias skip_chunk())
+
+Any other ``name(`` is junk (recorded in ``Program.ignored``, never an error: ProX ignores it too). A known
+call that does not parse or bind (missing ``)``, unterminated string, unknown keyword, wrong type, too many
+arguments) becomes a ``ParseError`` value with its position; parsing itself never raises.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any
+
+Value = Any  # str | int | bool | None
+
+DOC_CALLS = ("drop_doc", "keep_doc")
+CHUNK_CALLS = ("remove_lines", "normalize", "keep_chunk")
+CALL_ALIASES = {"untouch_doc": "keep_doc", "skip_chunk": "keep_chunk"}
+
+# Positional parameter order and the keyword spellings accepted for each parameter.
+PARAMS: dict[str, tuple[str, ...]] = {
+    "drop_doc": (), "keep_doc": (), "keep_chunk": (),
+    "remove_lines": ("line_start", "line_end"),
+    "normalize": ("source_str", "target_str"),
+}
+KEYWORD_ALIASES: dict[str, dict[str, str]] = {
+    "remove_lines": {"line_start": "line_start", "start": "line_start", "start_line": "line_start",
+                     "line_end": "line_end", "end": "line_end", "end_line": "line_end", "all": "all"},
+    "normalize": {"source_str": "source_str", "source": "source_str", "src": "source_str",
+                  "target_str": "target_str", "target": "target_str", "tgt": "target_str"},
+}
+PARAM_TYPES = {"line_start": int, "line_end": int, "source_str": str, "target_str": str, "all": bool}
+MAX_INT_DIGITS = 18  # longer integer literals are clamped (they are out of range for any document)
+
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_IDENT_CHARS = _IDENT_START | frozenset("0123456789")
+_DIGITS = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SPACE = frozenset(" \t\r\f\v")
+_WS = _SPACE | {"\n"}
+_SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0",
+                   "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
+_KNOWN = frozenset(PARAMS) | frozenset(CALL_ALIASES)
+# The next comment or ``name(`` (the leftmost match always starts at the first character of an identifier).
+_SCAN = re.compile(r"#[^\n]*|([A-Za-z_][A-Za-z0-9_]*)[ \t\r\f\v]*\(")
+_LITERALS = {"True": True, "true": True, "False": False, "false": False, "None": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseError:
+  """A problem in a program, at character offset ``pos`` (``line``/``col`` are 1-based)."""
+  message: str
+  pos: int
+  line: int
+  col: int
+
+  def __str__(self) -> str:
+    return f"{self.line}:{self.col}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+  """One parsed and bound call. ``args`` maps canonical parameter names to values, in parameter order."""
+  name: str  # canonical name (aliases resolved)
+  args: tuple[tuple[str, Value], ...]
+  pos: int  # offset of the call name in the program text
+  line: int  # 1-based
+  col: int  # 1-based
+  written: str = ""  # the name as written (e.g. ``untouch_doc``)
+
+  def arg(self, key: str, default: Value = None) -> Value:
+    for k, v in self.args:
+      if k == key:
+        return v
+    return default
+
+  def where(self) -> str:
+    return f"{self.line}:{self.col}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """A parsed program: its calls in order, its errors, and the unknown ``name(`` it skipped as junk."""
+  source: str
+  calls: tuple[Call, ...]
+  errors: tuple[ParseError, ...]
+  ignored: tuple[str, ...] = ()
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+  line = text.count("\n", 0, pos) + 1
+  return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+class _Fail(Exception):
+  """Internal: a call failed to parse at ``pos``; parsing resumes at ``resume``."""
+
+  def __init__(self, message: str, pos: int, resume: int):
+    super().__init__(message)
+    self.message, self.pos, self.resume = message, pos, resume
+
+
+class _Parser:
+  def __init__(self, text: str):
+    self.s = text
+    self.n = len(text)
+
+  def line_end(self, i: int) -> int:
+    j = self.s.find("\n", i)
+    return self.n if j < 0 else j
+
+  def snippet(self, i: int) -> str:
+    return self.s[i:min(i + 12, self.line_end(i))]
+
+  def skip_ws(self, i: int) -> tuple[int, bool]:
+    """Skips whitespace and comments inside a call; returns (position, whether a line break was crossed)."""
+    s, n, crossed = self.s, self.n, False
+    while i < n:
+      c = s[i]
+      if c == "\n":
+        crossed = True
+        i += 1
+      elif c in _SPACE:
+        i += 1
+      elif c == "#":
+        i = self.line_end(i)
+      else:
+        break
+    return i, crossed
+
+  def fail(self, message: str, pos: int, crossed: bool, call_pos: int) -> _Fail:
+    """An error at ``pos``. When a line break was crossed to get there, the call is reported unterminated
+    and parsing resumes at the start of that line (so the next line's call is still read)."""
+    if crossed:
+      nl = self.s.rfind("\n", call_pos, pos)
+      return _Fail(f"unterminated call (missing ')'); then {message}", call_pos, nl + 1)
+    return _Fail(message, pos, self.line_end(pos))
+
+  def string(self, i: int) -> tuple[str, int]:
+    """A quoted string starting at ``i`` (the quote); returns (value, end offset)."""
+    s, n = self.s, self.n
+    quote = s[i]
+    j = i + 1
+    out: list[str] = []
+    start = j
+    while True:
+      if j >= n:
+        raise _Fail("unterminated string literal", i, n)
+      c = s[j]
+      if c == quote:
+        out.append(s[start:j])
+        return "".join(out), j + 1
+      if c == "\n":
+        raise _Fail("unterminated string literal (line break inside)", i, j)
+      if c == "\\":
+        out.append(s[start:j])
+        if j + 1 >= n:
+          raise _Fail("unterminated string literal", i, n)
+        e = s[j + 1]
+        if e in _SIMPLE_ESCAPES:
+          out.append(_SIMPLE_ESCAPES[e])
+          j += 2
+        elif e == "\n":  # line continuation
+          j += 2
+        elif e in "xuU":
+          width = {"x": 2, "u": 4, "U": 8}[e]
+          digits = s[j + 2:j + 2 + width]
+          try:
+            if len(digits) != width:
+              raise ValueError
+            code = int(digits, 16)
+            if 0xD800 <= code < 0xDC00 and s.startswith("\\u", j + 6):  # JSON-style surrogate pair
+              tail = s[j + 8:j + 12]
+              low = int(tail, 16) if len(tail) == 4 and all(ch in _HEX for ch in tail) else -1
+              if 0xDC00 <= low < 0xE000:
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                j += 6
+            out.append(chr(code))
+          except (ValueError, OverflowError):
+            raise _Fail(f"bad escape \\{e}{digits!s} in string literal", j, self.line_end(j)) from None
+          j += 2 + width
+        else:  # unknown escape: kept verbatim, as Python does
+          out.append("\\" + e)
+          j += 2
+        start = j
+      else:
+        j += 1
+
+  def value(self, i: int) -> tuple[Value, int]:
+    s, n = self.s, self.n
+    c = s[i] if i < n else ""
+    if c in ("'", '"'):
+      return self.string(i)
+    if c in _DIGITS or (c in "+-" and i + 1 < n and s[i + 1] in _DIGITS):
+      j = i + 1
+      while j < n and s[j] in _DIGITS:
+        j += 1
+      if j < n and (s[j] == "." or s[j] in _IDENT_START):
+        raise _Fail(f"expected an integer, got {s[i:j + 1]!r}", i, self.line_end(i))
+      digits = s[i:j].lstrip("+-")
+      sign = -1 if s[i] == "-" else 1
+      if len(digits) > MAX_INT_DIGITS:
+        return sign * 10 ** MAX_INT_DIGITS, j
+      return sign * int(digits), j
+    if c in _IDENT_START:
+      j = i + 1
+      while j < n and s[j] in _IDENT_CHARS:
+        j += 1
+      word = s[i:j]
+      if word in _LITERALS:
+        return _LITERALS[word], j
+      raise _Fail(f"expected a value (string, integer, True/False), got {word!r}", i, self.line_end(i))
+    shown = self.snippet(i) if i < n else "end of program"
+    raise _Fail(f"expected a value (string, integer, True/False), got {shown!r}", i, self.line_end(i))
+
+  def call(self, name_pos: int, name: str, paren: int) -> tuple[list, list, int]:
+    """Parses ``( args )`` from the ``(`` at ``paren``; returns (positional, keyword, end offset)."""
+    s, n = self.s, self.n
+    positional: list[tuple[Value, int]] = []
+    keyword: list[tuple[str, Value, int]] = []
+    i, crossed = self.skip_ws(paren + 1)
+    if i < n and s[i] == ")":
+      return positional, keyword, i + 1
+    while True:
+      if i >= n:
+        raise _Fail(f"unterminated call {name}( (missing ')')", name_pos, n)
+      key = None
+      arg_pos = i
+      if s[i] in _IDENT_START:
+        j = i + 1
+        while j < n and s[j] in _IDENT_CHARS:
+          j += 1
+        k, _ = self.skip_ws(j)
+        if k < n and s[k] == "=" and not s.startswith("==", k):
+          key = s[i:j]
+          i, crossed2 = self.skip_ws(k + 1)
+          crossed = crossed or crossed2
+      try:
+        val, i = self.value(i)
+      except _Fail as e:
+        raise self.fail(e.message, e.pos, crossed, name_pos) from None
+      if key is None:
+        if keyword:
+          raise _Fail("positional argument after keyword argument", arg_pos, self.line_end(arg_pos))
+        positional.append((val, arg_pos))
+      else:
+        keyword.append((key, val, arg_pos))
+      i, crossed = self.skip_ws(i)
+      if i < n and s[i] == ",":
+        i, crossed = self.skip_ws(i + 1)
+        if i < n and s[i] == ")":
+          return positional, keyword, i + 1
+        continue
+      if i < n and s[i] == ")":
+        return positional, keyword, i + 1
+      if i >= n:
+        raise _Fail(f"unterminated call {name}( (missing ')')", name_pos, n)
+      raise self.fail(f"expected ',' or ')', got {self.snippet(i)!r}", i, crossed, name_pos)
+
+
+def _bind(name: str, positional: list, keyword: list) -> tuple[tuple[tuple[str, Value], ...], str | None]:
+  """Binds arguments to ``name``'s parameters; returns (args, error message or None)."""
+  params = PARAMS[name]
+  if not positional and not keyword and not params:
+    return (), None
+  aliases = KEYWORD_ALIASES.get(name, {})
+  bound: dict[str, Value] = {}
+  if len(positional) > len(params):
+    return (), f"{name}() takes {len(params)} arguments, got {len(positional)} positional"
+  for p, (val, _) in zip(params, positional):
+    bound[p] = val
+  for key, val, _ in keyword:
+    canon = aliases.get(key)
+    if canon is None:
+      allowed = sorted(aliases) or "no arguments"
+      return (), f"{name}() got an unexpected keyword {key!r} (accepts {allowed})"
+    if canon in bound:
+      return (), f"{name}() got {canon!r} twice"
+    bound[canon] = val
+  for key, val in bound.items():
+    want = PARAM_TYPES[key]
+    ok = isinstance(val, want) and (want is bool or not isinstance(val, bool))
+    if not ok:
+      return (), f"{name}(): {key} must be {want.__name__}, got {val!r}"
+  if name == "remove_lines" and "all" in bound:
+    if len(bound) != 1:
+      return (), "remove_lines(all=...) takes no other argument"
+    if bound["all"] is not True:
+      return (), "remove_lines(all=False) removes nothing: write keep_chunk()"
+    return (("all", True),), None
+  missing = [p for p in params if p not in bound]
+  if missing:
+    return (), f"{name}() missing {', '.join(missing)}"
+  return tuple((p, bound[p]) for p in params), None
+
+
+def parse(text: str) -> Program:
+  """Parses program text. Never raises (for any ``str``); errors come back in ``Program.errors``."""
+  if isinstance(text, (bytes, bytearray)):
+    text = bytes(text).decode("utf-8", "replace")
+  elif not isinstance(text, str):
+    text = "" if text is None else str(text)
+  p = _Parser(text)
+  s, n = text, len(text)
+  calls: list[Call] = []
+  errors: list[ParseError] = []
+  ignored: list[str] = []
+
+  def err(message: str, pos: int) -> None:
+    line, col = _line_col(s, pos)
+    errors.append(ParseError(message, pos, line, col))
+
+  i = 0
+  while i < n:
+    m = _SCAN.search(s, i)
+    if m is None:
+      break
+    word = m.group(1)
+    if word is None:  # a comment
+      i = m.end()
+      continue
+    start, j, k = m.start(), m.start() + len(word), m.end() - 1
+    if word not in _KNOWN:
+      if len(ignored) < 100:
+        line, col = _line_col(s, start)
+        ignored.append(f"{line}:{col}: {word}(")
+      i = j
+      continue
+    name = CALL_ALIASES.get(word, word)
+    try:
+      positional, keyword, end = p.call(start, name, k)
+    except _Fail as e:
+      err(e.message, e.pos)
+      i = max(e.resume, j)
+      continue
+    args, problem = _bind(name, positional, keyword)
+    if problem:
+      err(problem, start)
+    else:
+      line, col = _line_col(s, start)
+      calls.append(Call(name, args, start, line, col, word))
+    i = end
+  return Program(text, tuple(calls), tuple(errors), tuple(ignored))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Program:
+  return parse(text)
+
+
+def parse_cached(text: str) -> Program:
+  """``parse`` with a cache for short programs (``keep_doc()``, ``keep_chunk()`` and friends repeat a lot)."""
+  if isinstance(text, str) and len(text) <= 512:
+    return _parse_cached(text)
+  return parse(text)
+
+
+def quote(value: str) -> str:
+  """A double-quoted literal that ``parse`` reads back as ``value`` (for programs written by code)."""
+  out = ['"']
+  for ch in value:
+    if ch == "\\":
+      out.append("\\\\")
+    elif ch == '"':
+      out.append('\\"')
+    elif ch == "\n":
+      out.append("\\n")
+    elif ch == "\r":
+      out.append("\\r")
+    elif ch == "\t":
+      out.append("\\t")
+    elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:
+      out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+    else:
+      out.append(ch)
+  out.append('"')
+  return "".join(out)
+
+
+def format_call(name: str, **kwargs: Value) -> str:
+  """Writes one call in ProX's keyword style, e.g. ``remove_lines(line_start=0, line_end=5)``."""
+  parts = []
+  for k, v in kwargs.items():
+    parts.append(f"{k}={quote(v) if isinstance(v, str) else repr(v)}")
+  return f"{name}({', '.join(parts)})"

@@ -1,0 +1,179 @@
+"""Fuzzing the parser and executor (DESIGN §9): any program text x any document never raises, and the output
+lines are the input lines minus the removed ones, with the applied normalizations."""
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tokensift.refine import executor as ex
+from tokensift.refine import program as prog
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+WORDS = st.sampled_from(["a", "b", "the", "x=1", "(c)", "drop", "é", "😀", "\t", "#", '"', "'", ",", ")"])
+_line = st.lists(WORDS, max_size=8).map(" ".join)
+plain_docs = st.lists(_line, min_size=1, max_size=25).map("\n".join)
+invalid_utf8_docs = st.binary(max_size=300).map(lambda b: b.decode("utf-8", errors="surrogateescape"))
+documents = st.one_of(st.just(""), st.text(alphabet=" \t\n\r\u3000", max_size=20), st.text(max_size=300),
+                      plain_docs, invalid_utf8_docs)
+
+_ints = st.one_of(st.integers(-3, 30), st.just(10 ** 30), st.just(-(10 ** 30)))
+_strs = st.one_of(st.text(max_size=6), WORDS, st.sampled_from(["", " ", "\n", "a\nb"]))
+
+
+def _lit(v, quote_style):
+  if isinstance(v, str):
+    s = prog.quote(v)
+    return "'" + s[1:-1].replace("'", "\\'").replace('\\"', '"') + "'" if quote_style else s
+  return str(v)
+
+
+@st.composite
+def calls(draw):
+  kind = draw(st.sampled_from(["remove", "normalize", "doc", "bare", "broken", "junk", "comment"]))
+  q = draw(st.booleans())
+  if kind == "remove":
+    a, b = draw(_ints), draw(_ints)
+    form = draw(st.sampled_from(["kw", "short", "pos", "all"]))
+    return {"kw": f"remove_lines(line_start={a}, line_end={b})", "short": f"remove_lines(start={a}, end={b})",
+            "pos": f"remove_lines({a}, {b})", "all": "remove_lines(all=True)"}[form]
+  if kind == "normalize":
+    s, t = draw(_strs), draw(_strs)
+    if draw(st.booleans()):
+      return f"normalize(source_str={_lit(s, q)}, target_str={_lit(t, q)})"
+    return f"normalize({_lit(s, q)}, {_lit(t, q)})"
+  if kind == "doc":
+    return draw(st.sampled_from(["drop_doc()", "keep_doc()", "untouch_doc()"]))
+  if kind == "bare":
+    return draw(st.sampled_from(["keep_chunk()", "skip_chunk()"]))
+  if kind == "broken":
+    full = draw(st.sampled_from(["remove_lines(line_start=1, line_end=2)", 'normalize("a", "b")',
+                                 "drop_doc()", "normalize(source_str='x')"]))
+    return full[:draw(st.integers(0, len(full)))]
+  if kind == "comment":
+    return "# " + draw(st.text(max_size=20)).replace("\n", " ")
+  return draw(st.text(max_size=20))
+
+
+programs = st.one_of(st.text(max_size=200), st.lists(calls(), max_size=12).map("\n".join),
+                     st.lists(calls(), max_size=6).map(" ".join))
+
+
+def check_invariants(text, r: ex.Refined):
+  assert isinstance(r.text, str) and tuple(r.stats) == ex.STAT_KEYS
+  assert r.stats["chars_after"] == len(r.text)
+  if not r.kept:
+    assert r.text == "" and r.stats["drop_reason"]
+    return
+  assert r.stats["words_after"] > 10
+  if r.stats["program_ignored"]:
+    assert r.text == text
+    return
+  lines = text.split("\n")
+  removed = set()
+  for a, b in r.removed:
+    assert 0 <= a <= b < len(lines)
+    removed.update(range(a, b + 1))
+  expected = []
+  for i, line in enumerate(lines):
+    if i in removed:
+      continue
+    for src, tgt, count in r.normalizations:
+      assert count > 0 and "\n" not in src + tgt and src.strip()
+      line = line.replace(src, tgt)
+    expected.append(line)
+  assert r.text.split("\n") == expected
+  assert r.stats["lines_after"] == len(expected) == len(lines) - len(removed)
+
+
+@FUZZ
+@given(documents, programs, programs)
+def test_any_program_any_document(text, doc_program, chunk_program):
+  prog.parse(doc_program)
+  prog.parse(chunk_program)
+  r = ex.execute(text, doc_program, chunk_program)
+  check_invariants(text, r)
+  if r.kept:
+    assert ex.execute(r.text, None, None).text == r.text
+
+
+@FUZZ
+@given(documents, st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="surrogateescape")))
+def test_program_text_with_invalid_utf8(text, program):
+  check_invariants(text, ex.execute(text, program, program))
+
+
+def _spec(text, ops):
+  """A direct statement of the semantics for well-formed operations (what the executor must compute)."""
+  lines = text.split("\n")
+  errors, remove, out = 0, set(), text
+  for op in ops:
+    if op[0] == "remove":
+      a, b = op[1], op[2]
+      if a > b or a >= len(lines):
+        errors += 1
+        continue
+      if b >= len(lines):
+        errors += 1
+        b = len(lines) - 1
+      remove.update(range(a, b + 1))
+    else:
+      if out.count(op[1]) == 0:
+        errors += 1
+      else:
+        out = out.replace(op[1], op[2])
+  before = len(text.split())
+  if errors >= 2:
+    result = text
+  else:
+    result = "\n".join(ln for i, ln in enumerate(out.split("\n")) if i not in remove)
+  after = len(result.split())
+  if before == 0 or (errors < 2 and after <= 0.05 * before) or after <= 10:
+    return ""
+  return result
+
+
+@st.composite
+def well_formed(draw):
+  text = draw(plain_docs)
+  n = len(text.split("\n"))
+  vocab = sorted(set(text.split())) or ["a"]
+  ops = []
+  for _ in range(draw(st.integers(0, 6))):
+    if draw(st.booleans()):
+      a = draw(st.integers(0, n + 2))
+      ops.append(("remove", a, a + draw(st.integers(0, 4))))
+    else:
+      ops.append(("normalize", draw(st.sampled_from(vocab + ["zz"])), draw(st.sampled_from(["", "Q", "a b"]))))
+  return text, ops
+
+
+@FUZZ
+@given(well_formed(), st.booleans())
+def test_well_formed_programs_follow_the_spec(case, positional):
+  text, ops = case
+  if any(op[0] == "normalize" and not op[1].strip() for op in ops):
+    return
+  written = []
+  for op in ops:
+    if op[0] == "remove":
+      written.append(f"remove_lines({op[1]}, {op[2]})" if positional
+                     else f"remove_lines(line_start={op[1]}, line_end={op[2]})")
+    else:
+      written.append(f"normalize({json.dumps(op[1])}, {json.dumps(op[2])})" if positional
+                     else f"normalize(source_str={json.dumps(op[1])}, target_str={json.dumps(op[2])})")
+  r = ex.execute(text, "keep_doc()", "\n".join(written))
+  assert r.text == _spec(text, ops)
+
+
+def test_ten_megabyte_document():
+  line = "The quick brown fox jumps over the lazy dog near the river bank today."
+  n = 10 * 1024 * 1024 // (len(line) + 1)
+  text = "\n".join([line] * n)
+  assert len(text) >= 10 * 1024 * 1024 - 100
+  program = ("remove_lines(line_start=0, line_end=99999)\nnormalize(source_str='fox', target_str='cat')\n"
+             "remove_lines(start=123456, end=9999999999999)\n# drop_doc()")
+  r = ex.execute(text, "keep_doc()", program)
+  check_invariants(text, r)
+  assert r.kept and r.stats["lines_after"] == n - 100000 - (n - 123456)
+  assert r.normalizations == (("fox", "cat", n),)

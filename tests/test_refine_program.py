@@ -1,0 +1,143 @@
+"""The ProX program grammar: every call form, aliases, quoting, comments, junk, and errors as values."""
+import pytest
+
+from tokensift.refine import program as prog
+
+
+def calls(text):
+  p = prog.parse(text)
+  return [(c.name, dict(c.args)) for c in p.calls], [str(e) for e in p.errors]
+
+
+@pytest.mark.parametrize("text,expected", [
+    # The paper's examples (DESIGN §3).
+    ("drop_doc()", [("drop_doc", {})]),
+    ("keep_doc()", [("keep_doc", {})]),
+    ("remove_lines(line_start=0, line_end=5)", [("remove_lines", {"line_start": 0, "line_end": 5})]),
+    ('normalize(source_str="http://scholar.google.co.uk/citations?user", target_str="")',
+     [("normalize", {"source_str": "http://scholar.google.co.uk/citations?user", "target_str": ""})]),
+    # Positional arguments and single quotes (which ProX fails to parse).
+    ("remove_lines(0, 0)", [("remove_lines", {"line_start": 0, "line_end": 0})]),
+    ("normalize('a','b')", [("normalize", {"source_str": "a", "target_str": "b"})]),
+    ("remove_lines(3, line_end=4)", [("remove_lines", {"line_start": 3, "line_end": 4})]),
+    # Short keyword names and aliases.
+    ("remove_lines(start=1, end=1)", [("remove_lines", {"line_start": 1, "line_end": 1})]),
+    ("remove_lines(end=7, start=2)", [("remove_lines", {"line_start": 2, "line_end": 7})]),
+    ("normalize(source='x', target='y')", [("normalize", {"source_str": "x", "target_str": "y"})]),
+    ("untouch_doc()", [("keep_doc", {})]),
+    ("skip_chunk()", [("keep_chunk", {})]),
+    ("keep_chunk()", [("keep_chunk", {})]),
+    ("remove_lines(all=True)", [("remove_lines", {"all": True})]),
+    # Whitespace, trailing commas, line breaks inside the parentheses, signs.
+    ("remove_lines (  line_start = 2 ,\n  line_end=+3, )", [("remove_lines", {"line_start": 2, "line_end": 3})]),
+])
+def test_call_forms(text, expected):
+  got, errors = calls(text)
+  assert errors == []
+  assert got == expected
+
+
+def test_string_escapes_and_quote_styles():
+  got, errors = calls(r'''normalize(source_str="a\"b\\c\n\t\x41\u00e9", target_str='it\'s "fine"')''')
+  assert errors == []
+  assert got == [("normalize", {"source_str": 'a"b\\c\n\tAé', "target_str": 'it\'s "fine"'})]
+  # Unknown escapes stay verbatim, as in Python.
+  assert calls(r'normalize("\d+", "x")')[0] == [("normalize", {"source_str": "\\d+", "target_str": "x"})]
+
+
+@pytest.mark.parametrize("source", ["a,b", "f(x)", "a=b", "x), drop_doc(", "# not a comment", "line_end=3"])
+def test_separators_inside_strings(source):
+  """ProX skips a source containing ',' or ')' and truncates one containing '='."""
+  got, errors = calls(prog.format_call("normalize", source_str=source, target_str="T"))
+  assert errors == []
+  assert got == [("normalize", {"source_str": source, "target_str": "T"})]
+
+
+def test_comments_and_junk_are_skipped():
+  text = ("# Analysis: the first lines are navigation, so drop_doc() would be wrong\n"
+          "Sure! Here is the program:\n```python\n"
+          "remove_lines(line_start=0, line_end=2)  # drop_doc() in a trailing comment\n"
+          "print('hello') and the document (which is fine) ...\n```\n")
+  p = prog.parse(text)
+  assert [(c.name, dict(c.args)) for c in p.calls] == [("remove_lines", {"line_start": 0, "line_end": 2})]
+  assert p.errors == ()
+  assert any("print(" in s for s in p.ignored) and any("document(" in s for s in p.ignored)
+
+
+def test_repeated_calls_are_all_kept():
+  text = "\n".join(["remove_lines(start=1, end=1)"] * 40)
+  got, errors = calls(text)
+  assert errors == [] and len(got) == 40
+
+
+def test_identifier_boundaries():
+  got, _ = calls("xdrop_doc() keep_docs() my.keep_doc()")
+  # ``xdrop_doc``/``keep_docs`` are other names; ``.keep_doc()`` is still the call keep_doc.
+  assert got == [("keep_doc", {})]
+
+
+@pytest.mark.parametrize("text,message,line,col", [
+    ("remove_lines(0, 1", "unterminated call", 1, 1),
+    ('normalize("abc, "x")', "expected ',' or ')'", 1, 18),
+    ('normalize("abc)', "unterminated string", 1, 11),
+    ('normalize("a\nb", "c")', "unterminated string", 1, 11),
+    ("remove_lines(1.5, 2)", "expected an integer", 1, 14),
+    ("remove_lines(a, 2)", "expected a value", 1, 14),
+    ("remove_lines(0, 1, 2)", "takes 2 arguments", 1, 1),
+    ("remove_lines(line=0, line_end=1)", "unexpected keyword 'line'", 1, 1),
+    ("remove_lines(0, line_start=1)", "'line_start' twice", 1, 1),
+    ("remove_lines(line_start=0)", "missing line_end", 1, 1),
+    ('remove_lines("0", "1")', "line_start must be int", 1, 1),
+    ("remove_lines(True, 1)", "line_start must be int", 1, 1),
+    ("remove_lines(all=False)", "removes nothing", 1, 1),
+    ("remove_lines(all=True, line_start=0)", "no other argument", 1, 1),
+    ('normalize(source_str="x")', "missing target_str", 1, 1),
+    ("normalize(source_str=1, target_str='a')", "source_str must be str", 1, 1),
+    ("drop_doc(reason='spam')", "unexpected keyword 'reason'", 1, 1),
+    ("keep_doc(1)", "takes 0 arguments", 1, 1),
+    ("  \n  remove_lines(line_start=0, 1)", "positional argument after keyword", 2, 30),
+    (r'normalize("\x4", "a")', "bad escape", 1, 12),
+])
+def test_errors_are_values_with_positions(text, message, line, col):
+  p = prog.parse(text)
+  assert p.calls == ()
+  assert len(p.errors) == 1, p.errors
+  e = p.errors[0]
+  assert message in e.message
+  assert (e.line, e.col) == (line, col)
+  assert str(e).startswith(f"{line}:{col}: ")
+
+
+def test_parsing_resumes_after_errors():
+  text = ("remove_lines(line_start=0, line_end=5\n"  # missing ')' : the next line's call is still read
+          'normalize(source_str="a", target_str=drop_doc())\n'  # bad value: the rest of the line is skipped
+          "keep_chunk()\n"
+          'normalize("unterminated, "b")\n'
+          "remove_lines(2, 3)\n")
+  p = prog.parse(text)
+  assert [c.name for c in p.calls] == ["keep_chunk", "remove_lines"]
+  assert [e.line for e in p.errors] == [1, 2, 4]
+
+
+def test_huge_integers_are_clamped_not_raised():
+  p = prog.parse("remove_lines(0, " + "9" * 5000 + ")")
+  assert p.errors == ()
+  assert p.calls[0].arg("line_end") == 10 ** prog.MAX_INT_DIGITS
+
+
+def test_parse_never_raises_on_non_strings():
+  assert prog.parse(None).calls == ()
+  assert [c.name for c in prog.parse(b"drop_doc() \xff").calls] == ["drop_doc"]  # bytes: decoded as UTF-8
+  assert prog.parse("").errors == ()
+
+
+def test_quote_round_trips():
+  for s in ["", "plain", 'q"uote', "back\\slash", "new\nline", "tab\t", "\x00\x1f\x7f", "é😀", "\ud800"]:
+    p = prog.parse(prog.format_call("normalize", source_str=s, target_str=s))
+    assert p.errors == () and p.calls[0].arg("source_str") == s == p.calls[0].arg("target_str")
+
+
+def test_call_records_name_as_written_and_position():
+  p = prog.parse("junk\n  untouch_doc()")
+  c = p.calls[0]
+  assert (c.name, c.written, c.line, c.col, c.pos) == ("keep_doc", "untouch_doc", 2, 3, 7)
