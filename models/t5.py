@@ -4,15 +4,18 @@ Architecture (as HF ``T5ForConditionalGeneration`` and t5x ``examples/t5/network
 norm without bias (pre-norm), attention without 1/sqrt(d) scaling, relative position buckets (bidirectional in
 the encoder, causal in the decoder) with one bias table per stack shared by all its layers, gated-GELU
 (tanh-approximated GELU, HF's ``gelu_new``) MLP for v1.1 / FLAN-T5 or ReLU for T5 v1.0, untied ``logits_dense``
-(or logits through the embedding scaled by ``d_model**-0.5`` when ``tie_word_embeddings``).
+(or logits through the embedding scaled by ``d_model**-0.5`` when ``tie_word_embeddings``; HF transformers>=5
+configs carry the scaling separately as ``scale_decoder_outputs``).
 
 Parameter tree (names follow t5x so T5X checkpoints map one to one; attention kernels are kept
 ``[embed, heads, head_dim]`` / ``[heads, head_dim, embed]`` instead of t5x's flattened 2-D storage)::
 
   token_embedder/embedding                         [vocab, embed]
   encoder/relpos_bias/rel_embedding                [heads, relpos_buckets]
-  encoder/layers_{i}/pre_attention_layer_norm/scale, attention/{query,key,value,out}/kernel,
-                     pre_mlp_layer_norm/scale, mlp/{wi_0,wi_1 | wi, wo}/kernel
+  encoder/layers_{i}/pre_attention_layer_norm/scale               [embed]
+  encoder/layers_{i}/attention/{query,key,value}/kernel           [embed, heads, head_dim]
+  encoder/layers_{i}/attention/out/kernel                         [heads, head_dim, embed]
+  encoder/layers_{i}/pre_mlp_layer_norm/scale, mlp/{wi_0,wi_1 | wi}/kernel [embed, mlp], mlp/wo/kernel
   encoder/encoder_norm/scale
   decoder/relpos_bias/rel_embedding
   decoder/layers_{i}/pre_self_attention_layer_norm, self_attention, pre_cross_attention_layer_norm,
@@ -60,7 +63,8 @@ class T5Config:
   relative_attention_max_distance: int = 128
   layer_norm_epsilon: float = 1e-6
   feed_forward_proj: str = "gated-gelu"  # "relu" (T5 v1.0), "gated-gelu" (v1.1/FLAN), "gated-silu", "gelu"
-  tie_word_embeddings: bool = False
+  tie_word_embeddings: bool = False  # logits through the token embedding instead of logits_dense
+  scale_decoder_outputs: bool | None = None  # multiply by d_model**-0.5 before the logits; None: = tied
   dropout_rate: float = 0.0
   dtype: str = "float32"  # activation / compute dtype ("bfloat16" for bf16 compute)
   param_dtype: str = "float32"
@@ -74,6 +78,10 @@ class T5Config:
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"T5Config.{name}={getattr(self, name)!r}; use float32, bfloat16 or float16")
+
+  @property
+  def scales_decoder_outputs(self) -> bool:
+    return self.tie_word_embeddings if self.scale_decoder_outputs is None else self.scale_decoder_outputs
 
   @property
   def is_gated(self) -> bool:
@@ -121,6 +129,18 @@ def relative_position_bucket(relative_position: jax.Array, *, bidirectional: boo
 
 def _param(module: nn.Module, name: str, init, shape, axes):
   return module.param(name, nn.with_logical_partitioning(init, axes), shape, module.config.params_dtype)
+
+
+class Kernel(nn.Module):
+  """Holds one ``kernel`` param (t5x's ``<name>/kernel`` layout) and returns it in the compute dtype."""
+  config: Any
+  shape: tuple[int, ...]
+  axes: tuple[str, ...]
+  init: Any
+
+  @nn.compact
+  def __call__(self):
+    return _param(self, "kernel", self.init, self.shape, self.axes).astype(self.config.compute_dtype)
 
 
 class RMSNorm(nn.Module):
@@ -172,16 +192,16 @@ class Attention(nn.Module):
     d, h, hd = inputs_q.shape[-1], cfg.num_heads, cfg.head_dim
     kinit = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
     qinit = lambda *a: kinit(*a) / math.sqrt(hd)  # no 1/sqrt(d) in attention: folded into the init
-    wq = _param(self, "query", qinit, (d, h, hd), ("embed", "heads", "head_dim"))
-    wk = _param(self, "key", kinit, (d, h, hd), ("embed", "heads", "head_dim"))
-    wv = _param(self, "value", kinit, (d, h, hd), ("embed", "heads", "head_dim"))
-    wo = _param(self, "out", nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1),
-                                                            out_axis=2),
-                (h, hd, d), ("heads", "head_dim", "embed"))
+    in_axes = ("embed", "heads", "head_dim")
+    wq = Kernel(cfg, (d, h, hd), in_axes, qinit, name="query")()
+    wk = Kernel(cfg, (d, h, hd), in_axes, kinit, name="key")()
+    wv = Kernel(cfg, (d, h, hd), in_axes, kinit, name="value")()
+    wo = Kernel(cfg, (h, hd, d), ("heads", "head_dim", "embed"),
+                nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=2), name="out")()
     qkv_axes = ("batch", "length", "heads", "head_dim")
-    q = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_q.astype(dt), wq.astype(dt)), qkv_axes)
-    k = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wk.astype(dt)), qkv_axes)
-    v = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wv.astype(dt)), qkv_axes)
+    q = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_q.astype(dt), wq), qkv_axes)
+    k = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wk), qkv_axes)
+    v = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wv), qkv_axes)
 
     if decode:
       initialized = self.has_variable("cache", "cached_key")
@@ -219,7 +239,7 @@ class Attention(nn.Module):
     if not deterministic and cfg.dropout_rate > 0:
       weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(weights, deterministic=False)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    out = jnp.einsum("bqhd,hde->bqe", out, wo.astype(dt))
+    out = jnp.einsum("bqhd,hde->bqe", out, wo)
     return nn.with_logical_constraint(out, ("batch", "length", "embed"))
 
 
@@ -235,13 +255,13 @@ class Mlp(nn.Module):
     init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
     act = _ACTIVATIONS[cfg.activation]
     names = ("wi_0", "wi_1") if cfg.is_gated else ("wi",)
-    hs = [jnp.einsum("bld,df->blf", x.astype(dt),
-                     _param(self, n, init, (d, cfg.d_ff), ("embed", "mlp")).astype(dt)) for n in names]
+    hs = [jnp.einsum("bld,df->blf", x.astype(dt), Kernel(cfg, (d, cfg.d_ff), ("embed", "mlp"), init, name=n)())
+          for n in names]
     y = act(hs[0]) * hs[1] if cfg.is_gated else act(hs[0])
     y = nn.with_logical_constraint(y, ("batch", "length", "mlp"))
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
-    wo = _param(self, "wo", init, (cfg.d_ff, d), ("mlp", "embed"))
-    return nn.with_logical_constraint(jnp.einsum("blf,fd->bld", y, wo.astype(dt)), ("batch", "length", "embed"))
+    wo = Kernel(cfg, (cfg.d_ff, d), ("mlp", "embed"), init, name="wo")()
+    return nn.with_logical_constraint(jnp.einsum("blf,fd->bld", y, wo), ("batch", "length", "embed"))
 
 
 class EncoderLayer(nn.Module):
@@ -340,8 +360,10 @@ class Decoder(nn.Module):
       x = DecoderLayer(cfg, name=f"layers_{i}")(x, encoded, self_mask, cross_mask, bias, deterministic, decode)
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
-    if cfg.tie_word_embeddings:  # HF and t5x rescale by d_model**-0.5 when the output reuses the embedding
-      logits = self.shared_embedding.attend(x * (cfg.d_model ** -0.5))
+    if cfg.scales_decoder_outputs:  # HF and t5x rescale by d_model**-0.5 when the output reuses the embedding
+      x = x * (cfg.d_model ** -0.5)
+    if cfg.tie_word_embeddings:
+      logits = self.shared_embedding.attend(x)
     else:
       logits = LogitsDense(cfg, name="logits_dense")(x)
     return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
