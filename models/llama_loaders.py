@@ -304,8 +304,11 @@ def _load_gguf(path: Path, dtype: str, param_dtype: str) -> LoadedModel:
           "attention_norm": "attn_norm.weight", "mlp_norm": "ffn_norm.weight", "q": "attn_q.weight",
           "k": "attn_k.weight", "v": "attn_v.weight", "o": "attn_output.weight", "gate": "ffn_gate.weight",
           "up": "ffn_up.weight", "down": "ffn_down.weight"}[part]})
-  from tokensift.tasks.hf_tokenizer import tokenizer_files
-  return LoadedModel("llama", cfg, Llama(cfg), params, tokenizer_files(path), source)
+  tokenizer = None
+  if "tokenizer.ggml.model" in reader.fields:  # weights-only GGUF files carry no tokenizer
+    from tokensift.tasks.hf_tokenizer import tokenizer_files
+    tokenizer = tokenizer_files(path)
+  return LoadedModel("llama", cfg, Llama(cfg), params, tokenizer, source)
 
 
 class _Shape:
