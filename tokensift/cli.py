@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "tokensift.commands_tasks",
     "tokensift.selection.commands_score",
+    "tokensift.refine.commands",
 ]
 
 

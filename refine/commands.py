@@ -1,0 +1,106 @@
+"""``tokensift refine``: refine documents with ProX programs (rule programmer or a refining model).
+
+Examples::
+
+    tokensift refine --task c4_en_raw --split train --out runs/refine_c4
+    tokensift refine --input owm-*.jsonl --profile math --out runs/refine_owm --shard 0/4 --format parquet
+    tokensift refine --task c4_en_raw --programmer /path/to/refining-model --out runs/refine_c4_model
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+  p = sub.add_parser("refine", help="refine documents with ProX programs (rules or a refining model)",
+                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--task", help="a registered seqio task whose raw source rows (id, text) are refined")
+  src.add_argument("--input", nargs="+", metavar="GLOB", help="JSON-lines (.jsonl/.json/.gz) or Parquet files")
+  p.add_argument("--split", default="train", help="task split (with --task)")
+  p.add_argument("--id_field", default="id", help="id field of input files (rows without one get --id_from)")
+  p.add_argument("--text_field", default="text")
+  p.add_argument("--id_from", default="url", help="field used as id when --id_field is missing ('' for file:line)")
+  p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--name", default="refine", help="output file stem")
+  p.add_argument("--programmer", default="rules",
+                 help="'rules' (the rule programmer) or the path of a Llama-family refining model "
+                      "(HF directory with config.json + safetensors, or a .gguf file)")
+  p.add_argument("--profile", choices=["auto", "web", "math"], default="auto",
+                 help="rule profile; auto = math for OpenWebMath inputs (task owm_*, path with owm/openwebmath)")
+  p.add_argument("--shard", default="0/1", help="INDEX/COUNT: this run refines rows with position %% COUNT == INDEX")
+  p.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+  p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
+  p.add_argument("--vocab", default=None,
+                 help="count tokens before/after with this vocabulary (c4sp, smollm2, or a tokenizer file); "
+                      "default: the refining model's tokenizer, none for rules")
+  p.add_argument("--max_errors", type=int, default=2)
+  p.add_argument("--min_words", type=int, default=10)
+  p.add_argument("--min_keep_fraction", type=float, default=0.05)
+  m = p.add_argument_group("refining model")
+  m.add_argument("--max_new_tokens", type=int, default=256, help="per chunk program (ProX: 256)")
+  m.add_argument("--doc_max_new_tokens", type=int, default=64, help="per doc-level program")
+  m.add_argument("--chunk_tokens", type=int, default=1500, help="chunk budget in tokens (ProX: 1500)")
+  m.add_argument("--doc_prompt_tokens", type=int, default=2000, help="doc-level prompt budget (ProX: 2000)")
+  m.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
+  m.add_argument("--dtype", default="float32", help="compute dtype of the refining model")
+  p.add_argument("--no_progress", action="store_true")
+  p.set_defaults(func=cmd_refine)
+
+
+def _profile(args) -> str:
+  if args.profile != "auto":
+    return args.profile
+  names = [args.task or ""] + list(args.input or [])
+  return "math" if any(("owm" in n.lower() or "openwebmath" in n.lower()) for n in names) else "web"
+
+
+def cmd_refine(args) -> int:
+  from tokensift import jobs
+  from tokensift.refine import executor, job, rules
+
+  shard = jobs.ShardSpec.parse(args.shard)
+  exec_config = executor.ExecConfig(args.max_errors, args.min_words, args.min_keep_fraction)
+  profile = _profile(args)
+  if args.task:
+    rows, total = job.task_rows(args.task, args.split)
+    source = {"task": args.task, "split": args.split}
+  else:
+    rows, total = job.file_rows(args.input, id_field=args.id_field, text_field=args.text_field,
+                                id_from=args.id_from or None), None
+    source = {"input": list(args.input), "id_field": args.id_field, "text_field": args.text_field,
+              "id_from": args.id_from}
+  count_tokens = None
+  config = dict(source, profile=profile, vocab=args.vocab)
+  if args.programmer == "rules":
+    programmer = job.RuleProgrammer(rules.RuleConfig.named(profile))
+  else:
+    from tokensift.refine import model_programmer as mp
+    mcfg = mp.ModelProgrammerConfig(max_new_tokens=args.max_new_tokens, doc_max_new_tokens=args.doc_max_new_tokens,
+                                    chunk_tokens=args.chunk_tokens, doc_prompt_tokens=args.doc_prompt_tokens,
+                                    batch_size=args.batch_size)
+    programmer = mp.ModelProgrammer.from_path(args.programmer, config=mcfg, dtype=args.dtype,
+                                              exec_config=exec_config)
+    count_tokens = programmer.count_tokens
+    config.update(model=str(args.programmer), dtype=args.dtype, **{
+        k: getattr(mcfg, k) for k in ("max_new_tokens", "doc_max_new_tokens", "chunk_tokens", "doc_prompt_tokens",
+                                      "batch_size")})
+  if args.vocab:
+    from tokensift.refine.chunks import vocab_counter
+    from tokensift.tasks import vocabularies
+    count_tokens = vocab_counter(vocabularies.get_vocabulary(args.vocab))
+  result = job.run_refine(rows=rows, out_dir=args.out, programmer=programmer, shard=shard, fmt=args.format,
+                          piece_size=args.piece_size, exec_config=exec_config, count_tokens=count_tokens,
+                          config=config, name=args.name, progress=not args.no_progress, total=total)
+  state = "already finished" if result.skipped_done else (
+      f"done (resumed {result.resumed_pieces} pieces)" if result.resumed_pieces else "done")
+  print(f"refine shard {shard.index}/{shard.count} {state}: {result.path}")
+  print(job.format_summary(result.stats))
+  finished = len(jobs.shard_files(args.out, args.name))
+  if shard.count > 1:
+    merged = jobs.merged_stats(args.out, args.name)
+    print(f"--- all finished shards ({finished}/{shard.count}):")
+    print(job.format_summary(merged))
+  sys.stdout.flush()
+  return 0
