@@ -134,7 +134,9 @@ def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any, *, rules: str | Rul
   jitted = jax.jit(fn, in_shardings=None, out_shardings=out_sharding, static_argnames=tuple(static_argnames))
 
   def call(params, *args, **kwargs):
-    with mesh:
+    # jax.set_mesh, not the legacy `with mesh:`: under the latter flax's with_logical_constraint finds no
+    # global mesh (jax >= 0.7) and silently drops every activation constraint.
+    with jax.set_mesh(mesh):
       return jitted(params, *args, **kwargs)
 
   del shardings  # params arrive already placed (sharded_init / place_params); jit follows their layout
