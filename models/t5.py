@@ -339,7 +339,8 @@ class Encoder(nn.Module):
     for i in range(cfg.num_encoder_layers):
       x = EncoderLayer(cfg, name=f"layers_{i}")(x, mask, bias, deterministic)
     x = RMSNorm(cfg, name="encoder_norm")(x)
-    return nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class Decoder(nn.Module):
@@ -360,6 +361,7 @@ class Decoder(nn.Module):
       x = DecoderLayer(cfg, name=f"layers_{i}")(x, encoded, self_mask, cross_mask, bias, deterministic, decode)
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     if cfg.scales_decoder_outputs:  # HF and t5x rescale by d_model**-0.5 when the output reuses the embedding
       x = x * (cfg.d_model ** -0.5)
     if cfg.tie_word_embeddings:
