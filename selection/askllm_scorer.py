@@ -241,7 +241,8 @@ class AskLlmScorer:
     in_sharding = partitioning.batch_sharding(self.mesh, 2)
     len_sharding = partitioning.batch_sharding(self.mesh, 1)
     pending = []
-    with self.mesh:
+    # jax.set_mesh (not the legacy `with mesh:`) so flax's activation constraints bind to this mesh
+    with jax.set_mesh(self.mesh):
       for b in plan:  # dispatch every batch first (async), then fetch: host work overlaps device work
         tokens, lengths = pad_batch(prompts, b, self.pad_id)
         out = self._fn(self.params, jax.device_put(tokens, in_sharding), jax.device_put(lengths, len_sharding))

