@@ -1,0 +1,91 @@
+"""Refining-model inference: prompts as ProX builds them, batched greedy generation under the mesh, and the real
+SmolLM2 GGUF writing (poor) programs that the executor survives."""
+import gzip
+import json
+
+import jax
+import pytest
+
+from tokensift import docs, paths
+from tokensift.models import llama, partitioning
+from tokensift.refine import chunks as ck
+from tokensift.refine import executor, job
+from tokensift.refine import model_programmer as mp
+from tokensift.tasks import hf_tokenizer
+
+
+@pytest.fixture(scope="module")
+def c4_texts(data_dir):
+  with gzip.open(data_dir / "c4" / "jsonl" / "c4-validation-sample-1000.json.gz", "rt") as f:
+    return [json.loads(line)["text"] for line in f]
+
+
+@pytest.fixture(scope="module")
+def tiny(data_dir):
+  """A tiny random Llama with SmolLM2's real tokenizer and chat template, on the 8-device mesh."""
+  files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
+  cfg = llama.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
+                          num_kv_heads=1, max_position_embeddings=512)
+  mesh = partitioning.make_mesh()
+  assert mesh.shape["data"] == 8
+  config = mp.ModelProgrammerConfig(max_new_tokens=6, doc_max_new_tokens=6, chunk_tokens=64,
+                                    doc_prompt_tokens=96, batch_size=3)
+  return mp.ModelProgrammer(llama.Llama(cfg), llama.init_params(cfg), files, config=config, mesh=mesh, name="tiny")
+
+
+def test_prompts_follow_prox(tiny, c4_texts):
+  text = max(c4_texts[:50], key=len)
+  ids = tiny.doc_prompts([text])[0]
+  assert len(ids) <= 96  # cut to the doc prompt budget ...
+  rendered = tiny.tokenizer.decode(ids, skip_special_tokens=False)
+  assert rendered.startswith(tiny._prefix) and rendered.endswith(tiny._suffix)  # ... inside the user turn
+  assert ck.SYSTEM_PROMPT in rendered and text[:200] in rendered
+  short = "A short document.\nWith two lines."
+  assert tiny.tokenizer.decode(tiny.doc_prompts([short])[0], skip_special_tokens=False) == tiny._render(short)
+  chunks = tiny.chunks(text)
+  assert len(chunks) > 2 and all(c.tokens <= 64 or c.first_line == c.last_line for c in chunks)
+  first = tiny.tokenizer.decode(tiny.prompt_ids(ck.chunk_prompt(chunks[1]), 10 ** 6), skip_special_tokens=False)
+  assert f"[doc]\n[{chunks[1].first_line:03d}]" in first and first.endswith(tiny._suffix)
+  assert first.count("[/doc]") == 1
+
+
+def test_batched_generation_matches_one_by_one(tiny, c4_texts):
+  texts = [t for t in c4_texts[:12] if len(t) < 600][:5]
+  prompts = tiny.doc_prompts(texts)
+  batched = tiny.generate(prompts, 6)
+  single = [tiny.generate([p], 6)[0] for p in prompts[:3]]
+  assert batched[:3] == single
+  assert all(isinstance(s, str) for s in batched)
+
+
+def test_programs_from_a_random_model_run_through_the_job(tiny, c4_texts):
+  texts = [t for t in c4_texts[:40] if len(t) < 700][:3]
+  batch = [docs.Document(str(i), t) for i, t in enumerate(texts)]
+  recs = job.refine_documents(batch, tiny, count_tokens=tiny.count_tokens)
+  assert [r["id"] for r in recs] == ["0", "1", "2"]
+  for rec, d in zip(recs, batch):
+    again = executor.execute(d.text, rec["doc_program"], rec["chunk_program"])
+    assert (again.text, again.kept) == (rec["text"], rec["kept"])
+    assert rec["stats"]["tokens_before"] == tiny.count_tokens([d.text])[0]
+  only_chunks = mp.ModelProgrammer(tiny.module, tiny.params, tiny.files, mesh=tiny.mesh,
+                                   config=mp.ModelProgrammerConfig(stages="chunk", max_new_tokens=6, chunk_tokens=64,
+                                                                   batch_size=3))
+  progs = only_chunks(texts[:2])
+  assert all(p.doc_program is None and isinstance(p.chunk_program, str) for p in progs)
+  with pytest.raises(ValueError, match="stages"):
+    mp.ModelProgrammerConfig(stages="all")
+
+
+def test_real_smollm2_writes_programs_the_executor_survives(c4_texts):
+  """SmolLM2-135M-Instruct (GGUF) is no refiner: it chats back. The job still yields well-formed records."""
+  mesh = partitioning.make_mesh(devices=jax.local_devices()[:1])  # one device: one short compile
+  programmer = mp.ModelProgrammer.from_path(paths.smollm2_gguf(), mesh=mesh, config=mp.ModelProgrammerConfig(
+      max_new_tokens=8, doc_max_new_tokens=8, batch_size=2))
+  texts = sorted((t for t in c4_texts if len(t.split()) > 60), key=len)[:2]
+  recs = job.refine_documents([docs.Document(f"d{i}", t) for i, t in enumerate(texts)], programmer,
+                              count_tokens=programmer.count_tokens)
+  for rec, text in zip(recs, texts):
+    assert rec["doc_program"].strip() and rec["raw_text"] == text
+    assert rec["kept"] == (rec["text"] != "")
+    assert executor.execute(text, rec["doc_program"], rec["chunk_program"]).text == rec["text"]
+    assert 0 < rec["stats"]["tokens_before"] < 200
