@@ -105,11 +105,10 @@ def _prefill(module, tokens, lengths):
 
 
 @functools.lru_cache(maxsize=32)
-def _generate_fn(module, batch: int, prompt_len: int, max_new_tokens: int, eos_id: int | None):
+def _generate_fn(module, batch: int, prompt_len: int, max_new_tokens: int):
   cache_len = prompt_len + max_new_tokens
-  stop = -1 if eos_id is None else eos_id
 
-  def run(params, tokens, lengths):
+  def run(params, tokens, lengths, stop):  # stop: int32 scalar eos id (-1: none); traced, so no recompile
     shapes = jax.eval_shape(lambda: module.apply({"params": params}, jnp.zeros((batch, cache_len), jnp.int32),
                                                  decode=True, mutable=["cache"])[1]["cache"])
     cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -157,9 +156,10 @@ def greedy_generate(module: nn.Module, params: Any, prompts: Sequence[Sequence[i
   m = _batch_multiple(mesh)
   batch = -(-len(prompts) // m) * m
   tokens, lengths = _pad_rows(prompts, prompt_len, batch)
-  fn = _generate_fn(module, batch, prompt_len, int(max_new_tokens), None if eos_id is None else int(eos_id))
+  fn = _generate_fn(module, batch, prompt_len, int(max_new_tokens))
+  stop = np.int32(-1 if eos_id is None else eos_id)
   with _scope(mesh, rules):
-    out = np.asarray(fn(params, _put_batch(tokens, mesh), _put_batch(lengths, mesh)))
+    out = np.asarray(fn(params, _put_batch(tokens, mesh), _put_batch(lengths, mesh), stop))
   results = []
   for row in out[:len(prompts)]:
     row = row.tolist()

@@ -122,6 +122,44 @@ def params_from_hf(cfg: LlamaConfig, tensors: Mapping[str, np.ndarray], *, sourc
           "down": "mlp.down_proj.weight"}[part]})
 
 
+def hf_state_dict(cfg: LlamaConfig, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """The inverse of ``params_from_hf``: float32 numpy tensors under HF ``LlamaForCausalLM`` names/layout
+  (e.g. to run the same weights in transformers, or to export a trained model with ``safetensors``)."""
+  d, hd = cfg.hidden_size, cfg.resolved_head_dim
+
+  def a(x):
+    return np.asarray(x, dtype=np.float32)
+
+  out = {"model.embed_tokens.weight": a(params["token_embed"]["embedding"]),
+         "model.norm.weight": a(params["final_norm"]["scale"])}
+  for i in range(cfg.num_layers):
+    layer, p = params[f"layers_{i}"], f"model.layers.{i}."
+    attn, mlp = layer["attention"], layer["mlp"]
+    out.update({
+        p + "input_layernorm.weight": a(layer["attention_norm"]["scale"]),
+        p + "post_attention_layernorm.weight": a(layer["mlp_norm"]["scale"]),
+        p + "self_attn.q_proj.weight": a(attn["query"]).reshape(d, -1).T.copy(),
+        p + "self_attn.k_proj.weight": a(attn["key"]).reshape(d, -1).T.copy(),
+        p + "self_attn.v_proj.weight": a(attn["value"]).reshape(d, -1).T.copy(),
+        p + "self_attn.o_proj.weight": a(attn["out"]).reshape(cfg.num_heads * hd, d).T.copy(),
+        p + "mlp.gate_proj.weight": a(mlp["gate"]).T.copy(), p + "mlp.up_proj.weight": a(mlp["up"]).T.copy(),
+        p + "mlp.down_proj.weight": a(mlp["down"]).T.copy()})
+  if not cfg.tie_word_embeddings:
+    out["lm_head.weight"] = a(params["lm_head"]["kernel"]).T.copy()
+  return out
+
+
+def hf_config_dict(cfg: LlamaConfig) -> dict[str, Any]:
+  """An HF ``config.json`` dict for ``cfg`` (model_type llama)."""
+  return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": cfg.vocab_size,
+          "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+          "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+          "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.resolved_head_dim, "rope_theta": cfg.rope_theta,
+          "rms_norm_eps": cfg.rms_norm_eps, "max_position_embeddings": cfg.max_position_embeddings,
+          "tie_word_embeddings": cfg.tie_word_embeddings, "hidden_act": "silu", "attention_bias": False,
+          "mlp_bias": False}
+
+
 def _to_tree(cfg: LlamaConfig, get: Callable[[str], np.ndarray], names: Mapping[str, Any]) -> dict[str, Any]:
   """Builds the Flax tree from torch-layout [out, in] matrices fetched by checkpoint name."""
   dt = _np_dtype(cfg.param_dtype)

@@ -18,7 +18,7 @@ from tokensift.models import partitioning
 from tokensift.models.checkpoint_check import CheckpointError
 from tokensift.models.generate import greedy_generate, last_token_logits
 from tokensift.models.llama import Llama, LlamaConfig
-from tokensift.models.llama_loaders import load_llama
+from tokensift.models.llama_loaders import hf_config_dict, hf_state_dict, load_llama, params_from_hf
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -69,6 +69,11 @@ def tiny(tmp_path_factory):
   return hf, load_llama(directory)
 
 
+def jitted_apply(module):
+  """``module.apply`` under jit (eager op-by-op apply is many times slower, even for tiny configs)."""
+  return jax.jit(lambda params, *args, **kwargs: module.apply({"params": params}, *args, **kwargs))
+
+
 def hf_logits(model, tokens, mask=None):
   with torch.no_grad():
     kwargs = {} if mask is None else {"attention_mask": torch.tensor(mask)}
@@ -86,7 +91,7 @@ def test_hf_parity_fp32(hf_tiny, data_dir):
   mask = (np.arange(24)[None] < lengths[:, None]).astype(np.int64)
   tokens = tokens * mask  # right padding with 0
   ref = hf_logits(model, tokens, mask)
-  ours = np.asarray(jax.jit(lambda p, t: loaded.module.apply({"params": p}, t))(loaded.params, tokens))
+  ours = np.asarray(jitted_apply(loaded.module)(loaded.params, tokens))
   assert ours.dtype == np.float32 and ours.shape == (3, 24, VOCAB)
   for row, n in enumerate(lengths):
     np.testing.assert_allclose(ours[row, :n], ref[row, :n], atol=1e-4, rtol=0)
@@ -95,14 +100,28 @@ def test_hf_parity_fp32(hf_tiny, data_dir):
   np.testing.assert_allclose(last, ref[np.arange(3), lengths - 1], atol=1e-4, rtol=0)
 
 
+def test_hf_export_round_trips(tiny):
+  hf, lm = tiny
+  exported = hf_state_dict(lm.config, lm.params)
+  reference = {k: v.numpy() for k, v in hf.state_dict().items()}
+  assert exported.keys() == reference.keys()
+  for name, value in exported.items():
+    np.testing.assert_array_equal(value, reference[name], err_msg=name)
+  again = params_from_hf(lm.config, exported, source="export")
+  jax.tree.map(np.testing.assert_array_equal, again, lm.params)
+  cfg = hf_config_dict(lm.config)
+  assert {k: cfg[k] for k in ("num_key_value_heads", "head_dim", "tie_word_embeddings")} == {
+      "num_key_value_heads": 2, "head_dim": 8, "tie_word_embeddings": False}
+
+
 def test_bfloat16_compute_tracks_fp32(tiny, data_dir):
   _, fp32 = tiny
   bf16 = load_llama(fp32.source, dtype="bfloat16")
   assert bf16.config.dtype == "bfloat16"
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(bf16.params))
   tokens = c4_token_rows(data_dir, 2, 16)
-  a = np.asarray(fp32.module.apply({"params": fp32.params}, tokens))
-  b = np.asarray(bf16.module.apply({"params": bf16.params}, tokens))
+  a = np.asarray(jitted_apply(fp32.module)(fp32.params, tokens))
+  b = np.asarray(jitted_apply(bf16.module)(bf16.params, tokens))
   assert b.dtype == np.float32
   assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
   assert (a.argmax(-1) == b.argmax(-1)).mean() > 0.9
@@ -115,10 +134,10 @@ def test_packed_segments_equal_separate_rows(tiny, data_dir):
   segments = np.array([[1] * 10 + [2] * 7 + [0] * 3])
   positions = np.array([list(range(10)) + list(range(7)) + [0] * 3])
   targets = packed  # t5x: target 0 marks padding
-  out = np.asarray(lm.module.apply({"params": lm.params}, packed, targets, decoder_segment_ids=segments,
-                                   decoder_positions=positions))
-  sep_a = np.asarray(lm.module.apply({"params": lm.params}, a[None]))
-  sep_b = np.asarray(lm.module.apply({"params": lm.params}, b[None, :7]))
+  apply = jitted_apply(lm.module)
+  out = np.asarray(apply(lm.params, packed, targets, decoder_segment_ids=segments, decoder_positions=positions))
+  sep = np.asarray(apply(lm.params, np.stack([a, np.concatenate([b[:7], np.zeros(3, np.int32)])])))
+  sep_a, sep_b = sep[:1], sep[1:, :7]
   np.testing.assert_allclose(out[0, :10], sep_a[0], atol=1e-5)
   np.testing.assert_allclose(out[0, 10:17], sep_b[0], atol=1e-5)
 
@@ -130,8 +149,10 @@ def test_prefix_lm_attention_is_bidirectional_inside_the_prefix(tiny, data_dir):
   changed[0, 4] = changed[0, 4] % (VOCAB - 1) + 1
   prefix = (np.arange(12) < 6).astype(np.int32)[None]
 
+  apply = jitted_apply(lm.module)
+
   def run(t, causal):
-    return np.asarray(lm.module.apply({"params": lm.params}, t, decoder_causal_attention=causal))
+    return np.asarray(apply(lm.params, t, decoder_causal_attention=causal))
 
   # Causal: positions before 4 cannot see the change; prefix-LM: they can (4 is inside the 6-token prefix).
   np.testing.assert_allclose(run(tokens, None)[0, :4], run(changed, None)[0, :4], atol=1e-6)
@@ -148,15 +169,16 @@ def test_kv_cache_decoding_equals_full_forward(tiny, data_dir):
   _, lm = tiny
   module, params = lm.module, lm.params
   seqs = c4_token_rows(data_dir, 2, 14, offset=5)
-  full = np.asarray(module.apply({"params": params}, seqs))
+  full = np.asarray(jitted_apply(module)(params, seqs))
   prompt_lengths = np.array([3, 6])
   prompts = seqs * (np.arange(14)[None] < prompt_lengths[:, None])
-  _, init_vars = module.apply({"params": params}, jnp.ones_like(seqs), jnp.ones_like(seqs), decode=True,
-                              mutable=["cache"])
+  _, init_vars = jax.jit(lambda p, t: module.apply({"params": p}, t, t, decode=True, mutable=["cache"]))(
+      params, jnp.ones_like(seqs))
   cache = init_vars["cache"]
   assert cache["layers_0"]["attention"]["cached_key"].shape == (2, 14, 2, 8)
-  logits, state = module.apply({"params": params, "cache": cache}, prompts, prefill=True,
-                               prefill_lengths=prompt_lengths, mutable=["cache"])
+  logits, state = jax.jit(lambda p, c, t, n: module.apply({"params": p, "cache": c}, t, prefill=True,
+                                                         prefill_lengths=n, mutable=["cache"]))(
+                                                             params, cache, prompts, prompt_lengths)
   cache = state["cache"]
   np.testing.assert_array_equal(cache["layers_1"]["attention"]["cache_index"], prompt_lengths)
   for row, n in enumerate(prompt_lengths):
@@ -219,7 +241,7 @@ def test_sharded_on_mesh_data4_model2_matches_single_device(tiny, data_dir):
   apply = partitioning.jit_apply(lm.module, mesh, shardings)
   sharded = apply(params, jax.device_put(tokens, partitioning.batch_sharding(mesh)))
   assert sharded.sharding.spec[0] == "data"
-  single = lm.module.apply({"params": lm.params}, tokens)
+  single = jitted_apply(lm.module)(lm.params, tokens)
   np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), atol=1e-5)
 
   lengths = np.array([16, 3, 9, 12, 1, 7, 16, 5])
