@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   m.add_argument("--doc_prompt_tokens", type=int, default=2000, help="doc-level prompt budget (ProX: 2000)")
   m.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
   m.add_argument("--dtype", default="float32", help="compute dtype of the refining model")
+  m.add_argument("--mesh", default="-1,1", metavar="DATA,MODEL",
+                 help="device mesh; -1 = all remaining local devices (default: all devices on 'data')")
   p.add_argument("--no_progress", action="store_true")
   p.set_defaults(func=cmd_refine)
 
@@ -81,9 +83,9 @@ def cmd_refine(args) -> int:
                                     chunk_tokens=args.chunk_tokens, doc_prompt_tokens=args.doc_prompt_tokens,
                                     batch_size=args.batch_size)
     programmer = mp.ModelProgrammer.from_path(args.programmer, config=mcfg, dtype=args.dtype,
-                                              exec_config=exec_config)
+                                              exec_config=exec_config, mesh=mp.mesh_from_spec(args.mesh))
     count_tokens = programmer.count_tokens
-    config.update(model=str(args.programmer), dtype=args.dtype, **{
+    config.update(model=str(args.programmer), dtype=args.dtype, mesh=args.mesh, **{
         k: getattr(mcfg, k) for k in ("max_new_tokens", "doc_max_new_tokens", "chunk_tokens", "doc_prompt_tokens",
                                       "batch_size")})
   if args.vocab:

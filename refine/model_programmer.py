@@ -54,6 +54,21 @@ class ModelProgrammerConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+def mesh_from_spec(spec: str) -> jax.sharding.Mesh:
+  """``"DATA,MODEL"`` (e.g. ``"-1,1"``, ``"1,1"``, ``"4,2"``) over the first DATA*MODEL local devices; -1 in
+  DATA takes every local device."""
+  try:
+    data, model = (int(x) for x in spec.split(","))
+  except ValueError:
+    raise ValueError(f"invalid mesh {spec!r}: expected DATA,MODEL such as -1,1 or 4,2") from None
+  devices = jax.local_devices()
+  if data != -1:
+    if data < 1 or model < 1 or data * model > len(devices):
+      raise ValueError(f"mesh {spec!r} needs {data * model} devices; {len(devices)} local devices available")
+    devices = devices[:data * model]
+  return partitioning.make_mesh(partitioning.MeshConfig(data, model), devices)
+
+
 class ModelProgrammer:
   """Writes programs with a Llama-family model; ``__call__(texts) -> list[Programs]`` (a job programmer)."""
 

@@ -6,7 +6,7 @@ import json
 import jax
 import pytest
 
-from tokensift import docs, paths
+from tokensift import cli, docs, jobs, paths
 from tokensift.models import llama, partitioning
 from tokensift.refine import chunks as ck
 from tokensift.refine import executor, job
@@ -76,16 +76,23 @@ def test_programs_from_a_random_model_run_through_the_job(tiny, c4_texts):
     mp.ModelProgrammerConfig(stages="all")
 
 
-def test_real_smollm2_writes_programs_the_executor_survives(c4_texts):
+def test_real_smollm2_through_the_cli(c4_texts, tmp_path, capsys):
   """SmolLM2-135M-Instruct (GGUF) is no refiner: it chats back. The job still yields well-formed records."""
-  mesh = partitioning.make_mesh(devices=jax.local_devices()[:1])  # one device: one short compile
-  programmer = mp.ModelProgrammer.from_path(paths.smollm2_gguf(), mesh=mesh, config=mp.ModelProgrammerConfig(
-      max_new_tokens=8, doc_max_new_tokens=8, batch_size=2))
   texts = sorted((t for t in c4_texts if len(t.split()) > 60), key=len)[:2]
-  recs = job.refine_documents([docs.Document(f"d{i}", t) for i, t in enumerate(texts)], programmer,
-                              count_tokens=programmer.count_tokens)
+  inp = tmp_path / "in.jsonl"
+  inp.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+  out = tmp_path / "out"
+  assert cli.main(["refine", "--input", str(inp), "--out", str(out), "--programmer", str(paths.smollm2_gguf()),
+                   "--mesh", "1,1", "--max_new_tokens", "8", "--doc_max_new_tokens", "8", "--batch_size", "2",
+                   "--no_progress"]) == 0  # one device: one short compile
+  printed = capsys.readouterr().out
+  assert "2 refined" in printed and "tokens:" in printed
+  recs = jobs.read_records(out / "refine-00000-of-00001.jsonl")
+  assert [r["id"] for r in recs] == ["d0", "d1"]
   for rec, text in zip(recs, texts):
     assert rec["doc_program"].strip() and rec["raw_text"] == text
     assert rec["kept"] == (rec["text"] != "")
     assert executor.execute(text, rec["doc_program"], rec["chunk_program"]).text == rec["text"]
     assert 0 < rec["stats"]["tokens_before"] < 200
+  with pytest.raises(ValueError, match="needs 64 devices"):
+    mp.mesh_from_spec("64,1")
