@@ -13,6 +13,7 @@ import sys
 # Modules that contribute subcommands, in help order. Each defines register(subparsers).
 COMMAND_MODULES = [
     "tokensift.commands_tasks",
+    "tokensift.models.slm_commands",
     "tokensift.selection.commands_score",
     "tokensift.refine.commands",
 ]

@@ -1,0 +1,289 @@
+"""Reference token losses for Rho-1 SLM, computed offline once and stored aligned with the training tokens.
+
+L_ref(x_i) = -log P_ref(x_i | x_<i) (DESIGN §6). The reference model sees exactly the decoder inputs the trained
+model sees under seqio's LM feature converter: the targets shifted right with ``bos_id`` (0) at the start of each
+document. Packed training segments restart positions and attend within the segment only, so a document's
+offline losses are also its losses inside any packed batch.
+
+Job (``tokensift reference-losses``): a seqio task's tokenized documents, split by split, through
+``tokensift.jobs.run_sharded`` (sharded, resumable, byte-identical after SIGKILL + rerun). Output files
+``{out_dir}/ref_losses_{split}-{i:05d}-of-{n:05d}.parquet`` with records ``{id, targets: [int], ref_losses:
+[float]}`` (one loss per target token, documents truncated to ``max_length`` tokens).
+
+Task variant (``register_reference_loss_task``): a seqio task whose source is those files, with output features
+``targets`` (the base task's vocabulary) and ``ref_losses`` (float32); pack it with
+``feature_converters.SelectiveLMFeatureConverter``. It streams the files, so no id join is held in memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from tokensift import docs, jobs, paths
+
+JOB_PREFIX = "ref_losses"
+PIECE_SIZE = 64
+
+
+def job_name(split: str) -> str:
+  return f"{JOB_PREFIX}_{split}"
+
+
+# --------------------------------------------------------------------------------------------- computation
+
+
+def shift_right(targets: np.ndarray, bos_id: int = 0) -> np.ndarray:
+  """Decoder inputs for ``targets int[batch, length]``: ``[bos, t0, ..., t_{n-2}]`` per row."""
+  inputs = np.zeros_like(targets)
+  inputs[:, 1:] = targets[:, :-1]
+  inputs[:, 0] = bos_id
+  return inputs
+
+
+def bucket_length(n: int, multiple: int, max_length: int) -> int:
+  """Padded length for an ``n``-token document: the next multiple of ``multiple`` (at most ``max_length``)."""
+  return min(max_length, multiple * max(1, math.ceil(n / multiple)))
+
+
+@dataclasses.dataclass
+class ReferenceScorer:
+  """A decoder-only reference model that maps token sequences to per-token losses.
+
+  ``module`` has the t5x decoder-only signature (``models.llama.Llama``); ``params`` are placed on ``mesh``
+  (default: every device on accelerators, the first device on CPU, where fake devices share the cores and
+  would only replicate the params; batch over 'data'). Documents are padded to multiples of ``length_multiple``
+  and batched to ``batch_tokens`` tokens, so a job compiles one program per bucket length.
+  """
+  module: Any
+  params: Any
+  batch_tokens: int = 4096
+  length_multiple: int = 64
+  max_length: int = 2048
+  bos_id: int = 0
+  mesh: Any = None
+
+  def __post_init__(self):
+    import jax
+    from tokensift.models import partitioning
+    if self.mesh is None:
+      devices = jax.devices()
+      self.mesh = partitioning.make_mesh(partitioning.MeshConfig(),
+                                         devices[:1] if devices[0].platform == "cpu" else devices)
+    shardings = jax.tree.map(lambda _: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()),
+                             self.params)
+    self.params = partitioning.place_params(self.params, shardings)
+    self._batch_sharding = partitioning.batch_sharding(self.mesh, 2)
+    self._fn = jax.jit(self._losses, out_shardings=self._batch_sharding)
+
+  def _losses(self, params, inputs, targets):
+    from tokensift.models.selective_loss import token_cross_entropy
+    logits = self.module.apply({"params": params}, inputs, targets)
+    ce, _ = token_cross_entropy(logits, targets)
+    return ce
+
+  def rows_for(self, length: int) -> int:
+    data = self.mesh.shape["data"]
+    rows = max(1, self.batch_tokens // length)
+    return data * max(1, math.ceil(rows / data))
+
+  def __call__(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Token lists (each at most ``max_length`` long, no 0 inside) -> float32 losses, one per token."""
+    import jax
+    out: list[np.ndarray | None] = [None] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
+    groups: dict[int, list[int]] = {}
+    for i in order:
+      n = len(sequences[i])
+      if n > self.max_length:
+        raise ValueError(f"sequence of {n} tokens exceeds max_length={self.max_length}")
+      groups.setdefault(bucket_length(n, self.length_multiple, self.max_length), []).append(i)
+    for length, members in sorted(groups.items()):
+      rows = self.rows_for(length)
+      for start in range(0, len(members), rows):
+        chunk = members[start:start + rows]
+        targets = np.zeros((rows, length), np.int32)
+        for r, i in enumerate(chunk):
+          targets[r, :len(sequences[i])] = sequences[i]
+        inputs = shift_right(targets, self.bos_id)
+        with jax.set_mesh(self.mesh):
+          ce = self._fn(self.params, jax.device_put(inputs, self._batch_sharding),
+                        jax.device_put(targets, self._batch_sharding))
+        ce = np.asarray(ce)
+        for r, i in enumerate(chunk):
+          out[i] = ce[r, :len(sequences[i])].astype(np.float32)
+    return out  # type: ignore[return-value]
+
+
+def load_reference_scorer(model: str, *, dtype: str = "float32", **kwargs) -> tuple[ReferenceScorer, Any]:
+  """``model``: 'smollm2' (the offline SmolLM2-135M GGUF), an HF Llama directory or a ``.gguf`` file.
+
+  Returns (scorer, LoadedModel).
+  """
+  from tokensift.models.llama_loaders import load_llama
+  path = paths.smollm2_gguf() if model == "smollm2" else Path(model)
+  loaded = load_llama(path, dtype=dtype)
+  return ReferenceScorer(loaded.module, loaded.params, **kwargs), loaded
+
+
+# ----------------------------------------------------------------------------------------------------- job
+
+
+def task_documents(task_name: str, split: str, max_length: int, max_docs: int | None = None
+                   ) -> Callable[[], Iterator[docs.Document | docs.Skip]]:
+  """Rows for the job: the task's tokenized ``targets`` (truncated to ``max_length``) in its fixed order."""
+  import seqio
+  import tokensift.tasks
+  tokensift.tasks.register_all()
+
+  def rows():
+    task = seqio.get_mixture_or_task(task_name)
+    if split not in task.splits:
+      raise ValueError(f"task {task_name!r} has no split {split!r}; it has {list(task.splits)}")
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, use_cached=False)
+    for pos, ex in enumerate(ds.as_numpy_iterator()):
+      if max_docs is not None and pos >= max_docs:
+        return
+      doc_id = ex["id"].decode("utf-8") if "id" in ex else f"{task_name}:{split}:{pos}"
+      tokens = np.asarray(ex["targets"], np.int32)[:max_length]
+      if tokens.size == 0:
+        yield docs.Skip("no tokens", doc_id)
+      elif np.any(tokens == 0):
+        yield docs.Skip("token id 0 (padding) inside the document", doc_id)
+      else:
+        yield docs.Document(doc_id, "", {"targets": tokens.tolist()})
+
+  return rows
+
+
+def _process(scorer: ReferenceScorer) -> Callable[[list[docs.Document]], list[dict[str, Any]]]:
+  def process(batch: list[docs.Document]) -> list[dict[str, Any]]:
+    losses = scorer([d.meta["targets"] for d in batch])
+    return [{"id": d.id, "targets": d.meta["targets"], "ref_losses": [float(x) for x in loss]}
+            for d, loss in zip(batch, losses)]
+  return process
+
+
+def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+  tokens = sum(len(r["targets"]) for r in records)
+  total = sum(sum(r["ref_losses"]) for r in records)
+  return {"tokens": tokens, "sum_ref_loss": round(total, 4), "mean_ref_loss": round(total / max(1, tokens), 6)}
+
+
+def compute_reference_losses(*, task: str, out_dir: str | Path, model: str = "smollm2",
+                             splits: Sequence[str] = ("train", "validation"), shard: jobs.ShardSpec = jobs.ShardSpec(),
+                             max_length: int = 1024, max_docs: int | None = None, batch_tokens: int = 4096,
+                             piece_size: int = PIECE_SIZE, dtype: str = "float32", progress: bool = True,
+                             scorer: ReferenceScorer | None = None) -> dict[str, jobs.ShardResult]:
+  """Runs shard ``shard`` of the reference-loss job for each split; returns {split: ShardResult}.
+
+  The reference model's vocabulary must be the task's (same tokenizer): a vocab-size mismatch is an error.
+  """
+  import seqio
+  import tokensift.tasks
+  tokensift.tasks.register_all()
+  seq_task = seqio.get_mixture_or_task(task)
+  vocab_size = seq_task.output_features["targets"].vocabulary.vocab_size
+  if scorer is None:
+    scorer, loaded = load_reference_scorer(model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length)
+    model_vocab = loaded.config.vocab_size
+  else:
+    model_vocab = getattr(getattr(scorer.module, "config", None), "vocab_size", vocab_size)
+    if max_length > scorer.max_length:
+      raise ValueError(f"max_length={max_length} exceeds the scorer's max_length={scorer.max_length}")
+  if model_vocab != vocab_size:
+    raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but task {task!r} uses "
+                     f"{vocab_size} tokens: the reference must share the training tokenizer")
+  config = {"task": task, "model": str(model), "max_length": max_length, "max_docs": max_docs, "dtype": dtype,
+            "bos_id": scorer.bos_id}
+  results = {}
+  for split in splits:
+    results[split] = jobs.run_sharded(
+        name=job_name(split), out_dir=out_dir, rows=task_documents(task, split, max_length, max_docs),
+        process=_process(scorer), shard=shard, piece_size=piece_size, fmt="parquet",
+        config=dict(config, split=split), summarize=_summarize, progress=progress)
+  return results
+
+
+def read_reference_losses(out_dir: str | Path, split: str) -> Iterator[dict[str, Any]]:
+  """Records ``{id, targets, ref_losses}`` of a finished job split, in shard order."""
+  files = jobs.shard_files(out_dir, job_name(split))
+  if not files:
+    raise FileNotFoundError(f"no finished reference-loss shards for split {split!r} in {str(out_dir)!r}; run "
+                            f"`tokensift reference-losses --out_dir {out_dir} --splits {split} ...` first")
+  for f in files:
+    yield from jobs.read_records(f)
+
+
+# ------------------------------------------------------------------------------------------- seqio variant
+
+
+def _ref_source(out_dir: str, splits: Sequence[str]):
+  import seqio
+  import tensorflow as tf
+
+  class ReferenceLossSource(seqio.DataSource):
+    """Examples ``{id, targets, ref_losses}`` streamed from the job's shard files (one seqio shard per file)."""
+
+    def __init__(self):
+      super().__init__(splits=tuple(splits), num_input_examples=None, caching_permitted=False)
+
+    @property
+    def supports_arbitrary_sharding(self) -> bool:
+      return False
+
+    def list_shards(self, split: str) -> Sequence[str]:
+      return [str(f) for f in jobs.shard_files(out_dir, job_name(split))]
+
+    def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs):
+      files = self.list_shards(split)
+      if not files:
+        raise FileNotFoundError(f"no finished reference-loss shards for split {split!r} in {out_dir!r}; run "
+                                f"`tokensift reference-losses --out_dir {out_dir} --splits {split}` first")
+      if shard_info:
+        files = files[shard_info.index::shard_info.num_shards]
+
+      def gen():
+        for f in files:
+          for r in jobs.read_records(f):
+            yield {"id": r["id"], "targets": np.asarray(r["targets"], np.int32),
+                   "ref_losses": np.asarray(r["ref_losses"], np.float32)}
+
+      sig = {"id": tf.TensorSpec([], tf.string), "targets": tf.TensorSpec([None], tf.int32),
+             "ref_losses": tf.TensorSpec([None], tf.float32)}
+      ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+      if shuffle:
+        ds = ds.shuffle(10_000, seed=seed)
+      return ds
+
+    def __str__(self):
+      return f"ReferenceLossSource({out_dir!r})"
+
+  return ReferenceLossSource()
+
+
+def register_reference_loss_task(base_task: str = "owm_raw_smollm2", ref_dir: str = "", name: str | None = None,
+                                 splits: Sequence[str] = ("train", "validation")) -> str:
+  """Registers (or re-registers) the seqio task ``name`` (default ``{base_task}_ref``) over the reference-loss
+  files in ``ref_dir``; returns its name (so gin can bind ``MIXTURE_OR_TASK_NAME = @register_...()``)."""
+  import seqio
+  import tokensift.tasks
+  if not ref_dir:
+    raise paths.ConfigError("register_reference_loss_task needs ref_dir (the `tokensift reference-losses` "
+                            "--out_dir); in gin: REF_DIR = '/path'")
+  tokensift.tasks.register_all()
+  base = seqio.get_mixture_or_task(base_task)
+  name = name or f"{base_task}_ref"
+  vocab = base.output_features["targets"].vocabulary
+  features = {
+      "targets": seqio.Feature(vocabulary=vocab, add_eos=False, dtype="int32"),
+      "ref_losses": seqio.Feature(vocabulary=seqio.PassThroughVocabulary(size=0), add_eos=False, dtype="float32"),
+  }
+  if name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(name)
+  seqio.TaskRegistry.add(name, source=_ref_source(str(ref_dir), splits), output_features=features,
+                         preprocessors=[], metric_fns=[])
+  return name

@@ -1,0 +1,168 @@
+"""t5x model classes for tokensift networks, with the Rho-1 selective loss (DESIGN §6).
+
+Import this module only where t5x is installed (the t5x gin files in ``gin_configs/t5x/`` do); tokensift itself
+never imports it. Classes:
+
+- ``DecoderOnlyModel`` / ``EncoderDecoderModel``: t5x's models driving tokensift networks (``models.llama.Llama``,
+  ``models.t5.T5``). tokensift layers annotate params with ``nn.with_logical_partitioning``; t5x's train state
+  wants plain params plus a ``params_axes`` collection of ``AxisMetadata``, so ``get_initial_variables``
+  converts one into the other. Plain cross-entropy: the CLM baselines.
+- ``SelectiveDecoderOnlyModel`` / ``SelectiveEncoderDecoderModel``: override ``loss_fn(params, batch,
+  dropout_rng) -> (loss, metrics)`` (precedent: t5x ``contrib/moe/models.py``). The batch feature
+  ``decoder_ref_losses`` (packed by ``feature_converters.Selective*FeatureConverter``, never part of ``params``)
+  gives the reference losses; the top ``selection_ratio`` tokens by excess loss (global over the batch, or per
+  sequence) form a stop-gradient mask that is multiplied into ``decoder_loss_weights`` before t5x's loss
+  normalization, so ``loss_normalizing_factor='NUM_REAL_TARGET_TOKENS'`` gives Rho-1's mean over the selected
+  tokens. Metrics: t5x's base metrics over the selected tokens (boolean mask) plus ``slm/*``.
+
+Gradient accumulation (``Trainer.num_microbatches``) selects within each microbatch.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+try:
+  from clu import metrics as clu_metrics
+  from flax import traverse_util
+  from flax.core import frozen_dict
+  from flax.linen import partitioning as flax_partitioning
+  from t5x import adafactor as t5x_adafactor
+  from t5x import losses as t5x_losses
+  from t5x import metrics as t5x_metrics
+  from t5x import models as t5x_models
+  from t5x import partitioning as t5x_partitioning
+except ImportError as e:  # pragma: no cover - depends on the environment
+  raise ImportError(
+      "tokensift.models.t5x_models needs t5x (google-research/t5x, installed from its repository; see DESIGN "
+      f"§10): {e}") from e
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tokensift.models import feature_converters
+from tokensift.models.selective_loss import select_tokens, token_cross_entropy
+
+# Logical names tokensift layers use beyond t5x's standard ones (models/partitioning.py STANDARD_RULES).
+EXTRA_AXIS_RULES = (("kv_heads", None), ("head_dim", None), ("kv_length", None), ("layers", None))
+
+
+def logical_axis_rules(**kwargs):
+  """t5x's standard logical axis rules plus tokensift's extra names (for ``PjitPartitioner``)."""
+  return t5x_partitioning.standard_logical_axis_rules(additional_rules=EXTRA_AXIS_RULES, **kwargs)
+
+
+def logical_factor_rules():
+  """t5x Adafactor factorization rules plus tokensift's names (``head_dim`` and ``kv_heads`` as t5x's ``kv``)."""
+  rules = dict(t5x_adafactor.standard_logical_factor_rules())
+  rules.update(head_dim=t5x_adafactor.FactorDim.COLUMN, kv_heads=t5x_adafactor.FactorDim.COLUMN)
+  return frozen_dict.freeze(rules)
+
+
+def split_params_axes(variables: Mapping[str, Any]) -> frozen_dict.FrozenDict:
+  """``{'params': boxed}`` -> ``{'params': plain, 'params_axes': {..., 'name_axes': AxisMetadata}}``.
+
+  Params without logical names get ``(None,) * ndim`` (replicated, unfactored).
+  """
+  variables = frozen_dict.unfreeze(variables)
+  boxed = variables.pop("params")
+  plain = traverse_util.flatten_dict(nn.unbox(boxed))
+  boxes = traverse_util.flatten_dict(boxed, is_leaf=lambda k, v: isinstance(v, nn.LogicallyPartitioned))
+  axes = {}
+  for path, value in plain.items():
+    box = boxes.get(path)
+    names = tuple(box.names) if isinstance(box, nn.LogicallyPartitioned) else (None,) * value.ndim
+    axes[(*path[:-1], path[-1] + "_axes")] = flax_partitioning.AxisMetadata(names=names)
+  variables["params"] = traverse_util.unflatten_dict(plain)
+  variables["params_axes"] = traverse_util.unflatten_dict(axes)
+  return frozen_dict.freeze(variables)
+
+
+class DecoderOnlyModel(t5x_models.DecoderOnlyModel):
+  """t5x ``DecoderOnlyModel`` over a tokensift decoder (logical boxes -> ``params_axes``)."""
+
+  def get_initial_variables(self, rng, input_shapes, input_types=None):
+    return split_params_axes(super().get_initial_variables(rng, input_shapes, input_types))
+
+
+class EncoderDecoderModel(t5x_models.EncoderDecoderModel):
+  """t5x ``EncoderDecoderModel`` over a tokensift encoder-decoder (logical boxes -> ``params_axes``)."""
+
+  def get_initial_variables(self, rng, input_shapes, input_types=None):
+    return split_params_axes(super().get_initial_variables(rng, input_shapes, input_types))
+
+
+def _average(total, count) -> clu_metrics.Average:
+  return clu_metrics.Average(total=jnp.asarray(total, jnp.float32), count=jnp.asarray(count, jnp.float32))
+
+
+class _SelectiveLoss:
+  """The SLM ``loss_fn`` shared by the decoder-only and encoder-decoder classes."""
+  selection_ratio: float
+  selection_scope: str
+
+  def _init_selection(self, selection_ratio: float, selection_scope: str) -> None:
+    if not 0.0 < selection_ratio <= 1.0:
+      raise ValueError(f"selection_ratio={selection_ratio} must be in (0, 1]")
+    if selection_scope not in ("batch", "sequence"):
+      raise ValueError(f"selection_scope={selection_scope!r}; use 'batch' or 'sequence'")
+    self.selection_ratio = selection_ratio
+    self.selection_scope = selection_scope
+
+  def loss_fn(self, params, batch: Mapping[str, jax.Array], dropout_rng: Optional[jax.Array]):
+    if feature_converters.MODEL_REF_FEATURE not in batch:
+      raise ValueError(f"{type(self).__name__} needs the batch feature {feature_converters.MODEL_REF_FEATURE!r}: "
+                       "train on a reference-loss task (register_reference_loss_task) with this model's "
+                       "feature converter")
+    logits = self._compute_logits(params, batch, dropout_rng)
+    targets = batch["decoder_target_tokens"]
+    weights = batch.get("decoder_loss_weights")
+    weights = (targets > 0) if weights is None else weights
+    weights = weights.astype(jnp.float32)
+    ce, _ = token_cross_entropy(jax.lax.stop_gradient(logits), targets)
+    excess = ce - batch[feature_converters.MODEL_REF_FEATURE].astype(jnp.float32)
+    mask = select_tokens(excess, weights, self.selection_ratio, self.selection_scope)
+    selected_batch = dict(batch, decoder_loss_weights=weights * mask)
+    loss_normalizing_factor, loss_weights = t5x_losses.get_loss_normalizing_factor_and_weights(
+        self._loss_normalizing_factor, selected_batch)
+    loss, z_loss, _ = t5x_losses.compute_weighted_cross_entropy(
+        logits, targets=targets, weights=loss_weights, label_smoothing=self._label_smoothing, z_loss=self._z_loss,
+        loss_normalizing_factor=loss_normalizing_factor)
+    segment_ids = {k[:-len("_segment_ids")]: v for k, v in batch.items() if k.endswith("_segment_ids")}
+    if not segment_ids:
+      segment_ids = {k: v != 0 for k, v in batch.items() if k in ("encoder_input_tokens", "decoder_target_tokens")}
+    metrics = self._compute_metrics(logits=logits, targets=targets, mask=loss_weights > 0, loss=loss,
+                                    z_loss=z_loss, segment_ids=segment_ids)
+    valid = weights > 0
+    unselected = valid & ~mask
+    metrics.update({
+        "slm/selected_fraction": _average(jnp.sum(mask), jnp.sum(valid)),
+        "slm/excess_selected": _average(jnp.sum(jnp.where(mask, excess, 0.0)), jnp.sum(mask)),
+        "slm/excess_unselected": _average(jnp.sum(jnp.where(unselected, excess, 0.0)), jnp.sum(unselected)),
+        "slm/ce_unmasked": _average(jnp.sum(ce * weights), jnp.sum(weights)),
+        "slm/ce_selected": _average(jnp.sum(jnp.where(mask, ce, 0.0) * weights), jnp.sum(weights * mask)),
+        "slm/selected_tokens": t5x_metrics.AveragePerStep(total=jnp.sum(mask).astype(jnp.float32)),
+    })
+    return loss, metrics
+
+
+class SelectiveDecoderOnlyModel(_SelectiveLoss, DecoderOnlyModel):
+  """Decoder-only model trained with Rho-1 SLM on ``decoder_ref_losses``."""
+
+  FEATURE_CONVERTER_CLS = feature_converters.SelectiveLMFeatureConverter
+
+  def __init__(self, *args, selection_ratio: float = 0.6, selection_scope: str = "batch", **kwargs):
+    self._init_selection(selection_ratio, selection_scope)
+    kwargs.setdefault("feature_converter_cls", feature_converters.SelectiveLMFeatureConverter)
+    super().__init__(*args, **kwargs)
+
+
+class SelectiveEncoderDecoderModel(_SelectiveLoss, EncoderDecoderModel):
+  """Encoder-decoder model trained with Rho-1 SLM on the decoder targets' ``decoder_ref_losses``."""
+
+  FEATURE_CONVERTER_CLS = feature_converters.SelectiveEncDecFeatureConverter
+
+  def __init__(self, *args, selection_ratio: float = 0.6, selection_scope: str = "batch", **kwargs):
+    self._init_selection(selection_ratio, selection_scope)
+    kwargs.setdefault("feature_converter_cls", feature_converters.SelectiveEncDecFeatureConverter)
+    super().__init__(*args, **kwargs)
