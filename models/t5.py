@@ -36,6 +36,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tokensift.models.bert import l2_normalize, mean_pool
 
@@ -103,28 +104,31 @@ class T5Config:
     return jnp.dtype(self.param_dtype)
 
 
-def relative_position_bucket(relative_position: jax.Array, *, bidirectional: bool, num_buckets: int,
-                             max_distance: int) -> jax.Array:
-  """Bucket of ``memory_position - query_position`` (int32, any shape) -> int32 in ``[0, num_buckets)``.
+def relative_position_bucket(relative_position, *, bidirectional: bool, num_buckets: int, max_distance: int):
+  """Bucket of ``memory_position - query_position`` (int, any shape) -> int32 in ``[0, num_buckets)``.
 
   Small distances get one bucket each, larger ones share logarithmically wider buckets; in a causal stack
   (``bidirectional=False``) attending forward is impossible and all positive offsets fall in bucket 0.
-  Follows HF's float32 arithmetic so bucket boundaries agree with HF checkpoints.
+  Follows HF's float32 arithmetic so bucket boundaries agree with HF checkpoints. A NumPy input is computed
+  with NumPy (the networks do that at trace time, so buckets never depend on the accelerator's ``log``).
   """
-  buckets = jnp.zeros_like(relative_position)
+  xp = np if isinstance(relative_position, np.ndarray) else jnp
+  relative_position = relative_position.astype(xp.int32)
+  buckets = xp.zeros_like(relative_position)
   if bidirectional:
     num_buckets //= 2
-    buckets = buckets + (relative_position > 0).astype(jnp.int32) * num_buckets
-    distance = jnp.abs(relative_position)
+    buckets = buckets + (relative_position > 0).astype(xp.int32) * num_buckets
+    distance = xp.abs(relative_position)
   else:
-    distance = -jnp.minimum(relative_position, 0)
+    distance = -xp.minimum(relative_position, 0)
   max_exact = num_buckets // 2
   is_small = distance < max_exact
-  safe = jnp.maximum(distance, 1).astype(jnp.float32)  # log(0) is masked by is_small anyway
-  large = max_exact + (jnp.log(safe / max_exact) / math.log(max_distance / max_exact)
-                       * (num_buckets - max_exact)).astype(jnp.int32)
-  large = jnp.minimum(large, num_buckets - 1)
-  return buckets + jnp.where(is_small, distance, large)
+  safe = xp.maximum(distance, 1).astype(xp.float32)  # log(0) is masked by is_small anyway
+  scale = xp.float32(num_buckets - max_exact) if xp is np else num_buckets - max_exact
+  large = max_exact + (xp.log(safe / xp.float32(max_exact)) / xp.float32(math.log(max_distance / max_exact))
+                       * scale).astype(xp.int32)
+  large = xp.minimum(large, num_buckets - 1)
+  return (buckets + xp.where(is_small, distance, large)).astype(xp.int32)
 
 
 def _param(module: nn.Module, name: str, init, shape, axes):
@@ -156,21 +160,21 @@ class RMSNorm(nn.Module):
 
 
 class RelativePositionBias(nn.Module):
-  """Relative position attention bias ``[1, heads, q_len, k_len]`` (float32) from a ``[heads, buckets]``
-  table; ``query_positions: [q_len]``, ``key_positions: [k_len]``."""
+  """Relative position attention bias ``[1, heads, q_len, k_len]`` (float32) for positions ``arange(q_len)``
+  against ``arange(k_len)``, from a ``[heads, buckets]`` table (buckets computed at trace time)."""
   config: T5Config
   bidirectional: bool
 
   @nn.compact
-  def __call__(self, query_positions: jax.Array, key_positions: jax.Array) -> jax.Array:
+  def __call__(self, q_len: int, k_len: int) -> jax.Array:
     cfg = self.config
     table = _param(self, "rel_embedding", nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
                    (cfg.num_heads, cfg.relative_attention_num_buckets), ("heads", "relpos_buckets"))
-    rel = key_positions[None, :].astype(jnp.int32) - query_positions[:, None].astype(jnp.int32)
+    rel = np.arange(k_len)[None, :] - np.arange(q_len)[:, None]
     buckets = relative_position_bucket(rel, bidirectional=self.bidirectional,
                                        num_buckets=cfg.relative_attention_num_buckets,
                                        max_distance=cfg.relative_attention_max_distance)
-    return jnp.take(table.astype(jnp.float32), buckets, axis=1)[None]  # [1, heads, q, k]
+    return jnp.take(table.astype(jnp.float32), jnp.asarray(buckets), axis=1)[None]  # [1, heads, q, k]
 
 
 class Attention(nn.Module):
@@ -332,8 +336,7 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, tokens, mask, deterministic: bool = True):
     cfg = self.config
-    pos = jnp.arange(tokens.shape[1])
-    bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(pos, pos)
+    bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(tokens.shape[1], tokens.shape[1])
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens),
                                                           deterministic=deterministic)
     for i in range(cfg.num_encoder_layers):
@@ -353,8 +356,7 @@ class Decoder(nn.Module):
                max_decode_length: int | None = None):
     cfg = self.config
     length = max_decode_length if decode and max_decode_length else tokens.shape[1]
-    pos = jnp.arange(length)
-    bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(pos, pos)
+    bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(length, length)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens),
                                                           deterministic=deterministic)
     for i in range(cfg.num_decoder_layers):

@@ -77,9 +77,10 @@ def test_relative_position_buckets_match_hf():
     for nb, md in ((32, 128), (8, 20)):
       want = transformers.models.t5.modeling_t5.T5Attention._relative_position_bucket(
           torch.tensor(rel), bidirectional=bidirectional, num_buckets=nb, max_distance=md).numpy()
-      got = np.asarray(relative_position_bucket(jnp.asarray(rel), bidirectional=bidirectional, num_buckets=nb,
-                                                max_distance=md))
-      np.testing.assert_array_equal(got, want)
+      for xp_rel in (rel, jnp.asarray(rel)):  # NumPy (trace time, what the network uses) and jnp
+        got = np.asarray(relative_position_bucket(xp_rel, bidirectional=bidirectional, num_buckets=nb,
+                                                  max_distance=md))
+        np.testing.assert_array_equal(got, want)
 
 
 def test_hf_parity_gated_gelu_untied_fp32(hf_t5):
