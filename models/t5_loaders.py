@@ -120,6 +120,8 @@ def params_from_hf(state: Mapping[str, np.ndarray], config: T5Config, *, encoder
     w = np.asarray(w)
     if name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
       continue  # tied to shared.weight
+    if name == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight":
+      continue  # stale tensor in the original t5-* checkpoints; cross-attention has no position bias (HF ignores it)
     if name == "shared.weight":
       _put(tree, "token_embedder/embedding", w)
     elif name == "lm_head.weight" and not encoder_only:
