@@ -34,9 +34,10 @@ def calls(draw):
   q = draw(st.booleans())
   if kind == "remove":
     a, b = draw(_ints), draw(_ints)
-    form = draw(st.sampled_from(["kw", "short", "pos", "all"]))
+    form = draw(st.sampled_from(["kw", "short", "pos", "all", "mixed", "bad_mixed"]))
     return {"kw": f"remove_lines(line_start={a}, line_end={b})", "short": f"remove_lines(start={a}, end={b})",
-            "pos": f"remove_lines({a}, {b})", "all": "remove_lines(all=True)"}[form]
+            "pos": f"remove_lines({a}, {b})", "all": "remove_lines(all=True)",
+            "mixed": f"remove_lines({a}, line_end={b})", "bad_mixed": f"remove_lines(line_start={a}, {b})"}[form]
   if kind == "normalize":
     s, t = draw(_strs), draw(_strs)
     if draw(st.booleans()):
@@ -177,3 +178,16 @@ def test_ten_megabyte_document():
   check_invariants(text, r)
   assert r.kept and r.stats["lines_after"] == n - 100000 - (n - 123456)
   assert r.normalizations == (("fox", "cat", n),)
+
+
+@FUZZ
+@given(programs)
+def test_fast_path_agrees_with_the_general_parser(text):
+  fast = prog.parse(text)
+  original = prog._fast_args
+  prog._fast_args = lambda s, paren: None  # every call through the general parser
+  try:
+    general = prog.parse(text)
+  finally:
+    prog._fast_args = original
+  assert fast == general
