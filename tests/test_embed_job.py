@@ -1,0 +1,188 @@
+"""The embed job: real all-MiniLM-L6-v2 embeddings of the C4 validation sample (shared with the density,
+sketch and select tests through ``c4_embeddings()``), parity with sentence-transformers, Sentence-T5-style
+mean-pooled T5 encoder parity with transformers, bad rows, reading shards back, SIGKILL + rerun byte-identical.
+"""
+import functools
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokensift import docs, jobs
+from tokensift.selection import embed_job as ej
+from tokensift.selection.score_job import task_rows
+
+MAX_LENGTH = 128  # tests truncate at 128 tokens (the model's own setting is 256) to stay fast on CPU
+TEST_CONFIG = ej.EmbedJobConfig(max_length=MAX_LENGTH)
+
+
+@functools.lru_cache(maxsize=None)
+def embedder() -> ej.Embedder:
+  return ej.Embedder(TEST_CONFIG)
+
+
+@functools.lru_cache(maxsize=None)
+def c4_documents() -> tuple[docs.Document, ...]:
+  """The 200 documents of the C4 validation sample, ids as the c4_en_raw task gives them (TFDS ids)."""
+  return tuple(docs.documents_only(task_rows("c4_en_raw", "validation")(), docs.ReadReport()))
+
+
+@functools.lru_cache(maxsize=None)
+def _c4_job_dir() -> Path:
+  out = Path(tempfile.mkdtemp(prefix="tokensift-embed-c4-"))
+  ej.run_embed_job(TEST_CONFIG, lambda: iter(c4_documents()), str(out), input_desc="c4 validation",
+                   progress=False, embedder=embedder())
+  return out
+
+
+def c4_embeddings() -> tuple[list[str], np.ndarray]:
+  """(ids, float32 [200, 384]) MiniLM embeddings of the C4 validation sample, computed once per session by the
+  embed job itself."""
+  return ej.load_embeddings(_c4_job_dir())
+
+
+def c4_embed_dir() -> Path:
+  return _c4_job_dir()
+
+
+def test_c4_job_output_and_loader():
+  ids, emb = c4_embeddings()
+  assert len(ids) == 200 and emb.shape == (200, 384) and emb.dtype == np.float32
+  assert ids == [d.id for d in c4_documents()]
+  np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+  stats = jobs.merged_stats(c4_embed_dir(), "embed")
+  assert stats["records"] == 200 and 0 < stats["truncated"] < 200
+  recs = jobs.read_records(jobs.shard_files(c4_embed_dir(), "embed")[0])
+  assert set(recs[0]) == {"id", "embedding", "tokens", "truncated"}
+  assert max(r["tokens"] for r in recs) == MAX_LENGTH
+
+
+def test_matches_sentence_transformers():
+  from sentence_transformers import SentenceTransformer
+  from tokensift import paths
+  texts = [d.text for d in c4_documents()[:6]] + ["short", "a b c " * 300]
+  model = SentenceTransformer(str(paths.minilm_dir()), device="cpu")
+  model.max_seq_length = MAX_LENGTH
+  ref = model.encode(texts, batch_size=8, normalize_embeddings=True, convert_to_numpy=True)
+  got, ntok, cut = embedder().embed(texts)
+  np.testing.assert_allclose(got, ref, atol=2e-5)
+  assert cut.tolist() == [bool(n == MAX_LENGTH and c) for n, c in zip(ntok, cut)]
+  assert ntok[6] == 3 and cut[7]
+
+
+def test_plan_batches_buckets_by_length():
+  plan = ej.plan_batches([5, 300, 17, 16, 100, 3], tokens_per_batch=64, max_batch=8, min_bucket=16,
+                         max_length=256, multiple=2)
+  assert [(L, s, rows) for L, s, rows in plan] == [(16, 4, [5, 0, 3]), (32, 2, [2]), (128, 2, [4]), (256, 2, [1])]
+  covered = sorted(r for _, _, rows in plan for r in rows)
+  assert covered == list(range(6))
+
+
+def test_float16_output_and_bad_rows(tmp_path):
+  src = tmp_path / "in.jsonl"
+  lines = [json.dumps({"id": "a", "text": "The cat sat on the mat."}), "{not json",
+           json.dumps({"id": "b", "text": "   "}), json.dumps({"id": "c", "text": "Kernel density of embeddings."}),
+           json.dumps({"text": "no id here"})]
+  src.write_text("\n".join(lines) + "\n")
+  cfg = ej.EmbedJobConfig(max_length=MAX_LENGTH, output_dtype="float16")
+  from tokensift.selection.score_job import file_rows
+  res = ej.run_embed_job(cfg, file_rows([str(src)]), str(tmp_path / "out"), progress=False, embedder=embedder())
+  assert res.stats["records"] == 2
+  assert sum(res.stats["skipped"].values()) == 3, res.stats["skipped"]
+  ids, emb = ej.load_embeddings(tmp_path / "out")
+  assert ids == ["a", "c"]
+  assert (emb.astype(np.float16).astype(np.float32) == emb).all()
+  full, _, _ = embedder().embed(["The cat sat on the mat."])
+  np.testing.assert_allclose(emb[0], full[0], atol=1e-3)
+
+
+def test_load_embeddings_rejects_bad_rows(tmp_path):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  rows = [{"id": "x", "embedding": [0.1, 0.2, 0.3]}, {"id": "y", "embedding": [0.1, 0.2]},
+          {"id": "z", "embedding": [0.1, float("nan"), 0.3]}]
+  pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
+  with pytest.raises(ValueError, match=r"1 of 3 embeddings .* do not have dimension 3 \(ids \['y'\]"):
+    ej.load_embeddings(tmp_path / "e.parquet")
+  pq.write_table(pa.Table.from_pylist([rows[0], rows[2]]), tmp_path / "n.parquet")
+  with pytest.raises(ValueError, match=r"1 of 2 embeddings .* NaN or inf \(ids \['z'\]\)"):
+    ej.load_embeddings(tmp_path / "n.parquet")
+  with pytest.raises(ValueError, match="dimension 4"):
+    ej.load_embeddings(tmp_path / "n.parquet", dim=4)
+  with pytest.raises(FileNotFoundError):
+    ej.load_embeddings(tmp_path / "missing")
+  (tmp_path / "d").mkdir()
+  with pytest.raises(ValueError, match="no finished 'embed' shard"):
+    ej.load_embeddings(tmp_path / "d")
+
+
+def test_t5_mean_pooled_encoder_matches_transformers(tmp_path):
+  torch = pytest.importorskip("torch")
+  import transformers
+  from tokenizers import Tokenizer, models, pre_tokenizers, processors
+  words = ["<pad>", "</s>", "<unk>"] + [chr(ord("a") + i) for i in range(26)] + ["the", "cat", "sat"]
+  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Whitespace()
+  tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+  d = tmp_path / "st5"
+  cfg = transformers.T5Config(vocab_size=40, d_model=16, d_kv=4, num_heads=2, d_ff=32, num_layers=2,
+                              feed_forward_proj="gated-gelu", dropout_rate=0.0)
+  torch.manual_seed(0)
+  model = transformers.T5EncoderModel(cfg).eval()
+  model.save_pretrained(d, safe_serialization=True)
+  tok.save(str(d / "tokenizer.json"))
+  emb = ej.Embedder(ej.EmbedJobConfig(model=str(d), max_length=16, min_bucket=8))
+  assert emb.architecture == "t5" and emb.dim == 16
+  texts = ["the cat sat", "a b c d e f g h i j k l m n o p q r s t", "cat"]
+  got, ntok, cut = emb.embed(texts)
+  assert ntok.tolist() == [4, 16, 2] and cut.tolist() == [False, True, False]
+  with torch.no_grad():
+    for text, g in zip(texts, got):
+      ids = tok.encode(text).ids
+      ids = ids[:15] + [1] if len(ids) > 16 else ids
+      h = model(input_ids=torch.tensor([ids])).last_hidden_state[0].mean(0).numpy()
+      np.testing.assert_allclose(g, h / np.linalg.norm(h), atol=2e-5)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from tokensift.selection import embed_job as ej
+    from tokensift.selection.score_job import file_rows
+    cfg = ej.EmbedJobConfig(max_length=%d)
+    ej.run_embed_job(cfg, file_rows([sys.argv[2]]), sys.argv[1], input_desc="kill", piece_size=4, progress=False)
+""" % MAX_LENGTH)
+
+
+def test_sigkill_and_rerun_is_byte_identical(tmp_path):
+  src = tmp_path / "docs.jsonl"
+  with open(src, "w") as f:
+    for d in c4_documents()[:80]:
+      f.write(json.dumps({"id": d.id, "text": d.text[:400]}) + "\n")
+  from tokensift.selection.score_job import file_rows
+  ref = tmp_path / "ref"
+  ej.run_embed_job(TEST_CONFIG, file_rows([str(src)]), str(ref), input_desc="kill", piece_size=4,
+                   progress=False, embedder=embedder())
+  script = tmp_path / "job.py"
+  script.write_text(KILL_SCRIPT)
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen([sys.executable, str(script), str(killed), str(src)])
+  pieces = killed / ".embed-00000-of-00001.pieces"
+  deadline = time.time() + 600
+  while time.time() < deadline and len(list(pieces.glob("piece-*.jsonl"))) < 3 and proc.poll() is None:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  n_before = len(list(pieces.glob("piece-*.jsonl")))
+  assert 3 <= n_before < 20, n_before  # killed mid-way
+  subprocess.run([sys.executable, str(script), str(killed), str(src)], check=True)
+  for name in ("embed-00000-of-00001.parquet", "embed-00000-of-00001.done"):
+    assert (killed / name).read_bytes() == (ref / name).read_bytes(), name
+  ids, emb = ej.load_embeddings(killed)
+  assert ids == [d.id for d in c4_documents()[:80]] and emb.shape == (80, 384)
