@@ -335,3 +335,14 @@ def test_remat_gives_the_same_loss_and_gradients(tiny, data_dir):
   np.testing.assert_allclose(remat[0], plain[0], rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), remat[1], plain[1])
   assert float(jnp.abs(plain[1]["layers_0"]["attention"]["query"]).max()) > 0
+
+
+def test_sharded_bfloat16_safetensors_checkpoint(tiny, tmp_path):
+  """``save_pretrained`` with small shards writes model.safetensors.index.json; bf16 tensors load exactly."""
+  import copy
+  hf, lm = tiny
+  copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(tmp_path, max_shard_size="20KB")
+  assert (tmp_path / "model.safetensors.index.json").exists() and len(list(tmp_path.glob("*.safetensors"))) > 1
+  loaded = load_llama(tmp_path)
+  rounded = jax.tree.map(lambda x: np.asarray(jnp.asarray(x, jnp.bfloat16).astype(jnp.float32)), lm.params)
+  jax.tree.map(np.testing.assert_array_equal, loaded.params, rounded)
