@@ -90,8 +90,12 @@ def experiment(config: TrainConfig, network: Any) -> tuple[TrainConfig, Any]:
   return config, network
 
 
-def train(config: TrainConfig, network: Any) -> TrainResult:
-  """Trains ``network`` (a t5x-signature Flax module) per ``config``; resumes from ``config.model_dir``."""
+def train(config: TrainConfig, network: Any, *, stop_at: int | None = None) -> TrainResult:
+  """Trains ``network`` (a t5x-signature Flax module) per ``config``; resumes from ``config.model_dir``.
+
+  ``stop_at``: end this run after that step without a final checkpoint or eval, as a preempted job would (the
+  schedule still spans ``config.train_steps``); a later call resumes from the last checkpoint.
+  """
   from tqdm.auto import tqdm
 
   model_dir = Path(config.model_dir)
@@ -130,6 +134,8 @@ def train(config: TrainConfig, network: Any) -> TrainResult:
   batches = inputs.train_batches(config, encdec, start_batch=start)
   try:
     for step in range(start, config.train_steps):
+      if stop_at is not None and step >= stop_at:
+        break
       t0 = time.perf_counter()  # wall time of a step: input pipeline + train step (+ metrics fetch)
       batch = steps.put_batch(next(batches))
       state, metrics = steps.train_step(state, batch)
@@ -150,14 +156,15 @@ def train(config: TrainConfig, network: Any) -> TrainResult:
       if eval_data and config.eval_every and done % config.eval_every == 0:
         last_eval, eval_step = evaluate(steps, state["params"], eval_data), done
         log.write("eval", done, last_eval)
-    if eval_data and start < config.train_steps and eval_step != config.train_steps:
+    finished = stop_at is None or stop_at >= config.train_steps
+    if finished and eval_data and start < config.train_steps and eval_step != config.train_steps:
       last_eval = evaluate(steps, state["params"], eval_data)
       log.write("eval", config.train_steps, last_eval)
   finally:
     bar.close()
     ckpt.close()
     log.close()
-  return TrainResult(step=max(start, config.train_steps), resumed_from=resumed, last_train=last_train,
+  return TrainResult(step=int(jax.device_get(state["step"])), resumed_from=resumed, last_train=last_train,
                      last_eval=last_eval,
                      steps_per_second=timed_steps / timed_seconds if timed_seconds else 0.0,
                      tokens_per_second=timed_tokens / timed_seconds if timed_seconds else 0.0)
