@@ -130,6 +130,7 @@ _BOILER_ANY = re.compile(r"all rights reserved|powered by (?:wordpress|blogger|s
                          re.IGNORECASE)
 _NAV_SEPARATORS = re.compile(r"\s*(?:\||\u00bb|\u2022|\u00b7|::)\s*")
 _NAV_ITEM = re.compile(r"^[^\W\d_][\w'&.,\- ]*$")
+_ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
@@ -163,7 +164,7 @@ def _doc_rules(text: str, lines: list[str], words: list[str], cfg: RuleConfig) -
   if cfg.drop_curly_bracket and "{" in text:
     return "curly_bracket"
   if cfg.mean_word_length is not None:
-    mean = sum(len(w) for w in words) / n
+    mean = len("".join(words)) / n
     if not cfg.mean_word_length[0] <= mean <= cfg.mean_word_length[1]:
       return "mean_word_length"
   if cfg.max_symbol_word_ratio is not None:
@@ -186,11 +187,17 @@ def _doc_rules(text: str, lines: list[str], words: list[str], cfg: RuleConfig) -
       if short / len(nonempty) > cfg.max_short_line_fraction:
         return "short_lines"
   if cfg.min_alpha_word_fraction is not None:
-    alpha = sum(1 for w in words if any(ch.isalpha() for ch in w))
+    alpha = len(_ALPHA_WORD.findall(text))  # words with a letter (a word character, not a digit or "_")
     if alpha / n < cfg.min_alpha_word_fraction:
       return "non_alpha_words"
   if cfg.min_stop_words is not None:
-    if sum(1 for w in words if w.lower() in _STOP_WORDS) < cfg.min_stop_words:
+    found = 0
+    for w in words:
+      if w.lower() in _STOP_WORDS:
+        found += 1
+        if found >= cfg.min_stop_words:
+          break
+    else:
       return "few_stop_words"
   return None
 
@@ -207,10 +214,12 @@ def _line_rule(line: str, stripped: str, seen: set[str], cfg: RuleConfig) -> str
     return "cookie_policy"
   if cfg.remove_boilerplate and _boilerplate(stripped, n_words, cfg):
     return "boilerplate"
-  if cfg.remove_repeated and n_words >= cfg.repeated_min_words and _prose(stripped, n_words):
+  if cfg.remove_repeated and n_words >= cfg.repeated_min_words:
     if stripped in seen:
-      return "repeated_line"
-    seen.add(stripped)
+      if _prose(stripped, n_words):
+        return "repeated_line"
+    else:
+      seen.add(stripped)
   if cfg.remove_unpunctuated and not stripped.endswith(_TERMINAL):
     return "no_terminal_punct"
   return None

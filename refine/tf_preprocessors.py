@@ -68,23 +68,22 @@ def _apply(ds: tf.data.Dataset, fn, inputs: Sequence[str], text_key: str, raw_ke
     if raw_key:
       ex_[raw_key] = ex_[text_key]
     ex_[text_key] = refined
-    ex_["_kept"] = kept
     if keep_programs:
       ex_["doc_program"], ex_["chunk_program"] = dp, cp
-    return ex_
+    return ex_, kept
 
   if batch_size > 1:
-    ds = ds.batch(batch_size).map(refine, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
-  else:
-    ds = ds.map(refine, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def refine_batch(ex_):
+      ex_, kept = refine(ex_)
+      if drop_dropped:  # dropped documents leave the batch before it is split again
+        ex_ = {k: tf.boolean_mask(v, kept) for k, v in ex_.items()}
+      return ex_
+    return ds.batch(batch_size).map(refine_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                    deterministic=True).unbatch()
+  ds = ds.map(refine, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if drop_dropped:
-    ds = ds.filter(lambda e: e["_kept"])
-
-  def strip(e):
-    e = dict(e)
-    e.pop("_kept")
-    return e
-  return ds.map(strip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(lambda ex_, kept: kept)
+  return ds.map(lambda ex_, kept: ex_)
 
 
 def refine_with_rules(ds: tf.data.Dataset, *, config: rules.RuleConfig = rules.RuleConfig(),
