@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
   m.add_argument("--doc_prompt_tokens", type=int, default=2000, help="doc-level prompt budget (ProX: 2000)")
   m.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
   m.add_argument("--dtype", default="float32", help="compute dtype of the refining model")
+  m.add_argument("--chat_template", default=None,
+                 help="'llama2' (ProX's prompt format) or a Jinja template file; default: the model's own "
+                      "template, else llama2")
   m.add_argument("--mesh", default="-1,1", metavar="DATA,MODEL",
                  help="device mesh; -1 = all remaining local devices (default: all devices on 'data')")
   p.add_argument("--no_progress", action="store_true")
@@ -56,6 +59,16 @@ def _profile(args) -> str:
     return args.profile
   names = [args.task or ""] + list(args.input or [])
   return "math" if any(("owm" in n.lower() or "openwebmath" in n.lower()) for n in names) else "web"
+
+
+def _template(value: str | None) -> str | None:
+  if value is None or value == "llama2":
+    return value
+  from pathlib import Path
+  path = Path(value)
+  if not path.is_file():
+    raise FileNotFoundError(f"--chat_template {value!r}: use 'llama2' or an existing Jinja template file")
+  return path.read_text()
 
 
 def cmd_refine(args) -> int:
@@ -81,11 +94,11 @@ def cmd_refine(args) -> int:
     from tokensift.refine import model_programmer as mp
     mcfg = mp.ModelProgrammerConfig(max_new_tokens=args.max_new_tokens, doc_max_new_tokens=args.doc_max_new_tokens,
                                     chunk_tokens=args.chunk_tokens, doc_prompt_tokens=args.doc_prompt_tokens,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size, chat_template=_template(args.chat_template))
     programmer = mp.ModelProgrammer.from_path(args.programmer, config=mcfg, dtype=args.dtype,
                                               exec_config=exec_config, mesh=mp.mesh_from_spec(args.mesh))
     count_tokens = programmer.count_tokens
-    config.update(model=str(args.programmer), dtype=args.dtype, mesh=args.mesh, **{
+    config.update(model=str(args.programmer), dtype=args.dtype, mesh=args.mesh, chat_template=args.chat_template, **{
         k: getattr(mcfg, k) for k in ("max_new_tokens", "doc_max_new_tokens", "chunk_tokens", "doc_prompt_tokens",
                                       "batch_size")})
   if args.vocab:

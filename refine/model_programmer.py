@@ -31,6 +31,15 @@ if TYPE_CHECKING:
   from tokensift.tasks.hf_tokenizer import TokenizerFiles
 
 _SENTINEL = "\u2063TOKENSIFT_USER_MESSAGE\u2063"
+# ProX rendered its prompts with the Llama-2 chat format (``--token_template meta-llama/Llama-2-7b-chat-hf``):
+# its released refiners' tokenizers carry no chat template of their own.
+LLAMA2 = "llama2"
+
+
+def llama2_chat(user_message: str, system: str | None) -> str:
+  """The Llama-2 chat format for one system + user turn (BOS written as text, as the template does)."""
+  sys_block = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if system else ""
+  return f"<s>[INST] {sys_block}{user_message} [/INST]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +53,7 @@ class ModelProgrammerConfig:
   system_prompt: str | None = ck.SYSTEM_PROMPT
   stages: str = "both"  # "both" | "doc" | "chunk"
   extra_tokens_per_line: int = 0  # 1 reproduces ProX's budgets (its Llama tokenizer counted a BOS per line)
+  chat_template: str | None = None  # None: the model's, else "llama2"; "llama2"; or a Jinja template
   rules: str = "standard"
 
   def __post_init__(self):
@@ -75,8 +85,8 @@ class ModelProgrammer:
   def __init__(self, module: Any, params: Any, tokenizer: TokenizerFiles, *,
                config: ModelProgrammerConfig = ModelProgrammerConfig(), mesh: jax.sharding.Mesh | None = None,
                exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG, name: str = "model"):
-    if tokenizer is None or not tokenizer.chat_template:
-      raise ValueError(f"refining model {name!r} has no tokenizer with a chat template; ProX prompts are chat turns")
+    if tokenizer is None:
+      raise ValueError(f"refining model {name!r} has no tokenizer (tokenizer.json or GGUF metadata)")
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast  # chat-template rendering only (no torch)
     self.module, self.config, self.exec_config, self.name = module, config, exec_config, f"model:{name}"
@@ -103,9 +113,16 @@ class ModelProgrammer:
 
   # ---------------------------------------------------------------------------------------------- prompts
 
+  @property
+  def chat_template(self) -> str:
+    """The template in use: the config's, else the model's, else ProX's Llama-2 chat format."""
+    return self.config.chat_template or self.files.chat_template or LLAMA2
+
   def _render(self, user_message: str) -> str:
+    if self.chat_template == LLAMA2:
+      return llama2_chat(user_message, self.config.system_prompt)
     msgs = ck.chat_messages(user_message, self.config.system_prompt)
-    return self._hf.apply_chat_template(msgs, chat_template=self.files.chat_template, tokenize=False,
+    return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
                                         add_generation_prompt=True)
 
   def _split_template(self) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """Refining-model inference: prompts as ProX builds them, batched greedy generation under the mesh, and the real
 SmolLM2 GGUF writing (poor) programs that the executor survives."""
+import dataclasses
 import gzip
 import json
 
@@ -47,6 +48,16 @@ def test_prompts_follow_prox(tiny, c4_texts):
   first = tiny.tokenizer.decode(tiny.prompt_ids(ck.chunk_prompt(chunks[1]), 10 ** 6), skip_special_tokens=False)
   assert f"[doc]\n[{chunks[1].first_line:03d}]" in first and first.endswith(tiny._suffix)
   assert first.count("[/doc]") == 1
+
+
+def test_llama2_chat_format_when_the_model_has_no_template(tiny):
+  """ProX's refiners ship no chat template; ProX rendered prompts in the Llama-2 chat format."""
+  files = dataclasses.replace(tiny.files, chat_template=None)
+  prox = mp.ModelProgrammer(tiny.module, tiny.params, files, mesh=tiny.mesh, config=tiny.config)
+  assert prox.chat_template == mp.LLAMA2
+  assert prox._render("DOC") == "<s>[INST] <<SYS>>\n" + ck.SYSTEM_PROMPT + "\n<</SYS>>\n\nDOC [/INST]"
+  ids = prox.prompt_ids(ck.chunk_prompt("[000]a line"), 100)
+  assert prox.tokenizer.decode(ids, skip_special_tokens=False).endswith("[doc]\n[000]a line\n[/doc] [/INST]")
 
 
 def test_batched_generation_matches_one_by_one(tiny, c4_texts):
