@@ -95,7 +95,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
   """Flat numeric totals (so ``jobs.merged_stats`` can add shards): documents, kept/dropped, drop reasons
   (``drop.<reason>``), words/chars/tokens before and after, documents per rule (``rule.<name>``), errors."""
   out: dict[str, Any] = {"documents": len(records), "kept": 0, "dropped": 0, "docs_with_errors": 0,
-                         "programs_ignored": 0}
+                         "programs_ignored": 0, "lines_removed_from_kept": 0}
   for k in _SUMMED:
     if k.startswith("tokens") and not any(k in r["stats"] for r in records):
       continue
@@ -103,6 +103,8 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
   for r in records:
     s = r["stats"]
     out["kept" if r["kept"] else "dropped"] += 1
+    if r["kept"]:
+      out["lines_removed_from_kept"] += s["lines_removed"]
     if not r["kept"]:
       out[f"drop.{s['drop_reason']}"] = out.get(f"drop.{s['drop_reason']}", 0) + 1
     out["docs_with_errors"] += bool(r["errors"])
@@ -134,7 +136,8 @@ def format_summary(stats: dict[str, Any], top: int = 8) -> str:
     lines.append("top rules fired (documents): " + ", ".join(f"{k} {v}" for k, v in fired[:top]))
   lines.append(f"program errors: {stats.get('docs_with_errors', 0)} documents, "
                f"{stats.get('programs_ignored', 0)} programs ignored (>= max errors); "
-               f"lines removed {stats.get('lines_removed', 0)}, normalizations {stats.get('normalizations', 0)}")
+               f"lines removed {stats.get('lines_removed', 0)} ({stats.get('lines_removed_from_kept', 0)} from kept "
+               f"documents), normalizations {stats.get('normalizations', 0)}")
   return "\n".join(lines)
 
 
