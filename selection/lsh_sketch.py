@@ -11,8 +11,9 @@ Streaming Data", 2020; used by the DENSITY sampler of Sachdeva et al. 2024) is a
   ``sum_x p(|x - y|)^K`` where ``p(c)`` is the p-stable collision probability at distance ``c`` (a kernel
   decreasing in ``c``; bucket folding adds a small positive bias).
 
-Both passes stream the points in chunks (jitted; the rows of a chunk are sharded over the mesh devices and the
-per-device counts summed with ``psum``). Sketches built with the same config on different shards or hosts merge
+Both passes stream the points in chunks (jitted; the rows of a chunk are sharded over the mesh devices; each
+device updates its own count array in place, row by row, and the per-device arrays are summed once at the end).
+Sketches built with the same config on different shards, devices or hosts merge
 exactly by adding their count arrays (``merge_sketches``): integer sums do not depend on order.
 
 All hash parameters derive from ``SketchConfig.seed`` with ``jax.random`` (threefry), so every host that uses
@@ -107,11 +108,11 @@ def merge_sketches(sketches: Sequence[Sketch]) -> Sketch:
 
 
 def hash_params(config: SketchConfig, dim: int):
-  """(projections [d, R*K] f32, offsets [R*K] f32 in [0, w), multipliers [R, K] uint32 odd)."""
+  """(projections [R*K, d] f32 ~ N(0, 1), offsets [R*K] f32 in [0, w), multipliers [R, K] uint32, odd)."""
   key = jax.random.PRNGKey(config.seed)
   ka, kb, km = jax.random.split(key, 3)
   n = config.rows * config.hashes
-  a = jax.random.normal(ka, (dim, n), jnp.float32)
+  a = jax.random.normal(ka, (n, dim), jnp.float32)
   b = jax.random.uniform(kb, (n,), jnp.float32, 0.0, config.width)
   m = jax.random.bits(km, (config.rows, config.hashes), jnp.uint32) | jnp.uint32(1)
   return a, b, m
@@ -120,32 +121,36 @@ def hash_params(config: SketchConfig, dim: int):
 def _buckets(config: SketchConfig, x, a, b, m):
   """Bucket of every point in every row: x [n, d] -> int32 [R, n] (row-major, for cache-local updates)."""
   r, k, nb = config.rows, config.hashes, config.buckets
-  proj = jnp.dot(x, a, preferred_element_type=jnp.float32)  # [n, R*K]
-  codes = jnp.floor((proj + b[None, :]) * jnp.float32(1.0 / config.width)).astype(jnp.int32)
-  codes = codes.reshape(-1, r, k).transpose(1, 0, 2)  # [R, n, K]
+  proj = jnp.dot(a, x.T, preferred_element_type=jnp.float32)  # [R*K, n]: no transpose of the result needed
+  codes = jnp.floor((proj + b[:, None]) * jnp.float32(1.0 / config.width)).astype(jnp.int32)
+  codes = codes.reshape(r, k, -1)  # [R, K, n]
   if k == 1:
-    folded = codes[..., 0] % nb  # p-stable codes of one hash are few and contiguous: fold by modulo
-  else:  # universal hashing of the K-tuple: sum of odd multipliers times codes, wrapped in uint32
-    mixed = (codes.astype(jnp.uint32) * m[:, None, :]).sum(axis=-1, dtype=jnp.uint32)
-    mixed = mixed ^ (mixed >> 15)
-    folded = (mixed % jnp.uint32(nb)).astype(jnp.int32)
-  return folded
+    return codes[:, 0] % nb  # p-stable codes of one hash are few and contiguous: fold by modulo
+  # universal hashing of the K-tuple: sum of odd multipliers times codes, wrapped in uint32, then mixed
+  mixed = (codes.astype(jnp.uint32) * m[:, :, None]).sum(axis=1, dtype=jnp.uint32)
+  mixed = mixed ^ (mixed >> 15)
+  return (mixed % jnp.uint32(nb)).astype(jnp.int32)
 
 
 @functools.lru_cache(maxsize=32)
 def _build_fn(config: SketchConfig, mesh: Mesh):
+  """Per-device counts ``[devices, R, B]`` (sharded on the first axis, donated) += one chunk of points."""
   axes = tuple(mesh.axis_names)
 
   def local(counts, x, weight, a, b, m):
     idx = _buckets(config, x, a, b, m)  # [R, n_local]
-    # One row at a time: each row's B counts stay in cache while its n updates land (measured ~1.5x faster
-    # on CPU than one [R, B] scatter).
-    zero = jnp.zeros(config.buckets, jnp.int32)
-    local_counts = jax.lax.map(lambda i: zero.at[i].add(weight, mode="promise_in_bounds"), idx)
-    return counts + jax.lax.psum(local_counts, axes)
 
-  fn = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axes, None), P(axes), P(), P(), P()), out_specs=P(),
-                     check_vma=False)
+    # One row at a time, updated in place: each row's B counts stay in cache while its n updates land
+    # (measured ~7x faster on CPU than one [R, B] scatter or a stacked map).
+    def row(r, c):
+      cur = jax.lax.dynamic_index_in_dim(c, r, 1, keepdims=False)  # [1, B]
+      new = cur.at[0, idx[r]].add(weight, mode="promise_in_bounds")
+      return jax.lax.dynamic_update_index_in_dim(c, new, r, 1)
+
+    return jax.lax.fori_loop(0, config.rows, row, counts)
+
+  fn = jax.shard_map(local, mesh=mesh, in_specs=(P(axes), P(axes, None), P(axes), P(), P(), P()),
+                     out_specs=P(axes), check_vma=False)
   return jax.jit(fn, donate_argnums=(0,))
 
 
@@ -155,9 +160,12 @@ def _score_fn(config: SketchConfig, mesh: Mesh):
 
   def local(counts, x, a, b, m):
     idx = _buckets(config, x, a, b, m)  # [R, n_local]
-    flat = idx + (jnp.arange(config.rows, dtype=jnp.int32) * config.buckets)[:, None]
-    got = counts.reshape(-1)[flat]  # [R, n_local]; a flat gather measured faster than take_along_axis
-    return got.astype(jnp.float32).mean(axis=0)
+
+    def row(r, acc):
+      return acc + counts[r].at[idx[r]].get(mode="promise_in_bounds").astype(jnp.float32)
+
+    total = jax.lax.fori_loop(0, config.rows, row, jnp.zeros(idx.shape[1], jnp.float32))
+    return total / config.rows
 
   fn = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(axes, None), P(), P(), P()), out_specs=P(axes),
                      check_vma=False)
@@ -200,13 +208,14 @@ def build_sketch(x, config: SketchConfig = SketchConfig(), *, mesh: Mesh | None 
   rows = NamedSharding(mesh, P(tuple(mesh.axis_names), None))
   vec = NamedSharding(mesh, P(tuple(mesh.axis_names)))
   a, b, m = (jax.device_put(v, rep) for v in (a, b, m))
-  counts = jax.device_put(np.zeros((config.rows, config.buckets), np.int32), rep)
+  counts = jax.device_put(np.zeros((ndev, config.rows, config.buckets), np.int32),
+                          NamedSharding(mesh, P(tuple(mesh.axis_names))))
   fn = _build_fn(config, mesh)
   for _, part in _chunks(x, step, progress, "sketch pass 1"):
     pad = step - part.shape[0]
     weight = np.concatenate([np.ones(part.shape[0], np.int32), np.zeros(pad, np.int32)])
     counts = fn(counts, jax.device_put(np.pad(part, ((0, pad), (0, 0))), rows), jax.device_put(weight, vec), a, b, m)
-  out = Sketch(config, x.shape[1], x.shape[0], np.asarray(counts).astype(np.int64))
+  out = Sketch(config, x.shape[1], x.shape[0], np.asarray(counts).sum(axis=0, dtype=np.int64))
   return out if sketch is None else merge_sketches([sketch, out])
 
 
