@@ -9,4 +9,4 @@ _tf.config.set_visible_devices([], "GPU")  # SeqIO's tf.data pipelines never tak
 
 from tokensift.tasks.registry import add_task, register_all  # noqa: E402
 
-register_all()
+register_all(families=False)

@@ -65,8 +65,20 @@ def add_registrar(fn: Callable[[], Iterable[str]]) -> Callable[[], Iterable[str]
   return fn
 
 
-def register_all() -> list[str]:
-  """Registers every tokensift task (safe to call again, e.g. after ``seqio.TaskRegistry.reset()``)."""
+# Task families of the other packages; register_all(families=True) imports them so that their registrars run.
+FAMILY_MODULES = ("tokensift.refine.tasks",)
+
+
+def register_all(families: bool = True) -> list[str]:
+  """Registers every tokensift task (safe to call again, e.g. after ``seqio.TaskRegistry.reset()``).
+
+  ``families`` also imports the packages' task modules (``FAMILY_MODULES``: ProX-refined tasks), whose
+  registrars add their tasks; ``import tokensift.tasks`` itself registers only the raw tasks, cheaply.
+  """
+  if families:
+    import importlib
+    for mod in FAMILY_MODULES:
+      importlib.import_module(mod)
   names = register_raw_tasks()
   for fn in _EXTRA_REGISTRARS:
     names.extend(fn())

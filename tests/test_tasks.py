@@ -174,3 +174,20 @@ def test_gguf_tokenizer_matches_transformers_converter(data_dir, tmp_path, monke
   texts.append("<|im_start|>user\nIs this informative?<|im_end|>\n<|im_start|>assistant\n")
   for t in texts:
     assert mine.encode(t).ids == ref.encode(t).ids
+
+
+def test_owm_ids_unique_with_repeated_urls(data_dir):
+  """The OWM sample repeats two urls; every document still gets a distinct id (``url#2``)."""
+  src = sources.owm_source()
+  ids = [d.id for split in ("train", "validation") for d in src.documents(split)]
+  assert len(ids) == 878 and len(set(ids)) == 878
+  assert sum("#" in i for i in ids) == 2
+
+
+def test_lone_surrogates_are_repaired(tmp_path):
+  from tokensift import docs
+  f = tmp_path / "s.jsonl"
+  f.write_text('{"id": "a", "text": "pair \\ud83d\\ude00 lone \\ud800 end"}\n')
+  (doc,) = list(docs.documents_only(docs.iter_files(str(f)), docs.ReadReport()))
+  assert doc.text == "pair \U0001F600 lone \ufffd end"
+  doc.text.encode("utf-8")  # writable downstream

@@ -66,6 +66,7 @@ def validate_row(row: Any, where: str, *, id_field: str = "id", text_field: str 
       return Skip("invalid UTF-8 in text", where)
   if not isinstance(text, str):
     return Skip(f"field {text_field!r} is {type(text).__name__}, not a string", where)
+  text = _repair_surrogates(text)
   if not text.strip():
     return Skip("empty or whitespace-only text", where)
   if len(text) > MAX_DOC_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_DOC_BYTES:
@@ -77,6 +78,29 @@ def validate_row(row: Any, where: str, *, id_field: str = "id", text_field: str 
     doc_id = default_id
   meta = {k: v for k, v in row.items() if k not in (id_field, text_field)}
   return Document(str(doc_id), text, meta)
+
+
+def _repair_surrogates(text: str) -> str:
+  """Joins JSON-escaped surrogate pairs and replaces lone surrogates (``"\\ud800"``) with U+FFFD, so the
+  text is valid Unicode and can be written as UTF-8 downstream."""
+  try:
+    text.encode("utf-8")
+    return text
+  except UnicodeEncodeError:
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def unique_ids(items: Iterator[Document | Skip]) -> Iterator[Document | Skip]:
+  """Renames repeated document ids ``x`` to ``x#2``, ``x#3``, ... in input order (OpenWebMath repeats some
+  urls), so that every document keeps a distinct, stable id and none is lost or merged downstream."""
+  seen: dict[str, int] = {}
+  for item in items:
+    if isinstance(item, Document):
+      n = seen.get(item.id, 0) + 1
+      seen[item.id] = n
+      if n > 1:
+        item = dataclasses.replace(item, id=f"{item.id}#{n}")
+    yield item
 
 
 def _open_text(path: Path):
@@ -145,12 +169,14 @@ def expand_paths(patterns: list[str] | str) -> list[Path]:
 
 
 def iter_files(patterns: list[str] | str, **kw) -> Iterator[Document | Skip]:
-  """Rows of every matching file in sorted order (Parquet by suffix, else JSON lines)."""
-  for path in expand_paths(patterns):
-    if path.suffix == ".parquet":
-      yield from iter_parquet(path, **{k: v for k, v in kw.items() if k != "id_from"})
-    else:
-      yield from iter_jsonl(path, **kw)
+  """Rows of every matching file in sorted order (Parquet by suffix, else JSON lines); ids made unique."""
+  def rows():
+    for path in expand_paths(patterns):
+      if path.suffix == ".parquet":
+        yield from iter_parquet(path, **{k: v for k, v in kw.items() if k != "id_from"})
+      else:
+        yield from iter_jsonl(path, **kw)
+  return unique_ids(rows())
 
 
 def documents_only(items, report: ReadReport) -> Iterator[Document]:
