@@ -75,6 +75,21 @@ LLAMA = llama.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64
                           num_kv_heads=2, init_std=0.3, tie_word_embeddings=False)
 
 
+def random_params(module, *init_args, std, seed=0):
+  """Random params in ``module``'s tree, drawn with numpy (eager jax init compiles every random op: ~10 s);
+  norm scales are ones as in a fresh model."""
+  import flax.linen as nn
+  shapes = jax.eval_shape(lambda: nn.unbox(module.init(jax.random.PRNGKey(0), *init_args)["params"]))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    if path[-1].key == "scale":
+      return np.ones(leaf.shape, np.float32)
+    return (rng.standard_normal(leaf.shape) * std).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 def _scores(records):
   return np.array([[r.logp_yes, r.logp_no, r.logp_yes_variants, r.logp_no_variants] for r in records])
 
@@ -97,7 +112,7 @@ def _assert_same(a, b):
 
 def test_decoder_only_invariant_to_mesh_batch_and_buckets(smol_tok, docs):
   tok, fmt = smol_tok
-  params = llama.init_params(LLAMA, jax.random.PRNGKey(3))
+  params = random_params(llama.Llama(LLAMA), jnp.ones((1, 8), jnp.int32), std=LLAMA.init_std, seed=4)
   a = ap.answer_ids(tok)
   params["lm_head"]["kernel"] = _sharpen(params["lm_head"]["kernel"], {*a.yes_variants, *a.no_variants}, 8.0)
   module = llama.Llama(LLAMA)
@@ -131,8 +146,7 @@ def test_encoder_decoder_invariant_and_equal_to_full_forward(data_dir, docs):
                     num_decoder_layers=2)
   module = t5.T5(cfg)
   ex = jnp.ones((1, 8), jnp.int32)
-  params = module.init(jax.random.PRNGKey(0), ex, ex)["params"]
-  params = jax.tree.map(lambda x: x * 4.0, flax_unbox(params))  # a less uniform random scorer
+  params = random_params(module, ex, ex, std=1.0)  # a far-from-uniform random scorer
   a = ap.answer_ids(tok)
   runs = []
   for mesh_kind, bcfg in [("1", sc.BatchConfig(max_batch=1, buckets=(128,))),
@@ -151,14 +165,9 @@ def test_encoder_decoder_invariant_and_equal_to_full_forward(data_dir, docs):
     _assert_same(runs[0][i], np.array([logp[a.yes], logp[a.no]]))
 
 
-def flax_unbox(tree):
-  import flax.linen as nn
-  return nn.unbox(tree)
-
-
 def test_scorer_errors(smol_tok):
   tok, fmt = smol_tok
-  params = llama.init_params(LLAMA)
+  params = random_params(llama.Llama(LLAMA), jnp.ones((1, 8), jnp.int32), std=0.02)
   with pytest.raises(ValueError, match="'encoder_only'"):
     sc.AskLlmScorer("encoder_only", llama.Llama(LLAMA), params, tok, fmt)
   with pytest.raises(ValueError, match="largest bucket 64 < max_length 128"):
