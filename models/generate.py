@@ -32,7 +32,8 @@ def _scope(mesh: Mesh | None, rules):
   if mesh is None:
     yield
   else:
-    with mesh, nn.logical_axis_rules(partitioning.get_rules(rules)):
+    # jax.set_mesh, not the legacy `with mesh:` (under which flax activation constraints are no-ops).
+    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.get_rules(rules)):
       yield
 
 

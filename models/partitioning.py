@@ -71,13 +71,27 @@ def get_rules(name_or_rules: str | Rules = "standard") -> Rules:
 def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: str | Rules = "standard") -> Any:
   """NamedShardings for a (possibly abstract) tree of ``nn.LogicallyPartitioned`` boxes and plain arrays.
 
-  Leaves without logical names are replicated.
+  Leaves without logical names are replicated, and so is any dimension whose size the mesh axes it maps
+  to do not divide (e.g. SmolLM2's 9 heads on ``model=2``): replication is always correct, only less
+  memory-efficient, whereas an uneven split cannot be placed at all.
   """
   rules = get_rules(rules)
   specs = nn.get_partition_spec(abstract_tree)
-  return jax.tree.map(lambda spec: NamedSharding(mesh, nn.logical_to_mesh_axes(spec, rules)
-                                                 if isinstance(spec, PartitionSpec) else PartitionSpec()),
-                      specs, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
+  shapes = jax.tree.map(lambda x: tuple(x.shape), nn.unbox(abstract_tree))
+
+  def axis_size(axes) -> int:
+    axes = axes if isinstance(axes, tuple) else (axes,)
+    return int(np.prod([mesh.shape[a] for a in axes if a is not None]))
+
+  def to_sharding(spec, shape):
+    if not isinstance(spec, PartitionSpec):
+      return NamedSharding(mesh, PartitionSpec())
+    mesh_spec = nn.logical_to_mesh_axes(spec, rules)
+    fitted = [ax if ax is None or (i < len(shape) and shape[i] % axis_size(ax) == 0) else None
+              for i, ax in enumerate(mesh_spec)]
+    return NamedSharding(mesh, PartitionSpec(*fitted))
+
+  return jax.tree.map(to_sharding, specs, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
 
 
 def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules = "standard",

@@ -1,0 +1,41 @@
+"""The rules table maps logical axes onto the mesh; uneven dimensions are replicated, not refused."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tokensift.models import partitioning as P
+
+
+class _Heads(nn.Module):
+  heads: int
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.param("w", nn.with_logical_partitioning(nn.initializers.normal(), ("embed", "heads", "head_dim")),
+                   (x.shape[-1], self.heads, 4))
+    y = jnp.einsum("bd,dhk->bhk", x, w)
+    return nn.with_logical_constraint(y, ("batch", "heads", "head_dim")).sum((1, 2))
+
+
+@pytest.mark.parametrize("heads,expected", [(8, P.PartitionSpec(None, "model", None)),
+                                            (9, P.PartitionSpec(None, None, None))])
+def test_uneven_dims_replicate(heads, expected):
+  mesh = P.make_mesh(P.MeshConfig(data=4, model=2))
+  x = jnp.ones((8, 6))
+  params, shardings = P.sharded_init(_Heads(heads), mesh, x)
+  assert params["w"].sharding.spec == expected
+  out = P.jit_apply(_Heads(heads), mesh, shardings)(params, x)
+  ref = _Heads(heads).apply({"params": jax.device_get(params)}, x)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(ref), rtol=1e-6)
+
+
+def test_fsdp_is_a_rules_change_and_bad_mesh_named():
+  mesh = P.make_mesh(P.MeshConfig(data=4, model=2))
+  params, _ = P.sharded_init(_Heads(8), mesh, jnp.ones((8, 8)), rules="fsdp")
+  assert params["w"].sharding.spec == P.PartitionSpec("data", "model", None)
+  with pytest.raises(ValueError, match="data=3, model=2"):
+    P.make_mesh(P.MeshConfig(data=3, model=2))
+  with pytest.raises(ValueError, match="'nope'"):
+    P.get_rules("nope")
