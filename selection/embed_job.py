@@ -244,6 +244,8 @@ def run_embed_job(cfg: EmbedJobConfig, rows: Callable[[], Iterable[docs.Document
                   fmt: str = "parquet", progress: bool = True, total: int | None = None,
                   embedder: Embedder | None = None) -> jobs.ShardResult:
   """Runs one shard of the embed job (see the module docstring)."""
+  if embedder is not None and dataclasses.replace(cfg, output_dtype=embedder.config.output_dtype) != embedder.config:
+    raise ValueError(f"the embedder was built with {embedder.config}, not {cfg}")
   embedder = embedder or Embedder(cfg)
   return jobs.run_sharded(
       name=JOB_NAME, out_dir=out_dir, rows=rows,

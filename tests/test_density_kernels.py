@@ -43,8 +43,8 @@ def test_gaussian_matches_sklearn_on_real_minilm_embeddings():
 def test_one_device_and_eight_devices_identical_on_real_embeddings():
   _, emb = c4_embeddings()
   assert len(jax.devices()) == 8
-  for kernel in dk.KERNELS:
-    cfg = dk.KernelConfig(kernel=kernel, query_block=16, key_block=64)
+  configs = [dk.KernelConfig(kernel=k, query_block=16, key_block=64) for k in dk.KERNELS] + [dk.KernelConfig()]
+  for cfg in configs:
     eight = dk.kernel_sums(emb, config=cfg)
     one = dk.kernel_sums(emb, config=cfg, mesh=_mesh1())
     np.testing.assert_array_equal(eight, one)

@@ -2,6 +2,7 @@
 sketch and select tests through ``c4_embeddings()``), parity with sentence-transformers, Sentence-T5-style
 mean-pooled T5 encoder parity with transformers, bad rows, reading shards back, SIGKILL + rerun byte-identical.
 """
+import dataclasses
 import functools
 import json
 import signal
@@ -20,7 +21,7 @@ from tokensift.selection import embed_job as ej
 from tokensift.selection.score_job import task_rows
 
 MAX_LENGTH = 128  # tests truncate at 128 tokens (the model's own setting is 256) to stay fast on CPU
-TEST_CONFIG = ej.EmbedJobConfig(max_length=MAX_LENGTH)
+TEST_CONFIG = ej.EmbedJobConfig(max_length=MAX_LENGTH, min_bucket=32)
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,7 +92,7 @@ def test_float16_output_and_bad_rows(tmp_path):
            json.dumps({"id": "b", "text": "   "}), json.dumps({"id": "c", "text": "Kernel density of embeddings."}),
            json.dumps({"text": "no id here"})]
   src.write_text("\n".join(lines) + "\n")
-  cfg = ej.EmbedJobConfig(max_length=MAX_LENGTH, output_dtype="float16")
+  cfg = dataclasses.replace(TEST_CONFIG, output_dtype="float16")
   from tokensift.selection.score_job import file_rows
   res = ej.run_embed_job(cfg, file_rows([str(src)]), str(tmp_path / "out"), progress=False, embedder=embedder())
   assert res.stats["records"] == 2
@@ -155,7 +156,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys
     from tokensift.selection import embed_job as ej
     from tokensift.selection.score_job import file_rows
-    cfg = ej.EmbedJobConfig(max_length=%d)
+    cfg = ej.EmbedJobConfig(max_length=%d, min_bucket=32)
     ej.run_embed_job(cfg, file_rows([sys.argv[2]]), sys.argv[1], input_desc="kill", piece_size=4, progress=False)
 """ % MAX_LENGTH)
 
@@ -163,8 +164,8 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_sigkill_and_rerun_is_byte_identical(tmp_path):
   src = tmp_path / "docs.jsonl"
   with open(src, "w") as f:
-    for d in c4_documents()[:80]:
-      f.write(json.dumps({"id": d.id, "text": d.text[:400]}) + "\n")
+    for d in c4_documents()[:48]:  # <= 80 characters: every document in the 32-token bucket (one compile)
+      f.write(json.dumps({"id": d.id, "text": d.text[:80]}) + "\n")
   from tokensift.selection.score_job import file_rows
   ref = tmp_path / "ref"
   ej.run_embed_job(TEST_CONFIG, file_rows([str(src)]), str(ref), input_desc="kill", piece_size=4,
@@ -180,9 +181,26 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path):
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   n_before = len(list(pieces.glob("piece-*.jsonl")))
-  assert 3 <= n_before < 20, n_before  # killed mid-way
+  assert 3 <= n_before < 12, n_before  # killed mid-way
   subprocess.run([sys.executable, str(script), str(killed), str(src)], check=True)
   for name in ("embed-00000-of-00001.parquet", "embed-00000-of-00001.done"):
     assert (killed / name).read_bytes() == (ref / name).read_bytes(), name
   ids, emb = ej.load_embeddings(killed)
-  assert ids == [d.id for d in c4_documents()[:80]] and emb.shape == (80, 384)
+  assert ids == [d.id for d in c4_documents()[:48]] and emb.shape == (48, 384)
+
+
+def test_cli_embed(tmp_path, capsys):
+  from tokensift import cli
+  src = tmp_path / "in.jsonl"
+  src.write_text("\n".join(json.dumps({"id": f"d{i}", "text": d.text[:200]})
+                           for i, d in enumerate(c4_documents()[:3])) + "\n")
+  out = tmp_path / "out"
+  args = ["embed", "--input", str(src), "--out", str(out), "--max_length", "32", "--format", "jsonl", "--no_progress"]
+  assert cli.main(args) == 0
+  printed = capsys.readouterr().out
+  assert '"records": 3' in printed and '"dim": 384' in printed
+  ids, emb = ej.load_embeddings(out)
+  assert ids == ["d0", "d1", "d2"] and emb.shape == (3, 384)
+  assert cli.main(args) == 0 and "already done" in capsys.readouterr().out
+  assert cli.main(["embed", "--input", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
+  assert "no input file matches" in capsys.readouterr().err
