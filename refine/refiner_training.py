@@ -1,0 +1,379 @@
+"""Supervised fine-tuning of a ProX refining model on rule-programmer annotations (ProX's recipe, DESIGN §3).
+
+ProX fine-tunes small Llama-style decoders on (document, doc-level program) and (chunk, chunk-level program)
+pairs written by a large LM. Where no such annotations exist, the rule programmer (``refine.rules``) is the
+teacher: for every training document
+
+- one **doc pair**: the doc-level prompt (``ModelProgrammer.doc_prompts``: the chat-templated raw document cut
+  to ``doc_prompt_tokens``) -> ``keep_doc()`` / ``drop_doc()``;
+- for documents the teacher keeps, one **chunk pair** per chunk (``ModelProgrammer.chunks``: numbered lines
+  packed into chunks of ``chunk_tokens``) -> that chunk's share of the rule program
+  (``RuleProgram.chunk_programs``: its line ranges and normalizations, or ``keep_chunk()``).
+
+Prompts are built by the same ``ModelProgrammer`` that later runs the trained model, so training and inference
+see identical token sequences. The target is the program's tokens plus the tokenizer's end-of-turn id; the loss
+is the cross-entropy on those target tokens only (prompt tokens carry no loss), and the vocabulary projection
+runs only at target positions (``[batch, program_tokens, vocab]``, not ``[batch, length, vocab]``).
+
+Training is deterministic and resumable: batches come from a seeded schedule over length buckets (few shapes
+compile), state is checkpointed with orbax (``models.trainer.checkpoints``), and a rerun skips to the step it
+stopped at. ``export_hf`` writes the result as an HF Llama directory (config.json, model.safetensors,
+tokenizer.json + tokenizer_config.json with the chat template) that ``ModelProgrammer.from_path`` (and
+``tokensift refine --programmer DIR``) load.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from tokensift.refine import chunks as ck
+from tokensift.refine import rules
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerModelConfig:
+  """Size of the random-init Llama-family refiner (the vocabulary is the tokenizer's)."""
+  hidden_size: int = 64
+  intermediate_size: int = 256
+  num_layers: int = 2
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  max_position_embeddings: int = 1024
+  tie_word_embeddings: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerTrainConfig:
+  """SFT settings. ``doc_prompt_tokens``/``chunk_tokens``/``max_program_tokens`` are also the refiner's
+  inference settings (``programmer_config``). ``batch_tokens``: padded tokens per batch (rows = batch_tokens //
+  bucket length, at least 1); ``buckets``: padded sequence lengths (a pair longer than the last is dropped and
+  counted). Program positions are padded to 16 or ``max_program_tokens + 1`` (most programs are a few tokens:
+  the vocabulary projection there dominates a step's cost)."""
+  model: RefinerModelConfig = RefinerModelConfig()
+  profile: str = "web"
+  doc_prompt_tokens: int = 256
+  chunk_tokens: int = 256
+  max_program_tokens: int = 96
+  steps: int = 300
+  batch_tokens: int = 2048
+  buckets: tuple[int, ...] = (128, 256, 384, 512)
+  learning_rate: float = 3e-3
+  warmup_steps: int = 20
+  weight_decay: float = 0.0
+  seed: int = 0
+  checkpoint_every: int = 100
+  log_every: int = 10
+
+  def __post_init__(self):
+    if self.steps < 1 or self.batch_tokens < 1 or self.max_program_tokens < 1:
+      raise ValueError(f"steps={self.steps}, batch_tokens={self.batch_tokens}, max_program_tokens="
+                       f"{self.max_program_tokens} must all be >= 1")
+    if list(self.buckets) != sorted(set(self.buckets)) or not self.buckets or self.buckets[0] < 8:
+      raise ValueError(f"buckets={self.buckets} must be increasing lengths >= 8")
+    if self.buckets[-1] > self.model.max_position_embeddings:
+      raise ValueError(f"the longest bucket {self.buckets[-1]} exceeds max_position_embeddings="
+                       f"{self.model.max_position_embeddings}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+  """One SFT example: prompt token ids -> program token ids (ending with the end-of-turn id)."""
+  prompt: tuple[int, ...]
+  target: tuple[int, ...]
+  kind: str  # "doc" | "chunk"
+  doc: int  # index of the source document
+
+
+def llama_config(model: RefinerModelConfig, vocab_size: int):
+  from tokensift.models.llama import LlamaConfig
+  return LlamaConfig(vocab_size=vocab_size, hidden_size=model.hidden_size,
+                     intermediate_size=model.intermediate_size, num_layers=model.num_layers,
+                     num_heads=model.num_heads, num_kv_heads=model.num_kv_heads,
+                     max_position_embeddings=model.max_position_embeddings,
+                     tie_word_embeddings=model.tie_word_embeddings)
+
+
+def programmer_config(cfg: RefinerTrainConfig, batch_size: int = 32):
+  """The ``ModelProgrammerConfig`` matching the training prompts."""
+  from tokensift.refine.model_programmer import ModelProgrammerConfig
+  return ModelProgrammerConfig(max_new_tokens=cfg.max_program_tokens + 1,
+                               doc_max_new_tokens=min(16, cfg.max_program_tokens + 1),
+                               chunk_tokens=cfg.chunk_tokens, doc_prompt_tokens=cfg.doc_prompt_tokens,
+                               batch_size=batch_size)
+
+
+def _cap_program(ids_of_line: list[list[int]], cap: int) -> tuple[list[int], bool]:
+  """Whole program lines (calls) while they fit in ``cap`` tokens; the newline ids between them included."""
+  out: list[int] = []
+  for k, ids in enumerate(ids_of_line):
+    if len(out) + len(ids) > cap:
+      return out, True
+    out.extend(ids)
+  return out, False
+
+
+def build_pairs(texts: Sequence[str], programmer, cfg: RefinerTrainConfig) -> tuple[list[Pair], dict[str, int]]:
+  """Teacher pairs for ``texts`` (see the module docstring). ``programmer``: a ``ModelProgrammer`` (only its
+  prompt construction and tokenizer are used). Returns (pairs, counts)."""
+  teacher = rules.RuleConfig.named(cfg.profile)
+  eos = programmer.eos_id
+  if eos is None:
+    raise ValueError(f"refiner tokenizer {programmer.files.tokenizer_json} has no eos id to end programs with")
+  tok = programmer.tokenizer
+  budget = max(1, programmer.max_length - programmer.config.max_new_tokens)  # as ModelProgrammer.chunk_programs
+
+  def target(program: str) -> tuple[tuple[int, ...], bool]:
+    lines = program.split("\n")
+    ids = [tok.encode(("\n" if k else "") + line, add_special_tokens=False).ids for k, line in enumerate(lines)]
+    body, cut = _cap_program(ids, cfg.max_program_tokens)
+    return tuple(body) + (eos,), cut
+
+  counts = {"documents": len(texts), "doc_pairs": 0, "chunk_pairs": 0, "teacher_drops": 0,
+            "chunks_with_edits": 0, "programs_truncated": 0}
+  pairs: list[Pair] = []
+  doc_prompts = programmer.doc_prompts(list(texts))
+  for i, text in enumerate(texts):
+    rp = rules.write_program(text, teacher)
+    t, cut = target(rp.doc_program)
+    pairs.append(Pair(tuple(doc_prompts[i]), t, "doc", i))
+    counts["doc_pairs"] += 1
+    if rp.doc_program.startswith("drop_doc"):
+      counts["teacher_drops"] += 1
+      continue
+    chunk_list = programmer.chunks(text)
+    for chunk, program in zip(chunk_list, rp.chunk_programs(chunk_list, text)):
+      t, cut = target(program)
+      counts["programs_truncated"] += cut
+      counts["chunks_with_edits"] += program != "keep_chunk()"
+      pairs.append(Pair(tuple(programmer.prompt_ids(ck.chunk_prompt(chunk), budget)), t, "chunk", i))
+      counts["chunk_pairs"] += 1
+  return pairs, counts
+
+
+# ---------------------------------------------------------------------------------------------- batching
+
+def bucket_of(length: int, buckets: Sequence[int]) -> int | None:
+  for b in buckets:
+    if length <= b:
+      return b
+  return None
+
+
+def batch_schedule(pairs: Sequence[Pair], cfg: RefinerTrainConfig) -> Iterator[tuple[int, list[int]]]:
+  """Infinite deterministic stream of ``(bucket_length, pair indices)``: per epoch a seeded permutation, cut
+  into batches within each length bucket, batches in a seeded random order. Pairs that fit no bucket never
+  appear."""
+  by_bucket: dict[int, list[int]] = {}
+  for i, p in enumerate(pairs):
+    b = bucket_of(len(p.prompt) + len(p.target), cfg.buckets)
+    if b is not None:
+      by_bucket.setdefault(b, []).append(i)
+  if not by_bucket:
+    raise ValueError(f"no training pair fits the buckets {cfg.buckets}")
+  epoch = 0
+  while True:
+    rng = np.random.default_rng([cfg.seed, epoch])
+    batches = []
+    for b in sorted(by_bucket):
+      members = [by_bucket[b][j] for j in rng.permutation(len(by_bucket[b]))]
+      rows = max(1, cfg.batch_tokens // b)
+      batches += [(b, members[s:s + rows]) for s in range(0, len(members), rows)]
+    for j in rng.permutation(len(batches)):
+      yield batches[j]
+    epoch += 1
+
+
+def make_batch(pairs: Sequence[Pair], idx: Sequence[int], length: int, rows: int, program_len: int
+               ) -> dict[str, np.ndarray]:
+  """tokens int32[rows, length] (prompt + program, right-padded with 0); positions/labels int32 and weights
+  float32 [rows, program_len]: hidden state ``positions[r, k]`` predicts ``labels[r, k]``."""
+  tokens = np.zeros((rows, length), np.int32)
+  positions = np.zeros((rows, program_len), np.int32)
+  labels = np.zeros((rows, program_len), np.int32)
+  weights = np.zeros((rows, program_len), np.float32)
+  for r, i in enumerate(idx):
+    p = pairs[i]
+    seq = p.prompt + p.target
+    tokens[r, :len(seq)] = seq
+    n = len(p.target)
+    positions[r, :n] = np.arange(len(p.prompt) - 1, len(p.prompt) - 1 + n)
+    labels[r, :n] = p.target
+    weights[r, :n] = 1.0
+  return {"tokens": tokens, "positions": positions, "labels": labels, "weights": weights}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+def _program_logits(module, tokens, positions):
+  """Bound-module method: tokens int[b, l], positions int[b, p] -> float32 logits [b, p, vocab]."""
+  import jax.numpy as jnp
+  hidden = module.hidden_states(tokens)
+  picked = jnp.take_along_axis(hidden, positions[:, :, None].astype(jnp.int32), axis=1)
+  return module.logits(picked)
+
+
+class _Log:
+  """metrics.jsonl, truncated back to the checkpoint a resumed run starts from."""
+
+  def __init__(self, path: Path, start: int):
+    self.path = path
+    if path.exists():
+      keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
+      path.write_text("".join(k + "\n" for k in keep))
+
+  def write(self, record: dict[str, Any]) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: int, work_dir: str | Path, *,
+                  progress: bool = True) -> tuple[Any, dict[str, Any]]:
+  """Trains the refiner from scratch (or resumes from ``work_dir/checkpoints``); returns (params, summary)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from tqdm.auto import tqdm
+
+  from tokensift.models import llama
+  from tokensift.models.selective_loss import weighted_cross_entropy
+  from tokensift.models.trainer import optim
+  from tokensift.models.trainer.checkpoints import Checkpointer
+  from tokensift.models.trainer.config import OptimizerConfig
+
+  work_dir = Path(work_dir)
+  work_dir.mkdir(parents=True, exist_ok=True)
+  lcfg = llama_config(cfg.model, vocab_size)
+  module = llama.Llama(lcfg)
+  tx, schedule = optim.make_optimizer(
+      OptimizerConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                      weight_decay=cfg.weight_decay, schedule="cosine"), cfg.steps)
+  params = llama.init_params(lcfg, jax.random.PRNGKey(cfg.seed))
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+  fingerprint = {"pairs": len(pairs), "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
+  ckpt = Checkpointer(work_dir, keep=2)
+  start = ckpt.latest_step()
+  if start is not None:
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    state, meta = ckpt.restore(start, abstract)
+    if meta.get("fingerprint") != fingerprint:
+      ckpt.close()
+      raise ValueError(f"{work_dir} holds a refiner run with settings {meta.get('fingerprint')}, not "
+                       f"{fingerprint}; delete it or use another directory")
+  start = int(start or 0)
+  program_buckets = sorted({min(16, cfg.max_program_tokens + 1), cfg.max_program_tokens + 1})
+
+  def loss_fn(p, batch):
+    logits = module.apply({"params": p}, batch["tokens"], batch["positions"], method=_program_logits)
+    return weighted_cross_entropy(logits, batch["labels"], batch["weights"])
+
+  @jax.jit
+  def step_fn(state, batch):
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state}
+    return new, dict(metrics, loss=loss, learning_rate=schedule(state["step"]))
+
+  log = _Log(work_dir / "metrics.jsonl", start)
+  schedule_iter = batch_schedule(pairs, cfg)
+  for _ in range(start):  # deterministic order: skip what the checkpoint already trained on
+    next(schedule_iter)
+  bar = tqdm(total=cfg.steps, initial=start, desc="refiner SFT", unit="step", disable=not progress,
+             dynamic_ncols=True, mininterval=1.0)
+  t0, tokens_seen, loss_sum, n_sum = time.perf_counter(), 0, 0.0, 0
+  try:
+    for step in range(start, cfg.steps):
+      length, idx = next(schedule_iter)
+      rows = max(1, cfg.batch_tokens // length)
+      longest = max(len(pairs[i].target) for i in idx)
+      batch = make_batch(pairs, idx, length, rows, next(b for b in program_buckets if b >= longest))
+      state, m = step_fn(state, batch)
+      tokens_seen += int(batch["weights"].sum())
+      done = step + 1
+      if done % cfg.log_every == 0 or done == cfg.steps:
+        m = {k: float(v) for k, v in jax.device_get(m).items()}
+        log.write({"step": done, "loss": m["loss"], "learning_rate": m["learning_rate"],
+                   "program_tokens": int(m["num_valid"])})
+        loss_sum, n_sum = loss_sum + m["loss"], n_sum + 1
+        bar.set_postfix(loss=f"{m['loss']:.3f}")
+      bar.update(1)
+      if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        ckpt.save(done, state, {"step": done, "fingerprint": fingerprint})
+  finally:
+    bar.close()
+    ckpt.close()
+  records = [json.loads(ln) for ln in (work_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+  summary = {"steps": cfg.steps, "resumed_from": start or None, "final_loss": records[-1]["loss"] if records else None,
+             "first_loss": records[0]["loss"] if records else None,
+             "train_seconds_this_run": round(time.perf_counter() - t0, 2), "program_tokens_this_run": tokens_seen,
+             "params": int(sum(np.size(x) for x in jax.tree.leaves(state["params"])))}
+  return jax.device_get(state["params"]), summary
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+def export_hf(out_dir: str | Path, lcfg, params, tokenizer_files) -> Path:
+  """Writes an HF Llama directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json (special
+  tokens, ``add_bos_token``, chat template). Written to a temporary directory, then renamed."""
+  from safetensors.numpy import save_file
+  from tokenizers import Tokenizer
+
+  from tokensift.models.llama_loaders import hf_config_dict, hf_state_dict
+
+  out_dir = Path(out_dir)
+  tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+  shutil.rmtree(tmp, ignore_errors=True)
+  tmp.mkdir(parents=True)
+  hf = dict(hf_config_dict(lcfg), bos_token_id=tokenizer_files.bos_id, eos_token_id=tokenizer_files.eos_id,
+            pad_token_id=tokenizer_files.pad_id, torch_dtype="float32")
+  (tmp / "config.json").write_text(json.dumps(hf, indent=1))
+  save_file(hf_state_dict(lcfg, params), str(tmp / "model.safetensors"))
+  shutil.copyfile(tokenizer_files.tokenizer_json, tmp / "tokenizer.json")
+  tok = Tokenizer.from_file(str(tokenizer_files.tokenizer_json))
+
+  def name(i):
+    return None if i is None else tok.id_to_token(int(i))
+
+  (tmp / "tokenizer_config.json").write_text(json.dumps({
+      "bos_token": name(tokenizer_files.bos_id), "eos_token": name(tokenizer_files.eos_id),
+      "pad_token": name(tokenizer_files.pad_id), "add_bos_token": bool(tokenizer_files.add_bos),
+      "chat_template": tokenizer_files.chat_template, "tokenizer_class": "PreTrainedTokenizerFast"}, indent=1))
+  shutil.rmtree(out_dir, ignore_errors=True)
+  tmp.rename(out_dir)
+  return out_dir
+
+
+def run_refiner_training(texts: Sequence[str], cfg: RefinerTrainConfig, out_dir: str | Path, *,
+                         tokenizer: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+  """Builds teacher pairs from ``texts``, trains the refiner, exports it to ``out_dir/model``; returns a summary
+  (pair counts, losses). ``tokenizer``: a tokenizer.json / dir / .gguf with a chat template (default: SmolLM2's,
+  from the offline GGUF). ``out_dir/train`` holds checkpoints and ``metrics.jsonl`` (resumable)."""
+  import jax
+
+  from tokensift import paths
+  from tokensift.models import llama
+  from tokensift.refine.model_programmer import ModelProgrammer
+  from tokensift.tasks import hf_tokenizer
+
+  out_dir = Path(out_dir)
+  files = hf_tokenizer.tokenizer_files(tokenizer or paths.smollm2_gguf())
+  from tokenizers import Tokenizer
+  vocab_size = Tokenizer.from_file(str(files.tokenizer_json)).get_vocab_size(with_added_tokens=True)
+  lcfg = llama_config(cfg.model, vocab_size)
+  module = llama.Llama(lcfg)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+  prompter = ModelProgrammer(module, llama.init_params(lcfg), files, config=programmer_config(cfg), mesh=mesh,
+                             name="refiner-prompts")
+  pairs, counts = build_pairs(texts, prompter, cfg)
+  lengths = [len(p.prompt) + len(p.target) for p in pairs]
+  counts["pairs_too_long"] = sum(bucket_of(n, cfg.buckets) is None for n in lengths)
+  counts["pair_tokens"] = int(sum(lengths))
+  params, summary = train_refiner(pairs, cfg, vocab_size, out_dir / "train", progress=progress)
+  export_hf(out_dir / "model", lcfg, params, files)
+  return {**counts, **summary, "model_dir": str(out_dir / "model")}
