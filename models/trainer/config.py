@@ -77,6 +77,9 @@ class TrainConfig:
   optimizer: OptimizerConfig = OptimizerConfig()
   mesh: MeshConfig = MeshConfig()
   progress: bool = True
+  # JAX persistent compilation cache for this run (a resumed or repeated run then skips recompiling): a
+  # directory, e.g. ~/.cache/tokensift/xla; None leaves JAX's settings alone.
+  compilation_cache_dir: str | None = None
 
   def __post_init__(self):
     if not self.model_dir:

@@ -8,6 +8,7 @@ one loss curve), checkpoint every ``checkpoint_every`` steps and at the end, and
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -84,6 +85,29 @@ def evaluate(steps: Steps, params: Any, batches: list[dict[str, np.ndarray]]) ->
   return {k: (v if k.startswith("num_") else v / max(weight, 1e-9)) for k, v in totals.items()}
 
 
+@contextlib.contextmanager
+def compilation_cache(directory: str | None):
+  """JAX's persistent compilation cache in ``directory`` for the duration of the block (settings restored
+  after); ``None`` does nothing."""
+  if not directory:
+    yield
+    return
+  from jax.experimental.compilation_cache import compilation_cache as cc
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+  old = {n: getattr(jax.config, n) for n in names}
+  directory = Path(directory).expanduser()
+  directory.mkdir(parents=True, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  cc.reset_cache()  # JAX decides once whether the cache is on: make it look again
+  try:
+    yield
+  finally:
+    for n, v in old.items():
+      jax.config.update(n, v)
+    cc.reset_cache()
+
+
 def experiment(config: TrainConfig, network: Any) -> tuple[TrainConfig, Any]:
   """The gin binding point of a run (``loop.experiment.config`` / ``.network``): returns its arguments, which
   ``tokensift train`` passes to ``train`` and ``tokensift token-view`` to the view."""
@@ -96,6 +120,11 @@ def train(config: TrainConfig, network: Any, *, stop_at: int | None = None) -> T
   ``stop_at``: end this run after that step without a final checkpoint or eval, as a preempted job would (the
   schedule still spans ``config.train_steps``); a later call resumes from the last checkpoint.
   """
+  with compilation_cache(config.compilation_cache_dir):
+    return _train(config, network, stop_at)
+
+
+def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResult:
   from tqdm.auto import tqdm
 
   model_dir = Path(config.model_dir)
@@ -106,17 +135,19 @@ def train(config: TrainConfig, network: Any, *, stop_at: int | None = None) -> T
     raise ValueError(f"batch_size={config.batch_size} is not divisible by the mesh's data axis "
                      f"({mesh.shape['data']} devices); change batch_size or MeshConfig")
   tx, schedule = optim.make_optimizer(config.optimizer, config.train_steps)
-  steps = Steps(network, config.loss, tx, schedule, mesh, config.mesh.rules, config.seed)
-  state = steps.init_state(config.batch_size, config.feature_lengths)
-
   ckpt = Checkpointer(model_dir, keep=config.keep_checkpoints)
   resumed = ckpt.latest_step()
   if resumed is not None:
-    state, meta = ckpt.restore(resumed, steps.abstract_state(state))
+    meta = ckpt.read_meta(resumed)
     if meta.get("data") != config.data_fingerprint():
+      ckpt.close()
       raise ValueError(f"{model_dir} holds a run with data settings {meta.get('data')}, not "
                        f"{config.data_fingerprint()}: resuming would change the data order; use another "
                        "model_dir")
+  steps = Steps(network, config.loss, tx, schedule, mesh, config.mesh.rules, config.seed)
+  state = steps.init_state(config.batch_size, config.feature_lengths)
+  if resumed is not None:
+    state, _ = ckpt.restore(resumed, steps.abstract_state(state))
   start = int(jax.device_get(state["step"]))
   (model_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
   log = MetricsLog(model_dir, start)

@@ -103,9 +103,11 @@ class Steps:
       return variables["params"]
 
     rng = jax.random.PRNGKey(self.seed)
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self._rules):
+    with nn.logical_axis_rules(self._rules):
       abstract = jax.eval_shape(init, rng)
-      param_shardings = partitioning.logical_shardings(abstract, self.mesh, self._rules)
+    # Outside the mesh context: unboxing abstract params under an active mesh would apply constraints.
+    param_shardings = partitioning.logical_shardings(abstract, self.mesh, self._rules)
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self._rules):
       init_fn = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=param_shardings)
       params = init_fn.lower(rng).compile(INIT_COMPILER_OPTIONS)(rng)
       opt_state = jax.jit(self.optimizer.init)(params)

@@ -1,0 +1,157 @@
+"""tokensift's t5x model classes (runs where t5x is importable, skips elsewhere): params_axes from logical
+boxes, t5x train state creation with Adafactor, the selective loss_fn against the pure loss, encoder-decoder,
+and a real `python -m t5x.train` run of the SLM launch."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+t5x = pytest.importorskip("t5x")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import traverse_util  # noqa: E402
+from t5x import adafactor, train_state  # noqa: E402
+
+from tokensift.models import t5x_models  # noqa: E402
+from tokensift.models.llama import Llama, LlamaConfig  # noqa: E402
+from tokensift.models.selective_loss import selective_cross_entropy  # noqa: E402
+from tokensift.models.t5 import T5, T5Config  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VOCAB = 512
+
+
+class _Vocab:
+  """Only vocab_size / eos are read by t5x at construction and in these tests."""
+  vocab_size = VOCAB
+  eos_id = 1
+  unk_id = 2
+
+
+def _llama():
+  return Llama(LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
+                           num_kv_heads=1))
+
+
+def _optimizer():
+  return adafactor.Adafactor(decay_rate=0.8, logical_factor_rules=t5x_models.logical_factor_rules())
+
+
+def _packed_batch(seed=0, batch=4, length=24):
+  rng = np.random.default_rng(seed)
+  targets = rng.integers(3, VOCAB, size=(batch, length)).astype(np.int32)
+  seg = np.ones((batch, length), np.int32)
+  seg[:, length // 2:] = 2
+  seg[0, -5:] = 0  # padding
+  targets[seg == 0] = 0
+  pos = np.zeros_like(seg)
+  for r in range(batch):
+    for s in (1, 2):
+      pos[r, seg[r] == s] = np.arange((seg[r] == s).sum())
+  inputs = np.where(pos == 0, 0, np.roll(targets, 1, axis=1)) * (seg > 0)
+  return {"decoder_target_tokens": targets, "decoder_input_tokens": inputs.astype(np.int32),
+          "decoder_loss_weights": (seg > 0).astype(np.int32), "decoder_segment_ids": seg,
+          "decoder_positions": pos, "decoder_ref_losses": rng.gamma(2.0, 2.0, size=(batch, length)).astype(np.float32)
+          * (seg > 0)}
+
+
+def _model(cls=t5x_models.SelectiveDecoderOnlyModel, **kw):
+  return cls(module=_llama(), vocabulary=_Vocab(), optimizer_def=_optimizer(), **kw)
+
+
+def test_initial_variables_carry_params_axes_and_make_a_t5x_train_state():
+  model = _model()
+  shapes = {"decoder_input_tokens": (2, 8), "decoder_target_tokens": (2, 8)}
+  variables = model.get_initial_variables(jax.random.PRNGKey(0), shapes, {"decoder_input_tokens": jnp.int32})
+  params = traverse_util.flatten_dict(variables["params"])
+  axes = traverse_util.flatten_dict(variables["params_axes"])
+  assert set(axes) == {(*k[:-1], k[-1] + "_axes") for k in params}
+  names = {k: v.names for k, v in axes.items()}
+  assert names[("layers_0", "attention", "query", "kernel_axes")] == ("embed", "heads", "head_dim")
+  assert names[("token_embed", "embedding_axes")] == ("vocab", "embed")
+  assert all(isinstance(v, jax.Array) for v in params.values())
+  state = train_state.FlaxOptimTrainState.create(model.optimizer_def, variables)
+  assert state.step == 0
+
+
+def test_selective_loss_fn_matches_the_pure_loss_and_masks_gradients():
+  model = _model(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", selection_ratio=0.6)
+  batch = _packed_batch()
+  variables = model.get_initial_variables(jax.random.PRNGKey(1), {"decoder_input_tokens": (4, 24)},
+                                          {"decoder_input_tokens": jnp.int32})
+  params = variables["params"]
+  loss, metrics = jax.jit(model.loss_fn)(params, batch, None)
+  logits = model._compute_logits(params, batch)
+  want, want_m = selective_cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                                         batch["decoder_ref_losses"], 0.6)
+  np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
+  computed = {k: m.compute() for k, m in metrics.items() if k.startswith("slm/")}
+  np.testing.assert_allclose(float(computed["slm/selected_fraction"]), float(want_m["selected_fraction"]), rtol=1e-6)
+  np.testing.assert_allclose(float(computed["slm/excess_selected"]), float(want_m["excess_selected"]), rtol=1e-5)
+  np.testing.assert_allclose(float(computed["slm/ce_unmasked"]), float(want_m["ce_unmasked"]), rtol=1e-5)
+  # t5x's base metrics count the selected tokens only (the boolean mask passed to compute_base_metrics).
+  assert float(metrics["loss_per_nonpadding_target_token"].compute()) == pytest.approx(
+      float(loss) / float(want_m["num_selected"]), rel=1e-5)
+  # The reference losses are a batch feature: gradients flow to params only; changing them changes the loss.
+  grads = jax.grad(lambda p: model.loss_fn(p, batch, None)[0])(params)
+  assert any(float(jnp.abs(g).sum()) > 0 for g in jax.tree.leaves(grads))
+  flipped = dict(batch, decoder_ref_losses=-batch["decoder_ref_losses"])
+  assert float(model.loss_fn(params, flipped, None)[0]) != pytest.approx(float(loss))
+  with pytest.raises(ValueError, match="decoder_ref_losses"):
+    model.loss_fn(params, {k: v for k, v in batch.items() if k != "decoder_ref_losses"}, None)
+  with pytest.raises(ValueError, match="selection_ratio=0"):
+    _model(selection_ratio=0.0)
+
+
+def test_plain_decoder_only_model_is_t5x_cross_entropy():
+  model = _model(t5x_models.DecoderOnlyModel, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
+  batch = {k: v for k, v in _packed_batch().items() if k != "decoder_ref_losses"}
+  variables = model.get_initial_variables(jax.random.PRNGKey(1), {"decoder_input_tokens": (4, 24)},
+                                          {"decoder_input_tokens": jnp.int32})
+  loss, _ = model.loss_fn(variables["params"], batch, None)
+  sel = _model(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", selection_ratio=1.0)
+  loss1, _ = sel.loss_fn(variables["params"], dict(batch, decoder_ref_losses=np.zeros((4, 24), np.float32)), None)
+  np.testing.assert_allclose(float(loss), float(loss1), rtol=1e-6)  # ratio 1 selects every token
+
+
+def test_selective_encoder_decoder_model():
+  module = T5(T5Config(vocab_size=VOCAB, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
+                       num_decoder_layers=1))
+  model = t5x_models.SelectiveEncoderDecoderModel(module=module, input_vocabulary=_Vocab(),
+                                                  output_vocabulary=_Vocab(), optimizer_def=_optimizer(),
+                                                  loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
+                                                  selection_ratio=0.5)
+  variables = model.get_initial_variables(jax.random.PRNGKey(0), {"encoder_input_tokens": (4, 10),
+                                                                  "decoder_input_tokens": (4, 24)},
+                                          {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32})
+  assert "params_axes" in variables
+  batch = _packed_batch()
+  batch.update(encoder_input_tokens=np.random.default_rng(0).integers(3, VOCAB, (4, 10)).astype(np.int32),
+               encoder_segment_ids=np.ones((4, 10), np.int32), encoder_positions=np.tile(np.arange(10), (4, 1)))
+  batch["decoder_segment_ids"] = np.where(batch["decoder_segment_ids"] > 0, 1, 0).astype(np.int32)
+  loss, metrics = model.loss_fn(variables["params"], batch, None)
+  assert np.isfinite(float(loss))
+  assert float(metrics["slm/selected_fraction"].compute()) == pytest.approx(0.5, abs=0.02)
+  assert model.FEATURE_CONVERTER_CLS.__name__ == "SelectiveEncDecFeatureConverter"
+
+
+def test_t5x_train_runs_the_slm_launch(tmp_path, data_dir):
+  """`python -m t5x.train` on gin_configs/t5x/owm_slm.gin for 2 steps (reference losses of a tiny model)."""
+  from test_feature_converters import tiny_llama
+  from tokensift.models import reference_losses as rl
+  model, params = tiny_llama(seed=3)
+  scorer = rl.ReferenceScorer(model, params, batch_tokens=256, max_length=32, length_multiple=32)
+  rl.compute_reference_losses(task="owm_raw_smollm2", out_dir=tmp_path / "ref", max_docs=8, max_length=32,
+                              scorer=scorer, progress=False)
+  cmd = [sys.executable, "-m", "t5x.train", f"--gin_search_paths={REPO}",
+         "--gin_file=gin_configs/t5x/owm_slm.gin", f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
+         f"--gin.REF_DIR='{tmp_path / 'ref'}'", "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=32",
+         "--gin.train.eval_period=2", "--gin.train.eval_steps=1"]
+  env = dict(os.environ, XLA_FLAGS="", HF_HUB_OFFLINE="1")
+  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "slm/selected_fraction=0.6" in out.stderr and "Finished." in out.stderr
+  assert (tmp_path / "run" / "checkpoint_2").is_dir()

@@ -1,0 +1,141 @@
+"""The embedded trainer: stopped and resumed runs continue the same loss curve; SLM on the OpenWebMath sample
+with SmolLM2-135M reference losses runs end to end through the CLI (reference-losses, train, token-view);
+optimizers and schedules; config errors."""
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from tokensift import cli
+from tokensift.models import reference_losses as rl
+from tokensift.models.llama import Llama, LlamaConfig
+from tokensift.models.trainer import loop, optim
+from tokensift.models.trainer.config import LossConfig, OptimizerConfig, TrainConfig
+
+from test_feature_converters import tiny_llama
+
+TASK = "owm_raw_smollm2"
+
+
+@pytest.fixture(scope="module")
+def ref_task(tmp_path_factory, data_dir):
+  model, params = tiny_llama(seed=2)
+  scorer = rl.ReferenceScorer(model, params, batch_tokens=512, max_length=48, length_multiple=48)
+  out = tmp_path_factory.mktemp("ref")
+  rl.compute_reference_losses(task=TASK, out_dir=out, max_docs=12, max_length=48, scorer=scorer, progress=False)
+  return rl.register_reference_loss_task(TASK, str(out), name="owm_ref_trainer_test")
+
+
+def _network():
+  return Llama(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
+                           num_kv_heads=1))
+
+
+@pytest.fixture(scope="module")
+def xla_cache(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("xla_cache"))
+
+
+def _config(model_dir, task, cache=None, **kw):
+  base = dict(model_dir=str(model_dir), task=task, compilation_cache_dir=cache, feature_lengths={"targets": 64, "ref_losses": 64},
+              batch_size=8, train_steps=6, eval_batches=1, checkpoint_every=2, log_every=1, shuffle_buffer=16,
+              progress=False, loss=LossConfig(kind="slm", ratio=0.6),
+              optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2, schedule="cosine"))
+  base.update(kw)
+  return TrainConfig(**base)
+
+
+def test_stopped_and_resumed_run_continues_the_same_loss_curve(tmp_path, ref_task, xla_cache):
+  assert jax.device_count() == 8  # batch sharded over 8 fake devices
+  straight = loop.train(_config(tmp_path / "a", ref_task, xla_cache), _network())
+  assert straight.step == 6 and straight.resumed_from is None
+  cfg = _config(tmp_path / "b", ref_task, xla_cache)  # the persistent compilation cache spares recompiling
+  first = loop.train(cfg, _network(), stop_at=3)  # "killed" after step 3: last checkpoint is step 2
+  assert first.step == 3
+  resumed = loop.train(cfg, _network())
+  assert resumed.resumed_from == 2 and resumed.step == 6
+  a, b = loop.read_metrics(tmp_path / "a"), loop.read_metrics(tmp_path / "b")
+  assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+  for ra, rb in zip(a, b):
+    assert ra == rb, f"step {ra['step']} differs after resume"
+  losses = [r["loss"] for r in a]
+  assert losses[-1] < losses[0]  # it learns
+  assert all(abs(r["selected_fraction"] - 0.6) < 0.01 for r in a)
+  assert all(r["excess_selected"] > r["excess_unselected"] for r in a)
+  ea, eb = loop.read_metrics(tmp_path / "a", "eval"), loop.read_metrics(tmp_path / "b", "eval")
+  assert ea == eb and ea[-1]["step"] == 6
+  assert (tmp_path / "a" / "train").is_dir() and any((tmp_path / "a" / "train").iterdir())  # TensorBoard events
+  with pytest.raises(ValueError, match="data order"):
+    loop.train(_config(tmp_path / "b", ref_task, seed=1, train_steps=8), _network())
+  assert any(p.name.startswith("jit__train_step") for p in __import__("pathlib").Path(xla_cache).iterdir())
+
+
+def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_dir):
+  """Reference losses of the real SmolLM2-135M (same tokenizer) over a handful of OpenWebMath documents,
+  then a tiny decoder trained on them with SLM, then the token-selection view."""
+  ref = tmp_path / "ref"
+  assert cli.main(["reference-losses", "--task", TASK, "--out_dir", str(ref), "--max_docs", "4",
+                   "--max_length", "32", "--batch_tokens", "128", "--no_progress"]) == 0
+  for split in ("train", "validation"):
+    stats = json.loads((ref / f"ref_losses_{split}-00000-of-00001.done").read_text())["stats"]
+    assert stats["records"] == 4
+    # A real LM predicts math web text far better than chance (ln 49152 = 10.8 nats/token).
+    assert 0.5 < stats["mean_ref_loss"] < 6.0, stats
+  run = tmp_path / "run"
+  gin = ["--gin_file", "gin_configs/local/owm_slm_tiny.gin", "--model_dir", str(run), "--ref_dir", str(ref),
+         "--gin", "TRAIN_STEPS = 3", "--gin", "SEQ_LEN = 32", "--gin", "tc.TrainConfig.eval_batches = 1",
+         "--gin", "tc.TrainConfig.log_every = 1", "--gin", "tc.TrainConfig.progress = False"]
+  assert cli.main(["train", *gin]) == 0
+  records = loop.read_metrics(run)
+  assert [r["step"] for r in records] == [1, 2, 3]
+  assert all(np.isfinite(r["loss"]) and abs(r["selected_fraction"] - 0.6) < 0.02 for r in records)
+  assert loop.read_metrics(run, "eval")[-1]["step"] == 3
+  assert (run / "checkpoints" / "3").is_dir()
+  page = tmp_path / "view.html"
+  assert cli.main(["token-view", *gin, "--out", str(page), "--doc", "1"]) == 0
+  text = page.read_text()
+  assert text.count('class="sel"') > 0 and text.count('class="uns"') > 0
+  assert "reference loss" in text and "of 32 tokens selected" in text
+
+
+def test_schedules_and_optimizers():
+  cos = optim.make_schedule(OptimizerConfig(learning_rate=1.0, warmup_steps=10, schedule="cosine",
+                                            end_fraction=0.1), 110)
+  assert float(cos(0)) == 0.0 and abs(float(cos(10)) - 1.0) < 1e-6 and abs(float(cos(110)) - 0.1) < 1e-6
+  assert float(cos(5)) == pytest.approx(0.5)
+  lin = optim.make_schedule(OptimizerConfig(learning_rate=2.0, schedule="linear", end_fraction=0.0), 100)
+  assert float(lin(50)) == pytest.approx(1.0)
+  rsqrt = optim.make_schedule(OptimizerConfig(learning_rate=1.0, schedule="rsqrt", warmup_steps=4), 100)
+  assert float(rsqrt(4)) == pytest.approx(1.0) and float(rsqrt(16)) == pytest.approx(0.5)
+  assert float(optim.make_schedule(OptimizerConfig(schedule="constant", learning_rate=0.3), 10)(7)) == \
+      pytest.approx(0.3)
+  params = {"w": np.ones((4, 3), np.float32), "b": np.ones((3,), np.float32)}
+  for name in ("adamw", "adafactor"):
+    tx, _ = optim.make_optimizer(OptimizerConfig(name=name, learning_rate=0.05, schedule="constant",
+                                                 weight_decay=0.1), 50)
+    state, p = tx.init(params), params
+    loss = lambda q: sum(jax.numpy.sum(x ** 2) for x in jax.tree.leaves(q))  # noqa: E731
+    for _ in range(20):
+      updates, state = tx.update(jax.grad(loss)(p), state, p)
+      p = optax.apply_updates(p, updates)
+    assert float(loss(p)) < 0.8 * float(loss(params)), name
+
+
+def test_config_errors(tmp_path):
+  with pytest.raises(ValueError, match="kind='mse'"):
+    LossConfig(kind="mse")
+  with pytest.raises(ValueError, match="ratio=0.0"):
+    LossConfig(ratio=0.0)
+  with pytest.raises(ValueError, match="name='sgd'"):
+    OptimizerConfig(name="sgd")
+  with pytest.raises(ValueError, match="model_dir is empty"):
+    TrainConfig(model_dir="", task="x", feature_lengths={"targets": 8})
+  with pytest.raises(ValueError, match="needs a 'targets' length"):
+    TrainConfig(model_dir="d", task="x", feature_lengths={"inputs": 8})
+  with pytest.raises(ValueError, match="batch_size=6 is not divisible"):
+    loop.train(_config(tmp_path, TASK, batch_size=6), _network())
+  with pytest.raises(ValueError, match="unknown seqio task"):
+    loop.train(_config(tmp_path, "no_such_task"), _network())
+  assert cli.main(["train", "--gin_file", "gin_configs/local/missing.gin"]) == 2
