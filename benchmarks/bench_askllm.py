@@ -12,8 +12,9 @@ Two scorers:
 Both sides score the identical token ids (tokensift's truncated prompts; the parity test shows HF builds the
 same ids) and read P("yes") at the first answer position. The HF peer is given its best path: float32, all CPU
 threads, ``torch.inference_mode``, and the vocabulary projection only at the read position (the hidden states
-of the base model gathered at the last real token) for the decoder-only model. Compilation (tokensift) and a
-first warm-up pass (both) are excluded from the timed pass and reported.
+of the base model gathered at the last real token) for the decoder-only model. tokensift's end-to-end time
+includes building the prompts (tokenization, truncation); compilation (one dummy batch per shape) and HF's
+warm-up batch are excluded and the compile time is reported.
 
 Run: ``python benchmarks/bench_askllm.py [--n 48] [--batch 16] [--max_length 512]``.
 """
@@ -88,21 +89,20 @@ def hf_t5_logp_yes(model, prompts, batch, yes_id):
 def bench(name, scorer, docs, hf_fn, batch):
   """Times tokensift end to end (prompt building included) and HF on the same prompt ids."""
   from tokensift.selection import askllm_prompt as ap
+  prompts = [ap.prompt_ids(d, scorer.tokenizer, scorer.fmt).ids for d in docs]
   t0 = time.perf_counter()
-  ours_first = scorer.score(docs)  # compiles each bucket shape once
+  n_shapes = scorer.warmup([len(p) for p in prompts])  # compiles each batch shape once (dummy batches)
   first = time.perf_counter() - t0
   ours, t_ours = timed(lambda: scorer.score(docs))
-  prompts = [ap.prompt_ids(d, scorer.tokenizer, scorer.fmt).ids for d in docs]
   hf_fn(prompts[:batch], batch)  # warm-up
   theirs, t_hf = timed(lambda: hf_fn(prompts, batch))
   ours_lp = np.array([r.logp_yes for r in ours])
   diff = float(np.max(np.abs(np.exp(ours_lp) - np.exp(theirs))))
   diff_lp = float(np.max(np.abs(ours_lp - theirs)))
-  assert np.allclose([r.logp_yes for r in ours_first], ours_lp, atol=1e-5)
   n_tok = sum(len(p) for p in prompts)
   print(f"[{name}] {len(docs)} docs, {n_tok} prompt tokens ({sum(r.truncated for r in ours)} truncated), "
         f"max |P_ours(yes) - P_hf(yes)| = {diff:.2e}, max |log P diff| = {diff_lp:.2e}")
-  print(f"  tokensift: {len(docs) / t_ours:8.2f} docs/s  ({t_ours:.2f} s; first pass incl. compile {first:.1f} s)")
+  print(f"  tokensift: {len(docs) / t_ours:8.2f} docs/s  ({t_ours:.2f} s; compiling {n_shapes} batch shapes took {first:.1f} s)")
   print(f"  HF torch : {len(docs) / t_hf:8.2f} docs/s  ({t_hf:.2f} s; batch {batch} padded to longest)")
   print(f"  ratio tokensift / HF = {t_hf / t_ours:.2f}x   (target >= 2x)")
   return t_hf / t_ours

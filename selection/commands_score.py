@@ -27,11 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--no_variants", action="store_true", help="skip the yes/Yes/' yes' spelling-variant sums")
   p.add_argument("--tokens_per_batch", type=int, default=16384)
   p.add_argument("--max_batch", type=int, default=64)
-  p.add_argument("--min_bucket", type=int, default=64)
+  p.add_argument("--min_bucket", type=int, default=64, help="shortest padded length")
+  p.add_argument("--bucket_growth", type=float, default=1.25,
+                 help="ratio between bucket lengths (2 = powers of two: fewer jit shapes, more padding)")
   p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
   p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
   p.add_argument("--shard", default="0/1", help="job shard INDEX/COUNT")
-  p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
+  p.add_argument("--piece_size", type=int, default=1024,
+                 help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
   p.add_argument("--distributed", action="store_true",
                  help="multi-host: jax.distributed.initialize() (also $TOKENSIFT_DISTRIBUTED=1); each process "
@@ -64,11 +67,13 @@ def cmd_score(args) -> int:
   cfg = score_job.ScoreJobConfig(
       model=args.model, max_length=args.max_length, dtype=args.dtype, variants=not args.no_variants,
       vocab=args.vocab, tokens_per_batch=args.tokens_per_batch, max_batch=args.max_batch,
-      min_bucket=args.min_bucket, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
+      min_bucket=args.min_bucket, bucket_growth=args.bucket_growth, mesh_data=args.mesh_data,
+      mesh_model=args.mesh_model)
   total = None
   if args.task:
     rows = score_job.task_rows(args.task, args.split)
     desc = f"task:{args.task}:{args.split}"
+    total = None if args.no_progress else score_job.task_total(args.task, args.split)
   else:
     rows = score_job.file_rows(args.input, id_field=args.id_field, text_field=args.text_field,
                                id_from=args.id_from)
@@ -87,6 +92,9 @@ def cmd_score(args) -> int:
   n_skip = sum(stats.get("skipped", {}).values())
   if n_skip:
     print(f"skipped {n_skip} bad rows: {stats['skipped']}")
+    if stats["skipped"].get(f"missing field {args.id_field!r}") and args.input and args.id_from == "require":
+      print("hint: rows without an id are skipped by default; --id_from line (or a field such as url) gives them "
+            "a stable id")
   return 0
 
 

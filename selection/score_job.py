@@ -47,6 +47,7 @@ class ScoreJobConfig:
   tokens_per_batch: int = 16384
   max_batch: int = 64
   min_bucket: int = 64
+  bucket_growth: float = 1.25
   mesh_data: int = -1
   mesh_model: int = 1
 
@@ -118,7 +119,7 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
   if mesh is None:
     mesh = partitioning.make_mesh(partitioning.MeshConfig(cfg.mesh_data, cfg.mesh_model), jax.local_devices())
   batch = sc.BatchConfig(tokens_per_batch=cfg.tokens_per_batch, max_batch=cfg.max_batch,
-                         min_bucket=cfg.min_bucket)
+                         min_bucket=cfg.min_bucket, bucket_growth=cfg.bucket_growth)
   return sc.AskLlmScorer(arch, loaded.module, loaded.params, tok, fmt, mesh=mesh, batch=batch,
                          variants=cfg.variants)
 
@@ -141,6 +142,16 @@ def task_rows(task_name: str, split: str) -> Callable[[], Iterator[docs.Document
              for k, v in ex.items() if k in ("id", "text")}
       yield docs.validate_row(row, f"{task_name}:{split}:{n}")
   return rows
+
+
+def task_total(task_name: str, split: str) -> int | None:
+  """Number of input examples of a task's source split when the source knows it (TFDS), else None."""
+  try:
+    import seqio
+    n = seqio.get_mixture_or_task(task_name).source.num_input_examples(split)
+    return int(n) if n else None
+  except Exception:  # noqa: BLE001  (only for the progress bar; any failure means "unknown")
+    return None
 
 
 def file_rows(patterns: list[str], *, id_field: str = "id", text_field: str = "text",
@@ -239,7 +250,7 @@ def job_config(cfg: ScoreJobConfig, scorer, input_desc: str) -> dict[str, Any]:
 
 
 def run_score_job(cfg: ScoreJobConfig, rows: Callable[[], Iterable[docs.Document | docs.Skip]], out_dir: str,
-                  *, shard: jobs.ShardSpec = jobs.ShardSpec(), input_desc: str = "", piece_size: int = 256,
+                  *, shard: jobs.ShardSpec = jobs.ShardSpec(), input_desc: str = "", piece_size: int = 1024,
                   fmt: str = "jsonl", progress: bool = True, total: int | None = None,
                   scorer=None) -> jobs.ShardResult:
   """Scores one shard of ``rows`` into ``out_dir`` (resumable); ``scorer`` defaults to ``build_scorer(cfg)``."""

@@ -92,7 +92,7 @@ def top_k(records: Iterable[Mapping[str, Any]], rate: float, key: str = "score")
 
 
 def list_name(rate: float, method: str = "askllm") -> str:
-  return f"{method}_r{variants._rate_tag(rate)}.txt"  # noqa: SLF001  (one naming rule for files and tasks)
+  return f"{method}_r{variants.rate_tag(rate)}.txt"  # one naming rule for files and tasks
 
 
 def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_RATES, *,

@@ -80,17 +80,21 @@ def filter_by_ids(ds, id_list_path: str | os.PathLike, *, id_field: str = ID_FIE
 
 def variant_name(base_task: str, method: str, rate: int | float | str) -> str:
   """``c4_en_raw`` + ``askllm`` + 20 → ``c4_en_askllm_r20``; a base without ``_raw`` gets a suffix."""
-  tag = f"{method}_r{_rate_tag(rate)}"
+  tag = f"{method}_r{rate_tag(rate)}"
   if "_raw" in base_task:
     return base_task.replace("_raw", f"_{tag}", 1)
   return f"{base_task}_{tag}"
 
 
-def _rate_tag(rate: int | float | str) -> str:
+def rate_tag(rate: int | float | str) -> str:
+  """``20`` → ``"20"``, ``2.5`` → ``"2p5"`` (task names and id-list file names)."""
   if isinstance(rate, str):
     return rate
   value = float(rate)
   return str(int(value)) if value == int(value) else str(value).replace(".", "p")
+
+
+_rate_tag = rate_tag  # earlier private name, used by selection/select_job.py
 
 
 def _base(base_task: str | seqio.Task) -> seqio.Task:

@@ -19,27 +19,33 @@ from tokensift.tasks import hf_tokenizer
 def test_plan_batches_covers_each_prompt_once_with_bounded_shapes():
   rng = np.random.default_rng(0)
   lengths = rng.integers(20, 513, size=333).tolist()
-  cfg = sc.BatchConfig(tokens_per_batch=4096, max_batch=32, min_bucket=64)
-  plan = sc.plan_batches(lengths, 512, cfg, data_size=4)
-  seen = [i for b in plan for i in b.indices]
-  assert sorted(seen) == list(range(333))
-  assert sc.bucket_lengths(512, cfg) == (64, 128, 256, 512)
-  for b in plan:
-    assert b.length in (64, 128, 256, 512) and b.rows % 4 == 0 and len(b.indices) <= b.rows
-    assert all(lengths[i] <= b.length for i in b.indices)
-    assert b.rows * b.length <= max(4096, 4 * b.length)
-  shapes = {(b.rows, b.length) for b in plan}
-  assert len(shapes) <= 4 * 4  # buckets x power-of-two row counts
-  real = sum(lengths)
-  padded = sum(b.rows * b.length for b in plan)
-  assert real / padded > 0.6  # sorted buckets: little padding
+  assert sc.bucket_lengths(512, sc.BatchConfig(min_bucket=64, bucket_growth=2)) == (64, 128, 256, 512)
+  assert sc.bucket_lengths(512, sc.BatchConfig(min_bucket=64)) == (64, 96, 128, 160, 224, 288, 384, 480, 512)
+  for growth in (2, 1.25):
+    cfg = sc.BatchConfig(tokens_per_batch=4096, max_batch=32, min_bucket=64, bucket_growth=growth)
+    buckets = sc.bucket_lengths(512, cfg)
+    plan = sc.plan_batches(lengths, 512, cfg, data_size=4)
+    assert sorted(i for b in plan for i in b.indices) == list(range(333))
+    for b in plan[:-1]:
+      assert len(b.indices) == b.rows  # every batch but the last is full
+    for b in plan:
+      assert b.length in buckets and b.rows % 4 == 0 and len(b.indices) <= b.rows
+      assert max(lengths[i] for i in b.indices) <= b.length
+      assert b.length == min(x for x in buckets if x >= max(lengths[i] for i in b.indices))
+      assert b.rows * b.length <= max(4096, 4 * b.length)
+    assert len({(b.rows, b.length) for b in plan}) <= len(buckets) + 4  # bounded number of jit shapes
+    real = sum(lengths)
+    padded = sum(b.rows * b.length for b in plan)
+    assert real / padded > (0.7 if growth == 2 else 0.85), real / padded  # sorted batches: little padding
   # fixed buckets; a prompt longer than the last bucket is named
   plan = sc.plan_batches([5, 50, 70], 100, sc.BatchConfig(buckets=(16, 100), max_batch=2))
-  assert [(b.indices, b.length, b.rows) for b in plan] == [((0,), 16, 1), ((1, 2), 100, 2)]
+  assert [(b.indices, b.length, b.rows) for b in plan] == [((0, 1), 100, 2), ((2,), 100, 1)]
   with pytest.raises(ValueError, match="prompt #1 has 101 tokens"):
     sc.plan_batches([5, 101], 100, sc.BatchConfig(buckets=(16, 100)))
   with pytest.raises(ValueError, match="increasing"):
     sc.BatchConfig(buckets=(64, 32))
+  with pytest.raises(ValueError, match="bucket_growth"):
+    sc.BatchConfig(bucket_growth=1.0)
 
 
 def test_answer_logprobs_full_vocab():
