@@ -1,6 +1,6 @@
 """A static HTML view of Rho-1 token selection (as the Rho-1 paper's figures): each token of a document coloured
-by whether SLM selects it (red shades, darker = higher excess loss) or not (blue shades, darker = lower excess
-loss), with its model loss, reference loss and excess loss in a tooltip.
+by whether SLM selects it (red shades, darker = further above the selection threshold in excess loss) or not
+(blue shades, darker = further below it), with its model loss, reference loss and excess loss in a tooltip.
 
 ``render_token_html`` is pure (pieces + numbers -> HTML); ``write_view`` computes the numbers for one document
 of a reference-loss task from a trained run's latest checkpoint.
@@ -15,12 +15,19 @@ import numpy as np
 
 
 def token_pieces(vocab, ids: Sequence[int]) -> list[str]:
-  """The text each token adds (prefix decoding, so multi-byte characters split over tokens stay intact)."""
-  pieces, prev = [], ""
+  """The text each token adds, by prefix decoding: a character whose bytes span several byte-level BPE tokens
+  belongs to the token that completes it (the others get ""), so ``"".join(pieces) == vocab.decode(ids)``."""
+  pieces, emitted = [], ""
   for i in range(len(ids)):
     text = vocab.decode([int(t) for t in ids[:i + 1]])
-    pieces.append(text[len(prev):] if text.startswith(prev) else vocab.decode([int(ids[i])]))
-    prev = text
+    if text.endswith("\ufffd") and i + 1 < len(ids):  # an incomplete character: wait for its last byte
+      pieces.append("")
+      continue
+    if not text.startswith(emitted):  # decoders that rewrite earlier text (rare): fall back to the token alone
+      pieces.append(vocab.decode([int(ids[i])]))
+    else:
+      pieces.append(text[len(emitted):])
+    emitted = text
   return pieces
 
 
@@ -37,9 +44,14 @@ def render_token_html(pieces: Sequence[str], excess: np.ndarray, selected: np.nd
   selected = np.asarray(selected, bool)
   if not (len(pieces) == excess.shape[0] == selected.shape[0]):
     raise ValueError(f"{len(pieces)} pieces but {excess.shape[0]} excess losses and {selected.shape[0]} flags")
-  finite = excess[np.isfinite(excess)]
-  scale_hi = float(np.percentile(np.maximum(finite, 0), 95)) if finite.size else 1.0
-  scale_lo = float(np.percentile(np.maximum(-finite, 0), 95)) if finite.size else 1.0
+  finite = np.isfinite(excess)
+  # The selection threshold: the lowest excess loss that was selected (shades measure distance from it).
+  threshold = float(excess[selected & finite].min()) if (selected & finite).any() else float(
+      excess[finite].max() if finite.any() else 0.0)
+  above = np.maximum(excess - threshold, 0.0)[selected & finite]
+  below = np.maximum(threshold - excess, 0.0)[~selected & finite]
+  scale_hi = float(np.percentile(above, 95)) if above.size else 1.0
+  scale_lo = float(np.percentile(below, 95)) if below.size else 1.0
   spans = []
   for i, (piece, e, s) in enumerate(zip(pieces, excess, selected)):
     tip = [f"token {i}", f"excess {e:.3f}"]
@@ -48,7 +60,10 @@ def render_token_html(pieces: Sequence[str], excess: np.ndarray, selected: np.nd
     if ref_losses is not None:
       tip.append(f"reference loss {float(ref_losses[i]):.3f}")
     tip.append("selected" if s else "not selected")
-    colour = _shade(max(e, 0.0), scale_hi, (220, 50, 47)) if s else _shade(max(-e, 0.0), scale_lo, (38, 110, 200))
+    if s:
+      colour = _shade(max(e - threshold, 0.0), scale_hi, (220, 50, 47))
+    else:
+      colour = _shade(max(threshold - e, 0.0), scale_lo, (38, 110, 200))
     text = html.escape(piece).replace("\n", "\u21b5<br>")
     spans.append(f'<span class="{"sel" if s else "uns"}" style="background:{colour}" '
                  f'title="{html.escape(" | ".join(tip))}">{text}</span>')
@@ -67,10 +82,11 @@ body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
 </style></head><body>
 <h2>{html.escape(title or "token selection")}</h2>
 <p>{html.escape(stats)}</p>
-<p class="legend"><span style="background:rgba(220,50,47,.8)">selected (high excess loss)</span>
-<span style="background:rgba(220,50,47,.2)">selected (low excess loss)</span>
-<span style="background:rgba(38,110,200,.2)">not selected</span>
-<span style="background:rgba(38,110,200,.8)">not selected (model already below the reference)</span></p>
+<p class="legend">excess loss = model loss - reference loss; selection threshold {threshold:.3f}:
+<span style="background:rgba(220,50,47,.85)">selected, far above</span>
+<span style="background:rgba(220,50,47,.2)">selected, near the threshold</span>
+<span style="background:rgba(38,110,200,.2)">not selected, near the threshold</span>
+<span style="background:rgba(38,110,200,.85)">not selected, far below</span></p>
 <div class="doc">{"".join(spans)}</div>
 </body></html>
 """
