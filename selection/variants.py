@@ -7,12 +7,18 @@ filter runs first, on the raw ``id``/``text`` examples, so the base task's token
 documents. Names follow ``{base}_{method}_r{rate}`` with the base's ``_raw`` replaced, e.g. ``c4_en_raw`` →
 ``c4_en_askllm_r20`` and ``c4_en_raw_smollm2`` → ``c4_en_askllm_r20_smollm2`` (see ``variant_name``).
 
-Other projects register their own variants with ``register_variant(name, base_task, id_list_path)``.
+Other projects register their own variants with ``register_variant(name, base_task, id_list_path)``, or
+every list of a selection directory (``{method}_r{rate}.txt`` files, as ``tokensift topk`` / ``tokensift
+select`` write them) with ``register_selection_dir(base_task, directory)``. For launches that only import a
+module (t5x ``--gin.MIXTURE_OR_TASK_MODULE="'tokensift.selection.variants'"``), ``$TOKENSIFT_SELECTIONS``
+(``base_task=directory[,base_task=directory...]``) registers those variants when this module is imported and
+again on every ``tokensift.tasks.register_all()``.
 """
 from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -21,6 +27,8 @@ import seqio
 from tokensift.jobs import atomic_write_bytes
 
 ID_FIELD = "id"
+SELECTIONS_ENV = "TOKENSIFT_SELECTIONS"
+_LIST_NAME = re.compile(r"^(?P<method>[A-Za-z0-9_]+?)_r(?P<rate>[0-9]+(?:p[0-9]+)?)\.txt$")
 
 
 def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> Path:
@@ -138,3 +146,42 @@ def register_variants(base_task: str, method: str, id_lists: Mapping[int | float
   """Registers one variant per rate: ``{rate: id_list_path}`` → tasks named by ``variant_name``."""
   return [register_variant(variant_name(base_task, method, rate), base_task, p, **kw)
           for rate, p in id_lists.items()]
+
+
+def register_selection_dir(base_task: str, directory: str | os.PathLike, **kw) -> list[seqio.Task]:
+  """Registers every ``{method}_r{rate}.txt`` id list in ``directory`` as a variant of ``base_task``
+  (``askllm_r20.txt`` + ``c4_en_raw`` → ``c4_en_askllm_r20``). Raises FileNotFoundError for a missing dir."""
+  directory = Path(directory)
+  if not directory.is_dir():
+    raise FileNotFoundError(f"selection directory {str(directory)!r} does not exist")
+  tasks = []
+  for path in sorted(directory.glob("*_r*.txt")):
+    m = _LIST_NAME.match(path.name)
+    if m:
+      tasks.append(register_variant(variant_name(base_task, m["method"], m["rate"]), base_task, path, **kw))
+  return tasks
+
+
+def register_from_env() -> list[str]:
+  """Registers the selection directories named in ``$TOKENSIFT_SELECTIONS``; returns the task names.
+
+  Raises ValueError naming a malformed entry (expected ``base_task=directory``).
+  """
+  value = os.environ.get(SELECTIONS_ENV, "").strip()
+  names: list[str] = []
+  for entry in filter(None, (e.strip() for e in value.split(","))):
+    base, sep, directory = entry.partition("=")
+    if not sep or not base or not directory:
+      raise ValueError(f"${SELECTIONS_ENV} entry {entry!r}: expected base_task=directory")
+    names.extend(t.name for t in register_selection_dir(base.strip(), directory.strip()))
+  return names
+
+
+def _install_registrar() -> None:
+  from tokensift.tasks import registry
+  registry.add_registrar(register_from_env)
+  if os.environ.get(SELECTIONS_ENV):
+    register_from_env()
+
+
+_install_registrar()

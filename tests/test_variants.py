@@ -75,3 +75,28 @@ def test_variant_errors(tmp_path):
   p = variants.write_id_list(tmp_path / "ids.txt", ["a"])
   with pytest.raises(ValueError, match="'no_such_task'"):
     variants.register_variant("x_v", "no_such_task", p)
+
+
+def test_selection_dir_and_env_registration(tmp_path, monkeypatch, data_dir):
+  tokensift.tasks.register_all()
+  ids = _val_ids(10)
+  sel = tmp_path / "selections"
+  variants.write_id_list(sel / "askllm_r20.txt", ids[:2])
+  variants.write_id_list(sel / "askllm20_density_r2p5.txt", ids[2:3])
+  (sel / "notes.txt").write_text("not an id list name")
+  tasks = variants.register_selection_dir("c4_en_raw", sel)
+  assert sorted(t.name for t in tasks) == ["c4_en_askllm20_density_r2p5", "c4_en_askllm_r20"]
+  monkeypatch.setenv(variants.SELECTIONS_ENV, f"c4_en_raw_smollm2={sel}")
+  seqio.TaskRegistry.reset()
+  names = tokensift.tasks.register_all()  # the env registrar runs with every register_all
+  assert {"c4_en_askllm_r20_smollm2", "c4_en_askllm20_density_r2p5_smollm2"} <= set(names)
+  task = seqio.get_mixture_or_task("c4_en_askllm_r20_smollm2")
+  got = [ex["id"].decode() for ex in task.get_dataset({"targets": 16}, split="validation",
+                                                      shuffle=False).as_numpy_iterator()]
+  assert sorted(got) == sorted(ids[:2])
+  monkeypatch.setenv(variants.SELECTIONS_ENV, "no-equals-sign")
+  with pytest.raises(ValueError, match="'no-equals-sign'"):
+    variants.register_from_env()
+  monkeypatch.setenv(variants.SELECTIONS_ENV, f"c4_en_raw={tmp_path / 'absent'}")
+  with pytest.raises(FileNotFoundError, match="absent"):
+    variants.register_from_env()
