@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def synthetic_embeddings(n: int, d: int, clusters: int = 64, seed: int = 0):
+  """float32 [n, d] unit vectors: a mixture of Zipf-sized clusters of different spreads (built in chunks)."""
   import numpy as np
   rng = np.random.default_rng(seed)
   centers = rng.normal(size=(clusters, d))
@@ -30,8 +31,12 @@ def synthetic_embeddings(n: int, d: int, clusters: int = 64, seed: int = 0):
   sizes = 1.0 / np.arange(1, clusters + 1) ** 1.1  # Zipf-like cluster sizes: dense and sparse regions
   which = rng.choice(clusters, size=n, p=sizes / sizes.sum())
   spread = rng.uniform(0.4, 1.2, size=clusters)
-  x = centers[which] + spread[which, None] * rng.normal(size=(n, d)) / np.sqrt(d)
-  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+  out = np.empty((n, d), np.float32)
+  for s in range(0, n, 100_000):
+    w = which[s:s + 100_000]
+    x = centers[w] + spread[w, None] * rng.normal(size=(len(w), d)) / np.sqrt(d)
+    out[s:s + len(w)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+  return out
 
 
 def main() -> None:
