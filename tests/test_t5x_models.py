@@ -70,7 +70,7 @@ def test_initial_variables_carry_params_axes_and_make_a_t5x_train_state():
   axes = traverse_util.flatten_dict(variables["params_axes"])
   assert set(axes) == {(*k[:-1], k[-1] + "_axes") for k in params}
   names = {k: v.names for k, v in axes.items()}
-  assert names[("layers_0", "attention", "query", "kernel_axes")] == ("embed", "heads", "head_dim")
+  assert names[("layers_0", "attention", "query_axes")] == ("embed", "heads", "head_dim")
   assert names[("token_embed", "embedding_axes")] == ("vocab", "embed")
   assert all(isinstance(v, jax.Array) for v in params.values())
   state = train_state.FlaxOptimTrainState.create(model.optimizer_def, variables)
