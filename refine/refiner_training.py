@@ -232,9 +232,22 @@ class _Log:
       f.write(json.dumps(record) + "\n")
 
 
+def init_params(lcfg, seed: int = 0) -> Any:
+  """Random params of ``Llama(lcfg)`` from one jitted init (eager init compiles every initializer op)."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+
+  from tokensift.models import llama
+  module = llama.Llama(lcfg)
+  init = jax.jit(lambda rng: nn.unbox(module.init(rng, jnp.ones((1, 8), jnp.int32))["params"]))
+  return init(jax.random.PRNGKey(seed))
+
+
 def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: int, work_dir: str | Path, *,
-                  progress: bool = True) -> tuple[Any, dict[str, Any]]:
-  """Trains the refiner from scratch (or resumes from ``work_dir/checkpoints``); returns (params, summary)."""
+                  params: Any = None, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+  """Trains the refiner from ``params`` (default: ``init_params(seed)``), or resumes from
+  ``work_dir/checkpoints``; returns (params, summary)."""
   import jax
   import jax.numpy as jnp
   import optax
@@ -253,8 +266,8 @@ def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: in
   tx, schedule = optim.make_optimizer(
       OptimizerConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                       weight_decay=cfg.weight_decay, schedule="cosine"), cfg.steps)
-  params = llama.init_params(lcfg, jax.random.PRNGKey(cfg.seed))
-  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+  params = init_params(lcfg, cfg.seed) if params is None else params
+  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": jax.jit(tx.init)(params)}
   fingerprint = {"pairs": len(pairs), "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
   ckpt = Checkpointer(work_dir, keep=2)
   start = ckpt.latest_step()
@@ -368,12 +381,12 @@ def run_refiner_training(texts: Sequence[str], cfg: RefinerTrainConfig, out_dir:
   lcfg = llama_config(cfg.model, vocab_size)
   module = llama.Llama(lcfg)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
-  prompter = ModelProgrammer(module, llama.init_params(lcfg), files, config=programmer_config(cfg), mesh=mesh,
-                             name="refiner-prompts")
+  params = init_params(lcfg, cfg.seed)
+  prompter = ModelProgrammer(module, params, files, config=programmer_config(cfg), mesh=mesh, name="refiner-prompts")
   pairs, counts = build_pairs(texts, prompter, cfg)
   lengths = [len(p.prompt) + len(p.target) for p in pairs]
   counts["pairs_too_long"] = sum(bucket_of(n, cfg.buckets) is None for n in lengths)
   counts["pair_tokens"] = int(sum(lengths))
-  params, summary = train_refiner(pairs, cfg, vocab_size, out_dir / "train", progress=progress)
+  params, summary = train_refiner(pairs, cfg, vocab_size, out_dir / "train", params=params, progress=progress)
   export_hf(out_dir / "model", lcfg, params, files)
   return {**counts, **summary, "model_dir": str(out_dir / "model")}

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "tokensift.selection.commands_score",
     "tokensift.selection.commands_density",
     "tokensift.refine.commands",
+    "tokensift.commands_pipeline",
 ]
 
 

@@ -1,0 +1,146 @@
+"""The main job end to end in miniature (gin_configs/pipeline/mini.gin): real code paths, a few dozen C4
+documents, a tiny random Llama (SmolLM2's tokenizer and chat template) standing in for SmolLM2 as ASK-LLM scorer
+and reference model; the refiner is trained, MiniLM embeds."""
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from tokensift import cli, jobs, paths
+from tokensift.models import llama
+from tokensift.pipeline import config as pc
+from tokensift.pipeline import run, stages
+from tokensift.refine import refiner_training as rt
+from tokensift.selection.topk import k_for_rate
+from tokensift.selection.variants import read_id_list
+from tokensift.tasks import hf_tokenizer
+
+MINI = "gin_configs/pipeline/mini.gin"
+STAGES = ["refiner_train", "refiner_eval", "refine_rules", "refine", "score", "embed", "density", "select",
+          "lm_data", "reference_losses", "train", "evaluate", "report"]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+  """A random Llama-family checkpoint (HF directory) with SmolLM2's vocabulary, tokenizer and chat template."""
+  files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
+  cfg = llama.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
+                          num_kv_heads=1, max_position_embeddings=512, tie_word_embeddings=True)
+  params = jax.device_get(rt.init_params(cfg, seed=7))
+  return rt.export_hf(tmp_path_factory.mktemp("tiny") / "llama", cfg, params, files)
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_llama, tmp_path_factory, data_dir):
+  run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+  argv = ["pipeline", "--gin_file", MINI, "--run_dir", str(run_dir), "--no_progress",
+          "--gin", f"config.ScoreConfig.model = '{tiny_llama}'",
+          "--gin", f"config.ReferenceConfig.model = '{tiny_llama}'"]
+  assert cli.main(argv) == 0
+  return run_dir, argv
+
+
+def _marker(run_dir: Path, name: str) -> dict:
+  return json.loads((run_dir / name / stages.MARKER).read_text())
+
+
+def test_every_stage_finished_with_its_config_and_timing(finished):
+  run_dir, _ = finished
+  timings = json.loads((run_dir / stages.TIMINGS).read_text())
+  assert [s["name"] for s in timings["stages"]] == STAGES
+  for name in STAGES:
+    m = _marker(run_dir, name)
+    assert m["stage"] == name and m["seconds"] > 0 and m["config"] is not None and len(m["fingerprint"]) == 16
+  assert _marker(run_dir, "score")["config"]["max_length"] == 160  # mini.gin's value, not the default
+  # each job-backed stage also has its job's shard completion markers
+  for name, job in (("refine", "refine"), ("refine_rules", "refine"), ("score", "score"), ("embed", "embed"),
+                    ("lm_data", "tokens_train"), ("reference_losses", "ref_losses_train"),
+                    ("reference_losses", "ref_losses_validation")):
+    assert jobs.shard_files(run_dir / name, job), (name, job)
+
+
+def test_document_counts_agree_across_stages(finished):
+  run_dir, _ = finished
+  s = {name: _marker(run_dir, name)["summary"] for name in STAGES}
+  refined = [r for f in jobs.shard_files(run_dir / "refine", "refine") for r in jobs.read_records(f)]
+  kept = [r for r in refined if r["kept"]]
+  assert s["refine"]["docs_in"] == len(refined) == 24 and s["refine"]["docs_out"] == len(kept) > 12
+  assert s["refine_rules"]["docs_in"] == 24
+  for name in ("score", "embed", "lm_data"):
+    assert s[name]["docs_in"] == len(kept) == s[name]["docs_out"], name
+  assert s["density"]["docs_out"] == s["embed"]["docs_out"]
+  chosen = read_id_list(run_dir / "select" / s["select"]["id_list"])
+  assert len(chosen) == s["select"]["docs_out"] == k_for_rate(len(kept), 50.0)
+  assert set(chosen) <= {str(r["id"]) for r in kept}
+  assert s["reference_losses"]["train"]["records"] == len(chosen)
+  assert s["reference_losses"]["validation"]["records"] == 8
+  assert s["train"]["docs_in"] == len(chosen)
+  kept_tokens = sum(r["stats"]["tokens_after"] for r in kept)
+  assert s["refine"]["tokens_out"] == kept_tokens == s["score"]["tokens_in"]
+  assert s["select"]["tokens_out"] == sum(r["stats"]["tokens_after"] for r in kept if str(r["id"]) in set(chosen))
+  # the refiner's F1 figures and the ceiling, computed (the ceiling agrees perfectly with itself)
+  ev = s["refiner_eval"]
+  assert ev["docs_in"] == 12 and ev["ceiling"]["doc"]["f1"] == 1.0 and 0.0 <= ev["refiner"]["doc"]["f1"] <= 1.0
+
+
+def test_training_runs_and_validation_table(finished):
+  run_dir, _ = finished
+  ev = _marker(run_dir, "evaluate")["summary"]
+  assert [r["run"] for r in ev["table"]] == ["slm_selected", "clm_selected", "clm_unselected"]
+  for row in ev["table"]:
+    assert row["steps"] == 8 and np.isfinite(row["final_val_ce"]) and 5.0 < row["final_val_ce"] < 12.0
+  runs = _marker(run_dir, "train")["summary"]["runs"]
+  assert 0.5 < runs["slm_selected"]["train"]["selected_fraction"] <= 0.7  # Rho-1 kept ~60% of the tokens
+  assert "selected_fraction" not in runs["clm_selected"]["train"]
+  # every run is evaluated on the same held-out tokens
+  assert len({round(r["eval"]["num_valid"]) for r in runs.values()}) == 1
+
+
+def test_report_has_its_images_and_sections(finished):
+  run_dir, _ = finished
+  page = (run_dir / "report" / "index.html").read_text()
+  imgs = [x.split('"')[0] for x in page.split('<img src="')[1:]]
+  assert {"funnel.png", "refiner_sft.png", "score_hist.png", "density_hist.png", "density_vs_score.png",
+          "curves.png"} <= set(imgs)
+  for img in imgs:
+    data = (run_dir / "report" / img).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, img
+  assert "<del>" in page  # a refined document with struck-through lines (dropped documents count too)
+  assert (run_dir / "report" / "token_view.html").read_text().count('class="sel"') > 0
+  for stage in STAGES[:-1]:
+    assert f"<td>{stage}</td>" in page
+  assert "slm_selected" in page and "teacher positives" in page
+
+
+def test_second_run_does_no_work(finished, capsys):
+  run_dir, argv = finished
+  before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != stages.TIMINGS
+            and p.name != "pipeline.json"}
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert out.count("nothing to do") == len(STAGES) and "running" not in out
+  after = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != stages.TIMINGS
+           and p.name != "pipeline.json"}
+  assert after == before  # no file written, none deleted
+  timings = json.loads((run_dir / stages.TIMINGS).read_text())
+  assert {s["status"] for s in timings["stages"]} == {"cached"} and timings["total_seconds_this_invocation"] == 0
+
+
+def test_changed_setting_is_refused_naming_it(finished, capsys):
+  run_dir, argv = finished
+  assert cli.main(argv + ["--gin", "config.SelectionConfig.rate = 40.0"]) == 2
+  err = capsys.readouterr().err
+  assert "stage 'select'" in err and "rate: 50.0 -> 40.0" in err and "--restart_from select" in err
+
+
+def test_config_errors_are_clear(tmp_path):
+  with pytest.raises(ValueError, match="runs"):
+    pc.LMConfig(runs=("slm_everything",))
+  with pytest.raises(ValueError, match="programmer='refiner' needs"):
+    pc.PipelineConfig(refiner=pc.RefinerConfig(enabled=False))
+  with pytest.raises(FileNotFoundError, match="nope.gin"):
+    pc.parse_gin(["nope.gin"], [])
+  with pytest.raises(ValueError, match="unknown stage 'scor'"):
+    run.run_pipeline(pc.PipelineConfig(), tmp_path / "r", restart_from="scor", log=lambda s: None)

