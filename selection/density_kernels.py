@@ -21,8 +21,11 @@ the cost is one ``[Bq, d] x [d, Bk]`` matmul per tile plus an ``exp``: the matmu
 are padded to a multiple of ``query_block * devices`` and sharded over every device of the mesh
 (``shard_map``); inside a device a ``lax.map`` walks its query blocks and a ``lax.scan`` the key blocks; keys
 are streamed from the host in chunks of ``key_chunk`` rows (padded keys carry weight 0), so device memory is
-``O(queries / devices + key_chunk + Bq * Bk)`` for any N. Each query's sum is computed by the same sequence of
-operations whatever the device count, so 1 device and 8 devices give identical results.
+``O(queries / devices + key_chunk + Bq * Bk)`` for any N. The density of a set within itself (``keys=None``, the
+DENSITY score) uses the symmetry ``k(x, y) = k(y, x)`` instead: each pair of blocks is computed once, its row
+sums going to one block and its column sums to the other (``_self_sums``), half the FLOPs. On both paths each
+query's sum is computed by the same sequence of operations whatever the device count, so 1 device and 8
+devices give identical results.
 """
 from __future__ import annotations
 
@@ -47,13 +50,17 @@ class KernelConfig:
 
   kernel: one of ``KERNELS``. bandwidth: float > 0 or a name in ``BANDWIDTH_HEURISTICS``.
   query_block x key_block: the tile computed at once ([Bq, Bk] floats). key_chunk: keys sent to the devices per
-  step (rounded up to a multiple of key_block).
+  step (rounded up to a multiple of key_block). symmetric: for the density of a set within itself (``keys=None``,
+  no weights) compute each pair of blocks once (``_self_sums``; half the FLOPs) in tiles of
+  ``self_block x self_block``.
   """
   kernel: str = "gaussian"
   bandwidth: float | str = "median"
   query_block: int = 256
   key_block: int = 2048
   key_chunk: int = 1 << 18
+  symmetric: bool = True
+  self_block: int = 512
 
   def __post_init__(self):
     if self.kernel not in KERNELS:
@@ -64,7 +71,7 @@ class KernelConfig:
                          f"{BANDWIDTH_HEURISTICS}")
     elif not (isinstance(self.bandwidth, (int, float)) and math.isfinite(self.bandwidth) and self.bandwidth > 0):
       raise ValueError(f"bandwidth must be a finite float > 0, got {self.bandwidth!r}")
-    for name in ("query_block", "key_block", "key_chunk"):
+    for name in ("query_block", "key_block", "key_chunk", "self_block"):
       v = getattr(self, name)
       if not (isinstance(v, int) and v > 0):
         raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -154,7 +161,11 @@ def _tile_logits(kernel: str, q, a, k, b):
   dot = jnp.dot(q, k.T, preferred_element_type=jnp.float32)  # [Bq, Bk], fp32 accumulation
   if kernel == "laplacian":
     # q, k unscaled; a = |q|^2, b = |k|^2; a[.] holds 1/h in the caller's closure instead (see _prepare).
-    d2 = jnp.maximum(a[:, None] + b[None, :] - 2.0 * dot, 0.0)
+    norms = a[:, None] + b[None, :]
+    d2 = norms - 2.0 * dot
+    # fp32 cancellation leaves |d2| ~ 1e-7 |x|^2 for (near-)identical rows, which sqrt would amplify to
+    # ~3e-4 |x|: treat d2 below that noise level as 0 (so k(x, x) = 1 exactly)
+    d2 = jnp.where(d2 <= 1e-6 * norms, 0.0, d2)
     return -jnp.sqrt(d2)
   # gaussian / cosine: q pre-scaled by 1/h^2, a = -|q|^2/(2h^2), b = -|k|^2/(2h^2): logit = -|q-k|^2/(2h^2) <= 0
   return jnp.minimum(dot + a[:, None] + b[None, :], 0.0)
@@ -226,6 +237,88 @@ def _prepare(kernel: str, x: np.ndarray, h: float, is_query: bool):
   return rows, term
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The density of a set within itself: k(x, y) = k(y, x), so each pair of blocks is computed once.
+#
+# The N points are cut into nb blocks of b rows (nb a multiple of 2 lcm(8, devices)). Step 0 sums the diagonal
+# tiles; step t = 1..nb/2 pairs block I with block I+t (mod nb): the tile's row sums go to block I, its column
+# sums to block I+t (a "travelling" accumulator that rotates with the key blocks, ring-passed between devices with
+# ppermute, and is rotated home at the end); when nb is even the last step's pairs appear twice and only the row
+# sums are kept. Every block's sum is accumulated in the same order whatever the device count (for counts
+# dividing 8, the block layout is identical too), so 1 and 8 devices give identical sums. No log space is
+# needed: every sum holds its self term k(y, y) = 1, so terms that underflow float32 are < 1e-38 of it.
+
+
+def _self_local(kernel: str, inv_h: float, nb: int, ndev: int, axes):
+
+  def fn(q, a, k, bt, mask):  # local: q, k [m, b, d]; a, bt, mask [m, b]
+    forward = [((p + 1) % ndev, p) for p in range(ndev)]  # device p receives block 0 of device p+1
+    backward = [(p, (p + 1) % ndev) for p in range(ndev)]
+
+    def roll(arr, perm, first):  # global rotation by one block (towards lower indices if first)
+      if first:
+        recv = lax.ppermute(arr[0], axes, perm)
+        return jnp.concatenate([arr[1:], recv[None]], axis=0)
+      recv = lax.ppermute(arr[-1], axes, perm)
+      return jnp.concatenate([recv[None], arr[:-1]], axis=0)
+
+    def tile_sums(args):
+      qi, ai, mi, kj, bj, mj = args
+      z = _tile_logits(kernel, qi, ai, kj, bj)
+      if kernel == "laplacian":
+        z = z * inv_h
+      e = jnp.exp(z)  # [b, b]
+      return (e * mj[None, :]).sum(axis=1), (e * mi[:, None]).sum(axis=0)
+
+    rows0, _ = lax.map(tile_sums, (q, a, mask, k, bt, mask))
+
+    def step(t, carry):
+      s, c, kr, br, mr = carry
+      kr, br, mr, c = (roll(v, forward, True) for v in (kr, br, mr, c))
+      rows, cols = lax.map(tile_sums, (q, a, mask, kr, br, mr))
+      s = s + rows
+      c = c + jnp.where(2 * t == nb, 0.0, cols)
+      return s, c, kr, br, mr
+
+    steps = nb // 2
+    s, c, *_ = lax.fori_loop(1, steps + 1, step, (rows0, jnp.zeros_like(rows0), k, bt, mask))
+    c = lax.fori_loop(0, steps, lambda _, v: roll(v, backward, False), c)
+    return s + c
+
+  return fn
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_self(mesh: Mesh, kernel: str, inv_h: float, nb: int):
+  axes = tuple(mesh.axis_names)
+  blocks = P(axes)
+  fn = jax.shard_map(_self_local(kernel, inv_h, nb, mesh.devices.size, axes), mesh=mesh,
+                     in_specs=(blocks,) * 5, out_specs=blocks, check_vma=False)
+  return jax.jit(fn)
+
+
+def _self_sums(x: np.ndarray, config: KernelConfig, h: float, mesh: Mesh) -> np.ndarray:
+  """``sum_i k(x_i, x_j)`` for every row j of x ([n, d]) -> float32 [n]; see the comment above."""
+  n, d = x.shape
+  ndev = mesh.devices.size
+  def ceil_to(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+  b = min(config.self_block, ceil_to(-(-n // 8), 8))  # >= 8 blocks, each a multiple of 8 rows
+  # >= 2 blocks per device: XLA inlines a loop of one iteration and may then fuse (and round) differently
+  nb = ceil_to(-(-n // b), 2 * math.lcm(8, ndev))
+  pad = nb * b - n
+  qrows, qterm = _prepare(config.kernel, x, h, is_query=True)
+  krows, kterm = _prepare(config.kernel, x, h, is_query=False)
+  mask = np.r_[np.ones(n, np.float32), np.zeros(pad, np.float32)]
+  shaped = [np.pad(v, ((0, pad),) + ((0, 0),) * (v.ndim - 1)).reshape((nb, b) + v.shape[1:])
+            for v in (qrows, qterm, krows, kterm)]
+  sh = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+  args = [jax.device_put(v, sh) for v in (shaped[0], shaped[1], shaped[2], shaped[3], mask.reshape(nb, b))]
+  out = _compiled_self(mesh, config.kernel, float(1.0 / h), nb)(*args)
+  return np.asarray(out).reshape(-1)[:n]
+
+
 def _kernel_sums(queries, keys, config: KernelConfig, mesh: Mesh | None, key_weights, log: bool,
                  progress: bool) -> tuple[np.ndarray, float]:
   q = validate_embeddings(queries, name="queries")
@@ -237,12 +330,18 @@ def _kernel_sums(queries, keys, config: KernelConfig, mesh: Mesh | None, key_wei
     if w.shape != (k.shape[0],) or not np.isfinite(w).all() or (w < 0).any():
       raise ValueError(f"key_weights must be {k.shape[0]} finite values >= 0, got shape {w.shape}")
   mesh = mesh if mesh is not None else _default_mesh()
+  if keys is None and w is None and config.symmetric:
+    sums = _self_sums(q, config, h, mesh)
+    if log:
+      with np.errstate(divide="ignore"):
+        return np.log(sums).astype(np.float32), h
+    return sums, h
   ndev = mesh.devices.size
   nq, d = q.shape
   # The query block never depends on the device count, so every query's sum runs the same ops (same tile
   # shapes) on 1 or 8 devices: bit-identical results.
   qb = min(config.query_block, max(8, -(-nq // 8) * 8))
-  nq_pad = -(-nq // (qb * ndev)) * (qb * ndev)
+  nq_pad = -(-nq // (2 * qb * ndev)) * (2 * qb * ndev)  # >= 2 query blocks per device, as in _self_sums
   kb = config.key_block
   nk = k.shape[0]
   chunk = min(-(-config.key_chunk // kb) * kb, -(-nk // kb) * kb)

@@ -1,5 +1,7 @@
 """Exact DENSITY kernel sums: sklearn agreement on real MiniLM embeddings of C4, brute-force agreement for every
 kernel, tiling/padding/streaming, 1 vs 8 devices, bandwidth heuristics, bad-input errors."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -43,12 +45,17 @@ def test_gaussian_matches_sklearn_on_real_minilm_embeddings():
 def test_one_device_and_eight_devices_identical_on_real_embeddings():
   _, emb = c4_embeddings()
   assert len(jax.devices()) == 8
-  configs = [dk.KernelConfig(kernel=k, query_block=16, key_block=64) for k in dk.KERNELS] + [dk.KernelConfig()]
+  configs = [dk.KernelConfig(kernel=k, query_block=16, key_block=64) for k in dk.KERNELS]
+  configs += [dk.KernelConfig(kernel=k) for k in dk.KERNELS]  # default tiles
   for cfg in configs:
-    eight = dk.kernel_sums(emb, config=cfg)
-    one = dk.kernel_sums(emb, config=cfg, mesh=_mesh1())
-    np.testing.assert_array_equal(eight, one)
-    np.testing.assert_array_equal(dk.log_kernel_sums(emb, config=cfg), dk.log_kernel_sums(emb, config=cfg, mesh=_mesh1()))
+    # the symmetric self-density path (keys=None) and the general streamed path (keys given)
+    for keys in (None, emb):
+      eight = dk.kernel_sums(emb, keys, config=cfg)
+      one = dk.kernel_sums(emb, keys, config=cfg, mesh=_mesh1())
+      np.testing.assert_array_equal(eight, one)
+      np.testing.assert_array_equal(dk.log_kernel_sums(emb, keys, config=cfg),
+                                    dk.log_kernel_sums(emb, keys, config=cfg, mesh=_mesh1()))
+    np.testing.assert_allclose(dk.kernel_sums(emb, config=cfg), dk.kernel_sums(emb, emb, config=cfg), rtol=2e-6)
 
 
 @pytest.mark.parametrize("kernel", dk.KERNELS)
@@ -67,6 +74,18 @@ def test_every_kernel_matches_brute_force_with_padding_and_streamed_key_chunks(k
   # one chunk, bigger blocks: the same sums
   np.testing.assert_allclose(dk.kernel_sums(q, x, config=dk.KernelConfig(kernel=kernel, bandwidth=h)),
                              _brute(x, q, kernel, h), rtol=2e-5)
+
+
+@pytest.mark.parametrize("kernel", dk.KERNELS)
+@pytest.mark.parametrize("n", [5, 203])
+def test_self_density_symmetric_path_matches_brute_force(kernel, n):
+  x = np.random.default_rng(n).normal(size=(n, 12)).astype(np.float32)
+  x[1] = x[0]  # an exact duplicate: k = 1
+  cfg = dk.KernelConfig(kernel=kernel, bandwidth=2.0, self_block=16)  # 203 rows -> 16 blocks of 16
+  ref = _brute(x, x, kernel, 2.0)
+  np.testing.assert_allclose(dk.kernel_sums(x, config=cfg), ref, rtol=2e-5)
+  np.testing.assert_allclose(dk.log_kernel_sums(x, config=cfg), np.log(ref), atol=2e-5)
+  np.testing.assert_allclose(dk.kernel_sums(x, config=dataclasses.replace(cfg, symmetric=False)), ref, rtol=2e-5)
 
 
 def test_log_space_survives_tiny_bandwidth_where_linear_underflows():
