@@ -2,6 +2,12 @@
 with SmolLM2-135M reference losses runs end to end through the CLI (reference-losses, train, token-view);
 optimizers and schedules; config errors."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -17,19 +23,31 @@ from tokensift.models.trainer.config import LossConfig, OptimizerConfig, TrainCo
 from test_feature_converters import tiny_llama
 
 TASK = "owm_raw_smollm2"
+# The resume tests train on OpenWebMath in the 26-piece test SentencePiece model: identical mechanics, steps
+# ~100x cheaper than with a 49152-token softmax (the SmolLM2 vocabulary is exercised end to end below).
+TINY_TASK, TINY_VOCAB = "owm_raw_tiny26", 26
+
+
+def register_tiny_task() -> str:
+  from tokensift.tasks import registry, sources, vocabularies
+  return registry.add_task(TINY_TASK, sources.owm_source(),
+                           vocabularies.SentencePieceFileVocabulary(vocabularies.TINY_SPM)).name
 
 
 @pytest.fixture(scope="module")
 def ref_task(tmp_path_factory, data_dir):
-  model, params = tiny_llama(seed=2)
+  register_tiny_task()
+  model, params = tiny_llama(vocab=TINY_VOCAB, seed=2)
   scorer = rl.ReferenceScorer(model, params, batch_tokens=512, max_length=48, length_multiple=48)
   out = tmp_path_factory.mktemp("ref")
-  rl.compute_reference_losses(task=TASK, out_dir=out, max_docs=12, max_length=48, scorer=scorer, progress=False)
-  return rl.register_reference_loss_task(TASK, str(out), name="owm_ref_trainer_test")
+  rl.compute_reference_losses(task=TINY_TASK, out_dir=out, max_docs=12, max_length=48, scorer=scorer,
+                              progress=False)
+  rl.register_reference_loss_task(TINY_TASK, str(out), name="owm_ref_trainer_test")
+  return "owm_ref_trainer_test", str(out)
 
 
 def _network():
-  return Llama(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
+  return Llama(LlamaConfig(vocab_size=TINY_VOCAB, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
                            num_kv_heads=1))
 
 
@@ -40,36 +58,68 @@ def xla_cache(tmp_path_factory):
 
 def _config(model_dir, task, cache=None, **kw):
   base = dict(model_dir=str(model_dir), task=task, compilation_cache_dir=cache, feature_lengths={"targets": 64, "ref_losses": 64},
-              batch_size=8, train_steps=6, eval_batches=1, checkpoint_every=2, log_every=1, shuffle_buffer=16,
+              batch_size=8, train_steps=8, eval_batches=1, checkpoint_every=2, log_every=1, shuffle_buffer=16,
               progress=False, loss=LossConfig(kind="slm", ratio=0.6),
               optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2, schedule="cosine"))
   base.update(kw)
   return TrainConfig(**base)
 
 
-def test_stopped_and_resumed_run_continues_the_same_loss_curve(tmp_path, ref_task, xla_cache):
+_KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_trainer import _config, _network, register_tiny_task
+from tokensift.models import reference_losses as rl
+from tokensift.models.trainer import loop
+rl.register_reference_loss_task(register_tiny_task(), {ref!r}, name="owm_ref_trainer_test")
+loop.train(_config({run!r}, "owm_ref_trainer_test", {cache!r}), _network())
+"""
+
+
+def _sigkill_after_checkpoint(run: Path, code: str, step: int) -> None:
+  proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  deadline = time.time() + 600
+  while not (run / "checkpoints" / str(step)).is_dir():
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+
+
+def test_stopped_or_killed_and_resumed_runs_continue_the_same_loss_curve(tmp_path, ref_task, xla_cache):
+  """Three runs of the same 8-step config: uninterrupted; stopped after step 3 (last checkpoint: 2) and resumed;
+  killed with SIGKILL right after its step-4 checkpoint and resumed. All log exactly the same losses."""
   assert jax.device_count() == 8  # batch sharded over 8 fake devices
-  straight = loop.train(_config(tmp_path / "a", ref_task, xla_cache), _network())
-  assert straight.step == 6 and straight.resumed_from is None
-  cfg = _config(tmp_path / "b", ref_task, xla_cache)  # the persistent compilation cache spares recompiling
-  first = loop.train(cfg, _network(), stop_at=3)  # "killed" after step 3: last checkpoint is step 2
-  assert first.step == 3
+  name, ref_dir = ref_task
+  straight = loop.train(_config(tmp_path / "a", name, xla_cache), _network())
+  assert straight.step == 8 and straight.resumed_from is None
+  cfg = _config(tmp_path / "b", name, xla_cache)  # the persistent compilation cache spares recompiling
+  assert loop.train(cfg, _network(), stop_at=3).step == 3
   resumed = loop.train(cfg, _network())
-  assert resumed.resumed_from == 2 and resumed.step == 6
-  a, b = loop.read_metrics(tmp_path / "a"), loop.read_metrics(tmp_path / "b")
-  assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
-  for ra, rb in zip(a, b):
-    assert ra == rb, f"step {ra['step']} differs after resume"
+  assert resumed.resumed_from == 2 and resumed.step == 8
+  code = _KILLED_RUN.format(tests=str(Path(__file__).parent), ref=ref_dir, run=str(tmp_path / "c"), cache=xla_cache)
+  _sigkill_after_checkpoint(tmp_path / "c", code, 4)
+  assert max(r["step"] for r in loop.read_metrics(tmp_path / "c")) < 8  # it really died mid-run
+  killed = loop.train(_config(tmp_path / "c", name, xla_cache), _network())
+  assert killed.resumed_from in (4, 6) and killed.step == 8
+
+  a = loop.read_metrics(tmp_path / "a")
+  assert [r["step"] for r in a] == list(range(1, 9))
+  for other in ("b", "c"):
+    for ra, rb in zip(a, loop.read_metrics(tmp_path / other), strict=True):
+      assert ra == rb, f"run {other}: step {ra['step']} differs after resume"
+    assert loop.read_metrics(tmp_path / other, "eval") == loop.read_metrics(tmp_path / "a", "eval")
   losses = [r["loss"] for r in a]
   assert losses[-1] < losses[0]  # it learns
   assert all(abs(r["selected_fraction"] - 0.6) < 0.01 for r in a)
   assert all(r["excess_selected"] > r["excess_unselected"] for r in a)
-  ea, eb = loop.read_metrics(tmp_path / "a", "eval"), loop.read_metrics(tmp_path / "b", "eval")
-  assert ea == eb and ea[-1]["step"] == 6
-  assert (tmp_path / "a" / "train").is_dir() and any((tmp_path / "a" / "train").iterdir())  # TensorBoard events
+  assert loop.read_metrics(tmp_path / "a", "eval")[-1]["step"] == 8
+  assert any((tmp_path / "a" / "train").iterdir())  # TensorBoard events
+  assert any(p.name.startswith("jit__train_step") for p in Path(xla_cache).iterdir())
   with pytest.raises(ValueError, match="data order"):
-    loop.train(_config(tmp_path / "b", ref_task, seed=1, train_steps=8), _network())
-  assert any(p.name.startswith("jit__train_step") for p in __import__("pathlib").Path(xla_cache).iterdir())
+    loop.train(_config(tmp_path / "b", name, seed=1), _network())
 
 
 def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_dir):

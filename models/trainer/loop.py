@@ -130,6 +130,7 @@ def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResul
   model_dir = Path(config.model_dir)
   model_dir.mkdir(parents=True, exist_ok=True)
   encdec = is_encoder_decoder(network)
+  inputs.get_task(config.task)  # an unknown task fails before anything is compiled
   mesh = partitioning.make_mesh(config.mesh)
   if config.batch_size % mesh.shape["data"]:
     raise ValueError(f"batch_size={config.batch_size} is not divisible by the mesh's data axis "
