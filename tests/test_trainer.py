@@ -167,9 +167,14 @@ def test_schedules_and_optimizers():
                                                  weight_decay=0.1), 50)
     state, p = tx.init(params), params
     loss = lambda q: sum(jax.numpy.sum(x ** 2) for x in jax.tree.leaves(q))  # noqa: E731
-    for _ in range(20):
+
+    @jax.jit
+    def step(p, state):
       updates, state = tx.update(jax.grad(loss)(p), state, p)
-      p = optax.apply_updates(p, updates)
+      return optax.apply_updates(p, updates), state
+
+    for _ in range(20):
+      p, state = step(p, state)
     assert float(loss(p)) < 0.8 * float(loss(params)), name
 
 
