@@ -139,5 +139,6 @@ def cmd_select(args) -> int:
   print("  from tokensift.selection.variants import register_variant")
   for rate, (path, _) in res.lists.items():
     print(f"  register_variant({variant_name(base, cfg.tag, rate)!r}, {base!r}, {str(path.resolve())!r})")
-  print(f"or all at once: tokensift.selection.select_job.register_density_variants({str(args.out)!r}, {base!r})")
+  print(f"or all at once: tokensift.selection.variants.register_selection_dir({base!r}, {str(args.out)!r}), or for a "
+        f"t5x launch: export TOKENSIFT_SELECTIONS={base}={args.out}")
   return 0

@@ -74,9 +74,9 @@ class SelectConfig:
 
   @property
   def tag(self) -> str:
-    from tokensift.selection.variants import _rate_tag  # one naming rule for rates
+    from tokensift.selection.variants import rate_tag  # one naming rule for rates
     base = TAGS[self.method]
-    return base if self.askllm_fraction is None else f"askllm{_rate_tag(self.askllm_fraction)}_{base}"
+    return base if self.askllm_fraction is None else f"askllm{rate_tag(self.askllm_fraction)}_{base}"
 
   def sketch_config(self):
     from tokensift.selection.lsh_sketch import SketchConfig
@@ -150,7 +150,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
                        f"(askllm_fraction={cfg.askllm_fraction}); lower the rate or raise the fraction")
     chosen = samplers.sample(cfg.method, logs, k, seed=cfg.seed, exact=cfg.exact_size, log=True)
     sel_ids = [ids[pool[i]] for i in chosen]
-    path = variants.write_id_list(out / f"{cfg.tag}_r{variants._rate_tag(rate)}.txt", sel_ids)  # noqa: SLF001
+    path = variants.write_id_list(out / f"{cfg.tag}_r{variants.rate_tag(rate)}.txt", sel_ids)
     lists[rate] = (path, len(sel_ids))
     per_rate[f"{rate:g}"] = {"file": path.name, "k": len(sel_ids),
                              "mean_log_density": float(logs[chosen].mean()) if len(chosen) else None}

@@ -50,6 +50,8 @@ def test_cli_select_writes_nested_ips_lists_and_registers_variant(tmp_path, caps
   assert got == sorted(r20)
   tasks = select_job.register_density_variants(out, "c4_en_raw")
   assert sorted(t.name for t in tasks) == ["c4_en_density_r10", "c4_en_density_r20"]
+  assert [t.name for t in variants.register_selection_dir("c4_en_raw", out)] == ["c4_en_density_r10",
+                                                                                "c4_en_density_r20"]
 
 
 def test_top_and_bottom_k_follow_density_and_sketch_mode(tmp_path):
