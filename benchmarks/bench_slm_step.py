@@ -6,7 +6,7 @@ for exactly these documents. The SLM step adds the excess loss, the global-batch
 batch * length values) and its metrics; everything else is shared. Compilation is excluded; the two steps are
 timed alternately (``--repeats`` rounds), medians reported.
 
-Run: ``python benchmarks/bench_slm_step.py [--hidden 256 --layers 4 --batch 8 --length 512 --repeats 10]``.
+Run: ``python benchmarks/bench_slm_step.py [--hidden 128 --layers 2 --batch 4 --length 256 --repeats 10]``.
 """
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ def real_batch(batch: int, length: int):
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--hidden", type=int, default=256)
-  ap.add_argument("--layers", type=int, default=4)
-  ap.add_argument("--batch", type=int, default=8)
-  ap.add_argument("--length", type=int, default=512)
+  ap.add_argument("--hidden", type=int, default=128)
+  ap.add_argument("--layers", type=int, default=2)
+  ap.add_argument("--batch", type=int, default=4)
+  ap.add_argument("--length", type=int, default=256)
   ap.add_argument("--ratio", type=float, default=0.6)
   ap.add_argument("--repeats", type=int, default=10)
   args = ap.parse_args()
