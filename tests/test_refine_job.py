@@ -128,7 +128,7 @@ def test_sigkill_mid_job_and_rerun_is_byte_identical(data_dir, tmp_path, which, 
   assert "resumed 3 pieces" in rerun.stdout and "top rules fired" in rerun.stdout
   name = f"refine-00000-of-00001.{fmt}"
   assert (out / name).read_bytes() == (tmp_path / "ref_out" / name).read_bytes()
-  want = [d.id for d in docs.documents_only(docs.iter_jsonl(tmp_path / "ref" / "in.jsonl", id_from="url"),
+  want = [d.id for d in docs.documents_only(docs.iter_files(str(tmp_path / "ref" / "in.jsonl"), id_from="url"),
                                              docs.ReadReport())]
   assert [r["id"] for r in jobs.read_records(out / name)] == want and len(want) == len(lines)
 
