@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--coordinator_address", default=None)
   p.add_argument("--num_processes", type=int, default=None)
   p.add_argument("--process_id", type=int, default=None)
+  p.add_argument("--compilation_cache", default="auto",
+                 help="JAX persistent compilation cache dir, so reruns/resumes skip recompiling the batch shapes "
+                      "('auto': $TOKENSIFT_CACHE_DIR/jax, 'none': off)")
   p.add_argument("--no_progress", action="store_true")
   p.set_defaults(func=cmd_score)
 
@@ -54,7 +59,37 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.set_defaults(func=cmd_topk)
 
 
+@contextlib.contextmanager
+def _compilation_cache(setting: str):
+  """JAX's persistent compilation cache for the duration of the command (settings restored after)."""
+  if setting == "none":
+    yield
+    return
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache as cc
+
+  from tokensift import paths
+  directory = paths.cache_dir() / "jax" if setting == "auto" else Path(setting).expanduser()
+  directory.mkdir(parents=True, exist_ok=True)
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+  old = {n: getattr(jax.config, n) for n in names}
+  jax.config.update("jax_compilation_cache_dir", str(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  cc.reset_cache()  # JAX decides once whether the cache is on: make it look again
+  try:
+    yield
+  finally:
+    for n, v in old.items():
+      jax.config.update(n, v)
+    cc.reset_cache()
+
+
 def cmd_score(args) -> int:
+  with _compilation_cache(args.compilation_cache):
+    return _score(args)
+
+
+def _score(args) -> int:
   from tokensift import jobs
   from tokensift.selection import score_job
 

@@ -73,7 +73,8 @@ def inputs(tmp_path_factory, data_dir):
   return path
 
 
-ARGS = ["--max_length", "192", "--min_bucket", "32", "--max_batch", "8", "--no_progress"]
+ARGS = ["--max_length", "192", "--min_bucket", "32", "--max_batch", "8", "--no_progress", "--compilation_cache",
+        "none"]
 
 
 def _score(model, inputs, out, *extra):
@@ -135,7 +136,7 @@ def test_sigkill_and_resume_is_byte_identical(tiny_model, inputs, tmp_path):
   assert _score(tiny_model, inputs, ref, "--piece_size", "2") == 0
   killed = tmp_path / "killed"
   cmd = [sys.executable, "-m", "tokensift.cli", "score", "--input", str(inputs), "--model", str(tiny_model),
-         "--out", str(killed), "--piece_size", "2", *ARGS]
+         "--out", str(killed), "--piece_size", "2", *ARGS[:-2], "--compilation_cache", str(tmp_path / "xla")]
   env = dict(os.environ)
   proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   pieces = killed / ".score-00000-of-00001.pieces"
