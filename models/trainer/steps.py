@@ -154,14 +154,28 @@ class Steps:
     shardings = self.batch_shardings(batch)
     return {k: jax.device_put(np.asarray(v), shardings[k]) for k, v in batch.items()}
 
-  def train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
+  def _train_jit(self, batch: Mapping[str, Any]):
     if self._train is None:
       if self.state_shardings is None:
         raise RuntimeError("call init_state (or restore) before train_step")
       self._train = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.batch_shardings(batch)),
                             out_shardings=(self.state_shardings, self._replicated()), donate_argnums=(0,))
+    return self._train
+
+  def train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
+    """One optimizer step; ``state`` is donated (use the returned one)."""
+    train = self._train_jit(batch)
     with jax.set_mesh(self.mesh):
-      return self._train(state, batch)
+      return train(state, batch)
+
+  def train_step_cost(self, state: State, batch: Mapping[str, jax.Array]) -> dict[str, float]:
+    """XLA's cost model of the compiled train step (``flops``, ``bytes accessed``, ...): a noise-free figure
+    for comparing step variants on a busy machine. Nothing runs; ``state`` stays valid."""
+    train = self._train_jit(batch)
+    with jax.set_mesh(self.mesh):
+      cost = train.lower(state, batch).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return {k: float(v) for k, v in (cost or {}).items() if isinstance(v, (int, float))}
 
   def eval_step(self, params: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     if self._eval is None:
