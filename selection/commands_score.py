@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--rates", default="10,20,40,60,80", help="sampling rates in percent, comma-separated")
   p.add_argument("--out", default=None, help="directory for askllm_r{rate}.txt (default: SCORES/selections)")
   p.add_argument("--key", default="score", help="record field to rank by (e.g. logp_yes_variants)")
-  p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants (check)")
+  p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants in this process (a "
+                      "check; launches register them with $TOKENSIFT_SELECTIONS=base=DIR/selections)")
   p.set_defaults(func=cmd_topk)
 
 
