@@ -54,7 +54,12 @@ class RefinerTrainConfig:
   inference settings (``programmer_config``). ``batch_tokens``: padded tokens per batch (rows = batch_tokens //
   bucket length, at least 1); ``buckets``: padded sequence lengths (a pair longer than the last is dropped and
   counted). Program positions are padded to 16 or ``max_program_tokens + 1`` (most programs are a few tokens:
-  the vocabulary projection there dominates a step's cost)."""
+  the vocabulary projection there dominates a step's cost). ``edit_repeat``: pairs whose program changes the
+  document (``drop_doc()``, chunk programs with edits) appear this many times per epoch: on C4 they are ~10%
+  of doc pairs and <1% of chunk pairs, and a small refiner trained briefly otherwise learns to keep everything
+  (ProX's recipe: 1). ``keep_chunk_fraction``: the share of the ``keep_chunk()`` chunk pairs drawn (afresh, seeded)
+  into each epoch: chunk prompts are long and almost all say ``keep_chunk()``, so without it most steps go to
+  them rather than to doc-level decisions (1.0: all of them)."""
   model: RefinerModelConfig = RefinerModelConfig()
   profile: str = "web"
   doc_prompt_tokens: int = 256
@@ -69,11 +74,15 @@ class RefinerTrainConfig:
   seed: int = 0
   checkpoint_every: int = 100
   log_every: int = 10
+  edit_repeat: int = 1
+  keep_chunk_fraction: float = 1.0
 
   def __post_init__(self):
-    if self.steps < 1 or self.batch_tokens < 1 or self.max_program_tokens < 1:
+    if self.steps < 1 or self.batch_tokens < 1 or self.max_program_tokens < 1 or self.edit_repeat < 1:
       raise ValueError(f"steps={self.steps}, batch_tokens={self.batch_tokens}, max_program_tokens="
-                       f"{self.max_program_tokens} must all be >= 1")
+                       f"{self.max_program_tokens}, edit_repeat={self.edit_repeat} must all be >= 1")
+    if not 0.0 < self.keep_chunk_fraction <= 1.0:
+      raise ValueError(f"keep_chunk_fraction={self.keep_chunk_fraction} must be in (0, 1]")
     if list(self.buckets) != sorted(set(self.buckets)) or not self.buckets or self.buckets[0] < 8:
       raise ValueError(f"buckets={self.buckets} must be increasing lengths >= 8")
     if self.buckets[-1] > self.model.max_position_embeddings:
@@ -88,6 +97,7 @@ class Pair:
   target: tuple[int, ...]
   kind: str  # "doc" | "chunk"
   doc: int  # index of the source document
+  edits: bool = False  # the program changes the document (drop_doc(), or a chunk program other than keep_chunk())
 
 
 def llama_config(model: RefinerModelConfig, vocab_size: int):
@@ -141,7 +151,7 @@ def build_pairs(texts: Sequence[str], programmer, cfg: RefinerTrainConfig) -> tu
   for i, text in enumerate(texts):
     rp = rules.write_program(text, teacher)
     t, cut = target(rp.doc_program)
-    pairs.append(Pair(tuple(doc_prompts[i]), t, "doc", i))
+    pairs.append(Pair(tuple(doc_prompts[i]), t, "doc", i, rp.doc_program.startswith("drop_doc")))
     counts["doc_pairs"] += 1
     if rp.doc_program.startswith("drop_doc"):
       counts["teacher_drops"] += 1
@@ -151,7 +161,8 @@ def build_pairs(texts: Sequence[str], programmer, cfg: RefinerTrainConfig) -> tu
       t, cut = target(program)
       counts["programs_truncated"] += cut
       counts["chunks_with_edits"] += program != "keep_chunk()"
-      pairs.append(Pair(tuple(programmer.prompt_ids(ck.chunk_prompt(chunk), budget)), t, "chunk", i))
+      pairs.append(Pair(tuple(programmer.prompt_ids(ck.chunk_prompt(chunk), budget)), t, "chunk", i,
+                        program != "keep_chunk()"))
       counts["chunk_pairs"] += 1
   return pairs, counts
 
@@ -166,22 +177,29 @@ def bucket_of(length: int, buckets: Sequence[int]) -> int | None:
 
 
 def batch_schedule(pairs: Sequence[Pair], cfg: RefinerTrainConfig) -> Iterator[tuple[int, list[int]]]:
-  """Infinite deterministic stream of ``(bucket_length, pair indices)``: per epoch a seeded permutation, cut
-  into batches within each length bucket, batches in a seeded random order. Pairs that fit no bucket never
-  appear."""
+  """Infinite deterministic stream of ``(bucket_length, pair indices)``: per epoch a seeded permutation (pairs
+  with edits ``cfg.edit_repeat`` times), cut into batches within each length bucket, batches in a seeded random
+  order. Pairs that fit no bucket never appear."""
   by_bucket: dict[int, list[int]] = {}
   for i, p in enumerate(pairs):
     b = bucket_of(len(p.prompt) + len(p.target), cfg.buckets)
     if b is not None:
-      by_bucket.setdefault(b, []).append(i)
+      by_bucket.setdefault(b, []).extend([i] * (cfg.edit_repeat if p.edits else 1))
   if not by_bucket:
     raise ValueError(f"no training pair fits the buckets {cfg.buckets}")
+  plain_chunk = np.array([p.kind == "chunk" and not p.edits for p in pairs])
   epoch = 0
   while True:
     rng = np.random.default_rng([cfg.seed, epoch])
+    keep = np.ones(len(pairs), bool)
+    if cfg.keep_chunk_fraction < 1.0:
+      keep = ~plain_chunk | (rng.random(len(pairs)) < cfg.keep_chunk_fraction)
     batches = []
     for b in sorted(by_bucket):
-      members = [by_bucket[b][j] for j in rng.permutation(len(by_bucket[b]))]
+      pool = [i for i in by_bucket[b] if keep[i]]
+      if not pool:
+        continue
+      members = [pool[j] for j in rng.permutation(len(pool))]
       rows = max(1, cfg.batch_tokens // b)
       batches += [(b, members[s:s + rows]) for s in range(0, len(members), rows)]
     for j in rng.permutation(len(batches)):

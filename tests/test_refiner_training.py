@@ -101,6 +101,30 @@ def test_loss_is_on_program_tokens_only(c4_train, prompter):
   assert mask.sum() == batch["weights"].sum() < (batch["tokens"] > 0).sum() / 4  # prompts carry no loss
 
 
+def test_schedule_is_deterministic_and_rebalances():
+  pairs = ([rt.Pair((1,) * 10, (2, 3), "doc", i, edits=i < 2) for i in range(10)]
+           + [rt.Pair((1,) * 50, (4, 5), "chunk", i, edits=i == 0) for i in range(40)]
+           + [rt.Pair((1,) * 500, (4, 5), "chunk", 0)])  # fits no bucket
+  plain = dataclasses.replace(TINY, batch_tokens=96 * 4)  # 4 rows per batch
+  stream = rt.batch_schedule(pairs, plain)
+  one_epoch = [i for _, idx in (next(stream) for _ in range(13)) for i in idx]  # 50 pairs = 13 batches
+  assert sorted(one_epoch) == list(range(50))  # every pair that fits exactly once; pair 50 never
+
+  cfg = dataclasses.replace(plain, edit_repeat=3, keep_chunk_fraction=0.25)
+
+  def take(n=60):
+    stream = rt.batch_schedule(pairs, cfg)
+    return [i for _ in range(n) for i in next(stream)[1]]
+
+  seen = take()
+  assert seen == take()  # same seed, same stream
+  counts = np.bincount(seen, minlength=51)
+  per_doc = counts[2:10].mean()  # plain doc pairs: once per epoch
+  assert counts[50] == 0 and per_doc >= 3
+  assert abs(counts[[0, 1, 10]].mean() / per_doc - 3) < 0.5  # pairs with edits: 3 times per epoch
+  assert 0.1 < counts[11:50].mean() / per_doc < 0.45  # keep_chunk() pairs: about a quarter of the epochs
+
+
 def test_train_export_resume_and_score(c4_train, tmp_path):
   summary = rt.run_refiner_training(c4_train, TINY, tmp_path / "refiner", progress=False)
   assert summary["doc_pairs"] == len(c4_train) and summary["pairs_too_long"] == 0

@@ -24,11 +24,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 512
 
 
-class _Vocab:
-  """Only vocab_size / eos are read by t5x at construction and in these tests."""
-  vocab_size = VOCAB
-  eos_id = 1
-  unk_id = 2
+def _vocab():
+  import seqio
+  return seqio.PassThroughVocabulary(size=VOCAB, eos_id=1)
 
 
 def _llama():
@@ -59,7 +57,7 @@ def _packed_batch(seed=0, batch=4, length=24):
 
 
 def _model(cls=t5x_models.SelectiveDecoderOnlyModel, **kw):
-  return cls(module=_llama(), vocabulary=_Vocab(), optimizer_def=_optimizer(), **kw)
+  return cls(module=_llama(), vocabulary=_vocab(), optimizer_def=_optimizer(), **kw)
 
 
 def test_initial_variables_carry_params_axes_and_make_a_t5x_train_state():
@@ -120,8 +118,8 @@ def test_plain_decoder_only_model_is_t5x_cross_entropy():
 def test_selective_encoder_decoder_model():
   module = T5(T5Config(vocab_size=VOCAB, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
                        num_decoder_layers=1))
-  model = t5x_models.SelectiveEncoderDecoderModel(module=module, input_vocabulary=_Vocab(),
-                                                  output_vocabulary=_Vocab(), optimizer_def=_optimizer(),
+  model = t5x_models.SelectiveEncoderDecoderModel(module=module, input_vocabulary=_vocab(),
+                                                  output_vocabulary=_vocab(), optimizer_def=_optimizer(),
                                                   loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
                                                   selection_ratio=0.5)
   variables = model.get_initial_variables(jax.random.PRNGKey(0), {"encoder_input_tokens": (4, 10),

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tokensift import jobs
+from tokensift.pipeline.config import as_json
 from tokensift.pipeline.stages import MARKER
 
 
@@ -293,7 +294,7 @@ def write_report(ctx, out_dir: str | Path) -> Path:
     if "select" in sums:
       s = sums["select"]
       body.append(f"<p>Selection: {s['docs_out']} of {s['docs_in']} documents "
-                  f"({html.escape(json.dumps(ctx.config.selection.__dict__))}).</p>")
+                  f"({html.escape(json.dumps(as_json(ctx.config.selection)))}).</p>")
 
   refined = _records(run_dir, "refine", "refine")
   if refined:
