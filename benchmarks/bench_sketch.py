@@ -6,9 +6,9 @@ on one chunk) and reported. Exact peer: Gaussian kernel sums (median-heuristic b
 subsample of ``--subsample`` points among themselves, which estimate the full density up to a constant (the
 exact sums of 20k queries over all 1M keys, 1.5e13 FLOPs, are out of reach on a CPU); Spearman of the sketch
 scores of those points against them. Run once per configuration given (``--configs R:K``, default: the paper's
-1000 rows with the default K = 4, and a cheaper 200 x 2).
+1000 rows with the default K = 4, and two smaller sketches, 600 x 3 and 400 x 2).
 
-  python benchmarks/bench_sketch.py [--n 1000000] [--configs 1000:4,200:2] [--subsample 20000]
+  python benchmarks/bench_sketch.py [--n 1000000] [--configs 1000:4,600:3,400:2] [--subsample 20000]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def main() -> None:
   ap = argparse.ArgumentParser()
   ap.add_argument("--n", type=int, default=1_000_000)
   ap.add_argument("--d", type=int, default=384)
-  ap.add_argument("--configs", default="1000:4,200:2", help="comma-separated ROWS:HASHES")
+  ap.add_argument("--configs", default="1000:4,600:3,400:2", help="comma-separated ROWS:HASHES")
   ap.add_argument("--buckets", type=int, default=20000)
   ap.add_argument("--width", type=float, default=1.5)
   ap.add_argument("--subsample", type=int, default=20000)
