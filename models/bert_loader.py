@@ -121,7 +121,7 @@ def load_bert(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   check_tree(abstract_params(module, ids, np.ones_like(ids)), params, source=str(path))
   tokenizer = None
   if (path / "tokenizer.json").exists():
-    from tokensift.tasks.hf_tokenizer import tokenizer_files
+    from tokensift.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(path)
   return LoadedModel("bert", config, module, params, tokenizer, str(path))
 

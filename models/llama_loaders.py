@@ -228,7 +228,7 @@ def _load_hf(directory: Path, dtype: str, param_dtype: str) -> LoadedModel:
   cfg = config_from_hf(hf, source=source, dtype=dtype, param_dtype=param_dtype)
   params = params_from_hf(cfg, read_safetensors(directory), source=source)
   try:
-    from tokensift.tasks.hf_tokenizer import tokenizer_files
+    from tokensift.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(directory)
   except FileNotFoundError:
     tokenizer = None
@@ -344,7 +344,7 @@ def _load_gguf(path: Path, dtype: str, param_dtype: str) -> LoadedModel:
           "up": "ffn_up.weight", "down": "ffn_down.weight"}[part]})
   tokenizer = None
   if "tokenizer.ggml.model" in reader.fields:  # weights-only GGUF files carry no tokenizer
-    from tokensift.tasks.hf_tokenizer import tokenizer_files
+    from tokensift.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(path)
   return LoadedModel("llama", cfg, Llama(cfg), params, tokenizer, source)
 

@@ -28,7 +28,7 @@ from tokensift.refine import executor as ex
 from tokensift.refine.job import Programs
 
 if TYPE_CHECKING:
-  from tokensift.tasks.hf_tokenizer import TokenizerFiles
+  from tokensift.hf_tokenizer import TokenizerFiles
 
 _SENTINEL = "\u2063TOKENSIFT_USER_MESSAGE\u2063"
 # ProX rendered its prompts with the Llama-2 chat format (``--token_template meta-llama/Llama-2-7b-chat-hf``):

@@ -390,7 +390,7 @@ def run_refiner_training(texts: Sequence[str], cfg: RefinerTrainConfig, out_dir:
   from tokensift import paths
   from tokensift.models import llama
   from tokensift.refine.model_programmer import ModelProgrammer
-  from tokensift.tasks import hf_tokenizer
+  from tokensift import hf_tokenizer
 
   out_dir = Path(out_dir)
   files = hf_tokenizer.tokenizer_files(tokenizer or paths.smollm2_gguf())

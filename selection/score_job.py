@@ -75,7 +75,7 @@ def detect_architecture(model_path: str | os.PathLike) -> str:
 
 def _prompt_tokenizer(loaded, vocab: str | None, model_path: Path):
   from tokensift.selection import askllm_prompt as ap
-  from tokensift.tasks import hf_tokenizer
+  from tokensift import hf_tokenizer
   if vocab:
     if vocab.endswith(".model"):
       return ap.SentencePiecePromptTokenizer.from_file(vocab), None
@@ -97,7 +97,7 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
   from tokensift.models import partitioning
   from tokensift.selection import askllm_prompt as ap
   from tokensift.selection import askllm_scorer as sc
-  from tokensift.tasks import hf_tokenizer
+  from tokensift import hf_tokenizer
 
   model_path = Path(cfg.resolved_model())
   arch = detect_architecture(model_path)

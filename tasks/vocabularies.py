@@ -15,7 +15,7 @@ import seqio
 import tensorflow as tf
 
 from tokensift import paths
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 C4_SPM = ("tokenizers", "c4-32768.model")
 TINY_SPM = ("tokenizers", "tiny-26.model")

@@ -15,7 +15,7 @@ import seqio
 
 from tokensift import cli, jobs, paths
 from tokensift.selection import score_job, topk, variants
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 
 def write_tiny_llama(directory, *, seed=0, hidden=16, layers=2, vocab=49152):

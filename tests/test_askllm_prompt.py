@@ -9,7 +9,7 @@ import pytest
 
 from tokensift import paths
 from tokensift.selection import askllm_prompt as ap
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 EXPECTED = """###
 {example}

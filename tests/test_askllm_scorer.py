@@ -13,7 +13,7 @@ from tokensift import paths
 from tokensift.models import llama, partitioning, t5
 from tokensift.selection import askllm_prompt as ap
 from tokensift.selection import askllm_scorer as sc
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 
 def test_plan_batches_covers_each_prompt_once_with_bounded_shapes():

@@ -15,7 +15,7 @@ from tokensift.pipeline import run, stages
 from tokensift.refine import refiner_training as rt
 from tokensift.selection.topk import k_for_rate
 from tokensift.selection.variants import read_id_list
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 MINI = "gin_configs/pipeline/mini.gin"
 STAGES = ["refiner_train", "refiner_eval", "refine_rules", "refine", "score", "embed", "density", "select",

@@ -12,7 +12,7 @@ from tokensift.models import llama, partitioning
 from tokensift.refine import chunks as ck
 from tokensift.refine import executor, job
 from tokensift.refine import model_programmer as mp
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 
 @pytest.fixture(scope="module")

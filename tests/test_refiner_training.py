@@ -15,7 +15,7 @@ from tokensift.refine import refiner_eval as rev
 from tokensift.refine import refiner_training as rt
 from tokensift.refine import rules
 from tokensift.refine.model_programmer import ModelProgrammer
-from tokensift.tasks import hf_tokenizer
+from tokensift import hf_tokenizer
 
 TINY = rt.RefinerTrainConfig(model=rt.RefinerModelConfig(hidden_size=32, intermediate_size=64, num_layers=2,
                                                          num_heads=2, num_kv_heads=1, max_position_embeddings=320),

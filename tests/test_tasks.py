@@ -164,7 +164,7 @@ def test_gguf_tokenizer_matches_transformers_converter(data_dir, tmp_path, monke
   pytest.importorskip("torch")
   from tokenizers import Tokenizer
   from transformers import AutoTokenizer
-  from tokensift.tasks import hf_tokenizer
+  from tokensift import hf_tokenizer
   gguf_path = paths.smollm2_gguf()
   mine = Tokenizer.from_file(str(hf_tokenizer.tokenizer_files(gguf_path).tokenizer_json))
   ref = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).backend_tokenizer
