@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
-from pathlib import Path
 
 from tokensift.selection.cli_documents import add_document_args, document_rows
 
@@ -53,29 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.set_defaults(func=cmd_topk)
 
 
-@contextlib.contextmanager
 def _compilation_cache(setting: str):
-  """JAX's persistent compilation cache for the duration of the command (settings restored after)."""
-  if setting == "none":
-    yield
-    return
-  import jax
-  from jax.experimental.compilation_cache import compilation_cache as cc
-
+  """JAX's persistent compilation cache for the duration of the command (settings restored after):
+  ``auto`` = ``$TOKENSIFT_CACHE_DIR/jax``, ``none`` = off, else a directory."""
   from tokensift import paths
-  directory = paths.cache_dir() / "jax" if setting == "auto" else Path(setting).expanduser()
-  directory.mkdir(parents=True, exist_ok=True)
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-  old = {n: getattr(jax.config, n) for n in names}
-  jax.config.update("jax_compilation_cache_dir", str(directory))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  cc.reset_cache()  # JAX decides once whether the cache is on: make it look again
-  try:
-    yield
-  finally:
-    for n, v in old.items():
-      jax.config.update(n, v)
-    cc.reset_cache()
+  from tokensift.compilation_cache import persistent_compilation_cache
+  directory = None if setting == "none" else paths.cache_dir() / "jax" if setting == "auto" else setting
+  return persistent_compilation_cache(directory, min_compile_secs=1.0)
 
 
 def cmd_score(args) -> int:

@@ -8,7 +8,6 @@ one loss curve), checkpoint every ``checkpoint_every`` steps and at the end, and
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from tokensift.compilation_cache import persistent_compilation_cache
 from tokensift.models import partitioning
 from tokensift.models.trainer import inputs, optim
 from tokensift.models.trainer.checkpoints import Checkpointer
@@ -85,27 +85,10 @@ def evaluate(steps: Steps, params: Any, batches: list[dict[str, np.ndarray]]) ->
   return {k: (v if k.startswith("num_") else v / max(weight, 1e-9)) for k, v in totals.items()}
 
 
-@contextlib.contextmanager
 def compilation_cache(directory: str | None):
   """JAX's persistent compilation cache in ``directory`` for the duration of the block (settings restored
   after); ``None`` does nothing."""
-  if not directory:
-    yield
-    return
-  from jax.experimental.compilation_cache import compilation_cache as cc
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-  old = {n: getattr(jax.config, n) for n in names}
-  directory = Path(directory).expanduser()
-  directory.mkdir(parents=True, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", str(directory))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  cc.reset_cache()  # JAX decides once whether the cache is on: make it look again
-  try:
-    yield
-  finally:
-    for n, v in old.items():
-      jax.config.update(n, v)
-    cc.reset_cache()
+  return persistent_compilation_cache(directory, min_compile_secs=0.5)
 
 
 def experiment(config: TrainConfig, network: Any) -> tuple[TrainConfig, Any]:
