@@ -327,7 +327,9 @@ class _LmHead(nn.Module):
 
 
 def init_params(config: LlamaConfig, rng: Any = None, batch: int = 1, length: int = 8) -> Any:
-  """Unboxed random params (host-free, default device) for ``config``: a convenience for tests/training."""
+  """Unboxed random params (host-free, default device) for ``config``, from one jitted init (an eager init
+  compiles every initializer op): a convenience for tests/training."""
   rng = jax.random.PRNGKey(0) if rng is None else rng
   model = Llama(config)
-  return nn.unbox(model.init(rng, jnp.ones((batch, length), jnp.int32))["params"])
+  init = jax.jit(lambda key: nn.unbox(model.init(key, jnp.ones((batch, length), jnp.int32))["params"]))
+  return init(rng)

@@ -222,47 +222,15 @@ def read_reference_losses(out_dir: str | Path, split: str) -> Iterator[dict[str,
 
 
 def _ref_source(out_dir: str, splits: Sequence[str]):
-  import seqio
-  import tensorflow as tf
+  """Examples ``{id, targets, ref_losses}`` streamed from the job's shard files (one seqio shard per file)."""
+  import numpy as np
 
-  class ReferenceLossSource(seqio.DataSource):
-    """Examples ``{id, targets, ref_losses}`` streamed from the job's shard files (one seqio shard per file)."""
-
-    def __init__(self):
-      super().__init__(splits=tuple(splits), num_input_examples=None, caching_permitted=False)
-
-    @property
-    def supports_arbitrary_sharding(self) -> bool:
-      return False
-
-    def list_shards(self, split: str) -> Sequence[str]:
-      return [str(f) for f in jobs.shard_files(out_dir, job_name(split))]
-
-    def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs):
-      files = self.list_shards(split)
-      if not files:
-        raise FileNotFoundError(f"no finished reference-loss shards for split {split!r} in {out_dir!r}; run "
-                                f"`tokensift reference-losses --out_dir {out_dir} --splits {split}` first")
-      if shard_info:
-        files = files[shard_info.index::shard_info.num_shards]
-
-      def gen():
-        for f in files:
-          for r in jobs.read_records(f):
-            yield {"id": r["id"], "targets": np.asarray(r["targets"], np.int32),
-                   "ref_losses": np.asarray(r["ref_losses"], np.float32)}
-
-      sig = {"id": tf.TensorSpec([], tf.string), "targets": tf.TensorSpec([None], tf.int32),
-             "ref_losses": tf.TensorSpec([None], tf.float32)}
-      ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
-      if shuffle:
-        ds = ds.shuffle(10_000, seed=seed)
-      return ds
-
-    def __str__(self):
-      return f"ReferenceLossSource({out_dir!r})"
-
-  return ReferenceLossSource()
+  from tokensift.tasks.sources import RecordFilesSource
+  return RecordFilesSource(
+      splits, lambda split: jobs.shard_files(out_dir, job_name(split)),
+      {"targets": np.int32, "ref_losses": np.float32}, name=f"reference losses in {out_dir!r}",
+      missing=lambda split: (f"no finished reference-loss shards for split {split!r} in {out_dir!r}; run "
+                             f"`tokensift reference-losses --out_dir {out_dir} --splits {split}` first"))
 
 
 def register_reference_loss_task(base_task: str = "owm_raw_smollm2", ref_dir: str = "", name: str | None = None,

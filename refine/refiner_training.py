@@ -236,30 +236,17 @@ def _program_logits(module, tokens, positions):
   return module.logits(picked)
 
 
-class _Log:
-  """metrics.jsonl, truncated back to the checkpoint a resumed run starts from."""
-
-  def __init__(self, path: Path, start: int):
-    self.path = path
-    if path.exists():
-      keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= start]
-      path.write_text("".join(k + "\n" for k in keep))
-
-  def write(self, record: dict[str, Any]) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
 
 
 def init_params(lcfg, seed: int = 0) -> Any:
-  """Random params of ``Llama(lcfg)`` from one jitted init (eager init compiles every initializer op)."""
-  import flax.linen as nn
+  """Random params of ``Llama(lcfg)`` (``models.llama.init_params`` with ``PRNGKey(seed)``)."""
   import jax
-  import jax.numpy as jnp
 
   from tokensift.models import llama
-  module = llama.Llama(lcfg)
-  init = jax.jit(lambda rng: nn.unbox(module.init(rng, jnp.ones((1, 8), jnp.int32))["params"]))
-  return init(jax.random.PRNGKey(seed))
+  return llama.init_params(lcfg, jax.random.PRNGKey(seed))
 
 
 def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: int, work_dir: str | Path, *,
@@ -276,6 +263,7 @@ def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: in
   from tokensift.models.trainer import optim
   from tokensift.models.trainer.checkpoints import Checkpointer
   from tokensift.models.trainer.config import OptimizerConfig
+  from tokensift.models.trainer.loop import truncate_metrics
 
   work_dir = Path(work_dir)
   work_dir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +299,8 @@ def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: in
            "opt_state": opt_state}
     return new, dict(metrics, loss=loss, learning_rate=schedule(state["step"]))
 
-  log = _Log(work_dir / "metrics.jsonl", start)
+  log_path = work_dir / "metrics.jsonl"
+  truncate_metrics(log_path, start)
   schedule_iter = batch_schedule(pairs, cfg)
   for _ in range(start):  # deterministic order: skip what the checkpoint already trained on
     next(schedule_iter)
@@ -329,7 +318,7 @@ def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: in
       done = step + 1
       if done % cfg.log_every == 0 or done == cfg.steps:
         m = {k: float(v) for k, v in jax.device_get(m).items()}
-        log.write({"step": done, "loss": m["loss"], "learning_rate": m["learning_rate"],
+        _append_jsonl(log_path, {"step": done, "loss": m["loss"], "learning_rate": m["learning_rate"],
                    "program_tokens": int(m["num_valid"])})
         loss_sum, n_sum = loss_sum + m["loss"], n_sum + 1
         bar.set_postfix(loss=f"{m['loss']:.3f}")
@@ -388,9 +377,10 @@ def run_refiner_training(texts: Sequence[str], cfg: RefinerTrainConfig, out_dir:
   import jax
 
   from tokensift import paths
-  from tokensift.models import llama
-  from tokensift.refine.model_programmer import ModelProgrammer
   from tokensift import hf_tokenizer
+  from tokensift.models import llama
+  from tokensift.models.partitioning import make_mesh
+  from tokensift.refine.model_programmer import ModelProgrammer
 
   out_dir = Path(out_dir)
   files = hf_tokenizer.tokenizer_files(tokenizer or paths.smollm2_gguf())
@@ -398,7 +388,7 @@ def run_refiner_training(texts: Sequence[str], cfg: RefinerTrainConfig, out_dir:
   vocab_size = Tokenizer.from_file(str(files.tokenizer_json)).get_vocab_size(with_added_tokens=True)
   lcfg = llama_config(cfg.model, vocab_size)
   module = llama.Llama(lcfg)
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+  mesh = make_mesh(devices=jax.devices()[:1])
   params = init_params(lcfg, cfg.seed)
   prompter = ModelProgrammer(module, params, files, config=programmer_config(cfg), mesh=mesh, name="refiner-prompts")
   pairs, counts = build_pairs(texts, prompter, cfg)

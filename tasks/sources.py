@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tokensift import docs, paths
+from tokensift import docs, jobs, paths
 
 C4_TFDS_ENV = "TOKENSIFT_C4_TFDS_DIR"
 TEXT_FEATURES = ("id", "text")
@@ -157,3 +157,44 @@ def owm_files() -> list[str]:
 
 def owm_source() -> DocumentFilesSource:
   return DocumentFilesSource(owm_files, extra_fields=("url", "date", "metadata"))
+
+
+class RecordFilesSource(seqio.DataSource):
+  """Job records ``{id, **features}`` (JSON lines or Parquet written by ``tokensift.jobs``) as a seqio source, one
+  seqio shard per file. ``list_files(split)`` names the files of a split (looked up when the dataset is built, so
+  files finished later are seen); ``features`` maps each field to its numpy dtype (1-d arrays); ``missing``, if
+  given, makes a split without files an error with that message (``missing(split)``) instead of an empty split."""
+
+  def __init__(self, splits: Sequence[str], list_files: Callable[[str], Sequence[str]], features: dict[str, type],
+               *, name: str, missing: Callable[[str], str] | None = None):
+    super().__init__(splits=tuple(splits), num_input_examples=None, caching_permitted=False)
+    self._list_files, self._features, self._name, self._missing = list_files, dict(features), name, missing
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return False
+
+  def list_shards(self, split: str) -> Sequence[str]:
+    return [str(f) for f in self._list_files(split)]
+
+  def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs):
+    import numpy as np
+    files = self.list_shards(split)
+    if not files and self._missing is not None:
+      raise FileNotFoundError(self._missing(split))
+    if shard_info:
+      files = files[shard_info.index::shard_info.num_shards]
+    features = self._features
+
+    def gen():
+      for f in files:
+        for r in jobs.read_records(f):
+          yield {"id": str(r["id"]), **{k: np.asarray(r[k], dt) for k, dt in features.items()}}
+
+    sig = {"id": tf.TensorSpec([], tf.string),
+           **{k: tf.TensorSpec([None], tf.as_dtype(dt)) for k, dt in features.items()}}
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    return ds.shuffle(10_000, seed=seed) if shuffle else ds
+
+  def __str__(self):
+    return f"RecordFilesSource({self._name})"

@@ -35,16 +35,20 @@ class TrainResult:
   tokens_per_second: float
 
 
+def truncate_metrics(path: Path, resume_step: int) -> None:
+  """Drops the records of a JSON-lines metrics file written after ``resume_step`` (a resumed run logs them again)."""
+  if path.exists():
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= resume_step]
+    path.write_text("".join(k + "\n" for k in kept))
+
+
 class MetricsLog:
   """TensorBoard scalars + a JSON-lines file that a resumed run truncates back to its checkpoint."""
 
   def __init__(self, model_dir: Path, resume_step: int):
     import tensorflow as tf
     self.path = model_dir / "metrics.jsonl"
-    if self.path.exists():
-      kept = [line for line in self.path.read_text().splitlines()
-              if line.strip() and json.loads(line)["step"] <= resume_step]
-      self.path.write_text("".join(k + "\n" for k in kept))
+    truncate_metrics(self.path, resume_step)
     self._writers = {split: tf.summary.create_file_writer(str(model_dir / split)) for split in ("train", "eval")}
     self._tf = tf
 

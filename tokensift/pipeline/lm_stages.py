@@ -41,35 +41,10 @@ def _vocab(ctx: Context):
 def _token_source(train_files: Sequence[str], val_files: Sequence[str], val_split: str):
   """A seqio DataSource of pre-tokenized documents ``{id, targets}`` read from job output files."""
   import numpy as np
-  import seqio
-  import tensorflow as tf
 
+  from tokensift.tasks.sources import RecordFilesSource
   files = {"train": list(train_files), val_split: list(val_files)}
-
-  class TokenFilesSource(seqio.DataSource):
-    def __init__(self):
-      super().__init__(splits=tuple(files), num_input_examples=None, caching_permitted=False)
-
-    @property
-    def supports_arbitrary_sharding(self) -> bool:
-      return False
-
-    def list_shards(self, split: str) -> Sequence[str]:
-      return files[split]
-
-    def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs):
-      chosen = files[split][shard_info.index::shard_info.num_shards] if shard_info else files[split]
-
-      def gen():
-        for f in chosen:
-          for r in jobs.read_records(f):
-            yield {"id": str(r["id"]), "targets": np.asarray(r["targets"], np.int32)}
-
-      sig = {"id": tf.TensorSpec([], tf.string), "targets": tf.TensorSpec([None], tf.int32)}
-      ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
-      return ds.shuffle(10_000, seed=seed) if shuffle else ds
-
-  return TokenFilesSource()
+  return RecordFilesSource(tuple(files), files.__getitem__, {"targets": np.int32}, name="pipeline token files")
 
 
 def training_tasks(ctx: Context) -> dict[str, str]:
