@@ -38,6 +38,37 @@ def owm_texts() -> list[str]:
   return [d.text for d in docs.documents_only(docs.iter_files(sources.owm_files(), id_from="url"), report)]
 
 
+_PROX_UNSAFE = frozenset(',)="\\\'#')  # characters ProX's executor splits or strips strings on (and quotes)
+
+
+def editing_program(text: str, rng) -> str:
+  """A chunk program that really edits, in ProX's own syntax (keyword arguments, double quotes, one call per
+  line; strings ProX reads the same way): 1-3 ``remove_lines`` and 2-4 ``normalize`` of words (or the double
+  space) that occur in ``text``, one of them repeated as a later chunk's program would repeat it."""
+  lines = text.split("\n")
+  words = [w for w in dict.fromkeys(text.split()) if not _PROX_UNSAFE.intersection(w)]
+  calls = []
+  for _ in range(rng.randint(1, 3)):
+    a = rng.randrange(len(lines))
+    b = min(len(lines) - 1, a + rng.randint(0, 2))
+    calls.append(f"remove_lines(line_start={a}, line_end={b})")
+  norms = []
+  for _ in range(rng.randint(2, 4) if words else 0):
+    w = rng.choice(words)
+    norms.append(f'normalize(source_str="{w}", target_str="{rng.choice(["", w.upper(), w + "s"])}")')
+  if "  " in text:
+    norms.append('normalize(source_str="  ", target_str=" ")')
+  if norms:
+    norms.append(norms[0])  # a later chunk's program repeats a fix: a no-op
+  return "\n".join(calls + norms)
+
+
+def editing_programs(texts: list[str], seed: int = 0) -> list[str]:
+  import random
+  rng = random.Random(seed)
+  return [editing_program(t, rng) for t in texts]
+
+
 def best_rate(fn, n_docs: int, repeats: int) -> tuple[float, float]:
   """(docs per CPU-second of this process: best run, docs per wall-second: median run). CPU time is the
   per-core figure; it stays meaningful when other processes share the cores."""

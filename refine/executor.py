@@ -13,25 +13,77 @@ Semantics (GAIR-NLP/ProX ``utils/doc_utils.py`` and ``utils/chunk_utils.py`` on 
 - Doc level: ``drop_doc()`` drops the document, ``keep_doc()``/``untouch_doc()`` keeps it; the first such call
   decides.
 
+Errors, exactly (DESIGN §3; ``ExecConfig.max_errors`` of them make the program ignored):
+
+- an unparsable or unbindable call (``program.parse``'s errors);
+- a ``remove_lines`` range outside the document: negative, ``line_start > line_end``, starting past the last
+  line (removes nothing), or ending past it (clamped to the last line, as ProX does);
+- a ``normalize`` with an empty ``source_str``; or whose source is absent from the document *as it was before
+  the program ran* (it is still applied if an earlier normalization created it). A source that was present but
+  is already gone (an earlier call, e.g. another chunk's program repeating the same boilerplate fix, replaced
+  it) is a no-op, counted in the ``noop_normalizations`` stat, not an error. Any non-empty source applies,
+  whitespace-only ones included (``normalize("  ", " ")`` collapses double spaces);
+- growth: a refined document may not grow past ``max_output_chars(text)`` characters, i.e.
+  ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``, nor past the 10 MB document limit in UTF-8 bytes
+  (``tokensift.docs.MAX_DOC_BYTES``). Each ``normalize`` predicts its output length from its occurrence count
+  before replacing anything, so no oversized string is ever built; a program that would cross the bound is an
+  error, and it is ignored whatever ``max_errors`` says (the reason is the recorded error).
+
 Where tokensift deliberately differs from the reference (its weaknesses, DESIGN §3):
 - programs are parsed (``program.parse``), so "drop" inside a comment or a string never drops a document;
-  positional arguments, both quote styles, escapes, and ``,``/``)``/``=`` inside strings all work;
-- ``normalize`` needs both arguments; a missing ``target_str``, an empty or whitespace-only ``source_str``
-  (which in ProX deletes every space), a source or target containing a line break (it would renumber the
-  lines that ``remove_lines`` refers to), and a ``source_str`` that does not occur are errors, not edits;
+  positional arguments, both quote styles, and ``,``/``)``/``=``/quotes inside strings all work;
+- ``normalize`` needs both arguments (ProX's one-argument form ``normalize(source_str=" ")`` deletes every
+  space); a single-space source applies (ProX skips exactly ``" "`` in the two-argument form); a source absent
+  from the document is an error (ProX counts none);
 - ``line_start > line_end`` and negative lines are errors; ranges are clamped before use (ProX loops over
   ``range(start, end + 1)``, which never ends for ``line_end=10**18``);
 - errors are counted per call (ProX counts out-of-range intervals after merging them);
 - text without words is dropped as empty (ProX divides by zero); with ``max_errors`` or more errors the
   program is ignored entirely, so the ``min_words`` rule looks at the unchanged document (ProX counts the
-  words of the partly applied program it then discards).
+  words of the partly applied program it then discards);
+- output size is bounded (ProX grows a document without limit).
+
+Speed (``benchmarks/bench_executor.py``): words are counted without splitting (``count_words``), once on the
+input; the output's count is the input's minus the removed lines' words, unless a normalization may change
+word boundaries (an empty target, or whitespace on one side only: then the output is recounted); a shrinking
+normalization reads its count off the length change (one pass); the output is assembled from line-list
+slices; the commonest programs parse in one regex step per line (``program``).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
+from tokensift.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
+
+GROWTH_SLACK_CHARS = 64 * 1024
+
+# Word counting, ``len(text.split())`` exactly, without building the list of words (which dominates the cost
+# of running a program: ~28 us for a 2.5 kB C4 document, against ~6 us here). ASCII whitespace becomes b" " and
+# every other byte b"x" (UTF-8 continuation bytes included), so words are the b" x" pairs plus a leading
+# b"x". Text holding one of the non-ASCII characters ``str.split`` also splits on takes ``len(text.split())``.
+_WORD_BYTES = bytes(0x20 if b < 0x80 and chr(b).isspace() else ord("x") for b in range(256))
+_NON_ASCII_SPACES = tuple(chr(c) for c in range(0x80, 0x3001) if chr(c).isspace())  # 19 (none above U+3000)
+
+
+def count_words(text: str) -> int:
+  """``len(text.split())``, computed without splitting (see above)."""
+  if text.isascii():
+    b = text.encode("ascii")
+  else:
+    for c in _NON_ASCII_SPACES:  # 19 single-character searches: ~3x faster than one regex character class
+      if c in text:
+        return len(text.split())
+    b = text.encode("utf-8", "surrogatepass")
+  t = b.translate(_WORD_BYTES)
+  return t.count(b" x") + (t[:1] == b"x")
+
+
+def max_output_chars(text: str) -> int:
+  """The most characters a refined ``text`` may have: ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``."""
+  n = len(text)
+  return min(MAX_DOC_BYTES, max(2 * n, n + GROWTH_SLACK_CHARS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +103,9 @@ class ExecConfig:
 DEFAULT_CONFIG = ExecConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class DocOutcome:
+# The outcomes are named tuples rather than frozen dataclasses (like ``program.Call``): one is built per
+# document, and a frozen dataclass costs ~1.5 us to build, a tenth of running a typical program.
+class DocOutcome(NamedTuple):
   """The doc-level stage: ``action`` is "drop", "keep" or "none" (no decision call: the doc is kept)."""
   action: str
   errors: tuple[str, ...]
@@ -63,12 +116,12 @@ class DocOutcome:
     return self.action == "drop"
 
 
-@dataclasses.dataclass(frozen=True)
-class ChunkOutcome:
+class ChunkOutcome(NamedTuple):
   """The chunk-level stage.
 
   ``removed``: merged 0-based inclusive line ranges actually removed; ``normalizations``: the applied
-  (source, target, occurrences) in order; both empty when the program was ignored.
+  (source, target, occurrences) in order; both empty when the program was ignored. ``noop_normalizations``:
+  calls whose source was in the input but already replaced by an earlier call.
   """
   text: str  # the refined text; "" when dropped
   kept: bool
@@ -81,10 +134,10 @@ class ChunkOutcome:
   lines_before: int
   words_before: int
   words_after: int
+  noop_normalizations: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class Refined:
+class Refined(NamedTuple):
   """A document after both stages. ``stats`` has fixed keys (see ``STAT_KEYS``)."""
   text: str
   kept: bool
@@ -96,7 +149,7 @@ class Refined:
 
 STAT_KEYS = ("kept", "drop_reason", "doc_action", "program_ignored", "doc_errors", "chunk_errors",
              "lines_before", "lines_after", "lines_removed", "normalizations", "replacements",
-             "chars_before", "chars_after", "words_before", "words_after")
+             "chars_before", "chars_after", "words_before", "words_after", "noop_normalizations")
 
 
 def _as_program(program: str | prog.Program | None) -> prog.Program:
@@ -105,32 +158,31 @@ def _as_program(program: str | prog.Program | None) -> prog.Program:
   return prog.parse_cached(program if isinstance(program, str) else ("" if program is None else str(program)))
 
 
-def execute_doc(program: str | prog.Program | None) -> DocOutcome:
-  """Runs a doc-level program: the first ``drop_doc()``/``keep_doc()`` decides; chunk calls are ignored."""
-  p = _as_program(program)
+def _doc_stage(p: prog.Program) -> tuple[str, list[str] | None]:
+  """(action, notes on ignored calls or None when there are none)."""
   action = "none"
-  ignored = list(p.ignored)
+  notes = None
   for call in p.calls:
     if call.name in prog.DOC_CALLS:
       decided = "drop" if call.name == "drop_doc" else "keep"
       if action == "none":
         action = decided
-      elif decided != action:
-        ignored.append(f"{call.where()}: {call.written}() after an earlier {action} decision")
+        continue
+      if decided == action:
+        continue
+      note = f"{call.where()}: {call.written}() after an earlier {action} decision"
     else:
-      ignored.append(f"{call.where()}: chunk-level {call.written}() in a doc-level program")
-  return DocOutcome(action, tuple(str(e) for e in p.errors), tuple(ignored))
+      note = f"{call.where()}: chunk-level {call.written}() in a doc-level program"
+    notes = [] if notes is None else notes
+    notes.append(note)
+  return action, notes
 
 
-class _Where:
-  """Formats a call's position only when an error message needs it."""
-  __slots__ = ("call",)
-
-  def __init__(self, call: prog.Call):
-    self.call = call
-
-  def __format__(self, spec: str) -> str:
-    return self.call.where()
+def execute_doc(program: str | prog.Program | None) -> DocOutcome:
+  """Runs a doc-level program: the first ``drop_doc()``/``keep_doc()`` decides; chunk calls are ignored."""
+  p = _as_program(program)
+  action, notes = _doc_stage(p)
+  return DocOutcome(action, tuple(str(e) for e in p.errors), p.ignored + tuple(notes or ()))
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -143,67 +195,107 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
   return tuple((a, b) for a, b in out)
 
 
-def execute_chunk(program: str | prog.Program | None, text: str,
-                  config: ExecConfig = DEFAULT_CONFIG) -> ChunkOutcome:
-  """Runs a chunk-level program (all chunks' programs concatenated) against the whole ``text``."""
-  if not isinstance(text, str):
-    text = "" if text is None else str(text)
-  p = _as_program(program)
-  errors = [str(e) for e in p.errors]
-  ignored = list(p.ignored)
-  n_lines = text.count("\n") + 1
+def _no_space(s: str) -> bool:
+  return s.split() == [s]
+
+
+def _chunk_stage(p: prog.Program, text: str, config: ExecConfig, n_lines: int = -1) -> tuple:
+  """The chunk stage as a plain tuple (``ChunkOutcome``'s fields, in order); see the module docstring."""
+  errors = [str(e) for e in p.errors] if p.errors else []
+  ignored = p.ignored
+  if n_lines < 0:
+    n_lines = text.count("\n") + 1
   ranges: list[tuple[int, int]] = []
   norms: list[tuple[str, str, int]] = []
+  noops = 0
   out = text
+  too_big = ""
+  recount = False  # whether an applied normalization may have changed the number of words
   for call in p.calls:
-    where = _Where(call)
-    if call.name == "remove_lines":
-      if call.arg("all"):
+    name = call.name
+    if name == "remove_lines":
+      args = call.args
+      if args[0][0] == "all":
         ranges.append((0, n_lines - 1))
         continue
-      a, b = call.arg("line_start"), call.arg("line_end")
+      a, b = args[0][1], args[1][1]
       if a < 0 or b < 0:
-        errors.append(f"{where}: remove_lines({a}, {b}): negative line number")
+        errors.append(f"{call.where()}: remove_lines({a}, {b}): negative line number")
       elif a > b:
-        errors.append(f"{where}: remove_lines({a}, {b}): line_start > line_end")
+        errors.append(f"{call.where()}: remove_lines({a}, {b}): line_start > line_end")
       elif a >= n_lines:
-        errors.append(f"{where}: remove_lines({a}, {b}): line_start past the last line {n_lines - 1}")
+        errors.append(f"{call.where()}: remove_lines({a}, {b}): line_start past the last line {n_lines - 1}")
       else:
         if b >= n_lines:
-          errors.append(f"{where}: remove_lines({a}, {b}): line_end past the last line {n_lines - 1}; clamped")
+          errors.append(f"{call.where()}: remove_lines({a}, {b}): line_end past the last line {n_lines - 1}; "
+                        "clamped")
           b = n_lines - 1
         ranges.append((a, b))
-    elif call.name == "normalize":
-      src, tgt = call.arg("source_str"), call.arg("target_str")
-      if not src or src.isspace():
-        errors.append(f"{where}: normalize: source_str {src!r} is empty or whitespace-only")
-      elif "\n" in src or "\n" in tgt:
-        errors.append(f"{where}: normalize({src[:40]!r}, {tgt[:40]!r}): a line break would renumber lines")
-      else:
+    elif name == "normalize":
+      args = call.args
+      src, tgt = args[0][1], args[1][1]
+      if not src:
+        errors.append(f"{call.where()}: normalize: source_str is empty")
+        continue
+      if "\n" in src or "\n" in tgt:
+        errors.append(f"{call.where()}: normalize({src[:40]!r}, {tgt[:40]!r}): a line break would renumber lines")
+        continue
+      ls, lt = len(src), len(tgt)
+      if lt > ls and len(out) + (len(out) // ls) * (lt - ls) > max_output_chars(text):
+        # It could cross the bound: count first and check before anything is built.
         count = out.count(src)
-        if count == 0:
-          errors.append(f"{where}: normalize: source_str {src[:60]!r} not found")
-        else:
-          out = out.replace(src, tgt)
-          norms.append((src, tgt, count))
-    elif call.name == "keep_chunk":
+        if count and len(out) + count * (lt - ls) > max_output_chars(text):
+          too_big = (f"{call.where()}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the document "
+                     f"to {len(out) + count * (lt - ls)} characters, past the bound {max_output_chars(text)}; "
+                     "program ignored")
+          break
+      if lt != ls:  # one pass: the count is read off the length change
+        new = out.replace(src, tgt)
+        count = (len(new) - len(out)) // (lt - ls)
+      else:
+        new = out.replace(src, tgt)
+        count = 0 if new is out else out.count(src)  # (CPython returns the very string when nothing matched)
+      original = count > 0 if out is text else src in text
+      if not original:
+        errors.append(f"{call.where()}: normalize: source_str {src[:60]!r} not found in the document")
+      if count == 0:
+        noops += original
+        continue
+      if not recount and not (lt and (_no_space(src) and _no_space(tgt) or src.isspace() and tgt.isspace())):
+        recount = True
+      out = new
+      norms.append((src, tgt, count))
+    elif name == "keep_chunk":
       pass
     else:
-      ignored.append(f"{where}: doc-level {call.written}() in a chunk-level program")
+      ignored = ignored + (f"{call.where()}: doc-level {call.written}() in a chunk-level program",)
+  if not too_big and len(out) > MAX_DOC_BYTES // 4 and out is not text:  # 4 UTF-8 bytes per char at most
+    size = len(out.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOC_BYTES and size > len(text.encode("utf-8", "surrogatepass")):
+      too_big = f"the refined document would be {size} UTF-8 bytes, past the {MAX_DOC_BYTES} limit; program ignored"
+  if too_big:
+    errors.append(too_big)
 
-  words_before = len(text.split())
-  program_ignored = len(errors) >= config.max_errors
+  words_before = count_words(text)
+  program_ignored = bool(too_big) or len(errors) >= config.max_errors
   if program_ignored:
-    out, removed, applied = text, (), ()
+    out, removed, applied, noops, words_after = text, (), (), 0, words_before
   else:
-    removed, applied = _merge(ranges), tuple(norms)
+    removed, applied = (_merge(ranges) if ranges else ()), tuple(norms)
+    words_after = words_before
     if removed:
       lines = out.split("\n")
-      keep = bytearray(b"\x01") * len(lines)
+      kept: list[str] = []
+      prev = 0
       for a, b in removed:
-        keep[a:b + 1] = bytes(b + 1 - a)
-      out = "\n".join([line for line, k in zip(lines, keep) if k])
-  words_after = len(out.split()) if (removed or applied) else words_before
+        kept += lines[prev:a]
+        if not recount:  # words never span a line break: subtract the removed lines' words
+          words_after -= count_words("\n".join(lines[a:b + 1]))
+        prev = b + 1
+      kept += lines[prev:]
+      out = "\n".join(kept)
+    if recount:
+      words_after = count_words(out)
   reason = ""
   if words_before == 0:
     reason = "empty"
@@ -213,8 +305,16 @@ def execute_chunk(program: str | prog.Program | None, text: str,
     reason = "few_words"
   if reason:
     out = ""
-  return ChunkOutcome(out, not reason, reason, program_ignored, tuple(errors), tuple(ignored), removed, applied,
-                      n_lines, words_before, words_after)
+  return (out, not reason, reason, program_ignored, tuple(errors), ignored, removed, applied, n_lines,
+          words_before, words_after, noops)
+
+
+def execute_chunk(program: str | prog.Program | None, text: str,
+                  config: ExecConfig = DEFAULT_CONFIG) -> ChunkOutcome:
+  """Runs a chunk-level program (all chunks' programs concatenated) against the whole ``text``."""
+  if not isinstance(text, str):
+    text = "" if text is None else str(text)
+  return ChunkOutcome._make(_chunk_stage(_as_program(program), text, config))
 
 
 def execute(text: str, doc_program: str | prog.Program | None = None,
@@ -228,28 +328,34 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
   errors: list[str] = []
   doc_action, doc_errors = "none", 0
   if doc_program is not None:
-    d = execute_doc(doc_program)
-    doc_action, doc_errors = d.action, len(d.errors)
-    errors.extend(f"doc {e}" for e in d.errors)
+    d = _as_program(doc_program)
+    doc_action = _doc_stage(d)[0]
+    if d.errors:
+      doc_errors = len(d.errors)
+      errors.extend(f"doc {e}" for e in d.errors)
   n_lines = text.count("\n") + 1
-  base = {"doc_action": doc_action, "doc_errors": doc_errors, "lines_before": n_lines,
-          "chars_before": len(text)}
-  if doc_action == "drop":
-    stats = dict(kept=False, drop_reason="drop_doc", program_ignored=False, chunk_errors=0, lines_after=0,
-                 lines_removed=n_lines, normalizations=0, replacements=0, chars_after=0,
-                 words_before=len(text.split()), words_after=0, **base)
-    return Refined("", False, tuple(errors), {k: stats[k] for k in STAT_KEYS})
-  if chunk_program is None:
-    stats = dict(kept=True, drop_reason="", program_ignored=False, chunk_errors=0, lines_after=n_lines,
-                 lines_removed=0, normalizations=0, replacements=0, chars_after=len(text),
-                 words_before=len(text.split()), words_after=len(text.split()), **base)
-    return Refined(text, True, tuple(errors), {k: stats[k] for k in STAT_KEYS})
-  c = execute_chunk(chunk_program, text, config)
-  errors.extend(f"chunk {e}" for e in c.errors)
-  lines_removed = sum(b + 1 - a for a, b in c.removed)
-  stats = dict(kept=c.kept, drop_reason=c.reason, program_ignored=c.program_ignored, chunk_errors=len(c.errors),
-               lines_after=(n_lines - lines_removed) if c.kept else 0,
-               lines_removed=lines_removed if c.kept else n_lines, normalizations=len(c.normalizations),
-               replacements=sum(k for _, _, k in c.normalizations), chars_after=len(c.text),
-               words_before=c.words_before, words_after=c.words_after if c.kept else 0, **base)
-  return Refined(c.text, c.kept, tuple(errors), {k: stats[k] for k in STAT_KEYS}, c.removed, c.normalizations)
+  if doc_action == "drop" or chunk_program is None:
+    words = count_words(text)
+    drop = doc_action == "drop"
+    stats = {"kept": not drop, "drop_reason": "drop_doc" if drop else "", "doc_action": doc_action,
+             "program_ignored": False, "doc_errors": doc_errors, "chunk_errors": 0, "lines_before": n_lines,
+             "lines_after": 0 if drop else n_lines, "lines_removed": n_lines if drop else 0, "normalizations": 0,
+             "replacements": 0, "chars_before": len(text), "chars_after": 0 if drop else len(text),
+             "words_before": words, "words_after": 0 if drop else words, "noop_normalizations": 0}
+    return tuple.__new__(Refined, ("" if drop else text, not drop, tuple(errors), stats, (), ()))
+  (out, kept, reason, ignored_program, c_errors, _, removed, applied, _, words_before, words_after,
+   noops) = _chunk_stage(_as_program(chunk_program), text, config, n_lines)
+  if c_errors:
+    errors.extend(["chunk " + e for e in c_errors])
+  lines_removed = replacements = 0
+  for a, b in removed:
+    lines_removed += b + 1 - a
+  for _, _, k in applied:
+    replacements += k
+  stats = {"kept": kept, "drop_reason": reason, "doc_action": doc_action, "program_ignored": ignored_program,
+           "doc_errors": doc_errors, "chunk_errors": len(c_errors), "lines_before": n_lines,
+           "lines_after": (n_lines - lines_removed) if kept else 0,
+           "lines_removed": lines_removed if kept else n_lines, "normalizations": len(applied),
+           "replacements": replacements, "chars_before": len(text), "chars_after": len(out),
+           "words_before": words_before, "words_after": words_after if kept else 0, "noop_normalizations": noops}
+  return tuple.__new__(Refined, (out, kept, tuple(errors), stats, removed, applied))

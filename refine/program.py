@@ -1,10 +1,10 @@
-"""The ProX program language: a small grammar and a hand-written parser (never ``exec``/``eval``/``ast``).
+r"""The ProX program language: a small grammar and a hand-written parser (never ``exec``/``eval``/``ast``).
 
 A program is text written by a refining model or by the rule programmer, for example::
 
     # Analysis: lines 0-2 are navigation
     remove_lines(line_start=0, line_end=2)
-    normalize(source_str="&apos;", target_str="'")
+    normalize(source_str="\frac{1}{2}", target_str="\tfrac12")
 
 Grammar (junk between calls is skipped; ``#`` starts a comment outside string literals)::
 
@@ -12,9 +12,33 @@ Grammar (junk between calls is skipped; ``#`` starts a comment outside string li
     call     := NAME ws "(" ws [ arg { ws "," ws arg } [ ws "," ] ] ws ")"
     arg      := [ NAME ws "=" ws ] value
     value    := STRING | INT | "True" | "False" | "true" | "false" | "None"
-    STRING   := '"' { char | escape } '"' | "'" { char | escape } "'"     (no raw line break inside)
-    escape   := "\\" ( "\\" | "'" | '"' | "n" | "t" | "r" | "0" | "x" HH | "u" HHHH | "U" HHHHHHHH | newline )
     INT      := [ "+" | "-" ] DIGIT { DIGIT }
+
+String literals are literal text, as refining models write them (DESIGN §3): there are **no escape
+sequences**; ``"\frac"``, ``"\alpha"``, ``"\nabla \times"``, ``"\\["`` mean exactly those characters (OpenWebMath is
+full of LaTeX, and ProX reads strings this way). The one rule for where a string ends:
+
+    A string opens at ``"`` or ``'`` and closes at the first later quote of the same kind, on the same line,
+    that is followed (after optional whitespace) by either
+      - ``,`` then (after optional whitespace) the start of a next argument: a quote, a digit or signed digit,
+        ``)`` (a trailing comma), ``True``/``False``/``None``, or ``NAME =`` (a keyword); or
+      - ``)`` (the end of the call) that is not itself followed (after spaces) by a quote.
+    Any other quote is part of the string. No such quote before the end of the line: "unterminated string".
+
+So quotes inside a string survive (``normalize(source_str="said "yes" twice", target_str="said yes twice")``
+reads ``said "yes" twice``), and ``,`` ``)`` ``=`` ``#`` inside a string are plain text. The rare ambiguous
+cases, and how they resolve:
+
+- a string that itself contains its quote followed by ``,`` and something argument-like, e.g. the source
+  ``a", "b`` in ``normalize("a", "b", "c")``: the string ends at the first such quote (three arguments:
+  an error, never a silent misreading). Write it with the other quote style: ``normalize('a", "b', "c")``;
+- a string containing its quote followed by ``)`` (``"f("x")y"``): it ends at ``"x"``'s closing quote unless
+  that ``)`` is followed by a quote (``"f("x")"`` ends at the last quote); again, the other quote style helps;
+- a string cannot hold a line break (ProX reads a program line by line), and the search for the closing quote
+  never looks past the line; a comment between ``,`` and the next argument on a later line is not looked
+  through when deciding where a string ends (the string is then unterminated).
+
+``quote(value)`` writes a literal that reads back as ``value`` (choosing the quote style) or raises.
 
 Known calls (aliases resolve to the canonical name; keyword names accept the short forms models write):
 
@@ -26,6 +50,10 @@ Known calls (aliases resolve to the canonical name; keyword names accept the sho
 Any other ``name(`` is junk (recorded in ``Program.ignored``, never an error: ProX ignores it too). A known
 call that does not parse or bind (missing ``)``, unterminated string, unknown keyword, wrong type, too many
 arguments) becomes a ``ParseError`` value with its position; parsing itself never raises.
+
+Parsing is linear in the program's length for every input: the scan for calls only tries at the start of an
+identifier, every string search moves forward with ``str.find``, and after an error parsing resumes at the
+end of the line.
 """
 from __future__ import annotations
 
@@ -58,14 +86,15 @@ MAX_INT_DIGITS = 18  # longer integer literals are clamped (they are out of rang
 _IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _IDENT_CHARS = _IDENT_START | frozenset("0123456789")
 _DIGITS = frozenset("0123456789")
-_HEX = frozenset("0123456789abcdefABCDEF")
 _SPACE = frozenset(" \t\r\f\v")
 _WS = _SPACE | {"\n"}
-_SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0",
-                   "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 _KNOWN = frozenset(PARAMS) | frozenset(CALL_ALIASES)
-# The next comment or ``name(`` (the leftmost match always starts at the first character of an identifier).
-_SCAN = re.compile(r"#[^\n]*|([A-Za-z_][A-Za-z0-9_]*)[ \t\r\f\v]*\(")
+# The next comment or ``name(``. The look-behind makes the regex try a name only where an identifier starts
+# (without it, every position inside a long word is a start, and call-free text parses in quadratic time).
+_SCAN = re.compile(r"#[^\n]*|(?<![A-Za-z0-9_])([A-Za-z_][A-Za-z0-9_]*)[ \t\r\f\v]*\(")
+# After a candidate closing quote and its ',': the start of a next argument (see the module docstring).
+_NEXT_ARG = re.compile(r"""["')0-9]|[+-][0-9]|(?:True|False|None|true|false)(?![A-Za-z0-9_])|"""
+                       r"[A-Za-z_][A-Za-z0-9_]*[ \t\r\f\v\n]*=(?!=)")
 _LITERALS = {"True": True, "true": True, "False": False, "false": False, "None": None}
 
 
@@ -119,10 +148,8 @@ class _LineIndex:
     self.newlines: list[int] | None = None
 
   def __call__(self, pos: int) -> tuple[int, int]:
-    if self.newlines is None:
-      if "\n" not in self.text:
-        return 1, pos + 1
-      self.newlines = [m.start() for m in re.finditer("\n", self.text)]
+    if self.newlines is None:  # found once (a per-call ``"\n" in text`` would make parsing quadratic)
+      self.newlines = [m.start() for m in re.finditer("\n", self.text)] if "\n" in self.text else []
     if not self.newlines:
       return 1, pos + 1
     k = bisect.bisect_left(self.newlines, pos)
@@ -130,11 +157,12 @@ class _LineIndex:
 
 
 # The common case, matched in one step: a call whose arguments are plain literals (integers of at most 18
-# digits, strings without backslashes or line breaks, True/False/None) separated by commas on one line.
-# Anything else (escapes, comments, line breaks, errors) takes the general parser, which gives the same result.
-_FAST_VALUE = r"""(?:-?[0-9]{1,18}|"[^"\\\n]*"|'[^'\\\n]*'|True|False|None|true|false)"""
+# digits, strings without their own quote or a line break inside, True/False/None) separated by commas on one
+# line, and not followed by a quote. Anything else (inner quotes, comments, line breaks, errors) takes the
+# general parser, which gives the same result (fuzz-checked).
+_FAST_VALUE = r"""(?:-?[0-9]{1,18}|"[^"\n]*"|'[^'\n]*'|True|False|None|true|false)"""
 _FAST_ARG = rf"(?:[A-Za-z_][A-Za-z0-9_]*[ \t]*=[ \t]*)?{_FAST_VALUE}"
-_FAST_CALL = re.compile(rf"\([ \t]*(?:{_FAST_ARG}(?:[ \t]*,[ \t]*{_FAST_ARG})*)?[ \t]*\)")
+_FAST_CALL = re.compile(rf"\([ \t]*(?:{_FAST_ARG}(?:[ \t]*,[ \t]*{_FAST_ARG})*)?[ \t]*\)(?![ \t\r\f\v]*[\"'])")
 _FAST_ONE = re.compile(rf"(?:([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*)?({_FAST_VALUE})")
 
 
@@ -162,6 +190,28 @@ def _fast_args(s: str, paren: int) -> tuple[list, list, int] | None:
     else:
       keyword.append((a.group(1), val, a.start()))
   return positional, keyword, end
+
+
+def _closes(s: str, k: int) -> bool:
+  """Whether a quote just before offset ``k`` closes its string: it is followed (after whitespace) by ``)``
+  that is not followed by a quote, or by ``,`` and the start of a next argument."""
+  n = len(s)
+  while k < n and s[k] in _WS:
+    k += 1
+  if k >= n:
+    return False
+  c = s[k]
+  if c == ")":
+    k += 1
+    while k < n and s[k] in _SPACE:
+      k += 1
+    return k >= n or s[k] not in "\"'"
+  if c != ",":
+    return False
+  k += 1
+  while k < n and s[k] in _WS:
+    k += 1
+  return _NEXT_ARG.match(s, k) is not None
 
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:
@@ -214,54 +264,21 @@ class _Parser:
     return _Fail(message, pos, self.line_end(pos))
 
   def string(self, i: int) -> tuple[str, int]:
-    """A quoted string starting at ``i`` (the quote); returns (value, end offset)."""
+    """The string literal whose quote is at ``i``: literal text up to its closing quote (module docstring);
+    returns (value, offset after the closing quote)."""
     s, n = self.s, self.n
     quote = s[i]
-    j = i + 1
-    out: list[str] = []
-    start = j
+    pos = i + 1
     while True:
-      if j >= n:
+      j = s.find(quote, pos)
+      nl = s.find("\n", pos, n if j < 0 else j)
+      if nl >= 0:
+        raise _Fail("unterminated string literal (no closing quote before the line break)", i, nl)
+      if j < 0:
         raise _Fail("unterminated string literal", i, n)
-      c = s[j]
-      if c == quote:
-        out.append(s[start:j])
-        return "".join(out), j + 1
-      if c == "\n":
-        raise _Fail("unterminated string literal (line break inside)", i, j)
-      if c == "\\":
-        out.append(s[start:j])
-        if j + 1 >= n:
-          raise _Fail("unterminated string literal", i, n)
-        e = s[j + 1]
-        if e in _SIMPLE_ESCAPES:
-          out.append(_SIMPLE_ESCAPES[e])
-          j += 2
-        elif e == "\n":  # line continuation
-          j += 2
-        elif e in "xuU":
-          width = {"x": 2, "u": 4, "U": 8}[e]
-          digits = s[j + 2:j + 2 + width]
-          try:
-            if len(digits) != width:
-              raise ValueError
-            code = int(digits, 16)
-            if 0xD800 <= code < 0xDC00 and s.startswith("\\u", j + 6):  # JSON-style surrogate pair
-              tail = s[j + 8:j + 12]
-              low = int(tail, 16) if len(tail) == 4 and all(ch in _HEX for ch in tail) else -1
-              if 0xDC00 <= low < 0xE000:
-                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                j += 6
-            out.append(chr(code))
-          except (ValueError, OverflowError):
-            raise _Fail(f"bad escape \\{e}{digits!s} in string literal", j, self.line_end(j)) from None
-          j += 2 + width
-        else:  # unknown escape: kept verbatim, as Python does
-          out.append("\\" + e)
-          j += 2
-        start = j
-      else:
-        j += 1
+      if _closes(s, j + 1):
+        return s[i + 1:j], j + 1
+      pos = j + 1
 
   def value(self, i: int) -> tuple[Value, int]:
     s, n = self.s, self.n
@@ -371,12 +388,60 @@ def _bind(name: str, positional: list, keyword: list) -> tuple[tuple[tuple[str, 
   return tuple((p, bound[p]) for p in params), None
 
 
+# The commonest whole program, read in one step: one call per line in exactly ProX's own style (keyword
+# arguments, double quotes, ", " between arguments), as the rule programmer writes and refiners mostly do.
+# Any other text takes the general parser, which gives the same result (fuzz-checked).
+def _canonical_call(group: str) -> str:
+  return (rf"""(?:remove_lines\(line_start={group}[0-9]{{1,18}}), line_end={group}[0-9]{{1,18}})\)|"""
+          rf"""normalize\(source_str="{group}[^"\n]*)", target_str="{group}[^"\n]*)"\)|"""
+          rf"""{group}keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))""")
+
+
+_CANONICAL_CALLS = re.compile(_canonical_call("(") + r"(\n?)")
+
+
+def _parse_canonical(text: str) -> Program | None:
+  """The program if it is all canonical lines, else None. One regex pass: ``findall`` skips anything else,
+  so the lines it found cover the whole text exactly when their lengths add up to it."""
+  calls: list[Call] = []
+  new = tuple.__new__  # (NamedTuple's own __new__ is a Python function: twice as slow)
+  pos = line = 0
+  for a, b, src, tgt, bare, nl in _CANONICAL_CALLS.findall(text):
+    line += 1
+    if a:
+      calls.append(new(Call, ("remove_lines", (("line_start", int(a)), ("line_end", int(b))), pos, line, 1,
+                              "remove_lines")))
+      pos += 36 + len(a) + len(b) + len(nl)
+    elif bare:
+      calls.append(new(Call, (CALL_ALIASES.get(bare, bare), (), pos, line, 1, bare)))
+      pos += len(bare) + 2 + len(nl)
+    else:
+      calls.append(new(Call, ("normalize", (("source_str", src), ("target_str", tgt)), pos, line, 1, "normalize")))
+      pos += 39 + len(src) + len(tgt) + len(nl)
+    if not nl and pos < len(text):  # a call not at the end of its line: never canonical
+      return None
+  if pos != len(text):
+    return None
+  return new(Program, (text, tuple(calls), (), ()))
+
+
 def parse(text: str) -> Program:
   """Parses program text. Never raises (for any ``str``); errors come back in ``Program.errors``."""
   if isinstance(text, (bytes, bytearray)):
     text = bytes(text).decode("utf-8", "replace")
   elif not isinstance(text, str):
     text = "" if text is None else str(text)
+  if text[:1] in _CANONICAL_START:
+    fast = _parse_canonical(text)
+    if fast is not None:
+      return fast
+  return _parse_general(text)
+
+
+_CANONICAL_START = frozenset("rnksdu")
+
+
+def _parse_general(text: str) -> Program:
   s, n = text, len(text)
   p = None
   calls: list[Call] = []
@@ -433,32 +498,31 @@ def _parse_cached(text: str) -> Program:
 
 
 def parse_cached(text: str) -> Program:
-  """``parse`` with a cache for short programs (``keep_doc()``, ``keep_chunk()`` and friends repeat a lot)."""
-  if isinstance(text, str) and len(text) <= 512:
+  """``parse`` with a cache for short programs (``keep_doc()``, ``keep_chunk()`` and friends repeat a lot;
+  longer programs are nearly always unique, and caching them only costs)."""
+  if isinstance(text, str) and len(text) <= 96:
     return _parse_cached(text)
   return parse(text)
 
 
 def quote(value: str) -> str:
-  """A double-quoted literal that ``parse`` reads back as ``value`` (for programs written by code)."""
-  out = ['"']
-  for ch in value:
-    if ch == "\\":
-      out.append("\\\\")
-    elif ch == '"':
-      out.append('\\"')
-    elif ch == "\n":
-      out.append("\\n")
-    elif ch == "\r":
-      out.append("\\r")
-    elif ch == "\t":
-      out.append("\\t")
-    elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:
-      out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-    else:
-      out.append(ch)
-  out.append('"')
-  return "".join(out)
+  """A string literal that ``parse`` reads back as exactly ``value`` (for programs written by code): ``"..."``,
+  or ``'...'`` when an inner ``"`` would end the double-quoted form early. Raises ``ValueError`` (naming the
+  value) for a value no literal can hold: one with a line break, or with both quote styles in closing spots."""
+  if "\n" not in value:
+    for q in ('"', "'"):
+      lit = q + value + q
+      if q not in value or all(_read_back(lit + tail) == value for tail in (")", ", x=1)", ", 'y')")):
+        return lit
+  raise ValueError(f"no string literal reads back as {value[:80]!r}: it holds a line break or quotes in "
+                   "closing positions (see refine/program.py)")
+
+
+def _read_back(text: str) -> str | None:
+  try:
+    return _Parser(text).string(0)[0]
+  except _Fail:
+    return None
 
 
 def format_call(name: str, **kwargs: Value) -> str:

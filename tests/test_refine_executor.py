@@ -5,6 +5,7 @@ import signal
 import pytest
 
 from tokensift.refine import executor as ex
+from tokensift.refine import program as prog
 
 # 12 lines of 5 words each (60 words): line i is "wI a b c d".
 DOC = "\n".join(f"w{i} a b c d" for i in range(12))
@@ -97,6 +98,60 @@ def test_source_not_found_is_an_error():
   assert r.text == DOC and r.stats["chunk_errors"] == 1 and "not found" in r.errors[0]
 
 
+def test_a_source_already_replaced_is_a_counted_no_op():
+  # Each chunk's program repeats the same fix; the 2nd and 3rd find nothing left: no errors, counted.
+  program = "\n".join(['normalize(source_str="a b", target_str="A-B")'] * 3)
+  r = run(program)
+  assert r.errors == () and not r.stats["program_ignored"]
+  assert r.text == DOC.replace("a b", "A-B") and r.stats["noop_normalizations"] == 2
+  assert r.normalizations == (("a b", "A-B", 12),)
+
+
+def test_a_source_only_an_earlier_call_created_is_an_error_but_applies():
+  r = run('normalize("w1 a", "QQ a")\nnormalize("QQ", "w1")')
+  assert r.stats["chunk_errors"] == 1 and "'QQ' not found" in r.errors[0]
+  assert r.text == DOC  # applied: w1 a -> QQ a -> w1 a
+  assert r.normalizations == (("w1 a", "QQ a", 1), ("QQ", "w1", 1))
+
+
+@pytest.mark.parametrize("source,target", [("  ", " "), (" ", ""), ("\t", " "), ("\tb ", " ")])
+def test_whitespace_sources_apply(source, target):
+  text = "\n".join(f"w{i}  a\tb c d e" for i in range(6))
+  r = run(f'normalize(source_str="{source}", target_str="{target}")', text)
+  assert r.errors == () and r.text == text.replace(source, target)
+  assert r.stats["words_after"] == len(r.text.split())
+
+
+def test_growth_is_bounded_before_anything_is_built():
+  import tracemalloc
+  text = " ".join(["a"] * 100)  # 199 characters
+  program = "\n".join(['normalize("a", "aaaaaaaaaa")'] * 6)  # would be 10**6 x: ~100 MB
+  tracemalloc.start()
+  try:
+    r = run(program, text)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  assert peak < 2_000_000, peak
+  assert r.text == text and r.stats["program_ignored"] and r.stats["chunk_errors"] == 1
+  assert "past the bound 65735" in r.errors[0] and "program ignored" in r.errors[0]
+  assert ex.max_output_chars(text) == 199 + 64 * 1024
+  # Within the bound (2x the input, or 64 KiB more), growth is fine.
+  r = run('normalize("a", "aaaaaaaaaa")\nnormalize("a a", "a - a")', text)
+  assert r.errors == () and len(r.text) == 199 + 100 * 9 + 99 * 2
+
+
+def test_growth_never_passes_the_ten_megabyte_limit():
+  text = "ab " * 2_000_000  # 6 MB: the 2x bound is capped at 10 MB
+  assert ex.max_output_chars(text) == ex.MAX_DOC_BYTES
+  r = run('normalize("ab", "ababab")', text)  # 14 MB
+  assert r.text == text and r.stats["program_ignored"] and "past the bound" in r.errors[0]
+  # Characters within the bound but UTF-8 bytes past the limit (4 bytes each): also ignored.
+  text = "ab " * 1_200_000  # 3.6 M characters either way; 10.8 MB of UTF-8 after
+  r = run('normalize("ab", "\U0001F600\U0001F600")', text)
+  assert r.text == text and r.stats["program_ignored"] and "UTF-8 bytes" in r.errors[0]
+
+
 def test_remove_all_lines():
   r = run("remove_lines(all=True)")
   assert not r.kept and r.stats["drop_reason"] == "low_fraction"
@@ -144,10 +199,8 @@ def test_sources_with_separators_are_applied(source):
 
 
 def test_single_argument_normalize_of_a_space_does_not_delete_spaces():
-  r = run('normalize(source_str=" ")')
-  assert r.text == DOC and r.stats["chunk_errors"] == 1
-  r = run('normalize(source_str=" ", target_str="")')
-  assert r.text == DOC and "whitespace-only" in r.errors[0]
+  r = run('normalize(source_str=" ")')  # ProX's one-argument form deletes every space
+  assert r.text == DOC and r.stats["chunk_errors"] == 1 and "missing target_str" in r.errors[0]
 
 
 def test_whitespace_only_and_empty_text_do_not_raise():
@@ -171,9 +224,14 @@ def test_huge_line_end_does_not_hang():
 
 def test_bad_ranges_and_line_breaks_are_errors():
   for program, msg in [("remove_lines(3, 1)", "line_start > line_end"), ("remove_lines(-1, 1)", "negative"),
-                       (r'normalize("a\nb", "x")', "line break"), (r'normalize("w1", "x\ny")', "line break")]:
+                       ('normalize("", "x")', "empty")]:
     r = run(program)
     assert r.text == DOC and len(r.errors) == 1 and msg in r.errors[0], program
+  # A string literal cannot hold a line break (r"\n" is two characters); a Program built in code can.
+  for src, tgt in [("a\nb", "x"), ("w1", "x\ny")]:
+    p = prog.Program("", (prog.Call("normalize", (("source_str", src), ("target_str", tgt)), 0, 1, 1),), ())
+    r = run(p)
+    assert r.text == DOC and len(r.errors) == 1 and "line break" in r.errors[0]
 
 
 def test_stats_have_fixed_keys():
@@ -184,7 +242,7 @@ def test_stats_have_fixed_keys():
   assert r.stats == {"kept": True, "drop_reason": "", "doc_action": "keep", "program_ignored": False,
                      "doc_errors": 0, "chunk_errors": 0, "lines_before": 12, "lines_after": 10, "lines_removed": 2,
                      "normalizations": 1, "replacements": 1, "chars_before": len(DOC), "chars_after": len(r.text),
-                     "words_before": 60, "words_after": 50}
+                     "words_before": 60, "words_after": 50, "noop_normalizations": 0}
 
 
 def test_config_validation_names_the_value():

@@ -1,4 +1,6 @@
 """The ProX program grammar: every call form, aliases, quoting, comments, junk, and errors as values."""
+import time
+
 import pytest
 
 from tokensift.refine import program as prog
@@ -37,12 +39,48 @@ def test_call_forms(text, expected):
   assert got == expected
 
 
-def test_string_escapes_and_quote_styles():
-  got, errors = calls(r'''normalize(source_str="a\"b\\c\n\t\x41\u00e9", target_str='it\'s "fine"')''')
+@pytest.mark.parametrize("text,source,target", [
+    # Backslashes are literal text (LaTeX), never escapes.
+    (r'normalize(source_str="\frac", target_str="\dfrac")', r"\frac", r"\dfrac"),
+    (r'normalize(source_str="\alpha", target_str="α")', r"\alpha", "α"),
+    (r'normalize(source_str="\nabla \times", target_str="curl")', r"\nabla \times", "curl"),
+    (r'normalize(source_str="\begin{align}", target_str="\begin{aligned}")', r"\begin{align}", r"\begin{aligned}"),
+    (r'normalize(source_str="\\[", target_str="$$")', r"\\[", "$$"),
+    (r'normalize("\x4", "\u00e9\")', r"\x4", "\\u00e9\\"),
+    # Quotes inside a string survive; the other quote style is plain text.
+    ('normalize(source_str="said "yes" twice", target_str="said yes twice")', 'said "yes" twice', "said yes twice"),
+    ("""normalize(source_str='it's', target_str="it is")""", "it's", "it is"),
+    ("""normalize('say "hi"', 'hi')""", 'say "hi"', "hi"),
+    ('normalize("f("x")", "y")', 'f("x")', "y"),  # ')' followed by a quote does not close
+    ('normalize("a", b", "c")', 'a", b', "c"),  # ', b"' is not the start of an argument
+    ('normalize("a" "b", "c")', 'a" "b', "c"),
+    # Whitespace-only strings, whitespace around the closing quote, multi-line calls.
+    ('normalize(source_str="  ", target_str=" ")', "  ", " "),
+    ('normalize(\n  "a b" ,\n  "c"\n)', "a b", "c"),
+    ('normalize("x",)', None, None),
+])
+def test_strings_are_literal_text(text, source, target):
+  got, errors = calls(text)
+  if source is None:
+    assert errors == ["1:1: normalize() missing target_str"]
+    return
   assert errors == []
-  assert got == [("normalize", {"source_str": 'a"b\\c\n\tAé', "target_str": 'it\'s "fine"'})]
-  # Unknown escapes stay verbatim, as in Python.
-  assert calls(r'normalize("\d+", "x")')[0] == [("normalize", {"source_str": "\\d+", "target_str": "x"})]
+  assert got == [("normalize", {"source_str": source, "target_str": target})]
+
+
+def test_ambiguous_strings_resolve_as_documented():
+  # A quote followed by ', <argument>' inside a string closes it: three arguments, an error, not a misreading.
+  assert calls('normalize("a", "b", "c")')[1] == ["1:1: normalize() takes 2 arguments, got 3 positional"]
+  # ... and the other quote style holds it.
+  assert calls("""normalize('a", "b', "c")""")[0] == [("normalize", {"source_str": 'a", "b', "target_str": "c"})]
+  # A quote followed by ')' (not followed by a quote) ends the string and the call.
+  got, errors = calls('normalize("x", "a") b")')
+  assert got == [("normalize", {"source_str": "x", "target_str": "a"})] and errors == []
+  assert calls('normalize("g("x"), h", "y")')[1] == ["1:1: normalize() missing target_str"]  # source 'g("x'
+
+  # No closing quote on the line: unterminated, and the next line is still read.
+  p = prog.parse('normalize("a, "b\nkeep_chunk()')
+  assert [c.name for c in p.calls] == ["keep_chunk"] and "unterminated string" in p.errors[0].message
 
 
 @pytest.mark.parametrize("source", ["a,b", "f(x)", "a=b", "x), drop_doc(", "# not a comment", "line_end=3"])
@@ -78,7 +116,7 @@ def test_identifier_boundaries():
 
 @pytest.mark.parametrize("text,message,line,col", [
     ("remove_lines(0, 1", "unterminated call", 1, 1),
-    ('normalize("abc, "x")', "expected ',' or ')'", 1, 18),
+    ('normalize("abc, "x")', "missing target_str", 1, 1),  # the string is 'abc, "x'
     ('normalize("abc)', "unterminated string", 1, 11),
     ('normalize("a\nb", "c")', "unterminated string", 1, 11),
     ("remove_lines(1.5, 2)", "expected an integer", 1, 14),
@@ -96,7 +134,6 @@ def test_identifier_boundaries():
     ("drop_doc(reason='spam')", "unexpected keyword 'reason'", 1, 1),
     ("keep_doc(1)", "takes 0 arguments", 1, 1),
     ("  \n  remove_lines(line_start=0, 1)", "positional argument after keyword", 2, 30),
-    (r'normalize("\x4", "a")', "bad escape", 1, 12),
 ])
 def test_errors_are_values_with_positions(text, message, line, col):
   p = prog.parse(text)
@@ -131,13 +168,61 @@ def test_parse_never_raises_on_non_strings():
   assert prog.parse("").errors == ()
 
 
-def test_quote_round_trips():
-  for s in ["", "plain", 'q"uote', "back\\slash", "new\nline", "tab\t", "\x00\x1f\x7f", "é😀", "\ud800"]:
-    p = prog.parse(prog.format_call("normalize", source_str=s, target_str=s))
-    assert p.errors == () and p.calls[0].arg("source_str") == s == p.calls[0].arg("target_str")
+@pytest.mark.parametrize("value", ["", "plain", 'q"uote', "it's", 'a", "b', "a', 'b", "back\\slash", r"\frac{a}{b}",
+                                   "tab\t", "\x00\x1f\x7f", "é😀", "\ud800", "f(x), y=2", ")", '"', "'", "  "])
+def test_quote_round_trips(value):
+  for text in [prog.format_call("normalize", source_str=value, target_str=value),
+               f"normalize({prog.quote(value)}, {prog.quote(value)})"]:
+    p = prog.parse(text)
+    assert p.errors == () and p.calls[0].arg("source_str") == value == p.calls[0].arg("target_str")
+
+
+@pytest.mark.parametrize("value", ["new\nline", """a", "b and a', 'b"""])
+def test_quote_refuses_what_no_literal_holds(value):
+  with pytest.raises(ValueError, match="no string literal"):
+    prog.quote(value)
 
 
 def test_call_records_name_as_written_and_position():
   p = prog.parse("junk\n  untouch_doc()")
   c = p.calls[0]
   assert (c.name, c.written, c.line, c.col, c.pos) == ("keep_doc", "untouch_doc", 2, 3, 7)
+
+
+_CALL_FREE = {
+    "letters": lambda n: "a" * n,
+    "words": lambda n: ("lorem ipsum dolor " * n)[:n],
+}
+_PATHOLOGICAL = {  # texts full of half-calls, quotes and errors
+    "open quotes": lambda n: 'normalize("' + '"' * n,
+    "quote comma": lambda n: 'normalize("' + '", x' * (n // 4),
+    "quote paren quote": lambda n: 'normalize("' + '")"' * (n // 3),
+    "failing calls": lambda n: 'normalize("x").' * (n // 15),
+    "unknown calls": lambda n: "foo(" * (n // 4),
+    "comment lines": lambda n: ("#" + "x" * 30 + "\n") * (n // 32),
+}
+
+
+def _parse_seconds(make, sizes):
+  out = {}
+  for n in sizes:
+    text = make(n)
+    t0 = time.perf_counter()
+    prog.parse(text)
+    out[n] = time.perf_counter() - t0
+  return out
+
+
+@pytest.mark.parametrize("kind", sorted(_CALL_FREE))
+def test_call_free_text_parses_in_linear_time(kind):
+  """10k/100k/1M characters of call-free text (quadratic parsing took ~11 s for 40,000 letters)."""
+  seconds = _parse_seconds(_CALL_FREE[kind], (10_000, 100_000, 1_000_000))
+  assert seconds[1_000_000] < 1.5, seconds  # ~0.03 s on a quiet core; quadratic would take hours
+  assert seconds[1_000_000] < 40 * seconds[100_000] + 0.05, seconds  # 10x the text, ~10x the time
+
+
+@pytest.mark.parametrize("kind", sorted(_PATHOLOGICAL))
+def test_worst_case_programs_parse_in_linear_time(kind):
+  seconds = _parse_seconds(_PATHOLOGICAL[kind], (20_000, 200_000))
+  assert seconds[200_000] < 3.0, seconds
+  assert seconds[200_000] < 40 * seconds[20_000] + 0.05, seconds
