@@ -12,7 +12,11 @@ of published quality filters:
   and boilerplate lines (menus, share/subscribe, copyright, "posted by", Stack Exchange chrome such as
   "Thanks in advance"), lines without terminal punctuation (C4; web profile only: math text breaks lines inside
   formulas), repeated lines (Gopher/FineWeb duplicate-line rules: later copies go);
-- string level (``normalize``): HTML entities left in the text (``&apos;`` → ``'``).
+- string level (``normalize``): HTML entities left in the text (``&apos;`` → ``'``), except those whose
+  text ProX's executor would read differently (``prox_safe``: ``&quot;`` → ``"``, ``&#44;`` → ``,`` ...).
+
+Every program it writes executes identically under GAIR-NLP/ProX's executor: one call per line, keyword
+arguments, double-quoted strings that ``prox_safe`` accepts, line ranges inside the document.
 
 ``RuleConfig.web()`` (C4-like web text) and ``RuleConfig.math()`` (OpenWebMath) choose which rules apply.
 """
@@ -225,6 +229,21 @@ def _line_rule(line: str, stripped: str, seen: set[str], cfg: RuleConfig) -> str
   return None
 
 
+# Characters ProX's executor reads differently inside a string (it cuts the call at the first ')', splits the
+# arguments at ',' and each at '=', strips '"'); a backslash is left out too, as DESIGN §3 asks. The rule
+# programmer's programs are teacher data that may run under ProX's executor, so a normalization whose source
+# or target holds one of them is left out (html entities can decode to any of them: &quot; &#44; &#41; ...).
+PROX_UNSAFE = frozenset(',)="\\')
+
+
+def prox_safe(value: str) -> bool:
+  """Whether ``value`` reads the same as a ``normalize`` string under ProX's executor and tokensift's parser
+  (written ``source_str="..."`` / ``target_str="..."``): no ``PROX_UNSAFE`` character, no control character
+  (a line break would split the program line), not a lone space (ProX skips ``source_str=" "``)."""
+  return (value != " " and not PROX_UNSAFE.intersection(value)
+          and not any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF for ch in value))
+
+
 def _entity_normalizations(text: str) -> list[tuple[str, str]]:
   found = sorted(set(_ENTITY.findall(text)), key=lambda e: (e.lower() == "&amp;", e))  # &amp; last
   out = []
@@ -233,7 +252,7 @@ def _entity_normalizations(text: str) -> list[tuple[str, str]]:
     if target == ent:
       continue
     target = target.replace("\u00a0", " ")
-    if any(ord(ch) < 0x20 or 0xD800 <= ord(ch) <= 0xDFFF for ch in target):
+    if not (prox_safe(ent) and (prox_safe(target) or target == " ")):  # (" " is fine as a target)
       continue
     out.append((ent, target))
   return out
