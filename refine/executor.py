@@ -254,7 +254,8 @@ def _chunk_stage(p: prog.Program, text: str, config: ExecConfig, n_lines: int = 
         count = (len(new) - len(out)) // (lt - ls)
       else:
         new = out.replace(src, tgt)
-        count = 0 if new is out else out.count(src)  # (CPython returns the very string when nothing matched)
+        # CPython returns the very string when nothing matched (or when ``src == tgt``: then count).
+        count = 0 if new is out and src != tgt else out.count(src)
       original = count > 0 if out is text else src in text
       if not original:
         errors.append(f"{call.where()}: normalize: source_str {src[:60]!r} not found in the document")

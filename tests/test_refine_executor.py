@@ -107,6 +107,12 @@ def test_a_source_already_replaced_is_a_counted_no_op():
   assert r.normalizations == (("a b", "A-B", 12),)
 
 
+def test_a_normalization_to_itself_is_applied_not_an_error():
+  r = run("normalize('w1 a', 'w1 a')\nnormalize('zz', 'zz')")
+  assert r.text == DOC and r.normalizations == (("w1 a", "w1 a", 1),)
+  assert len(r.errors) == 1 and "'zz' not found" in r.errors[0]
+
+
 def test_a_source_only_an_earlier_call_created_is_an_error_but_applies():
   r = run('normalize("w1 a", "QQ a")\nnormalize("QQ", "w1")')
   assert r.stats["chunk_errors"] == 1 and "'QQ' not found" in r.errors[0]
