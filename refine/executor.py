@@ -25,9 +25,11 @@ Errors, exactly (DESIGN §3; ``ExecConfig.max_errors`` of them make the program 
   whitespace-only ones included (``normalize("  ", " ")`` collapses double spaces);
 - growth: a refined document may not grow past ``max_output_chars(text)`` characters, i.e.
   ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``, nor past the 10 MB document limit in UTF-8 bytes
-  (``tokensift.docs.MAX_DOC_BYTES``). Each ``normalize`` predicts its output length from its occurrence count
-  before replacing anything, so no oversized string is ever built; a program that would cross the bound is an
-  error, and it is ignored whatever ``max_errors`` says (the reason is the recorded error).
+  (``tokensift.docs.MAX_DOC_BYTES``). Before a growing ``normalize`` replaces anything, its output length is
+  bounded (by ``len(text) // len(source)`` occurrences at most) and, when that bound could cross the limit,
+  predicted exactly from its occurrence count, so no oversized string is ever built; a program that would
+  cross the bound is an error, and it is ignored whatever ``max_errors`` says (the reason is the recorded
+  error).
 
 Where tokensift deliberately differs from the reference (its weaknesses, DESIGN §3):
 - programs are parsed (``program.parse``), so "drop" inside a comment or a string never drops a document;
@@ -45,9 +47,9 @@ Where tokensift deliberately differs from the reference (its weaknesses, DESIGN 
 
 Speed (``benchmarks/bench_executor.py``): words are counted without splitting (``count_words``), once on the
 input; the output's count is the input's minus the removed lines' words, unless a normalization may change
-word boundaries (an empty target, or whitespace on one side only: then the output is recounted); a shrinking
-normalization reads its count off the length change (one pass); the output is assembled from line-list
-slices; the commonest programs parse in one regex step per line (``program``).
+word boundaries (an empty target, or whitespace on one side only: then the output is recounted); a
+normalization that changes the length reads its count off the length change (one pass over the text); the
+output is assembled from line-list slices; programs in ProX's own style parse in one regex pass (``program``).
 """
 from __future__ import annotations
 
