@@ -214,11 +214,6 @@ def _closes(s: str, k: int) -> bool:
   return _NEXT_ARG.match(s, k) is not None
 
 
-def _line_col(text: str, pos: int) -> tuple[int, int]:
-  line = text.count("\n", 0, pos) + 1
-  return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
-
-
 class _Fail(Exception):
   """Internal: a call failed to parse at ``pos``; parsing resumes at ``resume``."""
 
