@@ -203,13 +203,16 @@ _PATHOLOGICAL = {  # texts full of half-calls, quotes and errors
 }
 
 
-def _parse_seconds(make, sizes):
+def _parse_seconds(make, sizes, repeats=2):
+  """Best of ``repeats`` parse times per size (the machine running the tests may be shared)."""
   out = {}
   for n in sizes:
     text = make(n)
-    t0 = time.perf_counter()
-    prog.parse(text)
-    out[n] = time.perf_counter() - t0
+    out[n] = float("inf")
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      prog.parse(text)
+      out[n] = min(out[n], time.perf_counter() - t0)
   return out
 
 
@@ -225,4 +228,4 @@ def test_call_free_text_parses_in_linear_time(kind):
 def test_worst_case_programs_parse_in_linear_time(kind):
   seconds = _parse_seconds(_PATHOLOGICAL[kind], (20_000, 200_000))
   assert seconds[200_000] < 3.0, seconds
-  assert seconds[200_000] < 40 * seconds[20_000] + 0.05, seconds
+  assert seconds[200_000] < 30 * seconds[20_000] + 0.1, seconds  # quadratic: 100x
