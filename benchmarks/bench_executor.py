@@ -35,7 +35,7 @@ def owm_texts() -> list[str]:
   from tokensift import docs
   from tokensift.tasks import sources
   report = docs.ReadReport()
-  return [d.text for d in docs.documents_only(docs.iter_files(sources.owm_files(), id_from="url"), report)]
+  return [d.text for d in docs.documents_only(docs.file_rows(sources.owm_files(), id_field="url"), report)]
 
 
 def best_rate(fn, n_docs: int, repeats: int) -> tuple[float, float]:

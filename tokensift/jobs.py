@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tokensift import storage
@@ -94,6 +93,32 @@ def shard_files(out_dir, name: str, fmt: str | None = None) -> list:
     files.append(storage.as_local_or_url(storage.join(str(out_dir), info["file"])))
   if fmt:
     files = [f for f in files if str(f).endswith("." + fmt)]
+  return files
+
+
+def finished_files(path, name: str, what: str = "job output") -> list:
+  """The output files of a finished job directory (every shard, in order), or ``[path]`` for one file.
+
+  Raises FileNotFoundError for a missing path and ValueError naming unfinished shards or mixed shard counts.
+  """
+  import re
+  url = str(path)
+  fs, p = storage.url_to_fs(url)
+  if not fs.exists(p):
+    raise FileNotFoundError(f"{what} {url!r} do not exist")
+  if fs.isfile(p):
+    return [storage.as_local_or_url(url)]
+  files = shard_files(url, name)
+  if not files:
+    raise ValueError(f"{url!r} holds no finished {name!r} shard (no {name}-*-of-*.done marker)")
+  counts = {int(re.search(r"-of-(\d+)\.", str(f)).group(1)) for f in files}
+  if len(counts) != 1:
+    raise ValueError(f"{url!r} mixes {name} jobs with different shard counts {sorted(counts)}")
+  n = counts.pop()
+  have = {int(re.search(r"-(\d+)-of-\d+\.", str(f)).group(1)) for f in files}
+  missing = sorted(set(range(n)) - have)
+  if missing:
+    raise ValueError(f"{name} job in {url!r} is unfinished: shards {missing} of {n} have no .done marker")
   return files
 
 
