@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="'smollm2' (offline SmolLM2-135M GGUF), an HF Llama directory or a .gguf file")
   p.set_defaults(split="train,validation")
   p.add_argument("--max_length", type=int, default=1024, help="tokens per document kept (longer ones truncated)")
-  p.add_argument("--max_docs", type=int, default=None, help="only the first N documents of each split")
+  p.add_argument("--max_docs", type=int, default=None, help="only the first N documents of each split (of this shard)")
   p.add_argument("--batch_tokens", type=int, default=4096, help="tokens per forward pass")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--no_progress", action="store_true")

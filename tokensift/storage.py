@@ -79,7 +79,7 @@ def expand(patterns: list[str] | str) -> list[tuple[str, str]]:
       if fs.isdir(path):
         raise IsADirectoryError(f"input {os.fspath(pat)!r} is a directory; give files or a glob such as "
                                 f"'{os.fspath(pat).rstrip('/')}/*.jsonl'")
-      if not fs.isfile(path):
+      if not fs.exists(path):  # (not isfile: a named pipe is a fine input)
         raise FileNotFoundError(f"no input file matches {os.fspath(pat)!r}")
       matches = [path]
     else:
@@ -94,7 +94,11 @@ def expand(patterns: list[str] | str) -> list[tuple[str, str]]:
 
 
 def open_file(url: str, mode: str = "rb"):
+  """Opens a local path with the built-in ``open`` (fsspec's local opener seeks, which a named pipe cannot),
+  anything else through its fsspec file system."""
   fs, path = url_to_fs(url)
+  if is_local(fs):
+    return open(path, mode)
   return fs.open(path, mode)
 
 
