@@ -118,7 +118,8 @@ def validate_row(row: Any, where: str, *, id_field: str = "id", text_field: str 
   text = _repair_surrogates(text)
   if not text.strip():
     return Skip("empty or whitespace-only text", where)
-  if len(text) > MAX_DOC_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_DOC_BYTES:
+  if len(text) > MAX_DOC_BYTES or (4 * len(text) > MAX_DOC_BYTES  # (UTF-8: at most 4 bytes a character)
+                                   and len(text.encode("utf-8", "surrogatepass")) > MAX_DOC_BYTES):
     return Skip(f"text over {MAX_DOC_BYTES} bytes", where)
   doc_id = row.get(id_field)
   if isinstance(doc_id, bytes):
