@@ -225,7 +225,7 @@ def read_reference_losses(out_dir: str | Path, split: str) -> Iterator[dict[str,
     raise FileNotFoundError(f"no finished reference-loss shards for split {split!r} in {str(out_dir)!r}; run "
                             f"`tokensift reference-losses --out {out_dir} --split {split} ...` first")
   for f in files:
-    yield from jobs.read_records(f)
+    yield from jobs.iter_records(f)
 
 
 # ------------------------------------------------------------------------------------------- seqio variant

@@ -191,7 +191,7 @@ class RecordFilesSource(seqio.DataSource):
 
     def gen():
       for f in files:
-        for r in jobs.read_records(f):
+        for r in jobs.iter_records(f):
           yield {"id": str(r["id"]), **{k: np.asarray(r[k], dt) for k, dt in features.items()}}
 
     sig = {"id": tf.TensorSpec([], tf.string),

@@ -1,5 +1,4 @@
 """The sharded resumable job runner: sharding, skips, config guard, SIGKILL + rerun byte-identical."""
-import json
 import signal
 import subprocess
 import sys
