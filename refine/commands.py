@@ -69,6 +69,7 @@ def _template(value: str | None) -> str | None:
 def cmd_refine(args) -> int:
   from tokensift import jobs
   from tokensift.refine import executor, job, rules
+  from tokensift.refine import tasks as _refined_tasks  # noqa: F401  (so the refined tasks can be named too)
 
   inp, shard = input_from_args(args)  # before anything is loaded or written
   exec_config = executor.ExecConfig(args.max_errors, args.min_words, args.min_keep_fraction)

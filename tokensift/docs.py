@@ -43,10 +43,12 @@ MAX_DOC_BYTES = 10 * 1024 * 1024  # documents above this are skipped and counted
 
 @dataclasses.dataclass(frozen=True)
 class Document:
-  """One input document: a stable id, its text and any other fields of the row."""
+  """One input document: a stable id, its text and any other fields of the row. ``position_id``: the id is the
+  row's position (unique by construction, so never checked for repeats)."""
   id: str
   text: str
   meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+  position_id: bool = dataclasses.field(default=False, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +126,13 @@ def validate_row(row: Any, where: str, *, id_field: str = "id", text_field: str 
   doc_id = row.get(id_field)
   if isinstance(doc_id, bytes):
     doc_id = doc_id.decode("utf-8", "replace")
-  if doc_id is None or doc_id == "":
+  position = doc_id is None or doc_id == ""
+  if position:
     if default_id is None:
       return Skip(f"missing field {id_field!r}", where)
     doc_id = default_id
   meta = {k: v for k, v in row.items() if k not in (id_field, text_field)}
-  return Document(str(doc_id), text, meta)
+  return Document(str(doc_id), text, meta, position_id=position)
 
 
 def _repair_surrogates(text: str) -> str:
@@ -280,10 +283,10 @@ def read_units(units: Sequence[Unit], *, id_field: str = "id", text_field: str =
 
 def unique_ids(items: Iterator[Document | Skip]) -> Iterator[Document | Skip]:
   """Turns a Document whose id was already seen (in this stream) into a counted Skip ``repeated id``; keeps an
-  8-byte hash per id, not the id."""
+  8-byte hash per id from a field (position ids are unique by construction and cost nothing)."""
   seen: set[bytes] = set()
   for item in items:
-    if isinstance(item, Document):
+    if isinstance(item, Document) and not item.position_id:
       h = hashlib.blake2b(item.id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
       if h in seen:
         item = Skip("repeated id", item.id)
@@ -377,11 +380,7 @@ def task_source(task_name: str, split: str):
   task or split."""
   import seqio
   import tokensift.tasks
-  tokensift.tasks.register_all()
-  try:
-    import tokensift.refine.tasks  # noqa: F401  (so the refined tasks can be named too)
-  except ImportError:
-    pass
+  tokensift.tasks.register_all()  # (method packages register their own tasks; the core never imports them)
   if task_name not in seqio.TaskRegistry.names():
     raise ValueError(f"unknown task {task_name!r}; `tokensift tasks --all` lists them")
   source = seqio.get_mixture_or_task(task_name).source
