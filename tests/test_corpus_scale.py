@@ -171,7 +171,7 @@ def test_c4_tfds_shard_reads_only_its_files(data_dir, tmp_path, n, i):
   assert full == ids
 
 
-def test_c4_task_shards_union_and_crashed_shard_rerun(tmp_path):
+def test_c4_task_shards_union_and_killed_shard_rerun(tmp_path):
   inp = docs.DocumentInput(task="c4_en_raw", split="train")
   whole = jobs.run_sharded(name="c4", out_dir=tmp_path / "one", rows=inp, process=_process, progress=False,
                            piece_size=100)
@@ -180,20 +180,34 @@ def test_c4_task_shards_union_and_crashed_shard_rerun(tmp_path):
                             shard=docs.ShardSpec(i, 4), piece_size=100).path for i in range(4)]
   assert _as_set(paths) == _as_set([whole.path])
 
-  calls = []
 
-  def crash_on_2nd(batch):
-    calls.append(1)
-    if len(calls) == 2:
-      raise RuntimeError("simulated crash")
-    return _process(batch)
+  # shard 2 of 4 killed (SIGKILL) mid-way and rerun: byte-identical to the uninterrupted shard
+  script = tmp_path / "job.py"
+  script.write_text(C4_KILL_SCRIPT)
+  out = tmp_path / "killed"
+  proc = subprocess.Popen([sys.executable, str(script), str(out)])
+  pieces = out / ".c4-00002-of-00004.pieces"
+  deadline = time.time() + 300
+  while time.time() < deadline and len(list(pieces.glob("piece-*.meta.json"))) < 3 and proc.poll() is None:
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert 3 <= len(list(pieces.glob("piece-*.meta.json"))) < 25  # 250 documents in pieces of 10: killed mid-way
+  subprocess.run([sys.executable, str(script), str(out)], check=True)
+  ref = jobs.run_sharded(name="c4", out_dir=tmp_path / "ref", rows=inp, process=_process, progress=False,
+                         shard=docs.ShardSpec(2, 4), piece_size=10)
+  assert (out / "c4-00002-of-00004.jsonl").read_bytes() == ref.path.read_bytes()
 
-  with pytest.raises(RuntimeError, match="simulated"):
-    jobs.run_sharded(name="c4", out_dir=tmp_path / "crash", rows=inp, process=crash_on_2nd, progress=False,
-                     shard=docs.ShardSpec(2, 4), piece_size=100)
-  res = jobs.run_sharded(name="c4", out_dir=tmp_path / "crash", rows=inp, process=_process, progress=False,
-                         shard=docs.ShardSpec(2, 4), piece_size=100)
-  assert res.resumed_pieces == 1 and res.path.read_bytes() == paths[2].read_bytes()
+
+C4_KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from tokensift import docs, jobs
+    def slow(batch):
+      time.sleep(0.1)
+      return [{"id": d.id, "text": d.text, "n": len(d.text)} for d in batch]
+    jobs.run_sharded(name="c4", out_dir=sys.argv[1], rows=docs.DocumentInput(task="c4_en_raw", split="train"),
+                     process=slow, shard=docs.ShardSpec(2, 4), piece_size=10, progress=False)
+""")
 
 
 # ---------------------------------------------------------------------------------------- memory://
