@@ -41,7 +41,7 @@ def owm_texts() -> list[str]:
   from tokensift import docs
   from tokensift.tasks import sources
   report = docs.ReadReport()
-  return [d.text for d in docs.documents_only(docs.iter_files(sources.owm_files(), id_from="url"), report)]
+  return [d.text for d in docs.documents_only(docs.file_rows(sources.owm_files(), id_field="url"), report)]
 
 
 _PROX_UNSAFE = frozenset(',)="\\\'#')  # characters ProX's executor splits or strips strings on (and quotes)

@@ -133,30 +133,35 @@ def load_reference_scorer(model: str, *, dtype: str = "float32", **kwargs) -> tu
 
 
 def task_documents(task_name: str, split: str, max_length: int, max_docs: int | None = None
-                   ) -> Callable[[], Iterator[docs.Document | docs.Skip]]:
-  """Rows for the job: the task's tokenized ``targets`` (truncated to ``max_length``) in its fixed order."""
+                   ) -> Callable[[jobs.ShardSpec], Iterator[docs.Document | docs.Skip]]:
+  """Rows for the job: shard ``i/n`` of the task's tokenized ``targets`` (truncated to ``max_length``) in its
+  fixed order, read through seqio's ``shard_info`` (``docs.source_dataset``'s rule: TFDS reads only the shard's
+  files). Ids follow the document layer's rule (the source's ``id``). ``max_docs`` caps each shard."""
   import seqio
-  import tokensift.tasks
-  tokensift.tasks.register_all()
+  docs.task_source(task_name, split)  # ValueError naming an unknown task or split, now
 
-  def rows():
+  def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
     task = seqio.get_mixture_or_task(task_name)
-    if split not in task.splits:
-      raise ValueError(f"task {task_name!r} has no split {split!r}; it has {list(task.splits)}")
-    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, use_cached=False)
-    for pos, ex in enumerate(ds.as_numpy_iterator()):
-      if max_docs is not None and pos >= max_docs:
-        return
-      doc_id = ex["id"].decode("utf-8") if "id" in ex else f"{task_name}:{split}:{pos}"
-      tokens = np.asarray(ex["targets"], np.int32)[:max_length]
-      if tokens.size == 0:
-        yield docs.Skip("no tokens", doc_id)
-      elif np.any(tokens == 0):
-        yield docs.Skip("token id 0 (padding) inside the document", doc_id)
-      else:
-        yield docs.Document(doc_id, "", {"targets": tokens.tolist()})
+    info = seqio.ShardInfo(shard.index, shard.count) if shard.count > 1 else None
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, use_cached=False, shard_info=info)
+    items = _token_rows(ds, f"{task_name}:{split}:{shard.index}/{shard.count}", max_length, max_docs)
+    yield from docs.unique_ids(items)
 
   return rows
+
+
+def _token_rows(ds, where: str, max_length: int, max_docs: int | None) -> Iterator[docs.Document | docs.Skip]:
+  for pos, ex in enumerate(ds.as_numpy_iterator()):
+    if max_docs is not None and pos >= max_docs:
+      return
+    doc_id = ex["id"].decode("utf-8") if "id" in ex else f"{where}:{pos}"
+    tokens = np.asarray(ex["targets"], np.int32)[:max_length]
+    if tokens.size == 0:
+      yield docs.Skip("no tokens", doc_id)
+    elif np.any(tokens == 0):
+      yield docs.Skip("token id 0 (padding) inside the document", doc_id)
+    else:
+      yield docs.Document(doc_id, "", {"targets": tokens.tolist()})
 
 
 def _process(scorer: ReferenceScorer) -> Callable[[list[docs.Document]], list[dict[str, Any]]]:
@@ -168,9 +173,14 @@ def _process(scorer: ReferenceScorer) -> Callable[[list[docs.Document]], list[di
 
 
 def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-  tokens = sum(len(r["targets"]) for r in records)
-  total = sum(sum(r["ref_losses"]) for r in records)
-  return {"tokens": tokens, "sum_ref_loss": round(total, 4), "mean_ref_loss": round(total / max(1, tokens), 6)}
+  """One piece's additive summary (``jobs.merge_stats`` adds pieces; ``_finish`` rounds and adds the mean)."""
+  return {"tokens": sum(len(r["targets"]) for r in records),
+          "sum_ref_loss": sum(sum(r["ref_losses"]) for r in records)}
+
+
+def _finish(stats: dict[str, Any]) -> dict[str, Any]:
+  total = stats.get("sum_ref_loss", 0.0)
+  return dict(stats, sum_ref_loss=round(total, 4), mean_ref_loss=round(total / max(1, stats.get("tokens", 0)), 6))
 
 
 def compute_reference_losses(*, task: str, out_dir: str | Path, model: str = "smollm2",
@@ -183,8 +193,8 @@ def compute_reference_losses(*, task: str, out_dir: str | Path, model: str = "sm
   The reference model's vocabulary must be the task's (same tokenizer): a vocab-size mismatch is an error.
   """
   import seqio
-  import tokensift.tasks
-  tokensift.tasks.register_all()
+  for split in splits:  # unknown task or split: a one-line error before anything is loaded or written
+    docs.task_source(task, split)
   seq_task = seqio.get_mixture_or_task(task)
   vocab_size = seq_task.output_features["targets"].vocabulary.vocab_size
   if scorer is None:
@@ -204,7 +214,7 @@ def compute_reference_losses(*, task: str, out_dir: str | Path, model: str = "sm
     results[split] = jobs.run_sharded(
         name=job_name(split), out_dir=out_dir, rows=task_documents(task, split, max_length, max_docs),
         process=_process(scorer), shard=shard, piece_size=piece_size, fmt="parquet",
-        config=dict(config, split=split), summarize=_summarize, progress=progress)
+        config=dict(config, split=split), summarize=_summarize, finish=_finish, progress=progress)
   return results
 
 
@@ -213,9 +223,9 @@ def read_reference_losses(out_dir: str | Path, split: str) -> Iterator[dict[str,
   files = jobs.shard_files(out_dir, job_name(split))
   if not files:
     raise FileNotFoundError(f"no finished reference-loss shards for split {split!r} in {str(out_dir)!r}; run "
-                            f"`tokensift reference-losses --out_dir {out_dir} --splits {split} ...` first")
+                            f"`tokensift reference-losses --out {out_dir} --split {split} ...` first")
   for f in files:
-    yield from jobs.read_records(f)
+    yield from jobs.iter_records(f)
 
 
 # ------------------------------------------------------------------------------------------- seqio variant
@@ -230,7 +240,7 @@ def _ref_source(out_dir: str, splits: Sequence[str]):
       splits, lambda split: jobs.shard_files(out_dir, job_name(split)),
       {"targets": np.int32, "ref_losses": np.float32}, name=f"reference losses in {out_dir!r}",
       missing=lambda split: (f"no finished reference-loss shards for split {split!r} in {out_dir!r}; run "
-                             f"`tokensift reference-losses --out_dir {out_dir} --splits {split}` first"))
+                             f"`tokensift reference-losses --out {out_dir} --split {split}` first"))
 
 
 def register_reference_loss_task(base_task: str = "owm_raw_smollm2", ref_dir: str = "", name: str | None = None,

@@ -10,18 +10,19 @@ import json
 import os
 from pathlib import Path
 
+from tokensift.input_args import add_input_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("reference-losses", help="per-token losses of a reference model over a task's documents "
                      "(sharded, resumable), for Rho-1 SLM training")
-  p.add_argument("--task", default="owm_raw_smollm2", help="seqio task whose 'targets' are scored")
-  p.add_argument("--out_dir", required=True)
+  add_input_args(p, "scored by the reference model ('targets')", "output directory (ref_losses_{split}-*-of-*"
+                 ".parquet + .done markers)", files=False, default_task="owm_raw_smollm2")
   p.add_argument("--model", default="smollm2",
                  help="'smollm2' (offline SmolLM2-135M GGUF), an HF Llama directory or a .gguf file")
-  p.add_argument("--splits", default="train,validation", help="comma-separated splits")
-  p.add_argument("--shard", default="0/1", help="INDEX/COUNT of this job shard")
+  p.set_defaults(split="train,validation")
   p.add_argument("--max_length", type=int, default=1024, help="tokens per document kept (longer ones truncated)")
-  p.add_argument("--max_docs", type=int, default=None, help="only the first N documents of each split")
+  p.add_argument("--max_docs", type=int, default=None, help="only the first N documents of each split (of this shard)")
   p.add_argument("--batch_tokens", type=int, default=4096, help="tokens per forward pass")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--no_progress", action="store_true")
@@ -49,11 +50,14 @@ def _add_gin_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_reference_losses(args) -> int:
-  from tokensift import jobs
+  from tokensift import docs
   from tokensift.models import reference_losses
-  splits = [s for s in args.splits.split(",") if s]
+  splits = [s for s in args.split.split(",") if s]
+  shard = docs.ShardSpec.parse(args.shard)
+  for split in splits:  # a misspelled task or split: one line, before anything is loaded or written
+    docs.task_source(args.task, split)
   results = reference_losses.compute_reference_losses(
-      task=args.task, out_dir=args.out_dir, model=args.model, splits=splits, shard=jobs.ShardSpec.parse(args.shard),
+      task=args.task, out_dir=args.out, model=args.model, splits=splits, shard=shard,
       max_length=args.max_length, max_docs=args.max_docs, batch_tokens=args.batch_tokens, dtype=args.dtype,
       progress=not args.no_progress)
   for split, res in results.items():

@@ -3,7 +3,8 @@
 Examples::
 
     tokensift refine --task c4_en_raw --split train --out runs/refine_c4
-    tokensift refine --input owm-*.jsonl --profile math --out runs/refine_owm --shard 0/4 --format parquet
+    tokensift refine --input 'owm-*.jsonl' --id_field url --profile math --out runs/refine_owm --shard 0/4 --format parquet
+    tokensift refine --input 'gs://bucket/owm/*.parquet' --id_field url --out gs://bucket/refined --shard 7/64
     tokensift refine --task c4_en_raw --programmer /path/to/refining-model --out runs/refine_c4_model
 """
 from __future__ import annotations
@@ -11,25 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tokensift.input_args import add_input_args, input_from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("refine", help="refine documents with ProX programs (rules or a refining model)",
                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  src = p.add_mutually_exclusive_group(required=True)
-  src.add_argument("--task", help="a registered seqio task whose raw source rows (id, text) are refined")
-  src.add_argument("--input", nargs="+", metavar="GLOB", help="JSON-lines (.jsonl/.json/.gz) or Parquet files")
-  p.add_argument("--split", default="train", help="task split (with --task)")
-  p.add_argument("--id_field", default="id", help="id field of input files (rows without one get --id_from)")
-  p.add_argument("--text_field", default="text")
-  p.add_argument("--id_from", default="url", help="field used as id when --id_field is missing ('' for file:line)")
-  p.add_argument("--out", required=True, help="output directory")
+  add_input_args(p, "refined", "output directory ({name}-*-of-*.jsonl|parquet + .done markers)")
   p.add_argument("--name", default="refine", help="output file stem")
   p.add_argument("--programmer", default="rules",
                  help="'rules' (the rule programmer) or the path of a Llama-family refining model "
                       "(HF directory with config.json + safetensors, or a .gguf file)")
   p.add_argument("--profile", choices=["auto", "web", "math"], default="auto",
                  help="rule profile; auto = math for OpenWebMath inputs (task owm_*, path with owm/openwebmath)")
-  p.add_argument("--shard", default="0/1", help="INDEX/COUNT: this run refines rows with position %% COUNT == INDEX")
   p.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
   p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
   p.add_argument("--vocab", default=None,
@@ -74,18 +69,13 @@ def _template(value: str | None) -> str | None:
 def cmd_refine(args) -> int:
   from tokensift import jobs
   from tokensift.refine import executor, job, rules
+  from tokensift.refine import tasks as _refined_tasks  # noqa: F401  (so the refined tasks can be named too)
 
-  shard = jobs.ShardSpec.parse(args.shard)
+  inp, shard = input_from_args(args)  # before anything is loaded or written
   exec_config = executor.ExecConfig(args.max_errors, args.min_words, args.min_keep_fraction)
   profile = _profile(args)
-  if args.task:
-    rows, total = job.task_rows(args.task, args.split)
-    source = {"task": args.task, "split": args.split}
-  else:
-    rows, total = job.file_rows(args.input, id_field=args.id_field, text_field=args.text_field,
-                                id_from=args.id_from or None), None
-    source = {"input": list(args.input), "id_field": args.id_field, "text_field": args.text_field,
-              "id_from": args.id_from}
+  total = inp.total() if not args.no_progress else None
+  source = {"input": inp.describe()}
   count_tokens = None
   config = dict(source, profile=profile, vocab=args.vocab)
   if args.programmer == "rules":
@@ -105,7 +95,7 @@ def cmd_refine(args) -> int:
     from tokensift.refine.chunks import vocab_counter
     from tokensift.tasks import vocabularies
     count_tokens = vocab_counter(vocabularies.get_vocabulary(args.vocab))
-  result = job.run_refine(rows=rows, out_dir=args.out, programmer=programmer, shard=shard, fmt=args.format,
+  result = job.run_refine(rows=inp, out_dir=args.out, programmer=programmer, shard=shard, fmt=args.format,
                           piece_size=args.piece_size, exec_config=exec_config, count_tokens=count_tokens,
                           config=config, name=args.name, progress=not args.no_progress, total=total)
   state = "already finished" if result.skipped_done else (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from tokensift import docs, jobs
 from tokensift.refine import executor as ex
@@ -141,49 +141,14 @@ def format_summary(stats: dict[str, Any], top: int = 8) -> str:
   return "\n".join(lines)
 
 
-def task_rows(task_name: str, split: str) -> tuple[Callable[[], Iterator[docs.Document | docs.Skip]], int | None]:
-  """The raw source rows (``id``/``text``) of a registered seqio task, and their count when known."""
-  import seqio
-  import tokensift.tasks
-  try:
-    import tokensift.refine.tasks  # noqa: F401  (so the refine tasks can be named too)
-  except ImportError:
-    pass
-  tokensift.tasks.register_all()
-  if task_name not in seqio.TaskRegistry.names():
-    raise ValueError(f"unknown task {task_name!r}; `tokensift tasks` lists them")
-  source = seqio.get_mixture_or_task(task_name).source
-  if split not in source.splits:
-    raise ValueError(f"task {task_name!r} has no split {split!r}; it has {list(source.splits)}")
-  try:
-    total = source.num_input_examples(split)
-  except Exception:  # noqa: BLE001  (unknown for generator sources)
-    total = None
-
-  def rows():
-    for i, ex in enumerate(source.get_dataset(split=split, shuffle=False).as_numpy_iterator()):
-      row = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) and k != "text" else v)
-             for k, v in ex.items()}
-      yield docs.validate_row(row, f"{task_name}:{split}:{i}")
-  return rows, total
-
-
-def file_rows(patterns: Sequence[str], *, id_field: str = "id", text_field: str = "text",
-              id_from: str | None = "url") -> Callable[[], Iterator[docs.Document | docs.Skip]]:
-  paths = docs.expand_paths(list(patterns))  # fail now, naming a pattern with no match
-
-  def rows():
-    return docs.iter_files([str(p) for p in paths], id_field=id_field, text_field=text_field, id_from=id_from)
-  return rows
-
-
-def run_refine(*, rows: Callable[[], Iterator[docs.Document | docs.Skip]], out_dir: str | Path,
+def run_refine(*, rows, out_dir: str | Path,
                programmer: Programmer, shard: jobs.ShardSpec = jobs.ShardSpec(), fmt: str = "jsonl",
                piece_size: int = 256, exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
                count_tokens: TokenCounter | None = None, config: dict[str, Any] | None = None,
                name: str = JOB_NAME, progress: bool = True, total: int | None = None) -> jobs.ShardResult:
-  """Runs one shard of the refine job (resumable). ``config`` describes the run (input, programmer, ...);
-  a rerun into the same directory with another config is refused."""
+  """Runs one shard of the refine job (resumable). ``rows``: a ``docs.DocumentInput`` (or a callable
+  ``shard -> rows``, see ``jobs.run_sharded``). ``config`` describes the run (input, programmer, ...); a rerun
+  into the same directory with another config is refused."""
   cfg = dict(config or {}, programmer=programmer.name, exec=dataclasses.asdict(exec_config))
 
   def process(batch):

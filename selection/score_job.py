@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from tokensift import docs, jobs, paths
 
@@ -124,82 +123,6 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
                          variants=cfg.variants)
 
 
-# ------------------------------------------------------------------------------------------------- inputs
-
-def task_rows(task_name: str, split: str) -> Callable[[], Iterator[docs.Document | docs.Skip]]:
-  """Rows of a registered seqio task's *source* (``id``, ``text``), in the source's deterministic order."""
-  def rows():
-    import seqio
-    import tokensift.tasks
-    tokensift.tasks.register_all()
-    if task_name not in seqio.TaskRegistry.names():
-      raise ValueError(f"unknown task {task_name!r}; `tokensift tasks --all` lists them")
-    source = seqio.get_mixture_or_task(task_name).source
-    if split not in source.splits:
-      raise ValueError(f"task {task_name!r} has no split {split!r}; it has {list(source.splits)}")
-    for n, ex in enumerate(source.get_dataset(split, shuffle=False).as_numpy_iterator()):
-      row = {k: (v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) and k == "id" else v)
-             for k, v in ex.items() if k in ("id", "text")}
-      yield docs.validate_row(row, f"{task_name}:{split}:{n}")
-  return rows
-
-
-def task_total(task_name: str, split: str) -> int | None:
-  """Number of input examples of a task's source split when the source knows it (TFDS), else None."""
-  try:
-    import seqio
-    n = seqio.get_mixture_or_task(task_name).source.num_input_examples(split)
-    return int(n) if n else None
-  except Exception:  # noqa: BLE001  (only for the progress bar; any failure means "unknown")
-    return None
-
-
-def file_rows(patterns: list[str], *, id_field: str = "id", text_field: str = "text",
-              id_from: str = "require") -> Callable[[], Iterator[docs.Document | docs.Skip]]:
-  """Rows of JSON-lines / Parquet files. ``id_from``: ``"require"`` (a row without ``id_field`` is a counted
-  skip), ``"line"`` (fallback id ``{file stem}:{line}``), or a field name to fall back to (e.g. ``url``)."""
-  files = docs.expand_paths(patterns)  # FileNotFoundError naming the pattern, now
-
-  def rows():
-    for path in files:
-      if id_from == "require":
-        yield from _iter_require_id(path, id_field, text_field)
-      elif path.suffix == ".parquet":
-        yield from docs.iter_parquet(path, id_field=id_field, text_field=text_field)
-      else:
-        yield from docs.iter_jsonl(path, id_field=id_field, text_field=text_field,
-                                   id_from=None if id_from == "line" else id_from)
-  return rows
-
-
-def _iter_require_id(path: Path, id_field: str, text_field: str) -> Iterator[docs.Document | docs.Skip]:
-  """Like ``docs.iter_jsonl``/``iter_parquet`` but with no fallback id: rows lacking one are Skips."""
-  if path.suffix == ".parquet":
-    import pyarrow.parquet as pq
-    n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-      for row in batch.to_pylist():
-        yield docs.validate_row(row, f"{path.name}:row {n}", id_field=id_field, text_field=text_field)
-        n += 1
-    return
-  opener = gzip.open if path.suffix == ".gz" else open
-  with opener(path, "rb") as f:
-    for lineno, raw in enumerate(f):
-      where = f"{path.name}:{lineno + 1}"
-      if not raw.strip():
-        yield docs.Skip("blank line", where)
-        continue
-      try:
-        row = json.loads(raw.decode("utf-8"))
-      except UnicodeDecodeError:
-        yield docs.Skip("invalid UTF-8", where)
-        continue
-      except json.JSONDecodeError as e:
-        yield docs.Skip(f"malformed JSON ({e.msg})", where)
-        continue
-      yield docs.validate_row(row, where, id_field=id_field, text_field=text_field)
-
-
 # ------------------------------------------------------------------------------------------------- the job
 
 def maybe_initialize_distributed(enabled: bool | None = None, **kwargs) -> tuple[int, int]:
@@ -227,10 +150,15 @@ def records_for(doc_batch: list[docs.Document], scorer) -> list[dict[str, Any]]:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-  n = len(records)
+  """One piece's additive summary (pieces are added by ``jobs.merge_stats``; ``finish`` adds the mean)."""
   return {"truncated": sum(1 for r in records if r.get("truncated")),
           "tokens": sum(int(r.get("tokens", 0)) for r in records),
-          "mean_score": (sum(r["score"] for r in records) / n) if n else 0.0}
+          "sum_score": sum(r["score"] for r in records)}
+
+
+def finish(stats: dict[str, Any]) -> dict[str, Any]:
+  n = stats["records"]
+  return dict(stats, mean_score=stats.get("sum_score", 0.0) / n if n else 0.0)
 
 
 def job_config(cfg: ScoreJobConfig, scorer, input_desc: str) -> dict[str, Any]:
@@ -249,13 +177,14 @@ def job_config(cfg: ScoreJobConfig, scorer, input_desc: str) -> dict[str, Any]:
   return d
 
 
-def run_score_job(cfg: ScoreJobConfig, rows: Callable[[], Iterable[docs.Document | docs.Skip]], out_dir: str,
+def run_score_job(cfg: ScoreJobConfig, rows, out_dir: str,
                   *, shard: jobs.ShardSpec = jobs.ShardSpec(), input_desc: str = "", piece_size: int = 1024,
                   fmt: str = "jsonl", progress: bool = True, total: int | None = None,
                   scorer=None) -> jobs.ShardResult:
-  """Scores one shard of ``rows`` into ``out_dir`` (resumable); ``scorer`` defaults to ``build_scorer(cfg)``."""
+  """Scores one shard of ``rows`` (a ``docs.DocumentInput``, or a callable ``shard -> rows``) into ``out_dir``
+  (resumable); ``scorer`` defaults to ``build_scorer(cfg)``."""
   scorer = scorer if scorer is not None else build_scorer(cfg)
   return jobs.run_sharded(name=JOB_NAME, out_dir=out_dir, rows=rows,
                           process=functools.partial(records_for, scorer=scorer), shard=shard,
                           piece_size=piece_size, fmt=fmt, config=job_config(cfg, scorer, input_desc),
-                          summarize=summarize, progress=progress, total=total)
+                          summarize=summarize, finish=finish, progress=progress, total=total)

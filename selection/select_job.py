@@ -115,7 +115,8 @@ def _pool(ids: list[str], cfg: SelectConfig, askllm_scores: str | os.PathLike | 
       raise ValueError("askllm_fraction needs ASK-LLM score files (--askllm_scores)")
     return np.arange(len(ids)), {}
   from tokensift.selection import topk
-  ranked, unranked = topk.rank(topk.load_score_records(askllm_scores), cfg.askllm_key)
+  rank_stats: dict[str, Any] = {}
+  ranked, unranked = topk.rank(topk.load_score_records(askllm_scores), cfg.askllm_key, stats=rank_stats)
   pos = {doc_id: i for i, doc_id in enumerate(ids)}
   ranked_emb = [d for d in ranked if d in pos]
   frac = 100.0 if cfg.askllm_fraction is None else cfg.askllm_fraction
@@ -123,7 +124,8 @@ def _pool(ids: list[str], cfg: SelectConfig, askllm_scores: str | os.PathLike | 
   pool = np.array([pos[d] for d in ranked_emb[:take]], dtype=np.int64)
   info = {"askllm_scored": len(ranked), "askllm_unranked": unranked,
           "askllm_scored_not_embedded": len(ranked) - len(ranked_emb),
-          "embedded_not_scored": len(ids) - len(ranked_emb), "askllm_fraction": frac, "pool": int(take)}
+          "embedded_not_scored": len(ids) - len(ranked_emb), "askllm_fraction": frac, "pool": int(take),
+          "askllm_repeated_ids": rank_stats["repeated_ids"]}
   return pool, info
 
 
@@ -132,9 +134,11 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
            progress: bool = False) -> Selection:
   """Runs the selection (see the module docstring); returns the lists written (and tasks registered)."""
   from tokensift.selection import embed_job, topk, variants
-  ids, x = embed_job.load_embeddings(embeddings)
+  emb_stats: dict[str, Any] = {}
+  ids, x = embed_job.load_embeddings(embeddings, stats=emb_stats)  # validated before anything is written
   n = len(ids)
   pool, info = _pool(ids, cfg, askllm_scores)
+  info["embedded_repeated_ids"] = emb_stats["repeated_ids"]
   if pool.size == 0:
     raise ValueError(f"the candidate pool is empty ({info}); do the ASK-LLM scores and embeddings share ids?")
   logs, how = density_scores(x[pool], cfg, progress=progress)

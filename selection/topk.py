@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -22,29 +21,11 @@ SCORE_JOB = "score"
 
 
 def load_score_records(path: str | os.PathLike, name: str = SCORE_JOB) -> list[dict[str, Any]]:
-  """Records of a score file (``.jsonl``/``.parquet``) or of every shard of a finished score job directory.
-
-  Raises FileNotFoundError for a missing path, ValueError naming missing shards of an unfinished job.
-  """
-  path = Path(path)
-  if not path.exists():
-    raise FileNotFoundError(f"scores {str(path)!r} do not exist")
-  if path.is_file():
-    return jobs.read_records(path)
-  files = jobs.shard_files(path, name)
-  if not files:
-    raise ValueError(f"{str(path)!r} holds no finished {name!r} shard (no {name}-*-of-*.done marker)")
-  counts = {int(m.group(2)) for f in files if (m := re.search(r"-(\d+)-of-(\d+)\.", f.name))}
-  if len(counts) != 1:
-    raise ValueError(f"{str(path)!r} mixes score jobs with different shard counts {sorted(counts)}")
-  n = counts.pop()
-  have = {int(re.search(r"-(\d+)-of-", f.name).group(1)) for f in files}
-  missing = sorted(set(range(n)) - have)
-  if missing:
-    raise ValueError(f"score job in {str(path)!r} is unfinished: shards {missing} of {n} have no .done marker")
+  """Records of a score file (``.jsonl``/``.parquet``) or of every shard of a finished score job directory
+  (local or URL). Raises FileNotFoundError for a missing path, ValueError naming missing shards."""
   out: list[dict[str, Any]] = []
-  for f in files:
-    out.extend(jobs.read_records(f))
+  for f in jobs.finished_files(path, name, what="scores"):
+    out.extend(jobs.iter_records(f))
   return out
 
 
@@ -63,24 +44,32 @@ def k_for_rate(n: int, rate: float) -> int:
   return min(n, int(math.floor(n * rate / 100.0 + 0.5)))
 
 
-def rank(records: Iterable[Mapping[str, Any]], key: str = "score") -> tuple[list[str], int]:
+def rank(records: Iterable[Mapping[str, Any]], key: str = "score",
+         stats: dict[str, Any] | None = None) -> tuple[list[str], int]:
   """Ids sorted by ``record[key]`` descending, then id ascending; returns (ids, number unranked).
 
-  Raises ValueError naming an id that occurs twice.
+  An id with several records (ids from a field such as ``url`` are unique within a job shard only) keeps its
+  first record in shard order; the count goes to ``stats["repeated_ids"]`` and the log, never two entries.
   """
   scored: list[tuple[float, str]] = []
   seen: set[str] = set()
-  unranked = 0
+  unranked = repeated = 0
   for r in records:
     doc_id = r.get("id")
     if doc_id in seen:
-      raise ValueError(f"document id {doc_id!r} has two score records")
+      repeated += 1
+      continue
     seen.add(doc_id)
     v = r.get(key)
     if v is None or not isinstance(v, (int, float)) or math.isnan(v):
       unranked += 1
       continue
     scored.append((-float(v), str(doc_id)))
+  if repeated:
+    import logging
+    logging.getLogger(__name__).warning("%d repeated document ids in the scores: kept the first of each", repeated)
+  if stats is not None:
+    stats["repeated_ids"] = repeated
   scored.sort()
   return [i for _, i in scored], unranked
 
@@ -102,8 +91,12 @@ def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_R
   ``{scores dir}/selections``); returns ``{rate: (path, k, ranked)}``."""
   records = load_score_records(scores)
   ids, _ = rank(records, key)
-  base = Path(scores) if Path(scores).is_dir() else Path(scores).parent
-  out = Path(out_dir) if out_dir is not None else base / "selections"
+  if out_dir is None:
+    from tokensift import storage
+    fs, p = storage.url_to_fs(str(scores))
+    base = p if fs.isdir(p) else p.rsplit("/", 1)[0]
+    out_dir = storage.as_local_or_url(storage.join(storage.full_url(fs, base), "selections"))
+  out = out_dir
   written = {}
   for rate in rates:
     k = k_for_rate(len(ids), rate)

@@ -4,8 +4,8 @@ Every example carries ``id`` (string) and ``text`` (string) so that later select
 - C4: ``seqio.TfdsDataSource("c4/en:3.0.1")`` reading with TFDS's ``add_tfds_id`` so each record's stable
   ``tfds_id`` (``c4-train.tfrecord-00003-of-00008__17``) becomes ``id``. The TFDS data dir is
   ``$TOKENSIFT_C4_TFDS_DIR`` if set, else ``{data dir}/c4/tfds``, resolved on first read.
-- OpenWebMath: JSON lines or Parquet with ``url/text/date/metadata``; ``id`` is the row's ``id`` field, else its
-  ``url``. The sample has no split, so ``validation`` is a stable 5% hash hold-out of ids and ``train`` the rest.
+- OpenWebMath: JSON lines or Parquet with ``url/text/date/metadata``, read by the document layer with
+  ``id_field="url"`` (a repeated url is a counted skip; a row without url gets its position id). The sample has no split, so ``validation`` is a stable 5% hash hold-out of ids and ``train`` the rest.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tokensift import docs, jobs, paths
+from tokensift import docs, jobs, paths, storage
 
 C4_TFDS_ENV = "TOKENSIFT_C4_TFDS_DIR"
 TEXT_FEATURES = ("id", "text")
@@ -76,17 +76,20 @@ def in_holdout(doc_id: str, fraction: float) -> bool:
 
 
 class DocumentFilesSource(seqio.DataSource):
-  """JSON-lines / Parquet documents as a seqio DataSource with ``id``, ``text`` and string extras.
+  """JSON-lines / Parquet documents (local or remote globs) as a seqio DataSource with ``id``, ``text`` and
+  string extras, read through the document layer (``docs.DocumentInput``): one id rule (``id_field``, else the
+  row's position), and ``shard_info`` honoured by reading only that shard's files / row groups / byte ranges
+  (so the source supports arbitrary sharding and seqio passes ``shard_info`` down).
 
-  Bad rows (malformed JSON, empty text, missing text) are skipped, counted in ``last_report`` and logged
-  when a pass ends; a missing file raises FileNotFoundError naming it when the dataset is built.
+  Bad rows (malformed JSON, empty text, missing text, repeated ids) are skipped, counted in ``last_report`` and
+  logged when a pass ends; a missing file or pattern raises FileNotFoundError naming it when the dataset is built.
   """
 
   def __init__(self, files_fn: Callable[[], Sequence[str]], *, extra_fields: Sequence[str] = (),
-               id_from: str | None = "url", validation_fraction: float | None = 0.05):
+               id_field: str = "id", validation_fraction: float | None = 0.05):
     self._files_fn = files_fn
     self._extra = tuple(extra_fields)
-    self._id_from = id_from
+    self._id_field = id_field
     self._val = validation_fraction
     splits = ("train", "validation") if validation_fraction else ("train",)
     self.last_report = docs.ReadReport()
@@ -94,33 +97,33 @@ class DocumentFilesSource(seqio.DataSource):
 
   @property
   def supports_arbitrary_sharding(self) -> bool:
-    return False
+    return True
 
   def list_shards(self, split: str) -> Sequence[str]:
-    return list(self._files_fn())
+    return [url for url, _ in storage.expand(list(self._files_fn()))]
 
-  def documents(self, split: str, report: docs.ReadReport | None = None):
-    """Python iterator over this split's Documents (the same rows the tf.data pipeline yields)."""
+  def input(self) -> docs.DocumentInput:
+    return docs.DocumentInput(files=tuple(self._files_fn()), id_field=self._id_field)
+
+  def documents(self, split: str, report: docs.ReadReport | None = None,
+                shard: docs.ShardSpec = docs.ShardSpec()):
+    """Python iterator over this split's Documents of one shard (the rows the tf.data pipeline yields)."""
     if split not in self.splits:
       raise ValueError(f"unknown split {split!r} for {self}; available: {list(self.splits)}")
     report = report if report is not None else docs.ReadReport()
-    for doc in docs.documents_only(docs.iter_files(list(self._files_fn()), id_from=self._id_from), report):
+    for doc in docs.documents_only(self.input().rows(shard), report):
       if self._val:
         if in_holdout(doc.id, self._val) != (split == "validation"):
           continue
       yield doc
 
   def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs) -> tf.data.Dataset:
-    files = list(self._files_fn())
-    for f in files:  # fail now, with the name, rather than inside the generator
-      if not Path(f).exists():
-        raise FileNotFoundError(f"input file {f!r} does not exist")
+    self.input().validate()  # fail now, naming the file or pattern, rather than inside the generator
+    shard = docs.ShardSpec(shard_info.index, shard_info.num_shards) if shard_info else docs.ShardSpec()
 
     def gen():
       report = docs.ReadReport()
-      for i, doc in enumerate(self.documents(split, report)):
-        if shard_info and i % shard_info.num_shards != shard_info.index:
-          continue
+      for doc in self.documents(split, report, shard):
         row = {"id": doc.id, "text": doc.text}
         for k in self._extra:
           v = doc.meta.get(k, "")
@@ -151,12 +154,12 @@ def owm_files() -> list[str]:
   """``$TOKENSIFT_OWM_FILES`` (comma-separated globs), else the sample under the data dir."""
   value = os.environ.get(OWM_ENV)
   if value:
-    return [str(p) for p in docs.expand_paths(value.split(","))]
+    return [p for p in value.split(",") if p]  # globs, local or remote; expanded by the document layer
   return [str(paths.data_path("openwebmath", "owm-sample-878.jsonl"))]
 
 
 def owm_source() -> DocumentFilesSource:
-  return DocumentFilesSource(owm_files, extra_fields=("url", "date", "metadata"))
+  return DocumentFilesSource(owm_files, extra_fields=("url", "date", "metadata"), id_field="url")
 
 
 class RecordFilesSource(seqio.DataSource):
@@ -188,7 +191,7 @@ class RecordFilesSource(seqio.DataSource):
 
     def gen():
       for f in files:
-        for r in jobs.read_records(f):
+        for r in jobs.iter_records(f):
           yield {"id": str(r["id"]), **{k: np.asarray(r[k], dt) for k, dt in features.items()}}
 
     sig = {"id": tf.TensorSpec([], tf.string),

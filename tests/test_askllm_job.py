@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import seqio
 
-from tokensift import cli, jobs, paths
+from tokensift import cli, docs, jobs, paths
 from tokensift.selection import score_job, topk, variants
 from tokensift import hf_tokenizer
 
@@ -85,9 +85,14 @@ def test_score_cli_counts_bad_rows_and_writes_records(tiny_model, inputs, tmp_pa
   out = tmp_path / "scores"
   assert _score(tiny_model, inputs, out, "--piece_size", "16") == 0
   printed = capsys.readouterr().out
-  assert "skipped 4 bad rows" in printed
+  assert "skipped 3 bad rows" in printed
   recs = jobs.read_records(out / "score-00000-of-00001.jsonl")
-  assert [r["id"] for r in recs] == [f"c4v-{i:03d}" for i in range(60)]
+  # the row without an id gets its position id ({file}@{byte offset}), the one id rule of the document layer
+  assert [r["id"] for r in recs if r["id"].startswith("c4v-")] == [f"c4v-{i:03d}" for i in range(60)]
+  (pos_id,) = [r["id"] for r in recs if not r["id"].startswith("c4v-")]
+  raw = inputs.read_bytes()
+  offset = raw.index(json.dumps({"text": "a document without an id"}).encode())
+  assert pos_id == f"docs.jsonl@{offset}"
   for r in recs:
     assert set(r) == {"id", "score", "logp_yes", "logp_no", "logp_yes_variants", "logp_no_variants", "tokens",
                       "truncated"}
@@ -95,15 +100,15 @@ def test_score_cli_counts_bad_rows_and_writes_records(tiny_model, inputs, tmp_pa
     assert r["logp_yes_variants"] >= r["logp_yes"] and r["tokens"] <= 192
   assert 0 < sum(r["truncated"] for r in recs) < 60
   stats = jobs.merged_stats(out, "score")
-  assert stats["records"] == 60
-  assert stats["skipped"] == {"empty or whitespace-only text": 2, "missing field 'id'": 1,
+  assert stats["records"] == 61
+  assert stats["skipped"] == {"empty or whitespace-only text": 2,
                               "malformed JSON (Expecting property name enclosed in double quotes)": 1}
   marker = json.loads((out / "score-00000-of-00001.done").read_text())
   assert marker["config"]["max_length"] == 192 and marker["config"]["answers"]["yes"] == 10407
   # a rerun with another context length into the same dir is refused (never mixes scores)
   with pytest.raises(ValueError, match="config"):
     score_job.run_score_job(score_job.ScoreJobConfig(model=str(tiny_model), max_length=256),
-                            score_job.file_rows([str(inputs)]), str(out), progress=False,
+                            docs.DocumentInput(files=(str(inputs),)), str(out), progress=False,
                             input_desc=marker["config"]["input"])
   # shards partition the rows; the same documents get the same scores
   for i in range(2):
@@ -114,10 +119,10 @@ def test_score_cli_counts_bad_rows_and_writes_records(tiny_model, inputs, tmp_pa
     assert abs(by_id[r["id"]]["score"] - r["score"]) <= 1e-5
 
 
-def test_id_fallbacks_and_errors(tiny_model, inputs, tmp_path, capsys):
-  assert _score(tiny_model, inputs, tmp_path / "line", "--id_from", "line", "--piece_size", "64") == 0
-  recs = jobs.read_records(tmp_path / "line" / "score-00000-of-00001.jsonl")
-  assert "docs:13" in {r["id"] for r in recs} and len(recs) == 61  # the id-less row got {stem}:{line}
+def test_id_field_and_errors(tiny_model, inputs, tmp_path, capsys):
+  assert _score(tiny_model, inputs, tmp_path / "url", "--id_field", "url", "--piece_size", "64") == 0
+  recs = jobs.read_records(tmp_path / "url" / "score-00000-of-00001.jsonl")
+  assert len(recs) == 61 and sum(r["id"].startswith("http") for r in recs) == 60  # the url-less row: its position
   assert cli.main(["score", "--input", str(tmp_path / "nope*.jsonl"), "--model", str(tiny_model),
                    "--out", str(tmp_path / "x")]) == 2
   assert "no input file matches" in capsys.readouterr().err
@@ -141,11 +146,11 @@ def test_sigkill_and_resume_is_byte_identical(tiny_model, inputs, tmp_path):
   proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   pieces = killed / ".score-00000-of-00001.pieces"
   deadline = time.time() + 300
-  while time.time() < deadline and proc.poll() is None and len(list(pieces.glob("piece-*.jsonl"))) < 3:
+  while time.time() < deadline and proc.poll() is None and len(list(pieces.glob("piece-*.meta.json"))) < 3:
     time.sleep(0.005)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  n_before = len(list(pieces.glob("piece-*.jsonl")))
+  n_before = len(list(pieces.glob("piece-*.meta.json")))
   assert 3 <= n_before < 32, n_before  # 64 input rows in pieces of 2: killed mid-way
   assert not (killed / "score-00000-of-00001.done").exists()
   done = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -25,8 +25,8 @@ def test_rank_ties_nan_and_duplicates():
   sel = topk.top_k(recs, 50)
   assert sel.ids == ["c", "a"] and sel.ranked == 4 and sel.unranked == 2
   assert topk.top_k(recs, 60, key="missing").ids == []
-  with pytest.raises(ValueError, match="'a' has two"):
-    topk.rank(recs + [{"id": "a", "score": 1.0}])
+  stats = {}  # an id repeated across shards keeps its first record, counted; never two entries
+  assert topk.rank(recs + [{"id": "a", "score": 1.0}], stats=stats) == (ids, 2) and stats == {"repeated_ids": 1}
 
 
 def test_rank_by_other_key_uses_log_precision():
@@ -35,10 +35,7 @@ def test_rank_by_other_key_uses_log_precision():
 
 
 def _score_rows(n):
-  def rows():
-    for i in range(n):
-      yield docs.Document(f"d{i:02d}", "x")
-  return rows
+  return jobs.in_memory_rows([docs.Document(f"d{i:02d}", "x") for i in range(n)])
 
 
 def _fake_scores(batch):  # a deterministic stand-in for the model in this unit test of the selection step

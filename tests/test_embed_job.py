@@ -18,7 +18,6 @@ import pytest
 
 from tokensift import docs, jobs
 from tokensift.selection import embed_job as ej
-from tokensift.selection.score_job import task_rows
 
 MAX_LENGTH = 128  # tests truncate at 128 tokens (the model's own setting is 256) to stay fast on CPU
 TEST_CONFIG = ej.EmbedJobConfig(max_length=MAX_LENGTH, min_bucket=32)
@@ -32,13 +31,14 @@ def embedder() -> ej.Embedder:
 @functools.lru_cache(maxsize=None)
 def c4_documents() -> tuple[docs.Document, ...]:
   """The 200 documents of the C4 validation sample, ids as the c4_en_raw task gives them (TFDS ids)."""
-  return tuple(docs.documents_only(task_rows("c4_en_raw", "validation")(), docs.ReadReport()))
+  return tuple(docs.documents_only(docs.DocumentInput(task="c4_en_raw", split="validation").rows(),
+                                   docs.ReadReport()))
 
 
 @functools.lru_cache(maxsize=None)
 def _c4_job_dir() -> Path:
   out = Path(tempfile.mkdtemp(prefix="tokensift-embed-c4-"))
-  ej.run_embed_job(TEST_CONFIG, lambda: iter(c4_documents()), str(out), input_desc="c4 validation",
+  ej.run_embed_job(TEST_CONFIG, jobs.in_memory_rows(c4_documents()), str(out), input_desc="c4 validation",
                    progress=False, embedder=embedder())
   return out
 
@@ -93,12 +93,12 @@ def test_float16_output_and_bad_rows(tmp_path):
            json.dumps({"text": "no id here"})]
   src.write_text("\n".join(lines) + "\n")
   cfg = dataclasses.replace(TEST_CONFIG, output_dtype="float16")
-  from tokensift.selection.score_job import file_rows
-  res = ej.run_embed_job(cfg, file_rows([str(src)]), str(tmp_path / "out"), progress=False, embedder=embedder())
-  assert res.stats["records"] == 2
-  assert sum(res.stats["skipped"].values()) == 3, res.stats["skipped"]
+  res = ej.run_embed_job(cfg, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False, embedder=embedder())
+  assert res.stats["records"] == 3  # the row without an id gets its position id
+  assert sum(res.stats["skipped"].values()) == 2, res.stats["skipped"]
   ids, emb = ej.load_embeddings(tmp_path / "out")
-  assert ids == ["a", "c"]
+  offset = src.read_bytes().index(json.dumps({"text": "no id here"}).encode())
+  assert ids == ["a", "c", f"in.jsonl@{offset}"]
   assert (emb.astype(np.float16).astype(np.float32) == emb).all()
   full, _, _ = embedder().embed(["The cat sat on the mat."])
   np.testing.assert_allclose(emb[0], full[0], atol=1e-3)
@@ -122,6 +122,32 @@ def test_load_embeddings_rejects_bad_rows(tmp_path):
   (tmp_path / "d").mkdir()
   with pytest.raises(ValueError, match="no finished 'embed' shard"):
     ej.load_embeddings(tmp_path / "d")
+  # a null vector, or a null inside one, is rejected naming the id (never a traceback, nothing written)
+  pq.write_table(pa.Table.from_pylist([rows[0], {"id": "v", "embedding": None}]), tmp_path / "null.parquet")
+  with pytest.raises(ValueError, match=r"1 embeddings .* are null \(ids \['v'\]\)"):
+    ej.load_embeddings(tmp_path / "null.parquet")
+  pq.write_table(pa.Table.from_pylist([rows[0], {"id": "w", "embedding": [0.1, None, 0.3]}]),
+                 tmp_path / "nullv.parquet")
+  with pytest.raises(ValueError, match=r"NaN or inf \(ids \['w'\]\)"):
+    ej.load_embeddings(tmp_path / "nullv.parquet")
+  # an id repeated across shards keeps its first row, counted
+  pq.write_table(pa.Table.from_pylist([rows[0], {"id": "x", "embedding": [0.5, 0.5, 0.5]}]), tmp_path / "r.parquet")
+  stats = {}
+  ids, x = ej.load_embeddings(tmp_path / "r.parquet", stats=stats)
+  assert ids == ["x"] and x.tolist() == [[np.float32(0.1), np.float32(0.2), np.float32(0.3)]]
+  assert stats == {"repeated_ids": 1}
+
+
+def test_empty_input_writes_parquet_with_the_schema(tmp_path):
+  import pyarrow.parquet as pq
+  src = tmp_path / "empty.jsonl"
+  src.write_text("")
+  res = ej.run_embed_job(TEST_CONFIG, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False,
+                         embedder=embedder())
+  assert res.stats["records"] == 0
+  assert pq.read_schema(res.path) == ej.output_schema()
+  with pytest.raises(ValueError, match="no embeddings"):
+    ej.load_embeddings(tmp_path / "out")
 
 
 def test_t5_mean_pooled_encoder_matches_transformers(tmp_path):
@@ -155,9 +181,9 @@ def test_t5_mean_pooled_encoder_matches_transformers(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from tokensift.selection import embed_job as ej
-    from tokensift.selection.score_job import file_rows
+    from tokensift import docs
     cfg = ej.EmbedJobConfig(max_length=%d, min_bucket=32)
-    ej.run_embed_job(cfg, file_rows([sys.argv[2]]), sys.argv[1], input_desc="kill", piece_size=4, progress=False)
+    ej.run_embed_job(cfg, docs.DocumentInput(files=(sys.argv[2],)), sys.argv[1], input_desc="kill", piece_size=4, progress=False)
 """ % MAX_LENGTH)
 
 
@@ -166,9 +192,8 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path):
   with open(src, "w") as f:
     for d in c4_documents()[:48]:  # <= 80 characters: every document in the 32-token bucket (one compile)
       f.write(json.dumps({"id": d.id, "text": d.text[:80]}) + "\n")
-  from tokensift.selection.score_job import file_rows
   ref = tmp_path / "ref"
-  ej.run_embed_job(TEST_CONFIG, file_rows([str(src)]), str(ref), input_desc="kill", piece_size=4,
+  ej.run_embed_job(TEST_CONFIG, docs.DocumentInput(files=(str(src),)), str(ref), input_desc="kill", piece_size=4,
                    progress=False, embedder=embedder())
   script = tmp_path / "job.py"
   script.write_text(KILL_SCRIPT)
@@ -176,11 +201,11 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path):
   proc = subprocess.Popen([sys.executable, str(script), str(killed), str(src)])
   pieces = killed / ".embed-00000-of-00001.pieces"
   deadline = time.time() + 600
-  while time.time() < deadline and len(list(pieces.glob("piece-*.jsonl"))) < 3 and proc.poll() is None:
+  while time.time() < deadline and len(list(pieces.glob("piece-*.meta.json"))) < 3 and proc.poll() is None:
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  n_before = len(list(pieces.glob("piece-*.jsonl")))
+  n_before = len(list(pieces.glob("piece-*.meta.json")))
   assert 3 <= n_before < 12, n_before  # killed mid-way
   subprocess.run([sys.executable, str(script), str(killed), str(src)], check=True)
   for name in ("embed-00000-of-00001.parquet", "embed-00000-of-00001.done"):

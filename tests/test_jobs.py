@@ -1,5 +1,4 @@
 """The sharded resumable job runner: sharding, skips, config guard, SIGKILL + rerun byte-identical."""
-import json
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ def _rows(n=50, bad_every=7):
         yield docs.Skip("empty or whitespace-only text", f"in:{i}")
       else:
         yield docs.Document(f"d{i:03d}", f"text {i}")
-  return gen
+  return jobs.in_memory_rows(gen)
 
 
 def _upper(batch):
@@ -59,7 +58,7 @@ def test_bad_shard_spec():
 SCRIPT = textwrap.dedent("""
     import sys, time
     from tokensift import docs, jobs
-    def rows():
+    def rows(shard):
       for i in range(400):
         yield docs.Document(f"d{i:04d}", "x" * (i % 13))
     def slow(batch):
@@ -79,11 +78,12 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path, fmt):
   proc = subprocess.Popen([sys.executable, script, killed, fmt])
   pieces = killed / ".k-00000-of-00001.pieces"
   deadline = time.time() + 60
-  while time.time() < deadline and len(list(pieces.glob("piece-*.jsonl"))) < 8:
+  while time.time() < deadline and len(list(pieces.glob("piece-*.meta.json"))) < 8:
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  n_before = len(list(pieces.glob("piece-*.jsonl")))
+  n_before = len(list(pieces.glob("piece-*.meta.json")))
+  assert (killed / "k-00000-of-00001.lock").exists()  # left by the killed run; the rerun takes it over
   assert 8 <= n_before < 40, n_before  # killed mid-way
   subprocess.run([sys.executable, script, killed, fmt], check=True)
   name = f"k-00000-of-00001.{fmt}"
@@ -91,3 +91,42 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path, fmt):
   assert (killed / "k-00000-of-00001.done").read_bytes() == (ref / "k-00000-of-00001.done").read_bytes()
   assert len(jobs.read_records(killed / name)) == 400
   assert not pieces.exists()
+  assert not (killed / "k-00000-of-00001.lock").exists()
+
+
+def test_second_process_on_a_running_shard_stops_with_the_lock_name(tmp_path):
+  script = tmp_path / "job.py"
+  script.write_text(SCRIPT)
+  proc = subprocess.Popen([sys.executable, script, tmp_path / "out", "jsonl"])
+  lock = tmp_path / "out" / "k-00000-of-00001.lock"
+  deadline = time.time() + 60
+  while time.time() < deadline and not lock.exists():
+    time.sleep(0.02)
+  try:
+    with pytest.raises(jobs.storage.LockedError, match="k-00000-of-00001.lock"):
+      jobs.run_sharded(name="k", out_dir=tmp_path / "out", rows=_rows(), process=_upper, progress=False,
+                       config={"v": 1})
+  finally:
+    proc.kill()
+    proc.wait()
+
+
+def test_summaries_are_merged_over_pieces_and_finished(tmp_path):
+  res = jobs.run_sharded(name="t", out_dir=tmp_path, rows=_rows(), process=_upper, piece_size=4, progress=False,
+                         summarize=lambda recs: {"chars": sum(len(r["out"]) for r in recs), "dims": [1]},
+                         finish=lambda s: dict(s, mean_chars=s["chars"] / s["records"]))
+  recs = jobs.read_records(res.path)
+  assert res.stats["chars"] == sum(len(r["out"]) for r in recs)
+  assert res.stats["dims"] == [1] and res.stats["mean_chars"] == res.stats["chars"] / len(recs)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_empty_input_writes_an_empty_output_with_the_schema(tmp_path, fmt):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  schema = pa.schema([("id", pa.string()), ("out", pa.string())])
+  res = jobs.run_sharded(name="t", out_dir=tmp_path, rows=jobs.in_memory_rows([]), process=_upper, fmt=fmt,
+                         schema=schema, progress=False)
+  assert res.stats["records"] == 0 and jobs.read_records(res.path) == []
+  if fmt == "parquet":
+    assert pq.read_schema(res.path) == schema

@@ -86,13 +86,18 @@ def test_interrupted_job_reruns_byte_identical(tmp_path, scorer):
 
 
 def test_shards_partition_documents(tmp_path, scorer):
-  ids = []
+  """Shard i of 2 reads its own byte range of the OWM file (seqio shard_info through the document layer); the
+  two shards' records are together the whole split's, each once."""
+  recs = []
   for i in range(2):
-    rl.compute_reference_losses(task=TASK, out_dir=tmp_path, splits=("validation",), max_docs=5, max_length=48,
+    rl.compute_reference_losses(task=TASK, out_dir=tmp_path, splits=("validation",), max_length=48,
                                 scorer=scorer, shard=jobs.ShardSpec(i, 2), progress=False)
-  for f in jobs.shard_files(tmp_path, "ref_losses_validation"):
-    ids += [r["id"] for r in jobs.read_records(f)]
-  assert sorted(ids) == sorted(i for i, _ in _task_tokens("validation", 5))
+  files = jobs.shard_files(tmp_path, "ref_losses_validation")
+  assert len(files) == 2
+  for f in files:
+    recs += [(r["id"], r["targets"]) for r in jobs.read_records(f)]
+  want = _task_tokens("validation", 10_000)
+  assert sorted(recs) == sorted(want) and len(recs) == len({i for i, _ in recs})
 
 
 def test_variant_task_and_errors(tmp_path, scorer):

@@ -61,7 +61,7 @@ def test_cli_on_owm_prints_summary_and_matches_library(data_dir, tmp_path, capsy
   recs = jobs.read_records(tmp_path / "refine-00000-of-00001.parquet")
   assert len(recs) == 878
   cfg = rules.RuleConfig.math()  # profile auto -> math for OpenWebMath
-  for rec, doc in zip(recs[:50], docs.documents_only(docs.iter_jsonl(path, id_from="url"), docs.ReadReport())):
+  for rec, doc in zip(recs[:50], docs.documents_only(docs.file_rows(str(path)), docs.ReadReport())):
     rp = rules.write_program(doc.text, cfg)
     assert (rec["id"], rec["doc_program"], rec["chunk_program"]) == (doc.id, rp.doc_program, rp.chunk_program)
     assert rec["text"] == executor.execute(doc.text, rp.doc_program, rp.chunk_program).text
@@ -113,14 +113,14 @@ def test_sigkill_mid_job_and_rerun_is_byte_identical(data_dir, tmp_path, which, 
   os.write(fd, "".join(lines[:175]).encode())
   pieces = out / ".refine-00000-of-00001.pieces"
   t0 = time.time()
-  while len(list(pieces.glob("piece-*.jsonl"))) < 3:
+  while len(list(pieces.glob("piece-*.meta.json"))) < 3:
     assert proc.poll() is None and time.time() - t0 < 120, proc.stderr.read() if proc.poll() is not None else ""
     time.sleep(0.05)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   os.close(fd)
   assert proc.returncode == -signal.SIGKILL
-  assert not list(out.glob("*.done")) and len(list(pieces.glob("piece-*.jsonl"))) == 3
+  assert not list(out.glob("*.done")) and len(list(pieces.glob("piece-*.meta.json"))) == 3
 
   fifo.unlink()
   fifo.write_text("".join(lines))
@@ -128,8 +128,8 @@ def test_sigkill_mid_job_and_rerun_is_byte_identical(data_dir, tmp_path, which, 
   assert "resumed 3 pieces" in rerun.stdout and "top rules fired" in rerun.stdout
   name = f"refine-00000-of-00001.{fmt}"
   assert (out / name).read_bytes() == (tmp_path / "ref_out" / name).read_bytes()
-  want = [d.id for d in docs.documents_only(docs.iter_files(str(tmp_path / "ref" / "in.jsonl"), id_from="url"),
-                                             docs.ReadReport())]
+  # position ids ({file}@{byte offset}): the FIFO and the file share the name, so the ids agree
+  want = [d.id for d in docs.documents_only(docs.file_rows(str(tmp_path / "ref" / "in.jsonl")), docs.ReadReport())]
   assert [r["id"] for r in jobs.read_records(out / name)] == want and len(want) == len(lines)
 
 
@@ -147,8 +147,8 @@ class _CrashAfter:
 
 
 def test_task_input_sharded_resume_and_refined_task(data_dir, tmp_path):
-  rows, total = job.task_rows("c4_en_raw", "validation")
-  assert total == 200
+  rows = docs.DocumentInput(task="c4_en_raw", split="validation")
+  assert rows.total() == 200
   kw = dict(rows=rows, piece_size=16, progress=False, config={"task": "c4_en_raw"})
   ref = [job.run_refine(out_dir=tmp_path / "ref", programmer=job.RuleProgrammer(), shard=jobs.ShardSpec(i, 2), **kw)
          for i in range(2)]
@@ -160,7 +160,9 @@ def test_task_input_sharded_resume_and_refined_task(data_dir, tmp_path):
   ids = [r["id"] for i in range(2) for r in jobs.read_records(ref[i].path)]
   source_ids = [e["id"].decode() for e in seqio.get_mixture_or_task("c4_en_raw").source.get_dataset(
       "validation", shuffle=False).as_numpy_iterator()]
-  assert sorted(ids) == sorted(source_ids) and ids[:3] == source_ids[0:6:2]
+  # shard i of 2 reads TFDS file i of 2 (seqio shard_info), so shard 0 starts with the source's first rows
+  assert sorted(ids) == sorted(source_ids) and ids[:3] == source_ids[:3]
+  assert {r["id"].split("__")[0] for r in jobs.read_records(ref[1].path)} == {"c4-validation.tfrecord-00001-of-00002"}
   merged = jobs.merged_stats(tmp_path / "ref", "refine")
   assert merged["documents"] == 200 and merged["kept"] + merged["dropped"] == 200
 

@@ -27,10 +27,9 @@ TINY = rt.RefinerTrainConfig(model=rt.RefinerModelConfig(hidden_size=32, interme
 @pytest.fixture(scope="module")
 def c4_train(data_dir):
   """C4 train documents: 8 the rules keep (one with removed lines) and 4 they drop."""
-  from tokensift.refine import job
-  rows, _ = job.task_rows("c4_en_raw", "train")
+  from tokensift import docs
   kept, edited, dropped = [], [], []
-  for d in rows():
+  for d in docs.DocumentInput(task="c4_en_raw", split="train").rows():
     p = rules.write_program(d.text, rules.RuleConfig.web())
     if p.doc_program == "drop_doc()":
       dropped.append(d.text)

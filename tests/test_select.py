@@ -104,3 +104,15 @@ def test_select_errors(tmp_path, capsys):
     select_job.select(c4_embed_dir(), tmp_path / "o", select_job.SelectConfig(askllm_fraction=50))
   with pytest.raises(ValueError, match="rate 150"):
     select_job.SelectConfig(rates=(150,))
+
+
+def test_null_or_nan_embeddings_fail_in_one_line_before_anything_is_written(tmp_path, capsys):
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  rows = [{"id": f"d{i}", "embedding": [float(i), 1.0, 0.5]} for i in range(10)]
+  for name, bad in (("null", None), ("nan", [0.1, float("nan"), 0.2]), ("inner", [0.1, None, 0.2])):
+    pq.write_table(pa.Table.from_pylist(rows + [{"id": "bad", "embedding": bad}]), tmp_path / f"{name}.parquet")
+    out = tmp_path / f"sel_{name}"
+    assert cli.main(["select", str(tmp_path / f"{name}.parquet"), "--out", str(out), "--rates", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "'bad'" in err and len(err.strip().splitlines()) == 1 and not out.exists()

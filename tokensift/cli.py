@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.print_help()
     return 2
   from tokensift.paths import ConfigError
+  from tokensift.storage import LockedError
   try:
     return int(args.func(args) or 0)
-  except (ConfigError, FileNotFoundError, ValueError) as e:
+  except (ConfigError, FileNotFoundError, IsADirectoryError, ValueError, LockedError) as e:
     print(f"tokensift {args.command}: error: {e}", file=sys.stderr)
     return 2
 

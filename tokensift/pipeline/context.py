@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 from tokensift import docs, jobs
 from tokensift.pipeline.config import PipelineConfig
 
-Rows = Callable[[], Iterator[docs.Document | docs.Skip]]
+Rows = Callable[[docs.ShardSpec], Iterator[docs.Document | docs.Skip]]  # shard -> that shard's rows
 
 
 @dataclasses.dataclass
@@ -33,16 +33,17 @@ class Context:
   # ------------------------------------------------------------------------------------------- documents
 
   def task_rows(self, task: str, split: str, limit: int | None) -> tuple[Rows, int | None]:
-    """Raw rows (``id``/``text``) of a seqio task's source, the first ``limit`` of them."""
-    from tokensift.refine import job
-    rows, total = job.task_rows(task, split)
+    """Raw rows (``id``/``text``) of a seqio task's source through the document layer, the first ``limit`` of
+    each shard's (the pipeline runs one shard)."""
+    inp = docs.DocumentInput(task=task, split=split).validate()
+    total = inp.total()
     if limit is None:
-      return rows, total
-    return (lambda: itertools.islice(rows(), limit)), (limit if total is None else min(limit, total))
+      return inp.rows, total
+    return (lambda shard: itertools.islice(inp.rows(shard), limit)), (limit if total is None else min(limit, total))
 
   def task_texts(self, task: str, split: str, limit: int | None) -> list[str]:
     rows, _ = self.task_rows(task, split, limit)
-    return [d.text for d in docs.documents_only(rows(), docs.ReadReport())]
+    return [d.text for d in docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport())]
 
   def pool_rows(self) -> tuple[Rows, int | None]:
     c = self.config.corpus
@@ -59,12 +60,12 @@ class Context:
     return self.cache[key]
 
   def refined_rows(self) -> Rows:
-    """The documents the refine stage kept (refined text), as job rows."""
-    def rows():
+    """The documents the refine stage kept (refined text), as job rows (already in memory)."""
+    def kept():
       for r in self.refined_records():
         if r["kept"]:
           yield docs.Document(str(r["id"]), r["text"])
-    return rows
+    return jobs.in_memory_rows(kept)
 
   def refined_tokens(self) -> dict[str, int]:
     """SmolLM2 tokens of each kept refined document (counted by the refine job)."""
