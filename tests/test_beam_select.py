@@ -73,16 +73,16 @@ def test_beam_topk_equals_single_process(tmp_path):
 
 
 @pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (5000, 1), (5000, 2500), (5000, 5000), (20000, 17)])
-def test_bracket_finds_the_kth_key(n, k, monkeypatch):
+def test_bracket_finds_the_kth_key(n, k, monkeypatch, tmp_path):
   import apache_beam as beam
+  from tokensift import beam_util
   monkeypatch.setattr(beam_select, "QUANTILES", 50)  # coarse quantiles: the bracket is exercised
   rng = np.random.default_rng(n + k)
   keys = [(float(v), f"{i:06d}") for i, v in enumerate(rng.integers(0, 40, size=n))]  # heavy ties
-  want = sorted(keys)[:k]
-  got = []
-  with beam.Pipeline(options=__import__("tokensift.beam_util", fromlist=["x"]).pipeline_options("local", 1)) as p:
+  out = tmp_path / "kept.json"
+  with beam.Pipeline(options=beam_util.pipeline_options("local", 1)) as p:
     keyed = p | beam.Create([(t, t[1]) for t in keys])
     count = keyed | beam.combiners.Count.Globally()
     (beam_select.exact_top(keyed, count, lambda c: k, label="T") | beam.combiners.ToList()
-     | beam.Map(lambda v: got.extend(sorted(e[0] for e in v))))
-  assert got == want
+     | beam.Map(lambda v: out.write_text(json.dumps(sorted(e[0] for e in v)))))
+  assert [tuple(t) for t in json.loads(out.read_text())] == sorted(keys)[:k]
