@@ -5,6 +5,13 @@ order (top-k: best first; exact inverse propensity: the order the successive sam
 inverse propensity and random: as documented per function). Randomness comes from ``numpy.random.Generator``
 (PCG64) seeded by ``seed``: the same inputs and seed give the same selection on every machine.
 
+**Keyed by document id** (``sample(..., ids=...)``, what ``tokensift select`` uses): each document's random
+number is a pure function of ``(seed, id)`` (``id_uniforms``: BLAKE2b of the id), so a selection does not
+depend on the order or sharding of the input, and an Apache Beam pipeline that sees the documents in any order
+selects exactly the same ones. Every method then reduces to "the ``k`` best by a per-document key"
+(``selection_keys``; ties by id ascending): top-k (key = score), bottom-k (-score), random (a uniform) and
+exact-size inverse propensity (``log(1/score) + Gumbel``).
+
 Inverse propensity (DESIGN §5; Sachdeva et al. 2024, Algorithm 2 with the typo fixed): keep ``x`` with
 probability proportional to ``1 / score(x)``. Two variants:
 
@@ -18,11 +25,20 @@ probability proportional to ``1 / score(x)``. Two variants:
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Sequence
 
 import numpy as np
 
 METHODS = ("ips", "topk", "bottomk", "random")
+
+
+def k_for_rate(n: int, rate: float) -> int:
+  """Number of documents kept at ``rate`` percent of ``n`` (round half up). Raises ValueError outside (0, 100]."""
+  if not (isinstance(rate, (int, float)) and 0 < rate <= 100):
+    raise ValueError(f"sampling rate {rate!r} must be a percentage in (0, 100]")
+  return min(n, int(math.floor(n * rate / 100.0 + 0.5)))
 
 
 def num_to_keep(n: int, *, rate: float | None = None, k: int | None = None) -> int:
@@ -133,8 +149,20 @@ def inverse_propensity_sample(scores, k: int, *, seed: int = 0, exact: bool = Tr
   return np.flatnonzero(rng.random(p.size) < p).astype(np.int64)
 
 
-def sample(method: str, scores, k: int, *, seed: int = 0, exact: bool = True, log: bool = False) -> np.ndarray:
-  """Dispatches on ``method`` in ``METHODS`` (scores: densities, or log densities with ``log=True``)."""
+def sample(method: str, scores, k: int, *, seed: int = 0, exact: bool = True, log: bool = False,
+           ids: Sequence[str] | None = None) -> np.ndarray:
+  """Dispatches on ``method`` in ``METHODS`` (scores: densities, or log densities with ``log=True``).
+
+  With ``ids``, randomness is keyed by document id (see the module docstring) and the selection is the ``k``
+  best by ``selection_keys`` (exact-size methods; ``exact=False`` Poisson IPS draws its uniforms from the ids).
+  """
+  if ids is not None:
+    if method == "ips" and not exact:
+      p = inverse_propensity_probs(scores, k, log=log)
+      if len(ids) != p.size:
+        raise ValueError(f"{len(ids)} ids for {p.size} scores")
+      return np.flatnonzero(id_uniforms(ids, seed) < p).astype(np.int64)
+    return top_by_key(selection_keys(method, scores, ids, seed=seed, log=log), ids, k)
   if method == "ips":
     return inverse_propensity_sample(scores, k, seed=seed, exact=exact, log=log)
   if method == "topk":
@@ -144,3 +172,46 @@ def sample(method: str, scores, k: int, *, seed: int = 0, exact: bool = True, lo
   if method == "random":
     return random_sample(len(np.asarray(scores)), k, seed=seed)
   raise ValueError(f"unknown sampling method {method!r}; choose one of {METHODS}")
+
+
+def id_uniforms(ids: Sequence[str], seed: int = 0) -> np.ndarray:
+  """One uniform number in (0, 1) per document, a pure function of ``(seed, id)``. float64 [n].
+
+  BLAKE2b-64 of ``"{seed}\\0{id}"`` (stdlib ``hashlib``: no order, process or platform dependence), top 53 bits.
+  """
+  out = np.empty(len(ids), np.float64)
+  prefix = f"{int(seed)}\0".encode()
+  for i, doc_id in enumerate(ids):
+    h = int.from_bytes(hashlib.blake2b(prefix + str(doc_id).encode("utf-8"), digest_size=8).digest(), "little")
+    out[i] = ((h >> 11) + 0.5) / 9007199254740992.0  # 2**53
+  return out
+
+
+def selection_keys(method: str, scores, ids: Sequence[str], *, seed: int = 0, log: bool = False) -> np.ndarray:
+  """Per-document keys: ``method`` keeps the ``k`` documents with the largest key (ties: id ascending). [n] float64.
+
+  ``scores`` are densities (or log densities with ``log=True``; for ``topk``/``bottomk`` any scores).
+  """
+  if method not in METHODS:
+    raise ValueError(f"unknown sampling method {method!r}; choose one of {METHODS}")
+  s = _check_scores(scores, log=log, positive=(method == "ips"))
+  if len(ids) != s.size:
+    raise ValueError(f"{len(ids)} ids for {s.size} scores")
+  if method == "topk":
+    return s.copy()
+  if method == "bottomk":
+    return -s
+  u = id_uniforms(ids, seed)
+  if method == "random":
+    return u
+  log_w = -s if log else -np.log(s)
+  return log_w - np.log(-np.log(u))  # log(1/score) + Gumbel(u)
+
+
+def top_by_key(keys, ids: Sequence[str], k: int) -> np.ndarray:
+  """Indices of the ``k`` largest keys, largest first, ties by id ascending. int64 [k]."""
+  keys = np.asarray(keys, np.float64)
+  k = _check_k(k, keys.size)
+  if keys.size == 0:
+    return np.zeros(0, np.int64)
+  return np.lexsort((np.asarray(ids, dtype=str), -keys))[:k].astype(np.int64)

@@ -9,8 +9,10 @@ Steps (``select``):
    (``density_kernels.log_kernel_sums``) or, above ``exact_limit`` documents (``density="auto"``) or on request,
    RACE sketch scores (``lsh_sketch``). Stored as ``density.parquet`` ``{id, log_density}``.
 4. For each rate ``r`` (percent of ``N``, ``k = floor(N r / 100 + 0.5)``): ``samplers.sample(method, ...)``;
-   inverse propensity by default. With one seed for every rate, the Gumbel keys are shared, so the exact-size
-   IPS selection at 10% is contained in the one at 20%.
+   inverse propensity by default. Randomness is keyed by document id (``samplers.id_uniforms``), so the
+   selection does not depend on input order or sharding (the Beam pipeline, ``beam_select``, picks the same
+   documents); with one seed for every rate the keys are shared, so the exact-size IPS selection at 10% is
+   contained in the one at 20%.
 5. Write ``{tag}_r{rate}.txt`` id lists (``variants.write_id_list``, selection order) and ``select.json``;
    optionally register seqio variants ``variants.variant_name(base_task, tag, rate)``, e.g. ``c4_en_density_r20``.
 
@@ -144,7 +146,8 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
   logs, how = density_scores(x[pool], cfg, progress=progress)
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  _write_density(out / "density.parquet", [ids[i] for i in pool], logs)
+  pool_ids = [ids[i] for i in pool]
+  _write_density(out / "density.parquet", pool_ids, logs)
   lists: dict[float, tuple[Path, int]] = {}
   per_rate = {}
   for rate in cfg.rates:
@@ -152,7 +155,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
     if k > pool.size:
       raise ValueError(f"rate {rate:g}% of {n} documents is {k}, more than the {pool.size} in the candidate pool "
                        f"(askllm_fraction={cfg.askllm_fraction}); lower the rate or raise the fraction")
-    chosen = samplers.sample(cfg.method, logs, k, seed=cfg.seed, exact=cfg.exact_size, log=True)
+    chosen = samplers.sample(cfg.method, logs, k, seed=cfg.seed, exact=cfg.exact_size, log=True, ids=pool_ids)
     sel_ids = [ids[pool[i]] for i in chosen]
     path = variants.write_id_list(out / f"{cfg.tag}_r{variants.rate_tag(rate)}.txt", sel_ids)
     lists[rate] = (path, len(sel_ids))

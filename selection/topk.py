@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from tokensift import jobs
 from tokensift.selection import variants
+from tokensift.selection.samplers import k_for_rate  # noqa: F401  (public here too: one rounding rule)
 
 PAPER_RATES = (10, 20, 40, 60, 80)
 SCORE_JOB = "score"
@@ -35,13 +36,6 @@ class TopK:
   ids: list[str]
   ranked: int
   unranked: int
-
-
-def k_for_rate(n: int, rate: float) -> int:
-  """Number of documents kept at ``rate`` percent of ``n`` (round half up). Raises ValueError outside (0, 100]."""
-  if not (isinstance(rate, (int, float)) and 0 < rate <= 100):
-    raise ValueError(f"sampling rate {rate!r} must be a percentage in (0, 100]")
-  return min(n, int(math.floor(n * rate / 100.0 + 0.5)))
 
 
 def rank(records: Iterable[Mapping[str, Any]], key: str = "score",

@@ -126,3 +126,27 @@ def test_errors_name_the_problem():
     S.num_to_keep(10, rate=1.5)
   with pytest.raises(ValueError, match="unknown sampling method 'foo'"):
     S.sample("foo", [1.0], 1)
+
+
+def test_id_keyed_samples_ignore_input_order_and_follow_the_weights():
+  rng = np.random.default_rng(0)
+  ids = [f"doc-{i}" for i in range(400)]
+  logs = rng.normal(size=400)
+  perm = rng.permutation(400)
+  for method in S.METHODS:
+    a = [ids[i] for i in S.sample(method, logs, 50, seed=4, log=True, ids=ids)]
+    b = [ids[perm[i]] for i in S.sample(method, logs[perm], 50, seed=4, log=True, ids=[ids[j] for j in perm])]
+    assert a == b, method  # same documents, same order, whatever order the input came in
+  assert S.sample("topk", logs, 5, ids=ids).tolist() == np.argsort(-logs)[:5].tolist()
+  # the uniforms are a pure function of (seed, id), uniform on (0, 1)
+  u = S.id_uniforms([str(i) for i in range(20000)], seed=1)
+  assert 0 < u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+  assert not np.array_equal(u[:10], S.id_uniforms([str(i) for i in range(10)], seed=2))
+  # ips keeps low-density documents more often: inclusion rate of the densest fifth vs the sparsest fifth
+  big = [f"d{i}" for i in range(5000)]
+  dens = np.repeat([0.0, 3.0], 2500)  # log densities: half sparse, half 20x denser
+  kept = S.sample("ips", dens, 1000, seed=0, log=True, ids=big)
+  sparse = np.sum(kept < 2500)
+  assert sparse > 900  # weights 1/density: ~95% of the sample from the sparse half
+  # keys order ties by id ascending
+  assert S.top_by_key([1.0, 1.0, 2.0], ["b", "a", "c"], 3).tolist() == [2, 1, 0]

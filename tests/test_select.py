@@ -39,8 +39,9 @@ def test_cli_select_writes_nested_ips_lists_and_registers_variant(tmp_path, caps
   _, emb = c4_embeddings()
   np.testing.assert_allclose(logs, np.log(dk.kernel_sums(emb)), atol=2e-5)
   assert summary["bandwidth"] == pytest.approx(dk.bandwidth_heuristic(emb))
-  # and the lists are the seeded inverse-propensity draws over it (weights 1/density, not density)
-  assert r20 == [ids[i] for i in samplers.inverse_propensity_sample(logs, 40, seed=0, log=True)]
+  # and the lists are the seeded inverse-propensity draws over it (weights 1/density, not density), keyed by id
+  keys = samplers.selection_keys("ips", logs, ids, seed=0, log=True)
+  assert r20 == [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-keys[i], ids[i]))[:40]]
   # the registered variant yields exactly the selected documents
   task = seqio.get_mixture_or_task("c4_en_density_r20")
   ds = task.source.get_dataset("validation", shuffle=False)
