@@ -305,7 +305,6 @@ def run_topk(scores: str | os.PathLike, rates: Sequence[float], *, out_dir: str 
              beam_args: Sequence[str] = ()) -> dict[float, str]:
   """ASK-LLM top-k id lists on Beam: the files ``topk.write_topk_lists`` writes. Returns ``{rate: path}``."""
   import apache_beam as beam
-  from apache_beam.pvalue import AsSingleton
   from tokensift import jobs
   from tokensift.selection.topk import SCORE_JOB, list_name
 
