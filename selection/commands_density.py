@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--base_task", default=None,
                  help="register {base}_{tag}_r{rate} seqio variants (e.g. c4_en_raw -> c4_en_density_r20)")
   p.add_argument("--no_progress", action="store_true")
+  from tokensift.beam_util import add_runner_args
+  add_runner_args(p)
   p.set_defaults(func=cmd_select)
 
 
@@ -103,6 +105,19 @@ def cmd_select(args) -> int:
       exact_limit=args.exact_limit, sketch_rows=args.sketch_rows, sketch_buckets=args.sketch_buckets,
       sketch_hashes=args.sketch_hashes, sketch_width=args.sketch_width, askllm_fraction=args.askllm_fraction,
       askllm_key=args.askllm_key, seed=args.seed, exact_size=not args.poisson)
+  if args.runner:
+    from tokensift import beam_util
+    from tokensift.selection import beam_select
+    if args.askllm_scores:
+      raise ValueError("--askllm_scores with --runner: the Beam select pipeline has no ASK-LLM pool; run "
+                       "`tokensift select` without --runner")
+    s = beam_select.run_select(args.embeddings, args.out, cfg, runner=args.runner, workers=args.beam_workers,
+                               beam_args=beam_util.beam_args_of(args))
+    print(f"{s['documents']} embedded documents (Beam, {args.runner}); density: {s['density']}")
+    for rate, info in s["rates"].items():
+      print(f"rate {rate}%: {info['k']} ids -> {args.out}/{info['file']}")
+    print(f"summary: {args.out}/select.json")
+    return 0
   res = select_job.select(args.embeddings, args.out, cfg, askllm_scores=args.askllm_scores,
                           base_task=args.base_task, progress=not args.no_progress)
   s = res.summary

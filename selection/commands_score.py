@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--key", default="score", help="record field to rank by (e.g. logp_yes_variants)")
   p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants in this process (a "
                       "check; launches register them with $TOKENSIFT_SELECTIONS=base=DIR/selections)")
+  from tokensift.beam_util import add_runner_args
+  add_runner_args(p)
   p.set_defaults(func=cmd_topk)
 
 
@@ -103,9 +105,17 @@ def cmd_topk(args) -> int:
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
   except ValueError:
     raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
-  written = topk.write_topk_lists(args.scores, rates, out_dir=args.out, key=args.key)
+  if args.runner:
+    from tokensift import beam_util
+    from tokensift.selection import beam_select
+    paths = beam_select.run_topk(args.scores, rates, out_dir=args.out, key=args.key, runner=args.runner,
+                                 workers=args.beam_workers, beam_args=beam_util.beam_args_of(args))
+    from tokensift.selection import variants
+    written = {r: (p, len(variants.read_id_list(p)), None) for r, p in paths.items()}
+  else:
+    written = topk.write_topk_lists(args.scores, rates, out_dir=args.out, key=args.key)
   for rate, (path, k, n) in written.items():
-    print(f"rate {rate:g}%: {k} of {n} ids -> {path}")
+    print(f"rate {rate:g}%: {k}{'' if n is None else f' of {n}'} ids -> {path}")
   if args.base_task:
     from tokensift.selection import variants
     tasks = variants.register_variants(args.base_task, "askllm", {r: p for r, (p, _, _) in written.items()})

@@ -70,6 +70,11 @@ def test_beam_topk_equals_single_process(tmp_path):
     assert ranked == len(ids)
     assert variants.read_id_list(written[rate]) == variants.read_id_list(path)
     assert open(written[rate], "rb").read() == path.read_bytes()
+  # the same from the command line, in one Beam worker
+  from tokensift import cli
+  assert cli.main(["topk", str(d), "--rates", "20", "--out", str(tmp_path / "cli"), "--runner", "local",
+                   "--beam_workers", "1"]) == 0
+  assert (tmp_path / "cli" / "askllm_r20.txt").read_bytes() == one[20][0].read_bytes()
 
 
 @pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (5000, 1), (5000, 2500), (5000, 5000), (20000, 17)])
