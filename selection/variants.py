@@ -153,7 +153,7 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
 
 def id_table(id_list_path: str | os.PathLike):
   """A ``tf.lookup.StaticHashTable`` {id: line number} that TensorFlow fills from the id file (the graph holds
-  only the path); ``None`` for an empty file. Memory: ~100 bytes per id in the TF runtime.
+  only the path); ``None`` for an empty file. Memory: ~55 bytes per id in the TF runtime (measured at 10^7).
 
   Raises ValueError naming the file and the problem for a blank line or a repeated id (TF rejects both).
   """
