@@ -7,6 +7,13 @@ filter runs first, on the raw ``id``/``text`` examples, so the base task's token
 documents. Names follow ``{base}_{method}_r{rate}`` with the base's ``_raw`` replaced, e.g. ``c4_en_raw`` →
 ``c4_en_askllm_r20`` and ``c4_en_raw_smollm2`` → ``c4_en_askllm_r20_smollm2`` (see ``variant_name``).
 
+Scale: the filter is a ``tf.lookup.StaticHashTable`` that TensorFlow fills from the id file itself
+(``tf.lookup.TextFileInitializer``), so the dataset graph holds only the file's path, never the ids (a list
+of 10^7+ ids stays a few KB of graph instead of hitting TF's 2 GB GraphDef limit), and no Python list of the
+ids is built. Paths are local or any file system TensorFlow opens (``gs://``, ``ram://``...), through
+``tf.io.gfile``: the same library that reads the file into the table. ``write_id_list`` streams its ids to
+the file and keeps only one 8-byte hash per id to find repeats.
+
 Other projects register their own variants with ``register_variant(name, base_task, id_list_path)``, or
 every list of a selection directory (``{method}_r{rate}.txt`` files, as ``tokensift topk`` / ``tokensift
 select`` write them) with ``register_selection_dir(base_task, directory)``. For launches that only import a
@@ -16,72 +23,170 @@ again on every ``tokensift.tasks.register_all()``.
 """
 from __future__ import annotations
 
+import array
 import functools
 import os
+import posixpath
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import IO, Iterable, Iterator, Mapping
 
+import numpy as np
 import seqio
-
-from tokensift.jobs import atomic_write_bytes
 
 ID_FIELD = "id"
 SELECTIONS_ENV = "TOKENSIFT_SELECTIONS"
 _LIST_NAME = re.compile(r"^(?P<method>[A-Za-z0-9_]+?)_r(?P<rate>[0-9]+(?:p[0-9]+)?)\.txt$")
+_CHUNK = 1 << 16  # ids per write
 
 
-def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> Path:
-  """Writes ``ids`` one per line (atomically: temp file + rename); returns the path.
+def is_remote(path: str | os.PathLike) -> bool:
+  """True for a URL-style path (``gs://b/x``, ``ram://x``) that goes through ``tf.io.gfile``."""
+  return "://" in str(path)
 
-  Raises ValueError naming the first id that is empty, not a string, holds a newline, or repeats.
+
+def _gfile():
+  import tensorflow as tf
+  return tf.io.gfile
+
+
+def _open(path: str, mode: str) -> IO:
+  return _gfile().GFile(path, mode) if is_remote(path) else open(path, mode)
+
+
+def _exists(path: str) -> bool:
+  return _gfile().exists(path) and not _gfile().isdir(path) if is_remote(path) else os.path.isfile(path)
+
+
+def _norm(path: str | os.PathLike) -> str:
+  """An absolute local path, or a remote path unchanged."""
+  return str(path) if is_remote(path) else str(Path(path).resolve())
+
+
+def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> Path | str:
+  """Streams ``ids`` to ``path``, one per line, atomically (temp file + rename); returns the path (a ``Path``
+  for a local path, the string for a remote one).
+
+  Memory: one 8-byte hash per id (``array('q')``), sorted once at the end to find repeats; the ids themselves
+  are never held (a generator of 10^8 ids needs ~0.8 GB). Raises ValueError naming the first id that is empty,
+  not a string, holds a newline, or repeats; nothing is left at ``path`` then.
   """
-  path = Path(path)
+  target = str(path)
+  remote = is_remote(target)
+  if remote:
+    _gfile().makedirs(posixpath.dirname(target))
+  else:
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+  head, name = posixpath.split(target) if remote else os.path.split(target)
+  tmp = (posixpath.join if remote else os.path.join)(head, f".{name}.tmp-{os.getpid()}")
+  hashes = array.array("q")
+  try:
+    with _open(tmp, "wb") as f:
+      chunk: list[str] = []
+      for i, doc_id in enumerate(ids):
+        if not isinstance(doc_id, str) or not doc_id or "\n" in doc_id or "\r" in doc_id:
+          raise ValueError(f"id #{i} {doc_id!r} cannot go in an id list (need a non-empty string without newlines)")
+        hashes.append(hash(doc_id))
+        chunk.append(doc_id)
+        if len(chunk) == _CHUNK:
+          f.write(("\n".join(chunk) + "\n").encode("utf-8"))
+          chunk = []
+      if chunk:
+        f.write(("\n".join(chunk) + "\n").encode("utf-8"))
+      if not remote:
+        f.flush()
+        os.fsync(f.fileno())
+    repeated = _first_repeat(tmp, hashes)
+    if repeated is not None:
+      raise ValueError(f"id {repeated!r} appears twice in the id list for {target!r}")
+    if remote:
+      _gfile().rename(tmp, target, overwrite=True)
+    else:
+      os.replace(tmp, target)
+  except BaseException:
+    if (_gfile().exists(tmp) if remote else os.path.exists(tmp)):
+      _gfile().remove(tmp) if remote else os.remove(tmp)
+    raise
+  return target if remote else Path(target)
+
+
+def _first_repeat(path: str, hashes: array.array) -> str | None:
+  """The first id of the file at ``path`` that occurs twice, or None; ``hashes`` holds ``hash(id)`` per line.
+
+  Sorting the hashes finds candidate repeats without a set of the ids; a second pass over the file checks the
+  candidates exactly (two different ids may share a 64-bit hash)."""
+  if len(hashes) < 2:
+    return None
+  h = np.frombuffer(hashes, dtype=np.int64)
+  h.sort()  # in place: no second copy of the hashes
+  candidates = set(h[1:][h[1:] == h[:-1]].tolist())
+  del h
+  if not candidates:
+    return None
   seen: set[str] = set()
-  lines = []
-  for i, doc_id in enumerate(ids):
-    if not isinstance(doc_id, str) or not doc_id or "\n" in doc_id or "\r" in doc_id:
-      raise ValueError(f"id #{i} {doc_id!r} cannot go in an id list (need a non-empty string without newlines)")
-    if doc_id in seen:
-      raise ValueError(f"id {doc_id!r} appears twice in the id list for {str(path)!r}")
-    seen.add(doc_id)
-    lines.append(doc_id + "\n")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  atomic_write_bytes(path, "".join(lines).encode("utf-8"))
-  return path
+  for doc_id in iter_id_list(path):
+    if hash(doc_id) in candidates:
+      if doc_id in seen:
+        return doc_id
+      seen.add(doc_id)
+  return None
+
+
+def iter_id_list(path: str | os.PathLike) -> Iterator[str]:
+  """Streams the ids of an id-list file in order (blank lines skipped). Raises FileNotFoundError naming a
+  missing file."""
+  path = str(path)
+  if not _exists(path):
+    raise FileNotFoundError(f"id list {path!r} does not exist")
+  with _open(path, "rb") as f:
+    for line in f:
+      doc_id = line.decode("utf-8").rstrip("\n").rstrip("\r")
+      if doc_id.strip():
+        yield doc_id
 
 
 def read_id_list(path: str | os.PathLike) -> list[str]:
-  """The ids of an id-list file, in order. Raises FileNotFoundError naming a missing file."""
-  path = Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"id list {str(path)!r} does not exist")
-  return _read_cached(str(path.resolve()), path.stat().st_mtime_ns, path.stat().st_size)
+  """The ids of an id-list file, in order (a list: for small lists; ``iter_id_list`` streams). Raises
+  FileNotFoundError naming a missing file."""
+  return list(iter_id_list(path))
 
 
-@functools.lru_cache(maxsize=16)
-def _read_cached(path: str, mtime_ns: int, size: int) -> list[str]:
-  del mtime_ns, size  # cache key only: a rewritten file is read again
-  with open(path, encoding="utf-8") as f:
-    return [line.rstrip("\n").rstrip("\r") for line in f if line.strip()]
+def id_table(id_list_path: str | os.PathLike):
+  """A ``tf.lookup.StaticHashTable`` {id: line number} that TensorFlow fills from the id file (the graph holds
+  only the path); ``None`` for an empty file. Memory: ~55 bytes per id in the TF runtime (measured at 10^7).
+
+  Raises ValueError naming the file and the problem for a blank line or a repeated id (TF rejects both).
+  """
+  import tensorflow as tf
+  path = str(id_list_path)
+  if not _exists(path):
+    raise FileNotFoundError(f"id list {path!r} does not exist")
+  if _gfile().stat(path).length == 0:
+    return None
+  init = tf.lookup.TextFileInitializer(path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                       tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+  try:
+    return tf.lookup.StaticHashTable(init, default_value=-1)
+  except (tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError) as e:
+    detail = e.message.split("}}")[-1].split("[Op:")[0].strip()
+    raise ValueError(f"id list {path!r} is not one id per line: {detail}") from None
 
 
 def filter_by_ids(ds, id_list_path: str | os.PathLike, *, id_field: str = ID_FIELD):
   """tf.data preprocessor: keeps the examples whose ``id_field`` (scalar string) is in the id list.
 
-  The list is read when the dataset is built (not when the task is registered), so a task can be registered
-  before its selection exists; membership is a ``tf.lookup.StaticHashTable`` (O(1) per example).
+  The table is built from the file when the dataset is built (not when the task is registered), so a task can
+  be registered before its selection exists; membership is one hash lookup per example.
   """
   import tensorflow as tf
-  ids = read_id_list(id_list_path)
-  keys = tf.constant(ids if ids else [""], dtype=tf.string)
-  vals = tf.ones_like(keys, dtype=tf.int32) if ids else tf.zeros([1], tf.int32)
-  table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, vals), default_value=0)
+  table = id_table(id_list_path)
 
   def keep(ex):
     if id_field not in ex:
       raise ValueError(f"examples have no {id_field!r} feature to filter on (features: {sorted(ex)})")
-    return table.lookup(ex[id_field]) > 0
+    if table is None:
+      return tf.constant(False)
+    return table.lookup(ex[id_field]) >= 0
 
   return ds.filter(keep)
 
@@ -124,9 +229,9 @@ def register_variant(name: str, base_task: str | seqio.Task, id_list_path: str |
   base's preprocessors. ``replace`` (default) re-registers an existing name, e.g. after a new selection.
   Raises FileNotFoundError naming a missing id list, ValueError naming an unknown base task.
   """
-  path = Path(id_list_path).resolve()
-  if not path.is_file():
-    raise FileNotFoundError(f"id list {str(path)!r} for task variant {name!r} does not exist")
+  path = _norm(id_list_path)
+  if not _exists(path):
+    raise FileNotFoundError(f"id list {path!r} for task variant {name!r} does not exist")
   base = _base(base_task)
   if name == base.name:
     raise ValueError(f"variant name {name!r} equals its base task's name")
@@ -134,8 +239,8 @@ def register_variant(name: str, base_task: str | seqio.Task, id_list_path: str |
     if not replace:
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
-  flt = functools.partial(filter_by_ids, id_list_path=str(path), id_field=id_field)
-  flt.__name__ = f"filter_by_ids[{path.name}]"  # seqio logs preprocessor names
+  flt = functools.partial(filter_by_ids, id_list_path=path, id_field=id_field)
+  flt.__name__ = f"filter_by_ids[{posixpath.basename(path.replace(os.sep, '/'))}]"  # seqio logs the name
   task = base.replace(name=name, preprocessors=[flt, *base.preprocessors])
   seqio.TaskRegistry.add_provider(name, task)
   return task
@@ -150,14 +255,22 @@ def register_variants(base_task: str, method: str, id_lists: Mapping[int | float
 
 def register_selection_dir(base_task: str, directory: str | os.PathLike, **kw) -> list[seqio.Task]:
   """Registers every ``{method}_r{rate}.txt`` id list in ``directory`` as a variant of ``base_task``
-  (``askllm_r20.txt`` + ``c4_en_raw`` → ``c4_en_askllm_r20``). Raises FileNotFoundError for a missing dir."""
-  directory = Path(directory)
-  if not directory.is_dir():
-    raise FileNotFoundError(f"selection directory {str(directory)!r} does not exist")
+  (``askllm_r20.txt`` + ``c4_en_raw`` → ``c4_en_askllm_r20``); local or remote (``gs://...``) directories.
+  Raises FileNotFoundError for a missing dir."""
+  directory = str(directory)
+  if is_remote(directory):
+    if not _gfile().isdir(directory):
+      raise FileNotFoundError(f"selection directory {directory!r} does not exist")
+    names = [n.rstrip("/") for n in _gfile().listdir(directory)]
+  else:
+    if not os.path.isdir(directory):
+      raise FileNotFoundError(f"selection directory {directory!r} does not exist")
+    names = os.listdir(directory)
   tasks = []
-  for path in sorted(directory.glob("*_r*.txt")):
-    m = _LIST_NAME.match(path.name)
+  for file_name in sorted(names):
+    m = _LIST_NAME.match(file_name)
     if m:
+      path = posixpath.join(directory, file_name) if is_remote(directory) else os.path.join(directory, file_name)
       tasks.append(register_variant(variant_name(base_task, m["method"], m["rate"]), base_task, path, **kw))
   return tasks
 

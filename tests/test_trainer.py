@@ -17,7 +17,7 @@ import pytest
 from tokensift import cli
 from tokensift.models import reference_losses as rl
 from tokensift.models.llama import Llama, LlamaConfig
-from tokensift.models.trainer import loop, optim
+from tokensift.models.trainer import inputs, loop, optim
 from tokensift.models.trainer.config import LossConfig, OptimizerConfig, TrainConfig
 
 from test_feature_converters import tiny_llama
@@ -104,6 +104,8 @@ def test_stopped_or_killed_and_resumed_runs_continue_the_same_loss_curve(tmp_pat
   assert max(r["step"] for r in loop.read_metrics(tmp_path / "c")) < 8  # it really died mid-run
   killed = loop.train(_config(tmp_path / "c", name, xla_cache), _network())
   assert killed.resumed_from in (4, 6) and killed.step == 8
+  # both resumes restored the input position from the checkpoint (no replay of earlier batches)
+  assert straight.input_resume is None and resumed.input_resume == killed.input_resume == "restored"
 
   a = loop.read_metrics(tmp_path / "a")
   assert [r["step"] for r in a] == list(range(1, 9))
@@ -120,6 +122,78 @@ def test_stopped_or_killed_and_resumed_runs_continue_the_same_loss_curve(tmp_pat
   assert any(p.name.startswith("jit__train_step") for p in Path(xla_cache).iterdir())
   with pytest.raises(ValueError, match="data order"):
     loop.train(_config(tmp_path / "b", name, seed=1), _network())
+
+
+def _counted_examples(counters: list):
+  """An examples_fn: the materialized examples, counting every example the pipeline pulls from them."""
+  import tensorflow as tf
+
+  def fn(config):
+    count = tf.Variable(0, dtype=tf.int64)
+    counters.append(count)
+    ds = tf.data.Dataset.load(str(inputs.materialize_examples(config, inputs.get_task(config.task)) / "data"))
+
+    def counted(ex):
+      with tf.control_dependencies([count.assign_add(1)]):
+        return {k: tf.identity(v) for k, v in ex.items()}
+
+    opts = tf.data.Options()  # the counter is state outside tf.data: checkpoints leave it out (with a warning)
+    opts.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.WARN
+    return ds.map(counted).with_options(opts)
+  return fn
+
+
+def _same(a, b) -> bool:
+  return len(a) == len(b) and all(x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
+                                  for x, y in zip(a, b))
+
+
+def test_input_position_restores_in_constant_time(tmp_path, ref_task):
+  """The input position after k = 300 batches (2,400+ examples read) comes back from a checkpoint of the
+  iterator; the restored input reads only what its next batches need (bounded by the shuffle buffer and a few
+  batches, whatever k is) and yields the same batches as the uninterrupted one."""
+  name, _ = ref_task
+  cfg = _config(tmp_path, name)
+  counters: list = []
+  run = inputs.TrainInput(cfg, False, _counted_examples(counters))
+  assert run.checkpointable, run.why_not
+  k = 300
+  for _ in range(k):
+    next(run)
+  pulled = int(counters[-1].numpy())
+  path = run.checkpoint.write(str(tmp_path / "input" / "iterator"))
+  size = sum(f.stat().st_size for f in (tmp_path / "input").iterdir())
+  expected = [next(run) for _ in range(40)]
+  del run
+  resumed = inputs.TrainInput(cfg, False, _counted_examples(counters))
+  resumed.checkpoint.read(path).assert_consumed()
+  got = [next(resumed) for _ in range(3)]
+  reads = int(counters[-1].numpy())
+  got += [next(resumed) for _ in range(37)]
+  assert _same(got, expected)
+  assert pulled >= k * cfg.batch_size  # a replay reads at least one example per packed row of the k batches
+  # Rows hold one document each here (OWM documents are longer than 64 tokens), so 3 batches + 2 prefetched + 1
+  # in flight need at most 6 * batch_size examples beyond the restored buffers (measured: 0, the packer's
+  # window and the shuffle buffer come back with the checkpoint).
+  assert max(int(b["decoder_segment_ids"].max()) for b in expected) == 1
+  assert reads <= cfg.shuffle_buffer + 6 * cfg.batch_size, (reads, pulled)
+  # For its 40 batches the restored input reads about 40 batches' worth of examples (a replay: >= (k + 40) * 8)
+  assert reads < int(counters[-1].numpy()) <= (40 + 6) * cfg.batch_size + cfg.shuffle_buffer
+  assert size < 1_000_000, size  # the shuffle buffer, the packer's window and 2 prefetched batches
+
+
+def test_uncheckpointable_input_replays_the_same_batches(tmp_path, ref_task):
+  """cache_examples=False streams the task's Python-generator source, which tf.data cannot checkpoint: the input
+  says why and a resume replays; it yields the same batches as the materialized (checkpointed) input."""
+  name, _ = ref_task
+  cached = inputs.TrainInput(_config(tmp_path, name), False)
+  streamed = inputs.TrainInput(_config(tmp_path, name, cache_examples=False), False)
+  assert cached.checkpointable and not streamed.checkpointable
+  assert "PyFunc" in streamed.why_not or "stateful" in streamed.why_not, streamed.why_not
+  first = [next(cached) for _ in range(6)]
+  assert _same([next(streamed) for _ in range(6)], first)
+  streamed.replay(4)
+  assert _same([next(streamed) for _ in range(2)], first[4:])
 
 
 def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_dir):

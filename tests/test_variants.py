@@ -100,3 +100,77 @@ def test_selection_dir_and_env_registration(tmp_path, monkeypatch, data_dir):
   monkeypatch.setenv(variants.SELECTIONS_ENV, f"c4_en_raw={tmp_path / 'absent'}")
   with pytest.raises(FileNotFoundError, match="absent"):
     variants.register_from_env()
+
+
+def _graph_bytes(ds) -> int:
+  """Size of the dataset's serialized GraphDef (what tf.data service, checkpoints and graph-mode launches hold)."""
+  return len(ds._as_serialized_graph().numpy())
+
+
+def test_variant_with_ten_million_ids_keeps_the_graph_small(tmp_path, data_dir):
+  """10^7 decoy ids plus every 7th C4 validation id, streamed through write_id_list: the variant yields exactly
+  the listed C4 documents, and its graph holds the id file's path, not the ids (same size as a 1-id list)."""
+  tokensift.tasks.register_all()
+  ids = _val_ids(200)
+  chosen = ids[::7]
+  at = {i * (10_000_000 // len(chosen)): doc_id for i, doc_id in enumerate(chosen)}  # spread over the list
+
+  def stream():
+    for i in range(10_000_000):
+      if i in at:
+        yield at[i]
+      yield f"c4-decoy-{i}"
+
+  big = variants.write_id_list(tmp_path / "askllm_r20.txt", stream())
+  assert big.stat().st_size > 10_000_000 * 10
+  task = variants.register_variant("c4_en_askllm_r20_big", "c4_en_raw", big)
+  ds = task.get_dataset({"targets": 16}, split="validation", shuffle=False)
+  assert sorted(ex["id"].decode() for ex in ds.as_numpy_iterator()) == sorted(chosen)
+  small = variants.write_id_list(tmp_path / "askllm_r1.txt", chosen[:1])
+  one = variants.register_variant("c4_en_askllm_r1_small", "c4_en_raw", small)
+  base = seqio.get_mixture_or_task("c4_en_raw").get_dataset({"targets": 16}, split="validation", shuffle=False)
+  size_big = _graph_bytes(ds)
+  size_one = _graph_bytes(one.get_dataset({"targets": 16}, split="validation", shuffle=False))
+  assert abs(size_big - size_one) < 64  # only the file name differs
+  # The filter adds a table op, its file name and one lookup (~2.4 KB measured; the base graph is ~850 KB, most
+  # of it the SentencePiece model). The ids as a tf.constant added ~20 MB per million ids.
+  assert size_big - _graph_bytes(base) < 20_000
+
+
+def test_id_list_streams_and_rejects_repeats_late_in_the_stream(tmp_path):
+  n = 200_000
+  with pytest.raises(ValueError, match="'doc-17' appears twice"):
+    variants.write_id_list(tmp_path / "ids.txt", (f"doc-{i}" if i < n else "doc-17" for i in range(n + 1)))
+  assert list(tmp_path.iterdir()) == []  # no list, no temp file
+  p = variants.write_id_list(tmp_path / "ids.txt", (f"doc-{i}" for i in range(n)))
+  assert next(variants.iter_id_list(p)) == "doc-0" and len(variants.read_id_list(p)) == n
+
+
+def test_hand_written_id_list_errors_name_the_file(tmp_path, data_dir):
+  tokensift.tasks.register_all()
+  for name, text, problem in [("blank.txt", "a\n\nb\n", "empty line"), ("twice.txt", "a\nb\na\n", "Key a")]:
+    (tmp_path / name).write_text(text)
+    task = variants.register_variant("c4_en_bad_r1", "c4_en_raw", tmp_path / name)
+    with pytest.raises(ValueError, match=f"{name}.*{problem}"):
+      task.get_dataset({"targets": 16}, split="validation", shuffle=False)
+  (tmp_path / "crlf.txt").write_bytes(b"x\r\ny\r\n")  # Windows line ends: ids without the \r
+  assert variants.read_id_list(tmp_path / "crlf.txt") == ["x", "y"]
+  import tensorflow as tf
+  assert variants.id_table(tmp_path / "crlf.txt").lookup(tf.constant(["x", "y", "x\r"])).numpy().tolist() == [0, 1, -1]
+
+
+def test_variants_on_a_non_local_file_system(data_dir):
+  """An id list and a selection directory on TensorFlow's in-memory file system (``ram://``), which goes through
+  tf.io.gfile exactly as ``gs://`` does."""
+  tokensift.tasks.register_all()
+  ids = _val_ids(10)
+  path = variants.write_id_list("ram://tokensift-test/sel/askllm_r20.txt", ids[3:6])
+  assert path == "ram://tokensift-test/sel/askllm_r20.txt"
+  assert variants.read_id_list(path) == ids[3:6]
+  tasks = variants.register_selection_dir("c4_en_raw", "ram://tokensift-test/sel")
+  assert [t.name for t in tasks] == ["c4_en_askllm_r20"]
+  got = [ex["id"].decode() for ex in tasks[0].get_dataset({"targets": 16}, split="validation",
+                                                          shuffle=False).as_numpy_iterator()]
+  assert sorted(got) == sorted(ids[3:6])
+  with pytest.raises(FileNotFoundError, match="ram://tokensift-test/none.txt"):
+    variants.register_variant("c4_en_x_r1", "c4_en_raw", "ram://tokensift-test/none.txt")

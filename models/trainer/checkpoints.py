@@ -1,17 +1,56 @@
-"""Orbax checkpoints of the embedded trainer: the train state plus JSON metadata (step, data fingerprint).
+"""Orbax checkpoints of the embedded trainer: the train state, JSON metadata (step, data fingerprint, how the
+input position is kept) and the tf.data iterator state of the training input.
 
 A run that finds checkpoints in ``{model_dir}/checkpoints`` resumes from the latest one; orbax commits each
 step atomically (a temporary directory renamed when complete), so a run killed mid-save resumes from the
-previous complete step.
+previous complete step, and the input position always belongs to the same step as the train state.
+
+The input item (as t5x's dataset checkpoints): ``tf.train.Checkpoint(iterator=...).write`` into the step's
+``input`` folder, done synchronously inside ``save`` (the iterator must not advance while it is written).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+INPUT_ITEM = "input"
+
+
+class IteratorHandler(ocp.CheckpointHandler):
+  """Saves / restores a ``tf.train.Checkpoint`` (tracking a tf.data iterator) in an orbax item directory."""
+
+  def save(self, directory, args: "IteratorSave") -> None:
+    args.checkpoint.write(str(Path(directory) / "iterator"))
+
+  def restore(self, directory, args: "IteratorRestore") -> Any:
+    args.checkpoint.read(str(Path(directory) / "iterator")).assert_consumed()
+    return args.checkpoint
+
+  def metadata(self, directory) -> None:
+    return None
+
+  def finalize(self, directory) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+@ocp.args.register_with_handler(IteratorHandler, for_save=True)
+@dataclasses.dataclass
+class IteratorSave(ocp.args.CheckpointArgs):
+  checkpoint: Any  # tf.train.Checkpoint
+
+
+@ocp.args.register_with_handler(IteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class IteratorRestore(ocp.args.CheckpointArgs):
+  checkpoint: Any  # tf.train.Checkpoint, restored in place
 
 
 def _type_handlers() -> Any:
@@ -25,13 +64,14 @@ def _type_handlers() -> Any:
 
 
 class Checkpointer:
-  """``save(step, state, meta)`` / ``latest_step()`` / ``restore(step, abstract_state) -> (state, meta)``."""
+  """``save(step, state, meta, input_checkpoint)`` / ``latest_step()`` / ``restore(step, abstract_state) ->
+  (state, meta)`` / ``restore_input(step, input_checkpoint)``."""
 
   def __init__(self, model_dir: str | Path, keep: int = 3):
     self.directory = Path(model_dir).absolute() / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     handlers = {"state": ocp.PyTreeCheckpointHandler(type_handler_registry=_type_handlers()),
-                "meta": ocp.JsonCheckpointHandler()}
+                "meta": ocp.JsonCheckpointHandler(), INPUT_ITEM: IteratorHandler()}
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self) -> int | None:
@@ -40,9 +80,12 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
-                                                     meta=ocp.args.JsonSave(meta)))
+  def save(self, step: int, state: Any, meta: dict[str, Any], input_checkpoint: Any = None) -> None:
+    """``input_checkpoint``: a ``tf.train.Checkpoint`` of the training input's iterator, saved with the step."""
+    items = {"state": ocp.args.PyTreeSave(state), "meta": ocp.args.JsonSave(meta)}
+    if input_checkpoint is not None:
+      items[INPUT_ITEM] = IteratorSave(input_checkpoint)
+    self._manager.save(step, args=ocp.args.Composite(**items))
 
   def read_meta(self, step: int) -> dict[str, Any]:
     """The JSON metadata of ``step`` alone (no arrays read)."""
@@ -55,6 +98,10 @@ class Checkpointer:
         state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args),
         meta=ocp.args.JsonRestore()))
     return out["state"], dict(out["meta"])
+
+  def restore_input(self, step: int, input_checkpoint: Any) -> None:
+    """Restores the training input's iterator (in place) to its position at ``step``."""
+    self._manager.restore(step, args=ocp.args.Composite(**{INPUT_ITEM: IteratorRestore(input_checkpoint)}))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

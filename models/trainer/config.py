@@ -72,7 +72,9 @@ class TrainConfig:
   seed: int = 0
   pack: bool = True
   shuffle_buffer: int = 1024
-  cache_examples: bool = True  # keep one epoch of tokenized examples in memory (small corpora)
+  # write one epoch of tokenized examples once to {model_dir}/train_examples and train from it: a checkpointable
+  # input, so a resume restores its position in constant time (inputs.py); False streams the task's pipeline
+  cache_examples: bool = True
   loss: LossConfig = LossConfig()
   optimizer: OptimizerConfig = OptimizerConfig()
   mesh: MeshConfig = MeshConfig()

@@ -1,15 +1,17 @@
 """The embedded trainer's loop: ``train(config, network)``, bound from gin by ``tokensift train``.
 
-Per run: build the mesh and steps, restore the latest checkpoint in ``{model_dir}/checkpoints`` (or init), skip
-the batches already trained on, train to ``config.train_steps`` with a tqdm progress bar, log metrics to
-TensorBoard (``{model_dir}/train``, ``{model_dir}/eval``) and to ``{model_dir}/metrics.jsonl`` (one JSON
-object per logged step; a resumed run first drops the records after its checkpoint, so the file always holds
-one loss curve), checkpoint every ``checkpoint_every`` steps and at the end, and evaluate on the eval split.
+Per run: build the mesh and steps, restore the latest checkpoint in ``{model_dir}/checkpoints`` (or init) with
+the training input's position (a checkpointed tf.data iterator: constant time, see ``inputs``), train to
+``config.train_steps`` with a tqdm progress bar, log metrics to TensorBoard (``{model_dir}/train``,
+``{model_dir}/eval``) and to ``{model_dir}/metrics.jsonl`` (one JSON object per logged step; a resumed run first
+drops the records after its checkpoint, so the file always holds one loss curve), checkpoint every
+``checkpoint_every`` steps and at the end, and evaluate on the eval split.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,9 @@ class TrainResult:
   last_eval: dict[str, float]
   steps_per_second: float  # this run's steady-state steps (after the first, compiling, step)
   tokens_per_second: float
+  # how this run found its input position: None (fresh run), "restored" (iterator checkpoint, constant time)
+  # or "replayed" (the earlier batches read again: an input tf.data cannot checkpoint, or an older checkpoint)
+  input_resume: str | None = None
 
 
 def truncate_metrics(path: Path, resume_step: int) -> None:
@@ -134,15 +139,24 @@ def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResul
                        "model_dir")
   steps = Steps(network, config.loss, tx, schedule, mesh, config.mesh.rules, config.seed)
   state = steps.init_state(config.batch_size, config.feature_lengths)
+  batches = inputs.TrainInput(config, encdec)
+  if not batches.checkpointable:
+    logging.warning("the training input of %r cannot be checkpointed (%s): a resumed run will replay its earlier "
+                    "batches; set TrainConfig.cache_examples=True for a constant-time resume", config.task,
+                    batches.why_not)
+  input_resume = None
   if resumed is not None:
-    state, _ = ckpt.restore(resumed, steps.abstract_state(state))
+    state, meta = ckpt.restore(resumed, steps.abstract_state(state))
+    input_resume = _restore_input(ckpt, resumed, meta, batches)
   start = int(jax.device_get(state["step"]))
   (model_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
   log = MetricsLog(model_dir, start)
   eval_data = inputs.eval_batches(config, encdec) if config.eval_split else []
 
   def save(step: int) -> None:
-    ckpt.save(step, state, {"step": step, "data": config.data_fingerprint()})
+    meta = {"step": step, "data": config.data_fingerprint(),
+            "input": "iterator" if batches.checkpointable else "replay"}
+    ckpt.save(step, state, meta, batches.checkpoint if batches.checkpointable else None)
 
   last_train: dict[str, float] = {}
   last_eval: dict[str, float] = {}
@@ -150,7 +164,6 @@ def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResul
   timed_steps, timed_seconds, timed_tokens = 0, 0.0, 0.0
   bar = tqdm(total=config.train_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
              disable=not config.progress)
-  batches = inputs.train_batches(config, encdec, start_batch=start)
   try:
     for step in range(start, config.train_steps):
       if stop_at is not None and step >= stop_at:
@@ -186,4 +199,20 @@ def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResul
   return TrainResult(step=int(jax.device_get(state["step"])), resumed_from=resumed, last_train=last_train,
                      last_eval=last_eval,
                      steps_per_second=timed_steps / timed_seconds if timed_seconds else 0.0,
-                     tokens_per_second=timed_tokens / timed_seconds if timed_seconds else 0.0)
+                     tokens_per_second=timed_tokens / timed_seconds if timed_seconds else 0.0,
+                     input_resume=input_resume)
+
+
+def _restore_input(ckpt: Checkpointer, step: int, meta: dict[str, Any], batches: inputs.TrainInput) -> str:
+  """Puts ``batches`` at its position after ``step`` batches: the saved iterator state when there is one and
+  this run's input can take it, else a replay of the ``step`` batches. Returns "restored" or "replayed"."""
+  if meta.get("input") == "iterator" and batches.checkpointable:
+    try:
+      ckpt.restore_input(step, batches.checkpoint)
+      return "restored"
+    except Exception as e:  # noqa: BLE001  (orbax wraps tf errors; a replay gives the same batches)
+      # e.g. a checkpoint of a run with another cache_examples setting (same batches, another pipeline)
+      logging.warning("input position of step %d not restored (%s: %s); replaying %d batches", step,
+                      type(e).__name__, str(e)[:300], step)
+  batches.replay(step)  # a fresh pipeline: nothing of a restore that failed part-way is kept
+  return "replayed"
