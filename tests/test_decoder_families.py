@@ -186,3 +186,66 @@ def test_unknown_family_is_refused(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "phi3", "architectures": ["Phi3ForCausalLM"]}))
   with pytest.raises(CheckpointError, match=r"model_type='phi3'.*gemma2 \(Gemma2ForCausalLM\)"):
     load_llama(tmp_path)
+
+
+def test_sharded_mesh_and_packing(family_model, data_dir):
+  """On a (data 4, model 2) mesh: the new parameters (biases, sandwich norms) get the rules' shardings and
+  sharded logits equal single-device ones; packed segments equal separate rows (sliding windows included)."""
+  from jax.sharding import PartitionSpec as P
+
+  from tokensift.models import partitioning
+
+  family, _, directory = family_model
+  lm = load_llama(directory)
+  mesh = partitioning.make_mesh(partitioning.MeshConfig(data=4, model=2))
+  tokens = c4_token_rows(data_dir, 8, 12, offset=80)
+  shardings = partitioning.param_shardings(lm.module, mesh, tokens)
+  params = partitioning.place_params(lm.params, shardings)
+  layer = params["layers_1"]
+  assert layer["attention"]["query"].sharding.spec == P(None, "model", None)
+  if family == "qwen2":
+    assert layer["attention"]["query_bias"].sharding.spec == P("model", None)
+    assert layer["attention"]["key_bias"].sharding.spec == P(None, None)
+  if family == "gemma2":
+    assert set(layer) >= {"post_attention_norm", "post_mlp_norm"}
+  sharded = partitioning.jit_apply(lm.module, mesh, shardings)(
+      params, jax.device_put(tokens, partitioning.batch_sharding(mesh)))
+  np.testing.assert_allclose(np.asarray(sharded), np.asarray(jitted_apply(lm.module)(lm.params, tokens)),
+                             atol=1e-5)
+
+  a, b = tokens[0, :10], tokens[1, :9]
+  packed = np.concatenate([a, b, np.zeros(1, np.int32)])[None]
+  segments = np.array([[1] * 10 + [2] * 9 + [0]])
+  positions = np.array([list(range(10)) + list(range(9)) + [0]])
+  apply = jitted_apply(lm.module)
+  out = np.asarray(apply(lm.params, packed, packed, decoder_segment_ids=segments, decoder_positions=positions))
+  np.testing.assert_allclose(out[0, :10], np.asarray(apply(lm.params, a[None]))[0], atol=1e-5)
+  np.testing.assert_allclose(out[0, 10:19], np.asarray(apply(lm.params, b[None]))[0], atol=1e-5)
+
+
+def test_embedded_trainer_slm_steps_on_gemma2(tmp_path, data_dir):
+  """The embedded trainer's SLM train step (sharded, data 4 x model 2) runs the family with the most switches
+  (Gemma 2: soft-capping, sandwich norms, local/global layers) and lowers the loss."""
+  import optax
+
+  from tokensift.models import partitioning
+  from tokensift.models.trainer.config import LossConfig
+  from tokensift.models.trainer.steps import Steps
+
+  save_hf_family("gemma2", tmp_path, seed=5)
+  lm = load_llama(tmp_path)
+  mesh = partitioning.make_mesh(partitioning.MeshConfig(data=4, model=2))
+  rows = c4_token_rows(data_dir, 8, 17, offset=100)
+  batch = {"decoder_input_tokens": rows[:, :-1], "decoder_target_tokens": rows[:, 1:],
+           "decoder_loss_weights": np.ones((8, 16), np.int32),
+           "decoder_ref_losses": np.full((8, 16), 2.0, np.float32)}
+  steps = Steps(lm.module, LossConfig(kind="slm", ratio=0.6), optax.adam(3e-3), optax.constant_schedule(3e-3),
+                mesh)
+  state = steps.init_state(8, {"targets": 16})
+  state["params"] = partitioning.place_params(lm.params, jax.tree.map(lambda x: x.sharding, state["params"]))
+  device_batch = steps.put_batch(batch)
+  losses = []
+  for _ in range(3):
+    state, metrics = steps.train_step(state, device_batch)
+    losses.append(float(metrics["loss"]))
+  assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
