@@ -38,7 +38,7 @@ def save_hf_family(family, directory, seed=0, overrides=None, **save_kwargs):
   """A random tiny HF model of ``family`` (norm weights and biases randomized too) written by save_pretrained."""
   cfg_name, model_name, extra = FAMILIES[family]
   torch.manual_seed(seed)
-  cfg = getattr(transformers, cfg_name)(**COMMON, **{**extra, **(overrides or {})})
+  cfg = getattr(transformers, cfg_name)(**{**COMMON, **extra, **(overrides or {})})
   cfg._attn_implementation = "eager"  # Gemma 2's soft-capping needs eager; the same reference for every family
   model = getattr(transformers, model_name)(cfg).eval()
   with torch.no_grad():
