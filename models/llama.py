@@ -64,6 +64,7 @@ from jax import lax
 
 Array = jax.Array
 _NEG = -1e30  # additive mask value (finite: a fully-masked padding row stays NaN-free)
+FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gemma2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +110,8 @@ class LlamaConfig:
         raise ValueError("layer_types has 'sliding_attention' layers but sliding_window is not set")
     if self.sliding_window is not None and self.sliding_window < 1:
       raise ValueError(f"sliding_window={self.sliding_window} must be >= 1 (or None)")
+    if self.family not in FAMILIES:
+      raise ValueError(f"family={self.family!r}; expected one of {FAMILIES}")
     if self.hidden_act not in ("silu", "gelu_pytorch_tanh"):
       raise ValueError(f"hidden_act={self.hidden_act!r}; expected 'silu' or 'gelu_pytorch_tanh'")
     if self.num_heads % self.num_kv_heads:

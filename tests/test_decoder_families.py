@@ -249,3 +249,21 @@ def test_embedded_trainer_slm_steps_on_gemma2(tmp_path, data_dir):
     state, metrics = steps.train_step(state, device_batch)
     losses.append(float(metrics["loss"]))
   assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+
+
+def test_family_config_fields_are_validated():
+  from tokensift.models.llama import LlamaConfig
+  base = dict(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=2, num_heads=2, num_kv_heads=1)
+  with pytest.raises(ValueError, match="layer_types has 3 entries for num_layers=2"):
+    LlamaConfig(**base, sliding_window=4, layer_types=["full_attention"] * 3)
+  with pytest.raises(ValueError, match="'sliding_attention' layers but sliding_window is not set"):
+    LlamaConfig(**base, layer_types=["sliding_attention", "full_attention"])
+  with pytest.raises(ValueError, match=r"layer_types \['chunked_attention'\]"):
+    LlamaConfig(**base, sliding_window=4, layer_types=["chunked_attention", "full_attention"])
+  with pytest.raises(ValueError, match="hidden_act='gelu'"):
+    LlamaConfig(**base, hidden_act="gelu")
+  with pytest.raises(ValueError, match="family='phi3'"):
+    LlamaConfig(**base, family="phi3")
+  cfg = LlamaConfig(**base, sliding_window=4, layer_types=["sliding_attention", "full_attention"])
+  assert cfg.layer_types == ("sliding_attention", "full_attention") and hash(cfg)  # lists become tuples
+  assert [cfg.is_sliding(i) for i in range(2)] == [True, False]
