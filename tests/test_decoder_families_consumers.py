@@ -21,7 +21,8 @@ from test_decoder_families import save_hf_family  # noqa: E402
 SMOL_VOCAB = 49152
 # Family-style templates, structured as the families' checkpoints ship them (BOS written by the template for
 # Gemma and Mistral, ChatML with a default system turn for Qwen2/2.5).
-GEMMA = ("{{ bos_token }}{% for message in messages %}<start_of_turn>"
+GEMMA = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+         "{% endif %}{% for message in messages %}<start_of_turn>"
          "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n{{ message['content'] | trim }}"
          "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 QWEN = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You "
@@ -43,11 +44,11 @@ def _c4_texts(data_dir, n, offset=0):
     return [json.loads(line)["text"] for i, line in zip(range(offset + n), f) if i >= offset]
 
 
-@pytest.fixture(scope="module", params=sorted(TEMPLATES))
-def family_dir(request, tmp_path_factory):
-  family = request.param
-  directory = tmp_path_factory.mktemp(f"{family}_scorer")
-  model = save_hf_family(family, directory, seed=7, overrides={"vocab_size": SMOL_VOCAB, "max_position_embeddings": 256})
+def write_family_dir(family, directory):
+  """A random tiny ``family`` model with SmolLM2's real tokenizer and a family-style chat template, stored where
+  that family's checkpoints keep it; returns the HF model."""
+  model = save_hf_family(family, directory, seed=7, overrides={"vocab_size": SMOL_VOCAB,
+                                                                "max_position_embeddings": 256})
   files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
   shutil.copy(files.tokenizer_json, directory / "tokenizer.json")
   where, template, _, _ = TEMPLATES[family]
@@ -61,7 +62,13 @@ def family_dir(request, tmp_path_factory):
     (directory / "chat_template.jinja").write_text(template)
     cfg["chat_template"] = "a stale template that chat_template.jinja overrides"
   (directory / "tokenizer_config.json").write_text(json.dumps(cfg))
-  return family, model, directory
+  return model
+
+
+@pytest.fixture(scope="module", params=sorted(TEMPLATES))
+def family_dir(request, tmp_path_factory):
+  directory = tmp_path_factory.mktemp(f"{request.param}_scorer")
+  return request.param, write_family_dir(request.param, directory), directory
 
 
 def test_askllm_scorer_uses_the_checkpoints_chat_template_and_matches_hf(family_dir, data_dir):
@@ -101,3 +108,31 @@ def test_reference_losses_match_hf_token_losses(family_dir, data_dir):
       logits = model(torch.tensor([[scorer.bos_id] + seq])).logits[0, :-1].double()
     ref = torch.nn.functional.cross_entropy(logits, torch.tensor(seq), reduction="none").numpy()
     np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4, err_msg=family)
+
+
+def test_refiner_loads_gemma2_with_its_template_and_generates_as_hf(tmp_path, data_dir):
+  """``ModelProgrammer.from_path`` (the refiner): the checkpoint's Gemma template (which refuses a system turn, as
+  Gemma's do) wraps ProX's prompt with the system prompt folded into the user turn, and the refiner's batched
+  cached generation equals HF ``generate`` greedy on the same prompt ids."""
+  from tokensift.refine import chunks as ck
+  from tokensift.refine import model_programmer as mp
+  model = write_family_dir("gemma2", tmp_path)
+  config = mp.ModelProgrammerConfig(max_new_tokens=6, doc_max_new_tokens=6, chunk_tokens=64, doc_prompt_tokens=96,
+                                    batch_size=2)
+  refiner = mp.ModelProgrammer.from_path(tmp_path, config=config)
+  assert refiner.chat_template == GEMMA
+  texts = [t for t in _c4_texts(data_dir, 30, offset=400) if len(t) < 800][:2]
+  prompts = refiner.doc_prompts(texts)
+  for ids in prompts:
+    rendered = refiner.tokenizer.decode(ids, skip_special_tokens=False)
+    assert rendered.startswith("<|im_start|><start_of_turn>user\n" + ck.SYSTEM_PROMPT + "\n\n")
+    assert rendered.endswith("<end_of_turn>\n<start_of_turn>model\n")
+  ours = refiner.generate(prompts, 6)
+  for ids, got in zip(prompts, ours):
+    with torch.no_grad():
+      out = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=0,
+                           eos_token_id=refiner.eos_id, attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+    new = out[0, len(ids):].tolist()
+    if refiner.eos_id in new:
+      new = new[:new.index(refiner.eos_id)]
+    assert got == refiner.tokenizer.decode(new, skip_special_tokens=True).strip(" ")

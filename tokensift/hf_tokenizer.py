@@ -149,12 +149,17 @@ def render_chat(files: TokenizerFiles, user_message: str, *, add_generation_prom
   """The model's chat template applied to one user turn (text, not ids)."""
   if not files.chat_template:
     raise ValueError(f"tokenizer {str(files.tokenizer_json)!r} has no chat template")
+  hf = chat_tokenizer(files)
+  return hf.apply_chat_template([{"role": "user", "content": user_message}], chat_template=files.chat_template,
+                                tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def chat_tokenizer(files: TokenizerFiles):
+  """A transformers ``PreTrainedTokenizerFast`` for chat-template rendering, with the checkpoint's BOS/EOS tokens
+  set: templates write ``{{ bos_token }}`` (Gemma, Mistral, Llama 3) or ``{{ eos_token }}``."""
   from tokenizers import Tokenizer
   from transformers import PreTrainedTokenizerFast
   tok = Tokenizer.from_file(str(files.tokenizer_json))
-  # Templates write ``{{ bos_token }}`` (Gemma, Llama 3) or ``{{ eos_token }}``: give them the checkpoint's tokens.
   special = {name: tok.id_to_token(i) for name, i in (("bos_token", files.bos_id), ("eos_token", files.eos_id))
              if i is not None}
-  hf = PreTrainedTokenizerFast(tokenizer_object=tok, **special)
-  return hf.apply_chat_template([{"role": "user", "content": user_message}], chat_template=files.chat_template,
-                                tokenize=False, add_generation_prompt=add_generation_prompt)
+  return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
