@@ -1,8 +1,29 @@
-"""Llama-family decoder (RoPE, RMSNorm, SwiGLU, grouped/multi-query attention) in Flax linen.
+"""Llama-family decoders (Llama, Mistral, Qwen2/2.5, Gemma, Gemma 2) in Flax linen: RoPE, RMSNorm, gated MLP,
+grouped/multi-query attention.
 
 Serves ProX refining models, decoder-only ASK-LLM scorers and Rho-1 training/reference models. Numerics follow
-HF transformers' ``LlamaForCausalLM`` (rotate-half RoPE, RMSNorm computed in float32, softmax in float32) so that
-HF/GGUF checkpoints load with logit parity.
+HF transformers' ``LlamaForCausalLM`` / ``MistralForCausalLM`` / ``Qwen2ForCausalLM`` / ``GemmaForCausalLM`` /
+``Gemma2ForCausalLM`` (rotate-half RoPE, RMSNorm computed in float32, softmax in float32) so that HF/GGUF
+checkpoints load with logit parity.
+
+One network with per-family switches in the frozen ``LlamaConfig`` rather than a module per family: the five
+families share every piece (RoPE, GQA, the KV cache, masks, the t5x signature, sharding rules) and differ by a few
+local choices, each one a config field read in exactly one place (the defaults are Llama's):
+
+  ===========================  =====================================================  ==========================
+  field                        effect                                                 families
+  ===========================  =====================================================  ==========================
+  ``attention_bias``           q/k/v projections carry biases                         Qwen2
+  ``sliding_window`` +         a ``"sliding_attention"`` layer sees the last           Mistral, Qwen2 (opt-in),
+  ``layer_types``              ``sliding_window`` keys only                            Gemma 2 (even layers)
+  ``hidden_act``               ``"silu"`` (SwiGLU) or ``"gelu_pytorch_tanh"`` (GeGLU)  Gemma, Gemma 2: GeGLU
+  ``norm_offset_one``          RMSNorm scales by ``(1 + w)`` (product in float32)      Gemma, Gemma 2
+  ``scale_embeddings``         token embeddings times ``sqrt(hidden_size)``            Gemma, Gemma 2
+  ``sandwich_norms``           norms after attention and before/after the MLP          Gemma 2
+  ``query_pre_attn_scalar``    attention scale ``scalar**-0.5`` (else ``head_dim``)    Gemma 2
+  ``attn_logit_softcapping``   ``cap * tanh(scores / cap)`` before the mask            Gemma 2
+  ``final_logit_softcapping``  ``cap * tanh(logits / cap)``                            Gemma 2
+  ===========================  =====================================================  ==========================
 
 The call signature is t5x's decoder-only network signature (``t5x.models.DecoderOnlyModel`` drives it
 unchanged): packed examples via ``decoder_segment_ids``/``decoder_positions``, prefix-LM via
@@ -15,10 +36,14 @@ Parameter tree (``hidden = D``, ``heads = H``, ``kv_heads = K``, ``head_dim = Dh
   layers_{i}/attention_norm/scale  [D]               ('embed',)
   layers_{i}/attention/query       [D, H, Dh]        ('embed', 'heads', 'head_dim')
   layers_{i}/attention/key|value   [D, K, Dh]        ('embed', 'kv_heads', 'head_dim')
+  layers_{i}/attention/query_bias  [H, Dh]           ('heads', 'head_dim')      (attention_bias only)
+  layers_{i}/attention/key_bias|value_bias [K, Dh]   ('kv_heads', 'head_dim')   (attention_bias only)
   layers_{i}/attention/out         [H, Dh, D]        ('heads', 'head_dim', 'embed')
+  layers_{i}/post_attention_norm/scale [D]           ('embed',)                 (sandwich_norms only)
   layers_{i}/mlp_norm/scale        [D]               ('embed',)
   layers_{i}/mlp/gate|up           [D, F]            ('embed', 'mlp')
   layers_{i}/mlp/down              [F, D]            ('mlp', 'embed')
+  layers_{i}/post_mlp_norm/scale   [D]               ('embed',)                 (sandwich_norms only)
   final_norm/scale                 [D]               ('embed',)
   lm_head/kernel                   [D, vocab]        ('embed', 'vocab')   (absent when embeddings are tied)
 
@@ -29,6 +54,7 @@ one batch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -38,6 +64,7 @@ from jax import lax
 
 Array = jax.Array
 _NEG = -1e30  # additive mask value (finite: a fully-masked padding row stays NaN-free)
+FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gemma2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +85,35 @@ class LlamaConfig:
   param_dtype: str = "float32"
   init_std: float = 0.02  # normal init of every weight (as HF); only used when training from scratch
   remat: bool = False  # rematerialize each layer in the backward pass (training memory)
+  # Family switches (module docstring); the defaults are Llama's.
+  family: str = "llama"  # the checkpoint family ("llama" | "mistral" | "qwen2" | "gemma" | "gemma2"), for export
+  attention_bias: bool = False
+  sliding_window: int | None = None
+  layer_types: tuple[str, ...] | None = None  # per layer; None: all "sliding_attention" iff sliding_window is set
+  hidden_act: str = "silu"
+  norm_offset_one: bool = False
+  scale_embeddings: bool = False
+  sandwich_norms: bool = False
+  query_pre_attn_scalar: float | None = None
+  attn_logit_softcapping: float | None = None
+  final_logit_softcapping: float | None = None
 
   def __post_init__(self):
+    if self.layer_types is not None:
+      object.__setattr__(self, "layer_types", tuple(self.layer_types))  # gin/json give lists; keep it hashable
+      if len(self.layer_types) != self.num_layers:
+        raise ValueError(f"layer_types has {len(self.layer_types)} entries for num_layers={self.num_layers}")
+      bad = sorted(set(self.layer_types) - {"full_attention", "sliding_attention"})
+      if bad:
+        raise ValueError(f"layer_types {bad}: expected 'full_attention' or 'sliding_attention'")
+      if "sliding_attention" in self.layer_types and not self.sliding_window:
+        raise ValueError("layer_types has 'sliding_attention' layers but sliding_window is not set")
+    if self.sliding_window is not None and self.sliding_window < 1:
+      raise ValueError(f"sliding_window={self.sliding_window} must be >= 1 (or None)")
+    if self.family not in FAMILIES:
+      raise ValueError(f"family={self.family!r}; expected one of {FAMILIES}")
+    if self.hidden_act not in ("silu", "gelu_pytorch_tanh"):
+      raise ValueError(f"hidden_act={self.hidden_act!r}; expected 'silu' or 'gelu_pytorch_tanh'")
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
     if self.head_dim is None and self.hidden_size % self.num_heads:
@@ -74,6 +128,16 @@ class LlamaConfig:
   @property
   def resolved_head_dim(self) -> int:
     return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+  def is_sliding(self, layer: int) -> bool:
+    """Whether layer ``layer`` attends within ``sliding_window`` only."""
+    if self.layer_types is None:
+      return self.sliding_window is not None
+    return self.layer_types[layer] == "sliding_attention"
+
+  @property
+  def attention_scale(self) -> float:
+    return (self.query_pre_attn_scalar or self.resolved_head_dim) ** -0.5
 
   @property
   def compute_dtype(self):
@@ -108,20 +172,27 @@ def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
 
 
 class RMSNorm(nn.Module):
-  """y = x / sqrt(mean(x^2) + eps) * scale, computed in float32 (as HF), returned in the compute dtype."""
+  """y = x / sqrt(mean(x^2) + eps) * scale (Gemma: * (1 + scale)), normalized in float32 (as HF), returned in the
+  compute dtype."""
   config: LlamaConfig
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    scale = _param(self, "scale", (x.shape[-1],), ("embed",), nn.initializers.ones)
+    cfg = self.config
+    init = nn.initializers.zeros if cfg.norm_offset_one else nn.initializers.ones
+    scale = _param(self, "scale", (x.shape[-1],), ("embed",), init)
     xf = x.astype(jnp.float32)
-    xf = xf * lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.config.rms_norm_eps)
-    return scale.astype(self.config.compute_dtype) * xf.astype(self.config.compute_dtype)
+    xf = xf * lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + cfg.rms_norm_eps)
+    if cfg.norm_offset_one:  # Gemma: (1 + w) and the product in float32, then the compute dtype
+      return (xf * (1.0 + scale.astype(jnp.float32))).astype(cfg.compute_dtype)
+    return scale.astype(cfg.compute_dtype) * xf.astype(cfg.compute_dtype)
 
 
 class Attention(nn.Module):
-  """Grouped-query self-attention with RoPE and an optional key/value cache."""
+  """Grouped-query self-attention with RoPE and an optional key/value cache; ``sliding``: this layer sees the last
+  ``config.sliding_window`` positions only."""
   config: LlamaConfig
+  sliding: bool = False
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, bias: Array | None, *, decode: bool = False,
@@ -139,6 +210,11 @@ class Attention(nn.Module):
     q = jnp.einsum("bld,dhk->blhk", x, wq.astype(dt))
     key = jnp.einsum("bld,dhk->blhk", x, wk.astype(dt))
     value = jnp.einsum("bld,dhk->blhk", x, wv.astype(dt))
+    if cfg.attention_bias:
+      zeros = nn.initializers.zeros
+      q = q + _param(self, "query_bias", (h, dh), ("heads", "head_dim"), zeros).astype(dt)
+      key = key + _param(self, "key_bias", (k, dh), ("kv_heads", "head_dim"), zeros).astype(dt)
+      value = value + _param(self, "value_bias", (k, dh), ("kv_heads", "head_dim"), zeros).astype(dt)
     q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
     key = nn.with_logical_constraint(key, ("batch", "length", "kv_heads", "head_dim"))
     value = nn.with_logical_constraint(value, ("batch", "length", "kv_heads", "head_dim"))
@@ -174,7 +250,10 @@ class Attention(nn.Module):
         cached_value.value = write(cached_value.value, value.astype(cached_value.value.dtype), idx)
         cache_index.value = idx + 1
         cache_len = cached_key.value.shape[1]
-        visible = jnp.arange(cache_len)[None, :] <= idx[:, None]  # [b, s]
+        slots = jnp.arange(cache_len)[None, :]
+        visible = slots <= idx[:, None]  # [b, s]
+        if self.sliding:
+          visible = visible & (slots > idx[:, None] - cfg.sliding_window)
         step_bias = jnp.where(visible, 0.0, _NEG)[:, None, None, :].astype(jnp.float32)
         keys = nn.with_logical_constraint(cached_key.value, ("batch", "kv_length", "kv_heads", "head_dim"))
         values = nn.with_logical_constraint(cached_value.value, ("batch", "kv_length", "kv_heads", "head_dim"))
@@ -193,8 +272,10 @@ class Attention(nn.Module):
     kvh = key.shape[2]
     group = h // kvh
     # Query head j uses kv head j // group (HF repeat_kv layout): split heads as [kv_heads, group].
-    qg = q.reshape(b, l, kvh, group, dh) * jnp.asarray(dh ** -0.5, dt)
+    qg = q.reshape(b, l, kvh, group, dh) * jnp.asarray(cfg.attention_scale, dt)
     scores = jnp.einsum("blkgd,bskd->bkgls", qg, key, preferred_element_type=jnp.float32)
+    if cfg.attn_logit_softcapping:
+      scores = softcap(scores, cfg.attn_logit_softcapping)
     if bias is not None:
       scores = scores + bias[:, :, None, :, :]
     probs = jax.nn.softmax(scores, axis=-1).astype(dt)
@@ -205,7 +286,8 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-  """SwiGLU: down(silu(gate(x)) * up(x)). x: [b, l, D] -> [b, l, D]."""
+  """Gated MLP: down(act(gate(x)) * up(x)), act = silu (SwiGLU) or tanh-approximated gelu (GeGLU, Gemma).
+  x: [b, l, D] -> [b, l, D]."""
   config: LlamaConfig
 
   @nn.compact
@@ -216,29 +298,41 @@ class Mlp(nn.Module):
     gate = _param(self, "gate", (d, f), ("embed", "mlp"))
     up = _param(self, "up", (d, f), ("embed", "mlp"))
     down = _param(self, "down", (f, d), ("mlp", "embed"))
-    hidden = nn.silu(x @ gate.astype(dt)) * (x @ up.astype(dt))
+    act = nn.silu if cfg.hidden_act == "silu" else functools.partial(nn.gelu, approximate=True)
+    hidden = act(x @ gate.astype(dt)) * (x @ up.astype(dt))
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
     return nn.with_logical_constraint(hidden @ down.astype(dt), ("batch", "length", "embed"))
 
 
 class DecoderLayer(nn.Module):
-  """Pre-norm residual block: x + attn(norm(x)); then x + mlp(norm(x))."""
+  """Pre-norm residual block: x + attn(norm(x)); then x + mlp(norm(x)). With ``sandwich_norms`` (Gemma 2) each
+  branch output is normed again before the residual add."""
   config: LlamaConfig
+  sliding: bool = False
 
   @nn.compact
   def __call__(self, x: Array, positions: Array, bias: Array | None, decode: bool = False,
                prefill: bool = False, prefill_lengths: Array | None = None) -> Array:
-    x = x + Attention(self.config, name="attention")(RMSNorm(self.config, name="attention_norm")(x), positions,
-                                                     bias, decode=decode, prefill=prefill,
-                                                     prefill_lengths=prefill_lengths)
-    x = x + Mlp(self.config, name="mlp")(RMSNorm(self.config, name="mlp_norm")(x))
+    cfg = self.config
+    y = Attention(cfg, self.sliding, name="attention")(RMSNorm(cfg, name="attention_norm")(x), positions, bias,
+                                                       decode=decode, prefill=prefill,
+                                                       prefill_lengths=prefill_lengths)
+    x = x + (RMSNorm(cfg, name="post_attention_norm")(y) if cfg.sandwich_norms else y)
+    y = Mlp(cfg, name="mlp")(RMSNorm(cfg, name="mlp_norm")(x))
+    x = x + (RMSNorm(cfg, name="post_mlp_norm")(y) if cfg.sandwich_norms else y)
     return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+def softcap(x: Array, cap: float) -> Array:
+  """cap * tanh(x / cap) (Gemma 2's attention and final logit soft-capping)."""
+  return jnp.tanh(x / cap) * cap
+
+
 def attention_bias(length: int, target_tokens: Array | None, segment_ids: Array | None,
-                   causal_attention: Array | None, batch: int) -> Array:
+                   causal_attention: Array | None, batch: int, sliding_window: int | None = None) -> Array:
   """Additive float32 mask [batch, 1, length, length]: causal (or prefix-LM where ``causal_attention`` marks
-  the bidirectional prefix, as t5x), same segment only, and padding (``target_tokens == 0``, as t5x) masked."""
+  the bidirectional prefix, as t5x), same segment only, and padding (``target_tokens == 0``, as t5x) masked;
+  with ``sliding_window`` a query also sees no key ``sliding_window`` or more positions behind it (HF's rule)."""
   pos = jnp.arange(length)
   allowed = jnp.broadcast_to(pos[None, :, None] >= pos[None, None, :], (batch, length, length))
   if causal_attention is not None:
@@ -249,6 +343,8 @@ def attention_bias(length: int, target_tokens: Array | None, segment_ids: Array 
   if target_tokens is not None:
     valid = target_tokens > 0
     allowed = allowed & valid[:, :, None] & valid[:, None, :]
+  if sliding_window is not None:
+    allowed = allowed & (pos[None, None, :] > pos[None, :, None] - sliding_window)
   return jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)[:, None, :, :]
 
 
@@ -263,7 +359,7 @@ class Llama(nn.Module):
                                 embedding_init=nn.with_logical_partitioning(
                                     nn.initializers.normal(cfg.init_std), ("vocab", "embed")))
     layer_cls = nn.remat(DecoderLayer, static_argnums=(4, 5)) if cfg.remat else DecoderLayer
-    self.layers = [layer_cls(cfg, name=f"layers_{i}") for i in range(cfg.num_layers)]
+    self.layers = [layer_cls(cfg, cfg.is_sliding(i), name=f"layers_{i}") for i in range(cfg.num_layers)]
     self.final_norm = RMSNorm(cfg)
     if not cfg.tie_word_embeddings:
       self.lm_head = _LmHead(cfg)
@@ -296,11 +392,16 @@ class Llama(nn.Module):
     b, l = tokens.shape
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32)[None, :], (b, l))
+    cfg = self.config
     x = self.token_embed(tokens.astype(jnp.int32))
+    if cfg.scale_embeddings:  # Gemma: sqrt(D) rounded to the compute dtype first, as HF
+      x = x * jnp.asarray(cfg.hidden_size ** 0.5, cfg.compute_dtype)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     bias = attention_bias(l, target_tokens, segment_ids, causal_attention, b)
-    for layer in self.layers:
-      x = layer(x, positions, bias, decode, prefill, prefill_lengths)
+    if any(cfg.is_sliding(i) for i in range(cfg.num_layers)):
+      local_bias = attention_bias(l, target_tokens, segment_ids, causal_attention, b, cfg.sliding_window)
+    for i, layer in enumerate(self.layers):
+      x = layer(x, positions, local_bias if cfg.is_sliding(i) else bias, decode, prefill, prefill_lengths)
     return self.final_norm(x)
 
   def logits(self, hidden: Array) -> Array:
@@ -311,6 +412,8 @@ class Llama(nn.Module):
     else:
       out = self.lm_head(hidden)
     out = out.astype(jnp.float32)
+    if cfg.final_logit_softcapping:
+      out = softcap(out, cfg.final_logit_softcapping)
     if out.ndim == 3:
       out = nn.with_logical_constraint(out, ("batch", "length", "vocab"))
     return out

@@ -1,10 +1,15 @@
-"""Loaders of Llama-family checkpoints into ``models.llama`` param trees.
+"""Loaders of Llama-family checkpoints (Llama, Mistral, Qwen2/2.5, Gemma, Gemma 2) into ``models.llama`` param trees.
 
 Two formats:
 - HF directory: ``config.json`` + ``model.safetensors`` (or ``model.safetensors.index.json`` with shards), as
-  ``LlamaForCausalLM.save_pretrained`` writes them (``gair-prox/*``, SmolLM2, TinyLlama);
+  ``{Llama,Mistral,Qwen2,Gemma,Gemma2}ForCausalLM.save_pretrained`` writes them (``gair-prox/*``, SmolLM2,
+  TinyLlama, Mistral-7B, Qwen2.5-*-Instruct, gemma-2b-it, gemma-2-2b-it);
 - GGUF file (llama.cpp): tensors dequantized with the ``gguf`` package (``gguf.quants.dequantize``),
-  hyper-parameters from the ``llama.*`` metadata, tokenizer and chat template from ``tokenizer.*`` metadata.
+  hyper-parameters from the ``{arch}.*`` metadata (``llama``, ``qwen2``, ``gemma``, ``gemma2``), tokenizer and
+  chat template from ``tokenizer.*`` metadata. llama.cpp permutes Q/K rows for ``llama`` only and stores Gemma's
+  RMSNorm weights as ``1 + w``; both are undone here.
+
+The family's config translation lives in ``models.decoder_families``.
 
 Every tensor is checked against the names/shapes the config implies before conversion, in the checkpoint's own
 naming, so a bad checkpoint raises ``CheckpointError`` listing exactly the offending tensors.
@@ -20,11 +25,8 @@ import numpy as np
 
 from tokensift.models.bundle import LoadedModel
 from tokensift.models.checkpoint_check import CheckpointError, check_tree
+from tokensift.models.decoder_families import config_from_gguf, config_from_hf, hf_config_dict  # noqa: F401
 from tokensift.models.llama import Llama, LlamaConfig
-
-_HF_ARCHITECTURES = ("LlamaForCausalLM",)
-_HF_MODEL_TYPES = ("llama",)
-_GGUF_ARCHITECTURES = ("llama",)
 
 
 def load_llama(path: str | os.PathLike, dtype: str = "float32", param_dtype: str | None = None) -> LoadedModel:
@@ -52,51 +54,47 @@ def load_llama(path: str | os.PathLike, dtype: str = "float32", param_dtype: str
 # ----------------------------------------------------------------------------------------------- HF layout
 
 
-def config_from_hf(hf: Mapping[str, Any], *, source: str = "config.json", dtype: str = "float32",
-                   param_dtype: str = "float32") -> LlamaConfig:
-  """LlamaConfig from an HF ``config.json`` dict; CheckpointError for architectures/features not supported."""
-  archs = list(hf.get("architectures") or [])
-  model_type = hf.get("model_type")
-  if model_type not in _HF_MODEL_TYPES or (archs and not set(archs) & set(_HF_ARCHITECTURES)):
-    raise CheckpointError(f"checkpoint {source}: unknown architecture model_type={model_type!r} "
-                          f"architectures={archs}; supported: model_type 'llama' ({', '.join(_HF_ARCHITECTURES)})")
-  unsupported = [name for name in ("attention_bias", "mlp_bias") if hf.get(name)]
-  if hf.get("hidden_act", "silu") != "silu":
-    unsupported.append(f"hidden_act={hf['hidden_act']!r}")
-  rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-  rope_type = rope.get("rope_type", rope.get("type", "default"))
-  if rope_type != "default":
-    unsupported.append(f"rope_type={rope_type!r}")
-  if unsupported:
-    raise CheckpointError(f"checkpoint {source}: unsupported Llama features: {', '.join(unsupported)}")
-  theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
-  try:
-    return LlamaConfig(
-        vocab_size=int(hf["vocab_size"]), hidden_size=int(hf["hidden_size"]),
-        intermediate_size=int(hf["intermediate_size"]), num_layers=int(hf["num_hidden_layers"]),
-        num_heads=int(hf["num_attention_heads"]),
-        num_kv_heads=int(hf.get("num_key_value_heads") or hf["num_attention_heads"]),
-        head_dim=hf.get("head_dim"), rope_theta=float(theta), rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-        max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)), dtype=dtype, param_dtype=param_dtype)
-  except KeyError as e:
-    raise CheckpointError(f"checkpoint {source}: config.json lacks {e.args[0]!r}") from None
+# Per-layer tensors: part -> (HF name, GGUF name); which parts a config has is ``_layer_parts``.
+_PARTS = {
+    "attention_norm": ("input_layernorm.weight", "attn_norm.weight"),
+    "mlp_norm": ("post_attention_layernorm.weight", "ffn_norm.weight"),
+    "post_attention_norm": ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+    "post_mlp_norm": ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+    "q": ("self_attn.q_proj.weight", "attn_q.weight"), "k": ("self_attn.k_proj.weight", "attn_k.weight"),
+    "v": ("self_attn.v_proj.weight", "attn_v.weight"), "o": ("self_attn.o_proj.weight", "attn_output.weight"),
+    "q_bias": ("self_attn.q_proj.bias", "attn_q.bias"), "k_bias": ("self_attn.k_proj.bias", "attn_k.bias"),
+    "v_bias": ("self_attn.v_proj.bias", "attn_v.bias"),
+    "gate": ("mlp.gate_proj.weight", "ffn_gate.weight"), "up": ("mlp.up_proj.weight", "ffn_up.weight"),
+    "down": ("mlp.down_proj.weight", "ffn_down.weight")}
+_NORMS = ("attention_norm", "mlp_norm", "post_attention_norm", "post_mlp_norm")
+
+
+def _layer_parts(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
+  """The per-layer parts ``cfg`` has and their torch-layout shapes."""
+  d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.resolved_head_dim
+  qd, kd = cfg.num_heads * hd, cfg.num_kv_heads * hd
+  parts = {"attention_norm": (d,), "mlp_norm": (d,), "q": (qd, d), "k": (kd, d), "v": (kd, d), "o": (d, qd),
+           "gate": (f, d), "up": (f, d), "down": (d, f)}
+  if cfg.attention_bias:
+    parts.update(q_bias=(qd,), k_bias=(kd,), v_bias=(kd,))
+  if cfg.sandwich_norms:
+    parts.update(post_attention_norm=(d,), post_mlp_norm=(d,))
+  return parts
+
+
+def _hf_part_name(cfg: LlamaConfig, part: str) -> str:
+  if part == "mlp_norm" and cfg.sandwich_norms:  # Gemma 2: post_attention_layernorm is the attention output's norm
+    return "pre_feedforward_layernorm.weight"
+  return _PARTS[part][0]
 
 
 def hf_tensor_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
-  """The HF ``LlamaForCausalLM`` state-dict names and shapes (torch [out, in] layout) ``cfg`` implies."""
-  d, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-  hd = cfg.resolved_head_dim
+  """The HF ``*ForCausalLM`` state-dict names and shapes (torch [out, in] layout) ``cfg`` implies."""
+  v, d = cfg.vocab_size, cfg.hidden_size
   shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
   for i in range(cfg.num_layers):
-    p = f"model.layers.{i}."
-    shapes.update({
-        p + "input_layernorm.weight": (d,), p + "post_attention_layernorm.weight": (d,),
-        p + "self_attn.q_proj.weight": (cfg.num_heads * hd, d),
-        p + "self_attn.k_proj.weight": (cfg.num_kv_heads * hd, d),
-        p + "self_attn.v_proj.weight": (cfg.num_kv_heads * hd, d),
-        p + "self_attn.o_proj.weight": (d, cfg.num_heads * hd),
-        p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d), p + "mlp.down_proj.weight": (d, f)})
+    shapes.update({f"model.layers.{i}.{_hf_part_name(cfg, part)}": shape
+                   for part, shape in _layer_parts(cfg).items()})
   if not cfg.tie_word_embeddings:
     shapes["lm_head.weight"] = (v, d)
   return shapes
@@ -115,15 +113,11 @@ def params_from_hf(cfg: LlamaConfig, tensors: Mapping[str, np.ndarray], *, sourc
   check_tree(_shapes(hf_tensor_shapes(cfg)), tensors, source=source)
   return _to_tree(cfg, lambda name: tensors[name], {
       "embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "lm_head": "lm_head.weight",
-      "layer": lambda i, part: f"model.layers.{i}." + {
-          "attention_norm": "input_layernorm.weight", "mlp_norm": "post_attention_layernorm.weight",
-          "q": "self_attn.q_proj.weight", "k": "self_attn.k_proj.weight", "v": "self_attn.v_proj.weight",
-          "o": "self_attn.o_proj.weight", "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight",
-          "down": "mlp.down_proj.weight"}[part]})
+      "layer": lambda i, part: f"model.layers.{i}.{_hf_part_name(cfg, part)}"})
 
 
 def hf_state_dict(cfg: LlamaConfig, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-  """The inverse of ``params_from_hf``: float32 numpy tensors under HF ``LlamaForCausalLM`` names/layout
+  """The inverse of ``params_from_hf``: float32 numpy tensors under HF names/layout of ``cfg.family``
   (e.g. to run the same weights in transformers, or to export a trained model with ``safetensors``)."""
   d, hd = cfg.hidden_size, cfg.resolved_head_dim
 
@@ -135,35 +129,33 @@ def hf_state_dict(cfg: LlamaConfig, params: Mapping[str, Any]) -> dict[str, np.n
   for i in range(cfg.num_layers):
     layer, p = params[f"layers_{i}"], f"model.layers.{i}."
     attn, mlp = layer["attention"], layer["mlp"]
-    out.update({
-        p + "input_layernorm.weight": a(layer["attention_norm"]["scale"]),
-        p + "post_attention_layernorm.weight": a(layer["mlp_norm"]["scale"]),
-        p + "self_attn.q_proj.weight": a(attn["query"]).reshape(d, -1).T.copy(),
-        p + "self_attn.k_proj.weight": a(attn["key"]).reshape(d, -1).T.copy(),
-        p + "self_attn.v_proj.weight": a(attn["value"]).reshape(d, -1).T.copy(),
-        p + "self_attn.o_proj.weight": a(attn["out"]).reshape(cfg.num_heads * hd, d).T.copy(),
-        p + "mlp.gate_proj.weight": a(mlp["gate"]).T.copy(), p + "mlp.up_proj.weight": a(mlp["up"]).T.copy(),
-        p + "mlp.down_proj.weight": a(mlp["down"]).T.copy()})
+    value = {"q": a(attn["query"]).reshape(d, -1).T, "k": a(attn["key"]).reshape(d, -1).T,
+             "v": a(attn["value"]).reshape(d, -1).T, "o": a(attn["out"]).reshape(cfg.num_heads * hd, d).T,
+             "gate": a(mlp["gate"]).T, "up": a(mlp["up"]).T, "down": a(mlp["down"]).T}
+    for part in _layer_parts(cfg):
+      if part in _NORMS:
+        value[part] = a(layer[part]["scale"])
+      elif part.endswith("_bias"):
+        value[part] = a(attn[{"q_bias": "query_bias", "k_bias": "key_bias", "v_bias": "value_bias"}[part]])
+        value[part] = value[part].reshape(-1)
+      out[p + _hf_part_name(cfg, part)] = np.ascontiguousarray(value[part])
   if not cfg.tie_word_embeddings:
     out["lm_head.weight"] = a(params["lm_head"]["kernel"]).T.copy()
   return out
 
 
-def hf_config_dict(cfg: LlamaConfig) -> dict[str, Any]:
-  """An HF ``config.json`` dict for ``cfg`` (model_type llama)."""
-  return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": cfg.vocab_size,
-          "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
-          "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
-          "num_key_value_heads": cfg.num_kv_heads, "head_dim": cfg.resolved_head_dim, "rope_theta": cfg.rope_theta,
-          "rms_norm_eps": cfg.rms_norm_eps, "max_position_embeddings": cfg.max_position_embeddings,
-          "tie_word_embeddings": cfg.tie_word_embeddings, "hidden_act": "silu", "attention_bias": False,
-          "mlp_bias": False}
-
-
 def _to_tree(cfg: LlamaConfig, get: Callable[[str], np.ndarray], names: Mapping[str, Any]) -> dict[str, Any]:
   """Builds the Flax tree from torch-layout [out, in] matrices fetched by checkpoint name."""
   dt = _np_dtype(cfg.param_dtype)
-  d, hd = cfg.hidden_size, cfg.resolved_head_dim
+  d, hd, h, k = cfg.hidden_size, cfg.resolved_head_dim, cfg.num_heads, cfg.num_kv_heads
+  convert = {"q": lambda w: w.T.reshape(d, h, hd), "k": lambda w: w.T.reshape(d, k, hd),
+             "v": lambda w: w.T.reshape(d, k, hd), "o": lambda w: w.T.reshape(h, hd, d),
+             "q_bias": lambda w: w.reshape(h, hd), "k_bias": lambda w: w.reshape(k, hd),
+             "v_bias": lambda w: w.reshape(k, hd), "gate": np.transpose, "up": np.transpose, "down": np.transpose}
+  where = {"q": ("attention", "query"), "k": ("attention", "key"), "v": ("attention", "value"),
+           "o": ("attention", "out"), "q_bias": ("attention", "query_bias"), "k_bias": ("attention", "key_bias"),
+           "v_bias": ("attention", "value_bias"), "gate": ("mlp", "gate"), "up": ("mlp", "up"),
+           "down": ("mlp", "down"), **{n: (n, "scale") for n in _NORMS}}
 
   def arr(name):
     return np.asarray(get(name), dtype=np.float32)
@@ -175,16 +167,11 @@ def _to_tree(cfg: LlamaConfig, get: Callable[[str], np.ndarray], names: Mapping[
   tree: dict[str, Any] = {"token_embed": {"embedding": cast(arr(names["embed"]))},
                           "final_norm": {"scale": cast(arr(names["norm"]))}}
   for i in range(cfg.num_layers):
-    tree[f"layers_{i}"] = {
-        "attention_norm": {"scale": cast(arr(layer(i, "attention_norm")))},
-        "mlp_norm": {"scale": cast(arr(layer(i, "mlp_norm")))},
-        "attention": {
-            "query": cast(arr(layer(i, "q")).T.reshape(d, cfg.num_heads, hd)),
-            "key": cast(arr(layer(i, "k")).T.reshape(d, cfg.num_kv_heads, hd)),
-            "value": cast(arr(layer(i, "v")).T.reshape(d, cfg.num_kv_heads, hd)),
-            "out": cast(arr(layer(i, "o")).T.reshape(cfg.num_heads, hd, d))},
-        "mlp": {"gate": cast(arr(layer(i, "gate")).T), "up": cast(arr(layer(i, "up")).T),
-                "down": cast(arr(layer(i, "down")).T)}}
+    node: dict[str, Any] = {}
+    for part in _layer_parts(cfg):
+      module, leaf = where[part]
+      node.setdefault(module, {})[leaf] = cast(convert.get(part, lambda w: w)(arr(layer(i, part))))
+    tree[f"layers_{i}"] = node
   if not cfg.tie_word_embeddings:
     tree["lm_head"] = {"kernel": cast(arr(names["lm_head"]).T)}
   return tree
@@ -238,48 +225,12 @@ def _load_hf(directory: Path, dtype: str, param_dtype: str) -> LoadedModel:
 # ------------------------------------------------------------------------------------------------- GGUF
 
 
-def config_from_gguf(fields: Mapping[str, Any], tensor_shapes: Mapping[str, tuple[int, ...]], *, source: str,
-                     dtype: str = "float32", param_dtype: str = "float32") -> LlamaConfig:
-  """LlamaConfig from GGUF metadata (``llama.*`` keys); CheckpointError for other architectures."""
-  arch = fields.get("general.architecture")
-  if arch not in _GGUF_ARCHITECTURES:
-    raise CheckpointError(f"checkpoint {source}: unknown architecture general.architecture={arch!r}; "
-                          f"supported: {list(_GGUF_ARCHITECTURES)}")
-  a = f"{arch}."
-  need = [a + k for k in ("embedding_length", "feed_forward_length", "block_count", "attention.head_count")]
-  missing = [k for k in need if k not in fields]
-  if missing:
-    raise CheckpointError(f"checkpoint {source}: GGUF metadata lacks {', '.join(missing)}")
-  if fields.get(a + "rope.scaling.type", "none") not in ("none", None):
-    raise CheckpointError(f"checkpoint {source}: unsupported {a}rope.scaling.type="
-                          f"{fields[a + 'rope.scaling.type']!r}")
-  hidden, heads = int(fields[a + "embedding_length"]), int(fields[a + "attention.head_count"])
-  vocab = fields.get(a + "vocab_size")
-  if vocab is None:
-    vocab = tensor_shapes.get("token_embd.weight", (0,))[0]
-  head_dim = fields.get(a + "attention.key_length", fields.get(a + "rope.dimension_count"))
-  return LlamaConfig(
-      vocab_size=int(vocab), hidden_size=hidden, intermediate_size=int(fields[a + "feed_forward_length"]),
-      num_layers=int(fields[a + "block_count"]), num_heads=heads,
-      num_kv_heads=int(fields.get(a + "attention.head_count_kv", heads)),
-      head_dim=None if head_dim is None or int(head_dim) == hidden // heads else int(head_dim),
-      rope_theta=float(fields.get(a + "rope.freq_base", 10000.0)),
-      rms_norm_eps=float(fields.get(a + "attention.layer_norm_rms_epsilon", 1e-5)),
-      max_position_embeddings=int(fields.get(a + "context_length", 2048)),
-      tie_word_embeddings="output.weight" not in tensor_shapes, dtype=dtype, param_dtype=param_dtype)
-
-
 def gguf_tensor_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
   """llama.cpp tensor names and their dequantized numpy shapes (torch [out, in] layout) for ``cfg``."""
-  d, f, v, hd = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.resolved_head_dim
+  v, d = cfg.vocab_size, cfg.hidden_size
   shapes = {"token_embd.weight": (v, d), "output_norm.weight": (d,)}
   for i in range(cfg.num_layers):
-    p = f"blk.{i}."
-    shapes.update({
-        p + "attn_norm.weight": (d,), p + "ffn_norm.weight": (d,),
-        p + "attn_q.weight": (cfg.num_heads * hd, d), p + "attn_k.weight": (cfg.num_kv_heads * hd, d),
-        p + "attn_v.weight": (cfg.num_kv_heads * hd, d), p + "attn_output.weight": (d, cfg.num_heads * hd),
-        p + "ffn_gate.weight": (f, d), p + "ffn_up.weight": (f, d), p + "ffn_down.weight": (d, f)})
+    shapes.update({f"blk.{i}.{_PARTS[part][1]}": shape for part, shape in _layer_parts(cfg).items()})
   if not cfg.tie_word_embeddings:
     shapes["output.weight"] = (v, d)
   return shapes
@@ -297,7 +248,8 @@ def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 class _GGUFTensors:
-  """Lazy name -> dequantized float32 [out, in] array over a ``gguf.GGUFReader`` (``cfg`` set once known)."""
+  """Lazy name -> dequantized float32 [out, in] array in HF's convention over a ``gguf.GGUFReader`` (``cfg`` set
+  once known)."""
 
   def __init__(self, reader, cfg: LlamaConfig | None):
     self._by_name = {t.name: t for t in reader.tensors}
@@ -311,10 +263,12 @@ class _GGUFTensors:
     from gguf.quants import dequantize
     t = self._by_name[name]
     w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(self.shape(name))
-    if name.endswith("attn_q.weight"):
+    if self._cfg.family == "llama" and name.endswith("attn_q.weight"):  # only the llama arch is permuted
       w = unpermute_rope_rows(w, self._cfg.num_heads)
-    elif name.endswith("attn_k.weight"):
+    elif self._cfg.family == "llama" and name.endswith("attn_k.weight"):
       w = unpermute_rope_rows(w, self._cfg.num_kv_heads)
+    elif self._cfg.norm_offset_one and name.endswith("norm.weight"):
+      w = w - 1.0  # llama.cpp stores Gemma's (1 + w)
     return w
 
 
@@ -336,12 +290,8 @@ def _load_gguf(path: Path, dtype: str, param_dtype: str) -> LoadedModel:
   cfg = config_from_gguf(fields, shapes, source=source, dtype=dtype, param_dtype=param_dtype)
   tensors._cfg = cfg  # noqa: SLF001
   check_tree(_shapes(gguf_tensor_shapes(cfg)), _shapes(shapes), source=source)
-  params = _to_tree(cfg, tensors, {
-      "embed": "token_embd.weight", "norm": "output_norm.weight", "lm_head": "output.weight",
-      "layer": lambda i, part: f"blk.{i}." + {
-          "attention_norm": "attn_norm.weight", "mlp_norm": "ffn_norm.weight", "q": "attn_q.weight",
-          "k": "attn_k.weight", "v": "attn_v.weight", "o": "attn_output.weight", "gate": "ffn_gate.weight",
-          "up": "ffn_up.weight", "down": "ffn_down.weight"}[part]})
+  params = _to_tree(cfg, tensors, {"embed": "token_embd.weight", "norm": "output_norm.weight",
+                                   "lm_head": "output.weight", "layer": lambda i, part: f"blk.{i}.{_PARTS[part][1]}"})
   tokenizer = None
   if "tokenizer.ggml.model" in reader.fields:  # weights-only GGUF files carry no tokenizer
     from tokensift.hf_tokenizer import tokenizer_files

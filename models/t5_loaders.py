@@ -66,24 +66,59 @@ def _checked(config: T5Config, params: dict, source: str, encoder_only: bool = F
 
 
 # ----------------------------------------------------------------------------------------------- HF format
+def _major_version(version: Any) -> int | None:
+  m = re.match(r"\s*(\d+)\.", str(version)) if version is not None else None
+  return int(m.group(1)) if m else None
+
+
+def hf_scales_decoder_outputs(cfg: Mapping[str, Any], *, separate_lm_head: bool) -> bool:
+  """Whether HF multiplies the decoder output by ``d_model**-0.5`` before the vocabulary projection, decided from
+  what the checkpoint is (``model_type``, the ``transformers_version`` that wrote it, whether it holds its own
+  ``lm_head.weight``), never from a missing field alone.
+
+  - ``t5`` (v1.0, v1.1, FLAN-T5): transformers>=5 writes ``scale_decoder_outputs`` (derived on load from
+    ``tie_word_embeddings is not False``, which older versions wrote instead: v1.0 tied and scaled, v1.1/FLAN-T5
+    ``false``). With neither field, ``T5Config``'s default (tied, scaled) holds unless the checkpoint carries a
+    separate ``lm_head.weight``, i.e. the v1.1 layout.
+  - ``mt5``: ``MT5ForConditionalGeneration`` never scales in transformers>=5 (``MT5Config`` forces
+    ``tie_word_embeddings=true`` and writes no ``scale_decoder_outputs``); older versions scaled only when the
+    config said ``tie_word_embeddings: true`` (``MT5Config``'s default there was false; every Hub mT5 is untied).
+    A config without ``transformers_version`` was not written by ``save_pretrained`` of transformers>=5.
+  """
+  model_type = cfg.get("model_type")
+  tie = cfg.get("tie_word_embeddings")
+  if model_type == "mt5":
+    major = _major_version(cfg.get("transformers_version"))
+    if major is not None and major >= 5:
+      return False
+    return tie is True and not separate_lm_head
+  if "scale_decoder_outputs" in cfg and cfg["scale_decoder_outputs"] is not None:
+    return bool(cfg["scale_decoder_outputs"])
+  if tie is not None:
+    return tie is not False
+  return not separate_lm_head
+
+
 def config_from_hf(cfg: Mapping[str, Any], *, dtype: str = "float32", source: str = "",
                    tied: bool | None = None) -> T5Config:
   """HF ``config.json`` dict -> T5Config. CheckpointError for an architecture other than T5/mT5.
 
-  ``tied``: whether the checkpoint has no separate ``lm_head.weight`` (None: trust the config).
+  ``tied``: whether the checkpoint has no separate ``lm_head.weight`` (None: trust the config). Output scaling is
+  decided by ``hf_scales_decoder_outputs``.
   """
   model_type = cfg.get("model_type")
   archs = cfg.get("architectures") or []
   bad_arch = [a for a in archs if a not in _HF_ARCHITECTURES]
   if model_type not in _HF_MODEL_TYPES or bad_arch:
+    hint = (" (UMT5 keeps a relative-position table in every layer, which models.t5 does not implement)"
+            if model_type == "umt5" else "")
     raise CheckpointError(f"checkpoint {source} has unknown architecture model_type={model_type!r} "
                           f"architectures={archs}; supported: model_type in {_HF_MODEL_TYPES}, "
-                          f"architectures in {_HF_ARCHITECTURES}")
-  ff = cfg.get("feed_forward_proj", "relu")
-  # transformers<5 tied and scaled together (tie_word_embeddings=False for v1.1 / FLAN-T5); transformers>=5 always
-  # writes tie_word_embeddings=true and records the d_model**-0.5 scaling as scale_decoder_outputs. Whether the
-  # logits are tied is decided by the weights (a separate lm_head.weight or not), see load_hf_t5.
-  scale = cfg.get("scale_decoder_outputs", cfg.get("tie_word_embeddings", True) is not False)
+                          f"architectures in {_HF_ARCHITECTURES}{hint}")
+  ff = cfg.get("feed_forward_proj", "relu" if model_type == "t5" else "gated-gelu")
+  if tied is None:
+    tied = cfg.get("tie_word_embeddings", model_type == "t5") is not False
+  scale = hf_scales_decoder_outputs(cfg, separate_lm_head=not tied)
   try:
     return T5Config(vocab_size=cfg["vocab_size"], d_model=cfg["d_model"], num_heads=cfg["num_heads"],
                     head_dim=cfg["d_kv"], d_ff=cfg["d_ff"], num_encoder_layers=cfg["num_layers"],
@@ -91,8 +126,7 @@ def config_from_hf(cfg: Mapping[str, Any], *, dtype: str = "float32", source: st
                     relative_attention_num_buckets=cfg.get("relative_attention_num_buckets", 32),
                     relative_attention_max_distance=cfg.get("relative_attention_max_distance", 128),
                     layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-6), feed_forward_proj=ff,
-                    tie_word_embeddings=bool(tied if tied is not None else cfg.get("tie_word_embeddings", True)),
-                    scale_decoder_outputs=bool(scale), dtype=dtype)
+                    tie_word_embeddings=bool(tied), scale_decoder_outputs=bool(scale), dtype=dtype)
   except KeyError as e:
     raise CheckpointError(f"checkpoint {source}: config.json lacks field {e.args[0]!r}") from None
   except ValueError as e:
@@ -172,6 +206,9 @@ def load_hf_t5(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   raw = json.loads((path / "config.json").read_text())
   state = _read_safetensors(path)
   encoder_only = any(a.endswith("EncoderModel") for a in raw.get("architectures") or [])
+  if "lm_head.weight" in state and "shared.weight" in state and np.array_equal(state["lm_head.weight"],
+                                                                              state["shared.weight"]):
+    state = {k: v for k, v in state.items() if k != "lm_head.weight"}  # a tied head saved as a copy
   config = config_from_hf(raw, dtype=dtype, source=str(path), tied=encoder_only or "lm_head.weight" not in state)
   params = params_from_hf(state, config, encoder_only=encoder_only)
   loaded = _checked(config, params, str(path), encoder_only)

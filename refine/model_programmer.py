@@ -88,11 +88,12 @@ class ModelProgrammer:
     if tokenizer is None:
       raise ValueError(f"refining model {name!r} has no tokenizer (tokenizer.json or GGUF metadata)")
     from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast  # chat-template rendering only (no torch)
+
+    from tokensift import hf_tokenizer
     self.module, self.config, self.exec_config, self.name = module, config, exec_config, f"model:{name}"
     self.files = tokenizer
     self.tokenizer = Tokenizer.from_file(str(tokenizer.tokenizer_json))
-    self._hf = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer.tokenizer_json))
+    self._hf = hf_tokenizer.chat_tokenizer(tokenizer)  # with the checkpoint's bos/eos for {{ bos_token }}
     self.eos_id = tokenizer.eos_id
     self.mesh = mesh if mesh is not None else partitioning.make_mesh(partitioning.MeshConfig(), jax.local_devices())
     example = jnp.zeros((1, 8), jnp.int32)
@@ -121,9 +122,17 @@ class ModelProgrammer:
   def _render(self, user_message: str) -> str:
     if self.chat_template == LLAMA2:
       return llama2_chat(user_message, self.config.system_prompt)
+    import jinja2  # transformers' chat-template engine
     msgs = ck.chat_messages(user_message, self.config.system_prompt)
-    return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
-                                        add_generation_prompt=True)
+    try:
+      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
+                                          add_generation_prompt=True)
+    except jinja2.TemplateError:  # Gemma's templates refuse a system turn: fold it into the user turn, as Gemma does
+      if not self.config.system_prompt:
+        raise
+      msgs = ck.chat_messages(f"{self.config.system_prompt}\n\n{user_message}", None)
+      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
+                                          add_generation_prompt=True)
 
   def _split_template(self) -> tuple[str, str]:
     text = self._render(_SENTINEL)

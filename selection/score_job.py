@@ -55,7 +55,8 @@ class ScoreJobConfig:
 
 
 def detect_architecture(model_path: str | os.PathLike) -> str:
-  """``"decoder_only"`` for a .gguf file or an HF Llama-family dir, ``"encoder_decoder"`` for T5 (HF or T5X)."""
+  """``"decoder_only"`` for a .gguf file or an HF Llama/Mistral/Qwen2/Gemma/Gemma 2 dir, ``"encoder_decoder"`` for
+  T5 (HF or T5X)."""
   path = Path(model_path)
   if not path.exists():
     raise FileNotFoundError(f"scorer checkpoint {str(path)!r} does not exist")
@@ -66,9 +67,10 @@ def detect_architecture(model_path: str | os.PathLike) -> str:
     model_type = json.loads(cfg.read_text()).get("model_type", "")
     if model_type in ("t5", "mt5", "umt5"):
       return "encoder_decoder"
-    if model_type in ("llama", "mistral", "qwen2", "smollm"):
+    if model_type in ("llama", "mistral", "qwen2", "gemma", "gemma2", "smollm"):
       return "decoder_only"
-    raise ValueError(f"scorer {str(path)!r}: unsupported model_type {model_type!r} (Llama family or T5)")
+    raise ValueError(f"scorer {str(path)!r}: unsupported model_type {model_type!r} (Llama, Mistral, Qwen2, Gemma, "
+                     "Gemma 2 or T5)")
   return "encoder_decoder"  # T5X msgpack file / tensorstore / orbax directory
 
 

@@ -300,7 +300,7 @@ def test_config_mismatch_and_unknown_architecture(tiny_dir, tmp_path):
     load_llama(gpt2)
   scaled = _rewrite(tiny_dir, tmp_path / "yarn",
                     edit_config=lambda c: c.update(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4}))
-  with pytest.raises(CheckpointError, match="unsupported Llama features: rope_type='yarn'"):
+  with pytest.raises(CheckpointError, match="unsupported llama features: rope_parameters.rope_type='yarn'"):
     load_llama(scaled)
   with pytest.raises(FileNotFoundError, match="does not exist"):
     load_llama(tmp_path / "nowhere")

@@ -287,3 +287,86 @@ def test_config_rejects_unknown_activation():
     m = T5(T5Config(vocab_size=8, d_model=4, num_heads=2, head_dim=2, d_ff=4, num_encoder_layers=1,
                     num_decoder_layers=1))
     m.init(jax.random.PRNGKey(0), jnp.ones((3,), jnp.int32), jnp.ones((1, 2), jnp.int32))
+
+
+# ------------------------------------------------------------- output scaling across the T5 family and versions
+def _save_family(path, cls_cfg, cls_model, *, seed, separate_head=False, edit_config=None):
+  """A random tiny T5-family model written by the installed transformers (5.x), optionally with its own
+  ``lm_head.weight`` and a config.json edited into an older layout; returns HF's model reloaded from ``path``."""
+  cfg = cls_cfg(vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=1, num_heads=4,
+                relative_attention_num_buckets=8, relative_attention_max_distance=20, dropout_rate=0.0,
+                decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  model = cls_model(cfg).eval()
+  _randomize(model, seed)
+  model.save_pretrained(str(path))
+  if separate_head:
+    sd = load_file(str(path / "model.safetensors"))
+    sd["lm_head.weight"] = torch.randn(VOCAB, 16, generator=torch.Generator().manual_seed(seed + 1))
+    save_file(sd, str(path / "model.safetensors"), metadata={"format": "pt"})
+  if edit_config:
+    cfg_json = json.loads((path / "config.json").read_text())
+    edit_config(cfg_json)
+    (path / "config.json").write_text(json.dumps(cfg_json))
+  reloaded = cls_model.from_pretrained(str(path)).eval()
+  if separate_head:
+    assert not torch.equal(reloaded.lm_head.weight, reloaded.shared.weight)  # HF really uses the saved head
+  return reloaded
+
+
+def _as_transformers4(cfg_json, tie):
+  cfg_json["transformers_version"] = "4.41.2"
+  cfg_json.pop("scale_decoder_outputs", None)
+  if tie is None:
+    cfg_json.pop("tie_word_embeddings", None)
+  else:
+    cfg_json["tie_word_embeddings"] = tie
+
+
+T5_FAMILY_CASES = {
+    # name: (config class, model class, separate lm_head, config edit, expected (tied, scaled))
+    "mt5_transformers5": ("MT5Config", "MT5ForConditionalGeneration", False, None, (True, False)),
+    "mt5_transformers4_layout": ("MT5Config", "MT5ForConditionalGeneration", True,
+                                 lambda c: _as_transformers4(c, False), (False, False)),
+    "t5v10_transformers4_layout_no_tie_field": ("T5Config", "T5ForConditionalGeneration", False,
+                                                lambda c: _as_transformers4(c, None), (True, True)),
+    "t5v11_transformers4_layout": ("T5Config", "T5ForConditionalGeneration", True,
+                                   lambda c: _as_transformers4(c, False), (False, False)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(T5_FAMILY_CASES))
+def test_t5_family_output_scaling_matches_hf(case, tmp_path):
+  cfg_cls, model_cls, separate, edit, (tied, scaled) = T5_FAMILY_CASES[case]
+  model = _save_family(tmp_path, getattr(transformers, cfg_cls), getattr(transformers, model_cls), seed=11,
+                       separate_head=separate, edit_config=edit)
+  loaded = t5_loaders.load_t5(tmp_path)
+  assert (loaded.config.tie_word_embeddings, loaded.config.scales_decoder_outputs) == (tied, scaled)
+  enc, dec = _batch(6, enc_len=11, dec_len=7)
+  ref = _hf_logits(model, enc, dec)
+  out = np.asarray(loaded.module.apply({"params": loaded.params}, enc, dec))
+  assert np.abs(out - ref).max() <= 1e-4, np.abs(out - ref).max()
+
+
+def test_output_scaling_decision_table():
+  decide = t5_loaders.hf_scales_decoder_outputs
+  # transformers 5 mT5: tie forced true, no scale field -> never scaled (the silent d_model**-0.5 bug)
+  assert not decide({"model_type": "mt5", "tie_word_embeddings": True, "transformers_version": "5.0.0"},
+                    separate_lm_head=False)
+  # transformers 4 mT5 that said tie_word_embeddings: true was tied and scaled; its default (absent) was untied
+  assert decide({"model_type": "mt5", "tie_word_embeddings": True, "transformers_version": "4.30.0"},
+                separate_lm_head=False)
+  assert not decide({"model_type": "mt5", "transformers_version": "4.30.0"}, separate_lm_head=True)
+  # T5: transformers 5 records the choice; older configs tie iff scale; no field -> what the weights say
+  assert not decide({"model_type": "t5", "tie_word_embeddings": True, "scale_decoder_outputs": False},
+                    separate_lm_head=True)
+  assert decide({"model_type": "t5", "tie_word_embeddings": True}, separate_lm_head=False)
+  assert not decide({"model_type": "t5", "tie_word_embeddings": False}, separate_lm_head=True)
+  assert decide({"model_type": "t5"}, separate_lm_head=False)
+  assert not decide({"model_type": "t5"}, separate_lm_head=True)
+
+
+def test_umt5_is_refused_naming_the_model_type(tmp_path):
+  cfg = transformers.UMT5Config(vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+  transformers.UMT5ForConditionalGeneration(cfg).save_pretrained(str(tmp_path))
+  with pytest.raises(CheckpointError, match=r"model_type='umt5'.*relative-position table in every layer"):
+    t5_loaders.load_t5(tmp_path)

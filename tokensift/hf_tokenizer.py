@@ -66,8 +66,22 @@ def _from_tokenizer_json(tj: Path) -> TokenizerFiles:
       value = value.get("content")
     return tok.token_to_id(value) if isinstance(value, str) else None
 
-  return TokenizerFiles(tj, tid("bos_token"), tid("eos_token"), tid("pad_token"), cfg.get("chat_template"),
+  return TokenizerFiles(tj, tid("bos_token"), tid("eos_token"), tid("pad_token"), _chat_template(tj.parent, cfg),
                         bool(cfg.get("add_bos_token", False)))
+
+
+def _chat_template(directory: Path, cfg: dict) -> str | None:
+  """The checkpoint's chat template: ``chat_template.jinja`` (written by transformers since 4.43 and always by 5,
+  and taking precedence there), else ``tokenizer_config.json``'s ``chat_template``, a string or a list of
+  ``{"name", "template"}`` of which the ``"default"`` one is used."""
+  jinja = directory / "chat_template.jinja"
+  if jinja.exists():
+    return jinja.read_text()
+  template = cfg.get("chat_template")
+  if isinstance(template, list):
+    named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+    template = named.get("default")
+  return template if isinstance(template, str) else None
 
 
 def _from_gguf(path: Path) -> TokenizerFiles:
@@ -135,7 +149,17 @@ def render_chat(files: TokenizerFiles, user_message: str, *, add_generation_prom
   """The model's chat template applied to one user turn (text, not ids)."""
   if not files.chat_template:
     raise ValueError(f"tokenizer {str(files.tokenizer_json)!r} has no chat template")
-  from transformers import PreTrainedTokenizerFast
-  hf = PreTrainedTokenizerFast(tokenizer_file=str(files.tokenizer_json))
+  hf = chat_tokenizer(files)
   return hf.apply_chat_template([{"role": "user", "content": user_message}], chat_template=files.chat_template,
                                 tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def chat_tokenizer(files: TokenizerFiles):
+  """A transformers ``PreTrainedTokenizerFast`` for chat-template rendering, with the checkpoint's BOS/EOS tokens
+  set: templates write ``{{ bos_token }}`` (Gemma, Mistral, Llama 3) or ``{{ eos_token }}``."""
+  from tokenizers import Tokenizer
+  from transformers import PreTrainedTokenizerFast
+  tok = Tokenizer.from_file(str(files.tokenizer_json))
+  special = {name: tok.id_to_token(i) for name, i in (("bos_token", files.bos_id), ("eos_token", files.eos_id))
+             if i is not None}
+  return PreTrainedTokenizerFast(tokenizer_object=tok, **special)
