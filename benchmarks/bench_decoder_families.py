@@ -20,7 +20,8 @@ import json
 import os
 import statistics
 import tempfile
-import time
+
+from timing import timed  # benchmarks/timing.py (scripts run from this folder)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -60,16 +61,6 @@ def hf_model(family: str, args):
     cfg._attn_implementation = "eager"
   torch.manual_seed(0)
   return getattr(transformers, f"{names}ForCausalLM")(cfg).eval()
-
-
-def timed(fn, repeats: int) -> list[float]:
-  fn()  # warm-up (jit compile / torch first-call setup)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return times
 
 
 def main(argv=None):

@@ -17,7 +17,8 @@ import gzip
 import json
 import os
 import statistics
-import time
+
+from timing import timed  # benchmarks/timing.py (scripts run from this folder)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -43,16 +44,6 @@ def c4_batch(tokenizer_json: str, batch: int, length: int):
     tokens[i, :len(r)] = r
     mask[i, :len(r)] = 1
   return tokens, mask
-
-
-def timed(fn, repeats: int) -> list[float]:
-  fn()  # warm-up (jit compile / torch first-call setup)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return times
 
 
 def main(argv=None):
