@@ -15,6 +15,9 @@ never imports it. Classes:
   normalization, so ``loss_normalizing_factor='NUM_REAL_TARGET_TOKENS'`` gives Rho-1's mean over the selected
   tokens. Metrics: t5x's base metrics over the selected tokens (boolean mask) plus ``slm/*``.
 
+- ``PjitPartitioner``: t5x's partitioner over tokensift's rules table (``models/partitioning.py``), with a mesh
+  that honours the model-parallel setting on CPU devices too; the ``gin_configs/partitioning/`` presets bind it.
+
 Gradient accumulation (``Trainer.num_microbatches``) selects within each microbatch.
 """
 from __future__ import annotations
