@@ -40,6 +40,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
       f"§10): {e}") from e
 
 import flax.linen as nn
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,8 +81,9 @@ class PjitPartitioner(t5x_partitioning.PjitPartitioner):
     if "_tokensift_mesh" not in self.__dict__:
       model = (int(np.prod(self._model_parallel_submesh)) if self._model_parallel_submesh
                else (self._num_partitions or 1))
-      self.__dict__["_tokensift_mesh"] = partitioning.make_mesh(partitioning.MeshConfig(model=model),
-                                                                jax.devices(self._backend))
+      mesh = partitioning.make_mesh(partitioning.MeshConfig(model=model), jax.devices(self._backend))
+      absl_logging.info("tokensift PjitPartitioner CPU mesh: %s", dict(mesh.shape))
+      self.__dict__["_tokensift_mesh"] = mesh
     return self.__dict__["_tokensift_mesh"]
 
 

@@ -11,7 +11,8 @@ Why not ``t5.data.preprocessors.span_corruption``: seqio has no span corruption,
 its last release) cannot be installed next to tokensift's stack: pip resolves it to ``seqio-nightly`` 0.0.18
 and ``tfds-nightly`` 4.9.2, which overwrite the ``seqio`` 0.0.20 and ``tensorflow_datasets`` 4.9.10 modules
 (same import names), and it pulls ``mesh-tensorflow``. The algorithm below is T5's (same noise counts, span
-segmentation, sentinel order, chunking and EOS placement), written with stateless tf.random ops seeded by
+segmentation, sentinel order, chunking and EOS placement; T5's ``select_random_chunk`` is left out, so a
+document over its 65,536-token cap is kept whole), written with stateless tf.random ops seeded by
 seqio (``map_over_dataset(num_seeds=...)``), so a task's output is reproducible for a given seqio seed.
 
 Tasks (registered by ``register_span_corruption_tasks``, run from ``tasks.registry``):

@@ -86,6 +86,14 @@ def test_selection_variant_gets_a_span_corruption_variant(c4_docs, tmp_path):
   assert _reconstruct(ex["inputs"], ex["targets"], vocab.vocab_size) == stream[:sc.span_corruption_lengths(64)[0]]
   with pytest.raises(ValueError, match="SmolLM2"):
     sc.span_corruption_variant("c4_en_raw_smollm2")
+  # Every selection kind a selection directory holds: ASK-LLM top-k, DENSITY, their combination.
+  sel = tmp_path / "sel"
+  for tag in ("askllm", "density", "askllm50_density"):
+    variants.write_id_list(sel / f"{tag}_r10.txt", kept[:3])
+  variants.register_selection_dir("c4_en_raw", sel)
+  names = tokensift.tasks.register_all()
+  for tag in ("askllm", "density", "askllm50_density"):
+    assert f"c4_en_{tag}_r10_span_corruption" in names and f"c4_en_{tag}_r10_span_corruption_mix50" in names
 
 
 def test_prefix_tasks_split_documents(c4_docs):
