@@ -48,14 +48,11 @@ def perplexity(targets: Sequence[Any], scores: Sequence[float]) -> dict[str, flo
           "nll_per_sequence": nll / scores.size}
 
 
-
-
-
 def token_accuracy(targets: Sequence[Any], predictions: Sequence[str], vocabulary=None) -> dict[str, float]:
   """Position-wise token accuracy of re-encoded predictions against the target ids (EOS excluded), and
   exact-match sequence accuracy. ``vocabulary`` encodes predictions (bound per task)."""
   if vocabulary is None:
-    raise ValueError("token_accuracy needs the task's vocabulary (bind it with functools.partial)")
+    raise ValueError("token_accuracy needs the task's vocabulary (tasks bind it: ENCDEC_METRICS, PREFIX_LM_METRICS)")
   hits = total = exact = 0
   for t, p in zip(targets, predictions):
     want = [i for i in t["tokens"] if i != vocabulary.eos_id]
