@@ -3,6 +3,8 @@
 Layers name their parameter and activation axes logically (``nn.with_logical_partitioning`` on params,
 ``nn.with_logical_constraint`` on activations); this module maps those names onto a ``('data', 'model')``
 mesh. FSDP is a rules change (``FSDP_RULES``), never a code change (after t5x ``standard_logical_axis_rules``).
+This is the one table: the embedded trainer and the jobs read it here, and t5x launches read it through
+``t5x_models.logical_axis_rules`` / ``t5x_models.PjitPartitioner`` (presets in ``gin_configs/partitioning/``).
 
 Logical axis names used by tokensift layers:
   batch, length, embed, mlp, heads, kv_heads, head_dim, vocab, relpos_buckets, kv_length, layers (unused by

@@ -15,6 +15,9 @@ never imports it. Classes:
   normalization, so ``loss_normalizing_factor='NUM_REAL_TARGET_TOKENS'`` gives Rho-1's mean over the selected
   tokens. Metrics: t5x's base metrics over the selected tokens (boolean mask) plus ``slm/*``.
 
+- ``PjitPartitioner``: t5x's partitioner over tokensift's rules table (``models/partitioning.py``), with a mesh
+  that honours the model-parallel setting on CPU devices too; the ``gin_configs/partitioning/`` presets bind it.
+
 Gradient accumulation (``Trainer.num_microbatches``) selects within each microbatch.
 """
 from __future__ import annotations
@@ -37,19 +40,51 @@ except ImportError as e:  # pragma: no cover - depends on the environment
       f"§10): {e}") from e
 
 import flax.linen as nn
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from tokensift.models import feature_converters
+from tokensift.models import feature_converters, partitioning
 from tokensift.models.selective_loss import select_tokens, token_cross_entropy
 
-# Logical names tokensift layers use beyond t5x's standard ones (models/partitioning.py STANDARD_RULES).
-EXTRA_AXIS_RULES = (("kv_heads", None), ("head_dim", None), ("kv_length", None), ("layers", None))
+def logical_axis_rules(preset: str = "standard"):
+  """The rules table of ``models/partitioning.py`` (``preset``: 'standard' or 'fsdp'), the one tokensift's own
+  partitioning reads, followed by t5x's standard rules for names tokensift layers do not use (t5x's own layers);
+  flax takes the first rule per name, so tokensift's table decides."""
+  ours = partitioning.get_rules(preset)
+  names = {name for name, _ in ours}
+  return tuple(ours) + tuple(r for r in t5x_partitioning.standard_logical_axis_rules() if r[0] not in names)
 
 
-def logical_axis_rules(**kwargs):
-  """t5x's standard logical axis rules plus tokensift's extra names (for ``PjitPartitioner``)."""
-  return t5x_partitioning.standard_logical_axis_rules(additional_rules=EXTRA_AXIS_RULES, **kwargs)
+class PjitPartitioner(t5x_partitioning.PjitPartitioner):
+  """t5x's ``PjitPartitioner`` with tokensift's rules table (``rules`` preset) and a mesh that honours
+  ``num_partitions`` / ``model_parallel_submesh`` on CPU devices too.
+
+  On CPU, t5x's ``default_mesh`` puts every device on 'model' whatever ``num_partitions`` says (8 fake devices
+  give a (data 1, model 8) mesh and an indivisible-shard error on a 4-head model); here the CPU mesh is
+  ``partitioning.make_mesh`` with ``model = num_partitions`` (or the product of ``model_parallel_submesh``) and
+  ``data`` the rest. On TPU and GPU the mesh is t5x's (``model_parallel_submesh`` on TPU slices, NVLink-aware
+  ``num_partitions`` on GPU nodes, ``ici_mesh_shape``/``dcn_mesh_shape`` for multi-slice).
+  """
+
+  def __init__(self, num_partitions=None, model_parallel_submesh=None, rules: str = "standard", **kwargs):
+    kwargs.setdefault("logical_axis_rules", logical_axis_rules(rules))
+    if not num_partitions and not model_parallel_submesh:
+      num_partitions = 1  # data parallel unless a preset says otherwise
+    super().__init__(num_partitions=num_partitions, model_parallel_submesh=model_parallel_submesh, **kwargs)
+
+  @property
+  def mesh(self):
+    if jax.devices(self._backend)[-1].platform != "cpu" or self._ici_mesh_shape is not None:
+      return super().mesh
+    if "_tokensift_mesh" not in self.__dict__:
+      model = (int(np.prod(self._model_parallel_submesh)) if self._model_parallel_submesh
+               else (self._num_partitions or 1))
+      mesh = partitioning.make_mesh(partitioning.MeshConfig(model=model), jax.devices(self._backend))
+      absl_logging.info("tokensift PjitPartitioner CPU mesh: %s", dict(mesh.shape))
+      self.__dict__["_tokensift_mesh"] = mesh
+    return self.__dict__["_tokensift_mesh"]
 
 
 def logical_factor_rules():

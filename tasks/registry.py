@@ -3,7 +3,9 @@ variants other packages add (refined, ASK-LLM / DENSITY selected, with reference
 
 Task names: ``c4_en_raw``, ``owm_raw`` (C4 SentencePiece, 32768 pieces) and ``c4_en_raw_smollm2``,
 ``owm_raw_smollm2`` (SmolLM2's BPE, for Llama-family training and reference models). Every task keeps
-``id`` and ``text`` next to the tokenized ``targets``.
+``id`` and ``text`` next to the tokenized ``targets`` and reports ``metrics.perplexity`` under ``t5x.eval``.
+``register_all`` also registers the span-corruption and prefix tasks (``tasks.span_corruption``) and the
+mixtures (``tasks.mixtures``).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Callable, Iterable, Sequence
 
 import seqio
 
+from tokensift.tasks import metrics
 from tokensift.tasks import preprocessors as lm_pre
 from tokensift.tasks import sources, vocabularies
 
@@ -41,7 +44,7 @@ def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
   return seqio.TaskRegistry.add(
       name, source=source, output_features=lm_output_features(vocab),
       preprocessors=[*preprocessors, *lm_pre.LM_PREPROCESSORS],
-      metric_fns=[])
+      postprocess_fn=metrics.keep_target_tokens, metric_fns=list(metrics.LM_METRICS))
 
 
 def register_raw_tasks() -> list[str]:
@@ -79,7 +82,11 @@ def register_all(families: bool = True) -> list[str]:
     import importlib
     for mod in FAMILY_MODULES:
       importlib.import_module(mod)
+  from tokensift.tasks import mixtures, span_corruption
   names = register_raw_tasks()
+  names.extend(span_corruption.register_span_corruption_tasks())
   for fn in _EXTRA_REGISTRARS:
     names.extend(fn())
+  names.extend(span_corruption.register_span_corruption_variants())  # of every registered C4 selection variant
+  names.extend(mixtures.register_mixtures())
   return names

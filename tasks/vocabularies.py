@@ -122,6 +122,77 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
     return f"HFTokenizerVocabulary(lazy, eos={self._eos_override})"
 
 
+class T5LayoutVocabulary(seqio.Vocabulary):
+  """A SentencePiece vocabulary seen through T5's id layout: pad 0, eos 1, unk 2, sentinels at the end.
+
+  The sample's C4 model (``c4-32768.model``) numbers its control pieces unk=0, bos=1, eos=2; T5 encoder-decoders
+  and t5x's EncDec feature converter want pad=0 and eos=1 (padding and loss weights key on id 0, decoding stops
+  at 1). This view swaps the three control ids and keeps every other piece's id:
+
+    ours 0 (pad)  -> SentencePiece eos (a control piece: decodes to nothing)
+    ours 1 (eos)  <-> SentencePiece eos 2
+    ours 2 (unk)  <-> SentencePiece unk 0       (SentencePiece bos 1 is never produced by encoding)
+    ours 3..N-1   == SentencePiece 3..N-1
+    ours N..N+extra_ids-1: sentinels (``<extra_id_0>`` = N+extra_ids-1, counting down as in T5)
+  """
+
+  def __init__(self, inner: seqio.SentencePieceVocabulary, extra_ids: int = 100):
+    self._inner = inner
+    super().__init__(extra_ids=extra_ids)
+
+  @property
+  def eos_id(self) -> int:
+    return 1
+
+  @property
+  def unk_id(self) -> int:
+    return 2
+
+  @property
+  def bos_id(self) -> int:
+    return 0  # t5x shifts decoder inputs right with id 0, as for T5
+
+  @property
+  def _base_vocab_size(self) -> int:
+    return self._inner._base_vocab_size  # pylint: disable=protected-access
+
+  # SentencePiece id -> ours for ids 0, 1, 2 (unk, bos, eos); and ours -> SentencePiece for 0, 1, 2 (pad, eos, unk).
+  _FROM_SPM = (2, 2, 1)
+  _TO_SPM = (2, 2, 0)
+
+  def _encode(self, s: str) -> Sequence[int]:
+    return [self._FROM_SPM[i] if i < 3 else i for i in self._inner.encode(s)]
+
+  def _decode(self, ids) -> str:
+    return self._inner.decode([self._TO_SPM[i] if i < 3 else i for i in (int(x) for x in ids) if i != 0])
+
+  def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
+    ids = self._inner.encode_tf(s)
+    table = tf.constant(self._FROM_SPM, tf.int32)
+    def remap(x):
+      x = tf.cast(x, tf.int32)
+      return tf.where(x < 3, tf.gather(table, tf.minimum(x, 2)), x)
+    return tf.ragged.map_flat_values(remap, ids) if isinstance(ids, tf.RaggedTensor) else remap(ids)
+
+  def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+    ids = tf.cast(ids, tf.int32)
+    table = tf.constant(self._TO_SPM, tf.int32)
+    # The inner _decode_tf, not decode_tf: the base class already cut at our eos, and the inner one would cut again
+    # at SentencePiece's eos (where our padding maps) and decode what follows as unk.
+    return self._inner._decode_tf(  # pylint: disable=protected-access
+        tf.where(ids < 3, tf.gather(table, tf.clip_by_value(ids, 0, 2)), ids))
+
+  def __eq__(self, other) -> bool:
+    return (isinstance(other, T5LayoutVocabulary) and self.extra_ids == other.extra_ids
+            and self._inner.sentencepiece_model_file == other._inner.sentencepiece_model_file)
+
+  def __hash__(self) -> int:
+    return hash(("T5LayoutVocabulary", self.extra_ids))
+
+  def __str__(self) -> str:
+    return f"T5LayoutVocabulary({self._inner}, extra_ids={self.extra_ids})"
+
+
 @functools.lru_cache(maxsize=None)
 def c4_sentencepiece() -> SentencePieceFileVocabulary:
   """The real 32768-piece C4 SentencePiece model of the sample data."""
@@ -134,7 +205,15 @@ def smollm2() -> HFTokenizerVocabulary:
   return HFTokenizerVocabulary(lambda: str(paths.smollm2_gguf()))
 
 
-VOCABULARIES: dict[str, Callable[[], seqio.Vocabulary]] = {"c4sp": c4_sentencepiece, "smollm2": smollm2}
+@functools.lru_cache(maxsize=None)
+def c4_t5() -> T5LayoutVocabulary:
+  """The C4 SentencePiece model in T5's layout (pad 0, eos 1, unk 2) with 100 sentinels: 32868 ids, for the
+  span-corruption and prefix tasks and T5 encoder-decoders (model ``vocab_size`` 32896, a multiple of 128)."""
+  return T5LayoutVocabulary(c4_sentencepiece(), extra_ids=100)
+
+
+VOCABULARIES: dict[str, Callable[[], seqio.Vocabulary]] = {"c4sp": c4_sentencepiece, "smollm2": smollm2,
+                                                           "c4t5": c4_t5}
 
 
 def get_vocabulary(name_or_path: str) -> seqio.Vocabulary:

@@ -1,4 +1,6 @@
 """The rules table maps logical axes onto the mesh; uneven dimensions are replicated, not refused."""
+from pathlib import Path
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,3 +41,34 @@ def test_fsdp_is_a_rules_change_and_bad_mesh_named():
     P.make_mesh(P.MeshConfig(data=3, model=2))
   with pytest.raises(ValueError, match="'nope'"):
     P.get_rules("nope")
+
+
+PRESETS = sorted((Path(__file__).resolve().parent.parent / "gin_configs" / "partitioning").glob("*.gin"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_partitioning_presets_build_their_mesh_on_8_devices(preset):
+  """Each t5x partitioning preset (gin) builds a (data, model) mesh on the 8 fake CPU devices with tokensift's
+  rules table (skips where t5x is not installed)."""
+  pytest.importorskip("t5x")
+  import gin
+  from tokensift.models import t5x_models
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings([str(preset)], None)
+    bindings = gin.get_bindings("t5x_models.PjitPartitioner")  # what %PARTITIONER gets in a launch
+    partitioner = t5x_models.PjitPartitioner(**bindings)
+    text = preset.read_text()
+  finally:
+    gin.clear_config()
+  mesh = partitioner.mesh
+  want_model = 1
+  for line in text.splitlines():
+    if line.startswith("t5x_models.PjitPartitioner.num_partitions = ") and "None" not in line:
+      want_model = int(line.rsplit("=", 1)[1])
+    if line.startswith("t5x_models.PjitPartitioner.model_parallel_submesh = ") and "None" not in line:
+      want_model = int(np.prod(eval(line.rsplit("=", 1)[1])))  # noqa: S307 - a literal tuple of the preset
+  assert dict(mesh.shape) == {"data": 8 // want_model, "model": want_model}
+  rules = P.FSDP_RULES if bindings["rules"] == "fsdp" else P.STANDARD_RULES
+  assert partitioner._logical_axis_rules[:len(rules)] == rules  # the one table, first (flax takes the first rule)
+  assert partitioner.data_partition_spec == P.PartitionSpec("data")
