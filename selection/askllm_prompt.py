@@ -98,7 +98,7 @@ class SentencePiecePromptTokenizer:
     return list(self.sp.encode(text))
 
   def encode_with_starts(self, text: str) -> tuple[list[int], list[int]]:
-    proto = self.sp.encode(text, return_type="proto")
+    proto = self.sp.encode_as_immutable_proto(text)  # (encode(return_type=...) needs sentencepiece >= 0.2.2)
     raw = text.encode("utf-8")
     # byte offset -> character index (offsets from SentencePiece are byte positions in the input)
     # char_of_byte[b] = number of characters starting before byte b (UTF-8 lead bytes in raw[:b])
