@@ -98,16 +98,20 @@ class SentencePiecePromptTokenizer:
     return list(self.sp.encode(text))
 
   def encode_with_starts(self, text: str) -> tuple[list[int], list[int]]:
-    proto = self.sp.encode_as_immutable_proto(text)  # (encode(return_type=...) needs sentencepiece >= 0.2.2)
+    # (encode(return_type="proto") needs sentencepiece >= 0.2.2, which Beam's protobuf pin excludes)
+    proto = self.sp.encode_as_immutable_proto(text)  # keep it alive: its pieces point into it
+    pieces = list(proto.pieces)
     raw = text.encode("utf-8")
-    # byte offset -> character index (offsets from SentencePiece are byte positions in the input)
-    # char_of_byte[b] = number of characters starting before byte b (UTF-8 lead bytes in raw[:b])
+    if len(raw) == len(text) or max((p.end for p in pieces), default=0) != len(raw):
+      # character offsets (sentencepiece 0.2.x's immutable proto), or ASCII text (bytes are characters)
+      return [p.id for p in pieces], [p.begin for p in pieces]
+    # byte offsets: char_of_byte[b] = number of characters starting before byte b (UTF-8 lead bytes in raw[:b])
     char_of_byte, c = [], 0
     for b in range(len(raw) + 1):
       char_of_byte.append(c)
       if b < len(raw) and (raw[b] & 0xC0) != 0x80:
         c += 1
-    return [p.id for p in proto.pieces], [char_of_byte[p.begin] for p in proto.pieces]
+    return [p.id for p in pieces], [char_of_byte[p.begin] for p in pieces]
 
   def decode(self, ids: Sequence[int]) -> str:
     return self.sp.decode(list(ids))
