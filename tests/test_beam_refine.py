@@ -1,5 +1,5 @@
 """The refine job as a Beam pipeline (local in-process runner) writes the same shard files and markers as the
-single-process job, on the OpenWebMath JSON lines and the C4 gzip sample; restart skips finished shards and
+single-process job, on the OpenWebMath JSON lines, the C4 gzip sample and the c4_en_raw task; restart skips finished shards and
 refuses another config."""
 import functools
 import json
@@ -25,11 +25,15 @@ def _beam(inp, out, n, fmt, profile, config, workers):
       programmer_name=f"rules:{profile}", shards=n, fmt=fmt, piece_size=100, config=config, workers=workers)
 
 
-@pytest.mark.parametrize("which,n,fmt,workers", [("owm", 3, "jsonl", 2), ("c4", 2, "parquet", 1)])
+@pytest.mark.parametrize("which,n,fmt,workers", [("owm", 3, "jsonl", 2), ("c4", 2, "parquet", 1),
+                                                 ("c4_task", 2, "jsonl", 1)])
 def test_beam_refine_writes_the_single_process_files(data_dir, tmp_path, which, n, fmt, workers):
   if which == "owm":
     inp = docs.DocumentInput(files=(str(data_dir / "openwebmath" / "owm-sample-878.jsonl"),), id_field="url")
     profile = "math"
+  elif which == "c4_task":  # the seqio task's source, sharded by its shard_info (2 TFRecord files)
+    inp = docs.DocumentInput(task="c4_en_raw", split="validation")
+    profile = "web"
   else:  # one gzip file: whole units, so shard 1 is empty (an empty shard is committed too)
     inp = docs.DocumentInput(files=(str(data_dir / "c4" / "jsonl" / "c4-validation-sample-1000.json.gz"),))
     profile = "web"
@@ -49,7 +53,7 @@ def test_beam_refine_writes_the_single_process_files(data_dir, tmp_path, which, 
       assert a.read_bytes() == b.read_bytes()
     marker = a.name.rsplit(".", 1)[0] + ".done"
     assert json.loads((tmp_path / "one" / marker).read_text()) == json.loads((tmp_path / "beam" / marker).read_text())
-  assert total == (878 if which == "owm" else 1000)
+  assert total == {"owm": 878, "c4": 1000, "c4_task": 200}[which]
   assert not list((tmp_path / "beam").glob(".*pieces"))  # pieces removed after the commit
   # restart: every shard is finished, nothing runs; another config is refused before any work
   assert _beam(inp, tmp_path / "beam", n, fmt, profile, config, workers) == {}
