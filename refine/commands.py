@@ -6,6 +6,9 @@ Examples::
     tokensift refine --input 'owm-*.jsonl' --id_field url --profile math --out runs/refine_owm --shard 0/4 --format parquet
     tokensift refine --input 'gs://bucket/owm/*.parquet' --id_field url --out gs://bucket/refined --shard 7/64
     tokensift refine --task c4_en_raw --programmer /path/to/refining-model --out runs/refine_c4_model
+    tokensift refine --input 'owm-*.jsonl' --id_field url --out runs/refine_owm --shards 8 --runner local
+    tokensift refine --input 'gs://b/owm/*.parquet' --id_field url --out gs://b/refined --shards 256 \
+        --runner DataflowRunner --beam_args "--project=P --region=R --temp_location=gs://b/tmp"
 """
 from __future__ import annotations
 

@@ -26,7 +26,6 @@ from typing import Any
 from tokensift import docs, jobs, paths
 
 JOB_NAME = "score"
-DISTRIBUTED_ENV = "TOKENSIFT_DISTRIBUTED"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +127,7 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
 # ------------------------------------------------------------------------------------------------- the job
 
 # multi-host helpers live in tokensift.multihost (shared with embed and reference losses)
-from tokensift.multihost import host_shard, maybe_initialize_distributed  # noqa: E402,F401
+from tokensift.multihost import DISTRIBUTED_ENV, host_shard, maybe_initialize_distributed  # noqa: E402,F401
 
 
 def records_for(doc_batch: list[docs.Document], scorer) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The refine job as a Beam pipeline (local in-process runner) writes the same shard files and markers as the
-single-process job, on the OpenWebMath JSON lines, the C4 gzip sample and the c4_en_raw task; restart skips finished shards and
-refuses another config."""
+single-process job, on the OpenWebMath JSON lines, the C4 gzip sample and the c4_en_raw task; a restart skips
+finished shards and refuses another config."""
 import functools
 import json
 
