@@ -70,7 +70,7 @@ class ReferenceScorer:
     import jax
     from tokensift.models import partitioning
     if self.mesh is None:
-      devices = jax.devices()
+      devices = jax.local_devices()  # per-host mesh: multi-host runs score each host's split (tokensift.multihost)
       self.mesh = partitioning.make_mesh(partitioning.MeshConfig(),
                                          devices[:1] if devices[0].platform == "cpu" else devices)
     shardings = jax.tree.map(lambda _: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()),

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--batch_tokens", type=int, default=4096, help="tokens per forward pass")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--no_progress", action="store_true")
+  from tokensift.multihost import add_distributed_args
+  add_distributed_args(p)
   p.set_defaults(func=cmd_reference_losses)
 
   p = sub.add_parser("train", help="embedded trainer (one machine): gin-configured SLM or CLM training")
@@ -53,9 +55,11 @@ def cmd_reference_losses(args) -> int:
   from tokensift import docs
   from tokensift.models import reference_losses
   splits = [s for s in args.split.split(",") if s]
+  from tokensift import multihost
   shard = docs.ShardSpec.parse(args.shard)
   for split in splits:  # a misspelled task or split: one line, before anything is loaded or written
     docs.task_source(args.task, split)
+  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   results = reference_losses.compute_reference_losses(
       task=args.task, out_dir=args.out, model=args.model, splits=splits, shard=shard,
       max_length=args.max_length, max_docs=args.max_docs, batch_tokens=args.batch_tokens, dtype=args.dtype,
@@ -63,6 +67,7 @@ def cmd_reference_losses(args) -> int:
   for split, res in results.items():
     state = "already done" if res.skipped_done else "written"
     print(f"{split}: {res.path} ({state}) {json.dumps(res.stats, sort_keys=True)}")
+    multihost.finish_hosts(args.out, reference_losses.job_name(split), p_index, p_count)
   return 0
 
 

@@ -6,6 +6,9 @@ Examples::
     tokensift refine --input 'owm-*.jsonl' --id_field url --profile math --out runs/refine_owm --shard 0/4 --format parquet
     tokensift refine --input 'gs://bucket/owm/*.parquet' --id_field url --out gs://bucket/refined --shard 7/64
     tokensift refine --task c4_en_raw --programmer /path/to/refining-model --out runs/refine_c4_model
+    tokensift refine --input 'owm-*.jsonl' --id_field url --out runs/refine_owm --shards 8 --runner local
+    tokensift refine --input 'gs://b/owm/*.parquet' --id_field url --out gs://b/refined --shards 256 \
+        --runner DataflowRunner --beam_args "--project=P --region=R --temp_location=gs://b/tmp"
 """
 from __future__ import annotations
 
@@ -46,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
   m.add_argument("--mesh", default="-1,1", metavar="DATA,MODEL",
                  help="device mesh; -1 = all remaining local devices (default: all devices on 'data')")
   p.add_argument("--no_progress", action="store_true")
+  p.add_argument("--shards", type=int, default=None,
+                 help="with --runner: the number of output shards the Beam pipeline writes (default: the n of "
+                      "--shard i/n, else 1); every shard is refined in one pipeline")
+  from tokensift.beam_util import add_runner_args
+  add_runner_args(p)
   p.set_defaults(func=cmd_refine)
 
 
@@ -78,6 +86,8 @@ def cmd_refine(args) -> int:
   source = {"input": inp.describe()}
   count_tokens = None
   config = dict(source, profile=profile, vocab=args.vocab)
+  if args.runner:
+    return _cmd_refine_beam(args, inp, shard, exec_config, profile, config)
   if args.programmer == "rules":
     programmer = job.RuleProgrammer(rules.RuleConfig.named(profile))
   else:
@@ -107,5 +117,63 @@ def cmd_refine(args) -> int:
     merged = jobs.merged_stats(args.out, args.name)
     print(f"--- all finished shards ({finished}/{shard.count}):")
     print(job.format_summary(merged))
+  sys.stdout.flush()
+  return 0
+
+
+def _model_factory(path, mcfg, dtype, exec_config, mesh):
+  """Builds the refining model on a Beam worker (picklable: module-level, called there)."""
+  from tokensift.refine import model_programmer as mp
+  return mp.ModelProgrammer.from_path(path, config=mcfg, dtype=dtype, exec_config=exec_config,
+                                      mesh=mp.mesh_from_spec(mesh))
+
+
+def _programmer_counter(programmer):
+  return programmer.count_tokens
+
+
+def _vocab_counter_factory(name, programmer=None):
+  from tokensift.refine.chunks import vocab_counter
+  from tokensift.tasks import vocabularies
+  return vocab_counter(vocabularies.get_vocabulary(name))
+
+
+def _cmd_refine_beam(args, inp, shard, exec_config, profile, config) -> int:
+  """``--runner``: every shard in one Beam pipeline (``refine/beam_refine.py``); same files as without it."""
+  import functools
+  from tokensift import beam_util, jobs
+  from tokensift.refine import beam_refine, job, rules
+  if shard.index != 0 and args.shards is None:
+    raise ValueError(f"--shard {shard.index}/{shard.count} with --runner: the Beam pipeline writes every shard; "
+                     f"give --shards {shard.count} (or --shard 0/{shard.count})")
+  count = args.shards if args.shards is not None else shard.count
+  if count < 1:
+    raise ValueError(f"--shards must be >= 1, got {count}")
+  count_tokens_factory = None
+  if args.programmer == "rules":
+    factory = functools.partial(job.RuleProgrammer, rules.RuleConfig.named(profile))
+    name = factory().name
+  else:
+    from tokensift.refine import model_programmer as mp
+    mcfg = mp.ModelProgrammerConfig(max_new_tokens=args.max_new_tokens, doc_max_new_tokens=args.doc_max_new_tokens,
+                                    chunk_tokens=args.chunk_tokens, doc_prompt_tokens=args.doc_prompt_tokens,
+                                    batch_size=args.batch_size, chat_template=_template(args.chat_template))
+    factory = functools.partial(_model_factory, str(args.programmer), mcfg, args.dtype, exec_config, args.mesh)
+    from pathlib import Path
+    name = f"model:{Path(args.programmer).name}"  # ModelProgrammer.from_path's name (the marker config matches)
+    count_tokens_factory = _programmer_counter
+    config.update(model=str(args.programmer), dtype=args.dtype, mesh=args.mesh, chat_template=args.chat_template, **{
+        k: getattr(mcfg, k) for k in ("max_new_tokens", "doc_max_new_tokens", "chunk_tokens", "doc_prompt_tokens",
+                                      "batch_size")})
+  if args.vocab:
+    count_tokens_factory = functools.partial(_vocab_counter_factory, args.vocab)
+  done = beam_refine.run_refine_beam(
+      inp=inp, out_dir=args.out, programmer_factory=factory, programmer_name=name, shards=count, fmt=args.format,
+      piece_size=args.piece_size, exec_config=exec_config, count_tokens_factory=count_tokens_factory,
+      config=config, name=args.name, runner=args.runner, workers=args.beam_workers,
+      beam_args=beam_util.beam_args_of(args))
+  print(f"refine (Beam, {args.runner}): {len(done)} shards committed, "
+        f"{count - len(done)} already finished, in {args.out}")
+  print(job.format_summary(jobs.merged_stats(args.out, args.name)))
   sys.stdout.flush()
   return 0

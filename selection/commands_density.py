@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
   p.add_argument("--format", default="parquet", choices=["jsonl", "parquet"])
   p.add_argument("--no_progress", action="store_true")
+  from tokensift.multihost import add_distributed_args
+  add_distributed_args(p)
   p.set_defaults(func=cmd_embed)
 
   p = sub.add_parser("select", help="DENSITY selection (inverse propensity, top/bottom-k, random; optionally "
@@ -63,7 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_embed(args) -> int:
   from tokensift.selection import embed_job
 
+  from tokensift import multihost
   inp, shard = input_from_args(args)  # before the model loads or anything is written
+  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   cfg = embed_job.EmbedJobConfig(
       model=args.model, architecture=args.architecture, tokenizer=args.tokenizer, max_length=args.max_length,
       dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
@@ -82,6 +86,8 @@ def cmd_embed(args) -> int:
   n_skip = sum(stats.get("skipped", {}).values())
   if n_skip:
     print(f"skipped {n_skip} bad rows: {stats['skipped']}")
+  if multihost.finish_hosts(args.out, embed_job.JOB_NAME, p_index, p_count) is not None:
+    print(f"all {p_count} hosts finished: {args.out}/{embed_job.JOB_NAME}.hosts.json")
   return 0
 
 

@@ -28,12 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-host: jax.distributed.initialize() (also $TOKENSIFT_DISTRIBUTED=1); each process "
-                      "scores shard (i*P + process_index)/(n*P)")
-  p.add_argument("--coordinator_address", default=None)
-  p.add_argument("--num_processes", type=int, default=None)
-  p.add_argument("--process_id", type=int, default=None)
+  from tokensift.multihost import add_distributed_args
+  add_distributed_args(p)
   p.add_argument("--compilation_cache", default="auto",
                  help="JAX persistent compilation cache dir, so reruns/resumes skip recompiling the batch shapes "
                       "('auto': $TOKENSIFT_CACHE_DIR/jax, 'none': off)")
@@ -70,11 +66,8 @@ def _score(args) -> int:
   from tokensift.selection import score_job
 
   inp, shard = input_from_args(args)  # before the model loads or anything is written
-  p_index, p_count = score_job.maybe_initialize_distributed(
-      True if args.distributed else None, coordinator_address=args.coordinator_address,
-      num_processes=args.num_processes, process_id=args.process_id)
-  if p_count > 1:
-    shard = score_job.host_shard(shard, p_index, p_count)
+  from tokensift import multihost
+  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   cfg = score_job.ScoreJobConfig(
       model=args.model, max_length=args.max_length, dtype=args.dtype, variants=not args.no_variants,
       vocab=args.vocab, tokens_per_batch=args.tokens_per_batch, max_batch=args.max_batch,
@@ -96,6 +89,8 @@ def _score(args) -> int:
   n_skip = sum(stats.get("skipped", {}).values())
   if n_skip:
     print(f"skipped {n_skip} bad rows: {stats['skipped']}")
+  if multihost.finish_hosts(args.out, score_job.JOB_NAME, p_index, p_count) is not None:
+    print(f"all {p_count} hosts finished: {args.out}/{score_job.JOB_NAME}.hosts.json")
   return 0
 
 

@@ -159,7 +159,8 @@ class Embedder:
     self.dim = loaded.config.hidden_size if arch == "bert" else loaded.config.d_model
 
     self.mesh = mesh if mesh is not None else partitioning.make_mesh(
-        partitioning.MeshConfig(data=config.mesh_data, model=config.mesh_model))
+        partitioning.MeshConfig(data=config.mesh_data, model=config.mesh_model),
+        jax.local_devices())  # per-host mesh: multi-host runs embed each host's own split (tokensift.multihost)
     self.data_size = self.mesh.shape["data"]
     rules = partitioning.get_rules("standard")
     ids = np.zeros((1, 8), np.int32)
@@ -174,6 +175,7 @@ class Embedder:
       with nn.logical_axis_rules(rules):
         return embed_fn(module, params, input_ids, mask)
 
+    self._batch_sharding = batch
     self._fn = jax.jit(fn, in_shardings=(shardings, batch, batch),
                        out_shardings=NamedSharding(self.mesh, P("data", None)))
 
@@ -195,6 +197,7 @@ class Embedder:
 
   def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """texts -> (embeddings float32 [n, d], token counts int [n], truncated bool [n])."""
+    import jax
     tokens, cut = self.tokenize(texts)
     n = len(tokens)
     out = np.zeros((n, self.dim), np.float32)
@@ -208,7 +211,9 @@ class Embedder:
         for j, r in enumerate(rows):
           ids[j, :len(tokens[r])] = tokens[r]
           mask[j, :len(tokens[r])] = 1
-        got = np.asarray(self._fn(self.params, ids, mask))
+        # placed explicitly: under jax.distributed, jit refuses numpy inputs with a non-replicated sharding
+        got = np.asarray(self._fn(self.params, jax.device_put(ids, self._batch_sharding),
+                                  jax.device_put(mask, self._batch_sharding)))
         out[rows] = got[:len(rows)]
     return out, np.array([len(t) for t in tokens]), np.array(cut)
 

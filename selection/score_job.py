@@ -26,7 +26,6 @@ from typing import Any
 from tokensift import docs, jobs, paths
 
 JOB_NAME = "score"
-DISTRIBUTED_ENV = "TOKENSIFT_DISTRIBUTED"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,22 +126,8 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
 
 # ------------------------------------------------------------------------------------------------- the job
 
-def maybe_initialize_distributed(enabled: bool | None = None, **kwargs) -> tuple[int, int]:
-  """Runs ``jax.distributed.initialize(**kwargs)`` when ``enabled`` (default: ``$TOKENSIFT_DISTRIBUTED``);
-  returns ``(process_index, process_count)``."""
-  import jax
-  if enabled is None:
-    enabled = os.environ.get(DISTRIBUTED_ENV, "").lower() in ("1", "true", "yes")
-  if enabled:
-    jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
-  return jax.process_index(), jax.process_count()
-
-
-def host_shard(shard: jobs.ShardSpec, process_index: int, process_count: int) -> jobs.ShardSpec:
-  """The job shard this host scores: job shard ``i/n`` split over ``P`` hosts is ``(i*P + p) / (n*P)``."""
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-  return jobs.ShardSpec(shard.index * process_count + process_index, shard.count * process_count)
+# multi-host helpers live in tokensift.multihost (shared with embed and reference losses)
+from tokensift.multihost import DISTRIBUTED_ENV, host_shard, maybe_initialize_distributed  # noqa: E402,F401
 
 
 def records_for(doc_batch: list[docs.Document], scorer) -> list[dict[str, Any]]:

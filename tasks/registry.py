@@ -31,6 +31,16 @@ def lm_output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
   return {"targets": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32")}
 
 
+def _lm_preprocessors(source: seqio.DataSource) -> list:
+  """LM tokenization, with seqio's ``CacheDatasetPlaceholder`` before ``append_eos`` (as t5's tasks) when the
+  source permits caching (C4's TFDS source): such tasks, and their selection variants (which prepend their
+  filter), are cached by seqio's ``cache_tasks_main``. File sources (OpenWebMath, job records) do not permit it."""
+  pre = list(lm_pre.LM_PREPROCESSORS)
+  if source.caching_permitted:
+    pre.insert(len(pre) - 1, seqio.CacheDatasetPlaceholder())
+  return pre
+
+
 def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
              preprocessors: Sequence[Callable] = (), *, replace: bool = False) -> seqio.Task:
   """Registers ``name`` = source → ``preprocessors`` (text level) → LM tokenization, once.
@@ -43,7 +53,7 @@ def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
     seqio.TaskRegistry.remove(name)
   return seqio.TaskRegistry.add(
       name, source=source, output_features=lm_output_features(vocab),
-      preprocessors=[*preprocessors, *lm_pre.LM_PREPROCESSORS],
+      preprocessors=[*preprocessors, *_lm_preprocessors(source)],
       postprocess_fn=metrics.keep_target_tokens, metric_fns=list(metrics.LM_METRICS))
 
 

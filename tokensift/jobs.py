@@ -165,6 +165,57 @@ def _assemble(final: str, pieces: list[str], fmt: str, schema) -> None:
     writer.close()
 
 
+def work_dir(out_dir: str, stem: str) -> str:
+  """The directory of a running shard's pieces."""
+  return storage.join(out_dir, f".{stem}.pieces")
+
+
+def write_piece(work: str, k: int, records: list[Record], report_piece: ReadReport, *, fmt: str, schema,
+                summarize, config_json: str) -> None:
+  """Writes piece ``k`` of a shard (records, then its ``.meta.json``: the commit of the piece). The first piece
+  creates the work dir and its ``config.json``. Used by ``run_sharded`` and by the Beam refine pipeline."""
+  if k == 0:  # the work dir appears with the first piece: a failed start leaves nothing behind
+    storage.makedirs(work)
+    storage.atomic_write_bytes(storage.join(work, "config.json"), config_json.encode())
+  _write_piece(_piece_url(work, k, fmt), records, fmt, schema)
+  meta = {"records": len(records), "skips": report_piece.to_dict(),
+          "summary": summarize(records) if summarize is not None else {}}
+  storage.atomic_write_bytes(_piece_url(work, k, "meta.json"), json.dumps(meta).encode())
+
+
+def piece_done(work: str, k: int) -> bool:
+  return storage.exists(_piece_url(work, k, "meta.json"))
+
+
+def commit_shard(out_dir: str, stem: str, n_pieces: int, *, fmt: str, schema, config_json: str,
+                 finish=None) -> dict[str, Any]:
+  """Merges the stats of a shard's ``n_pieces`` finished pieces, assembles the shard file, writes the completion
+  marker and removes the pieces; returns the stats stored in the marker."""
+  work = work_dir(out_dir, stem)
+  report = ReadReport()
+  n_records = 0
+  summary: dict[str, Any] = {}
+  for k in range(n_pieces):
+    meta = json.loads(storage.read_bytes(_piece_url(work, k, "meta.json")))
+    n_records += meta["records"]
+    for reason, c in meta["skips"]["skipped"].items():
+      report.skipped[reason] += c
+    report.examples.extend(meta["skips"]["examples"][: max(0, 20 - len(report.examples))])
+    summary = merge_stats(summary, meta["summary"])
+  stats = {"records": n_records, "skipped": dict(sorted(report.skipped.items())),
+           "skipped_examples": report.examples, **summary}
+  if finish is not None:
+    stats = finish(stats)
+  _assemble(storage.join(out_dir, f"{stem}.{fmt}"), [_piece_url(work, k, fmt) for k in range(n_pieces)], fmt,
+            schema)
+  info = {"file": f"{stem}.{fmt}", "config": json.loads(config_json), "stats": stats}
+  storage.atomic_write_bytes(storage.join(out_dir, f"{stem}.done"),
+                             json.dumps(info, indent=1, sort_keys=True).encode())
+  if storage.exists(work):
+    storage.remove(work, recursive=True)
+  return stats
+
+
 def run_sharded(
     *,
     name: str,
@@ -220,7 +271,7 @@ def run_sharded(
 
 def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, piece_size, fmt, config_json,
                 summarize, finish, schema, progress, total) -> ShardResult:
-  work = storage.join(out_dir, f".{stem}.pieces")
+  work = work_dir(out_dir, stem)
   cfg_file = storage.join(work, "config.json")
   if storage.exists(cfg_file):
     old = storage.read_bytes(cfg_file).decode()
@@ -246,14 +297,8 @@ def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, pie
   def flush():
     nonlocal piece_idx, pending, report_piece, count_in_piece
     if piece_idx >= n_done:
-      records = process(pending)
-      if piece_idx == 0:  # the work dir appears with the first piece: a failed start leaves nothing behind
-        storage.makedirs(work)
-        storage.atomic_write_bytes(cfg_file, config_json.encode())
-      _write_piece(_piece_url(work, piece_idx, fmt), records, fmt, schema)
-      meta = {"records": len(records), "skips": report_piece.to_dict(),
-              "summary": summarize(records) if summarize is not None else {}}
-      storage.atomic_write_bytes(_piece_url(work, piece_idx, "meta.json"), json.dumps(meta).encode())
+      write_piece(work, piece_idx, process(pending), report_piece, fmt=fmt, schema=schema, summarize=summarize,
+                  config_json=config_json)
     if bar is not None:
       bar.update(len(pending) + report_piece.num_skipped)
     piece_idx += 1
@@ -272,24 +317,7 @@ def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, pie
   if bar is not None:
     bar.close()
 
-  report = ReadReport()
-  n_records = 0
-  summary: dict[str, Any] = {}
-  for k in range(piece_idx):
-    meta = json.loads(storage.read_bytes(_piece_url(work, k, "meta.json")))
-    n_records += meta["records"]
-    for reason, c in meta["skips"]["skipped"].items():
-      report.skipped[reason] += c
-    report.examples.extend(meta["skips"]["examples"][: max(0, 20 - len(report.examples))])
-    summary = merge_stats(summary, meta["summary"])
-  stats = {"records": n_records, "skipped": dict(sorted(report.skipped.items())),
-           "skipped_examples": report.examples, **summary}
-  if finish is not None:
-    stats = finish(stats)
-  _assemble(final, [_piece_url(work, k, fmt) for k in range(piece_idx)], fmt, schema)
-  info = {"file": f"{stem}.{fmt}", "config": json.loads(config_json), "stats": stats}
-  storage.atomic_write_bytes(marker, json.dumps(info, indent=1, sort_keys=True).encode())
-  storage.remove(work, recursive=True)
+  stats = commit_shard(out_dir, stem, piece_idx, fmt=fmt, schema=schema, config_json=config_json, finish=finish)
   stats_out = dict(stats, seconds=round(time.time() - t0, 3))
   bytes_read = getattr(items, "bytes_read", None)
   if bytes_read is not None:
