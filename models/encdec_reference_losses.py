@@ -77,18 +77,22 @@ class EncDecReferenceScorer:
 
 
 def task_examples(task_name: str, split: str, feature_lengths: Mapping[str, int], max_examples: int | None):
-  """Rows for the job: the task's (inputs, targets) in a fixed order (no shuffle, seed ``SEED``)."""
+  """Rows for the job, a callable ``shard -> rows``: the shard's own part of the task (seqio ``shard_info``) as
+  (inputs, targets) in a fixed order (no shuffle, seed ``SEED``); ids ``{split}:{position}`` (one shard) or
+  ``{split}:{i}-of-{n}:{position}``."""
   import seqio
   import tokensift.tasks
   tokensift.tasks.register_all()
 
-  def rows():
+  def rows(shard):
     task = seqio.get_mixture_or_task(task_name)
-    ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, seed=SEED, use_cached=False)
+    info = None if shard.count == 1 else seqio.ShardInfo(shard.index, shard.count)
+    ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, seed=SEED, use_cached=False,
+                          shard_info=info)
     for pos, ex in enumerate(ds.as_numpy_iterator()):
       if max_examples is not None and pos >= max_examples:
         return
-      doc_id = f"{split}:{pos}"
+      doc_id = f"{split}:{pos}" if info is None else f"{split}:{shard.index}-of-{shard.count}:{pos}"
       inputs, targets = ex["inputs"].astype(np.int32), ex["targets"].astype(np.int32)
       if targets.size == 0 or inputs.size == 0:
         yield docs.Skip("empty inputs or targets", doc_id)

@@ -217,8 +217,9 @@ def _add(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary, preproces
 
 def text_preprocessors(task: seqio.Task) -> list[Callable]:
   """A raw-text task's text-level preprocessors: its preprocessors without the LM tail
-  (``preprocessors.LM_PREPROCESSORS``). Raises ValueError naming a task that does not end with that tail."""
-  pre = list(task.preprocessors)
+  (``preprocessors.LM_PREPROCESSORS``, within which cacheable tasks hold seqio's ``CacheDatasetPlaceholder``).
+  Raises ValueError naming a task that does not end with that tail."""
+  pre = [p for p in task.preprocessors if not isinstance(p, seqio.CacheDatasetPlaceholder)]
   tail = list(lm_pre.LM_PREPROCESSORS)
   if len(pre) < len(tail) or pre[-len(tail):] != tail:
     raise ValueError(f"task {task.name!r} is not a tokensift raw-text task (its preprocessors do not end with "
