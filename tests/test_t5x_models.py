@@ -217,3 +217,32 @@ def test_span_corruption_launch_trains_evaluates_infers_and_resumes_on_8_devices
              "--gin_file=gin_configs/partitioning/tpu_model_parallel_2.gin", "--gin.TRAIN_STEPS=1")
   assert "tokensift PjitPartitioner CPU mesh: {'data': 4, 'model': 2}" in log
   assert (tmp_path / "mp2" / "checkpoint_1").is_dir()
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen2", "gemma", "gemma2"])
+def test_decoder_families_drive_t5x_decoder_only_model(family):
+  """Each decoder family (config from an HF-style config dict) trains under t5x's DecoderOnlyModel: params_axes,
+  a t5x train state, and the selective loss_fn equal to the pure loss."""
+  from tokensift.models.decoder_families import config_from_hf
+  hf = {"model_type": family, "vocab_size": VOCAB, "hidden_size": 16, "intermediate_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 64, "head_dim": 8}
+  hf.update({"mistral": {"sliding_window": 6}, "qwen2": {"use_sliding_window": True, "sliding_window": 6,
+                                                         "max_window_layers": 1},
+             "gemma": {"hidden_act": "gelu_pytorch_tanh"},
+             "gemma2": {"sliding_window": 6, "query_pre_attn_scalar": 8, "attn_logit_softcapping": 5.0,
+                        "final_logit_softcapping": 3.0, "hidden_activation": "gelu_pytorch_tanh"}}[family])
+  cfg = config_from_hf(hf)
+  assert cfg.family == family
+  model = t5x_models.SelectiveDecoderOnlyModel(module=Llama(cfg), vocabulary=_vocab(), optimizer_def=_optimizer(),
+                                               loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", selection_ratio=0.6)
+  variables = model.get_initial_variables(jax.random.PRNGKey(2), {"decoder_input_tokens": (4, 24)},
+                                          {"decoder_input_tokens": jnp.int32})
+  assert "params_axes" in variables
+  train_state.FlaxOptimTrainState.create(model.optimizer_def, variables)
+  batch = _packed_batch(seed=3)
+  loss, _ = jax.jit(model.loss_fn)(variables["params"], batch, None)
+  logits = model._compute_logits(variables["params"], batch)
+  want, _ = selective_cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                                    batch["decoder_ref_losses"], 0.6)
+  np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
