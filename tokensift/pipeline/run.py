@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tokensift.jobs import atomic_write_bytes
-from tokensift.pipeline import corpus_stages, lm_stages
+from tokensift.pipeline import corpus_stages, evidence_stages, lm_stages
 from tokensift.pipeline.config import PipelineConfig, as_json
 from tokensift.pipeline.context import Context
 from tokensift.pipeline.stages import Stage, StageRecord, format_table, run_stages
@@ -25,7 +25,8 @@ def _report(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def build_stages(ctx: Context) -> list[Stage]:
-  stages = corpus_stages.stages(ctx) + lm_stages.stages(ctx)
+  stages = (evidence_stages.stages(ctx) + corpus_stages.stages(ctx) + evidence_stages.late_stages(ctx)
+            + lm_stages.stages(ctx))
   stages.append(Stage("report", tuple(s.name for s in stages), _report_config, _report,
                       "static HTML report with PNG plots"))
   return stages
