@@ -205,3 +205,49 @@ def ablation_table(ablation: dict[str, Any]) -> dict[str, Any]:
         pairs.append(dict(det.paired_comparison(runs[a][which], runs[b][which]), a=a, b=b, metric=which))
   return {"rows": rows, "pairs": pairs, "unigram_val_ce": ablation.get("unigram_val_ce"),
           "vocab": ablation.get("vocab")}
+
+
+def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | None) -> str:
+  """Plain-text detection figures and the ablation table (printed at the end of ``tokensift pipeline``)."""
+  def f(x, d=3):
+    return "-" if x is None else f"{x:.{d}f}"
+
+  out = []
+  if detection:
+    c = detection["corpus"]
+    out.append(f"known-answer corpus: {c['documents']} documents ({c['untouched_real']} untouched real; synthetic: "
+               f"{c['junk']} junk, {c['near_duplicates']} near-duplicates in {c['clusters']} clusters, "
+               f"{c['junk_lines']} junk lines in {c['docs_with_junk_lines']} documents, spans in "
+               f"{c['docs_with_spans']})")
+    for key, name in (("prox_rules", "ProX rules"), ("prox_refiner", "ProX refiner")):
+      if key in detection:
+        d = detection[key]
+        out.append(f"{name:13s} junk docs dropped P {f(d['docs']['precision'], 2)} R {f(d['docs']['recall'], 2)} "
+                   f"| junk lines removed P {f(d['lines']['precision'], 2)} R {f(d['lines']['recall'], 2)} "
+                   f"| non-junk docs dropped {100 * d['clean_dropped']:.0f}%")
+    s = detection["selection"]
+    out.append(f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk): ROC AUC clean>junk "
+               f"ASK-LLM {f(s['askllm']['auc_clean_over_junk'])}, perplexity-low "
+               f"{f(s['perplexity_low']['auc_clean_over_junk'])}")
+    out.append("  junk kept at rate " + " ".join(f"{r:>5.0f}%" for r in RATES))
+    for key in ("askllm", "perplexity_low", "perplexity_middle", "perplexity_high", "random"):
+      out.append(f"  {key:17s}" + " ".join(f"{100 * (x['junk_kept'] or 0):5.0f}%" for x in s[key]["by_rate"]))
+    d = detection["density"]
+    out.append(f"DENSITY at {d['rate']:.0f}%: share of each near-duplicate cluster kept, IPS vs random: " + ", ".join(
+        f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items()))
+    if detection.get("slm"):
+      out.append("Rho-1 SLM on the contaminated pool, selected share noise-span vs other tokens: " + ", ".join(
+          f"step {c['step']} {100 * c['noise_selected']:.0f}% vs {100 * c['clean_selected']:.0f}%"
+          for c in detection["slm"]["curve"]))
+  if table:
+    out.append(f"\nablations: validation CE (compact vocab {table['vocab']['size']}; unigram "
+               f"{f(table['unigram_val_ce'])}), mean ± sd over seeds")
+    for r in table["rows"]:
+      out.append(f"  {r['run']:18s} docs {r['docs']:4d} tokens {r['tokens']:7,d}  final {r['final_mean']:.3f} ± "
+                 f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}")
+    for p in table["pairs"]:
+      if p["metric"] == "final_val_ce":
+        out.append(f"  {p['a']} - {p['b']}: {p['mean_diff']:+.3f} (sd {p['sd_diff']:.3f}, p {p['p']:.3f}, "
+                   f"{p['seeds_agreeing']}/{p['seeds']} seeds agree): "
+                   + ("beyond seed noise" if p["beyond_noise"] else "within seed noise"))
+  return "\n".join(out)

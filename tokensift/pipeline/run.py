@@ -45,6 +45,9 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path, *, progress: bool 
   info = {"config": as_json(config), "run_dir": str(run_dir), "seconds_this_invocation":
           round(time.perf_counter() - t0, 2), "stages": [r.row() for r in records]}
   atomic_write_bytes(run_dir / "pipeline.json", json.dumps(info, indent=1).encode())
+  if "detection" in ctx.summaries or "ablations" in ctx.summaries:
+    from tokensift.pipeline.evidence import format_evidence
+    log("\n" + format_evidence(ctx.summaries.get("detection"), (ctx.summaries.get("ablations") or {}).get("table")))
   evaluate = ctx.summaries.get("evaluate")
   if evaluate:
     log("\n" + format_validation(evaluate["table"]))
