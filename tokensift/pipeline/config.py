@@ -147,6 +147,7 @@ class LMConfig:
   seed: int = 0
   log_every: int = 5
   pack: bool = True  # pack documents into rows (False: one document per row, padded)
+  enabled: bool = True  # False: no lm_data / reference_losses / train / evaluate stages (the ablations remain)
 
   def __post_init__(self):
     bad = [r for r in self.runs if r not in RUN_KINDS]

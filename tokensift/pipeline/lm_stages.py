@@ -205,6 +205,8 @@ def _evaluate(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def stages(ctx: Context) -> list[Stage]:
+  if not ctx.config.lm.enabled:
+    return []
   return [
       Stage("lm_data", ("refine",), _lm_data_config, _lm_data, "the refined pool as training tokens"),
       Stage("reference_losses", ("select", "refine"), _reference_config, _reference_losses,

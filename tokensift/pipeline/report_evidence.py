@@ -121,8 +121,8 @@ def _examples(sel: dict[str, Any]) -> str:
                                                              "−log ppl")):
     if key not in ex:
       continue
-    rows = "".join(f"<tr><td>{side}</td><td>{html.escape(r['id'])}</td><td>{r['value']:.3f}</td>"
-                   f"<td>{html.escape(r['label'])}</td><td class=snip>{html.escape(r.get('snippet', ''))}</td></tr>"
+    rows = "".join(f"<tr><td>{side}</td><td>{html.escape(r['id'])}</td><td>{r['value']:.4g}</td>"
+                   f"<td>{html.escape(r['label'])}</td><td style='text-align:left'>{html.escape(r.get('snippet', ''))}</td></tr>"
                    for side in ("top", "bottom") for r in ex[key][side])
     parts.append(f"<h3>Highest- and lowest-ranked by {name}</h3><table><tr><th>rank</th><th>id</th>"
                  f"<th>{unit}</th><th>label</th><th>text</th></tr>{rows}</table>")
@@ -224,8 +224,9 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
   beyond = [p for p in table["pairs"] if p["metric"] == "final_val_ce" and p["beyond_noise"]]
   uni = table.get("unigram_val_ce")
   sent = (f"Lowest final validation CE: {best['run']} ({best['final_mean']:.3f} ± {best['final_sd']:.3f}); highest: "
-          f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {_f(uni, 3)}, so the best run is "
-          f"{_f(uni - best['final_mean'] if uni else None, 3)} nats past it. Of {sum(p['metric'] == 'final_val_ce' for p in table['pairs'])} "
+          f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {_f(uni, 3)}"
+          + (f", so the best run is {abs(uni - best['final_mean']):.3f} nats "
+             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "") + f". Of {sum(p['metric'] == 'final_val_ce' for p in table['pairs'])} "
           f"paired comparisons, {len(beyond)} are beyond seed noise (paired t over seeds, p < 0.05, every seed the same "
           "sign)" + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
                                       f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
