@@ -105,13 +105,23 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   a = sel["askllm"]
   at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in styles}
   sent = (f"{sel['junk_docs']} junk documents survived refinement and were scored. ASK-LLM ranks a clean document "
-          f"above a junk one with probability {_f(a['auc_clean_over_junk'])} (ROC AUC; perplexity-low: "
+          f"above a junk one with probability {_f(a['auc_clean_over_junk'])} (ROC AUC{_chance(a['auc_clean_over_junk'])}; "
+          f"perplexity-low: "
           f"{_f(sel['perplexity_low']['auc_clean_over_junk'])}); keeping 40% of the pool, ASK-LLM keeps "
           f"{_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
           f"{_pct(at['perplexity_low']['junk_kept'])}, middle {_pct(at['perplexity_middle']['junk_kept'])}, highest "
           f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
+  best = min((k for k, *_ in styles), key=lambda k: at[k]["junk_kept"] or 0)
+  sent += f" At that rate the least junk is kept by {dict((k, n) for k, n, *_ in styles)[best]}."
   return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
           + _examples(sel))
+
+
+def _chance(auc: float | None) -> str:
+  if auc is None:
+    return ""
+  return ": better than chance" if auc > 0.55 else (": worse than chance, this scorer prefers the junk" if auc < 0.45
+                                                     else ": about chance")
 
 
 def _examples(sel: dict[str, Any]) -> str:
@@ -166,7 +176,8 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   img = _save(fig, out / "ev_density.png")
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
   sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
-          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of 50 seeded draws); the select "
+          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of 50 seeded draws: "
+          f"{'fewer near-duplicates, as intended' if ips < rnd - 0.05 else 'no clear difference' if ips <= rnd + 0.05 else 'more near-duplicates'}); the select "
           "stage's own list kept " + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
           + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
           f"{_f(d['mean_log_density_other'])}.")
@@ -192,7 +203,11 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
   first, last = s["curve"][0], s["curve"][-1]
   sent = (f"The SLM loss selected {_pct(first['noise_selected'])} of the noise-span tokens in the first "
           f"{first['step']} steps and {_pct(last['noise_selected'])} by the last window (step {last['step']}), "
-          f"against {_pct(first['clean_selected'])} → {_pct(last['clean_selected'])} of the other tokens.")
+          f"against {_pct(first['clean_selected'])} → {_pct(last['clean_selected'])} of the other tokens: noise "
+          + ("tokens are selected less than the rest (their excess loss over the reference model is lower)"
+             if last["noise_selected"] < last["clean_selected"] - 0.05 else
+             "tokens are selected more than the rest" if last["noise_selected"] > last["clean_selected"] + 0.05 else
+             "tokens are selected about as often as the rest") + ".")
   return f"<h2>Rho-1 SLM: noise-span tokens selected over training</h2>{_img(img)}<p>{sent}</p>"
 
 
