@@ -18,8 +18,8 @@ from tokensift.selection.variants import read_id_list
 from tokensift import hf_tokenizer
 
 MINI = "gin_configs/pipeline/mini.gin"
-STAGES = ["refiner_train", "refiner_eval", "refine_rules", "refine", "score", "embed", "density", "select",
-          "lm_data", "reference_losses", "train", "evaluate", "report"]
+STAGES = ["corpus", "refiner_train", "refiner_eval", "refine_rules", "refine", "score", "embed", "density", "select",
+          "perplexity", "ablations", "detection", "lm_data", "reference_losses", "train", "evaluate", "report"]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,10 @@ def test_document_counts_agree_across_stages(finished):
   s = {name: _marker(run_dir, name)["summary"] for name in STAGES}
   refined = [r for f in jobs.shard_files(run_dir / "refine", "refine") for r in jobs.read_records(f)]
   kept = [r for r in refined if r["kept"]]
-  assert s["refine"]["docs_in"] == len(refined) == 24 and s["refine"]["docs_out"] == len(kept) > 12
-  assert s["refine_rules"]["docs_in"] == 24
+  # the known-answer corpus: 24 real documents, 2 of them turned into clusters of 3, 6 junk documents
+  assert s["corpus"]["docs_in"] == 24 and s["corpus"]["docs_out"] == 24 - 2 + 2 * 3 + 6
+  assert s["refine"]["docs_in"] == len(refined) == 34 and s["refine"]["docs_out"] == len(kept) > 12
+  assert s["refine_rules"]["docs_in"] == 34
   for name in ("score", "embed", "lm_data"):
     assert s[name]["docs_in"] == len(kept) == s[name]["docs_out"], name
   assert s["density"]["docs_out"] == s["embed"]["docs_out"]
@@ -88,7 +90,7 @@ def test_document_counts_agree_across_stages(finished):
 def test_training_runs_and_validation_table(finished):
   run_dir, _ = finished
   ev = _marker(run_dir, "evaluate")["summary"]
-  assert [r["run"] for r in ev["table"]] == ["slm_selected", "clm_selected", "clm_unselected"]
+  assert [r["run"] for r in ev["table"]] == ["slm_selected", "clm_selected", "clm_refined_pool"]
   for row in ev["table"]:
     assert row["steps"] == 8 and np.isfinite(row["final_val_ce"]) and 5.0 < row["final_val_ce"] < 12.0
   runs = _marker(run_dir, "train")["summary"]["runs"]
@@ -98,12 +100,32 @@ def test_training_runs_and_validation_table(finished):
   assert len({round(r["eval"]["num_valid"]) for r in runs.values()}) == 1
 
 
+def test_detection_and_ablations(finished):
+  run_dir, _ = finished
+  det = json.loads((run_dir / "detection" / "detection.json").read_text())
+  assert det["corpus"]["junk"] == 6 and det["corpus"]["clusters"] == 2
+  for who in ("prox_rules", "prox_refiner"):
+    d = det[who]
+    assert d["docs"]["tp"] + d["docs"]["fn"] == 6  # every junk document is counted once
+    assert d["lines"]["tp"] + d["lines"]["fn"] == det["corpus"]["junk_lines"]
+  assert det["prox_rules"]["docs"]["tp"] >= 4  # the rules drop most synthetic junk (near-empty, spam, ...)
+  sel = det["selection"]
+  assert [r["rate"] for r in sel["askllm"]["by_rate"]] == [10.0, 20.0, 40.0, 60.0, 80.0]
+  assert set(det["density"]["clusters"]) == {"0", "1"}
+  assert det["slm"]["curve"] and all(0 <= c["clean_selected"] <= 1 for c in det["slm"]["curve"])
+  abl = _marker(run_dir, "ablations")["summary"]["table"]
+  assert len(abl["rows"]) == 9 and all(r["seeds"] == 3 and np.isfinite(r["final_mean"]) for r in abl["rows"])
+  assert abl["unigram_val_ce"] > 0 and any(p["a"] == "clm_askllm" and p["b"] == "clm_random" for p in abl["pairs"])
+
+
 def test_report_has_its_images_and_sections(finished):
   run_dir, _ = finished
   page = (run_dir / "report" / "index.html").read_text()
   imgs = [x.split('"')[0] for x in page.split('<img src="')[1:]]
   assert {"funnel.png", "refiner_sft.png", "score_hist.png", "density_hist.png", "density_vs_score.png",
-          "curves.png"} <= set(imgs)
+          "curves.png", "ev_prox.png", "ev_selection.png", "ev_scatter.png", "ev_density.png", "ev_slm.png",
+          "ev_ablation_curves.png"} <= set(imgs)
+  assert "Synthetic corruptions" in page and ("beyond seed noise" in page or "within seed noise" in page)
   for img in imgs:
     data = (run_dir / "report" / img).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, img

@@ -3,7 +3,7 @@
 Sections: stage timings; documents and tokens kept per stage; the refiner (SFT loss, F1 against the rule
 programmer and the ceiling); ASK-LLM score and DENSITY histograms and density vs score (selected documents
 marked); refined documents with removed lines struck through; the Rho-1 token-selection view; training and
-validation curves (SLM vs CLM vs unselected) and the validation-loss table.
+validation curves (SLM vs CLM vs the whole refined pool) and the validation-loss table.
 
 Everything is read from the run directory (stage markers and job outputs), so the page can be rebuilt from a
 finished run with ``write_report(ctx, out_dir)``.
@@ -125,7 +125,7 @@ def plot_curves(runs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> s
     return None
   plt = _plt()
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-  colours = {"slm_selected": "#d9534f", "clm_selected": "#4a7ebb", "clm_unselected": "#5cb85c"}
+  colours = {"slm_selected": "#d9534f", "clm_selected": "#4a7ebb", "clm_refined_pool": "#5cb85c"}
   for run, (train, evals) in runs.items():
     c = colours.get(run)
     if train:
@@ -231,6 +231,8 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   names = [n for n in ctx.summaries]
   sums = ctx.summaries
   body = [f"<h1>tokensift pipeline report</h1><p>run directory <code>{html.escape(str(run_dir))}</code></p>"]
+  from tokensift.pipeline import report_evidence
+  body += report_evidence.sections(ctx, out)  # what each method did, against known answers (DESIGN §12)
 
   marks = _markers(run_dir, names)
   rows = [(m["stage"], m["seconds"], m["cpu_seconds"], m["summary"].get("docs_in"), m["summary"].get("docs_out"),
@@ -318,7 +320,7 @@ def write_report(ctx, out_dir: str | Path) -> Path:
       recs = _jsonl(d / "metrics.jsonl")
       curves[run] = ([r for r in recs if r["split"] == "train"], [r for r in recs if r["split"] == "eval"])
     img = plot_curves(curves, out / "curves.png")
-    body.append("<h2>Training and validation: SLM vs CLM vs unselected</h2>")
+    body.append("<h2>Training and validation: SLM vs CLM vs the whole refined pool</h2>")
     if img:
       body.append(f'<img src="{img}">')
     body.append(_table(("run", "loss", "data", "steps", "final train CE", "final val CE", "val perplexity",

@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tokensift.pipeline.ablations import AblationConfig
+from tokensift.pipeline.known_answer import KnownAnswerConfig
 from tokensift.refine.refiner_training import RefinerTrainConfig
 
 PROGRAMMERS = ("refiner", "rules")
-RUN_KINDS = ("slm_selected", "clm_selected", "clm_unselected")
+RUN_KINDS = ("slm_selected", "clm_selected", "clm_refined_pool")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +28,10 @@ class CorpusConfig:
   task/split: a registered raw-text seqio task (``id``, ``text``) whose first ``max_docs`` rows are the pool.
   lm_task: the same source tokenized with the training vocabulary (SmolLM2's, shared with the reference model);
   its ``validation_split`` provides the first ``validation_docs`` held-out documents every LM is evaluated on.
-  profile: the rule programmer's profile ('web' for C4, 'math' for OpenWebMath).
+  profile: the rule programmer's profile ('web' for C4, 'math' for OpenWebMath), also the known-answer
+  corruptions' flavour (``KnownAnswerConfig``).
+  input: JSON-lines file pattern(s) of your own sample (``{id?, text, url?}`` rows), used instead of
+  task/split for the pool (the held-out documents still come from ``lm_task``'s validation split).
   """
   task: str = "c4_en_raw"
   split: str = "train"
@@ -35,6 +40,7 @@ class CorpusConfig:
   lm_task: str = "c4_en_raw_smollm2"
   validation_split: str = "validation"
   validation_docs: int = 32
+  input: str | tuple[str, ...] | None = None
 
   def __post_init__(self):
     if self.max_docs is not None and self.max_docs < 1:
@@ -123,7 +129,7 @@ class ReferenceConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
-  """The tiny decoders trained on the selected data (SLM and CLM) and on the unselected pool (CLM), with the
+  """The tiny decoders trained on the selected data (SLM and CLM) and on the whole refined pool (CLM), with the
   embedded trainer (``models.trainer``); every run sees ``steps * batch_size * seq_len`` token slots."""
   hidden_size: int = 32
   intermediate_size: int = 128
@@ -141,6 +147,7 @@ class LMConfig:
   seed: int = 0
   log_every: int = 5
   pack: bool = True  # pack documents into rows (False: one document per row, padded)
+  enabled: bool = True  # False: no lm_data / reference_losses / train / evaluate stages (the ablations remain)
 
   def __post_init__(self):
     bad = [r for r in self.runs if r not in RUN_KINDS]
@@ -160,6 +167,7 @@ class ReportConfig:
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
   corpus: CorpusConfig = CorpusConfig()
+  known_answer: KnownAnswerConfig = KnownAnswerConfig()
   refiner: RefinerConfig = RefinerConfig()
   refine: RefineConfig = RefineConfig()
   score: ScoreConfig = ScoreConfig()
@@ -167,6 +175,7 @@ class PipelineConfig:
   selection: SelectionConfig = SelectionConfig()
   reference: ReferenceConfig = ReferenceConfig()
   lm: LMConfig = LMConfig()
+  ablation: AblationConfig = AblationConfig()
   report: ReportConfig = ReportConfig()
 
   def __post_init__(self):
@@ -225,7 +234,9 @@ def bound_config() -> PipelineConfig:
     return fn(**kw)
 
   training = bound(rt.RefinerTrainConfig, model=bound(rt.RefinerModelConfig))
-  return bound(PipelineConfig, corpus=bound(CorpusConfig), refiner=bound(RefinerConfig, training=training),
+  return bound(PipelineConfig, corpus=bound(CorpusConfig), known_answer=bound(KnownAnswerConfig),
+               refiner=bound(RefinerConfig, training=training),
                refine=bound(RefineConfig), score=bound(ScoreConfig), embed=bound(EmbedConfig),
                selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=bound(LMConfig),
+               ablation=bound(AblationConfig),
                report=bound(ReportConfig))

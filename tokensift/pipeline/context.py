@@ -45,9 +45,26 @@ class Context:
     rows, _ = self.task_rows(task, split, limit)
     return [d.text for d in docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport())]
 
-  def pool_rows(self) -> tuple[Rows, int | None]:
+  def source_rows(self) -> tuple[Rows, int | None]:
+    """The real sample: ``corpus.input`` files (first ``max_docs``) or the task's split (first ``max_docs``)."""
     c = self.config.corpus
+    if c.input:
+      from tokensift.refine import job
+      rows = job.file_rows([c.input] if isinstance(c.input, str) else list(c.input))
+      return (lambda: itertools.islice(rows(), c.max_docs)), None
     return self.task_rows(c.task, c.split, c.max_docs)
+
+  def pool_rows(self) -> tuple[Rows, int | None]:
+    """The pool every document stage reads: the known-answer corpus (stage ``corpus``) when
+    ``known_answer.enabled``, else the real sample itself."""
+    if not self.config.known_answer.enabled:
+      return self.source_rows()
+    from tokensift.pipeline.known_answer import read_jsonl
+    path = self.dir("corpus") / "corpus.jsonl"
+    if not path.exists():
+      raise FileNotFoundError(f"the known-answer corpus {str(path)!r} is missing: run the 'corpus' stage first")
+    rows = read_jsonl(path)
+    return (lambda: iter([docs.Document(r["id"], r["text"]) for r in rows])), len(rows)
 
   def refined_records(self, stage: str = "refine") -> list[dict[str, Any]]:
     """Every record of a finished refine stage (kept and dropped), in input order."""

@@ -79,8 +79,8 @@ def _run_refine(ctx: Context, out: Path, programmer, extra: dict[str, Any]) -> d
 
 def _rules_config(ctx: Context) -> dict[str, Any]:
   c = ctx.config.corpus
-  return {"task": c.task, "split": c.split, "max_docs": c.max_docs, "profile": c.profile,
-          "piece_size": ctx.config.refine.piece_size}
+  return {"task": c.task, "split": c.split, "max_docs": c.max_docs, "profile": c.profile, "input": c.input,
+          "known_answer": as_json(ctx.config.known_answer), "piece_size": ctx.config.refine.piece_size}
 
 
 def _refine_rules(ctx: Context, out: Path) -> dict[str, Any]:
@@ -200,14 +200,15 @@ def selected_ids(ctx: Context) -> list[str]:
 def stages(ctx: Context) -> list[Stage]:
   cfg = ctx.config
   out = []
+  corpus = ("corpus",) if cfg.known_answer.enabled else ()  # the known-answer corpus is the pool
   if cfg.refiner.enabled:
     out += [Stage("refiner_train", (), _refiner_train_config, _refiner_train,
                   "SFT of the ProX refining model on rule-programmer pairs"),
             Stage("refiner_eval", ("refiner_train",), _refiner_eval_config, _refiner_eval,
                   "refiner vs rule programmer: doc keep/drop F1, removed-line F1")]
   if cfg.refine.compare_rules and cfg.refine.programmer != "rules":
-    out.append(Stage("refine_rules", (), _rules_config, _refine_rules, "the pool refined by the rule programmer"))
-  refine_deps = ("refiner_train",) if cfg.refine.programmer == "refiner" else ()
+    out.append(Stage("refine_rules", corpus, _rules_config, _refine_rules, "the pool refined by the rule programmer"))
+  refine_deps = corpus + (("refiner_train",) if cfg.refine.programmer == "refiner" else ())
   out += [
       Stage("refine", refine_deps, _refine_config, _refine, f"the pool refined by {cfg.refine.programmer}"),
       Stage("score", ("refine",), _score_config, _score, "ASK-LLM P(yes) of every refined document"),

@@ -1,5 +1,5 @@
 """Language-model stages: tokenize the refined pool, Rho-1 reference losses (selected documents + held-out
-validation documents), train tiny decoders (SLM and CLM on the selection, CLM on the unselected pool) with the
+validation documents), train tiny decoders (SLM and CLM on the selection, CLM on the whole refined pool) with the
 embedded trainer, and evaluate them on the same held-out documents.
 
 Every run evaluates on identical tokens: the validation split of each training task reads the validation
@@ -48,7 +48,7 @@ def _token_source(train_files: Sequence[str], val_files: Sequence[str], val_spli
 
 
 def training_tasks(ctx: Context) -> dict[str, str]:
-  """{'selected': task with reference losses, 'unselected': pre-tokenized refined pool}, both with the same
+  """{"selected": task with reference losses, "refined_pool": pre-tokenized refined pool}, both with the same
   validation split (re-registered on every call: cheap, and the registry is per process)."""
   import seqio
 
@@ -66,7 +66,7 @@ def training_tasks(ctx: Context) -> dict[str, str]:
   seqio.TaskRegistry.add(name, source=source, output_features={
       "targets": seqio.Feature(vocabulary=_vocab(ctx), add_eos=False, dtype="int32")}, preprocessors=[],
       metric_fns=[])
-  return {"selected": selected, "unselected": name}
+  return {"selected": selected, "refined_pool": name}
 
 
 # ------------------------------------------------------------------------------------------ lm_data
@@ -125,7 +125,7 @@ def _reference_losses(ctx: Context, out: Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ train
 
 RUN_SPECS = {"slm_selected": ("slm", "selected"), "clm_selected": ("clm", "selected"),
-             "clm_unselected": ("clm", "unselected")}
+             "clm_refined_pool": ("clm", "refined_pool")}
 
 
 def network(ctx: Context):
@@ -205,6 +205,8 @@ def _evaluate(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def stages(ctx: Context) -> list[Stage]:
+  if not ctx.config.lm.enabled:
+    return []
   return [
       Stage("lm_data", ("refine",), _lm_data_config, _lm_data, "the refined pool as training tokens"),
       Stage("reference_losses", ("select", "refine"), _reference_config, _reference_losses,

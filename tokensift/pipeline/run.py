@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tokensift.jobs import atomic_write_bytes
-from tokensift.pipeline import corpus_stages, lm_stages
+from tokensift.pipeline import corpus_stages, evidence_stages, lm_stages
 from tokensift.pipeline.config import PipelineConfig, as_json
 from tokensift.pipeline.context import Context
 from tokensift.pipeline.stages import Stage, StageRecord, format_table, run_stages
@@ -25,7 +25,8 @@ def _report(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def build_stages(ctx: Context) -> list[Stage]:
-  stages = corpus_stages.stages(ctx) + lm_stages.stages(ctx)
+  stages = (evidence_stages.stages(ctx) + corpus_stages.stages(ctx) + evidence_stages.late_stages(ctx)
+            + lm_stages.stages(ctx))
   stages.append(Stage("report", tuple(s.name for s in stages), _report_config, _report,
                       "static HTML report with PNG plots"))
   return stages
@@ -44,6 +45,9 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path, *, progress: bool 
   info = {"config": as_json(config), "run_dir": str(run_dir), "seconds_this_invocation":
           round(time.perf_counter() - t0, 2), "stages": [r.row() for r in records]}
   atomic_write_bytes(run_dir / "pipeline.json", json.dumps(info, indent=1).encode())
+  if "detection" in ctx.summaries or "ablations" in ctx.summaries:
+    from tokensift.pipeline.evidence import format_evidence
+    log("\n" + format_evidence(ctx.summaries.get("detection"), (ctx.summaries.get("ablations") or {}).get("table")))
   evaluate = ctx.summaries.get("evaluate")
   if evaluate:
     log("\n" + format_validation(evaluate["table"]))

@@ -1,0 +1,72 @@
+"""Detection metrics on hand-made cases with known answers; the perplexity selector against NumPy."""
+import math
+
+import numpy as np
+import pytest
+
+from tokensift.pipeline import detection as det
+
+
+def test_roc_auc_known_cases():
+  assert det.roc_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+  assert det.roc_auc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+  # 2 positives x 2 negatives = 4 pairs: (0.9>0.5), (0.9>0.3), (0.4<0.5), (0.4>0.3) -> 3/4
+  assert det.roc_auc([0.9, 0.4, 0.5, 0.3], [True, True, False, False]) == 0.75
+  assert det.roc_auc([0.5, 0.5], [True, False]) == 0.5  # a tie counts one half
+  assert det.roc_auc([1.0, 2.0], [True, True]) is None
+
+
+def test_precision_recall_counts():
+  r = det.precision_recall([True, True, False, False, True], [True, False, True, False, True])
+  assert (r["tp"], r["fp"], r["fn"]) == (2, 1, 1)
+  assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3) and r["f1"] == pytest.approx(2 / 3)
+  none = det.precision_recall([False, False], [False, False])
+  assert none["precision"] is None and none["recall"] is None
+  with pytest.raises(ValueError, match="shape"):
+    det.precision_recall([True], [True, False])
+
+
+def test_kept_share_and_cluster_share():
+  rows = det.kept_share_by_rate([5, 4, 3, 2, 1, 0], [False, False, True, False, True, True], [50.0, 100.0])
+  assert rows[0] == {"rate": 50.0, "junk_kept": pytest.approx(1 / 3), "clean_kept": pytest.approx(2 / 3)}
+  assert rows[1]["junk_kept"] == rows[1]["clean_kept"] == 1.0
+  assert det.cluster_keep_share([True, False, True, True, False], [0, 0, None, 1, 1]) == {0: 0.5, 1: 0.5}
+
+
+def test_removed_lines():
+  raw = "menu\nfirst real line\ncookie banner\nsecond real line\nfooter"
+  assert det.removed_lines(raw, "first real line\nsecond real line") == [0, 2, 4]
+  assert det.removed_lines(raw, None) == [0, 1, 2, 3, 4]
+  assert det.removed_lines(raw, raw.replace("second", "2nd")) == []  # an in-place edit removes nothing
+  assert det.removed_lines("a\nb\nc", "a\nc") == [1]
+
+
+def test_paired_comparison():
+  r = det.paired_comparison([5.0, 5.1, 4.9, 5.05], [5.5, 5.62, 5.38, 5.5])
+  assert r["mean_diff"] == pytest.approx(-0.4875) and r["seeds_agreeing"] == 4 and r["beyond_noise"]
+  assert r["p"] < 0.01 and r["t"] < 0
+  noisy = det.paired_comparison([5.0, 5.3, 4.8], [5.1, 5.0, 5.0])
+  assert not noisy["beyond_noise"] and noisy["seeds_agreeing"] == 2
+  with pytest.raises(ValueError, match="paired"):
+    det.paired_comparison([1.0], [2.0])
+
+
+@pytest.mark.parametrize("mode", det.PERPLEXITY_MODES)
+@pytest.mark.parametrize("rate", [10.0, 33.0, 50.0, 100.0])
+def test_perplexity_selector_matches_numpy(mode, rate):
+  rng = np.random.default_rng(7)
+  losses = [rng.gamma(2.0, 1.5, size=rng.integers(5, 60)) for _ in range(41)]
+  log_ppl = det.doc_log_perplexity(losses)
+  np.testing.assert_allclose(log_ppl, [np.mean(x) for x in losses])
+  log_ppl[3] = log_ppl[4]  # a tie: broken by index
+  got = det.perplexity_select(log_ppl, rate, mode)
+  k = max(1, round(41 * rate / 100))
+  order = np.argsort(log_ppl, kind="stable")
+  start = {"low": 0, "middle": (41 - k) // 2, "high": 41 - k}[mode]
+  np.testing.assert_array_equal(got, np.sort(order[start:start + k]))
+  ppl = np.exp(log_ppl)
+  if mode == "low" and rate < 100:  # every kept document has lower perplexity than every dropped one
+    assert ppl[got].max() <= np.delete(ppl, got).min()
+  assert math.isnan(det.doc_log_perplexity([[]])[0])
+  with pytest.raises(ValueError, match="mode='median'"):
+    det.perplexity_select(log_ppl, rate, "median")

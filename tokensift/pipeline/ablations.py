@@ -1,0 +1,252 @@
+"""Seeded training ablations (DESIGN §12): tiny decoders trained on each data set (the contaminated pool, the
+refined pool, a random subset, each selection method's subset, the combination), CLM and Rho-1 SLM, every seed
+of a run vmapped into one program; validation cross-entropy on clean held-out documents.
+
+Why not the embedded trainer (``models.trainer``): it trains one seed per call through seqio tasks with
+SmolLM2's 49152-way softmax (~0.4 cpu s per 512-token step); here every run has the same shapes, so one
+compiled step (``jax.vmap`` over seeds) serves all runs, and a **compact vocabulary** makes the softmax cheap:
+the SmolLM2 ids that occur in the training texts, most frequent first, at most ``max_vocab`` of them, the rest
+mapped to one OOV id (0 = padding, 1 = OOV, 2 = document separator). Every run is evaluated on the same
+held-out tokens in the same compact vocabulary, so their cross-entropies compare like with like (they are not
+comparable with full-vocabulary figures). The model (``models.llama.Llama``) and the losses
+(``models.selective_loss``) are the package's own.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+PAD, OOV, SEP = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationConfig:
+  """Tiny decoders for the ablations. rate: percent of the refined pool kept by each selection run (the
+  combination keeps the select stage's list). perplexity_mode: which perplexity-filtering variant is trained
+  (all three are measured for detection). runs: names in ``RUNS``."""
+  enabled: bool = True
+  seeds: int = 3
+  rate: float = 50.0
+  perplexity_mode: str = "low"
+  hidden_size: int = 64
+  intermediate_size: int = 256
+  num_layers: int = 2
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  seq_len: int = 128
+  batch_size: int = 8
+  steps: int = 200
+  eval_every: int = 25
+  learning_rate: float = 3e-3
+  warmup_steps: int = 20
+  slm_ratio: float = 0.6
+  max_vocab: int = 4096
+  runs: tuple[str, ...] = ("clm_contaminated", "slm_contaminated", "clm_refined_pool", "clm_random",
+                           "clm_askllm", "clm_perplexity", "clm_density", "clm_combination", "slm_combination")
+
+  def __post_init__(self):
+    bad = [r for r in self.runs if r not in RUNS]
+    if bad:
+      raise ValueError(f"AblationConfig.runs: unknown {bad}; the runs are {list(RUNS)}")
+    if self.seeds < 2:
+      raise ValueError(f"AblationConfig.seeds={self.seeds}: need >= 2 for a spread (3 or more recommended)")
+    if self.max_vocab < 8 or self.seq_len < 8 or self.steps < 1 or self.eval_every < 1:
+      raise ValueError(f"AblationConfig max_vocab={self.max_vocab}, seq_len={self.seq_len}, steps={self.steps}, "
+                       f"eval_every={self.eval_every} are too small")
+
+
+RUNS = {  # name -> (loss, data set, what it trains on)
+    "clm_contaminated": ("clm", "contaminated", "every document of the known-answer corpus, raw (junk included)"),
+    "slm_contaminated": ("slm", "contaminated", "the same, Rho-1 SLM"),
+    "clm_refined_pool": ("clm", "refined_pool", "every document the ProX refiner kept, refined text"),
+    "clm_random": ("clm", "random", "a random subset of the refined pool"),
+    "clm_askllm": ("clm", "askllm", "the top of the refined pool by ASK-LLM score"),
+    "clm_perplexity": ("clm", "perplexity", "the refined pool filtered by reference-model perplexity"),
+    "clm_density": ("clm", "density", "DENSITY inverse-propensity sample of the refined pool"),
+    "clm_combination": ("clm", "combination", "the select stage's list (ASK-LLM pool, then DENSITY)"),
+    "slm_combination": ("slm", "combination", "the same, Rho-1 SLM"),
+}
+
+
+# --------------------------------------------------------------------------------------------- data
+
+def compact_vocab(token_lists: Sequence[Sequence[int]], max_vocab: int) -> dict[int, int]:
+  """SmolLM2 id -> compact id (3 .. max_vocab - 1), most frequent first (ties by id)."""
+  counts: dict[int, int] = {}
+  for t in token_lists:
+    for i in t:
+      counts[int(i)] = counts.get(int(i), 0) + 1
+  order = sorted(counts, key=lambda i: (-counts[i], i))[:max_vocab - 3]
+  return {tok: 3 + k for k, tok in enumerate(order)}
+
+
+def pack(docs: Sequence[dict[str, Any]], mapping: dict[int, int], seq_len: int) -> dict[str, np.ndarray]:
+  """Documents ``{tokens, ref_losses, noise}`` -> rows of ``seq_len + 1`` tokens (the stream of documents,
+  each followed by a separator, cut into rows; the last row padded). Returns ``tokens`` int32 [rows, L+1] and
+  ``ref`` / ``weight`` / ``noise`` float32 [rows, L+1] aligned with the tokens (separators and padding have
+  weight 0)."""
+  tok, ref, w, noise = [], [], [], []
+  for d in docs:
+    tok += [mapping.get(int(i), OOV) for i in d["tokens"]] + [SEP]
+    ref += list(d["ref_losses"]) + [0.0]
+    w += [1.0] * len(d["tokens"]) + [0.0]
+    noise += [float(x) for x in d["noise"]] + [0.0]
+  n = max(1, -(-len(tok) // seq_len))
+  size = n * seq_len + 1
+  out = {"tokens": np.full(size, PAD, np.int32), "ref": np.zeros(size, np.float32),
+         "weight": np.zeros(size, np.float32), "noise": np.zeros(size, np.float32)}
+  for k, v in (("tokens", tok), ("ref", ref), ("weight", w), ("noise", noise)):
+    out[k][:len(v)] = v
+  idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
+  return {k: v[idx] for k, v in out.items()}
+
+
+def unigram_ce(train_rows: dict[str, np.ndarray], val_rows: dict[str, np.ndarray], vocab: int) -> float:
+  """Cross-entropy (nats) of the held-out targets under the training targets' unigram (add-one smoothed):
+  the level a model that ignores context reaches."""
+  t, w = train_rows["tokens"][:, 1:].ravel(), train_rows["weight"][:, 1:].ravel() > 0
+  counts = np.bincount(t[w], minlength=vocab).astype(np.float64) + 1.0
+  logp = np.log(counts / counts.sum())
+  vt, vw = val_rows["tokens"][:, 1:].ravel(), val_rows["weight"][:, 1:].ravel() > 0
+  return float(-logp[vt[vw]].mean())
+
+
+# --------------------------------------------------------------------------------------------- training
+
+class Trainer:
+  """One compiled train step and eval per loss kind, shared by every run (vmapped over seeds)."""
+
+  def __init__(self, cfg: AblationConfig, vocab: int):
+    import jax
+    import optax
+
+    from tokensift.models import llama
+    self.cfg = cfg
+    self.net = llama.Llama(llama.LlamaConfig(
+        vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.seq_len, tie_word_embeddings=True))
+    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, cfg.steps,
+                                               cfg.learning_rate * 0.1)
+    self.opt = optax.adamw(sched, b2=0.98, weight_decay=0.01)
+    self._init = jax.jit(jax.vmap(self._init_one))
+    self._steps = {kind: jax.jit(jax.vmap(lambda p, o, b, k=kind: self._step(p, o, b, k))) for kind in ("clm", "slm")}
+    self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None)))
+
+  def _init_one(self, key):
+    import flax.linen as nn
+    import jax.numpy as jnp
+    params = nn.unbox(self.net.init(key, jnp.ones((1, self.cfg.seq_len), jnp.int32))["params"])
+    return params, self.opt.init(params)
+
+  def _logits(self, params, tokens):
+    return self.net.apply({"params": params}, tokens[:, :-1])
+
+  def _step(self, params, opt_state, batch, kind):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from tokensift.models import selective_loss as sl
+    targets, w = batch["tokens"][:, 1:], batch["weight"][:, 1:]
+    ref, noise = batch["ref"][:, 1:], batch["noise"][:, 1:]
+
+    def loss_fn(p):
+      logits = self._logits(p, batch["tokens"])
+      if kind == "slm":
+        loss, metrics = sl.selective_cross_entropy(logits, targets, w, ref, self.cfg.slm_ratio)
+      else:
+        loss, metrics = sl.weighted_cross_entropy(logits, targets, w)
+      return loss, (metrics, logits)
+
+    (_, (metrics, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = self.opt.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    stats = {"ce": metrics["ce_unmasked"]}
+    if kind == "slm":  # the tokens this step's SLM loss selected: noise-span tokens vs clean tokens
+      ce, _ = sl.token_cross_entropy(jax.lax.stop_gradient(logits), targets)
+      mask = sl.select_tokens(ce - ref, w, self.cfg.slm_ratio).astype(jnp.float32)
+      is_noise, is_clean = (noise > 0) & (w > 0), (noise == 0) & (w > 0)
+      stats.update(noise_tokens=jnp.sum(is_noise), noise_selected=jnp.sum(mask * is_noise),
+                   clean_tokens=jnp.sum(is_clean), clean_selected=jnp.sum(mask * is_clean))
+    return params, opt_state, stats
+
+  def _eval_one(self, params, rows):
+    import jax
+    import jax.numpy as jnp
+
+    from tokensift.models import selective_loss as sl
+
+    def body(carry, row):
+      logits = self._logits(params, row["tokens"])
+      ce, _ = sl.token_cross_entropy(logits, row["tokens"][:, 1:])
+      w = row["weight"][:, 1:]
+      return (carry[0] + jnp.sum(ce * w), carry[1] + jnp.sum(w)), None
+
+    (tot, n), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), rows)
+    return tot / n
+
+  def train(self, kind: str, rows: dict[str, np.ndarray], val: dict[str, np.ndarray], seeds: Sequence[int],
+            log=None) -> dict[str, Any]:
+    """Trains ``len(seeds)`` models on ``rows`` (batches drawn per seed); returns curves (per seed)."""
+    import jax
+    cfg = self.cfg
+    s = len(seeds)
+    params, opt_state = self._init(jax.numpy.stack([jax.random.PRNGKey(int(x)) for x in seeds]))
+    rngs = [np.random.default_rng(1000 + int(x)) for x in seeds]
+    n = rows["tokens"].shape[0]
+    chunk = 8  # validation rows per scanned slice
+    vn = -(-val["tokens"].shape[0] // chunk) * chunk
+    vrows = {k: np.concatenate([v, np.zeros((vn - v.shape[0],) + v.shape[1:], v.dtype)]).reshape(
+        (vn // chunk, chunk) + v.shape[1:]) for k, v in val.items()}
+    curve, train_ce, slm = [], [], []
+    counts = ("noise_tokens", "noise_selected", "clean_tokens", "clean_selected")
+    window = {k: np.zeros(s) for k in counts}  # SLM selection counts summed over the steps since the last eval
+    for step in range(1, cfg.steps + 1):
+      idx = np.stack([r.integers(0, n, cfg.batch_size) for r in rngs])
+      batch = {k: v[idx] for k, v in rows.items()}
+      params, opt_state, stats = self._steps[kind](params, opt_state, batch)
+      if kind == "slm":
+        got = jax.device_get({k: stats[k] for k in counts})
+        for k in counts:
+          window[k] += np.asarray(got[k])
+      if step % cfg.eval_every == 0 or step == cfg.steps:
+        stats = jax.device_get(stats)
+        val_ce = np.asarray(self._eval(params, vrows))
+        curve.append({"step": step, "val_ce": val_ce.tolist()})
+        train_ce.append({"step": step, "train_ce": np.asarray(stats["ce"]).tolist()})
+        if kind == "slm":
+          slm.append({"step": step, **{k: window[k].tolist() for k in counts}})
+          window = {k: np.zeros(s) for k in counts}
+        if log:
+          log(f"    step {step}: val CE {' '.join(f'{v:.3f}' for v in val_ce)}")
+    final = curve[-1]["val_ce"]
+    return {"seeds": [int(x) for x in seeds], "final_val_ce": final,
+            "best_val_ce": np.min([c["val_ce"] for c in curve], axis=0).tolist(), "curve": curve,
+            "train_curve": train_ce, "slm_selection": slm, "rows": int(n)}
+
+
+def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], val_docs: list[dict[str, Any]],
+                  log=print) -> dict[str, Any]:
+  """``data``: data set name -> documents ``{tokens, ref_losses, noise}`` (SmolLM2 ids); trains every run in
+  ``cfg.runs`` for ``cfg.seeds`` seeds; returns the per-run results, the vocabulary and the unigram level."""
+  mapping = compact_vocab([d["tokens"] for docs in data.values() for d in docs], cfg.max_vocab)
+  vocab = cfg.max_vocab
+  val = pack(val_docs, mapping, cfg.seq_len)
+  trainer = Trainer(cfg, vocab)
+  out: dict[str, Any] = {"vocab": {"size": vocab, "in_vocab_ids": len(mapping),
+                                   "val_oov_share": float(np.mean(val["tokens"][val["weight"] > 0] == OOV))},
+                         "runs": {}}
+  for name in cfg.runs:
+    kind, dataset, what = RUNS[name]
+    rows = pack(data[dataset], mapping, cfg.seq_len)
+    log(f"  ablation {name}: {len(data[dataset])} documents, {int(rows['weight'].sum())} tokens, "
+        f"{cfg.seeds} seeds")
+    res = trainer.train(kind, rows, val, list(range(cfg.seeds)))
+    out["runs"][name] = dict(res, loss=kind, data=dataset, what=what, docs=len(data[dataset]),
+                             tokens=int(rows["weight"].sum()))
+  if "contaminated" in data:
+    out["unigram_val_ce"] = unigram_ce(pack(data["contaminated"], mapping, cfg.seq_len), val, vocab)
+  return out

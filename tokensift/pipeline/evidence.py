@@ -1,0 +1,253 @@
+"""What each method did to the known-answer corpus (DESIGN §12): the training data sets of the ablations and
+every method's detection figures against the labels, read from a run's finished stages."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tokensift import jobs
+from tokensift.pipeline import detection as det
+from tokensift.pipeline.context import Context
+
+RATES = (10.0, 20.0, 40.0, 60.0, 80.0)  # the paper's sampling rates
+IPS_DRAWS = 50  # inverse-propensity samples averaged for DENSITY's expected cluster share
+
+
+def scores(ctx: Context) -> dict[str, float]:
+  return {str(r["id"]): float(r["score"]) for f in jobs.shard_files(ctx.dir("score"), "score")
+          for r in jobs.read_records(f)}
+
+
+def log_density(ctx: Context) -> dict[str, float]:
+  import pyarrow.parquet as pq
+  t = pq.read_table(ctx.dir("density") / "density.parquet").to_pydict()
+  return dict(zip(map(str, t["id"]), map(float, t["log_density"])))
+
+
+def _row(tl: dict, i: str) -> dict[str, Any]:
+  return tl.get(("refined", i)) or tl[("raw", i)]
+
+
+def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
+  """(ids of the refined pool, reference-model log perplexity of each one's refined text)."""
+  from tokensift.pipeline.evidence_stages import token_losses
+  tl = token_losses(ctx)
+  ids = [str(r["id"]) for r in ctx.refined_records() if r["kept"] and (("raw", str(r["id"])) in tl
+                                                                        or ("refined", str(r["id"])) in tl)]
+  return ids, det.doc_log_perplexity([_row(tl, i)["ref_losses"] for i in ids])
+
+
+def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]], list[dict]]:
+  """(data set -> ids, data set -> token rows, validation rows) for the ablations."""
+  from tokensift.pipeline.corpus_stages import selected_ids
+  from tokensift.pipeline.evidence_stages import token_losses
+  from tokensift.selection import samplers
+  a, seed = ctx.config.ablation, ctx.config.selection.seed
+  tl = token_losses(ctx)
+  raw_ids = [i for (s, i) in tl if s == "raw"]
+  pool, log_ppl = pool_perplexity(ctx)
+  k = det.keep_count(len(pool), a.rate)
+  sc, dens = scores(ctx), log_density(ctx)
+  ids = {"contaminated": raw_ids, "refined_pool": pool,
+         "random": [pool[i] for i in sorted(samplers.random_sample(len(pool), k, seed=seed))],
+         "askllm": [pool[i] for i in sorted(samplers.top_k(np.asarray([sc[i] for i in pool]), k))],
+         "perplexity": [pool[i] for i in det.perplexity_select(log_ppl, a.rate, a.perplexity_mode)],
+         "density": [pool[i] for i in sorted(samplers.inverse_propensity_sample(
+             np.asarray([dens[i] for i in pool]), k, seed=seed, log=True))],
+         "combination": [i for i in selected_ids(ctx) if i in set(pool)]}
+  rows = {name: [tl[("raw", i)] for i in v] if name == "contaminated" else [_row(tl, i) for i in v]
+          for name, v in ids.items()}
+  val = [r for (s, _), r in tl.items() if s == "validation"]
+  return ids, rows, val
+
+
+# --------------------------------------------------------------------------------------------- detection
+
+def prox_detection(ctx: Context, stage: str, labels: dict[str, dict]) -> dict[str, Any] | None:
+  """Junk documents dropped and junk lines removed by one refine stage (precision/recall)."""
+  if not jobs.shard_files(ctx.dir(stage), "refine"):
+    return None
+  recs = ctx.refined_records(stage)
+  lab = [labels[str(r["id"])] for r in recs]
+  docs = det.precision_recall([not r["kept"] for r in recs], [x["kind"] == "junk" for x in lab])
+  pred, truth = [], []
+  for r, x in zip(recs, lab):
+    if x["kind"] == "junk":
+      continue
+    n = len(r["raw_text"].split("\n"))
+    removed = set(det.removed_lines(r["raw_text"], r["text"] if r["kept"] else None))
+    pred += [i in removed for i in range(n)]
+    truth += [i in set(x["junk_lines"]) for i in range(n)]
+  lines = det.precision_recall(pred, truth)
+  by_kind: dict[str, list[bool]] = {}
+  for r, x in zip(recs, lab):
+    if x["kind"] == "junk":
+      by_kind.setdefault(x["junk_kind"], []).append(not r["kept"])
+  return {"docs": docs, "lines": lines, "dropped_by_junk_kind": {k: float(np.mean(v)) for k, v in by_kind.items()},
+          "clean_dropped": float(np.mean([not r["kept"] for r, x in zip(recs, lab) if x["kind"] != "junk"]))}
+
+
+def ranking_detection(values: np.ndarray, is_junk: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
+  s = values if higher_is_better else -values
+  return {"auc_clean_over_junk": det.roc_auc(s, ~is_junk), "by_rate": det.kept_share_by_rate(s, is_junk, RATES)}
+
+
+def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
+  """ASK-LLM vs perplexity filtering (low/middle/high) vs random on the refined pool: junk kept per rate."""
+  from tokensift.selection import samplers
+  pool_all, lp_all = pool_perplexity(ctx)
+  sc = scores(ctx)
+  lp_by = dict(zip(pool_all, lp_all))
+  pool = [i for i in pool_all if i in sc]
+  log_ppl = np.asarray([lp_by[i] for i in pool])
+  junk = np.asarray([labels[i]["kind"] == "junk" for i in pool])
+  out = {"docs": len(pool), "junk_docs": int(junk.sum()),
+         "askllm": ranking_detection(np.asarray([sc[i] for i in pool]), junk, True)}
+  for mode in det.PERPLEXITY_MODES:
+    rows = []
+    for r in RATES:
+      kept = np.zeros(len(pool), bool)
+      kept[det.perplexity_select(log_ppl, r, mode)] = True
+      rows.append({"rate": r, "junk_kept": float(kept[junk].mean()) if junk.any() else None,
+                   "clean_kept": float(kept[~junk].mean())})
+    out[f"perplexity_{mode}"] = {"by_rate": rows}
+  out["perplexity_low"]["auc_clean_over_junk"] = det.roc_auc(-log_ppl, ~junk)
+  rows = []
+  for r in RATES:
+    kept = np.zeros(len(pool), bool)
+    kept[samplers.random_sample(len(pool), det.keep_count(len(pool), r), seed=ctx.config.selection.seed)] = True
+    rows.append({"rate": r, "junk_kept": float(kept[junk].mean()) if junk.any() else None,
+                 "clean_kept": float(kept[~junk].mean())})
+  out["random"] = {"by_rate": rows}
+  out["examples"] = {"askllm": _ranked(pool, [sc[i] for i in pool], labels),
+                     "perplexity": _ranked(pool, [-x for x in log_ppl], labels)}
+  return out
+
+
+def _ranked(ids: list[str], values: list[float], labels: dict[str, dict], n: int = 5) -> dict[str, list]:
+  order = sorted(range(len(ids)), key=lambda i: (-values[i], i))
+  pick = lambda idx: [{"id": ids[i], "value": float(values[i]), "label": _kind(labels[ids[i]])} for i in idx]  # noqa: E731
+  return {"top": pick(order[:n]), "bottom": pick(order[-n:][::-1])}
+
+
+def _kind(lab: dict) -> str:
+  if lab["kind"] == "junk":
+    return f"junk ({lab['junk_kind']})"
+  if lab["kind"] == "dup":
+    return f"near-duplicate (cluster {lab['cluster']})"
+  extra = [w for w, on in (("junk lines", lab["junk_lines"]), ("noise span", lab["spans"])) if on]
+  return "real" + (f" + {', '.join(extra)}" if extra else "")
+
+
+def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
+  """Share of each near-duplicate cluster kept by inverse-propensity sampling vs random at the same rate
+  (mean over ``IPS_DRAWS`` seeded draws), and by the select stage's actual list."""
+  from tokensift.pipeline.corpus_stages import selected_ids
+  from tokensift.selection import samplers
+  dens = log_density(ctx)
+  ids = list(dens)
+  cluster = [labels[i]["cluster"] for i in ids]
+  k = det.keep_count(len(ids), ctx.config.ablation.rate)
+  x = np.asarray([dens[i] for i in ids])
+  ips, rnd = [], []
+  for s in range(IPS_DRAWS):
+    for acc, pick in ((ips, samplers.inverse_propensity_sample(x, k, seed=s, log=True)),
+                      (rnd, samplers.random_sample(len(ids), k, seed=s))):
+      kept = np.zeros(len(ids), bool)
+      kept[pick] = True
+      acc.append(det.cluster_keep_share(kept, cluster))
+  chosen = set(selected_ids(ctx))
+  actual = det.cluster_keep_share([i in chosen for i in ids], cluster)
+  clusters = sorted(actual)
+  dup = np.asarray([c is not None for c in cluster])
+  return {"rate": ctx.config.ablation.rate, "docs": len(ids), "clusters": {
+      str(c): {"size": int(sum(cc == c for cc in cluster)), "ips": float(np.mean([d[c] for d in ips])),
+               "random": float(np.mean([d[c] for d in rnd])), "select_stage": actual[c]} for c in clusters},
+      "mean_log_density_dup": float(x[dup].mean()) if dup.any() else None,
+      "mean_log_density_other": float(x[~dup].mean()) if (~dup).any() else None}
+
+
+def slm_detection(ablation: dict[str, Any], ratio: float) -> dict[str, Any] | None:
+  """Rho-1 SLM on the contaminated pool: share of noise-span tokens vs clean tokens selected over training."""
+  run = ablation.get("runs", {}).get("slm_contaminated")
+  if not run or not run["slm_selection"]:
+    return None
+  curve = []
+  for w in run["slm_selection"]:
+    nt, ns, ct, cs = (float(np.sum(w[k])) for k in ("noise_tokens", "noise_selected", "clean_tokens",
+                                                   "clean_selected"))
+    curve.append({"step": w["step"], "noise_selected": ns / nt if nt else math.nan,
+                  "clean_selected": cs / ct if ct else math.nan, "noise_tokens": nt})
+  return {"curve": curve, "ratio": ratio}
+
+
+COMPARE = (("clm_refined_pool", "clm_contaminated"), ("clm_random", "clm_refined_pool"), ("clm_askllm", "clm_random"),
+           ("clm_perplexity", "clm_random"), ("clm_density", "clm_random"), ("clm_combination", "clm_random"),
+           ("clm_askllm", "clm_perplexity"), ("slm_contaminated", "clm_contaminated"),
+           ("slm_combination", "clm_combination"))
+
+
+def ablation_table(ablation: dict[str, Any]) -> dict[str, Any]:
+  """Per run: validation CE (final and best over the evals) mean and sd over seeds; paired comparisons."""
+  runs = ablation["runs"]
+  rows = []
+  for name, r in runs.items():
+    f, b = np.asarray(r["final_val_ce"]), np.asarray(r["best_val_ce"])
+    rows.append({"run": name, "loss": r["loss"], "data": r["data"], "what": r["what"], "docs": r["docs"],
+                 "tokens": r["tokens"], "seeds": len(f), "final_mean": float(f.mean()), "final_sd": float(f.std(ddof=1)),
+                 "best_mean": float(b.mean()), "best_sd": float(b.std(ddof=1))})
+  pairs = []
+  for a, b in COMPARE:
+    if a in runs and b in runs:
+      for which in ("final_val_ce", "best_val_ce"):
+        pairs.append(dict(det.paired_comparison(runs[a][which], runs[b][which]), a=a, b=b, metric=which))
+  return {"rows": rows, "pairs": pairs, "unigram_val_ce": ablation.get("unigram_val_ce"),
+          "vocab": ablation.get("vocab")}
+
+
+def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | None) -> str:
+  """Plain-text detection figures and the ablation table (printed at the end of ``tokensift pipeline``)."""
+  def f(x, d=3):
+    return "-" if x is None else f"{x:.{d}f}"
+
+  out = []
+  if detection:
+    c = detection["corpus"]
+    out.append(f"known-answer corpus: {c['documents']} documents ({c['untouched_real']} untouched real; synthetic: "
+               f"{c['junk']} junk, {c['near_duplicates']} near-duplicates in {c['clusters']} clusters, "
+               f"{c['junk_lines']} junk lines in {c['docs_with_junk_lines']} documents, spans in "
+               f"{c['docs_with_spans']})")
+    for key, name in (("prox_rules", "ProX rules"), ("prox_refiner", "ProX refiner")):
+      if key in detection:
+        d = detection[key]
+        out.append(f"{name:13s} junk docs dropped P {f(d['docs']['precision'], 2)} R {f(d['docs']['recall'], 2)} "
+                   f"| junk lines removed P {f(d['lines']['precision'], 2)} R {f(d['lines']['recall'], 2)} "
+                   f"| non-junk docs dropped {100 * d['clean_dropped']:.0f}%")
+    s = detection["selection"]
+    out.append(f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk): ROC AUC clean>junk "
+               f"ASK-LLM {f(s['askllm']['auc_clean_over_junk'])}, perplexity-low "
+               f"{f(s['perplexity_low']['auc_clean_over_junk'])}")
+    out.append("  junk kept at rate " + " ".join(f"{r:>5.0f}%" for r in RATES))
+    for key in ("askllm", "perplexity_low", "perplexity_middle", "perplexity_high", "random"):
+      out.append(f"  {key:17s}" + " ".join(f"{100 * (x['junk_kept'] or 0):5.0f}%" for x in s[key]["by_rate"]))
+    d = detection["density"]
+    out.append(f"DENSITY at {d['rate']:.0f}%: share of each near-duplicate cluster kept, IPS vs random: " + ", ".join(
+        f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items()))
+    if detection.get("slm"):
+      out.append("Rho-1 SLM on the contaminated pool, selected share noise-span vs other tokens: " + ", ".join(
+          f"step {c['step']} {100 * c['noise_selected']:.0f}% vs {100 * c['clean_selected']:.0f}%"
+          for c in detection["slm"]["curve"]))
+  if table:
+    out.append(f"\nablations: validation CE (compact vocab {table['vocab']['size']}; unigram "
+               f"{f(table['unigram_val_ce'])}), mean ± sd over seeds")
+    for r in table["rows"]:
+      out.append(f"  {r['run']:18s} docs {r['docs']:4d} tokens {r['tokens']:7,d}  final {r['final_mean']:.3f} ± "
+                 f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}")
+    for p in table["pairs"]:
+      if p["metric"] == "final_val_ce":
+        out.append(f"  {p['a']} - {p['b']}: {p['mean_diff']:+.3f} (sd {p['sd_diff']:.3f}, p {p['p']:.3f}, "
+                   f"{p['seeds_agreeing']}/{p['seeds']} seeds agree): "
+                   + ("beyond seed noise" if p["beyond_noise"] else "within seed noise"))
+  return "\n".join(out)

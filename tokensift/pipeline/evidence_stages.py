@@ -1,0 +1,171 @@
+"""Evidence stages (DESIGN §12): the known-answer corpus the document stages read, reference-model perplexity
+of every document (the paper's perplexity-filtering baseline and Rho-1's token losses), the seeded training
+ablations, and every method's detection figures against the corpus labels."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tokensift import docs
+from tokensift.pipeline import known_answer as ka
+from tokensift.pipeline.config import as_json
+from tokensift.pipeline.context import Context
+from tokensift.pipeline.stages import Stage
+
+
+# --------------------------------------------------------------------------------------------- corpus
+
+def _corpus_config(ctx: Context) -> dict[str, Any]:
+  c = ctx.config.corpus
+  return {"task": c.task, "split": c.split, "input": c.input, "max_docs": c.max_docs, "profile": c.profile,
+          "known_answer": as_json(ctx.config.known_answer)}
+
+
+def _corpus(ctx: Context, out: Path) -> dict[str, Any]:
+  rows, _ = ctx.source_rows()
+  real = list(docs.documents_only(rows(), docs.ReadReport()))
+  documents, labels = ka.build_corpus([d.text for d in real], [d.id for d in real], ctx.config.known_answer,
+                                      ctx.config.corpus.profile)
+  ka.write_corpus(out, documents, labels)
+  return dict(ka.summarize(labels), docs_in=len(real), docs_out=len(documents))
+
+
+
+
+# --------------------------------------------------------------------------------------------- perplexity
+
+def _labels(ctx: Context) -> dict[str, dict[str, Any]]:
+  if "labels" not in ctx.cache:
+    path = ctx.dir("corpus") / "labels.jsonl"
+    ctx.cache["labels"] = {r["id"]: r for r in ka.read_jsonl(path)} if path.exists() else {}
+  return ctx.cache["labels"]
+
+
+def _perplexity_config(ctx: Context) -> dict[str, Any]:
+  c, a = ctx.config.corpus, ctx.config.ablation
+  return dict(as_json(ctx.config.reference), doc_tokens=a.seq_len, lm_task=c.lm_task,
+              validation_split=c.validation_split, validation_docs=c.validation_docs)
+
+
+def _tokenize(tokenizer, text: str, limit: int, spans: list) -> tuple[list[int], list[int]]:
+  enc = tokenizer.encode(text, add_special_tokens=False)
+  ids, offs = enc.ids[:limit], enc.offsets[:limit]
+  noise = [int(any(s < e2 and e > s2 for s2, e2, _ in spans) and e > s) for s, e in offs]
+  return ids, noise
+
+
+def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
+  """Reference-model token losses (first ``ablation.seq_len`` tokens) of every raw corpus document, of every
+  refined document whose text changed, and of the clean held-out documents."""
+  import json
+
+  from tokensift import jobs
+  from tokensift.models import reference_losses as rl
+  from tokensift.tasks import vocabularies
+  c, limit = ctx.config.corpus, ctx.config.ablation.seq_len
+  tokenizer = vocabularies.smollm2().tokenizer
+  labels = _labels(ctx)
+  items = []  # (source, id, text, spans)
+  raw_rows, _ = ctx.pool_rows()
+  raw = {d.id: d.text for d in docs.documents_only(raw_rows(), docs.ReadReport())}
+  items += [("raw", i, t, (labels.get(i) or {}).get("spans", [])) for i, t in raw.items()]
+  for r in ctx.refined_records():
+    if r["kept"] and r["text"] != raw.get(str(r["id"])):
+      items.append(("refined", str(r["id"]), r["text"], []))  # spans are not tracked through edits
+  val = ctx.task_texts(c.task, c.validation_split, c.validation_docs)
+  items += [("validation", f"validation:{k}", t, []) for k, t in enumerate(val)]
+  toks = [_tokenize(tokenizer, t, limit, sp) for _, _, t, sp in items]
+  keep = [k for k, (ids, _) in enumerate(toks) if ids]
+  module, params, _ = ctx.reference_model()
+  scorer = rl.ReferenceScorer(module, params, batch_tokens=ctx.config.reference.batch_tokens, max_length=limit)
+  losses = scorer([toks[k][0] for k in keep])
+  rows = [{"source": items[k][0], "id": items[k][1], "tokens": toks[k][0], "noise": toks[k][1],
+           "ref_losses": [round(float(x), 5) for x in loss]} for k, loss in zip(keep, losses)]
+  jobs.atomic_write_bytes(out / "token_losses.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+  tokens = sum(len(r["tokens"]) for r in rows)
+  return {"docs_in": len(items), "docs_out": len(rows), "tokens_in": tokens, "tokens_out": tokens,
+          "by_source": {s: sum(r["source"] == s for r in rows) for s in ("raw", "refined", "validation")}}
+
+
+def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
+  """(source, id) -> the perplexity stage's row."""
+  if "token_losses" not in ctx.cache:
+    ctx.cache["token_losses"] = {(r["source"], r["id"]): r
+                                 for r in ka.read_jsonl(ctx.dir("perplexity") / "token_losses.jsonl")}
+  return ctx.cache["token_losses"]
+
+
+# --------------------------------------------------------------------------------------------- ablations
+
+def _ablations_config(ctx: Context) -> dict[str, Any]:
+  return dict(as_json(ctx.config.ablation), selection_seed=ctx.config.selection.seed)
+
+
+def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
+  import json
+
+  from tokensift import jobs
+  from tokensift.pipeline import ablations, evidence
+  ids, rows, val = evidence.data_sets(ctx)
+  res = ablations.run_ablations(ctx.config.ablation, rows, val)
+  res["ids"] = ids
+  jobs.atomic_write_bytes(out / "ablations.json", json.dumps(res).encode())
+  table = evidence.ablation_table(res)
+  return {"table": table, "docs_in": len(ids["contaminated"]), "docs_out": len(ids["contaminated"]),
+          "tokens_in": sum(len(r["tokens"]) for r in rows["contaminated"]), "tokens_out": None}
+
+
+def read_ablations(ctx: Context) -> dict[str, Any] | None:
+  path = ctx.dir("ablations") / "ablations.json"
+  if not path.exists():
+    return None
+  import json
+  return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------------------------- detection
+
+def _detection_config(ctx: Context) -> dict[str, Any]:
+  return {"rate": ctx.config.ablation.rate}
+
+
+def _detection(ctx: Context, out: Path) -> dict[str, Any]:
+  import json
+
+  from tokensift import jobs
+  from tokensift.pipeline import evidence
+  labels = _labels(ctx)
+  res: dict[str, Any] = {"corpus": ka.summarize(list(labels.values()))}
+  for stage, name in (("refine", "prox_refiner"), ("refine_rules", "prox_rules")):
+    got = evidence.prox_detection(ctx, stage, labels)
+    if got:
+      res[name] = got
+  res["selection"] = evidence.selection_detection(ctx, labels)
+  res["density"] = evidence.density_detection(ctx, labels)
+  abl = read_ablations(ctx)
+  if abl:
+    res["slm"] = evidence.slm_detection(abl, ctx.config.ablation.slm_ratio)
+  jobs.atomic_write_bytes(out / "detection.json", json.dumps(res, indent=1).encode())
+  return dict(res, docs_in=len(labels), docs_out=len(labels))
+
+
+def stages(ctx: Context) -> list[Stage]:
+  """The stage that comes first (``corpus``; only with ``known_answer.enabled``)."""
+  if not ctx.config.known_answer.enabled:
+    return []
+  return [Stage("corpus", (), _corpus_config, _corpus,
+                "known-answer corpus: the real sample + labelled synthetic corruptions")]
+
+
+def late_stages(ctx: Context) -> list[Stage]:
+  """After ``select``: perplexity, the seeded ablations, and (known-answer corpus only) the detection figures."""
+  out = []
+  if ctx.config.ablation.enabled:
+    out += [Stage("perplexity", ("refine", "select"), _perplexity_config, _perplexity,
+                  "reference-model token losses of every document (perplexity baseline, Rho-1)"),
+            Stage("ablations", ("perplexity", "score", "density", "select"), _ablations_config, _ablations,
+                  f"tiny decoders x {ctx.config.ablation.seeds} seeds on each data set")]
+  if ctx.config.known_answer.enabled and ctx.config.ablation.enabled:
+    deps = ("corpus", "refine", "ablations") + (("refine_rules",) if ctx.config.refine.compare_rules else ())
+    out.append(Stage("detection", deps, _detection_config, _detection, "every method against the corpus labels"))
+  return out

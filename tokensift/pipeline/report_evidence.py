@@ -1,0 +1,293 @@
+"""The report's lead sections (DESIGN §12): what the known-answer corpus holds, one plot and one sentence per
+method computed from the detection figures, the seeded ablation table and curves. Every sentence is built from
+the numbers it sits next to."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tokensift.pipeline import known_answer as ka
+
+
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _save(fig, path: Path) -> str:
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  _plt().close(fig)
+  return path.name
+
+
+def _pct(x: float | None) -> str:
+  return "–" if x is None else f"{100 * x:.0f}%"
+
+
+def _f(x: float | None, d: int = 2) -> str:
+  return "–" if x is None else f"{x:.{d}f}"
+
+
+def _img(name: str, width: int = 48) -> str:
+  return f'<img src="{name}" style="max-width:{width}%">'
+
+
+def corpus_html(det: dict[str, Any], profile: str) -> str:
+  c = det["corpus"]
+  kinds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(c["junk_kinds"].items()))
+  return (f"<h2>The known-answer corpus</h2><p>{c['documents']} documents. <b>Real text</b> (the sample, "
+          f"unchanged): {c['untouched_real']} documents, and every line and character of the "
+          f"{c['docs_with_junk_lines'] + c['docs_with_spans']} documents below outside the inserted parts. "
+          f"<b>Synthetic corruptions</b> (seeded, labelled, {html.escape(profile)} flavour): {c['junk']} junk "
+          f"documents ({kinds}); {c['near_duplicates']} near-duplicates in {c['clusters']} clusters (a real "
+          f"document and edited copies); {c['junk_lines']} junk lines (menus, cookie banners, share bars, headers) "
+          f"inserted into {c['docs_with_junk_lines']} real documents; one noise span (random strings, numeric "
+          f"tables{', LaTeX noise' if profile == 'math' else ''}) inserted into each of {c['docs_with_spans']} "
+          "real documents. Labels: <code>corpus/labels.jsonl</code>.</p>")
+
+
+def prox_html(det: dict[str, Any], out: Path) -> str:
+  who = [(k, n) for k, n in (("prox_rules", "rule programmer"), ("prox_refiner", "trained refiner")) if k in det]
+  if not who:
+    return ""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.5, 3.2))
+  labels = ["junk docs\nprecision", "junk docs\nrecall", "junk lines\nprecision", "junk lines\nrecall"]
+  for j, (k, name) in enumerate(who):
+    d = det[k]
+    vals = [d["docs"]["precision"], d["docs"]["recall"], d["lines"]["precision"], d["lines"]["recall"]]
+    ax.bar(np.arange(4) + 0.38 * j, [v or 0 for v in vals], 0.38, label=name)
+  ax.set_xticks(np.arange(4) + 0.19, labels)
+  ax.set_ylim(0, 1.05)
+  ax.set_title("ProX against the labels")
+  ax.legend(fontsize=8)
+  img = _save(fig, out / "ev_prox.png")
+  sents = []
+  for k, name in who:
+    d = det[k]
+    sents.append(f"the {name} dropped {d['docs']['tp']} of {d['docs']['tp'] + d['docs']['fn']} junk documents "
+                 f"(and {d['docs']['fp']} others, {_pct(d['clean_dropped'])} of the non-junk ones) and removed "
+                 f"{d['lines']['tp']} of {d['lines']['tp'] + d['lines']['fn']} inserted junk lines (line "
+                 f"precision {_f(d['lines']['precision'])})")
+  kinds = det[who[0][0]]["dropped_by_junk_kind"]
+  missed = [k for k, v in kinds.items() if v < 1.0]
+  rows = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(
+      f"<td>{_pct(det[w]['dropped_by_junk_kind'].get(k))}</td>" for w, _ in who) + "</tr>" for k in sorted(kinds))
+  table = ("<table><tr><th>junk kind</th>" + "".join(f"<th>dropped by {n}</th>" for _, n in who) + "</tr>"
+           + rows + "</table>")
+  return (f"<h2>ProX: refiner vs rules on the same documents</h2>{_img(img)}<p>On the same corpus, "
+          + "; ".join(sents) + "." + (f" Junk kinds not always dropped by the {who[0][1]}: "
+                                      f"{', '.join(missed)}." if missed else "") + f"</p>{table}")
+
+
+def selection_html(det: dict[str, Any], out: Path) -> str:
+  sel = det["selection"]
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.5, 3.6))
+  styles = (("askllm", "ASK-LLM (top score)", "C3", "-"), ("perplexity_low", "perplexity: lowest", "C0", "--"),
+            ("perplexity_middle", "perplexity: middle", "C0", ":"), ("perplexity_high", "perplexity: highest",
+                                                                     "C0", "-."), ("random", "random", "grey", "-"))
+  for key, name, col, ls in styles:
+    r = sel[key]["by_rate"]
+    ax.plot([x["rate"] for x in r], [100 * (x["junk_kept"] or 0) for x in r], ls, color=col, marker="o", label=name)
+  ax.set_xlabel("documents kept (% of the refined pool)")
+  ax.set_ylabel("junk documents kept (%)")
+  ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored)")
+  ax.legend(fontsize=8)
+  img = _save(fig, out / "ev_selection.png")
+  a = sel["askllm"]
+  at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in styles}
+  sent = (f"{sel['junk_docs']} junk documents survived refinement and were scored. ASK-LLM ranks a clean document "
+          f"above a junk one with probability {_f(a['auc_clean_over_junk'])} (ROC AUC{_chance(a['auc_clean_over_junk'])}; "
+          f"perplexity-low: "
+          f"{_f(sel['perplexity_low']['auc_clean_over_junk'])}); keeping 40% of the pool, ASK-LLM keeps "
+          f"{_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
+          f"{_pct(at['perplexity_low']['junk_kept'])}, middle {_pct(at['perplexity_middle']['junk_kept'])}, highest "
+          f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
+  best = min((k for k, *_ in styles), key=lambda k: at[k]["junk_kept"] or 0)
+  sent += f" At that rate the least junk is kept by {dict((k, n) for k, n, *_ in styles)[best]}."
+  return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
+          + _examples(sel))
+
+
+def _chance(auc: float | None) -> str:
+  if auc is None:
+    return ""
+  return ": better than chance" if auc > 0.55 else (": worse than chance, this scorer prefers the junk" if auc < 0.45
+                                                     else ": about chance")
+
+
+def _examples(sel: dict[str, Any]) -> str:
+  ex = sel.get("examples", {})
+  parts = []
+  for key, name, unit in (("askllm", "ASK-LLM", "P(yes)"), ("perplexity", "reference-model perplexity",
+                                                             "−log ppl")):
+    if key not in ex:
+      continue
+    rows = "".join(f"<tr><td>{side}</td><td>{html.escape(r['id'])}</td><td>{r['value']:.4g}</td>"
+                   f"<td>{html.escape(r['label'])}</td><td style='text-align:left'>{html.escape(r.get('snippet', ''))}</td></tr>"
+                   for side in ("top", "bottom") for r in ex[key][side])
+    parts.append(f"<h3>Highest- and lowest-ranked by {name}</h3><table><tr><th>rank</th><th>id</th>"
+                 f"<th>{unit}</th><th>label</th><th>text</th></tr>{rows}</table>")
+  return "".join(parts)
+
+
+def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: np.ndarray, threshold: float | None,
+                 labels: dict[str, dict], out: Path) -> str:
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  kinds = np.asarray([labels.get(i, {}).get("kind", "clean") for i in ids])
+  for k, col, name in (("clean", "C2", "real"), ("dup", "C1", "near-duplicate"), ("junk", "C3", "junk")):
+    m = kinds == k
+    ax.scatter(score[m & ~selected], dens[m & ~selected], s=18, facecolors="none", edgecolors=col,
+               label=f"{name}, not selected")
+    ax.scatter(score[m & selected], dens[m & selected], s=18, color=col, label=f"{name}, selected")
+  if threshold is not None:
+    ax.axvline(threshold, color="k", ls="--", lw=1, label="ASK-LLM cut")
+  ax.set_xlabel("ASK-LLM P(yes)")
+  ax.set_ylabel("DENSITY log kernel sum")
+  ax.legend(fontsize=7, ncol=2)
+  img = _save(fig, out / "ev_scatter.png")
+  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img, 60)}")
+
+
+def density_html(det: dict[str, Any], out: Path) -> str:
+  d = det["density"]
+  cl = d["clusters"]
+  if not cl:
+    return ""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.5, 3.2))
+  x = np.arange(len(cl))
+  names = sorted(cl, key=int)
+  ax.bar(x - 0.2, [100 * cl[c]["ips"] for c in names], 0.4, label="DENSITY inverse propensity")
+  ax.bar(x + 0.2, [100 * cl[c]["random"] for c in names], 0.4, color="grey", label="random")
+  ax.set_xticks(x, [f"cluster {c}\n({cl[c]['size']} copies)" for c in names])
+  ax.set_ylabel("% of the cluster kept")
+  ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
+  ax.legend(fontsize=8)
+  img = _save(fig, out / "ev_density.png")
+  ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
+  sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
+          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of 50 seeded draws: "
+          f"{'fewer near-duplicates, as intended' if ips < rnd - 0.05 else 'no clear difference' if ips <= rnd + 0.05 else 'more near-duplicates'}); the select "
+          "stage's own list kept " + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
+          + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
+          f"{_f(d['mean_log_density_other'])}.")
+  return f"<h2>DENSITY: near-duplicate clusters</h2>{_img(img)}<p>{sent}</p>"
+
+
+def slm_html(det: dict[str, Any], out: Path) -> str:
+  s = det.get("slm")
+  if not s:
+    return ""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.5, 3.2))
+  steps = [c["step"] for c in s["curve"]]
+  ax.plot(steps, [100 * c["noise_selected"] for c in s["curve"]], "o-", color="C3", label="noise-span tokens")
+  ax.plot(steps, [100 * c["clean_selected"] for c in s["curve"]], "o-", color="C2", label="other tokens")
+  ax.axhline(100 * s["ratio"], color="grey", ls=":", label=f"SLM ratio {s['ratio']:.0%}")
+  ax.set_xlabel("training step")
+  ax.set_ylabel("% of tokens selected")
+  ax.set_ylim(0, 100)
+  ax.set_title("Rho-1 SLM on the contaminated pool")
+  ax.legend(fontsize=8)
+  img = _save(fig, out / "ev_slm.png")
+  first, last = s["curve"][0], s["curve"][-1]
+  sent = (f"The SLM loss selected {_pct(first['noise_selected'])} of the noise-span tokens in the first "
+          f"{first['step']} steps and {_pct(last['noise_selected'])} by the last window (step {last['step']}), "
+          f"against {_pct(first['clean_selected'])} → {_pct(last['clean_selected'])} of the other tokens: noise "
+          + ("tokens are selected less than the rest (their excess loss over the reference model is lower)"
+             if last["noise_selected"] < last["clean_selected"] - 0.05 else
+             "tokens are selected more than the rest" if last["noise_selected"] > last["clean_selected"] + 0.05 else
+             "tokens are selected about as often as the rest") + ".")
+  return f"<h2>Rho-1 SLM: noise-span tokens selected over training</h2>{_img(img)}<p>{sent}</p>"
+
+
+def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(9, 4.2))
+  for k, (name, r) in enumerate(abl["runs"].items()):
+    steps = [c["step"] for c in r["curve"]]
+    v = np.asarray([c["val_ce"] for c in r["curve"]])
+    m, sd = v.mean(1), v.std(1, ddof=1)
+    ax.plot(steps, m, ("--" if r["loss"] == "slm" else "-"), color=f"C{k % 10}", label=name)
+    ax.fill_between(steps, m - sd, m + sd, color=f"C{k % 10}", alpha=0.2)
+  if table.get("unigram_val_ce"):
+    ax.axhline(table["unigram_val_ce"], color="k", ls=":", lw=1, label="unigram of the pool")
+  ax.set_xlabel("step")
+  ax.set_ylabel("validation CE (nats, compact vocab)")
+  ax.set_title(f"Validation cross-entropy, mean ± sd over {table['rows'][0]['seeds']} seeds")
+  ax.legend(fontsize=7, ncol=2)
+  img = _save(fig, out / "ev_ablation_curves.png")
+  rows = "".join(f"<tr><td>{html.escape(r['run'])}</td><td>{html.escape(r['what'])}</td><td>{r['docs']}</td>"
+                 f"<td>{r['tokens']:,}</td><td>{r['final_mean']:.3f} ± {r['final_sd']:.3f}</td>"
+                 f"<td>{r['best_mean']:.3f} ± {r['best_sd']:.3f}</td></tr>" for r in table["rows"])
+  prs = "".join(f"<tr><td>{p['a']} − {p['b']}</td><td>{p['metric']}</td><td>{p['mean_diff']:+.3f}</td>"
+                f"<td>{p['sd_diff']:.3f}</td><td>{p['t']:.2f}</td><td>{p['p']:.3f}</td>"
+                f"<td>{p['seeds_agreeing']}/{p['seeds']}</td><td>{'beyond seed noise' if p['beyond_noise'] else 'within seed noise'}"
+                "</td></tr>" for p in table["pairs"] if p["metric"] == "final_val_ce")
+  best = min(table["rows"], key=lambda r: r["final_mean"])
+  worst = max(table["rows"], key=lambda r: r["final_mean"])
+  beyond = [p for p in table["pairs"] if p["metric"] == "final_val_ce" and p["beyond_noise"]]
+  uni = table.get("unigram_val_ce")
+  sent = (f"Lowest final validation CE: {best['run']} ({best['final_mean']:.3f} ± {best['final_sd']:.3f}); highest: "
+          f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {_f(uni, 3)}"
+          + (f", so the best run is {abs(uni - best['final_mean']):.3f} nats "
+             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "") + f". Of {sum(p['metric'] == 'final_val_ce' for p in table['pairs'])} "
+          f"paired comparisons, {len(beyond)} are beyond seed noise (paired t over seeds, p < 0.05, every seed the same "
+          "sign)" + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
+                                      f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
+  v = abl["vocab"]
+  return (f"<h2>Training ablations ({table['rows'][0]['seeds']} seeds each)</h2><p>{sent}</p>{_img(img, 70)}"
+          "<table><tr><th>run</th><th>trains on</th><th>docs</th><th>tokens</th><th>final val CE</th>"
+          f"<th>best val CE</th></tr>{rows}</table><h3>Paired comparisons (final validation CE, per seed)</h3>"
+          "<table><tr><th>a − b</th><th>metric</th><th>mean</th><th>sd</th><th>t</th><th>p</th><th>seeds agreeing"
+          f"</th><th>verdict</th></tr>{prs}</table><p>Validation: clean held-out documents (real text, never "
+          f"corrupted). Vocabulary: the {v['in_vocab_ids']} most frequent SmolLM2 ids of the training texts + "
+          f"padding, OOV and separator ids ({v['size']} in all; {_pct(v['val_oov_share'])} of validation tokens are "
+          "OOV), so the softmax is cheap enough for several runs x seeds on 2 CPU cores; CE figures compare runs "
+          "with each other, not with full-vocabulary models.</p>")
+
+
+def sections(ctx, out: Path) -> list[str]:
+  """The evidence sections for ``report.write_report`` (empty when the run has no detection stage)."""
+  det_path = ctx.dir("detection") / "detection.json"
+  abl_path = ctx.dir("ablations") / "ablations.json"
+  body: list[str] = []
+  det = json.loads(det_path.read_text()) if det_path.exists() else None
+  if det:
+    texts = {r["id"]: r["text"] for r in ka.read_jsonl(ctx.dir("corpus") / "corpus.jsonl")}
+    for ex in det["selection"].get("examples", {}).values():
+      for side in ex.values():
+        for r in side:
+          r["snippet"] = " ".join(texts.get(r["id"], "").split())[:160]
+    body += [corpus_html(det, ctx.config.corpus.profile), prox_html(det, out), selection_html(det, out)]
+    body.append(_scatter(ctx, out))
+    body += [density_html(det, out), slm_html(det, out)]
+  if abl_path.exists():
+    from tokensift.pipeline import evidence
+    abl = json.loads(abl_path.read_text())
+    body.append(ablation_html(abl, evidence.ablation_table(abl), out))
+  return body
+
+
+def _scatter(ctx, out: Path) -> str:
+  from tokensift.pipeline import evidence
+  from tokensift.pipeline.corpus_stages import selected_ids
+  sc, dens = evidence.scores(ctx), evidence.log_density(ctx)
+  ids = [i for i in sc if i in dens]
+  labels = {r["id"]: r for r in ka.read_jsonl(ctx.dir("corpus") / "labels.jsonl")}
+  chosen = set(selected_ids(ctx))
+  s = np.asarray([sc[i] for i in ids])
+  frac = ctx.config.selection.askllm_fraction
+  thr = float(np.sort(s)[::-1][max(0, round(len(s) * frac / 100) - 1)]) if frac else None
+  return scatter_html(ids, s, np.asarray([dens[i] for i in ids]), np.asarray([i in chosen for i in ids]), thr,
+                      labels, out)
