@@ -49,9 +49,8 @@ class Context:
     """The real sample: ``corpus.input`` files (first ``max_docs``) or the task's split (first ``max_docs``)."""
     c = self.config.corpus
     if c.input:
-      from tokensift.refine import job
-      rows = job.file_rows([c.input] if isinstance(c.input, str) else list(c.input))
-      return (lambda: itertools.islice(rows(), c.max_docs)), None
+      inp = docs.DocumentInput(files=[c.input] if isinstance(c.input, str) else list(c.input)).validate()
+      return (lambda shard: itertools.islice(inp.rows(shard), c.max_docs)), None
     return self.task_rows(c.task, c.split, c.max_docs)
 
   def pool_rows(self) -> tuple[Rows, int | None]:
@@ -64,7 +63,7 @@ class Context:
     if not path.exists():
       raise FileNotFoundError(f"the known-answer corpus {str(path)!r} is missing: run the 'corpus' stage first")
     rows = read_jsonl(path)
-    return (lambda: iter([docs.Document(r["id"], r["text"]) for r in rows])), len(rows)
+    return jobs.in_memory_rows([docs.Document(r["id"], r["text"]) for r in rows]), len(rows)
 
   def refined_records(self, stage: str = "refine") -> list[dict[str, Any]]:
     """Every record of a finished refine stage (kept and dropped), in input order."""

@@ -23,7 +23,7 @@ def _corpus_config(ctx: Context) -> dict[str, Any]:
 
 def _corpus(ctx: Context, out: Path) -> dict[str, Any]:
   rows, _ = ctx.source_rows()
-  real = list(docs.documents_only(rows(), docs.ReadReport()))
+  real = list(docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport()))
   documents, labels = ka.build_corpus([d.text for d in real], [d.id for d in real], ctx.config.known_answer,
                                       ctx.config.corpus.profile)
   ka.write_corpus(out, documents, labels)
@@ -67,7 +67,7 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
   labels = _labels(ctx)
   items = []  # (source, id, text, spans)
   raw_rows, _ = ctx.pool_rows()
-  raw = {d.id: d.text for d in docs.documents_only(raw_rows(), docs.ReadReport())}
+  raw = {d.id: d.text for d in docs.documents_only(raw_rows(docs.ShardSpec()), docs.ReadReport())}
   items += [("raw", i, t, (labels.get(i) or {}).get("spans", [])) for i, t in raw.items()]
   for r in ctx.refined_records():
     if r["kept"] and r["text"] != raw.get(str(r["id"])):
