@@ -171,7 +171,7 @@ def _cmd_refine_beam(args, inp, shard, exec_config, profile, config) -> int:
       inp=inp, out_dir=args.out, programmer_factory=factory, programmer_name=name, shards=count, fmt=args.format,
       piece_size=args.piece_size, exec_config=exec_config, count_tokens_factory=count_tokens_factory,
       config=config, name=args.name, runner=args.runner, workers=args.beam_workers,
-      beam_args=beam_util.beam_args_of(args))
+      beam_args=beam_util.beam_args_of(args), spread_pieces=not name.startswith("rules"))
   print(f"refine (Beam, {args.runner}): {len(done)} shards committed, "
         f"{count - len(done)} already finished, in {args.out}")
   print(job.format_summary(jobs.merged_stats(args.out, args.name)))

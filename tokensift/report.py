@@ -19,22 +19,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from tokensift import jobs
+from tokensift.pipeline import plots
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.stages import MARKER
 
 
-def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
 def _save(fig, path: Path) -> str:
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  _plt().close(fig)
-  return path.name
+  return plots.save(fig, path, dpi=110)
 
 
 def _markers(run_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
@@ -80,7 +71,7 @@ def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
     steps.append(("training set\n(cut to seq len)", t.get("records"), t.get("tokens")))
   if not steps:
     return None
-  plt = _plt()
+  plt = plots.plt()
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
   labels = [s[0] for s in steps]
   for ax, k, title in ((axes[0], 1, "documents"), (axes[1], 2, "tokens (SmolLM2 tokenizer)")):
@@ -94,7 +85,7 @@ def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
 
 
 def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected: np.ndarray | None = None) -> str:
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(5.2, 3.4))
   bins = np.histogram_bin_edges(values, bins=30)
   ax.hist(values, bins=bins, color="#999", label="all")
@@ -108,7 +99,7 @@ def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected:
 
 
 def plot_scatter(score: np.ndarray, dens: np.ndarray, selected: np.ndarray, path: Path) -> str:
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(5.6, 4.2))
   ax.scatter(dens[~selected], score[~selected], s=12, c="#999", label="not selected")
   ax.scatter(dens[selected], score[selected], s=14, c="#d9534f", label="selected")
@@ -123,7 +114,7 @@ def plot_curves(runs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> s
   """Training (cross-entropy on every token) and validation curves, one line per run."""
   if not runs:
     return None
-  plt = _plt()
+  plt = plots.plt()
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
   colours = {"slm_selected": "#d9534f", "clm_selected": "#4a7ebb", "clm_refined_pool": "#5cb85c"}
   for run, (train, evals) in runs.items():
@@ -144,7 +135,7 @@ def plot_curves(runs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> s
 def plot_refiner_loss(records: list[dict], path: Path) -> str | None:
   if not records:
     return None
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(5.2, 3.2))
   ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="#4a7ebb")
   ax.set_yscale("log")

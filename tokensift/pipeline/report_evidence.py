@@ -11,20 +11,11 @@ from typing import Any
 import numpy as np
 
 from tokensift.pipeline import known_answer as ka
-
-
-def _plt():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+from tokensift.pipeline import plots
 
 
 def _save(fig, path: Path) -> str:
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  _plt().close(fig)
-  return path.name
+  return plots.save(fig, path, dpi=100)
 
 
 def _pct(x: float | None) -> str:
@@ -57,7 +48,7 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
   who = [(k, n) for k, n in (("prox_rules", "rule programmer"), ("prox_refiner", "trained refiner")) if k in det]
   if not who:
     return ""
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(6.5, 3.2))
   labels = ["junk docs\nprecision", "junk docs\nrecall", "junk lines\nprecision", "junk lines\nrecall"]
   for j, (k, name) in enumerate(who):
@@ -89,7 +80,7 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
 
 def selection_html(det: dict[str, Any], out: Path) -> str:
   sel = det["selection"]
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(6.5, 3.6))
   styles = (("askllm", "ASK-LLM (top score)", "C3", "-"), ("perplexity_low", "perplexity: lowest", "C0", "--"),
             ("perplexity_middle", "perplexity: middle", "C0", ":"), ("perplexity_high", "perplexity: highest",
@@ -141,7 +132,7 @@ def _examples(sel: dict[str, Any]) -> str:
 
 def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: np.ndarray, threshold: float | None,
                  labels: dict[str, dict], out: Path) -> str:
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(6.5, 4))
   kinds = np.asarray([labels.get(i, {}).get("kind", "clean") for i in ids])
   for k, col, name in (("clean", "C2", "real"), ("dup", "C1", "near-duplicate"), ("junk", "C3", "junk")):
@@ -163,7 +154,7 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   cl = d["clusters"]
   if not cl:
     return ""
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(6.5, 3.2))
   x = np.arange(len(cl))
   names = sorted(cl, key=int)
@@ -188,7 +179,7 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
   s = det.get("slm")
   if not s:
     return ""
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(6.5, 3.2))
   steps = [c["step"] for c in s["curve"]]
   ax.plot(steps, [100 * c["noise_selected"] for c in s["curve"]], "o-", color="C3", label="noise-span tokens")
@@ -212,7 +203,7 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
 
 
 def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
-  plt = _plt()
+  plt = plots.plt()
   fig, ax = plt.subplots(figsize=(9, 4.2))
   for k, (name, r) in enumerate(abl["runs"].items()):
     steps = [c["step"] for c in r["curve"]]
