@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "--shard i/n, else 1); every shard is refined in one pipeline")
   from tokensift.beam_util import add_runner_args
   add_runner_args(p)
+  from tokensift.multihost import add_distributed_args
+  add_distributed_args(p)
   p.set_defaults(func=cmd_refine)
 
 
@@ -88,6 +90,9 @@ def cmd_refine(args) -> int:
   config = dict(source, profile=profile, vocab=args.vocab)
   if args.runner:
     return _cmd_refine_beam(args, inp, shard, exec_config, profile, config)
+  from tokensift import multihost
+  # multi-host (a refining model on every host of a slice / cluster): before any JAX computation
+  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   if args.programmer == "rules":
     programmer = job.RuleProgrammer(rules.RuleConfig.named(profile))
   else:
@@ -112,6 +117,8 @@ def cmd_refine(args) -> int:
       f"done (resumed {result.resumed_pieces} pieces)" if result.resumed_pieces else "done")
   print(f"refine shard {shard.index}/{shard.count} {state}: {result.path}")
   print(job.format_summary(result.stats))
+  if multihost.finish_hosts(args.out, args.name, p_index, p_count) is not None:
+    print(f"all {p_count} hosts finished: {args.out}/{args.name}.hosts.json")
   finished = len(jobs.shard_files(args.out, args.name))
   if shard.count > 1:
     merged = jobs.merged_stats(args.out, args.name)

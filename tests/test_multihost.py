@@ -99,3 +99,18 @@ def test_embed_two_processes_equal_one(inputs, tmp_path):
   assert [r["id"] for r in one] == [r["id"] for r in two] and len(one) == N_DOCS
   np.testing.assert_allclose(np.array([r["embedding"] for r in one]), np.array([r["embedding"] for r in two]),
                              rtol=1e-5, atol=1e-6)
+
+
+def test_refine_with_a_model_two_processes_equal_one(inputs, tmp_path):
+  """The refining model's generation (ProX programs from a tiny random Llama with SmolLM2's tokenizer and chat
+  template) as a multi-host job: 2 processes write the 1-process records."""
+  model = write_tiny_llama(tmp_path / "tiny-refiner", seed=3)
+  args = ["refine", "--input", inputs, "--programmer", model, "--max_new_tokens", "6", "--doc_max_new_tokens", "4",
+          "--chunk_tokens", "96", "--doc_prompt_tokens", "160", "--batch_size", "4"]
+  _run([*args, "--out", tmp_path / "one"], 1)
+  outs = _run([*args, "--out", tmp_path / "two"], 2)
+  _check_hosts(tmp_path / "two", "refine", outs)
+  one, two = _records(tmp_path / "one", "refine"), _records(tmp_path / "two", "refine")
+  assert [r["id"] for r in one] == [r["id"] for r in two] and len(one) == N_DOCS
+  assert [(r["doc_program"], r["chunk_program"], r["text"]) for r in one] == \
+         [(r["doc_program"], r["chunk_program"], r["text"]) for r in two]
