@@ -114,3 +114,21 @@ def test_refine_with_a_model_two_processes_equal_one(inputs, tmp_path):
   assert [r["id"] for r in one] == [r["id"] for r in two] and len(one) == N_DOCS
   assert [(r["doc_program"], r["chunk_program"], r["text"]) for r in one] == \
          [(r["doc_program"], r["chunk_program"], r["text"]) for r in two]
+
+
+def test_reference_losses_two_processes_equal_one(tmp_path):
+  """Rho-1 reference losses (a tiny random Llama with SmolLM2's tokenizer) over the OpenWebMath validation split
+  as a multi-host job: 2 processes write the 1-process records."""
+  model = write_tiny_llama(tmp_path / "tiny-ref", seed=5)
+  args = ["reference-losses", "--task", "owm_raw_smollm2", "--split", "validation", "--model", model,
+          "--max_length", "48", "--batch_tokens", "1024"]
+  _run([*args, "--out", tmp_path / "one"], 1)
+  _run([*args, "--out", tmp_path / "two"], 2)
+  name = "ref_losses_validation"
+  assert json.loads((tmp_path / "two" / f"{name}.hosts.json").read_text())["processes"] == 2
+  one, two = _records(tmp_path / "one", name), _records(tmp_path / "two", name)
+  assert len(one) > 10 and sorted(r["id"] for r in one) == sorted(r["id"] for r in two)
+  by_id = {r["id"]: r for r in two}
+  for r in one:
+    assert list(r["targets"]) == list(by_id[r["id"]]["targets"])
+    np.testing.assert_allclose(r["ref_losses"], by_id[r["id"]]["ref_losses"], rtol=1e-5, atol=1e-5)
