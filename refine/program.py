@@ -498,31 +498,3 @@ def parse_cached(text: str) -> Program:
   if isinstance(text, str) and len(text) <= 96:
     return _parse_cached(text)
   return parse(text)
-
-
-def quote(value: str) -> str:
-  """A string literal that ``parse`` reads back as exactly ``value`` (for programs written by code): ``"..."``,
-  or ``'...'`` when an inner ``"`` would end the double-quoted form early. Raises ``ValueError`` (naming the
-  value) for a value no literal can hold: one with a line break, or with both quote styles in closing spots."""
-  if "\n" not in value:
-    for q in ('"', "'"):
-      lit = q + value + q
-      if q not in value or all(_read_back(lit + tail) == value for tail in (")", ", x=1)", ", 'y')")):
-        return lit
-  raise ValueError(f"no string literal reads back as {value[:80]!r}: it holds a line break or quotes in "
-                   "closing positions (see refine/program.py)")
-
-
-def _read_back(text: str) -> str | None:
-  try:
-    return _Parser(text).string(0)[0]
-  except _Fail:
-    return None
-
-
-def format_call(name: str, **kwargs: Value) -> str:
-  """Writes one call in ProX's keyword style, e.g. ``remove_lines(line_start=0, line_end=5)``."""
-  parts = []
-  for k, v in kwargs.items():
-    parts.append(f"{k}={quote(v) if isinstance(v, str) else repr(v)}")
-  return f"{name}({', '.join(parts)})"

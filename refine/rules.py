@@ -27,7 +27,7 @@ import html
 import re
 from typing import Sequence
 
-from tokensift.refine import program as prog
+from tokensift.refine import program_writer as writer
 from tokensift.refine.chunks import Chunk
 
 
@@ -97,12 +97,12 @@ class RuleProgram:
       for a, b in self.removed:
         lo, hi = max(a, ch.first_line), min(b, ch.last_line)
         if lo <= hi:
-          calls.append(prog.format_call("remove_lines", line_start=lo, line_end=hi))
+          calls.append(writer.format_call("remove_lines", line_start=lo, line_end=hi))
       body = "\n".join(lines[ch.first_line:ch.last_line + 1])
       for k, (src, tgt) in enumerate(self.normalizations):
         if k not in placed and src in body:
           placed.add(k)
-          calls.append(prog.format_call("normalize", source_str=src, target_str=tgt))
+          calls.append(writer.format_call("normalize", source_str=src, target_str=tgt))
       out.append("\n".join(calls) if calls else "keep_chunk()")
     return out
 
@@ -284,8 +284,8 @@ def write_program(text: str, config: RuleConfig = RuleConfig()) -> RuleProgram:
   norms = _entity_normalizations(text) if config.normalize_entities else []
   if norms:
     counts["html_entity"] = len(norms)
-  calls = [prog.format_call("remove_lines", line_start=a, line_end=b) for a, b in ranges]
-  calls += [prog.format_call("normalize", source_str=s, target_str=t) for s, t in norms]
+  calls = [writer.format_call("remove_lines", line_start=a, line_end=b) for a, b in ranges]
+  calls += [writer.format_call("normalize", source_str=s, target_str=t) for s, t in norms]
   fired = tuple(sorted(counts.items()))
   return RuleProgram("keep_doc()", "\n".join(calls) if calls else "keep_chunk()", fired, tuple(ranges),
                      tuple(norms))

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tokensift.refine import executor as ex
 from tokensift.refine import program as prog
+from tokensift.refine import program_writer as writer
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -169,7 +170,7 @@ def test_well_formed_programs_follow_the_spec(case, positional):
       written.append(f"remove_lines({op[1]}, {op[2]})" if positional
                      else f"remove_lines(line_start={op[1]}, line_end={op[2]})")
     else:
-      s, t = prog.quote(op[1]), prog.quote(op[2])
+      s, t = writer.quote(op[1]), writer.quote(op[2])
       written.append(f"normalize({s}, {t})" if positional else f"normalize(source_str={s}, target_str={t})")
   r = ex.execute(text, "keep_doc()", "\n".join(written))
   assert r.text == _spec(text, ops)

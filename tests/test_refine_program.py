@@ -4,6 +4,7 @@ import time
 import pytest
 
 from tokensift.refine import program as prog
+from tokensift.refine import program_writer as writer
 
 
 def calls(text):
@@ -86,7 +87,7 @@ def test_ambiguous_strings_resolve_as_documented():
 @pytest.mark.parametrize("source", ["a,b", "f(x)", "a=b", "x), drop_doc(", "# not a comment", "line_end=3"])
 def test_separators_inside_strings(source):
   """ProX skips a source containing ',' or ')' and truncates one containing '='."""
-  got, errors = calls(prog.format_call("normalize", source_str=source, target_str="T"))
+  got, errors = calls(writer.format_call("normalize", source_str=source, target_str="T"))
   assert errors == []
   assert got == [("normalize", {"source_str": source, "target_str": "T"})]
 
@@ -171,8 +172,8 @@ def test_parse_never_raises_on_non_strings():
 @pytest.mark.parametrize("value", ["", "plain", 'q"uote', "it's", 'a", "b', "a', 'b", "back\\slash", r"\frac{a}{b}",
                                    "tab\t", "\x00\x1f\x7f", "é😀", "\ud800", "f(x), y=2", ")", '"', "'", "  "])
 def test_quote_round_trips(value):
-  for text in [prog.format_call("normalize", source_str=value, target_str=value),
-               f"normalize({prog.quote(value)}, {prog.quote(value)})"]:
+  for text in [writer.format_call("normalize", source_str=value, target_str=value),
+               f"normalize({writer.quote(value)}, {writer.quote(value)})"]:
     p = prog.parse(text)
     assert p.errors == () and p.calls[0].arg("source_str") == value == p.calls[0].arg("target_str")
 
@@ -180,7 +181,7 @@ def test_quote_round_trips(value):
 @pytest.mark.parametrize("value", ["new\nline", """a", "b and a', 'b"""])
 def test_quote_refuses_what_no_literal_holds(value):
   with pytest.raises(ValueError, match="no string literal"):
-    prog.quote(value)
+    writer.quote(value)
 
 
 def test_call_records_name_as_written_and_position():
