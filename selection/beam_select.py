@@ -242,12 +242,12 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
       name = f"{cfg.tag}_r{variants.rate_tag(rate)}.txt"
       beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1][1])),
                                     posixpath.join(out, name), label=f"Write{tag}")
-      # means summed in the single-process order (selection order; pool order) so the floats agree exactly
-      stats.append(kept | f"Stats{tag}" >> beam.Map(lambda e: (e[0], e[1][2]))
-                   | f"Mean{tag}" >> beam.combiners.ToList()
-                   | f"Summ{tag}" >> beam.Map(lambda v, rr=rate, nm=name: (rr, nm, len(v), _ordered_mean(v))))
-    pool_mean = (scored | "PoolLogs" >> beam.Map(lambda r: (r[0], r[2])) | "PoolAll" >> beam.combiners.ToList()
-                 | "PoolMean" >> beam.Map(_ordered_mean))
+      # exactly rounded means (order-free, bounded accumulators), as the single-process select computes them
+      stats.append(kept | f"Stats{tag}" >> beam.Map(lambda e: e[1][2])
+                   | f"Mean{tag}" >> beam.CombineGlobally(ExactMeanFn())
+                   | f"Summ{tag}" >> beam.Map(lambda m, rr=rate, nm=name: (rr, nm, m[1], m[0])))
+    pool_mean = (scored | "PoolLogs" >> beam.Map(lambda r: r[2]) | "PoolMean" >> beam.CombineGlobally(ExactMeanFn())
+                 | "PoolMeanValue" >> beam.Map(lambda m: m[0]))
     summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores": None,
                "dim": dim}
     (stats | "AllStats" >> beam.Flatten() | "StatsList" >> beam.combiners.ToList()
@@ -257,9 +257,52 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
     return json.loads(f.read())
 
 
-def _ordered_mean(pairs) -> float | None:
-  """Mean of the values of ``(order key, value)`` pairs summed in key order (as numpy sums an ordered array)."""
-  return float(np.mean([v for _, v in sorted(pairs)])) if pairs else None
+def _compress(partials: list[float]) -> list[float]:
+  """Shewchuk's non-overlapping partials of ``partials`` (the recipe behind ``math.fsum``): same exact sum, few
+  floats, so an accumulator stays small whatever it has absorbed."""
+  out: list[float] = []
+  for x in partials:
+    i = 0
+    for y in out:
+      if abs(x) < abs(y):
+        x, y = y, x
+      hi = x + y
+      lo = y - (hi - x)
+      if lo:
+        out[i] = lo
+        i += 1
+      x = hi
+    out[i:] = [x]
+  return out
+
+
+class ExactMeanFn:
+  """Beam ``CombineFn`` (built lazily): ``(mean, count)`` of floats with an exactly rounded sum (``math.fsum``), so
+  the result does not depend on how Beam splits and merges; accumulators are bounded lists of partials."""
+
+  def __new__(cls):
+    import apache_beam as beam
+
+    class _Fn(beam.CombineFn):
+      def create_accumulator(self):
+        return [], 0
+
+      def add_input(self, acc, x):
+        parts, n = acc
+        parts.append(float(x))
+        return (_compress(parts) if len(parts) > 64 else parts), n + 1
+
+      def merge_accumulators(self, accs):
+        parts, n = [], 0
+        for p, c in accs:
+          parts, n = _compress(parts + p), n + c
+        return parts, n
+
+      def extract_output(self, acc):
+        parts, n = acc
+        return (math.fsum(parts) / n if n else None), n
+
+    return _Fn()
 
 
 def _write_summary(stats, out: str, summary: dict, how: dict, pool_mean: float, n: int, repeats: int) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -160,10 +161,10 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
     path = variants.write_id_list(out / f"{cfg.tag}_r{variants.rate_tag(rate)}.txt", sel_ids)
     lists[rate] = (path, len(sel_ids))
     per_rate[f"{rate:g}"] = {"file": path.name, "k": len(sel_ids),
-                             "mean_log_density": float(logs[chosen].mean()) if len(chosen) else None}
+                             "mean_log_density": math.fsum(logs[chosen]) / len(chosen) if len(chosen) else None}
   summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores":
              None if askllm_scores is None else str(askllm_scores), "documents": n, "dim": int(x.shape[1]),
-             "pool": int(pool.size), **info, **how, "mean_log_density_pool": float(logs.mean()),
+             "pool": int(pool.size), **info, **how, "mean_log_density_pool": math.fsum(logs) / len(logs),
              "rates": per_rate}
   jobs.atomic_write_bytes(out / "select.json", json.dumps(summary, indent=1, default=str).encode())
   result = Selection(lists, summary)
