@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from tokensift import beam_util
+from tokensift import beam_util, storage
 from tokensift.selection import lsh_sketch, samplers
 from tokensift.selection.select_job import SelectConfig
 from tokensift.selection.samplers import k_for_rate
@@ -166,13 +166,12 @@ def first_of_each_id(rows, id_of, pos_of, label: str):
 
 
 def _write_parquet_from_jsonl(src: str, dst: str, schema) -> str:
-  import fsspec
   import pyarrow as pa
   import pyarrow.parquet as pq
-  fs, path = fsspec.core.url_to_fs(dst)
+  fs, path = storage.url_to_fs(dst)
   tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.tmp-beam")
   with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, schema) as w:
-    with fsspec.open(src, "rt", encoding="utf-8") as lines:
+    with storage.open_file(src, "rt") as lines:
       buf = []
       for line in lines:
         buf.append(json.loads(line))
@@ -182,7 +181,7 @@ def _write_parquet_from_jsonl(src: str, dst: str, schema) -> str:
       if buf:
         w.write_table(pa.Table.from_pylist(buf, schema=schema))
   fs.mv(tmp, path)
-  fsspec.core.url_to_fs(src)[0].rm(fsspec.core.url_to_fs(src)[1])
+  storage.remove(src)
   return dst
 
 
@@ -204,8 +203,7 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
     raise ValueError(f"no embeddings in {str(embeddings)!r}")
   mode = cfg.density if cfg.density != "auto" else ("exact" if n_rows <= cfg.exact_limit else "sketch")
   out = str(out_dir)
-  import fsspec
-  fs, out_path = fsspec.core.url_to_fs(out)
+  fs, out_path = storage.url_to_fs(out)
   fs.makedirs(out_path, exist_ok=True)
   with beam.Pipeline(options=beam_util.pipeline_options(runner, workers, beam_args)) as p:
     all_rows = (p | "Files" >> beam.Create(list(enumerate(files))) | "Reshuffle" >> beam.Reshuffle()
@@ -306,11 +304,10 @@ class ExactMeanFn:
 
 
 def _write_summary(stats, out: str, summary: dict, how: dict, pool_mean: float, n: int, repeats: int) -> None:
-  import fsspec
   rates = {f"{r:g}": {"file": name, "k": k, "mean_log_density": m} for r, name, k, m in sorted(stats)}
   full = {**summary, "documents": n, "pool": n, "embedded_repeated_ids": repeats, **how,
           "mean_log_density_pool": pool_mean, "rates": rates}
-  fs, path = fsspec.core.url_to_fs(posixpath.join(out, "select.json"))
+  fs, path = storage.url_to_fs(posixpath.join(out, "select.json"))
   with fs.open(path + ".tmp-beam", "wb") as f:
     f.write(json.dumps(full, indent=1, default=str).encode())
   fs.mv(path + ".tmp-beam", path)

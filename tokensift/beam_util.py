@@ -63,8 +63,8 @@ def pipeline_options(runner: str = LOCAL, workers: int = 2, beam_args: Sequence[
 
 
 def _fs(path: str):
-  import fsspec
-  return fsspec.core.url_to_fs(str(path))
+  from tokensift import storage
+  return storage.url_to_fs(str(path))  # the core's one fsspec entry (plug-in hints for gs:// / s3://)
 
 
 def _commit(fs, tmp: str, final: str) -> None:
