@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 
 def c4_docs(n: int) -> list[str]:
-  from tokensift import paths
+  from tokensift.core import paths
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz")) as f:
     return [json.loads(line)["text"] for _, line in zip(range(n), f)]
 
@@ -132,7 +132,7 @@ def main():
   import jax
   import torch
   torch.set_num_threads(os.cpu_count() or 1)
-  from tokensift import paths
+  from tokensift.core import paths
   from tokensift.selection import score_job
 
   docs = c4_docs(args.n)

@@ -48,7 +48,7 @@ def main() -> None:
   ap.add_argument("--shards", type=int, default=4, help="shards of the Beam runs")
   args = ap.parse_args()
 
-  from tokensift import docs
+  from tokensift.core import docs
   from tokensift.refine import beam_refine, job, rules
 
   tmp = Path(tempfile.mkdtemp(prefix="bench_beam_"))

@@ -33,7 +33,7 @@ FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gemma2")
 def c4_rows(batch: int, length: int, vocab: int):
   import numpy as np
 
-  from tokensift import paths
+  from tokensift.core import paths
   tokens = np.zeros((batch, length), np.int32)
   mask = np.zeros((batch, length), np.int64)
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:

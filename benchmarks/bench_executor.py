@@ -38,7 +38,7 @@ def c4_train_texts() -> list[str]:
 
 
 def owm_texts() -> list[str]:
-  from tokensift import docs
+  from tokensift.core import docs
   from tokensift.tasks import sources
   report = docs.ReadReport()
   return [d.text for d in docs.documents_only(docs.file_rows(sources.owm_files(), id_field="url"), report)]

@@ -29,7 +29,7 @@ def c4_batch(tokenizer_json: str, batch: int, length: int):
   import numpy as np
   from tokenizers import Tokenizer
 
-  from tokensift import paths
+  from tokensift.core import paths
   tok = Tokenizer.from_file(tokenizer_json)
   rows = []
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:
@@ -60,7 +60,7 @@ def main(argv=None):
   import torch
   import transformers
 
-  from tokensift import paths
+  from tokensift.core import paths
   from tokensift.models.llama_loaders import hf_config_dict, hf_state_dict, load_llama
 
   gguf_path = paths.smollm2_gguf()

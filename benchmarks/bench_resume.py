@@ -22,8 +22,8 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--ks", default="100,1000,5000", help="comma-separated batch positions")
   args = parser.parse_args()
-  from tokensift.models.trainer import inputs
-  from tokensift.models.trainer.config import TrainConfig
+  from tokensift.trainer import inputs
+  from tokensift.trainer.config import TrainConfig
   from tokensift.tasks import registry, sources, vocabularies
   name = registry.add_task("owm_raw_tiny26", sources.owm_source(),
                            vocabularies.SentencePieceFileVocabulary(vocabularies.TINY_SPM)).name

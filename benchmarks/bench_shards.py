@@ -2,7 +2,7 @@
 peak RSS against shard size (DESIGN §11).
 
 Generates a corpus of small JSON-lines documents (default 1,000,000 in 16 files, in a temporary directory), then
-for each shard count ``n`` runs shard 0 of ``n`` of a job (``tokensift.jobs.run_sharded`` over a
+for each shard count ``n`` runs shard 0 of ``n`` of a job (``tokensift.core.jobs.run_sharded`` over a
 ``docs.DocumentInput``; the job keeps id and length, so reading dominates) in a fresh subprocess and prints what
 that process read (``bytes_read``, counted by the document layer), its documents per second and its peak RSS
 (``resource.getrusage``). With more shards than files the files are cut into byte ranges. A last pair of rows
@@ -25,7 +25,7 @@ import time
 
 CHILD = r"""
 import json, resource, sys, time
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 pattern, out, i, n, id_field = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 t0 = time.time()
 res = jobs.run_sharded(name="bench", out_dir=out, shard=docs.ShardSpec(i, n), piece_size=4096, progress=False,

@@ -27,7 +27,7 @@ def real_batch(batch: int, length: int):
   import jax
   import numpy as np
   import seqio
-  from tokensift.models import feature_converters, reference_losses as rl
+  from tokensift.rho1 import feature_converters, reference_losses as rl
   from tokensift.models.llama import Llama, LlamaConfig
   ref = Llama(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
                           num_kv_heads=1))
@@ -58,9 +58,9 @@ def main() -> None:
   import jax
   from tokensift.models import partitioning
   from tokensift.models.llama import Llama, LlamaConfig
-  from tokensift.models.trainer import optim
-  from tokensift.models.trainer.config import LossConfig, OptimizerConfig
-  from tokensift.models.trainer.steps import Steps
+  from tokensift.trainer import optim
+  from tokensift.trainer.config import LossConfig, OptimizerConfig
+  from tokensift.trainer.steps import Steps
 
   batch = real_batch(args.batch, args.length)
   heads = max(1, args.hidden // 64)

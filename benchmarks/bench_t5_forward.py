@@ -36,7 +36,7 @@ def c4_batch(batch: int, length: int, vocab_size: int):
   import numpy as np
   import sentencepiece as spm
 
-  from tokensift import paths
+  from tokensift.core import paths
   sp = spm.SentencePieceProcessor(model_file=str(paths.data_path("tokenizers", "c4-32768.model")))
   rows = []
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.models.bert import Bert, BertConfig
 from tokensift.models.bundle import LoadedModel
 from tokensift.models.checkpoint_check import CheckpointError, abstract_params, check_tree
@@ -121,7 +121,7 @@ def load_bert(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   check_tree(abstract_params(module, ids, np.ones_like(ids)), params, source=str(path))
   tokenizer = None
   if (path / "tokenizer.json").exists():
-    from tokensift.hf_tokenizer import tokenizer_files
+    from tokensift.core.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(path)
   return LoadedModel("bert", config, module, params, tokenizer, str(path))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tokensift.hf_tokenizer import TokenizerFiles
+from tokensift.core.hf_tokenizer import TokenizerFiles
 
 
 @dataclasses.dataclass(frozen=True)

@@ -215,7 +215,7 @@ def _load_hf(directory: Path, dtype: str, param_dtype: str) -> LoadedModel:
   cfg = config_from_hf(hf, source=source, dtype=dtype, param_dtype=param_dtype)
   params = params_from_hf(cfg, read_safetensors(directory), source=source)
   try:
-    from tokensift.hf_tokenizer import tokenizer_files
+    from tokensift.core.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(directory)
   except FileNotFoundError:
     tokenizer = None
@@ -294,7 +294,7 @@ def _load_gguf(path: Path, dtype: str, param_dtype: str) -> LoadedModel:
                                    "lm_head": "output.weight", "layer": lambda i, part: f"blk.{i}.{_PARTS[part][1]}"})
   tokenizer = None
   if "tokenizer.ggml.model" in reader.fields:  # weights-only GGUF files carry no tokenizer
-    from tokensift.hf_tokenizer import tokenizer_files
+    from tokensift.core.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(path)
   return LoadedModel("llama", cfg, Llama(cfg), params, tokenizer, source)
 

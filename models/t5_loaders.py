@@ -214,7 +214,7 @@ def load_hf_t5(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   loaded = _checked(config, params, str(path), encoder_only)
   tokenizer = None
   if (path / "tokenizer.json").exists():
-    from tokensift.hf_tokenizer import tokenizer_files
+    from tokensift.core.hf_tokenizer import tokenizer_files
     tokenizer = tokenizer_files(path)
   return dataclasses.replace(loaded, tokenizer=tokenizer)
 

@@ -29,7 +29,7 @@ import dataclasses
 import json
 from typing import Any, Callable, Sequence
 
-from tokensift import beam_util, docs, jobs, storage
+from tokensift.core import beam_util, docs, jobs, storage
 from tokensift.refine import executor as ex
 from tokensift.refine import job
 

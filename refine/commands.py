@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tokensift.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,9 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--shards", type=int, default=None,
                  help="with --runner: the number of output shards the Beam pipeline writes (default: the n of "
                       "--shard i/n, else 1); every shard is refined in one pipeline")
-  from tokensift.beam_util import add_runner_args
+  from tokensift.core.beam_util import add_runner_args
   add_runner_args(p)
-  from tokensift.multihost import add_distributed_args
+  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.set_defaults(func=cmd_refine)
 
@@ -77,7 +77,7 @@ def _template(value: str | None) -> str | None:
 
 
 def cmd_refine(args) -> int:
-  from tokensift import jobs
+  from tokensift.core import jobs
   from tokensift.refine import executor, job, rules
   from tokensift.refine import tasks as _refined_tasks  # noqa: F401  (so the refined tasks can be named too)
 
@@ -90,7 +90,7 @@ def cmd_refine(args) -> int:
   config = dict(source, profile=profile, vocab=args.vocab)
   if args.runner:
     return _cmd_refine_beam(args, inp, shard, exec_config, profile, config)
-  from tokensift import multihost
+  from tokensift.core import multihost
   # multi-host (a refining model on every host of a slice / cluster): before any JAX computation
   shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   if args.programmer == "rules":
@@ -148,7 +148,7 @@ def _vocab_counter_factory(name, programmer=None):
 def _cmd_refine_beam(args, inp, shard, exec_config, profile, config) -> int:
   """``--runner``: every shard in one Beam pipeline (``refine/beam_refine.py``); same files as without it."""
   import functools
-  from tokensift import beam_util, jobs
+  from tokensift.core import beam_util, jobs
   from tokensift.refine import beam_refine, job, rules
   if shard.index != 0 and args.shards is None:
     raise ValueError(f"--shard {shard.index}/{shard.count} with --runner: the Beam pipeline writes every shard; "

@@ -25,7 +25,7 @@ Errors, exactly (DESIGN §3; ``ExecConfig.max_errors`` of them make the program 
   whitespace-only ones included (``normalize("  ", " ")`` collapses double spaces);
 - growth: a refined document may not grow past ``max_output_chars(text)`` characters, i.e.
   ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``, nor past the 10 MB document limit in UTF-8 bytes
-  (``tokensift.docs.MAX_DOC_BYTES``). Before a growing ``normalize`` replaces anything, its output length is
+  (``tokensift.core.docs.MAX_DOC_BYTES``). Before a growing ``normalize`` replaces anything, its output length is
   bounded (by ``len(text) // len(source)`` occurrences at most) and, when that bound could cross the limit,
   predicted exactly from its occurrence count, so no oversized string is ever built; a program that would
   cross the bound is an error, and it is ignored whatever ``max_errors`` says (the reason is the recorded
@@ -56,7 +56,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from tokensift.docs import MAX_DOC_BYTES
+from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
 
 GROWTH_SLACK_CHARS = 64 * 1024

@@ -1,6 +1,6 @@
 """The refine job: documents → programs (rule programmer or refining model) → executor → records.
 
-Runs through ``tokensift.jobs.run_sharded`` (shards, pieces, atomic renames, completion markers: a killed run
+Runs through ``tokensift.core.jobs.run_sharded`` (shards, pieces, atomic renames, completion markers: a killed run
 rerun gives byte-identical output). One record per input document, in input order::
 
     {"id", "text" (refined; "" when dropped), "raw_text", "kept", "doc_program", "chunk_program",
@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 from tokensift.refine import executor as ex
 from tokensift.refine import rules
 

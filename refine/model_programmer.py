@@ -28,7 +28,7 @@ from tokensift.refine import executor as ex
 from tokensift.refine.job import Programs
 
 if TYPE_CHECKING:
-  from tokensift.hf_tokenizer import TokenizerFiles
+  from tokensift.core.hf_tokenizer import TokenizerFiles
 
 _SENTINEL = "\u2063TOKENSIFT_USER_MESSAGE\u2063"
 # ProX rendered its prompts with the Llama-2 chat format (``--token_template meta-llama/Llama-2-7b-chat-hf``):
@@ -89,7 +89,7 @@ class ModelProgrammer:
       raise ValueError(f"refining model {name!r} has no tokenizer (tokenizer.json or GGUF metadata)")
     from tokenizers import Tokenizer
 
-    from tokensift import hf_tokenizer
+    from tokensift.core import hf_tokenizer
     self.module, self.config, self.exec_config, self.name = module, config, exec_config, f"model:{name}"
     self.files = tokenizer
     self.tokenizer = Tokenizer.from_file(str(tokenizer.tokenizer_json))

@@ -16,7 +16,7 @@ is the cross-entropy on those target tokens only (prompt tokens carry no loss), 
 runs only at target positions (``[batch, program_tokens, vocab]``, not ``[batch, length, vocab]``).
 
 Training is deterministic and resumable: batches come from a seeded schedule over length buckets (few shapes
-compile), state is checkpointed with orbax (``models.trainer.checkpoints``), and a rerun skips to the step it
+compile), state is checkpointed with orbax (``trainer.checkpoints``), and a rerun skips to the step it
 stopped at. ``export_hf`` writes the result as an HF Llama directory (config.json, model.safetensors,
 tokenizer.json + tokenizer_config.json with the chat template) that ``ModelProgrammer.from_path`` (and
 ``tokensift refine --programmer DIR``) load.
@@ -259,11 +259,11 @@ def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: in
   from tqdm.auto import tqdm
 
   from tokensift.models import llama
-  from tokensift.models.selective_loss import weighted_cross_entropy
-  from tokensift.models.trainer import optim
-  from tokensift.models.trainer.checkpoints import Checkpointer
-  from tokensift.models.trainer.config import OptimizerConfig
-  from tokensift.models.trainer.loop import truncate_metrics
+  from tokensift.rho1.selective_loss import weighted_cross_entropy
+  from tokensift.trainer import optim
+  from tokensift.trainer.checkpoints import Checkpointer
+  from tokensift.trainer.config import OptimizerConfig
+  from tokensift.trainer.loop import truncate_metrics
 
   work_dir = Path(work_dir)
   work_dir.mkdir(parents=True, exist_ok=True)
@@ -376,8 +376,8 @@ def run_refiner_training(texts: Sequence[str], cfg: RefinerTrainConfig, out_dir:
   from the offline GGUF). ``out_dir/train`` holds checkpoints and ``metrics.jsonl`` (resumable)."""
   import jax
 
-  from tokensift import paths
-  from tokensift import hf_tokenizer
+  from tokensift.core import paths
+  from tokensift.core import hf_tokenizer
   from tokensift.models import llama
   from tokensift.models.partitioning import make_mesh
   from tokensift.refine.model_programmer import ModelProgrammer

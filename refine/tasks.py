@@ -17,7 +17,7 @@ from typing import Sequence
 import seqio
 import tensorflow as tf
 
-from tokensift import jobs
+from tokensift.core import jobs
 from tokensift.refine import rules
 from tokensift.refine import tf_preprocessors as tfp
 from tokensift.tasks import registry, sources, vocabularies

@@ -66,7 +66,7 @@ class HFPromptTokenizer:
 
   @classmethod
   def from_files(cls, files) -> "HFPromptTokenizer":
-    """From ``tokensift.hf_tokenizer.TokenizerFiles``."""
+    """From ``tokensift.core.hf_tokenizer.TokenizerFiles``."""
     from tokenizers import Tokenizer
     return cls(Tokenizer.from_file(str(files.tokenizer_json)), bos_id=files.bos_id, eos_id=files.eos_id)
 
@@ -136,7 +136,7 @@ SENTINEL = "\u0000ASKLLM_DOCUMENT\u0000"
 
 def chat_format_from_template(render, max_length: int, *, add_bos: bool = False) -> ChatFormat:
   """A ``ChatFormat`` from ``render(user_message) -> text`` (the model's chat template with the generation
-  prompt, e.g. ``functools.partial(tokensift.hf_tokenizer.render_chat, files)``).
+  prompt, e.g. ``functools.partial(tokensift.core.hf_tokenizer.render_chat, files)``).
 
   The template is rendered once around a sentinel and split; ``render`` must place the message verbatim
   exactly once (checked), which every template that does not rewrite the message text satisfies.

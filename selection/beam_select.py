@@ -1,6 +1,6 @@
 """DENSITY selection and ASK-LLM top-k as Apache Beam pipelines: the same files as ``select_job.select`` and
 ``topk.write_topk_lists``, for corpora that do not fit one machine (Dataflow, Flink, Spark; locally Beam's
-in-process runner, see ``tokensift.beam_util``).
+in-process runner, see ``tokensift.core.beam_util``).
 
 DENSITY (``run_select``), per DESIGN §5:
 - embeddings are read file by file (the embed job's Parquet/JSON-lines shards), each row keyed by its position
@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from tokensift import beam_util, storage
+from tokensift.core import beam_util, storage
 from tokensift.selection import lsh_sketch, samplers
 from tokensift.selection.select_job import SelectConfig
 from tokensift.selection.samplers import k_for_rate
@@ -316,7 +316,7 @@ def _write_summary(stats, out: str, summary: dict, how: dict, pool_mean: float, 
 def _count_and_dim(files: Sequence[str]) -> tuple[int, int]:
   """Rows over all files (Parquet footers only) and the dimension of the first embedding."""
   import pyarrow.parquet as pq
-  from tokensift import jobs
+  from tokensift.core import jobs
   n, dim = 0, 0
   for f in files:
     if f.endswith(".parquet"):
@@ -334,7 +334,7 @@ def _count_and_dim(files: Sequence[str]) -> tuple[int, int]:
 
 def _score_rows(file: tuple[int, str]) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
   """((file index, row), record) for every record of one score file."""
-  from tokensift import jobs
+  from tokensift.core import jobs
   fi, path = file
   for r, rec in enumerate(jobs.iter_records(path)):
     yield (fi, r), rec
@@ -345,7 +345,7 @@ def run_topk(scores: str | os.PathLike, rates: Sequence[float], *, out_dir: str 
              beam_args: Sequence[str] = ()) -> dict[float, str]:
   """ASK-LLM top-k id lists on Beam: the files ``topk.write_topk_lists`` writes. Returns ``{rate: path}``."""
   import apache_beam as beam
-  from tokensift import jobs
+  from tokensift.core import jobs
   from tokensift.selection.topk import SCORE_JOB, list_name
 
   files = [str(f) for f in jobs.finished_files(scores, SCORE_JOB, what="scores")]

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from tokensift.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
   p.add_argument("--format", default="parquet", choices=["jsonl", "parquet"])
   p.add_argument("--no_progress", action="store_true")
-  from tokensift.multihost import add_distributed_args
+  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.set_defaults(func=cmd_embed)
 
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--base_task", default=None,
                  help="register {base}_{tag}_r{rate} seqio variants (e.g. c4_en_raw -> c4_en_density_r20)")
   p.add_argument("--no_progress", action="store_true")
-  from tokensift.beam_util import add_runner_args
+  from tokensift.core.beam_util import add_runner_args
   add_runner_args(p)
   p.set_defaults(func=cmd_select)
 
@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_embed(args) -> int:
   from tokensift.selection import embed_job
 
-  from tokensift import multihost
+  from tokensift.core import multihost
   inp, shard = input_from_args(args)  # before the model loads or anything is written
   shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   cfg = embed_job.EmbedJobConfig(
@@ -112,7 +112,7 @@ def cmd_select(args) -> int:
       sketch_hashes=args.sketch_hashes, sketch_width=args.sketch_width, askllm_fraction=args.askllm_fraction,
       askllm_key=args.askllm_key, seed=args.seed, exact_size=not args.poisson)
   if args.runner:
-    from tokensift import beam_util
+    from tokensift.core import beam_util
     from tokensift.selection import beam_select
     if args.askllm_scores:
       raise ValueError("--askllm_scores with --runner: the Beam select pipeline has no ASK-LLM pool; run "

@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from tokensift.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
-  from tokensift.multihost import add_distributed_args
+  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.add_argument("--compilation_cache", default="auto",
                  help="JAX persistent compilation cache dir, so reruns/resumes skip recompiling the batch shapes "
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--key", default="score", help="record field to rank by (e.g. logp_yes_variants)")
   p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants in this process (a "
                       "check; launches register them with $TOKENSIFT_SELECTIONS=base=DIR/selections)")
-  from tokensift.beam_util import add_runner_args
+  from tokensift.core.beam_util import add_runner_args
   add_runner_args(p)
   p.set_defaults(func=cmd_topk)
 
@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _compilation_cache(setting: str):
   """JAX's persistent compilation cache for the duration of the command (settings restored after):
   ``auto`` = ``$TOKENSIFT_CACHE_DIR/jax``, ``none`` = off, else a directory."""
-  from tokensift import paths
-  from tokensift.compilation_cache import persistent_compilation_cache
+  from tokensift.core import paths
+  from tokensift.core.compilation_cache import persistent_compilation_cache
   directory = None if setting == "none" else paths.cache_dir() / "jax" if setting == "auto" else setting
   return persistent_compilation_cache(directory, min_compile_secs=1.0)
 
@@ -66,7 +66,7 @@ def _score(args) -> int:
   from tokensift.selection import score_job
 
   inp, shard = input_from_args(args)  # before the model loads or anything is written
-  from tokensift import multihost
+  from tokensift.core import multihost
   shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   cfg = score_job.ScoreJobConfig(
       model=args.model, max_length=args.max_length, dtype=args.dtype, variants=not args.no_variants,
@@ -101,7 +101,7 @@ def cmd_topk(args) -> int:
   except ValueError:
     raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
   if args.runner:
-    from tokensift import beam_util
+    from tokensift.core import beam_util
     from tokensift.selection import beam_select
     paths = beam_select.run_topk(args.scores, rates, out_dir=args.out, key=args.key, runner=args.runner,
                                  workers=args.beam_workers, beam_args=beam_util.beam_args_of(args))

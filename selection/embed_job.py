@@ -12,7 +12,7 @@ token count and cut into batches per length bucket (powers of two from ``min_buc
 ``tokens_per_batch`` tokens each, so padding stays small and only a few shapes compile. The batch axis is
 sharded over the mesh's ``data`` axis; parameters follow the logical-axis rules (``models.partitioning``).
 
-Output (``tokensift.jobs.run_sharded``: sharded, resumable, byte-identical after SIGKILL + rerun), Parquet by
+Output (``tokensift.core.jobs.run_sharded``: sharded, resumable, byte-identical after SIGKILL + rerun), Parquet by
 default, one record per document in input order::
 
   {"id", "embedding" (list of floats, rounded to ``output_dtype`` float16/float32), "tokens", "truncated"}
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tokensift import docs, jobs, paths
+from tokensift.core import docs, jobs, paths
 
 JOB_NAME = "embed"
 ARCHITECTURES = ("auto", "bert", "t5")
@@ -160,7 +160,7 @@ class Embedder:
 
     self.mesh = mesh if mesh is not None else partitioning.make_mesh(
         partitioning.MeshConfig(data=config.mesh_data, model=config.mesh_model),
-        jax.local_devices())  # per-host mesh: multi-host runs embed each host's own split (tokensift.multihost)
+        jax.local_devices())  # per-host mesh: multi-host runs embed each host's own split (tokensift.core.multihost)
     self.data_size = self.mesh.shape["data"]
     rules = partitioning.get_rules("standard")
     ids = np.zeros((1, 8), np.int32)
@@ -286,7 +286,7 @@ def _read_file(path) -> tuple[list[str], list[np.ndarray]]:
   if str(path).endswith(".parquet"):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from tokensift import storage
+    from tokensift.core import storage
     with storage.open_file(str(path)) as f:
       table = pq.read_table(f, columns=["id", "embedding"])
     if table.num_rows == 0:

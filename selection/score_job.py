@@ -1,6 +1,6 @@
 """The ASK-LLM score job: documents (a seqio task's source or files) → one record per document.
 
-Output records (``score-{i:05d}-of-{n:05d}.jsonl|parquet`` via ``tokensift.jobs.run_sharded``, so sharded,
+Output records (``score-{i:05d}-of-{n:05d}.jsonl|parquet`` via ``tokensift.core.jobs.run_sharded``, so sharded,
 resumable and byte-identical after SIGKILL + rerun)::
 
   {"id", "score" (= P("yes")), "logp_yes", "logp_no", ["logp_yes_variants", "logp_no_variants"],
@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tokensift import docs, jobs, paths
+from tokensift.core import docs, jobs, paths
 
 JOB_NAME = "score"
 
@@ -33,7 +33,7 @@ class ScoreJobConfig:
   """Everything that determines the scores (stored in the job's completion markers).
 
   model: a ``.gguf`` file or HF directory (Llama family, decoder-only) or an HF T5 directory / T5X checkpoint
-    (encoder-decoder); default SmolLM2-135M-Instruct (``tokensift.paths.smollm2_gguf()``).
+    (encoder-decoder); default SmolLM2-135M-Instruct (``tokensift.core.paths.smollm2_gguf()``).
   vocab: tokenizer override (``.model`` SentencePiece, ``tokenizer.json``, ``.gguf``); required for T5X
     checkpoints, which carry none.
   """
@@ -75,7 +75,7 @@ def detect_architecture(model_path: str | os.PathLike) -> str:
 
 def _prompt_tokenizer(loaded, vocab: str | None, model_path: Path):
   from tokensift.selection import askllm_prompt as ap
-  from tokensift import hf_tokenizer
+  from tokensift.core import hf_tokenizer
   if vocab:
     if vocab.endswith(".model"):
       return ap.SentencePiecePromptTokenizer.from_file(vocab), None
@@ -97,7 +97,7 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
   from tokensift.models import partitioning
   from tokensift.selection import askllm_prompt as ap
   from tokensift.selection import askllm_scorer as sc
-  from tokensift import hf_tokenizer
+  from tokensift.core import hf_tokenizer
 
   model_path = Path(cfg.resolved_model())
   arch = detect_architecture(model_path)
@@ -126,8 +126,8 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
 
 # ------------------------------------------------------------------------------------------------- the job
 
-# multi-host helpers live in tokensift.multihost (shared with embed and reference losses)
-from tokensift.multihost import DISTRIBUTED_ENV, host_shard, maybe_initialize_distributed  # noqa: E402,F401
+# multi-host helpers live in tokensift.core.multihost (shared with embed and reference losses)
+from tokensift.core.multihost import DISTRIBUTED_ENV, host_shard, maybe_initialize_distributed  # noqa: E402,F401
 
 
 def records_for(doc_batch: list[docs.Document], scorer) -> list[dict[str, Any]]:

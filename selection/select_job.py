@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tokensift import jobs
+from tokensift.core import jobs
 from tokensift.selection import density_kernels as dk
 from tokensift.selection import samplers
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from tokensift import jobs
+from tokensift.core import jobs
 from tokensift.selection import variants
 from tokensift.selection.samplers import k_for_rate  # noqa: F401  (public here too: one rounding rule)
 
@@ -86,7 +86,7 @@ def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_R
   records = load_score_records(scores)
   ids, _ = rank(records, key)
   if out_dir is None:
-    from tokensift import storage
+    from tokensift.core import storage
     fs, p = storage.url_to_fs(str(scores))
     base = p if fs.isdir(p) else p.rsplit("/", 1)[0]
     out_dir = storage.as_local_or_url(storage.join(storage.full_url(fs, base), "selections"))

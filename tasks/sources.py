@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tokensift import docs, jobs, paths, storage
+from tokensift.core import docs, jobs, paths, storage
 
 C4_TFDS_ENV = "TOKENSIFT_C4_TFDS_DIR"
 TEXT_FEATURES = ("id", "text")
@@ -163,7 +163,7 @@ def owm_source() -> DocumentFilesSource:
 
 
 class RecordFilesSource(seqio.DataSource):
-  """Job records ``{id, **features}`` (JSON lines or Parquet written by ``tokensift.jobs``) as a seqio source, one
+  """Job records ``{id, **features}`` (JSON lines or Parquet written by ``tokensift.core.jobs``) as a seqio source, one
   seqio shard per file. ``list_files(split)`` names the files of a split (looked up when the dataset is built, so
   files finished later are seen); ``features`` maps each field to its numpy dtype (1-d arrays); ``missing``, if
   given, makes a split without files an error with that message (``missing(split)``) instead of an empty split."""

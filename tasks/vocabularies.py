@@ -14,8 +14,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from tokensift import paths
-from tokensift import hf_tokenizer
+from tokensift.core import paths
+from tokensift.core import hf_tokenizer
 
 C4_SPM = ("tokenizers", "c4-32768.model")
 TINY_SPM = ("tokenizers", "tiny-26.model")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.selection import askllm_prompt as ap
 from tokensift.selection import score_job
 

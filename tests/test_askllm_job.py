@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import seqio
 
-from tokensift import cli, docs, jobs, paths
+from tokensift import cli
+from tokensift.core import docs, jobs, paths
 from tokensift.selection import score_job, topk, variants
-from tokensift import hf_tokenizer
+from tokensift.core import hf_tokenizer
 
 
 def write_tiny_llama(directory, *, seed=0, hidden=16, layers=2, vocab=49152):

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.selection import askllm_prompt as ap
-from tokensift import hf_tokenizer
+from tokensift.core import hf_tokenizer
 
 EXPECTED = """###
 {example}

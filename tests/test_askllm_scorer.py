@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.models import llama, partitioning, t5
 from tokensift.selection import askllm_prompt as ap
 from tokensift.selection import askllm_scorer as sc
-from tokensift import hf_tokenizer
+from tokensift.core import hf_tokenizer
 
 
 def test_plan_batches_covers_each_prompt_once_with_bounded_shapes():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 from tokensift.selection import topk, variants
 
 

@@ -8,7 +8,8 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from tokensift import cli, docs, jobs  # noqa: E402
+from tokensift import cli  # noqa: E402
+from tokensift.core import docs, jobs  # noqa: E402
 from tokensift.refine import beam_refine, executor, job, rules  # noqa: E402
 
 

@@ -36,7 +36,7 @@ def test_beam_select_equals_single_process(tmp_path, density, method):
 
 def test_sketch_combine_fn_merges_exactly_over_four_workers(tmp_path):
   import apache_beam as beam
-  from tokensift import beam_util
+  from tokensift.core import beam_util
   _, x = c4_embeddings()
   cfg = lsh_sketch.SketchConfig(rows=50, buckets=256, hashes=2, seed=1)
   whole = lsh_sketch.build_sketch(x, cfg)
@@ -80,7 +80,7 @@ def test_beam_topk_equals_single_process(tmp_path):
 @pytest.mark.parametrize("n,k", [(1, 1), (7, 3), (5000, 1), (5000, 2500), (5000, 5000), (20000, 17)])
 def test_bracket_finds_the_kth_key(n, k, monkeypatch, tmp_path):
   import apache_beam as beam
-  from tokensift import beam_util
+  from tokensift.core import beam_util
   monkeypatch.setattr(beam_select, "QUANTILES", 50)  # coarse quantiles: the bracket is exercised
   rng = np.random.default_rng(n + k)
   keys = [(float(v), f"{i:06d}") for i, v in enumerate(rng.integers(0, 40, size=n))]  # heavy ties

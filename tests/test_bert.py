@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.models import bert_loader
 from tokensift.models.bert import BertConfig, sentence_embeddings
 from tokensift.models.checkpoint_check import CheckpointError

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tokensift import cli, docs, jobs, storage
+from tokensift import cli
+from tokensift.core import docs, jobs, storage
 
 # ---------------------------------------------------------------------------------------- what gets opened
 
@@ -106,7 +107,7 @@ def test_16_files_shard_opens_only_its_files_and_shards_union_to_the_whole(corpu
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
-    from tokensift import docs, jobs
+    from tokensift.core import docs, jobs
     def slow(batch):
       time.sleep(0.1)
       return [{"id": d.id, "text": d.text, "n": len(d.text)} for d in batch]
@@ -201,7 +202,7 @@ def test_c4_task_shards_union_and_killed_shard_rerun(tmp_path):
 
 C4_KILL_SCRIPT = textwrap.dedent("""
     import sys, time
-    from tokensift import docs, jobs
+    from tokensift.core import docs, jobs
     def slow(batch):
       time.sleep(0.1)
       return [{"id": d.id, "text": d.text, "n": len(d.text)} for d in batch]

@@ -229,8 +229,8 @@ def test_embedded_trainer_slm_steps_on_gemma2(tmp_path, data_dir):
   import optax
 
   from tokensift.models import partitioning
-  from tokensift.models.trainer.config import LossConfig
-  from tokensift.models.trainer.steps import Steps
+  from tokensift.trainer.config import LossConfig
+  from tokensift.trainer.steps import Steps
 
   save_hf_family("gemma2", tmp_path, seed=5)
   lm = load_llama(tmp_path)

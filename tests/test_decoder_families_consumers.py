@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from tokensift import hf_tokenizer, paths
-from tokensift.models.reference_losses import load_reference_scorer
+from tokensift.core import hf_tokenizer, paths
+from tokensift.rho1.reference_losses import load_reference_scorer
 from tokensift.selection import score_job
 
 torch = pytest.importorskip("torch")

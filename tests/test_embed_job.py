@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 from tokensift.selection import embed_job as ej
 
 MAX_LENGTH = 128  # tests truncate at 128 tokens (the model's own setting is 256) to stay fast on CPU
@@ -67,7 +67,7 @@ def test_c4_job_output_and_loader():
 
 def test_matches_sentence_transformers():
   from sentence_transformers import SentenceTransformer
-  from tokensift import paths
+  from tokensift.core import paths
   texts = [d.text for d in c4_documents()[:6]] + ["short", "a b c " * 300]
   model = SentenceTransformer(str(paths.minilm_dir()), device="cpu")
   model.max_seq_length = MAX_LENGTH
@@ -181,7 +181,7 @@ def test_t5_mean_pooled_encoder_matches_transformers(tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys
     from tokensift.selection import embed_job as ej
-    from tokensift import docs
+    from tokensift.core import docs
     cfg = ej.EmbedJobConfig(max_length=%d, min_bucket=32)
     ej.run_embed_job(cfg, docs.DocumentInput(files=(sys.argv[2],)), sys.argv[1], input_desc="kill", piece_size=4, progress=False)
 """ % MAX_LENGTH)

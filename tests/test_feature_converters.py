@@ -7,10 +7,10 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from tokensift.models import feature_converters as fc
-from tokensift.models import reference_losses as rl
+from tokensift.rho1 import feature_converters as fc
+from tokensift.rho1 import reference_losses as rl
 from tokensift.models.llama import Llama, LlamaConfig
-from tokensift.models.selective_loss import token_cross_entropy
+from tokensift.rho1.selective_loss import token_cross_entropy
 
 TASK = "c4_en_raw_smollm2"  # C4 documents vary in length (43 to 1000+ tokens), so rows pack 1 to 4 documents
 MAX_LEN, PACK_LEN, DOCS = 160, 256, 16

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 
 
 def _rows(n=50, bad_every=7):
@@ -57,7 +57,7 @@ def test_bad_shard_spec():
 
 SCRIPT = textwrap.dedent("""
     import sys, time
-    from tokensift import docs, jobs
+    from tokensift.core import docs, jobs
     def rows(shard):
       for i in range(400):
         yield docs.Document(f"d{i:04d}", "x" * (i % 13))

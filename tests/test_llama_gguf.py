@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.models.checkpoint_check import CheckpointError
 from tokensift.models.generate import greedy_generate
 from tokensift.models.llama_loaders import load_llama, unpermute_rope_rows
@@ -141,7 +141,7 @@ def test_smollm2_gguf_logits_match_transformers(smollm2, data_dir):
 
 def test_smollm2_greedy_generation_matches_transformers(smollm2, data_dir):
   ours, hf, tok = smollm2
-  from tokensift.hf_tokenizer import render_chat
+  from tokensift.core.hf_tokenizer import render_chat
   texts = c4_texts(data_dir, 2, offset=3)
   prompts = [tok.encode(render_chat(ours.tokenizer, "Summarize in one sentence: " + " ".join(t.split()[:40]))).ids
              for t in texts]

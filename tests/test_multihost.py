@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tokensift import jobs
+from tokensift.core import jobs
 from test_askllm_job import write_tiny_llama
 
 N_DOCS = 24

@@ -52,7 +52,7 @@ def test_partitioning_presets_build_their_mesh_on_8_devices(preset):
   rules table (skips where t5x is not installed)."""
   pytest.importorskip("t5x")
   import gin
-  from tokensift.models import t5x_models
+  from tokensift.rho1 import t5x_models
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings([str(preset)], None)

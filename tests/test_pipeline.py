@@ -8,14 +8,15 @@ import jax
 import numpy as np
 import pytest
 
-from tokensift import cli, jobs, paths
+from tokensift import cli
+from tokensift.core import jobs, paths
 from tokensift.models import llama
 from tokensift.pipeline import config as pc
 from tokensift.pipeline import run, stages
 from tokensift.refine import refiner_training as rt
 from tokensift.selection.topk import k_for_rate
 from tokensift.selection.variants import read_id_list
-from tokensift import hf_tokenizer
+from tokensift.core import hf_tokenizer
 
 MINI = "gin_configs/pipeline/mini.gin"
 STAGES = ["corpus", "refiner_train", "refiner_eval", "refine_rules", "refine", "score", "embed", "density", "select",

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import seqio
 
-from tokensift import jobs, paths
-from tokensift.models import reference_losses as rl
-from tokensift.models.selective_loss import token_cross_entropy
+from tokensift.core import jobs, paths
+from tokensift.rho1 import reference_losses as rl
+from tokensift.rho1.selective_loss import token_cross_entropy
 
 from test_feature_converters import tiny_llama
 

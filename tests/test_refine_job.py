@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import seqio
 
-from tokensift import cli, docs, jobs
+from tokensift import cli
+from tokensift.core import docs, jobs
 from tokensift.refine import executor, job, rules
 
 REPO = Path(__file__).resolve().parent.parent

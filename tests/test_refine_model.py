@@ -7,12 +7,13 @@ import json
 import jax
 import pytest
 
-from tokensift import cli, docs, jobs, paths
+from tokensift import cli
+from tokensift.core import docs, jobs, paths
 from tokensift.models import llama, partitioning
 from tokensift.refine import chunks as ck
 from tokensift.refine import executor, job
 from tokensift.refine import model_programmer as mp
-from tokensift import hf_tokenizer
+from tokensift.core import hf_tokenizer
 
 
 @pytest.fixture(scope="module")

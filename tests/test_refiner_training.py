@@ -7,15 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.models import llama
-from tokensift.models.selective_loss import token_cross_entropy
+from tokensift.rho1.selective_loss import token_cross_entropy
 from tokensift.refine import chunks as ck
 from tokensift.refine import refiner_eval as rev
 from tokensift.refine import refiner_training as rt
 from tokensift.refine import rules
 from tokensift.refine.model_programmer import ModelProgrammer
-from tokensift import hf_tokenizer
+from tokensift.core import hf_tokenizer
 
 TINY = rt.RefinerTrainConfig(model=rt.RefinerModelConfig(hidden_size=32, intermediate_size=64, num_layers=2,
                                                          num_heads=2, num_kv_heads=1, max_position_embeddings=320),
@@ -27,7 +27,7 @@ TINY = rt.RefinerTrainConfig(model=rt.RefinerModelConfig(hidden_size=32, interme
 @pytest.fixture(scope="module")
 def c4_train(data_dir):
   """C4 train documents: 8 the rules keep (one with removed lines) and 4 they drop."""
-  from tokensift import docs
+  from tokensift.core import docs
   kept, edited, dropped = [], [], []
   for d in docs.DocumentInput(task="c4_en_raw", split="train").rows():
     p = rules.write_program(d.text, rules.RuleConfig.web())

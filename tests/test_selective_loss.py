@@ -12,7 +12,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tokensift.models import partitioning
 from tokensift.models.llama import Llama, LlamaConfig
-from tokensift.models.selective_loss import (select_tokens, selective_cross_entropy, token_cross_entropy,
+from tokensift.rho1.selective_loss import (select_tokens, selective_cross_entropy, token_cross_entropy,
                                              weighted_cross_entropy)
 
 

@@ -7,7 +7,7 @@ pytest.importorskip("apache_beam")
 
 import seqio  # noqa: E402
 
-from tokensift import beam_util  # noqa: E402
+from tokensift.core import beam_util  # noqa: E402
 from tokensift.selection import variants  # noqa: E402
 from tokensift.tasks import registry  # noqa: E402
 

@@ -152,8 +152,8 @@ def test_mixtures_sample_at_their_rates(c4_docs, tmp_path):
 
 def test_encdec_slm_loss_matches_numpy(c4_docs, tmp_path):
   import jax
-  from tokensift.models import encdec_reference_losses as erl
-  from tokensift.models import feature_converters as fc
+  from tokensift.rho1 import encdec_reference_losses as erl
+  from tokensift.rho1 import feature_converters as fc
   from tokensift.models.t5 import T5, T5Config
 
   def tiny(seed):

@@ -15,9 +15,9 @@ import jax.numpy as jnp  # noqa: E402
 from flax import traverse_util  # noqa: E402
 from t5x import adafactor, train_state  # noqa: E402
 
-from tokensift.models import t5x_models  # noqa: E402
+from tokensift.rho1 import t5x_models  # noqa: E402
 from tokensift.models.llama import Llama, LlamaConfig  # noqa: E402
-from tokensift.models.selective_loss import selective_cross_entropy  # noqa: E402
+from tokensift.rho1.selective_loss import selective_cross_entropy  # noqa: E402
 from tokensift.models.t5 import T5, T5Config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,7 +139,7 @@ def test_selective_encoder_decoder_model():
 def test_t5x_train_runs_the_slm_launch(tmp_path, data_dir):
   """`python -m t5x.train` on gin_configs/t5x/owm_slm.gin for 2 steps (reference losses of a tiny model)."""
   from test_feature_converters import tiny_llama
-  from tokensift.models import reference_losses as rl
+  from tokensift.rho1 import reference_losses as rl
   model, params = tiny_llama(seed=3)
   scorer = rl.ReferenceScorer(model, params, batch_tokens=256, max_length=32, length_multiple=32)
   rl.compute_reference_losses(task="owm_raw_smollm2", out_dir=tmp_path / "ref", max_docs=8, max_length=32,
@@ -157,7 +157,7 @@ def test_t5x_train_runs_the_slm_launch(tmp_path, data_dir):
 
 def test_selective_encoder_decoder_loss_fn_is_the_pure_encdec_loss():
   """t5x's SelectiveEncoderDecoderModel.loss_fn equals encdec_selective_loss (the NumPy-tested pure loss)."""
-  from tokensift.models.encdec_reference_losses import encdec_selective_loss
+  from tokensift.rho1.encdec_reference_losses import encdec_selective_loss
   module = T5(T5Config(vocab_size=VOCAB, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
                        num_decoder_layers=1))
   model = t5x_models.SelectiveEncoderDecoderModel(module=module, input_vocabulary=_vocab(),

@@ -8,7 +8,7 @@ import seqio
 import tensorflow as tf
 
 import tokensift.tasks
-from tokensift import paths
+from tokensift.core import paths
 from tokensift.tasks import sources, vocabularies
 
 
@@ -164,7 +164,7 @@ def test_gguf_tokenizer_matches_transformers_converter(data_dir, tmp_path, monke
   pytest.importorskip("torch")
   from tokenizers import Tokenizer
   from transformers import AutoTokenizer
-  from tokensift import hf_tokenizer
+  from tokensift.core import hf_tokenizer
   gguf_path = paths.smollm2_gguf()
   mine = Tokenizer.from_file(str(hf_tokenizer.tokenizer_files(gguf_path).tokenizer_json))
   ref = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).backend_tokenizer
@@ -179,7 +179,7 @@ def test_gguf_tokenizer_matches_transformers_converter(data_dir, tmp_path, monke
 def test_owm_ids_unique_with_repeated_urls(data_dir):
   """The OWM sample repeats two urls: the later row of each is a counted ``repeated id`` skip, never a second
   document with that id and never a renamed id (``url#2`` could collide with a real url)."""
-  from tokensift import docs
+  from tokensift.core import docs
   src = sources.owm_source()
   report = docs.ReadReport()
   ids = [d.id for d in src.documents("train", report)]
@@ -192,7 +192,7 @@ def test_owm_ids_unique_with_repeated_urls(data_dir):
 
 
 def test_lone_surrogates_are_repaired(tmp_path):
-  from tokensift import docs
+  from tokensift.core import docs
   f = tmp_path / "s.jsonl"
   f.write_text('{"id": "a", "text": "pair \\ud83d\\ude00 lone \\ud800 end"}\n')
   (doc,) = list(docs.documents_only(docs.file_rows(str(f)), docs.ReadReport()))

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from tokensift.models.token_view import render_token_html, token_pieces
+from tokensift.trainer.token_view import render_token_html, token_pieces
 
 
 def test_pieces_reassemble_real_text_with_multibyte_characters(data_dir):

@@ -15,10 +15,10 @@ import optax
 import pytest
 
 from tokensift import cli
-from tokensift.models import reference_losses as rl
+from tokensift.rho1 import reference_losses as rl
 from tokensift.models.llama import Llama, LlamaConfig
-from tokensift.models.trainer import inputs, loop, optim
-from tokensift.models.trainer.config import LossConfig, OptimizerConfig, TrainConfig
+from tokensift.trainer import inputs, loop, optim
+from tokensift.trainer.config import LossConfig, OptimizerConfig, TrainConfig
 
 from test_feature_converters import tiny_llama
 
@@ -69,8 +69,8 @@ _KILLED_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_trainer import _config, _network, register_tiny_task
-from tokensift.models import reference_losses as rl
-from tokensift.models.trainer import loop
+from tokensift.rho1 import reference_losses as rl
+from tokensift.trainer import loop
 rl.register_reference_loss_task(register_tiny_task(), {ref!r}, name="owm_ref_trainer_test")
 loop.train(_config({run!r}, "owm_ref_trainer_test", {cache!r}), _network())
 """

@@ -13,11 +13,11 @@ import sys
 # Modules that contribute subcommands, in help order. Each defines register(subparsers).
 COMMAND_MODULES = [
     "tokensift.commands_tasks",
-    "tokensift.models.slm_commands",
+    "tokensift.rho1.commands",
     "tokensift.selection.commands_score",
     "tokensift.selection.commands_density",
     "tokensift.refine.commands",
-    "tokensift.commands_pipeline",
+    "tokensift.pipeline.commands",
 ]
 
 
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
   if not getattr(args, "func", None):
     parser.print_help()
     return 2
-  from tokensift.paths import ConfigError
-  from tokensift.storage import LockedError
+  from tokensift.core.paths import ConfigError
+  from tokensift.core.storage import LockedError
   try:
     return int(args.func(args) or 0)
   except (ConfigError, FileNotFoundError, IsADirectoryError, ValueError, LockedError) as e:

@@ -2,14 +2,14 @@
 refined pool, a random subset, each selection method's subset, the combination), CLM and Rho-1 SLM, every seed
 of a run vmapped into one program; validation cross-entropy on clean held-out documents.
 
-Why not the embedded trainer (``models.trainer``): it trains one seed per call through seqio tasks with
+Why not the embedded trainer (``trainer``): it trains one seed per call through seqio tasks with
 SmolLM2's 49152-way softmax (~0.4 cpu s per 512-token step); here every run has the same shapes, so one
 compiled step (``jax.vmap`` over seeds) serves all runs, and a **compact vocabulary** makes the softmax cheap:
 the SmolLM2 ids that occur in the training texts, most frequent first, at most ``max_vocab`` of them, the rest
 mapped to one OOV id (0 = padding, 1 = OOV, 2 = document separator). Every run is evaluated on the same
 held-out tokens in the same compact vocabulary, so their cross-entropies compare like with like (they are not
 comparable with full-vocabulary figures). The model (``models.llama.Llama``) and the losses
-(``models.selective_loss``) are the package's own.
+(``rho1.selective_loss``) are the package's own.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ class Trainer:
     import jax.numpy as jnp
     import optax
 
-    from tokensift.models import selective_loss as sl
+    from tokensift.rho1 import selective_loss as sl
     targets, w = batch["tokens"][:, 1:], batch["weight"][:, 1:]
     ref, noise = batch["ref"][:, 1:], batch["noise"][:, 1:]
 
@@ -177,7 +177,7 @@ class Trainer:
     import jax
     import jax.numpy as jnp
 
-    from tokensift.models import selective_loss as sl
+    from tokensift.rho1 import selective_loss as sl
 
     def body(carry, row):
       logits = self._logits(params, row["tokens"])

@@ -120,7 +120,7 @@ class SelectionConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceConfig:
-  """Rho-1 reference losses (``models.reference_losses``): 'smollm2' or a Llama-family path sharing the training
+  """Rho-1 reference losses (``rho1.reference_losses``): 'smollm2' or a Llama-family path sharing the training
   vocabulary. Documents are cut to the training sequence length (``LMConfig.seq_len``)."""
   model: str = "smollm2"
   batch_tokens: int = 2048
@@ -130,7 +130,7 @@ class ReferenceConfig:
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
   """The tiny decoders trained on the selected data (SLM and CLM) and on the whole refined pool (CLM), with the
-  embedded trainer (``models.trainer``); every run sees ``steps * batch_size * seq_len`` token slots."""
+  embedded trainer (``trainer``); every run sees ``steps * batch_size * seq_len`` token slots."""
   hidden_size: int = 32
   intermediate_size: int = 128
   num_layers: int = 2
@@ -198,7 +198,7 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
 
   import gin
 
-  from tokensift import paths
+  from tokensift.core import paths
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in files:

@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 from tokensift.pipeline.config import PipelineConfig
 
 Rows = Callable[[docs.ShardSpec], Iterator[docs.Document | docs.Skip]]  # shard -> that shard's rows
@@ -99,7 +99,7 @@ class Context:
   def reference_model(self) -> tuple[Any, Any, int]:
     """(module, params, vocab_size) of the reference model; SmolLM2 is reused from the score stage when that
     stage ran in this process with the same checkpoint."""
-    from tokensift import paths
+    from tokensift.core import paths
     model = self.config.reference.model
     path = str(paths.smollm2_gguf() if model == "smollm2" else Path(model).expanduser().resolve())
     shared = self.cache.get("llama:" + path)

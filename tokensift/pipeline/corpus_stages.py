@@ -1,6 +1,6 @@
 """Document-level stages: train and evaluate the ProX refiner, refine the pool (rules and refiner), ASK-LLM
 score, embed, DENSITY, select. Each is a thin adapter over the package's job or pure function; the jobs write
-their own piece/shard markers inside the stage folder (``tokensift.jobs.run_sharded``), so a killed stage
+their own piece/shard markers inside the stage folder (``tokensift.core.jobs.run_sharded``), so a killed stage
 resumes."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tokensift import jobs
+from tokensift.core import jobs
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.context import Context
 from tokensift.pipeline.stages import Stage

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tokensift import jobs
+from tokensift.core import jobs
 from tokensift.pipeline import detection as det
 from tokensift.pipeline.context import Context
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tokensift import docs
+from tokensift.core import docs
 from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.context import Context
@@ -59,8 +59,8 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
   refined document whose text changed, and of the clean held-out documents."""
   import json
 
-  from tokensift import jobs
-  from tokensift.models import reference_losses as rl
+  from tokensift.core import jobs
+  from tokensift.rho1 import reference_losses as rl
   from tokensift.tasks import vocabularies
   c, limit = ctx.config.corpus, ctx.config.ablation.seq_len
   tokenizer = vocabularies.smollm2().tokenizer
@@ -104,7 +104,7 @@ def _ablations_config(ctx: Context) -> dict[str, Any]:
 def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
-  from tokensift import jobs
+  from tokensift.core import jobs
   from tokensift.pipeline import ablations, evidence
   ids, rows, val = evidence.data_sets(ctx)
   res = ablations.run_ablations(ctx.config.ablation, rows, val)
@@ -132,7 +132,7 @@ def _detection_config(ctx: Context) -> dict[str, Any]:
 def _detection(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
-  from tokensift import jobs
+  from tokensift.core import jobs
   from tokensift.pipeline import evidence
   labels = _labels(ctx)
   res: dict[str, Any] = {"corpus": ka.summarize(list(labels.values()))}

@@ -266,7 +266,7 @@ def build_corpus(texts: Sequence[str], ids: Sequence[str], cfg: KnownAnswerConfi
 
 def write_corpus(out_dir: str | Path, documents: Sequence[dict], labels: Sequence[dict]) -> tuple[Path, Path]:
   """Writes ``corpus.jsonl`` (``{id, text}``) and ``labels.jsonl`` into ``out_dir``; returns both paths."""
-  from tokensift.jobs import atomic_write_bytes
+  from tokensift.core.jobs import atomic_write_bytes
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = out / "corpus.jsonl", out / "labels.jsonl"

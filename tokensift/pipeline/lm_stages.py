@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from tokensift import docs, jobs
+from tokensift.core import docs, jobs
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.context import Context
 from tokensift.pipeline.corpus_stages import selected_ids
@@ -52,7 +52,7 @@ def training_tasks(ctx: Context) -> dict[str, str]:
   validation split (re-registered on every call: cheap, and the registry is per process)."""
   import seqio
 
-  from tokensift.models import reference_losses as rl
+  from tokensift.rho1 import reference_losses as rl
   c = ctx.config.corpus
   ref_dir = ctx.dir("reference_losses")
   selected = rl.register_reference_loss_task(base_task=c.lm_task, ref_dir=str(ref_dir), name=f"{ctx.prefix}_sel_ref",
@@ -77,7 +77,7 @@ def _lm_data_config(ctx: Context) -> dict[str, Any]:
 
 def _lm_data(ctx: Context, out: Path) -> dict[str, Any]:
   """The refined pool as training tokens (cut to the sequence length), as the reference-loss job tokenizes."""
-  from tokensift.models import reference_losses as rl
+  from tokensift.rho1 import reference_losses as rl
   task = refined_task(ctx)
   seq = ctx.config.lm.seq_len
   n = sum(1 for r in ctx.refined_records() if r["kept"])
@@ -103,7 +103,7 @@ def _reference_config(ctx: Context) -> dict[str, Any]:
 
 
 def _reference_losses(ctx: Context, out: Path) -> dict[str, Any]:
-  from tokensift.models import reference_losses as rl
+  from tokensift.rho1 import reference_losses as rl
   from tokensift.selection import variants
   c, ref = ctx.config.corpus, ctx.config.reference
   seq = ctx.config.lm.seq_len
@@ -137,7 +137,7 @@ def network(ctx: Context):
 
 
 def train_config(ctx: Context, run: str, tasks: dict[str, str]):
-  from tokensift.models.trainer import config as tc
+  from tokensift.trainer import config as tc
   m, c = ctx.config.lm, ctx.config.corpus
   loss, data = RUN_SPECS[run]
   lengths = {"targets": m.seq_len}
@@ -157,7 +157,7 @@ def _train_config(ctx: Context) -> dict[str, Any]:
 
 
 def _train(ctx: Context, out: Path) -> dict[str, Any]:
-  from tokensift.models.trainer import loop
+  from tokensift.trainer import loop
   tasks = training_tasks(ctx)
   runs = {}
   for run in ctx.config.lm.runs:
@@ -180,7 +180,7 @@ def _evaluate_config(ctx: Context) -> dict[str, Any]:
 def _evaluate(ctx: Context, out: Path) -> dict[str, Any]:
   import math
 
-  from tokensift.models.trainer import loop
+  from tokensift.trainer import loop
   c = ctx.config.corpus
   table = []
   for run in ctx.config.lm.runs:
@@ -194,7 +194,7 @@ def _evaluate(ctx: Context, out: Path) -> dict[str, Any]:
                   "best_val_ce": min(e["ce_unmasked"] for e in evals) if evals else None})
   view = None
   if "slm_selected" in ctx.config.lm.runs:
-    from tokensift.models import token_view
+    from tokensift.trainer import token_view
     tasks = training_tasks(ctx)
     view = token_view.write_view(train_config(ctx, "slm_selected", tasks), network(ctx), out / "token_view.html",
                                  split=c.validation_split, doc_index=ctx.config.report.token_view_doc).name

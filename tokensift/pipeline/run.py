@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tokensift.jobs import atomic_write_bytes
+from tokensift.core.jobs import atomic_write_bytes
 from tokensift.pipeline import corpus_stages, evidence_stages, lm_stages
 from tokensift.pipeline.config import PipelineConfig, as_json
 from tokensift.pipeline.context import Context
@@ -18,7 +18,7 @@ def _report_config(ctx: Context) -> dict[str, Any]:
 
 
 def _report(ctx: Context, out: Path) -> dict[str, Any]:
-  from tokensift import report
+  from tokensift.pipeline import report
   path = report.write_report(ctx, out)
   images = sorted(p.name for p in out.glob("*.png"))
   return {"html": path.name, "images": images, "docs_in": None, "docs_out": None}

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tokensift.jobs import atomic_write_bytes
+from tokensift.core.jobs import atomic_write_bytes
 
 MARKER = "STAGE_DONE.json"
 STARTED = "STAGE_STARTED.json"

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tokensift import jobs
+from tokensift.core import jobs
 from tokensift.pipeline import plots
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.stages import MARKER

@@ -63,7 +63,7 @@ def pipeline_options(runner: str = LOCAL, workers: int = 2, beam_args: Sequence[
 
 
 def _fs(path: str):
-  from tokensift import storage
+  from tokensift.core import storage
   return storage.url_to_fs(str(path))  # the core's one fsspec entry (plug-in hints for gs:// / s3://)
 
 

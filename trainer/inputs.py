@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tokensift.models.trainer.config import TrainConfig
+from tokensift.trainer.config import TrainConfig
 
 Batch = dict[str, np.ndarray]
 EXAMPLES_DIR = "train_examples"
@@ -50,7 +50,7 @@ def get_task(name: str):
 
 
 def make_converter(task, encoder_decoder: bool, pack: bool):
-  from tokensift.models import feature_converters
+  from tokensift.rho1 import feature_converters
   return feature_converters.converter_for(task, encoder_decoder=encoder_decoder, pack=pack)
 
 

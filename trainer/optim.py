@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import optax
 
-from tokensift.models.trainer.config import OptimizerConfig
+from tokensift.trainer.config import OptimizerConfig
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:

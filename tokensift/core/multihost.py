@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any
 
-from tokensift import docs, jobs, storage
+from tokensift.core import docs, jobs, storage
 
 DISTRIBUTED_ENV = "TOKENSIFT_DISTRIBUTED"
 

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from tokensift.input_args import add_input_args
+from tokensift.core.input_args import add_input_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--batch_tokens", type=int, default=4096, help="tokens per forward pass")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--no_progress", action="store_true")
-  from tokensift.multihost import add_distributed_args
+  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.set_defaults(func=cmd_reference_losses)
 
@@ -52,10 +52,10 @@ def _add_gin_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_reference_losses(args) -> int:
-  from tokensift import docs
-  from tokensift.models import reference_losses
+  from tokensift.core import docs
+  from tokensift.rho1 import reference_losses
   splits = [s for s in args.split.split(",") if s]
-  from tokensift import multihost
+  from tokensift.core import multihost
   shard = docs.ShardSpec.parse(args.shard)
   for split in splits:  # a misspelled task or split: one line, before anything is loaded or written
     docs.task_source(args.task, split)
@@ -75,7 +75,7 @@ def parse_gin(args) -> None:
   """Parses ``--gin_file``/``--gin`` (+ ``--model_dir``/``--ref_dir`` macros); includes resolve against the
   current directory, the repository root and each gin file's folder and its parent."""
   import gin
-  from tokensift import paths
+  from tokensift.core import paths
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in args.gin_file:
@@ -95,13 +95,13 @@ def parse_gin(args) -> None:
 def configured_experiment():
   """(TrainConfig, network) from the parsed gin config (``loop.experiment``'s bindings)."""
   import gin
-  from tokensift.models.trainer import loop
+  from tokensift.trainer import loop
   return gin.get_configurable(loop.experiment)()
 
 
 def cmd_train(args) -> int:
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  from tokensift.models.trainer import loop
+  from tokensift.trainer import loop
   parse_gin(args)
   config, network = configured_experiment()
   result = loop.train(config, network)
@@ -112,7 +112,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_token_view(args) -> int:
-  from tokensift.models import token_view
+  from tokensift.trainer import token_view
   parse_gin(args)
   config, network = configured_experiment()
   path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc, ratio=args.ratio)

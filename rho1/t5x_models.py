@@ -36,7 +36,7 @@ try:
   from t5x import partitioning as t5x_partitioning
 except ImportError as e:  # pragma: no cover - depends on the environment
   raise ImportError(
-      "tokensift.models.t5x_models needs t5x (google-research/t5x, installed from its repository; see DESIGN "
+      "tokensift.rho1.t5x_models needs t5x (google-research/t5x, installed from its repository; see DESIGN "
       f"§10): {e}") from e
 
 import flax.linen as nn
@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tokensift.models import feature_converters, partitioning
-from tokensift.models.selective_loss import select_tokens, token_cross_entropy
+from tokensift.rho1 import feature_converters
+from tokensift.models import partitioning
+from tokensift.rho1.selective_loss import select_tokens, token_cross_entropy
 
 def logical_axis_rules(preset: str = "standard"):
   """The rules table of ``models/partitioning.py`` (``preset``: 'standard' or 'fsdp'), the one tokensift's own

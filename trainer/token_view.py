@@ -98,10 +98,10 @@ def document_losses(config, network: Any, split: str, doc_index: int, mesh=None
   checkpoint (``config.model_dir``); each [n] for the document's first ``feature_lengths['targets']`` tokens."""
   import jax
   from tokensift.models import partitioning
-  from tokensift.models.selective_loss import token_cross_entropy
-  from tokensift.models.trainer import inputs, optim
-  from tokensift.models.trainer.checkpoints import Checkpointer
-  from tokensift.models.trainer.steps import Steps, compute_logits, is_encoder_decoder
+  from tokensift.rho1.selective_loss import token_cross_entropy
+  from tokensift.trainer import inputs, optim
+  from tokensift.trainer.checkpoints import Checkpointer
+  from tokensift.trainer.steps import Steps, compute_logits, is_encoder_decoder
 
   if is_encoder_decoder(network):
     raise ValueError("token-view shows decoder-only runs (a Llama-family network)")
@@ -140,8 +140,8 @@ def document_losses(config, network: Any, split: str, doc_index: int, mesh=None
 def write_view(config, network: Any, out: str | Path, *, split: str = "validation", doc_index: int = 0,
                ratio: float | None = None) -> Path:
   """Writes the HTML view of one document (selection within the document at ``ratio``, default the run's)."""
-  from tokensift.models.selective_loss import select_tokens
-  from tokensift.models.trainer import inputs
+  from tokensift.rho1.selective_loss import select_tokens
+  from tokensift.trainer import inputs
   targets, ce, ref = document_losses(config, network, split, doc_index)
   ratio = config.loss.ratio if ratio is None else ratio
   excess = ce - ref

@@ -4,7 +4,7 @@ Conventions (DESIGN §2, §11; after datatrove executors and t5x ``infer``'s ``s
 
 - a job runs as shard ``i`` of ``n`` and reads **only its own split** of the input: ``rows`` is a
   ``docs.DocumentInput`` (or a callable ``shard -> rows``) that yields that shard's rows only (files, row groups,
-  byte ranges or seqio ``shard_info``; see ``tokensift.docs``);
+  byte ranges or seqio ``shard_info``; see ``tokensift.core.docs``);
 - inside a shard, rows are processed in pieces of ``piece_size`` rows; each finished piece is written (in the
   output format) and then its small ``.meta.json`` (skip counts and the piece's summary), so a run killed at any
   point (SIGKILL) loses at most the piece in flight; a rerun skips the finished pieces, then the finished shard;
@@ -15,7 +15,7 @@ Conventions (DESIGN §2, §11; after datatrove executors and t5x ``infer``'s ``s
   killed-and-rerun job is byte-identical to an uninterrupted one as long as ``process`` is deterministic;
 - a lock file ``{stem}.lock`` (host and pid) keeps a second process off a running shard; a lock left by a killed
   process on the same host is taken over;
-- outputs go through ``tokensift.storage`` (fsspec): ``out_dir`` may be a local path or a URL (``gs://``,
+- outputs go through ``tokensift.core.storage`` (fsspec): ``out_dir`` may be a local path or a URL (``gs://``,
   ``memory://``).
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ import shutil
 import time
 from typing import Any, Callable, Iterable
 
-from tokensift import storage
-from tokensift.docs import Document, DocumentInput, ReadReport, ShardSpec, Skip  # noqa: F401  (ShardSpec re-exported)
+from tokensift.core import storage
+from tokensift.core.docs import Document, DocumentInput, ReadReport, ShardSpec, Skip  # noqa: F401  (ShardSpec re-exported)
 
 Record = dict[str, Any]
 atomic_write_bytes = storage.atomic_write_bytes  # the one atomic writer (local rename / object upload)

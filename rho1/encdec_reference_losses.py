@@ -4,7 +4,7 @@ The decoder-only job (``reference_losses``) scores a document's tokens once; for
 only exist after the (random) corruption, so the job stores the corrupted examples themselves: it reads a
 span-corruption task with a fixed seed and no shuffling (deterministic), scores every target token with a
 reference T5, and writes records ``{id, inputs, targets, ref_losses}`` (``{split}:{position}`` ids, one loss per
-target token, EOS included) with ``tokensift.jobs.run_sharded`` (sharded, resumable). SLM training then reads
+target token, EOS included) with ``tokensift.core.jobs.run_sharded`` (sharded, resumable). SLM training then reads
 those exact examples (``register_encdec_reference_loss_task``): each epoch sees the same corruption, the price
 of computing reference losses offline (DESIGN §6), and packs them with
 ``feature_converters.SelectiveEncDecFeatureConverter``.
@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tokensift import docs, jobs, paths
+from tokensift.core import docs, jobs, paths
 
 JOB_PREFIX = "encdec_ref_losses"
 SEED = 0
@@ -52,7 +52,7 @@ class EncDecReferenceScorer:
 
   def __post_init__(self):
     import jax
-    from tokensift.models.selective_loss import token_cross_entropy
+    from tokensift.rho1.selective_loss import token_cross_entropy
 
     def losses(params, enc, dec_in, dec_tgt):
       logits = self.module.apply({"params": params}, enc, dec_in, dec_tgt)
@@ -161,7 +161,7 @@ def encdec_selective_loss(module: Any, params: Any, batch: Mapping[str, Any], ra
   """Rho-1 SLM loss of ``module`` (a T5) on a ``SelectiveEncDecFeatureConverter`` batch: ``encoder_input_tokens
   [b, k]``, ``decoder_input_tokens / decoder_target_tokens / decoder_loss_weights / decoder_ref_losses [b, l]``
   (+ segment ids when packed). Returns ``selective_cross_entropy``'s (loss, metrics)."""
-  from tokensift.models.selective_loss import selective_cross_entropy
+  from tokensift.rho1.selective_loss import selective_cross_entropy
   logits = module.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
                         batch["decoder_target_tokens"], encoder_segment_ids=batch.get("encoder_segment_ids"),
                         decoder_segment_ids=batch.get("decoder_segment_ids"))

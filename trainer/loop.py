@@ -19,12 +19,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from tokensift.compilation_cache import persistent_compilation_cache
+from tokensift.core.compilation_cache import persistent_compilation_cache
 from tokensift.models import partitioning
-from tokensift.models.trainer import inputs, optim
-from tokensift.models.trainer.checkpoints import Checkpointer
-from tokensift.models.trainer.config import TrainConfig
-from tokensift.models.trainer.steps import Steps, is_encoder_decoder
+from tokensift.trainer import inputs, optim
+from tokensift.trainer.checkpoints import Checkpointer
+from tokensift.trainer.config import TrainConfig
+from tokensift.trainer.steps import Steps, is_encoder_decoder
 
 
 @dataclasses.dataclass

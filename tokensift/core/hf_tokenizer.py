@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from tokensift import paths
+from tokensift.core import paths
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Sources: a registered seqio task's source (``--task/--split``) or files (``--input`` globs; JSON lines, gzip JSON
 lines, Parquet; local paths or any fsspec URL such as ``gs://`` / ``s3://`` / ``memory://``, see
-``tokensift.storage``). ``DocumentInput`` is the one description of an input; ``DocumentInput.rows(shard)``
+``tokensift.core.storage``). ``DocumentInput`` is the one description of an input; ``DocumentInput.rows(shard)``
 yields ``Document`` or ``Skip`` items of **that shard only**, in a deterministic order.
 
 Input splits (shard ``i`` of ``n`` never touches other shards' rows):
@@ -36,7 +36,7 @@ import math
 import zlib
 from typing import Any, Iterator, Sequence
 
-from tokensift import storage
+from tokensift.core import storage
 
 MAX_DOC_BYTES = 10 * 1024 * 1024  # documents above this are skipped and counted (DESIGN §9)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from tokensift import docs
+from tokensift.core import docs
 
 
 def add_input_args(p: argparse.ArgumentParser, verb: str, out_help: str, *, files: bool = True,

@@ -1,4 +1,4 @@
-"""tokensift.models.trainer: a small embedded trainer for one machine (CPU or one GPU) that runs the same
+"""tokensift.trainer: a small embedded trainer for one machine (CPU or one GPU) that runs the same
 networks and losses as the t5x launches.
 
 Modules (import what you need; this ``__init__`` imports nothing): ``config`` (frozen dataclasses bound from

@@ -19,8 +19,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tokensift.models import partitioning
-from tokensift.models.selective_loss import selective_cross_entropy, weighted_cross_entropy
-from tokensift.models.trainer.config import LossConfig
+from tokensift.rho1.selective_loss import selective_cross_entropy, weighted_cross_entropy
+from tokensift.trainer.config import LossConfig
 
 State = dict[str, Any]  # {"step": int32[], "params": tree, "opt_state": tree}
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}  # init runs once: compile it fast

@@ -6,7 +6,7 @@ document. Packed training segments restart positions and attend within the segme
 offline losses are also its losses inside any packed batch.
 
 Job (``tokensift reference-losses``): a seqio task's tokenized documents, split by split, through
-``tokensift.jobs.run_sharded`` (sharded, resumable, byte-identical after SIGKILL + rerun). Output files
+``tokensift.core.jobs.run_sharded`` (sharded, resumable, byte-identical after SIGKILL + rerun). Output files
 ``{out_dir}/ref_losses_{split}-{i:05d}-of-{n:05d}.parquet`` with records ``{id, targets: [int], ref_losses:
 [float]}`` (one loss per target token, documents truncated to ``max_length`` tokens).
 
@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from tokensift import docs, jobs, paths
+from tokensift.core import docs, jobs, paths
 
 JOB_PREFIX = "ref_losses"
 PIECE_SIZE = 64
@@ -70,7 +70,7 @@ class ReferenceScorer:
     import jax
     from tokensift.models import partitioning
     if self.mesh is None:
-      devices = jax.local_devices()  # per-host mesh: multi-host runs score each host's split (tokensift.multihost)
+      devices = jax.local_devices()  # per-host mesh: multi-host runs score each host's split (tokensift.core.multihost)
       self.mesh = partitioning.make_mesh(partitioning.MeshConfig(),
                                          devices[:1] if devices[0].platform == "cpu" else devices)
     shardings = jax.tree.map(lambda _: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()),
@@ -80,7 +80,7 @@ class ReferenceScorer:
     self._fn = jax.jit(self._losses, out_shardings=self._batch_sharding)
 
   def _losses(self, params, inputs, targets):
-    from tokensift.models.selective_loss import token_cross_entropy
+    from tokensift.rho1.selective_loss import token_cross_entropy
     logits = self.module.apply({"params": params}, inputs, targets)
     ce, _ = token_cross_entropy(logits, targets)
     return ce
