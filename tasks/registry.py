@@ -4,8 +4,7 @@ variants other packages add (refined, ASK-LLM / DENSITY selected, with reference
 Task names: ``c4_en_raw``, ``owm_raw`` (C4 SentencePiece, 32768 pieces) and ``c4_en_raw_smollm2``,
 ``owm_raw_smollm2`` (SmolLM2's BPE, for Llama-family training and reference models). Every task keeps
 ``id`` and ``text`` next to the tokenized ``targets`` and reports ``metrics.perplexity`` under ``t5x.eval``.
-``register_all`` also registers the span-corruption and prefix tasks (``tasks.span_corruption``) and the
-mixtures (``tasks.mixtures``).
+``tasks.registration.register_all`` registers these and every other family.
 """
 from __future__ import annotations
 
@@ -78,25 +77,10 @@ def add_registrar(fn: Callable[[], Iterable[str]]) -> Callable[[], Iterable[str]
   return fn
 
 
-# Task families of the other packages; register_all(families=True) imports them so that their registrars run.
-FAMILY_MODULES = ("tokensift.refine.tasks",)
 
-
-def register_all(families: bool = True) -> list[str]:
-  """Registers every tokensift task (safe to call again, e.g. after ``seqio.TaskRegistry.reset()``).
-
-  ``families`` also imports the packages' task modules (``FAMILY_MODULES``: ProX-refined tasks), whose
-  registrars add their tasks; ``import tokensift.tasks`` itself registers only the raw tasks, cheaply.
-  """
-  if families:
-    import importlib
-    for mod in FAMILY_MODULES:
-      importlib.import_module(mod)
-  from tokensift.tasks import mixtures, span_corruption
-  names = register_raw_tasks()
-  names.extend(span_corruption.register_span_corruption_tasks())
+def run_registrars() -> list[str]:
+  """Runs the registrars added with ``add_registrar`` (in the order they were added); returns the task names."""
+  names: list[str] = []
   for fn in _EXTRA_REGISTRARS:
     names.extend(fn())
-  names.extend(span_corruption.register_span_corruption_variants())  # of every registered C4 selection variant
-  names.extend(mixtures.register_mixtures())
   return names

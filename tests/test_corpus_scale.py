@@ -202,6 +202,7 @@ def test_c4_task_shards_union_and_killed_shard_rerun(tmp_path):
 
 C4_KILL_SCRIPT = textwrap.dedent("""
     import sys, time
+    import tokensift.tasks  # registers c4_en_raw (the core reads tasks from seqio's registry, never imports them)
     from tokensift.core import docs, jobs
     def slow(batch):
       time.sleep(0.1)

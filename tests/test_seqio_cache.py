@@ -9,7 +9,7 @@ import seqio  # noqa: E402
 
 from tokensift.core import beam_util  # noqa: E402
 from tokensift.selection import variants  # noqa: E402
-from tokensift.tasks import registry  # noqa: E402
+from tokensift.tasks import registration  # noqa: E402
 
 
 def _examples(task, split, use_cached):
@@ -24,7 +24,7 @@ def test_cache_of_raw_task_and_variant_reads_back_equal(tmp_path):
   from seqio.scripts import cache_tasks_main
   if not flags.FLAGS.is_parsed():  # the script's flags (--base_seed, ...) at their defaults, as its main sees them
     flags.FLAGS.mark_as_parsed()
-  registry.register_all()
+  registration.register_all()
   base = seqio.get_mixture_or_task("c4_en_raw")
   assert base.supports_caching
   # a selection variant: every third document of the validation split, by id

@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "tokensift.commands_tasks",
     "tokensift.rho1.commands",
+    "tokensift.trainer.commands",
     "tokensift.selection.commands_score",
     "tokensift.selection.commands_density",
     "tokensift.refine.commands",
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   from tokensift.core.paths import ConfigError
   from tokensift.core.storage import LockedError
+  if getattr(args, "task", None):  # commands reading a seqio task see every family (refined, selection variants)
+    import tokensift.all_tasks  # noqa: F401
   try:
     return int(args.func(args) or 0)
   except (ConfigError, FileNotFoundError, IsADirectoryError, ValueError, LockedError) as e:

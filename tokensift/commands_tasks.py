@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_tasks(args) -> int:
   import seqio
+  import tokensift.all_tasks
   import tokensift.tasks
   names = tokensift.tasks.register_all()
   shown = sorted(seqio.TaskRegistry.names()) if args.all else sorted(set(names))
@@ -30,7 +31,7 @@ def cmd_tasks(args) -> int:
 
 def cmd_inspect(args) -> int:
   import seqio
-  import tokensift.tasks  # noqa: F401  (registers tasks)
+  import tokensift.all_tasks  # noqa: F401  (registers every task family)
   if args.task not in seqio.TaskRegistry.names():
     raise ValueError(f"unknown task {args.task!r}; `tokensift tasks` lists them")
   task = seqio.get_mixture_or_task(args.task)

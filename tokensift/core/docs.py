@@ -376,13 +376,16 @@ def file_rows(patterns: Sequence[str] | str, shard: ShardSpec = ShardSpec(), **k
 # ------------------------------------------------------------------------------------------------ seqio tasks
 
 def task_source(task_name: str, split: str):
-  """The seqio source of a registered task (tokensift's tasks registered first); ValueError naming an unknown
-  task or split."""
+  """The seqio source of a registered task; ValueError naming an unknown task or split.
+
+  The core reads tasks through seqio's registry and never imports the packages that register them (layer
+  contract): a program registers them first, e.g. ``import tokensift.all_tasks`` (the ``tokensift`` command
+  does that before a command that reads a task)."""
   import seqio
-  import tokensift.tasks
-  tokensift.tasks.register_all()  # (method packages register their own tasks; the core never imports them)
   if task_name not in seqio.TaskRegistry.names():
-    raise ValueError(f"unknown task {task_name!r}; `tokensift tasks --all` lists them")
+    raise ValueError(f"unknown task {task_name!r}: not registered (import the module that registers it, e.g. "
+                     "tokensift.tasks, tokensift.refine.tasks or tokensift.all_tasks; `tokensift tasks --all` "
+                     "lists them)")
   source = seqio.get_mixture_or_task(task_name).source
   if split not in source.splits:
     raise ValueError(f"task {task_name!r} has no split {split!r}; it has {list(source.splits)}")

@@ -9,10 +9,19 @@ import numpy as np
 
 from tokensift.core import jobs
 from tokensift.pipeline import detection as det
+from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline.context import Context
 
 RATES = (10.0, 20.0, 40.0, 60.0, 80.0)  # the paper's sampling rates
 IPS_DRAWS = 50  # inverse-propensity samples averaged for DENSITY's expected cluster share
+
+
+def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
+  """(source, id) -> the perplexity stage's row (read once per run)."""
+  if "token_losses" not in ctx.cache:
+    ctx.cache["token_losses"] = {(r["source"], r["id"]): r
+                                 for r in ka.read_jsonl(ctx.dir("perplexity") / "token_losses.jsonl")}
+  return ctx.cache["token_losses"]
 
 
 def scores(ctx: Context) -> dict[str, float]:
@@ -32,7 +41,6 @@ def _row(tl: dict, i: str) -> dict[str, Any]:
 
 def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
   """(ids of the refined pool, reference-model log perplexity of each one's refined text)."""
-  from tokensift.pipeline.evidence_stages import token_losses
   tl = token_losses(ctx)
   ids = [str(r["id"]) for r in ctx.refined_records() if r["kept"] and (("raw", str(r["id"])) in tl
                                                                         or ("refined", str(r["id"])) in tl)]
@@ -42,7 +50,6 @@ def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
 def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]], list[dict]]:
   """(data set -> ids, data set -> token rows, validation rows) for the ablations."""
   from tokensift.pipeline.corpus_stages import selected_ids
-  from tokensift.pipeline.evidence_stages import token_losses
   from tokensift.selection import samplers
   a, seed = ctx.config.ablation, ctx.config.selection.seed
   tl = token_losses(ctx)

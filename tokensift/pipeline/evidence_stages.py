@@ -87,14 +87,6 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
           "by_source": {s: sum(r["source"] == s for r in rows) for s in ("raw", "refined", "validation")}}
 
 
-def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
-  """(source, id) -> the perplexity stage's row."""
-  if "token_losses" not in ctx.cache:
-    ctx.cache["token_losses"] = {(r["source"], r["id"]): r
-                                 for r in ka.read_jsonl(ctx.dir("perplexity") / "token_losses.jsonl")}
-  return ctx.cache["token_losses"]
-
-
 # --------------------------------------------------------------------------------------------- ablations
 
 def _ablations_config(ctx: Context) -> dict[str, Any]:

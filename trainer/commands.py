@@ -1,0 +1,83 @@
+"""``tokensift train`` (the embedded trainer, gin-configured SLM or CLM training) and ``tokensift token-view``
+(a trained run's SLM token selections as HTML).
+
+Nothing heavy is imported at module level (the CLI's ``--help`` stays fast); each command imports JAX/TF when
+it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+  p = sub.add_parser("train", help="embedded trainer (one machine): gin-configured SLM or CLM training")
+  _add_gin_args(p)
+  p.set_defaults(func=cmd_train)
+
+  p = sub.add_parser("token-view", help="HTML page colouring a document's tokens by SLM selection and excess "
+                     "loss, from a trained run")
+  _add_gin_args(p)
+  p.add_argument("--out", required=True, help="output .html file")
+  p.add_argument("--split", default="validation")
+  p.add_argument("--doc", type=int, default=0, help="index of the document in the split")
+  p.add_argument("--ratio", type=float, default=None, help="selection ratio (default: the run's LossConfig)")
+  p.set_defaults(func=cmd_token_view)
+
+
+def _add_gin_args(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--gin_file", action="append", required=True, help="gin file (repeatable; later ones override)")
+  p.add_argument("--gin", action="append", default=[], help="gin binding, e.g. \"TRAIN_STEPS = 10\" (repeatable)")
+  p.add_argument("--model_dir", default=None, help="sets the gin macro MODEL_DIR")
+  p.add_argument("--ref_dir", default=None, help="sets the gin macro REF_DIR (reference-loss files)")
+
+
+def parse_gin(args) -> None:
+  """Parses ``--gin_file``/``--gin`` (+ ``--model_dir``/``--ref_dir`` macros); includes resolve against the
+  current directory, the repository root and each gin file's folder and its parent."""
+  import gin
+  from tokensift.core import paths
+  gin.clear_config()
+  search = [Path.cwd(), paths.repo_root()]
+  for f in args.gin_file:
+    if not Path(f).exists() and not any((s / f).exists() for s in search):
+      raise FileNotFoundError(f"gin file {f!r} not found (searched {', '.join(map(str, search))})")
+    search += [Path(f).resolve().parent, Path(f).resolve().parent.parent]
+  for s in dict.fromkeys(str(s) for s in search):
+    gin.add_config_file_search_path(s)
+  bindings = list(args.gin)
+  if args.model_dir:
+    bindings.append(f"MODEL_DIR = {str(args.model_dir)!r}")
+  if args.ref_dir:
+    bindings.append(f"REF_DIR = {str(args.ref_dir)!r}")
+  gin.parse_config_files_and_bindings(args.gin_file, bindings)
+
+
+def configured_experiment():
+  """(TrainConfig, network) from the parsed gin config (``loop.experiment``'s bindings)."""
+  import gin
+  from tokensift.trainer import loop
+  return gin.get_configurable(loop.experiment)()
+
+
+def cmd_train(args) -> int:
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  from tokensift.trainer import loop
+  parse_gin(args)
+  config, network = configured_experiment()
+  result = loop.train(config, network)
+  print(json.dumps({"step": result.step, "resumed_from": result.resumed_from, "train": result.last_train,
+                    "eval": result.last_eval, "steps_per_second": round(result.steps_per_second, 3),
+                    "tokens_per_second": round(result.tokens_per_second, 1)}, sort_keys=True))
+  return 0
+
+
+def cmd_token_view(args) -> int:
+  from tokensift.trainer import token_view
+  parse_gin(args)
+  config, network = configured_experiment()
+  path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc, ratio=args.ratio)
+  print(f"wrote {path}")
+  return 0
