@@ -61,7 +61,7 @@ def read(text: str) -> Ops:
   if text[:1] in _CANONICAL_START:
     ops = _CANONICAL_LINE.findall(text)
     if len(ops) == text.count("\n") + (text[-1] != "\n"):
-      return Ops(ops, None, (), ())
+      return tuple.__new__(Ops, (ops, None, (), ()))  # (NamedTuple's own __new__ is Python: slower)
   return from_program(prog._parse_general(text))  # (``prog.parse`` would try the canonical form again)
 
 
