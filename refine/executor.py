@@ -45,11 +45,15 @@ Where tokensift deliberately differs from the reference (its weaknesses, DESIGN 
   words of the partly applied program it then discards);
 - output size is bounded (ProX grows a document without limit).
 
-Speed (``benchmarks/bench_executor.py``): words are counted without splitting (``count_words``), once on the
-input; the output's count is the input's minus the removed lines' words, unless a normalization may change
-word boundaries (an empty target, or whitespace on one side only: then the output is recounted); a
-normalization that changes the length reads its count off the length change (one pass over the text); the
-output is assembled from line-list slices; programs in ProX's own style parse in one regex pass (``program``).
+Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
+tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
+decided without parsing. Words are counted once, on the input, without splitting (``word_count.count_words``);
+the output's count follows from it: a normalization that may change word boundaries (an empty target, or
+whitespace on one side only) adds the change read at its replaced spots (``replacement_word_delta``; the output
+is recounted when there are many), and the removed lines' words are subtracted (or the rest counted, when that
+is shorter). A normalization that changes the length reads its count off the length change (``str.replace``
+only); one that keeps it counts the pieces of one ``str.split``. A source's presence in the input is asked once
+per program. The output is assembled from the lines up to the last removed one.
 """
 from __future__ import annotations
 
