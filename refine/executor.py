@@ -288,34 +288,33 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
   if too_big:
     errors.append(too_big)
 
-  plain = not has_unicode_space(text)
-  words_before = count_plain_words(text) if plain else len(text.split())
+  text_plain = not has_unicode_space(text)
   program_ignored = bool(too_big) or len(errors) >= config.max_errors
   if program_ignored:
+    words_before = count_plain_words(text) if text_plain else len(text.split())
     out, removed, applied, noops, words_after = text, (), (), 0, words_before
   else:
     applied = tuple(norms)
     removed = (ranges[0],) if len(ranges) == 1 else _merge(ranges) if ranges else ()
-    words_after = words_before + delta
-    if removed or recount:
-      for _, tgt, _ in applied:  # pieces of the output hold no non-ASCII space when text and targets hold none
-        plain = plain and not has_unicode_space(tgt)
-      count = count_plain_words if plain else count_words
-      if removed:
-        lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
-        gone: list[str] = []
-        for a, b in reversed(removed):
-          gone += lines[a:b + 1]
-          del lines[a:b + 1]
-        result = "\n".join(lines)
-        if not recount:  # words never span a line break: subtract the removed lines' words (or count the rest)
-          if 2 * len(result) < len(out):
-            recount = True
-          else:
-            words_after -= count("\n".join(gone))
-        out = result
+    plain = text_plain  # pieces of the output hold no non-ASCII space when the text and the targets hold none
+    for _, tgt, _ in applied:
+      plain = plain and not has_unicode_space(tgt)
+    count = count_plain_words if plain else count_words
+    if removed:
+      lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
+      gone: list[str] = []
+      for a, b in reversed(removed):
+        gone += lines[a:b + 1]
+        del lines[a:b + 1]
+      out = "\n".join(lines)
+      words_after = count(out)
       if recount:
-        words_after = count(out)
+        words_before = count_plain_words(text) if text_plain else len(text.split())
+      else:  # words never span a line break: the kept and the removed lines' words, less the tracked change
+        words_before = words_after + count("\n".join(gone)) - delta
+    else:
+      words_before = count_plain_words(text) if text_plain else len(text.split())
+      words_after = count(out) if recount else words_before + delta
   reason = ""
   if words_before == 0:
     reason = "empty"
