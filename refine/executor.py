@@ -47,13 +47,14 @@ Where tokensift deliberately differs from the reference (its weaknesses, DESIGN 
 
 Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
 tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
-decided without parsing. Words are counted once, on the input, without splitting (``word_count.count_words``);
-the output's count follows from it: a normalization that may change word boundaries (an empty target, or
-whitespace on one side only) adds the change read at its replaced spots (``replacement_word_delta``; the output
-is recounted when there are many), and the removed lines' words are subtracted (or the rest counted, when that
-is shorter). A normalization that changes the length reads its count off the length change (``str.replace``
-only); one that keeps it counts the pieces of one ``str.split``. A source's presence in the input is asked once
-per program. The output is assembled from the lines up to the last removed one.
+decided without parsing. Words are counted once per document, without splitting (``word_count``): a
+normalization that may change word boundaries (an empty target, or whitespace on one side only) has the change
+it makes read at its replaced spots (``replacement_word_delta``; with many spots, the output is recounted
+instead); with removed lines, the output's kept and removed lines are counted (words never span a line break)
+and the input's count is their sum less that change; without, the input is counted and the output's count
+follows. A normalization that changes the length reads its count off the length change (``str.replace`` only);
+one that keeps it counts the pieces of one ``str.split``. A source's presence in the input is asked once per
+program. The output is assembled from the lines up to the last removed one.
 """
 from __future__ import annotations
 
