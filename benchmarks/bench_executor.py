@@ -1,19 +1,26 @@
-"""ProX executor throughput (docs/s on one core) on the C4 sample, parsing time, and what the rule programmer
-removes.
+"""ProX executor throughput (docs/s on one core) on the C4 sample against GAIR-NLP/ProX's own executor,
+parsing time, and what the rule programmer removes.
 
 The rule programmer runs once over the C4 train sample (1000 documents, TFDS) to write doc- and chunk-level
 programs; ``editing_programs`` writes programs that really edit (1-3 ``remove_lines``, 2-4 ``normalize`` of
 words in the document, a double-space collapse where there is one, and one normalization repeated as a later
 chunk's program repeats it), in ProX's own syntax; ``line_editing_program`` writes line-heavy ones (2-4
 ``remove_lines``, one word deletion, repeated). Then ``executor.execute(text, doc_program, chunk_program)``
-alone is timed, single process, single thread (one core), every program parsed once per run (the parse cache is
-cleared before each run). Target (DESIGN §8): >= 5,000 docs/s per core; printed as a ratio to it. (The ratio to
-GAIR-NLP/ProX's own executor is measured outside the project, on the same programs: see the README.)
+alone is timed, single process, single thread (one core), every program parsed once per run (the parse caches
+are cleared before each run). Target (DESIGN §8): >= 5,000 docs/s per core; printed as a ratio to it.
+
+With ``--prox DIR`` (default: ``$TOKENSIFT_PROX_DIR``), ProX's executor is timed in the same run on the same
+documents and programs: ``DIR`` holds GAIR-NLP/ProX's ``utils/chunk_utils.py`` and ``utils/doc_utils.py``
+(read from its public repository into a directory outside this project, as ``chunk_utils.py``/``doc_utils.py``
+or ``prox_chunk_utils.py``/``prox_doc_utils.py``; never part of tokensift). It runs both stages as ProX's
+data-gen tasks chain them (the doc program, then the chunk program unless the document was dropped). The two
+executors alternate batch by batch (100 documents), each batch's best CPU time over ``--repeats`` runs is kept
+and summed, so a busy shared machine slows both alike; the line prints tokensift's docs/s over ProX's.
 Then parse seconds for 10k, 100k and 1M characters of call-free text (linear), the rule programmer's speed,
 and the sample summary: documents dropped, words/tokens kept and rules fired for C4 train 1000 (web profile)
 and OpenWebMath 878 (math profile).
 
-  python benchmarks/bench_executor.py [--repeats 5] [--no-summary]
+  python benchmarks/bench_executor.py [--repeats 9] [--no-summary] [--prox /tmp/prox_executor]
 """
 from __future__ import annotations
 
@@ -88,6 +95,50 @@ def editing_programs(texts: list[str], seed: int = 0, lines: bool = False) -> li
   return [(line_editing_program if lines else editing_program)(t, rng) for t in texts]
 
 
+def prox_executor(directory: str):
+  """GAIR-NLP/ProX's two stages as ``(text, doc_program, chunk_program) -> text``, imported from ``directory``
+  (see the module docstring); None when ``directory`` is empty."""
+  if not directory:
+    return None
+  import importlib.util
+
+  def load(name: str):
+    for stem in (name, "prox_" + name):
+      path = os.path.join(directory, stem + ".py")
+      if os.path.exists(path):
+        spec = importlib.util.spec_from_file_location("prox_" + name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    raise FileNotFoundError(f"--prox {directory!r}: no {name}.py or prox_{name}.py (GAIR-NLP/ProX utils/{name}.py)")
+
+  doc_utils, chunk_utils = load("doc_utils"), load("chunk_utils")
+
+  def run(text: str, doc_program: str | None, chunk_program: str | None) -> str:
+    if doc_program is not None and doc_utils.execute_meta_operations(text, doc_program) == "":
+      return ""
+    return chunk_utils.execute_meta_operations(text, chunk_program or "keep_chunk()")
+  return run
+
+
+def interleaved_rates(fns, runs, repeats: int, clear, batch: int = 100) -> list[float]:
+  """Docs per CPU-second for each ``fn(text, doc_program, chunk_program)`` over ``runs``: the executors take
+  turns batch by batch (the order alternating between repeats); each batch's best CPU time is kept and summed."""
+  batches = [runs[i:i + batch] for i in range(0, len(runs), batch)]
+  best = [[float("inf")] * len(batches) for _ in fns]
+  for r in range(repeats):
+    clear()
+    order = list(range(len(fns))) if r % 2 == 0 else list(reversed(range(len(fns))))
+    for k, b in enumerate(batches):
+      for j in order:
+        fn = fns[j]
+        c0 = time.process_time()
+        for t, d, c in b:
+          fn(t, d, c)
+        best[j][k] = min(best[j][k], time.process_time() - c0)
+  return [len(runs) / sum(b) for b in best]
+
+
 def best_rate(fn, n_docs: int, repeats: int) -> tuple[float, float]:
   """(docs per CPU-second of this process: best run, docs per wall-second: median run). CPU time is the
   per-core figure; it stays meaningful when other processes share the cores."""
@@ -145,10 +196,12 @@ def parse_seconds(n_chars: int, repeats: int = 3) -> float:
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--repeats", type=int, default=5)
+  ap.add_argument("--repeats", type=int, default=9)
+  ap.add_argument("--prox", default=os.environ.get("TOKENSIFT_PROX_DIR", ""),
+                  help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)")
   ap.add_argument("--no-summary", action="store_true", help="skip the sample summary (it loads a tokenizer)")
   args = ap.parse_args()
-  from tokensift.refine import executor, program, rules
+  from tokensift.refine import executor, program, program_ops, rules
 
   texts = c4_train_texts()
   progs = [rules.write_program(t) for t in texts]
@@ -164,19 +217,36 @@ def main() -> None:
   print(f"  editing programs: {calls(edit_runs)} chunk calls "
         f"({sum(c.count('normalize(') for _, _, c in edit_runs)} normalize)")
 
+  def clear():  # every program parsed once per run, as in a real job
+    program._parse_cached.cache_clear()
+    program_ops.cache_clear()
+
   def runner(runs):
     def run():
-      program._parse_cached.cache_clear()  # every program parsed once per run, as in a real job
+      clear()
       for t, d, c in runs:
         executor.execute(t, d, c)
     return run
 
+  prox = prox_executor(args.prox)
+  mixes = (("rule programs", rule_runs), ("editing programs (string-heavy)", edit_runs),
+           ("editing programs (line-heavy)", line_runs))
   print("executor.execute (doc + chunk stage, parsing included), one core:")
-  for name, runs in (("rule programs", rule_runs), ("editing programs", edit_runs),
-                     ("line-heavy editing programs", line_runs)):
+  for name, runs in mixes:
     best, med = best_rate(runner(runs), n, args.repeats)
     print(f"  {name}: {best:,.0f} docs per CPU-second ({med:,.0f} docs per wall-second, median) -> "
           f"{best / TARGET_DOCS_PER_S:.2f}x the {TARGET_DOCS_PER_S:,} docs/s target")
+  if prox is None:
+    print("GAIR-NLP/ProX's executor not timed (pass --prox DIR: see the module docstring)")
+  else:
+    print(f"against GAIR-NLP/ProX's executor ({args.prox}), same documents and programs, batches alternating, "
+          f"best CPU time per batch of {args.repeats} runs, one core:")
+    for name, runs in mixes:
+      same = sum(executor.execute(t, d, c).text == prox(t, d, c) for t, d, c in runs)
+      ours, theirs = interleaved_rates([lambda t, d, c: executor.execute(t, d, c), prox], runs, args.repeats,
+                                       clear)
+      print(f"  {name}: tokensift {ours:,.0f} vs ProX {theirs:,.0f} docs per CPU-second -> {ours / theirs:.2f}x "
+            f"(identical outputs {same}/{len(runs)})")
 
   sizes = (10_000, 100_000, 1_000_000)
   secs = [parse_seconds(k) for k in sizes]

@@ -45,11 +45,16 @@ Where tokensift deliberately differs from the reference (its weaknesses, DESIGN 
   words of the partly applied program it then discards);
 - output size is bounded (ProX grows a document without limit).
 
-Speed (``benchmarks/bench_executor.py``): words are counted without splitting (``count_words``), once on the
-input; the output's count is the input's minus the removed lines' words, unless a normalization may change
-word boundaries (an empty target, or whitespace on one side only: then the output is recounted); a
-normalization that changes the length reads its count off the length change (one pass over the text); the
-output is assembled from line-list slices; programs in ProX's own style parse in one regex pass (``program``).
+Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
+tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
+decided without parsing. Words are counted once per document, without splitting (``word_count``): a
+normalization that may change word boundaries (an empty target, or whitespace on one side only) has the change
+it makes read at its replaced spots (``replacement_word_delta``; with many spots, the output is recounted
+instead); with removed lines, the output's kept and removed lines are counted (words never span a line break)
+and the input's count is their sum less that change; without, the input is counted and the output's count
+follows. A normalization that changes the length reads its count off the length change (``str.replace`` only);
+one that keeps it counts the pieces of one ``str.split``. A source's presence in the input is asked once per
+program. The output is assembled from the lines up to the last removed one.
 """
 from __future__ import annotations
 
@@ -58,29 +63,11 @@ from typing import Any, NamedTuple
 
 from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
+from tokensift.refine import program_ops as po
+from tokensift.refine.word_count import (count_plain_words, count_words, has_unicode_space, keeps_word_count,
+                                         replacement_word_delta)
 
 GROWTH_SLACK_CHARS = 64 * 1024
-
-# Word counting, ``len(text.split())`` exactly, without building the list of words (which dominates the cost
-# of running a program: ~28 us for a 2.5 kB C4 document, against ~6 us here). ASCII whitespace becomes b" " and
-# every other byte b"x" (UTF-8 continuation bytes included), so words are the b" x" pairs plus a leading
-# b"x". Text holding one of the non-ASCII characters ``str.split`` also splits on takes ``len(text.split())``.
-_WORD_BYTES = bytes(0x20 if b < 0x80 and chr(b).isspace() else ord("x") for b in range(256))
-_NON_ASCII_SPACES = tuple(chr(c) for c in range(0x80, 0x3001) if chr(c).isspace())  # 19 (none above U+3000)
-
-
-def count_words(text: str) -> int:
-  """``len(text.split())``, computed without splitting (see above)."""
-  if text.isascii():
-    b = text.encode("ascii")
-  else:
-    for c in _NON_ASCII_SPACES:  # 19 single-character searches: ~3x faster than one regex character class
-      if c in text:
-        return len(text.split())
-    b = text.encode("utf-8", "surrogatepass")
-  t = b.translate(_WORD_BYTES)
-  return t.count(b" x") + (t[:1] == b"x")
-
 
 def max_output_chars(text: str) -> int:
   """The most characters a refined ``text`` may have: ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``."""
@@ -197,13 +184,20 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
   return tuple((a, b) for a, b in out)
 
 
-def _no_space(s: str) -> bool:
-  return s.split() == [s]
+def _chunk_ops(program: str | prog.Program | None) -> po.Ops:
+  if isinstance(program, str):
+    return po.read_cached(program)
+  if isinstance(program, prog.Program):
+    return po.from_program(program)
+  return po.read_cached("" if program is None else str(program))
 
 
-def _chunk_stage(p: prog.Program, text: str, config: ExecConfig, n_lines: int = -1) -> tuple:
+_SPLIT_COUNT_MAX_CHARS = 1 << 16  # (splitting a longer text into pieces could build millions of strings)
+
+
+def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) -> tuple:
   """The chunk stage as a plain tuple (``ChunkOutcome``'s fields, in order); see the module docstring."""
-  errors = [str(e) for e in p.errors] if p.errors else []
+  errors = list(p.errors)
   ignored = p.ignored
   if n_lines < 0:
     n_lines = text.count("\n") + 1
@@ -212,66 +206,82 @@ def _chunk_stage(p: prog.Program, text: str, config: ExecConfig, n_lines: int = 
   noops = 0
   out = text
   too_big = ""
-  recount = False  # whether an applied normalization may have changed the number of words
-  for call in p.calls:
-    name = call.name
-    if name == "remove_lines":
-      args = call.args
-      if args[0][0] == "all":
+  cap = 0  # max_output_chars(text), once a normalization grows the text
+  delta = 0  # count_words(out) - count_words(text), while ``recount`` is False
+  recount = False  # whether the output's words must be counted afresh (tracking the change costs more)
+  sources: dict[str, bool] = {}  # whether a source is in ``text`` (asked again when a call repeats it)
+  for i, (a, b, src, tgt, name) in enumerate(p.ops):  # (``program_ops``: one tuple of strings per call)
+    if a:  # remove_lines
+      if a == "all":
         ranges.append((0, n_lines - 1))
         continue
-      a, b = args[0][1], args[1][1]
+      a, b = int(a), int(b)
       if a < 0 or b < 0:
-        errors.append(f"{call.where()}: remove_lines({a}, {b}): negative line number")
+        errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): negative line number")
       elif a > b:
-        errors.append(f"{call.where()}: remove_lines({a}, {b}): line_start > line_end")
+        errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): line_start > line_end")
       elif a >= n_lines:
-        errors.append(f"{call.where()}: remove_lines({a}, {b}): line_start past the last line {n_lines - 1}")
-      else:
-        if b >= n_lines:
-          errors.append(f"{call.where()}: remove_lines({a}, {b}): line_end past the last line {n_lines - 1}; "
-                        "clamped")
-          b = n_lines - 1
+        errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): line_start past the last line {n_lines - 1}")
+      elif b < n_lines:
         ranges.append((a, b))
-    elif name == "normalize":
-      args = call.args
-      src, tgt = args[0][1], args[1][1]
+      else:
+        errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): line_end past the last line {n_lines - 1}; "
+                      "clamped")
+        ranges.append((a, n_lines - 1))
+    elif name:  # a call without arguments
+      if name != "keep_chunk" and name != "skip_chunk":
+        ignored = ignored + (f"{po.where(p, i)}: doc-level {name}() in a chunk-level program",)
+    else:  # normalize
       if not src:
-        errors.append(f"{call.where()}: normalize: source_str is empty")
+        errors.append(f"{po.where(p, i)}: normalize: source_str is empty")
         continue
       if "\n" in src or "\n" in tgt:
-        errors.append(f"{call.where()}: normalize({src[:40]!r}, {tgt[:40]!r}): a line break would renumber lines")
+        errors.append(f"{po.where(p, i)}: normalize({src[:40]!r}, {tgt[:40]!r}): a line break would renumber "
+                      "lines")
         continue
       ls, lt = len(src), len(tgt)
-      if lt > ls and len(out) + (len(out) // ls) * (lt - ls) > max_output_chars(text):
-        # It could cross the bound: count first and check before anything is built.
-        count = out.count(src)
-        if count and len(out) + count * (lt - ls) > max_output_chars(text):
-          too_big = (f"{call.where()}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the document "
-                     f"to {len(out) + count * (lt - ls)} characters, past the bound {max_output_chars(text)}; "
-                     "program ignored")
-          break
-      if lt != ls:  # one pass: the count is read off the length change
+      if lt != ls:
+        if lt > ls:
+          cap = cap or max_output_chars(text)
+          if len(out) + (len(out) // ls) * (lt - ls) > cap:
+            # It could cross the bound: count first and check before anything is built.
+            count = out.count(src)
+            if count and len(out) + count * (lt - ls) > cap:
+              too_big = (f"{po.where(p, i)}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the "
+                         f"document to {len(out) + count * (lt - ls)} characters, past the bound {cap}; "
+                         "program ignored")
+              break
         new = out.replace(src, tgt)
-        count = (len(new) - len(out)) // (lt - ls)
+        count = (len(new) - len(out)) // (lt - ls)  # one pass: the count is read off the length change
+      elif len(out) <= _SPLIT_COUNT_MAX_CHARS:  # the pieces count the occurrences: one pass, not two
+        pieces = out.split(src)
+        count = len(pieces) - 1
+        new = tgt.join(pieces) if count and src != tgt else out
       else:
         new = out.replace(src, tgt)
         # CPython returns the very string when nothing matched (or when ``src == tgt``: then count).
         count = 0 if new is out and src != tgt else out.count(src)
-      original = count > 0 if out is text else src in text
+      if out is text:
+        original = count > 0
+      else:
+        original = sources.get(src)
+        if original is None:
+          original = src in text
+      sources[src] = original
       if not original:
-        errors.append(f"{call.where()}: normalize: source_str {src[:60]!r} not found in the document")
-      if count == 0:
+        errors.append(f"{po.where(p, i)}: normalize: source_str {src[:60]!r} not found in the document")
+      if not count:
         noops += original
         continue
-      if not recount and not (lt and (_no_space(src) and _no_space(tgt) or src.isspace() and tgt.isspace())):
-        recount = True
+      if not recount and not keeps_word_count(src, tgt):
+        # The change in words, read at the replaced spots while there are few (each costs about what
+        # recounting 250 characters does).
+        if count <= 4 + len(out) // 256:
+          delta += replacement_word_delta(out, src, tgt, count)
+        else:
+          recount = True
       out = new
       norms.append((src, tgt, count))
-    elif name == "keep_chunk":
-      pass
-    else:
-      ignored = ignored + (f"{call.where()}: doc-level {call.written}() in a chunk-level program",)
   if not too_big and len(out) > MAX_DOC_BYTES // 4 and out is not text:  # 4 UTF-8 bytes per char at most
     size = len(out.encode("utf-8", "surrogatepass"))
     if size > MAX_DOC_BYTES and size > len(text.encode("utf-8", "surrogatepass")):
@@ -279,26 +289,33 @@ def _chunk_stage(p: prog.Program, text: str, config: ExecConfig, n_lines: int = 
   if too_big:
     errors.append(too_big)
 
-  words_before = count_words(text)
+  text_plain = not has_unicode_space(text)
   program_ignored = bool(too_big) or len(errors) >= config.max_errors
   if program_ignored:
+    words_before = count_plain_words(text) if text_plain else len(text.split())
     out, removed, applied, noops, words_after = text, (), (), 0, words_before
   else:
-    removed, applied = (_merge(ranges) if ranges else ()), tuple(norms)
-    words_after = words_before
+    applied = tuple(norms)
+    removed = (ranges[0],) if len(ranges) == 1 else _merge(ranges) if ranges else ()
+    plain = text_plain  # pieces of the output hold no non-ASCII space when the text and the targets hold none
+    for _, tgt, _ in applied:
+      plain = plain and not has_unicode_space(tgt)
+    count = count_plain_words if plain else count_words
     if removed:
-      lines = out.split("\n")
-      kept: list[str] = []
-      prev = 0
-      for a, b in removed:
-        kept += lines[prev:a]
-        if not recount:  # words never span a line break: subtract the removed lines' words
-          words_after -= count_words("\n".join(lines[a:b + 1]))
-        prev = b + 1
-      kept += lines[prev:]
-      out = "\n".join(kept)
-    if recount:
-      words_after = count_words(out)
+      lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
+      gone: list[str] = []
+      for a, b in reversed(removed):
+        gone += lines[a:b + 1]
+        del lines[a:b + 1]
+      out = "\n".join(lines)
+      words_after = count(out)
+      if recount:
+        words_before = count_plain_words(text) if text_plain else len(text.split())
+      else:  # words never span a line break: the kept and the removed lines' words, less the tracked change
+        words_before = words_after + count("\n".join(gone)) - delta
+    else:
+      words_before = count_plain_words(text) if text_plain else len(text.split())
+      words_after = count(out) if recount else words_before + delta
   reason = ""
   if words_before == 0:
     reason = "empty"
@@ -317,7 +334,11 @@ def execute_chunk(program: str | prog.Program | None, text: str,
   """Runs a chunk-level program (all chunks' programs concatenated) against the whole ``text``."""
   if not isinstance(text, str):
     text = "" if text is None else str(text)
-  return ChunkOutcome._make(_chunk_stage(_as_program(program), text, config))
+  return ChunkOutcome._make(_chunk_stage(_chunk_ops(program), text, config))
+
+
+# The doc-level programs nearly every document has, decided without parsing (the same result as parsing them).
+_DOC_DECISIONS = {"keep_doc()": "keep", "untouch_doc()": "keep", "drop_doc()": "drop", "": "none"}
 
 
 def execute(text: str, doc_program: str | prog.Program | None = None,
@@ -331,11 +352,15 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
   errors: list[str] = []
   doc_action, doc_errors = "none", 0
   if doc_program is not None:
-    d = _as_program(doc_program)
-    doc_action = _doc_stage(d)[0]
-    if d.errors:
-      doc_errors = len(d.errors)
-      errors.extend(f"doc {e}" for e in d.errors)
+    quick = _DOC_DECISIONS.get(doc_program) if isinstance(doc_program, str) else None
+    if quick is not None:
+      doc_action = quick
+    else:
+      d = _as_program(doc_program)
+      doc_action = _doc_stage(d)[0]
+      if d.errors:
+        doc_errors = len(d.errors)
+        errors.extend(f"doc {e}" for e in d.errors)
   n_lines = text.count("\n") + 1
   if doc_action == "drop" or chunk_program is None:
     words = count_words(text)
@@ -347,7 +372,7 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
              "words_before": words, "words_after": 0 if drop else words, "noop_normalizations": 0}
     return tuple.__new__(Refined, ("" if drop else text, not drop, tuple(errors), stats, (), ()))
   (out, kept, reason, ignored_program, c_errors, _, removed, applied, _, words_before, words_after,
-   noops) = _chunk_stage(_as_program(chunk_program), text, config, n_lines)
+   noops) = _chunk_stage(_chunk_ops(chunk_program), text, config, n_lines)
   if c_errors:
     errors.extend(["chunk " + e for e in c_errors])
   lines_removed = replacements = 0

@@ -207,3 +207,36 @@ def test_fast_paths_agree_with_the_general_parser(text):
                  invalid_utf8_docs))
 def test_count_words_is_len_split(text):
   assert ex.count_words(text) == len(text.split())
+
+
+_SPACEY = st.text(alphabet=" \t\n\x0b\x1c\x85\xa0\u2000\u3000abé😀", max_size=60)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_SPACEY, _SPACEY.filter(bool), _SPACEY)
+def test_replacement_word_delta_is_the_recounted_change(text, src, tgt):
+  from tokensift.refine import word_count as wc
+  count = text.count(src)
+  new = text.replace(src, tgt)
+  assert wc.replacement_word_delta(text, src, tgt, count) == len(new.split()) - len(text.split())
+  if wc.keeps_word_count(src, tgt):
+    assert len(new.split()) == len(text.split())
+  assert wc.has_unicode_space(text) == any(c.isspace() and not c.isascii() for c in text)
+  if not wc.has_unicode_space(text):
+    assert wc.count_plain_words(text) == len(text.split())
+
+
+@FUZZ
+@given(st.one_of(programs, st.lists(st.sampled_from(
+    ['remove_lines(line_start=3, line_end=5)', 'normalize(source_str="a b", target_str="")', "keep_chunk()",
+     "untouch_doc()", 'normalize(source_str="", target_str="x")', "remove_lines(line_start=07, line_end=2)"]),
+    max_size=5).map("\n".join)))
+def test_program_ops_read_programs_as_the_parser_does(text):
+  from tokensift.refine import program_ops as po
+  ops = po.read(text)
+  parsed = po.from_program(prog.parse(text))
+  def same(op):  # line numbers as numbers (the canonical reading keeps them as written, e.g. "07")
+    return tuple(int(x) if k < 2 and x not in ("", "all") else x for k, x in enumerate(op))
+  assert [same(op) for op in ops.ops] == [same(op) for op in parsed.ops]
+  assert [po.where(ops, i) for i in range(len(ops.ops))] == [c.where() for c in prog.parse(text).calls]
+  assert (ops.errors, ops.ignored) == (parsed.errors, parsed.ignored)
