@@ -32,5 +32,14 @@ def _tf_cpu_only():
   yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tasks_registered(_tf_cpu_only):
+  """Test programs, like user programs, register the seqio tasks they read: the core reads tasks from seqio's
+  registry and never imports the packages that register them (tests/test_corpus_scale.py's subprocess scripts
+  show the one-import rule on their own)."""
+  import tokensift.all_tasks  # noqa: F401
+  yield
+
+
 def pytest_collection_modifyitems(config, items):
   assert "jax" not in sys.modules or "--xla_force_host_platform_device_count" in os.environ["XLA_FLAGS"]

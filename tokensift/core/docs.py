@@ -299,7 +299,9 @@ def unique_ids(items: Iterator[Document | Skip]) -> Iterator[Document | Skip]:
 
 @dataclasses.dataclass(frozen=True)
 class DocumentInput:
-  """One input of a job: a seqio task's source split, or files (glob patterns, local or remote).
+  """One input of a job: a seqio task's source split (a task registered by the calling program: ``import
+  tokensift.tasks`` for the raw tasks, ``tokensift.all_tasks`` for every family), or files (glob patterns, local or
+  remote).
 
   ``rows(shard)`` yields that shard's Documents/Skips (see the module docstring); ``validate()`` checks the task
   and split exist or the patterns match files (call it before creating any output); ``describe()`` is the
