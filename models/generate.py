@@ -32,8 +32,7 @@ def _scope(mesh: Mesh | None, rules):
   if mesh is None:
     yield
   else:
-    # jax.set_mesh, not the legacy `with mesh:` (under which flax activation constraints are no-ops).
-    with jax.set_mesh(mesh), nn.logical_axis_rules(partitioning.get_rules(rules)):
+    with partitioning.mesh_rules(mesh, rules):  # the one mesh context (activation constraints bind)
       yield
 
 

@@ -12,6 +12,7 @@ Logical axis names used by tokensift layers:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, Sequence
 
@@ -70,6 +71,20 @@ def get_rules(name_or_rules: str | Rules = "standard") -> Rules:
   return tuple(name_or_rules)
 
 
+@contextlib.contextmanager
+def mesh_rules(mesh: Mesh, rules: str | Rules = "standard"):
+  """The one mesh context: ``jax.set_mesh(mesh)`` with the logical ``rules`` in scope.
+
+  Use it (not the legacy ``with mesh:``) around every trace of a tokensift layer: flax's
+  ``nn.with_logical_constraint`` constrains an activation only when ``jax.sharding.get_abstract_mesh()`` is
+  set, which ``with mesh:`` no longer does (jax >= 0.7), so under it every activation constraint is silently
+  dropped (``tests/test_partitioning.py`` checks the compiled shardings). t5x launches enter the same context
+  (``rho1.t5x_models.PjitPartitioner``).
+  """
+  with jax.set_mesh(mesh), nn.logical_axis_rules(get_rules(rules)):
+    yield
+
+
 def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: str | Rules = "standard") -> Any:
   """NamedShardings for a (possibly abstract) tree of ``nn.LogicallyPartitioned`` boxes and plain arrays.
 
@@ -109,9 +124,11 @@ def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules =
   def init():
     return module.init(rng, *init_args, **init_kwargs)["params"]
 
-  with mesh, nn.logical_axis_rules(rules_t):
+  with nn.logical_axis_rules(rules_t):
     abstract = jax.eval_shape(init)
-    shardings = logical_shardings(abstract, mesh, rules_t)
+  # Outside the mesh: unboxing abstract params under an active mesh would apply constraints to them.
+  shardings = logical_shardings(abstract, mesh, rules_t)
+  with mesh_rules(mesh, rules_t):
     params = jax.jit(lambda: nn.unbox(init()), out_shardings=shardings)()
   return params, shardings
 
@@ -120,9 +137,9 @@ def param_shardings(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rule
                     **init_kwargs) -> Any:
   """The NamedShardings a module's params take under ``rules`` (from an abstract init; no compute)."""
   rules_t = get_rules(rules)
-  with mesh, nn.logical_axis_rules(rules_t):
+  with nn.logical_axis_rules(rules_t):  # shapes only: no mesh needed
     abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *init_args, **init_kwargs)["params"])
-    return logical_shardings(abstract, mesh, rules_t)
+  return logical_shardings(abstract, mesh, rules_t)
 
 
 def place_params(params: Any, shardings: Any) -> Any:
@@ -135,25 +152,33 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data", *([None] * (ndim - 1))))
 
 
-def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any, *, rules: str | Rules = "standard",
+def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any = None, *, rules: str | Rules = "standard",
               method: str | Callable | None = None, static_argnames: Sequence[str] = (),
               out_sharding: Any = None) -> Callable:
-  """``jax.jit`` of ``module.apply({'params': p}, *args, method=...)`` with params in ``shardings`` and the
-  logical rules in scope, so activation constraints inside layers bind to this mesh.
+  """``jax.jit`` of ``module.apply({'params': p}, *args, method=...)`` traced under ``mesh_rules(mesh, rules)``,
+  so activation constraints inside layers bind to this mesh.
+
+  ``shardings``: the params' NamedShardings (from ``sharded_init`` / ``param_shardings``); params are placed
+  per them before the call (a no-op for params already so placed, a transfer for host arrays). ``None``: jit
+  follows the params' own layout.
   """
   rules_t = get_rules(rules)
 
   def fn(params, *args, **kwargs):
-    with nn.logical_axis_rules(rules_t):
-      return module.apply({"params": params}, *args, method=method, **kwargs)
+    return module.apply({"params": params}, *args, method=method, **kwargs)
 
-  jitted = jax.jit(fn, in_shardings=None, out_shardings=out_sharding, static_argnames=tuple(static_argnames))
+  jitted = jax.jit(fn, out_shardings=out_sharding, static_argnames=tuple(static_argnames))
 
   def call(params, *args, **kwargs):
-    # jax.set_mesh, not the legacy `with mesh:`: under the latter flax's with_logical_constraint finds no
-    # global mesh (jax >= 0.7) and silently drops every activation constraint.
-    with jax.set_mesh(mesh):
+    if shardings is not None:
+      params = place_params(params, shardings)
+    with mesh_rules(mesh, rules_t):
       return jitted(params, *args, **kwargs)
 
-  del shardings  # params arrive already placed (sharded_init / place_params); jit follows their layout
+  call.lower = lambda params, *args, **kwargs: _lower(jitted, mesh, rules_t, params, *args, **kwargs)
   return call
+
+
+def _lower(jitted, mesh, rules, *args, **kwargs):
+  with mesh_rules(mesh, rules):
+    return jitted.lower(*args, **kwargs)

@@ -13,10 +13,13 @@ never imports it. Classes:
   gives the reference losses; the top ``selection_ratio`` tokens by excess loss (global over the batch, or per
   sequence) form a stop-gradient mask that is multiplied into ``decoder_loss_weights`` before t5x's loss
   normalization, so ``loss_normalizing_factor='NUM_REAL_TARGET_TOKENS'`` gives Rho-1's mean over the selected
-  tokens. Metrics: t5x's base metrics over the selected tokens (boolean mask) plus ``slm/*``.
+  tokens. One full-vocabulary normalization per step: the selection's per-token CE and the loss (t5x's label
+  smoothing and z-loss, ``weighted_cross_entropy``) share it. Metrics: t5x's base metrics over the selected
+  tokens (boolean mask) plus ``slm/*``.
 
 - ``PjitPartitioner``: t5x's partitioner over tokensift's rules table (``models/partitioning.py``), with a mesh
-  that honours the model-parallel setting on CPU devices too; the ``gin_configs/partitioning/`` presets bind it.
+  that honours the model-parallel setting on CPU devices too, and steps jitted under the same mesh context as
+  the embedded trainer (``partitioning.mesh_rules``); the ``gin_configs/partitioning/`` presets bind it.
 
 Gradient accumulation (``Trainer.num_microbatches``) selects within each microbatch.
 """
@@ -44,6 +47,7 @@ from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from tokensift.rho1 import feature_converters
 from tokensift.models import partitioning
@@ -56,6 +60,19 @@ def logical_axis_rules(preset: str = "standard"):
   ours = partitioning.get_rules(preset)
   names = {name for name, _ in ours}
   return tuple(ours) + tuple(r for r in t5x_partitioning.standard_logical_axis_rules() if r[0] not in names)
+
+
+class _PjittedFnWithMesh(t5x_partitioning.PjittedFnWithContext):
+  """A partitioned t5x step called and lowered under ``partitioning.mesh_rules`` (the mesh context tokensift
+  uses everywhere) instead of t5x's legacy ``with Mesh(...)``."""
+
+  def __call__(self, *args, **kwargs):
+    with partitioning.mesh_rules(self._mesh, self._logical_axis_rules):
+      return self._pjitted_fn(*args, **kwargs)
+
+  def lower(self, *args, **kwargs):
+    with partitioning.mesh_rules(self._mesh, self._logical_axis_rules):
+      return self._pjitted_fn.lower(*args, **kwargs)
 
 
 class PjitPartitioner(t5x_partitioning.PjitPartitioner):
@@ -86,6 +103,25 @@ class PjitPartitioner(t5x_partitioning.PjitPartitioner):
       absl_logging.info("tokensift PjitPartitioner CPU mesh: %s", dict(mesh.shape))
       self.__dict__["_tokensift_mesh"] = mesh
     return self.__dict__["_tokensift_mesh"]
+
+  def partition(self, fn, in_axis_resources, out_axis_resources, static_argnums=(), donate_argnums=()):
+    """t5x's ``partition`` on ``jax.jit`` under the one mesh context (``partitioning.mesh_rules``), in place of
+    the deprecated ``jax.experimental.pjit.pjit`` under the legacy ``with Mesh(...)``: t5x launches and the
+    embedded trainer then trace tokensift layers under the same context. (pjit keeps flax's activation
+    constraints only under the legacy context, plain jit only under ``jax.set_mesh``; mixing them drops the
+    constraints, which ``tests/test_partitioning.py`` checks in the compiled program.) PartitionSpecs become
+    NamedShardings on this mesh (jit needs no context mesh for those), and ``None`` a replicated one, as pjit
+    read it (t5x's infer steps rely on replicated outputs).
+    """
+    def named(tree):
+      def one(s):
+        return jax.sharding.NamedSharding(self.mesh, PartitionSpec() if s is None else s)
+      return jax.tree.map(lambda s: one(s) if s is None or isinstance(s, PartitionSpec) else s, tree,
+                          is_leaf=lambda s: isinstance(s, PartitionSpec) or s is None)
+
+    jitted = jax.jit(fn, in_shardings=named(in_axis_resources), out_shardings=named(out_axis_resources),
+                     static_argnums=static_argnums, donate_argnums=donate_argnums)
+    return _PjittedFnWithMesh(jitted, self.mesh, self._logical_axis_rules)
 
 
 def logical_factor_rules():
@@ -128,6 +164,31 @@ class EncoderDecoderModel(t5x_models.EncoderDecoderModel):
     return split_params_axes(super().get_initial_variables(rng, input_shapes, input_types))
 
 
+def weighted_cross_entropy(logits, token_ce, log_z, weights, label_smoothing: float, z_loss: float,
+                           loss_normalizing_factor) -> tuple[jax.Array, jax.Array]:
+  """t5x's ``compute_weighted_cross_entropy`` (same label smoothing, z-loss and normalization) from an already
+  computed per-token ``token_ce = log_z - logits[target]`` and ``log_z`` (float32 [batch, length]), so a step
+  normalizes the vocabulary once instead of twice.
+
+  With label smoothing, ``-sum(soft_targets * log_softmax) = log_z - (on - off) * logits[target] -
+  off * sum(logits)``: one reduction over the vocabulary, no second softmax. Returns the scalar
+  ``(loss, z_loss)`` (``loss`` includes ``z_loss``, as in t5x).
+  """
+  vocab = logits.shape[-1]
+  loss = token_ce
+  if label_smoothing:
+    on = 1.0 - label_smoothing
+    off = label_smoothing / (vocab - 1) if vocab > 1 else label_smoothing
+    target_logit = log_z - token_ce
+    loss = log_z - (on - off) * target_logit - off * jnp.sum(logits.astype(jnp.float32), axis=-1)
+    loss = loss + (on * jnp.log(on) + (vocab - 1) * off * jnp.log(off + 1e-20))  # t5x's normalizing constant
+  token_z = z_loss * jnp.square(log_z)
+  loss, token_z = (loss + token_z) * weights, token_z * weights
+  if loss_normalizing_factor is not None:
+    loss, token_z = loss / loss_normalizing_factor, token_z / loss_normalizing_factor
+  return jnp.sum(loss), jnp.sum(token_z)
+
+
 def _average(total, count) -> clu_metrics.Average:
   return clu_metrics.Average(total=jnp.asarray(total, jnp.float32), count=jnp.asarray(count, jnp.float32))
 
@@ -155,15 +216,17 @@ class _SelectiveLoss:
     weights = batch.get("decoder_loss_weights")
     weights = (targets > 0) if weights is None else weights
     weights = weights.astype(jnp.float32)
-    ce, _ = token_cross_entropy(jax.lax.stop_gradient(logits), targets)
+    # The step's one full-vocabulary normalization: per-token CE and log-partition, shared by the selection
+    # (stop-gradient) and the training loss.
+    token_ce, log_z = token_cross_entropy(logits, targets)
+    ce = jax.lax.stop_gradient(token_ce)
     excess = ce - batch[feature_converters.MODEL_REF_FEATURE].astype(jnp.float32)
     mask = select_tokens(excess, weights, self.selection_ratio, self.selection_scope)
     selected_batch = dict(batch, decoder_loss_weights=weights * mask)
     loss_normalizing_factor, loss_weights = t5x_losses.get_loss_normalizing_factor_and_weights(
         self._loss_normalizing_factor, selected_batch)
-    loss, z_loss, _ = t5x_losses.compute_weighted_cross_entropy(
-        logits, targets=targets, weights=loss_weights, label_smoothing=self._label_smoothing, z_loss=self._z_loss,
-        loss_normalizing_factor=loss_normalizing_factor)
+    loss, z_loss = weighted_cross_entropy(logits, token_ce, log_z, loss_weights, self._label_smoothing,
+                                          self._z_loss, loss_normalizing_factor)
     segment_ids = {k[:-len("_segment_ids")]: v for k, v in batch.items() if k.endswith("_segment_ids")}
     if not segment_ids:
       segment_ids = {k: v != 0 for k, v in batch.items() if k in ("encoder_input_tokens", "decoder_target_tokens")}

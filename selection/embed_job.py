@@ -204,7 +204,9 @@ class Embedder:
     plan = plan_batches([len(t) for t in tokens], tokens_per_batch=self.config.tokens_per_batch,
                         max_batch=self.config.max_batch, min_bucket=self.config.min_bucket,
                         max_length=self.max_length, multiple=self.data_size)
-    with self.mesh:
+    from tokensift.models import partitioning
+    # the one mesh context (not the legacy `with mesh:`, under which the layers' activation constraints drop)
+    with partitioning.mesh_rules(self.mesh):
       for length, size, rows in plan:
         ids = np.full((size, length), self.pad_id, np.int32)
         mask = np.zeros((size, length), np.int32)

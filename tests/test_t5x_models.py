@@ -115,6 +115,39 @@ def test_plain_decoder_only_model_is_t5x_cross_entropy():
   np.testing.assert_allclose(float(loss), float(loss1), rtol=1e-6)  # ratio 1 selects every token
 
 
+def _vocab_exps(jaxpr) -> int:
+  """How many ``exp`` ops over a full-vocabulary array the (nested) jaxpr holds: one per softmax pass."""
+  count = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "exp" and eqn.outvars[0].aval.shape[-1:] == (VOCAB,):
+      count += 1
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else (value,):
+        sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr (pjit, custom_jvp/vjp, remat, scan bodies)
+        if hasattr(sub, "eqns"):
+          count += _vocab_exps(sub)
+  return count
+
+
+def test_selective_loss_normalizes_the_vocabulary_once_and_is_t5x_loss_at_ratio_1():
+  """One full-vocabulary softmax pass per loss (the selection's per-token CE and the training loss share it),
+  and at ratio 1 with label smoothing and z-loss the loss, z-loss and gradients are t5x's cross entropy's."""
+  kw = dict(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", label_smoothing=0.1, z_loss=1e-3)
+  sel, plain = _model(selection_ratio=1.0, **kw), _model(t5x_models.DecoderOnlyModel, **kw)
+  batch = _packed_batch(seed=2)
+  params = sel.get_initial_variables(jax.random.PRNGKey(1), {"decoder_input_tokens": (4, 24)},
+                                     {"decoder_input_tokens": jnp.int32})["params"]
+  assert _vocab_exps(jax.make_jaxpr(lambda p: sel.loss_fn(p, batch, None)[0])(params).jaxpr) == 1
+  plain_batch = {k: v for k, v in batch.items() if k != "decoder_ref_losses"}
+  (loss, metrics), grads = jax.value_and_grad(lambda p: sel.loss_fn(p, batch, None), has_aux=True)(params)
+  (want, want_m), want_grads = jax.value_and_grad(lambda p: plain.loss_fn(p, plain_batch, None),
+                                                  has_aux=True)(params)
+  np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["z_loss"].compute()), float(want_m["z_loss"].compute()), rtol=1e-5)
+  for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-6)
+
+
 def test_selective_encoder_decoder_model():
   module = T5(T5Config(vocab_size=VOCAB, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
                        num_decoder_layers=1))
@@ -139,6 +172,7 @@ def test_selective_encoder_decoder_model():
 def test_t5x_train_runs_the_slm_launch(tmp_path, data_dir):
   """`python -m t5x.train` on gin_configs/t5x/owm_slm.gin for 2 steps (reference losses of a tiny model)."""
   from test_feature_converters import tiny_llama
+  import tokensift.all_tasks  # noqa: F401  (registers owm_raw_smollm2, as the CLI does before a task command)
   from tokensift.rho1 import reference_losses as rl
   model, params = tiny_llama(seed=3)
   scorer = rl.ReferenceScorer(model, params, batch_tokens=256, max_length=32, length_multiple=32)

@@ -88,6 +88,17 @@ def _sigkill_after_checkpoint(run: Path, code: str, step: int) -> None:
   assert proc.wait() == -signal.SIGKILL
 
 
+def _tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
+  """``{tag: {step: value}}`` read back from the TensorBoard event files under ``logdir`` (last write wins)."""
+  import tensorflow as tf
+  out: dict[str, dict[int, float]] = {}
+  for path in sorted(logdir.glob("events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        out.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  return out
+
+
 def test_stopped_or_killed_and_resumed_runs_continue_the_same_loss_curve(tmp_path, ref_task, xla_cache):
   """Three runs of the same 8-step config: uninterrupted; stopped after step 3 (last checkpoint: 2) and resumed;
   killed with SIGKILL right after its step-4 checkpoint and resumed. All log exactly the same losses."""
@@ -118,7 +129,11 @@ def test_stopped_or_killed_and_resumed_runs_continue_the_same_loss_curve(tmp_pat
   assert all(abs(r["selected_fraction"] - 0.6) < 0.01 for r in a)
   assert all(r["excess_selected"] > r["excess_unselected"] for r in a)
   assert loop.read_metrics(tmp_path / "a", "eval")[-1]["step"] == 8
-  assert any((tmp_path / "a" / "train").iterdir())  # TensorBoard events
+  # TensorBoard events (clu.metric_writers): every logged train step's loss, and the eval loss at step 8
+  events = _tensorboard_scalars(tmp_path / "a" / "train")
+  assert sorted(events["loss"]) == [r["step"] for r in a]
+  np.testing.assert_allclose([events["loss"][r["step"]] for r in a], [r["loss"] for r in a], rtol=1e-6)
+  assert 8 in _tensorboard_scalars(tmp_path / "a" / "eval")["loss"]
   assert any(p.name.startswith("jit__train_step") for p in Path(xla_cache).iterdir())
   with pytest.raises(ValueError, match="data order"):
     loop.train(_config(tmp_path / "b", name, seed=1), _network())

@@ -2,10 +2,10 @@
 
 Per run: build the mesh and steps, restore the latest checkpoint in ``{model_dir}/checkpoints`` (or init) with
 the training input's position (a checkpointed tf.data iterator: constant time, see ``inputs``), train to
-``config.train_steps`` with a tqdm progress bar, log metrics to TensorBoard (``{model_dir}/train``,
-``{model_dir}/eval``) and to ``{model_dir}/metrics.jsonl`` (one JSON object per logged step; a resumed run first
-drops the records after its checkpoint, so the file always holds one loss curve), checkpoint every
-``checkpoint_every`` steps and at the end, and evaluate on the eval split.
+``config.train_steps`` with a tqdm progress bar, log metrics through ``clu.metric_writers`` (process 0) to
+TensorBoard (``{model_dir}/train``, ``{model_dir}/eval``) and to ``{model_dir}/metrics.jsonl`` (one JSON object
+per logged step; a resumed run first drops the records after its checkpoint, so the file always holds one loss
+curve), checkpoint every ``checkpoint_every`` steps and at the end, and evaluate on the eval split.
 """
 from __future__ import annotations
 
@@ -48,21 +48,25 @@ def truncate_metrics(path: Path, resume_step: int) -> None:
 
 
 class MetricsLog:
-  """TensorBoard scalars + a JSON-lines file that a resumed run truncates back to its checkpoint."""
+  """Metrics through ``clu.metric_writers`` (as t5x writes them): per split one default writer, TensorBoard
+  events in ``{model_dir}/{split}`` plus absl log lines, on process 0 only (other processes log nothing to
+  disk); and a JSON-lines file that a resumed run truncates back to its checkpoint (``read_metrics``)."""
 
   def __init__(self, model_dir: Path, resume_step: int):
-    import tensorflow as tf
+    from clu import metric_writers
     self.path = model_dir / "metrics.jsonl"
-    truncate_metrics(self.path, resume_step)
-    self._writers = {split: tf.summary.create_file_writer(str(model_dir / split)) for split in ("train", "eval")}
-    self._tf = tf
+    self._lead = jax.process_index() == 0
+    if self._lead:
+      truncate_metrics(self.path, resume_step)
+    # collection=split: TensorBoard events in {model_dir}/{split}, log lines prefixed with the split
+    self._writers = {split: metric_writers.create_default_writer(
+        str(model_dir), just_logging=not self._lead, collection=split) for split in ("train", "eval")}
 
   def write(self, split: str, step: int, values: dict[str, float]) -> None:
-    with self._writers[split].as_default():
-      for k, v in values.items():
-        self._tf.summary.scalar(k, v, step=step)
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
+    self._writers[split].write_scalars(step, values)
+    if self._lead:
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
 
   def close(self) -> None:
     for w in self._writers.values():

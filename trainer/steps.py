@@ -107,7 +107,7 @@ class Steps:
       abstract = jax.eval_shape(init, rng)
     # Outside the mesh context: unboxing abstract params under an active mesh would apply constraints.
     param_shardings = partitioning.logical_shardings(abstract, self.mesh, self._rules)
-    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self._rules):
+    with partitioning.mesh_rules(self.mesh, self._rules):
       init_fn = jax.jit(lambda r: nn.unbox(init(r)), out_shardings=param_shardings)
       params = init_fn.lower(rng).compile(INIT_COMPILER_OPTIONS)(rng)
       opt_state = jax.jit(self.optimizer.init)(params)
@@ -165,14 +165,14 @@ class Steps:
   def train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
     """One optimizer step; ``state`` is donated (use the returned one)."""
     train = self._train_jit(batch)
-    with jax.set_mesh(self.mesh):
+    with partitioning.mesh_rules(self.mesh, self._rules):
       return train(state, batch)
 
   def train_step_cost(self, state: State, batch: Mapping[str, jax.Array]) -> dict[str, float]:
     """XLA's cost model of the compiled train step (``flops``, ``bytes accessed``, ...): a noise-free figure
     for comparing step variants on a busy machine. Nothing runs; ``state`` stays valid."""
     train = self._train_jit(batch)
-    with jax.set_mesh(self.mesh):
+    with partitioning.mesh_rules(self.mesh, self._rules):
       cost = train.lower(state, batch).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return {k: float(v) for k, v in (cost or {}).items() if isinstance(v, (int, float))}
@@ -182,6 +182,6 @@ class Steps:
       self._eval = jax.jit(self._eval_step, in_shardings=(self.state_shardings["params"],
                                                           self.batch_shardings(batch)),
                            out_shardings=self._replicated())
-    with jax.set_mesh(self.mesh):
+    with partitioning.mesh_rules(self.mesh, self._rules):
       return self._eval(params, batch)
 
