@@ -42,3 +42,12 @@ def test_installed_package_holds_the_gin_files_and_gin_dir_finds_them(tmp_path):
   for name in installed:  # every `include 'gin_configs/...'` resolves under the search path
     for inc in _includes(Path(gin_dir, name).read_text()):
       assert Path(gin_dir, inc).is_file(), (name, inc)
+
+
+def test_repo_root_is_the_checkout_wherever_the_program_runs(tmp_path, monkeypatch):
+  """An editable install finds its checkout (and so ../shared/data) from any working directory."""
+  from pathlib import Path
+
+  from tokensift.core import paths
+  monkeypatch.chdir(tmp_path)
+  assert paths.repo_root() == Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 def repo_root() -> Path:
   """The repository checkout this package was installed from (editable installs), else the cwd."""
-  here = Path(__file__).resolve().parent.parent
+  here = Path(__file__).resolve().parents[2]  # tokensift/core/paths.py -> the checkout
   return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
