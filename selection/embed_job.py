@@ -142,7 +142,7 @@ class Embedder:
       pad_id = 0
     tok_path = config.tokenizer or (str(loaded.tokenizer.tokenizer_json) if loaded.tokenizer else None)
     if tok_path is None:
-      raise ValueError(f"embedding model {model!r} has no tokenizer.json; pass a tokenizer (--tokenizer)")
+      raise ValueError(f"embedding model {model!r} has no tokenizer.json; pass a tokenizer (--vocab)")
     tok_file = Path(tok_path) / "tokenizer.json" if Path(tok_path).is_dir() else Path(tok_path)
     if not tok_file.exists():
       raise FileNotFoundError(f"tokenizer {str(tok_file)!r} does not exist")
@@ -215,6 +215,7 @@ class Embedder:
         got = np.asarray(self._fn(self.params, jax.device_put(ids, self._batch_sharding),
                                   jax.device_put(mask, self._batch_sharding)))
         out[rows] = got[:len(rows)]
+        jobs.advance(len(rows))  # the embed job's bar moves per batch
     return out, np.array([len(t) for t in tokens]), np.array(cut)
 
 
