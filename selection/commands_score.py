@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from tokensift.core.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
 from tokensift.selection.score_job import ScoreJobConfig  # light (dataclasses): the defaults are defined there once
 
 
@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--min_bucket", type=int, default=d.min_bucket, help="shortest padded length")
   p.add_argument("--bucket_growth", type=float, default=d.bucket_growth,
                  help="ratio between bucket lengths (2 = powers of two: fewer jit shapes, more padding)")
-  p.add_argument("--mesh_data", type=int, default=d.mesh_data, help="data-parallel mesh axis (-1: all local devices)")
-  p.add_argument("--mesh_model", type=int, default=d.mesh_model, help="model-parallel mesh axis")
+  add_mesh_args(p)
+  p.set_defaults(mesh_data=d.mesh_data, mesh_model=d.mesh_model)
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])

@@ -200,8 +200,8 @@ def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_di
   """Reference losses of the real SmolLM2-135M (same tokenizer) over a handful of OpenWebMath documents,
   then a tiny decoder trained on them with SLM, then the token-selection view."""
   ref = tmp_path / "ref"
-  assert cli.main(["reference-losses", "--task", TASK, "--out_dir", str(ref), "--max_docs", "4",
-                   "--max_length", "32", "--batch_tokens", "128", "--no_progress"]) == 0
+  assert cli.main(["reference-losses", "--task", TASK, "--out", str(ref), "--max_docs", "4",
+                   "--max_length", "32", "--tokens_per_batch", "128", "--no_progress"]) == 0
   for split in ("train", "validation"):
     stats = json.loads((ref / f"ref_losses_{split}-00000-of-00001.done").read_text())["stats"]
     assert stats["records"] == 4

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_gin_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--gin_file", action="append", required=True, help="gin file (repeatable; later ones override)")
   p.add_argument("--gin", action="append", default=[], help="gin binding, e.g. \"TRAIN_STEPS = 10\" (repeatable)")
-  p.add_argument("--model_dir", default=None, help="sets the gin macro MODEL_DIR")
+  p.add_argument("--model_dir", default=None,
+                 help="the run directory in t5x's MODEL_DIR sense (checkpoints, metrics; a rerun resumes): sets the "
+                      "gin macro MODEL_DIR")
   p.add_argument("--ref_dir", default=None, help="sets the gin macro REF_DIR (reference-loss files)")
 
 
@@ -39,7 +41,7 @@ def parse_gin(args) -> None:
   """Parses ``--gin_file``/``--gin`` (+ ``--model_dir``/``--ref_dir`` macros); includes resolve against the
   current directory, the repository root and each gin file's folder and its parent."""
   import gin
-  from tokensift.core import paths
+  from tokensift.core import gin_parse, paths
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in args.gin_file:
@@ -53,7 +55,7 @@ def parse_gin(args) -> None:
     bindings.append(f"MODEL_DIR = {str(args.model_dir)!r}")
   if args.ref_dir:
     bindings.append(f"REF_DIR = {str(args.ref_dir)!r}")
-  gin.parse_config_files_and_bindings(args.gin_file, bindings)
+  gin_parse.parse_files_and_bindings(args.gin_file, bindings)
 
 
 def configured_experiment():

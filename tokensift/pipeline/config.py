@@ -201,7 +201,7 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
 
   import gin
 
-  from tokensift.core import paths
+  from tokensift.core import gin_parse, paths
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in files:
@@ -213,9 +213,8 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
   for s in dict.fromkeys(str(s) for s in search):
     gin.add_config_file_search_path(s)
   resolved = [f if Path(f).exists() else str(next(s / f for s in search if (s / f).exists())) for f in files]
-  if bindings:  # so that bindings can name config.X / refiner_training.X like the gin files do
-    bindings = [*GIN_IMPORTS, *bindings]
-  gin.parse_config_files_and_bindings(resolved, bindings)
+  # GIN_IMPORTS: so that bindings can name config.X / refiner_training.X like the gin files do
+  gin_parse.parse_files_and_bindings(resolved, bindings, preamble=GIN_IMPORTS)
   return bound_config()
 
 
