@@ -68,7 +68,7 @@ def cmd_embed(args) -> int:
   inp, shard = input_from_args(args)  # before the model loads or anything is written
   shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   cfg = embed_job.EmbedJobConfig(
-      model=args.model, architecture=args.architecture, tokenizer=args.vocab, max_length=args.max_length,
+      model=args.model, architecture=args.architecture, vocab=args.vocab, max_length=args.max_length,
       dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
       max_batch=args.max_batch, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
   t0 = time.time()

