@@ -119,3 +119,13 @@ def test_default_start_up_is_quiet_and_verbose_restores_it():
   assert loud.returncode == 0 and loud.stdout == quiet.stdout
   # TensorFlow's start-up notices (oneDNN on x86; cuda-driver / cuInit lines on machines with CUDA libraries)
   assert any(b in loud.stderr for b in BANNER), loud.stderr
+
+
+def test_quiet_drops_start_up_notices_but_keeps_user_warnings(caplog):
+  from absl import logging as absl_logging
+  from tokensift.core import quiet
+  quiet.silence_logging_env()
+  with caplog.at_level("WARNING", logger="absl"):
+    absl_logging.warning("T5 library uses PAD_ID=0, which is different from the sentencepiece vocabulary")
+    absl_logging.warning("%s: skipped %d bad rows: %s", "owm_raw", 3, {"empty": 3})
+  assert [r.getMessage() for r in caplog.records] == ["owm_raw: skipped 3 bad rows: {'empty': 3}"]

@@ -3,8 +3,8 @@
 them unless ``--verbose``; nothing here changes which devices JAX or TF use (GPU users keep their GPUs).
 
 Two parts, both before anything heavy is imported:
-  - ``TF_CPP_MIN_LOG_LEVEL=3`` (TF's and XLA's C++ warnings and errors, the cuInit line among them) and absl/jax
-    Python logging at ERROR;
+  - ``TF_CPP_MIN_LOG_LEVEL=3`` (TF's and XLA's C++ warnings and errors, the cuInit line among them) and a filter
+    on the absl/jax/tensorflow Python loggers for their start-up notices (``LOG_NOISE``);
   - a filter on file descriptor 2 for the lines printed before absl's C++ logging is initialized, which no
     setting silences (``WARNING: All log messages before absl::InitializeLog() ...``, the oneDNN and
     cuda-driver notices). No library offers this (the lines come from C++ straight to fd 2), so it is a pipe and
@@ -28,13 +28,28 @@ NOISE = re.compile(
     rb"computation placer already registered|To enable the following instructions")
 
 
+# Start-up notices logged through Python logging (absl's logger, jax's backend probe): dropped by message, so that
+# the warnings users need (e.g. a task source's skipped bad rows, through absl) still show.
+LOG_NOISE = re.compile(r"T5 library uses PAD_ID=0|An NVIDIA GPU may be present|Unable to initialize backend|"
+                       r"CUDA backend failed to initialize|TensorFlow binary is optimized|"
+                       r"is deprecated and will be removed in a future version")  # TF's own deprecation notices
+
+
+class _DropNoise(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    try:
+      return not LOG_NOISE.search(record.getMessage())
+    except Exception:  # noqa: BLE001  a record that cannot format itself is not ours to drop
+      return True
+
+
 def silence_logging_env() -> None:
   """Environment and Python logging settings (safe in-process: nothing is redirected)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from absl import logging as absl_logging  # light (no TF)
-  absl_logging.set_verbosity(absl_logging.ERROR)
   for name in ("absl", "jax._src.xla_bridge", "tensorflow"):
-    logging.getLogger(name).setLevel(logging.ERROR)
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, _DropNoise) for f in logger.filters):
+      logger.addFilter(_DropNoise())
 
 
 def filter_native_stderr(noise: re.Pattern = NOISE) -> None:
