@@ -1,8 +1,7 @@
 """The one set of input flags of every document command (``refine``, ``score``, ``embed``, ``reference-losses``):
 ``--task/--split`` or ``--input`` globs, ``--id_field``, ``--text_field``, ``--shard i/n`` and ``--out`` (where the
-command writes); and the
-``docs.DocumentInput`` they describe (validated before any output exists, so a misspelled task or a pattern
-that matches nothing leaves nothing behind)."""
+command writes); and the ``docs.DocumentInput`` they describe (validated before any output exists, so a
+misspelled task or a pattern that matches nothing leaves nothing behind)."""
 from __future__ import annotations
 
 import argparse
