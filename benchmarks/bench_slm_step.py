@@ -51,7 +51,7 @@ def main() -> None:
   ap.add_argument("--layers", type=int, default=2)
   ap.add_argument("--batch", type=int, default=4)
   ap.add_argument("--length", type=int, default=256)
-  ap.add_argument("--ratio", type=float, default=0.6)
+  ap.add_argument("--slm_ratio", type=float, default=0.6)
   ap.add_argument("--repeats", type=int, default=10)
   args = ap.parse_args()
 
@@ -70,7 +70,7 @@ def main() -> None:
   runners = {}
   for kind in ("clm", "slm"):
     tx, schedule = optim.make_optimizer(OptimizerConfig(learning_rate=1e-3), 1000)
-    steps = Steps(network, LossConfig(kind=kind, ratio=args.ratio), tx, schedule, mesh)
+    steps = Steps(network, LossConfig(kind=kind, slm_ratio=args.slm_ratio), tx, schedule, mesh)
     state = steps.init_state(args.batch, {"targets": args.length})
     device_batch = steps.put_batch(batch)
     t0 = time.perf_counter()
@@ -93,7 +93,7 @@ def main() -> None:
         f"layers, vocab 49152; batch {args.batch} x {args.length} = {tokens} tokens (packed OpenWebMath)")
   print(f"compile: clm {runners['clm'][3]:.1f} s, slm {runners['slm'][3]:.1f} s")
   print(f"plain CE step  : {clm * 1e3:8.1f} ms  ({tokens / clm:,.0f} tokens/s)  [min {min(times['clm']) * 1e3:.1f}]")
-  print(f"SLM step (k={args.ratio:g}): {slm * 1e3:8.1f} ms  ({tokens / slm:,.0f} tokens/s)  "
+  print(f"SLM step (k={args.slm_ratio:g}): {slm * 1e3:8.1f} ms  ({tokens / slm:,.0f} tokens/s)  "
         f"[min {min(times['slm']) * 1e3:.1f}]")
   print(f"ratio SLM / CE step time: {slm / clm:.3f} median, {min(times['slm']) / min(times['clm']):.3f} "
         f"best-of-{args.repeats}  (target <= 1.05)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tokensift.core.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,13 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
   m.add_argument("--doc_max_new_tokens", type=int, default=64, help="per doc-level program")
   m.add_argument("--chunk_tokens", type=int, default=1500, help="chunk budget in tokens (ProX: 1500)")
   m.add_argument("--doc_prompt_tokens", type=int, default=2000, help="doc-level prompt budget (ProX: 2000)")
-  m.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
+  m.add_argument("--max_batch", type=int, default=8, help="prompts generated together")
   m.add_argument("--dtype", default="float32", help="compute dtype of the refining model")
   m.add_argument("--chat_template", default=None,
                  help="'llama2' (ProX's prompt format) or a Jinja template file; default: the model's own "
                       "template, else llama2")
-  m.add_argument("--mesh", default="-1,1", metavar="DATA,MODEL",
-                 help="device mesh; -1 = all remaining local devices (default: all devices on 'data')")
+  add_mesh_args(m)
   p.add_argument("--no_progress", action="store_true")
   p.add_argument("--shards", type=int, default=None,
                  help="with --runner: the number of output shards the Beam pipeline writes (default: the n of "
@@ -99,11 +98,12 @@ def cmd_refine(args) -> int:
     from tokensift.refine import model_programmer as mp
     mcfg = mp.ModelProgrammerConfig(max_new_tokens=args.max_new_tokens, doc_max_new_tokens=args.doc_max_new_tokens,
                                     chunk_tokens=args.chunk_tokens, doc_prompt_tokens=args.doc_prompt_tokens,
-                                    batch_size=args.batch_size, chat_template=_template(args.chat_template))
+                                    batch_size=args.max_batch, chat_template=_template(args.chat_template))
     programmer = mp.ModelProgrammer.from_path(args.programmer, config=mcfg, dtype=args.dtype,
-                                              exec_config=exec_config, mesh=mp.mesh_from_spec(args.mesh))
+                                              exec_config=exec_config, mesh=mp.mesh_from_spec(_mesh_spec(args)))
     count_tokens = programmer.count_tokens
-    config.update(model=str(args.programmer), dtype=args.dtype, mesh=args.mesh, chat_template=args.chat_template, **{
+    config.update(model=str(args.programmer), dtype=args.dtype, mesh=_mesh_spec(args),
+                  chat_template=args.chat_template, **{
         k: getattr(mcfg, k) for k in ("max_new_tokens", "doc_max_new_tokens", "chunk_tokens", "doc_prompt_tokens",
                                       "batch_size")})
   if args.vocab:
@@ -126,6 +126,12 @@ def cmd_refine(args) -> int:
     print(job.format_summary(merged))
   sys.stdout.flush()
   return 0
+
+
+def _mesh_spec(args) -> str:
+  """``--mesh_data/--mesh_model`` as the ``"DATA,MODEL"`` spec of ``model_programmer.mesh_from_spec`` (and of the
+  completion markers' config)."""
+  return f"{args.mesh_data},{args.mesh_model}"
 
 
 def _model_factory(path, mcfg, dtype, exec_config, mesh):
@@ -164,12 +170,14 @@ def _cmd_refine_beam(args, inp, shard, exec_config, profile, config) -> int:
     from tokensift.refine import model_programmer as mp
     mcfg = mp.ModelProgrammerConfig(max_new_tokens=args.max_new_tokens, doc_max_new_tokens=args.doc_max_new_tokens,
                                     chunk_tokens=args.chunk_tokens, doc_prompt_tokens=args.doc_prompt_tokens,
-                                    batch_size=args.batch_size, chat_template=_template(args.chat_template))
-    factory = functools.partial(_model_factory, str(args.programmer), mcfg, args.dtype, exec_config, args.mesh)
+                                    batch_size=args.max_batch, chat_template=_template(args.chat_template))
+    factory = functools.partial(_model_factory, str(args.programmer), mcfg, args.dtype, exec_config,
+                                _mesh_spec(args))
     from pathlib import Path
     name = f"model:{Path(args.programmer).name}"  # ModelProgrammer.from_path's name (the marker config matches)
     count_tokens_factory = _programmer_counter
-    config.update(model=str(args.programmer), dtype=args.dtype, mesh=args.mesh, chat_template=args.chat_template, **{
+    config.update(model=str(args.programmer), dtype=args.dtype, mesh=_mesh_spec(args),
+                  chat_template=args.chat_template, **{
         k: getattr(mcfg, k) for k in ("max_new_tokens", "doc_max_new_tokens", "chunk_tokens", "doc_prompt_tokens",
                                       "batch_size")})
   if args.vocab:

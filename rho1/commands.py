@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.set_defaults(split="train,validation")
   p.add_argument("--max_length", type=int, default=1024, help="tokens per document kept (longer ones truncated)")
   p.add_argument("--max_docs", type=int, default=None, help="only the first N documents of each split (of this shard)")
-  p.add_argument("--batch_tokens", type=int, default=4096, help="tokens per forward pass")
+  p.add_argument("--tokens_per_batch", type=int, default=4096, help="tokens per forward pass")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--no_progress", action="store_true")
   from tokensift.core.multihost import add_distributed_args
@@ -40,7 +40,7 @@ def cmd_reference_losses(args) -> int:
   shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   results = reference_losses.compute_reference_losses(
       task=args.task, out_dir=args.out, model=args.model, splits=splits, shard=shard,
-      max_length=args.max_length, max_docs=args.max_docs, batch_tokens=args.batch_tokens, dtype=args.dtype,
+      max_length=args.max_length, max_docs=args.max_docs, batch_tokens=args.tokens_per_batch, dtype=args.dtype,
       progress=not args.no_progress)
   for split, res in results.items():
     state = "already done" if res.skipped_done else "written"

@@ -115,6 +115,7 @@ class ReferenceScorer:
         ce = np.asarray(ce)
         for r, i in enumerate(chunk):
           out[i] = ce[r, :len(sequences[i])].astype(np.float32)
+        jobs.advance(len(chunk))  # the job's bar moves per batch
     return out  # type: ignore[return-value]
 
 
@@ -251,7 +252,7 @@ def register_reference_loss_task(base_task: str = "owm_raw_smollm2", ref_dir: st
   import tokensift.tasks
   if not ref_dir:
     raise paths.ConfigError("register_reference_loss_task needs ref_dir (the `tokensift reference-losses` "
-                            "--out_dir); in gin: REF_DIR = '/path'")
+                            "--out); in gin: REF_DIR = '/path'")
   tokensift.tasks.register_all()
   base = seqio.get_mixture_or_task(base_task)
   name = name or f"{base_task}_ref"

@@ -1,7 +1,8 @@
 """Rho-1 Selective Language Modeling (SLM) loss: pure functions on arrays (DESIGN §6).
 
 Excess loss of a token = L_θ(x_i) - L_ref(x_i), with L_θ the model's cross-entropy and L_ref the reference model's
-(computed offline, aligned with the targets). SLM keeps the top ``ratio`` fraction of the valid tokens by excess
+(computed offline, aligned with the targets). SLM keeps the top ``ratio`` (the setting ``slm_ratio``, checked by
+``check_slm_ratio``) fraction of the valid tokens by excess
 loss and averages the model's cross-entropy over them only. The selection is a stop-gradient mask; tokens with
 loss weight 0 (padding) are never selected.
 
@@ -22,6 +23,26 @@ import jax.numpy as jnp
 
 Array = jax.Array
 SCOPES = ("batch", "sequence")
+DEFAULT_SLM_RATIO = 0.6  # Rho-1: 0.6 for 1B models, 0.7 for 7B
+
+
+def check_slm_ratio(slm_ratio: float, where: str = "slm_ratio") -> float:
+  """The one validation of the SLM ratio (``LossConfig.slm_ratio``, gin ``SLM_RATIO``, t5x ``slm_ratio``,
+  ``--slm_ratio``): a fraction in (0, 1] (0 would select no token, so nothing would be trained). Returns it."""
+  try:
+    value = float(slm_ratio)
+  except (TypeError, ValueError):
+    value = float("nan")
+  if not 0.0 < value <= 1.0:  # also rejects NaN
+    raise ValueError(f"{where}={slm_ratio!r} must be in (0, 1]")
+  return value
+
+
+def check_scope(scope: str, where: str = "scope") -> str:
+  """The one validation of the selection scope ('batch' or 'sequence'). Returns it."""
+  if scope not in SCOPES:
+    raise ValueError(f"{where}={scope!r}: use one of {SCOPES}")
+  return scope
 
 
 def token_cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array]:
@@ -68,10 +89,8 @@ def select_tokens(excess: Array, weights: Array, ratio: float, scope: str = "bat
   ``scope='batch'`` ranks over the whole (global) batch, ``'sequence'`` within each row. The result carries no
   gradient.
   """
-  if scope not in SCOPES:
-    raise ValueError(f"unknown selection scope {scope!r}; use one of {SCOPES}")
-  if not 0.0 <= ratio <= 1.0:
-    raise ValueError(f"selection ratio {ratio!r} must be in [0, 1]")
+  check_scope(scope)
+  check_slm_ratio(ratio)
   if excess.ndim != 2 or excess.shape != weights.shape:
     raise ValueError(f"excess {excess.shape} and weights {weights.shape} must both be [batch, length]")
   excess = jax.lax.stop_gradient(excess.astype(jnp.float32))

@@ -10,7 +10,7 @@ never imports it. Classes:
 - ``SelectiveDecoderOnlyModel`` / ``SelectiveEncoderDecoderModel``: override ``loss_fn(params, batch,
   dropout_rng) -> (loss, metrics)`` (precedent: t5x ``contrib/moe/models.py``). The batch feature
   ``decoder_ref_losses`` (packed by ``feature_converters.Selective*FeatureConverter``, never part of ``params``)
-  gives the reference losses; the top ``selection_ratio`` tokens by excess loss (global over the batch, or per
+  gives the reference losses; the top ``slm_ratio`` tokens by excess loss (global over the batch, or per
   sequence) form a stop-gradient mask that is multiplied into ``decoder_loss_weights`` before t5x's loss
   normalization, so ``loss_normalizing_factor='NUM_REAL_TARGET_TOKENS'`` gives Rho-1's mean over the selected
   tokens. One full-vocabulary normalization per step: the selection's per-token CE and the loss (t5x's label
@@ -51,7 +51,8 @@ from jax.sharding import PartitionSpec
 
 from tokensift.rho1 import feature_converters
 from tokensift.models import partitioning
-from tokensift.rho1.selective_loss import select_tokens, token_cross_entropy
+from tokensift.rho1.selective_loss import (DEFAULT_SLM_RATIO, check_scope, check_slm_ratio, select_tokens,
+                                           token_cross_entropy)
 
 def logical_axis_rules(preset: str = "standard"):
   """The rules table of ``models/partitioning.py`` (``preset``: 'standard' or 'fsdp'), the one tokensift's own
@@ -195,16 +196,12 @@ def _average(total, count) -> clu_metrics.Average:
 
 class _SelectiveLoss:
   """The SLM ``loss_fn`` shared by the decoder-only and encoder-decoder classes."""
-  selection_ratio: float
+  slm_ratio: float
   selection_scope: str
 
-  def _init_selection(self, selection_ratio: float, selection_scope: str) -> None:
-    if not 0.0 < selection_ratio <= 1.0:
-      raise ValueError(f"selection_ratio={selection_ratio} must be in (0, 1]")
-    if selection_scope not in ("batch", "sequence"):
-      raise ValueError(f"selection_scope={selection_scope!r}; use 'batch' or 'sequence'")
-    self.selection_ratio = selection_ratio
-    self.selection_scope = selection_scope
+  def _init_selection(self, slm_ratio: float, selection_scope: str) -> None:
+    self.slm_ratio = check_slm_ratio(slm_ratio)
+    self.selection_scope = check_scope(selection_scope, "selection_scope")
 
   def loss_fn(self, params, batch: Mapping[str, jax.Array], dropout_rng: Optional[jax.Array]):
     if feature_converters.MODEL_REF_FEATURE not in batch:
@@ -221,7 +218,7 @@ class _SelectiveLoss:
     token_ce, log_z = token_cross_entropy(logits, targets)
     ce = jax.lax.stop_gradient(token_ce)
     excess = ce - batch[feature_converters.MODEL_REF_FEATURE].astype(jnp.float32)
-    mask = select_tokens(excess, weights, self.selection_ratio, self.selection_scope)
+    mask = select_tokens(excess, weights, self.slm_ratio, self.selection_scope)
     selected_batch = dict(batch, decoder_loss_weights=weights * mask)
     loss_normalizing_factor, loss_weights = t5x_losses.get_loss_normalizing_factor_and_weights(
         self._loss_normalizing_factor, selected_batch)
@@ -250,8 +247,8 @@ class SelectiveDecoderOnlyModel(_SelectiveLoss, DecoderOnlyModel):
 
   FEATURE_CONVERTER_CLS = feature_converters.SelectiveLMFeatureConverter
 
-  def __init__(self, *args, selection_ratio: float = 0.6, selection_scope: str = "batch", **kwargs):
-    self._init_selection(selection_ratio, selection_scope)
+  def __init__(self, *args, slm_ratio: float = DEFAULT_SLM_RATIO, selection_scope: str = "batch", **kwargs):
+    self._init_selection(slm_ratio, selection_scope)
     kwargs.setdefault("feature_converter_cls", feature_converters.SelectiveLMFeatureConverter)
     super().__init__(*args, **kwargs)
 
@@ -261,7 +258,7 @@ class SelectiveEncoderDecoderModel(_SelectiveLoss, EncoderDecoderModel):
 
   FEATURE_CONVERTER_CLS = feature_converters.SelectiveEncDecFeatureConverter
 
-  def __init__(self, *args, selection_ratio: float = 0.6, selection_scope: str = "batch", **kwargs):
-    self._init_selection(selection_ratio, selection_scope)
+  def __init__(self, *args, slm_ratio: float = DEFAULT_SLM_RATIO, selection_scope: str = "batch", **kwargs):
+    self._init_selection(slm_ratio, selection_scope)
     kwargs.setdefault("feature_converter_cls", feature_converters.SelectiveEncDecFeatureConverter)
     super().__init__(*args, **kwargs)

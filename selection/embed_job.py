@@ -39,13 +39,13 @@ ARCHITECTURES = ("auto", "bert", "t5")
 class EmbedJobConfig:
   """Everything that determines the embeddings (stored in the job's completion markers).
 
-  model: HF BERT dir, HF T5 dir, or T5X checkpoint (default: all-MiniLM-L6-v2). tokenizer: a tokenizer.json
+  model: HF BERT dir, HF T5 dir, or T5X checkpoint (default: all-MiniLM-L6-v2). vocab: a tokenizer.json
   (or dir holding one) overriding the model's (T5X checkpoints carry none). max_length: tokens per document
   (default: sentence-transformers' ``max_seq_length``, else the model's positions, else 512).
   """
   model: str | None = None
   architecture: str = "auto"
-  tokenizer: str | None = None
+  vocab: str | None = None
   max_length: int | None = None
   dtype: str = "float32"
   output_dtype: str = "float32"
@@ -140,9 +140,9 @@ class Embedder:
       default_len = 512
       embed_fn = t5.t5_sentence_embeddings
       pad_id = 0
-    tok_path = config.tokenizer or (str(loaded.tokenizer.tokenizer_json) if loaded.tokenizer else None)
+    tok_path = config.vocab or (str(loaded.tokenizer.tokenizer_json) if loaded.tokenizer else None)
     if tok_path is None:
-      raise ValueError(f"embedding model {model!r} has no tokenizer.json; pass a tokenizer (--tokenizer)")
+      raise ValueError(f"embedding model {model!r} has no tokenizer.json; pass a tokenizer (--vocab)")
     tok_file = Path(tok_path) / "tokenizer.json" if Path(tok_path).is_dir() else Path(tok_path)
     if not tok_file.exists():
       raise FileNotFoundError(f"tokenizer {str(tok_file)!r} does not exist")
@@ -217,6 +217,7 @@ class Embedder:
         got = np.asarray(self._fn(self.params, jax.device_put(ids, self._batch_sharding),
                                   jax.device_put(mask, self._batch_sharding)))
         out[rows] = got[:len(rows)]
+        jobs.advance(len(rows))  # the embed job's bar moves per batch
     return out, np.array([len(t) for t in tokens]), np.array(cut)
 
 

@@ -26,6 +26,10 @@ from typing import Any
 from tokensift.core import docs, jobs, paths
 
 JOB_NAME = "score"
+# The ASK-LLM prompt length (whole model input, in tokens; the document is cut to fit): the one default of
+# ``ScoreJobConfig``, ``tokensift score --max_length`` and the pipeline's ``ScoreConfig`` (DESIGN §4: prefills of
+# <= 512 tokens). The 2-core demo (gin_configs/pipeline/default.gin) sets 256 for its time budget.
+DEFAULT_MAX_LENGTH = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +42,7 @@ class ScoreJobConfig:
     checkpoints, which carry none.
   """
   model: str | None = None
-  max_length: int = 512
+  max_length: int = DEFAULT_MAX_LENGTH
   dtype: str = "float32"
   variants: bool = True
   vocab: str | None = None

@@ -239,7 +239,7 @@ def test_embedded_trainer_slm_steps_on_gemma2(tmp_path, data_dir):
   batch = {"decoder_input_tokens": rows[:, :-1], "decoder_target_tokens": rows[:, 1:],
            "decoder_loss_weights": np.ones((8, 16), np.int32),
            "decoder_ref_losses": np.full((8, 16), 2.0, np.float32)}
-  steps = Steps(lm.module, LossConfig(kind="slm", ratio=0.6), optax.adam(3e-3), optax.constant_schedule(3e-3),
+  steps = Steps(lm.module, LossConfig(kind="slm", slm_ratio=0.6), optax.adam(3e-3), optax.constant_schedule(3e-3),
                 mesh)
   state = steps.init_state(8, {"targets": 16})
   state["params"] = partitioning.place_params(lm.params, jax.tree.map(lambda x: x.sharding, state["params"]))

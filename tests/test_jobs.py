@@ -130,3 +130,25 @@ def test_empty_input_writes_an_empty_output_with_the_schema(tmp_path, fmt):
   assert res.stats["records"] == 0 and jobs.read_records(res.path) == []
   if fmt == "parquet":
     assert pq.read_schema(res.path) == schema
+
+
+def test_progress_moves_per_document_inside_a_piece(tmp_path):
+  """process() reports finished documents with jobs.advance(): the bar counts them before the piece is done,
+  and the piece's end tops the bar up to exactly the rows read (documents + skips)."""
+  from tqdm.auto import tqdm
+  seen_mid_piece = []
+
+  def process(batch):
+    for i in range(0, len(batch), 2):  # "model batches" of 2 documents
+      jobs.advance(min(2, len(batch) - i))
+      seen_mid_piece.append(max(b.n for b in tqdm._instances))  # noqa: SLF001  the job's live bar
+    jobs.advance(100)  # over-reporting is clamped to the piece
+    return _upper(batch)
+
+  jobs.run_sharded(name="p", out_dir=tmp_path, rows=_rows(n=20, bad_every=100), process=process, piece_size=10,
+                   progress=True, total=20)
+  # the first piece: 9 documents (row 3 is a skip, counted when the piece ends), the bar moving inside it
+  assert seen_mid_piece[:5] == [2, 4, 6, 8, 9]
+  assert seen_mid_piece[5:] == [12, 14, 16, 18, 20]
+  assert jobs.read_records(jobs.shard_files(tmp_path, "p")[0])[0]["out"] == "TEXT 0"
+  jobs.advance(3)  # outside a job: a no-op

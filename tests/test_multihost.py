@@ -106,7 +106,7 @@ def test_refine_with_a_model_two_processes_equal_one(inputs, tmp_path):
   template) as a multi-host job: 2 processes write the 1-process records."""
   model = write_tiny_llama(tmp_path / "tiny-refiner", seed=3)
   args = ["refine", "--input", inputs, "--programmer", model, "--max_new_tokens", "6", "--doc_max_new_tokens", "4",
-          "--chunk_tokens", "96", "--doc_prompt_tokens", "160", "--batch_size", "4"]
+          "--chunk_tokens", "96", "--doc_prompt_tokens", "160", "--max_batch", "4"]
   _run([*args, "--out", tmp_path / "one"], 1)
   outs = _run([*args, "--out", tmp_path / "two"], 2)
   _check_hosts(tmp_path / "two", "refine", outs)
@@ -121,7 +121,7 @@ def test_reference_losses_two_processes_equal_one(tmp_path):
   as a multi-host job: 2 processes write the 1-process records."""
   model = write_tiny_llama(tmp_path / "tiny-ref", seed=5)
   args = ["reference-losses", "--task", "owm_raw_smollm2", "--split", "validation", "--model", model,
-          "--max_length", "48", "--batch_tokens", "1024"]
+          "--max_length", "48", "--tokens_per_batch", "1024"]
   _run([*args, "--out", tmp_path / "one"], 1)
   _run([*args, "--out", tmp_path / "two"], 2)
   name = "ref_losses_validation"

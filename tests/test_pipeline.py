@@ -37,7 +37,7 @@ def tiny_llama(tmp_path_factory):
 def finished(tiny_llama, tmp_path_factory, data_dir):
   run_dir = tmp_path_factory.mktemp("pipeline") / "run"
   argv = ["pipeline", "--gin_file", MINI, "--run_dir", str(run_dir), "--no_progress",
-          "--gin", f"config.ScoreConfig.model = '{tiny_llama}'",
+          "--gin", f"score_job.ScoreJobConfig.model = '{tiny_llama}'",
           "--gin", f"config.ReferenceConfig.model = '{tiny_llama}'"]
   assert cli.main(argv) == 0
   return run_dir, argv
@@ -54,7 +54,7 @@ def test_every_stage_finished_with_its_config_and_timing(finished):
   for name in STAGES:
     m = _marker(run_dir, name)
     assert m["stage"] == name and m["seconds"] > 0 and m["config"] is not None and len(m["fingerprint"]) == 16
-  assert _marker(run_dir, "score")["config"]["max_length"] == 160  # mini.gin's value, not the default
+  assert _marker(run_dir, "score")["config"]["job"]["max_length"] == 160  # mini.gin's value, not the default
   # each job-backed stage also has its job's shard completion markers
   for name, job in (("refine", "refine"), ("refine_rules", "refine"), ("score", "score"), ("embed", "embed"),
                     ("lm_data", "tokens_train"), ("reference_losses", "ref_losses_train"),

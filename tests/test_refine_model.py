@@ -95,7 +95,8 @@ def test_real_smollm2_through_the_cli(c4_texts, tmp_path, capsys):
   inp.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
   out = tmp_path / "out"
   assert cli.main(["refine", "--input", str(inp), "--out", str(out), "--programmer", str(paths.smollm2_gguf()),
-                   "--mesh", "1,1", "--max_new_tokens", "8", "--doc_max_new_tokens", "8", "--batch_size", "2",
+                   "--mesh_data", "1", "--mesh_model", "1", "--max_new_tokens", "8", "--doc_max_new_tokens", "8",
+                   "--max_batch", "2",
                    "--no_progress"]) == 0  # one device: one short compile
   printed = capsys.readouterr().out
   assert "2 refined" in printed and "tokens:" in printed

@@ -76,7 +76,7 @@ def test_initial_variables_carry_params_axes_and_make_a_t5x_train_state():
 
 
 def test_selective_loss_fn_matches_the_pure_loss_and_masks_gradients():
-  model = _model(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", selection_ratio=0.6)
+  model = _model(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", slm_ratio=0.6)
   batch = _packed_batch()
   variables = model.get_initial_variables(jax.random.PRNGKey(1), {"decoder_input_tokens": (4, 24)},
                                           {"decoder_input_tokens": jnp.int32})
@@ -100,8 +100,8 @@ def test_selective_loss_fn_matches_the_pure_loss_and_masks_gradients():
   assert float(model.loss_fn(params, flipped, None)[0]) != pytest.approx(float(loss))
   with pytest.raises(ValueError, match="decoder_ref_losses"):
     model.loss_fn(params, {k: v for k, v in batch.items() if k != "decoder_ref_losses"}, None)
-  with pytest.raises(ValueError, match="selection_ratio=0"):
-    _model(selection_ratio=0.0)
+  with pytest.raises(ValueError, match="slm_ratio=0"):
+    _model(slm_ratio=0.0)
 
 
 def test_plain_decoder_only_model_is_t5x_cross_entropy():
@@ -110,7 +110,7 @@ def test_plain_decoder_only_model_is_t5x_cross_entropy():
   variables = model.get_initial_variables(jax.random.PRNGKey(1), {"decoder_input_tokens": (4, 24)},
                                           {"decoder_input_tokens": jnp.int32})
   loss, _ = model.loss_fn(variables["params"], batch, None)
-  sel = _model(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", selection_ratio=1.0)
+  sel = _model(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", slm_ratio=1.0)
   loss1, _ = sel.loss_fn(variables["params"], dict(batch, decoder_ref_losses=np.zeros((4, 24), np.float32)), None)
   np.testing.assert_allclose(float(loss), float(loss1), rtol=1e-6)  # ratio 1 selects every token
 
@@ -133,7 +133,7 @@ def test_selective_loss_normalizes_the_vocabulary_once_and_is_t5x_loss_at_ratio_
   """One full-vocabulary softmax pass per loss (the selection's per-token CE and the training loss share it),
   and at ratio 1 with label smoothing and z-loss the loss, z-loss and gradients are t5x's cross entropy's."""
   kw = dict(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", label_smoothing=0.1, z_loss=1e-3)
-  sel, plain = _model(selection_ratio=1.0, **kw), _model(t5x_models.DecoderOnlyModel, **kw)
+  sel, plain = _model(slm_ratio=1.0, **kw), _model(t5x_models.DecoderOnlyModel, **kw)
   batch = _packed_batch(seed=2)
   params = sel.get_initial_variables(jax.random.PRNGKey(1), {"decoder_input_tokens": (4, 24)},
                                      {"decoder_input_tokens": jnp.int32})["params"]
@@ -154,7 +154,7 @@ def test_selective_encoder_decoder_model():
   model = t5x_models.SelectiveEncoderDecoderModel(module=module, input_vocabulary=_vocab(),
                                                   output_vocabulary=_vocab(), optimizer_def=_optimizer(),
                                                   loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
-                                                  selection_ratio=0.5)
+                                                  slm_ratio=0.5)
   variables = model.get_initial_variables(jax.random.PRNGKey(0), {"encoder_input_tokens": (4, 10),
                                                                   "decoder_input_tokens": (4, 24)},
                                           {"encoder_input_tokens": jnp.int32, "decoder_input_tokens": jnp.int32})
@@ -197,7 +197,7 @@ def test_selective_encoder_decoder_loss_fn_is_the_pure_encdec_loss():
   model = t5x_models.SelectiveEncoderDecoderModel(module=module, input_vocabulary=_vocab(),
                                                   output_vocabulary=_vocab(), optimizer_def=_optimizer(),
                                                   loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
-                                                  selection_ratio=0.6, z_loss=0.0)
+                                                  slm_ratio=0.6, z_loss=0.0)
   rng = np.random.default_rng(4)
   targets = rng.integers(3, VOCAB, (4, 12)).astype(np.int32)
   targets[1, 7:] = 0
@@ -269,7 +269,7 @@ def test_decoder_families_drive_t5x_decoder_only_model(family):
   cfg = config_from_hf(hf)
   assert cfg.family == family
   model = t5x_models.SelectiveDecoderOnlyModel(module=Llama(cfg), vocabulary=_vocab(), optimizer_def=_optimizer(),
-                                               loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", selection_ratio=0.6)
+                                               loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", slm_ratio=0.6)
   variables = model.get_initial_variables(jax.random.PRNGKey(2), {"decoder_input_tokens": (4, 24)},
                                           {"decoder_input_tokens": jnp.int32})
   assert "params_axes" in variables

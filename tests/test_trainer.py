@@ -59,7 +59,7 @@ def xla_cache(tmp_path_factory):
 def _config(model_dir, task, cache=None, **kw):
   base = dict(model_dir=str(model_dir), task=task, compilation_cache_dir=cache, feature_lengths={"targets": 64, "ref_losses": 64},
               batch_size=8, train_steps=8, eval_batches=1, checkpoint_every=2, log_every=1, shuffle_buffer=16,
-              progress=False, loss=LossConfig(kind="slm", ratio=0.6),
+              progress=False, loss=LossConfig(kind="slm", slm_ratio=0.6),
               optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2, schedule="cosine"))
   base.update(kw)
   return TrainConfig(**base)
@@ -215,8 +215,8 @@ def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_di
   """Reference losses of the real SmolLM2-135M (same tokenizer) over a handful of OpenWebMath documents,
   then a tiny decoder trained on them with SLM, then the token-selection view."""
   ref = tmp_path / "ref"
-  assert cli.main(["reference-losses", "--task", TASK, "--out_dir", str(ref), "--max_docs", "4",
-                   "--max_length", "32", "--batch_tokens", "128", "--no_progress"]) == 0
+  assert cli.main(["reference-losses", "--task", TASK, "--out", str(ref), "--max_docs", "4",
+                   "--max_length", "32", "--tokens_per_batch", "128", "--no_progress"]) == 0
   for split in ("train", "validation"):
     stats = json.loads((ref / f"ref_losses_{split}-00000-of-00001.done").read_text())["stats"]
     assert stats["records"] == 4
@@ -270,8 +270,8 @@ def test_schedules_and_optimizers():
 def test_config_errors(tmp_path):
   with pytest.raises(ValueError, match="kind='mse'"):
     LossConfig(kind="mse")
-  with pytest.raises(ValueError, match="ratio=0.0"):
-    LossConfig(ratio=0.0)
+  with pytest.raises(ValueError, match="slm_ratio=0.0"):
+    LossConfig(slm_ratio=0.0)
   with pytest.raises(ValueError, match="name='sgd'"):
     OptimizerConfig(name="sgd")
   with pytest.raises(ValueError, match="model_dir is empty"):

@@ -25,7 +25,7 @@ def cmd_tasks(args) -> int:
   for name in shown:
     task = seqio.get_mixture_or_task(name)
     vocab = task.output_features["targets"].vocabulary
-    print(f"{name:40s} splits={','.join(task.splits)}  vocab={type(vocab).__name__}({vocab.vocab_size})")
+    print(f"{name:40s} splits={','.join(sorted(task.splits))}  vocab={type(vocab).__name__}({vocab.vocab_size})")
   return 0
 
 
@@ -36,7 +36,7 @@ def cmd_inspect(args) -> int:
     raise ValueError(f"unknown task {args.task!r}; `tokensift tasks` lists them")
   task = seqio.get_mixture_or_task(args.task)
   if args.split not in task.splits:
-    raise ValueError(f"task {args.task!r} has no split {args.split!r}; it has {list(task.splits)}")
+    raise ValueError(f"task {args.task!r} has no split {args.split!r}; it has {sorted(task.splits)}")
   vocab = task.output_features["targets"].vocabulary
   ds = task.get_dataset(sequence_length={"targets": args.length}, split=args.split, shuffle=False)
   for i, ex in enumerate(ds.take(args.n).as_numpy_iterator()):

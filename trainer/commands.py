@@ -23,14 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--out", required=True, help="output .html file")
   p.add_argument("--split", default="validation")
   p.add_argument("--doc", type=int, default=0, help="index of the document in the split")
-  p.add_argument("--ratio", type=float, default=None, help="selection ratio (default: the run's LossConfig)")
+  p.add_argument("--slm_ratio", type=float, default=None,
+                 help="fraction of tokens selected, in (0, 1] (default: the run's LossConfig.slm_ratio)")
   p.set_defaults(func=cmd_token_view)
 
 
 def _add_gin_args(p: argparse.ArgumentParser) -> None:
   p.add_argument("--gin_file", action="append", required=True, help="gin file (repeatable; later ones override)")
   p.add_argument("--gin", action="append", default=[], help="gin binding, e.g. \"TRAIN_STEPS = 10\" (repeatable)")
-  p.add_argument("--model_dir", default=None, help="sets the gin macro MODEL_DIR")
+  p.add_argument("--model_dir", default=None,
+                 help="the run directory in t5x's MODEL_DIR sense (checkpoints, metrics; a rerun resumes): sets the "
+                      "gin macro MODEL_DIR")
   p.add_argument("--ref_dir", default=None, help="sets the gin macro REF_DIR (reference-loss files)")
 
 
@@ -38,7 +41,7 @@ def parse_gin(args) -> None:
   """Parses ``--gin_file``/``--gin`` (+ ``--model_dir``/``--ref_dir`` macros); includes resolve against the
   current directory, the repository root and each gin file's folder and its parent."""
   import gin
-  from tokensift.core import paths
+  from tokensift.core import gin_parse, paths
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in args.gin_file:
@@ -52,7 +55,7 @@ def parse_gin(args) -> None:
     bindings.append(f"MODEL_DIR = {str(args.model_dir)!r}")
   if args.ref_dir:
     bindings.append(f"REF_DIR = {str(args.ref_dir)!r}")
-  gin.parse_config_files_and_bindings(args.gin_file, bindings)
+  gin_parse.parse_files_and_bindings(args.gin_file, bindings)
 
 
 def configured_experiment():
@@ -78,6 +81,7 @@ def cmd_token_view(args) -> int:
   from tokensift.trainer import token_view
   parse_gin(args)
   config, network = configured_experiment()
-  path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc, ratio=args.ratio)
+  path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc,
+                               slm_ratio=args.slm_ratio)
   print(f"wrote {path}")
   return 0

@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from tokensift.models.partitioning import MeshConfig
+from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO, check_scope, check_slm_ratio
 
 OPTIMIZERS = ("adamw", "adafactor")
 SCHEDULES = ("constant", "cosine", "linear", "rsqrt")
@@ -37,20 +38,18 @@ class OptimizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-  """'slm' = Rho-1 selective LM over the top ``ratio`` tokens by excess loss (``scope`` 'batch' or 'sequence');
+  """'slm' = Rho-1 selective LM over the top ``slm_ratio`` tokens by excess loss (``scope`` 'batch' or 'sequence');
   'clm' = plain causal LM over every token (the baseline)."""
   kind: str = "slm"
-  ratio: float = 0.6
+  slm_ratio: float = DEFAULT_SLM_RATIO
   scope: str = "batch"
   z_loss: float = 0.0
 
   def __post_init__(self):
     if self.kind not in LOSSES:
       raise ValueError(f"LossConfig.kind={self.kind!r}; use one of {LOSSES}")
-    if self.scope not in ("batch", "sequence"):
-      raise ValueError(f"LossConfig.scope={self.scope!r}; use 'batch' or 'sequence'")
-    if not 0.0 < self.ratio <= 1.0:
-      raise ValueError(f"LossConfig.ratio={self.ratio} must be in (0, 1]")
+    check_scope(self.scope, "LossConfig.scope")
+    check_slm_ratio(self.slm_ratio, "LossConfig.slm_ratio")
 
 
 @dataclasses.dataclass(frozen=True)

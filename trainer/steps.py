@@ -64,7 +64,7 @@ def loss_from_logits(logits: jax.Array, batch: Mapping[str, jax.Array], loss: Lo
     if "decoder_ref_losses" not in batch:
       raise ValueError("LossConfig.kind='slm' needs reference losses: train on a task registered with "
                        "register_reference_loss_task (batch feature 'decoder_ref_losses')")
-    return selective_cross_entropy(logits, targets, weights, batch["decoder_ref_losses"], loss.ratio, loss.scope,
+    return selective_cross_entropy(logits, targets, weights, batch["decoder_ref_losses"], loss.slm_ratio, loss.scope,
                                    loss.z_loss)
   return weighted_cross_entropy(logits, targets, weights, loss.z_loss)
 

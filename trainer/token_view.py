@@ -138,17 +138,17 @@ def document_losses(config, network: Any, split: str, doc_index: int, mesh=None
 
 
 def write_view(config, network: Any, out: str | Path, *, split: str = "validation", doc_index: int = 0,
-               ratio: float | None = None) -> Path:
-  """Writes the HTML view of one document (selection within the document at ``ratio``, default the run's)."""
-  from tokensift.rho1.selective_loss import select_tokens
+               slm_ratio: float | None = None) -> Path:
+  """Writes the HTML view of one document (selection within the document at ``slm_ratio``, default the run's)."""
+  from tokensift.rho1.selective_loss import check_slm_ratio, select_tokens
   from tokensift.trainer import inputs
   targets, ce, ref = document_losses(config, network, split, doc_index)
-  ratio = config.loss.ratio if ratio is None else ratio
+  ratio = config.loss.slm_ratio if slm_ratio is None else check_slm_ratio(slm_ratio, "--slm_ratio")
   excess = ce - ref
   selected = np.asarray(select_tokens(excess[None], np.ones((1, excess.size), np.float32), ratio, "sequence"))[0]
   vocab = inputs.get_task(config.task).output_features["targets"].vocabulary
   page = render_token_html(token_pieces(vocab, targets.tolist()), excess, selected, model_losses=ce, ref_losses=ref,
-                           title=f"{config.task} [{split} #{doc_index}] ratio {ratio:g}")
+                           title=f"{config.task} [{split} #{doc_index}] slm_ratio {ratio:g}")
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(page, encoding="utf-8")

@@ -1,7 +1,7 @@
 """The one set of input flags of every document command (``refine``, ``score``, ``embed``, ``reference-losses``):
-``--task/--split`` or ``--input`` globs, ``--id_field``, ``--text_field``, ``--shard i/n`` and ``--out``; and the
-``docs.DocumentInput`` they describe (validated before any output exists, so a misspelled task or a pattern
-that matches nothing leaves nothing behind)."""
+``--task/--split`` or ``--input`` globs, ``--id_field``, ``--text_field``, ``--shard i/n`` and ``--out`` (where the
+command writes); and the ``docs.DocumentInput`` they describe (validated before any output exists, so a
+misspelled task or a pattern that matches nothing leaves nothing behind)."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +33,13 @@ def add_input_args(p: argparse.ArgumentParser, verb: str, out_help: str, *, file
   p.add_argument("--shard", default="0/1",
                  help="INDEX/COUNT: this run reads only its own split of the input (files, row groups, byte "
                       "ranges or the task's shard_info) and writes {name}-INDEX-of-COUNT.*")
-  p.add_argument("--out", "--out_dir", dest="out", required=True, help=out_help)
+  p.add_argument("--out", required=True, help=out_help)
+
+
+def add_mesh_args(p: argparse.ArgumentParser) -> None:
+  """The mesh flags of every model command (``score``, ``embed``, ``refine``): one spelling everywhere."""
+  p.add_argument("--mesh_data", type=int, default=-1, help="data-parallel mesh axis (-1: all local devices)")
+  p.add_argument("--mesh_model", type=int, default=1, help="model-parallel mesh axis")
 
 
 def input_from_args(args: argparse.Namespace) -> tuple[docs.DocumentInput, docs.ShardSpec]:

@@ -20,6 +20,7 @@ Conventions (DESIGN §2, §11; after datatrove executors and t5x ``infer``'s ``s
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import shutil
 import time
@@ -216,6 +217,19 @@ def commit_shard(out_dir: str, stem: str, n_pieces: int, *, fmt: str, schema, co
   return stats
 
 
+# The running job's progress callback (set by run_sharded while a piece is processed).
+_ADVANCE: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("tokensift_job_advance",
+                                                                                       default=None)
+
+
+def advance(num_docs: int) -> None:
+  """Reports ``num_docs`` more documents of the current piece done (a job's ``process`` calls it as each model
+  batch finishes), so the progress bar moves per document, not per piece. A no-op outside ``run_sharded``."""
+  callback = _ADVANCE.get()
+  if callback is not None:
+    callback(int(num_docs))
+
+
 def run_sharded(
     *,
     name: str,
@@ -293,14 +307,28 @@ def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, pie
   pending: list[Document] = []
   report_piece = ReadReport()
   count_in_piece = 0
+  shown = 0  # documents of the current piece already counted on the bar (through advance())
+
+  def on_advance(n: int) -> None:
+    nonlocal shown
+    n = max(0, min(n, len(pending) - shown))  # never past the piece
+    shown += n
+    if n:
+      bar.update(n)
 
   def flush():
-    nonlocal piece_idx, pending, report_piece, count_in_piece
+    nonlocal piece_idx, pending, report_piece, count_in_piece, shown
     if piece_idx >= n_done:
-      write_piece(work, piece_idx, process(pending), report_piece, fmt=fmt, schema=schema, summarize=summarize,
+      token = _ADVANCE.set(on_advance if bar is not None else None)
+      try:
+        records = process(pending)
+      finally:
+        _ADVANCE.reset(token)
+      write_piece(work, piece_idx, records, report_piece, fmt=fmt, schema=schema, summarize=summarize,
                   config_json=config_json)
     if bar is not None:
-      bar.update(len(pending) + report_piece.num_skipped)
+      bar.update(len(pending) - shown + report_piece.num_skipped)
+    shown = 0
     piece_idx += 1
     pending, report_piece, count_in_piece = [], ReadReport(), 0
 

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("pipeline", help="the whole job: refine -> ASK-LLM score -> embed -> DENSITY -> select -> "
                      "reference losses -> train SLM/CLM -> evaluate -> HTML report (resumable stages)",
                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--run_dir", required=True, help="output directory (one folder per stage, report/index.html)")
+  p.add_argument("--run_dir", required=True, help="the run directory, where this command writes (one folder per stage, "
+                 "report/index.html) and what a rerun resumes")
   p.add_argument("--gin_file", action="append", default=None,
                  help=f"gin file (repeatable; later ones override; default {DEFAULT_GIN})")
   p.add_argument("--gin", action="append", default=[],
@@ -32,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_pipeline(args) -> int:
   import os
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from tokensift.pipeline import config, run
   cfg = config.parse_gin(args.gin_file or [DEFAULT_GIN], args.gin)
   run.run_pipeline(cfg, args.run_dir, progress=not args.no_progress, restart_from=args.restart_from,

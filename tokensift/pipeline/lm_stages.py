@@ -147,7 +147,7 @@ def train_config(ctx: Context, run: str, tasks: dict[str, str]):
       model_dir=str(ctx.dir("train") / run), task=tasks[data], feature_lengths=lengths, batch_size=m.batch_size,
       train_steps=m.steps, train_split="train", eval_split=c.validation_split, eval_every=m.eval_every,
       eval_batches=100_000, checkpoint_every=max(m.eval_every, 50), keep_checkpoints=1, log_every=m.log_every,
-      seed=m.seed, pack=m.pack, loss=tc.LossConfig(kind=loss, ratio=m.slm_ratio),
+      seed=m.seed, pack=m.pack, loss=tc.LossConfig(kind=loss, slm_ratio=m.slm_ratio),
       optimizer=tc.OptimizerConfig(learning_rate=m.learning_rate, warmup_steps=m.warmup_steps, weight_decay=0.01),
       progress=ctx.progress)
 
