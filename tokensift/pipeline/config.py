@@ -109,12 +109,14 @@ class EmbedConfig:
 class SelectionConfig:
   """``selection.select_job``: the top ``askllm_fraction`` percent by ASK-LLM score form the pool (None: every
   document), then ``method`` ('ips' = DENSITY inverse propensity, 'topk', 'bottomk', 'random') keeps ``rate``
-  percent of the documents."""
+  percent of the documents. ``bandwidth``: a float or a heuristic of ``selection.density_kernels``; the default
+  ``'median_n'`` (median pairwise distance / sqrt(2 ln n)) lets near-duplicates stand out, where the plain
+  ``'median'`` makes every 384-d MiniLM kernel sum nearly equal (see that module's docstring)."""
   method: str = "ips"
   rate: float = 50.0
   askllm_fraction: float | None = 75.0
   kernel: str = "gaussian"
-  bandwidth: float | str = "median"
+  bandwidth: float | str = "median_n"
   seed: int = 0
 
 
