@@ -55,7 +55,10 @@ class CorpusConfig:
 class RefinerConfig:
   """The ProX refining model: SFT on rule-programmer pairs from ``train_task``/``train_split`` (first
   ``train_docs``), F1 against the rules on ``eval_task``/``eval_split`` (first ``eval_docs``).
-  ``batch_size``: prompts generated together at inference; ``tokenizer``: default SmolLM2's (chat template)."""
+  ``batch_size``: prompts generated together at inference; ``tokenizer``: default SmolLM2's (chat template).
+  ``corrupt_training`` (with ``KnownAnswerConfig.enabled``): the training documents outside the pool get the
+  known-answer corruptions (another seed) before the rule programmer annotates them; without it C4's own text
+  gives the refiner ~10 chunk pairs with edits in 2482 and it learns to keep every line."""
   enabled: bool = True
   train_task: str = "c4_en_raw"
   train_split: str = "train"
@@ -66,6 +69,7 @@ class RefinerConfig:
   training: RefinerTrainConfig = RefinerTrainConfig()
   batch_size: int = 64
   tokenizer: str | None = None
+  corrupt_training: bool = True  # known-answer pool only: train on corrupted copies (known_answer.refiner_training_texts)
 
 
 @dataclasses.dataclass(frozen=True)
