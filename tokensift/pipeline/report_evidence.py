@@ -104,8 +104,29 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
           f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
   best = min((k for k, *_ in styles), key=lambda k: at[k]["junk_kept"] or 0)
   sent += f" At that rate the least junk is kept by {dict((k, n) for k, n, *_ in styles)[best]}."
+  sent += _askllm_why(a)
   return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
           + _examples(sel))
+
+
+def _askllm_why(a: dict[str, Any]) -> str:
+  """What the scorer's per-kind figures say (computed from ``evidence.askllm_diagnostics``)."""
+  kinds = a.get("auc_by_junk_kind")
+  if not kinds:
+    return ""
+  caught = [k for k, v in kinds.items() if v is not None and v > 0.55]
+  preferred = [k for k, v in kinds.items() if v is not None and v < 0.45]
+  out = (" Per junk kind (AUC of that kind alone against the clean documents): "
+         + ", ".join(f"{k.replace('_', ' ')} {_f(v)}" for k, v in kinds.items()) + ".")
+  if preferred:
+    out += f" It rates {', '.join(k.replace('_', ' ') for k in preferred)} above clean text"
+    out += (f"; it ranks {', '.join(k.replace('_', ' ') for k in caught)} below." if caught else ".")
+  out += (f" Mean P(yes) is {_f(a['p_yes_clean'], 3)} on clean and {_f(a['p_yes_junk'], 3)} on junk documents, and "
+          f"\"yes\" + \"no\" together take only {_pct(a['yes_no_mass_clean'])} (clean) and "
+          f"{_pct(a['yes_no_mass_junk'])} (junk) of the next-token probability: this scorer mostly does not "
+          f"answer the question. The yes/no-normalised score P(yes)/(P(yes)+P(no)) has AUC "
+          f"{_f(a['auc_normalised'])}{_chance(a['auc_normalised'])}.")
+  return out
 
 
 def _chance(auc: float | None) -> str:
@@ -171,7 +192,9 @@ def density_html(det: dict[str, Any], out: Path) -> str:
           f"{'fewer near-duplicates, as intended' if ips < rnd - 0.05 else 'no clear difference' if ips <= rnd + 0.05 else 'more near-duplicates'}); the select "
           "stage's own list kept " + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
           + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
-          f"{_f(d['mean_log_density_other'])}.")
+          f"{_f(d['mean_log_density_other'])}"
+          + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {html.escape(str(d['bandwidth_setting']))} = {_f(d['bandwidth'], 3)})"
+             if d.get("bandwidth") is not None else "") + ".")
   return f"<h2>DENSITY: near-duplicate clusters</h2>{_img(img)}<p>{sent}</p>"
 
 
