@@ -25,3 +25,14 @@ def test_density_sentence_and_plot(tmp_path):
   assert "near-duplicates 1.90, other documents 0.35 (gaussian kernel, bandwidth median_n = 0.439)" in html
   det["density"]["clusters"]["0"]["ips"] = det["density"]["clusters"]["1"]["ips"] = 0.5
   assert "no clear difference" in re_.density_html(det, tmp_path)
+
+
+def test_scatter_sentence_counts_what_was_selected(tmp_path):
+  import numpy as np
+  ids = ["a", "b", "c", "d", "e"]
+  labels = {"a": {"kind": "clean"}, "b": {"kind": "clean"}, "c": {"kind": "dup"}, "d": {"kind": "junk"},
+            "e": {"kind": "junk"}}
+  html = re_.scatter_html(ids, np.asarray([0.1, 0.2, 0.3, 0.4, 0.05]), np.asarray([1.0, 1.1, 2.0, 0.9, 0.8]),
+                          np.asarray([True, False, False, True, False]), 0.08, labels, tmp_path)
+  assert (tmp_path / "ev_scatter.png").exists()
+  assert "kept 2 of 5 scored documents: 1 of 2 real, 0 of 1 near-duplicate, 1 of 2 junk documents." in html

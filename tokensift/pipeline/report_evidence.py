@@ -26,7 +26,7 @@ def _f(x: float | None, d: int = 2) -> str:
   return "–" if x is None else f"{x:.{d}f}"
 
 
-def _img(name: str, width: int = 48) -> str:
+def _img(name: str, width: int = 60) -> str:
   return f'<img src="{name}" style="max-width:{width}%">'
 
 
@@ -167,7 +167,11 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
   ax.set_ylabel("DENSITY log kernel sum")
   ax.legend(fontsize=7, ncol=2)
   img = _save(fig, out / "ev_scatter.png")
-  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img, 60)}")
+  counts = ", ".join(f"{int((selected & (kinds == k)).sum())} of {int((kinds == k).sum())} {name}"
+                     for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
+  sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
+          f"{len(ids)} scored documents: {counts} documents.")
+  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img)}<p>{sent}</p>")
 
 
 def density_html(det: dict[str, Any], out: Path) -> str:
@@ -182,9 +186,11 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   ax.bar(x - 0.2, [100 * cl[c]["ips"] for c in names], 0.4, label="DENSITY inverse propensity")
   ax.bar(x + 0.2, [100 * cl[c]["random"] for c in names], 0.4, color="grey", label="random")
   ax.set_xticks(x, [f"cluster {c}\n({cl[c]['size']} copies)" for c in names])
+  ax.axhline(d["rate"], color="k", ls=":", lw=1, label=f"the sampling rate ({d['rate']:.0f}%)")
+  ax.set_ylim(0, 100)  # room above the bars for the legend
   ax.set_ylabel("% of the cluster kept")
   ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper right")
   img = _save(fig, out / "ev_density.png")
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
   sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
