@@ -81,7 +81,7 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
 def selection_html(det: dict[str, Any], out: Path) -> str:
   sel = det["selection"]
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(6.5, 3.6))
+  fig, ax = plt.subplots(figsize=(8.5, 3.6))
   styles = (("askllm", "ASK-LLM (top score)", "C3", "-"), ("perplexity_low", "perplexity: lowest", "C0", "--"),
             ("perplexity_middle", "perplexity: middle", "C0", ":"), ("perplexity_high", "perplexity: highest",
                                                                      "C0", "-."), ("random", "random", "grey", "-"))
@@ -91,7 +91,7 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   ax.set_xlabel("documents kept (% of the refined pool)")
   ax.set_ylabel("junk documents kept (%)")
   ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored)")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross everywhere
   img = _save(fig, out / "ev_selection.png")
   a = sel["askllm"]
   at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in styles}
