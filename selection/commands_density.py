@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="exact kernel sums, RACE sketch, or auto (exact up to --exact_limit documents)")
   p.add_argument("--exact_limit", type=int, default=200_000)
   p.add_argument("--kernel", default="gaussian", choices=["gaussian", "laplacian", "cosine"])
-  p.add_argument("--bandwidth", default="median", help="a float, or 'median' (default) / 'scott'")
+  p.add_argument("--bandwidth", default="median",
+                 help="a float, or 'median' (default) / 'median_n' (near-duplicates stand out) / 'scott'")
   p.add_argument("--sketch_rows", type=int, default=1000)
   p.add_argument("--sketch_buckets", type=int, default=20000)
   p.add_argument("--sketch_hashes", type=int, default=4)
@@ -91,12 +92,13 @@ def cmd_embed(args) -> int:
 
 
 def _bandwidth(text: str):
-  if text in ("median", "scott"):
+  from tokensift.selection.density_kernels import BANDWIDTH_HEURISTICS
+  if text in BANDWIDTH_HEURISTICS:
     return text
   try:
     return float(text)
   except ValueError:
-    raise ValueError(f"--bandwidth {text!r}: expected a float or 'median' / 'scott'") from None
+    raise ValueError(f"--bandwidth {text!r}: expected a float or one of {BANDWIDTH_HEURISTICS}") from None
 
 
 def cmd_select(args) -> int:

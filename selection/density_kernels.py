@@ -12,6 +12,14 @@ Bandwidth: a float, or a heuristic name resolved on the data (``bandwidth_heuris
 - ``"median"`` (default): the median Euclidean distance between distinct pairs of a seeded subsample of at
   most 1000 points (the "median heuristic" of kernel methods, Gretton et al. 2012); a point at the median
   distance then contributes ``exp(-1/2)`` under the Gaussian kernel. Robust in high dimension.
+- ``"median_n"``: the median distance ``m`` (as above) shrunk so that a point at the median distance contributes
+  ``1/n`` (``n`` = number of keys): ``h = m / sqrt(2 ln n)`` for the Gaussian and cosine kernels, ``m / ln n``
+  for the Laplacian. The ``n`` points at typical distances then add up to about one self term, so a sum counts
+  the neighbours much closer than typical (near-duplicates, dense topics). With ``"median"`` every pair of
+  384-d MiniLM embeddings contributes ~``exp(-1/2)`` (distances concentrate: on the known-answer C4 corpus the
+  1% and 50% quantiles of pairwise distance are 1.16 and 1.38), so all log densities agree to ~0.03 and
+  inverse-propensity sampling keeps near-duplicate clusters at the random rate; ``"median_n"`` gives their
+  members several times the density of other documents (``tokensift pipeline``'s default).
 - ``"scott"``: Scott's rule ``sigma * n^(-1/(d+4))`` with ``sigma`` the root mean per-dimension variance. It is
   the textbook rule for low ``d``, but for 384-d unit embeddings it gives ``h`` ~ 0.05 while pairwise distances
   are ~1, so every sum collapses to the self term; offered for low-dimensional data only.
@@ -41,7 +49,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 KERNELS = ("gaussian", "laplacian", "cosine")
-BANDWIDTH_HEURISTICS = ("median", "scott")
+BANDWIDTH_HEURISTICS = ("median", "median_n", "scott")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,15 +125,17 @@ def bandwidth_heuristic(x, method: str = "median", *, kernel: str = "gaussian", 
   if kernel == "cosine":
     x = l2_normalize(x)
   n, d = x.shape
-  if method == "median":
+  if method in ("median", "median_n"):
     if n < 2:
-      raise ValueError("the median bandwidth heuristic needs at least 2 embeddings")
+      raise ValueError(f"the {method} bandwidth heuristic needs at least 2 embeddings, got {n}")
     idx = np.random.default_rng(seed).permutation(n)[:sample] if n > sample else np.arange(n)
     s = x[idx].astype(np.float64)
     sq = (s * s).sum(1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * s @ s.T, 0.0)
     dist = np.sqrt(d2[np.triu_indices(len(s), k=1)])
     h = float(np.median(dist))
+    if method == "median_n":  # the median-distance pair contributes exp(-ln n) = 1/n
+      h = h / math.log(n) if kernel == "laplacian" else h / math.sqrt(2.0 * math.log(n))
   elif method == "scott":
     sigma = float(np.sqrt(x.astype(np.float64).var(axis=0).mean()))
     h = sigma * n ** (-1.0 / (d + 4))

@@ -135,3 +135,44 @@ def test_bad_embeddings_are_rejected_naming_rows():
     dk.KernelConfig(kernel="epanechnikov")
   with pytest.raises(ValueError, match="key_weights"):
     dk.kernel_sums(x, config=dk.KernelConfig(bandwidth=1.0), key_weights=np.ones(19))
+
+
+def test_median_n_heuristic_gives_one_over_n_at_the_median_distance():
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(300, 6))
+  med = dk.bandwidth_heuristic(x, "median")
+  h = dk.bandwidth_heuristic(x, "median_n")
+  assert h == pytest.approx(med / np.sqrt(2 * np.log(300)), rel=1e-9)
+  assert np.exp(-med ** 2 / (2 * h * h)) == pytest.approx(1 / 300, rel=1e-9)  # Gaussian kernel at the median
+  hl = dk.bandwidth_heuristic(x, "median_n", kernel="laplacian")
+  assert np.exp(-med / hl) == pytest.approx(1 / 300, rel=1e-9)
+  _, used = dk.log_kernel_sums(x, config=dk.KernelConfig(bandwidth="median_n"), return_bandwidth=True)
+  assert used == pytest.approx(h, rel=1e-6)
+  with pytest.raises(ValueError, match="median_n bandwidth heuristic needs at least 2 embeddings, got 1"):
+    dk.bandwidth_heuristic(x[:1], "median_n")
+
+
+def test_median_n_lets_real_near_duplicates_stand_out():
+  """Real MiniLM embeddings of 40 C4 documents + 5 edited copies of one of them (the known-answer corpus's
+  near-duplicate edits): under the plain median bandwidth the cluster's log density is within 0.1 of the other
+  documents' and inverse propensity keeps it like random; under median_n it is far denser and mostly dropped."""
+  import random
+
+  from tokensift.pipeline import known_answer as ka
+  from tokensift.selection import samplers
+  from test_embed_job import c4_documents, embedder
+  texts = [d.text for d in c4_documents()[:40]]
+  rng = random.Random(0)
+  texts += [ka.near_duplicate(texts[0], rng) for _ in range(5)]
+  x = embedder().embed(texts)[0]
+  dup = np.zeros(len(texts), bool)
+  dup[0], dup[40:] = True, True
+  share = {}
+  for bw in ("median", "median_n"):
+    logs = np.asarray(dk.log_kernel_sums(x, config=dk.KernelConfig(bandwidth=bw)), np.float64)
+    gap = logs[dup].mean() - logs[~dup].mean()
+    assert (gap < 0.1) if bw == "median" else (gap > 1.0), (bw, gap)
+    kept = [np.isin(np.flatnonzero(dup), samplers.inverse_propensity_sample(logs, 22, seed=s, log=True)).mean()
+            for s in range(50)]
+    share[bw] = float(np.mean(kept))
+  assert share["median"] > 0.4 and share["median_n"] < 0.25, share

@@ -70,3 +70,22 @@ def test_perplexity_selector_matches_numpy(mode, rate):
   assert math.isnan(det.doc_log_perplexity([[]])[0])
   with pytest.raises(ValueError, match="mode='median'"):
     det.perplexity_select(log_ppl, rate, "median")
+
+
+def test_askllm_diagnostics_hand_made():
+  """3 clean documents and 2 junk kinds. P(yes): clean 0.2, 0.1, 0.05; spam 0.3 (above every clean: AUC 0),
+  salad 0.075 (above one clean of three: AUC 2/3). Normalised by P(no), the spam's 0.3 / (0.3 + 0.6) = 1/3
+  is below every clean document's (0.8, 0.5, 0.5): AUC 1 against it."""
+  from tokensift.pipeline import evidence
+  p = [(0.2, 0.05), (0.1, 0.1), (0.05, 0.05), (0.3, 0.6), (0.075, 0.075)]
+  recs = [{"logp_yes": math.log(y), "logp_no": math.log(n)} for y, n in p]
+  lab = lambda kind, jk=None: {"kind": kind, "junk_kind": jk}  # noqa: E731
+  labs = [lab("clean"), lab("dup"), lab("clean"), lab("junk", "spam"), lab("junk", "salad")]
+  d = evidence.askllm_diagnostics(recs, labs)
+  assert d["auc_by_junk_kind"] == {"salad": pytest.approx(2 / 3), "spam": 0.0}
+  assert d["auc_normalised_by_junk_kind"]["spam"] == 1.0
+  assert d["auc_normalised_by_junk_kind"]["salad"] == pytest.approx(2 / 3)  # 0.5 vs 0.8, 0.5 (tie), 0.5 (tie)
+  assert d["auc_normalised"] == pytest.approx((3 + 2 / 3 * 3) / 6)
+  assert d["yes_no_mass_clean"] == pytest.approx((0.25 + 0.2 + 0.1) / 3)
+  assert d["yes_no_mass_junk"] == pytest.approx((0.9 + 0.15) / 2)
+  assert d["p_yes_junk"] == pytest.approx(0.1875)

@@ -74,3 +74,27 @@ def test_junk_kinds_look_like_their_names():
     ka.junk_document("spam", rng, "web", [])
   with pytest.raises(ValueError, match="profile='legal'"):
     ka.build_corpus(["a b c"] * 5, list("abcde"), ka.KnownAnswerConfig(), "legal")
+
+
+def test_refiner_training_texts_leave_out_the_pool_and_give_the_teacher_edits(data_dir):
+  """The refiner's SFT documents: deterministic, none of the pool's texts, the pool's junk share, another seed
+  than the pool; and the rule programmer (the teacher) then writes drops and line removals for them, which C4's
+  own text almost never gives it."""
+  from tokensift.refine import rules
+  texts, ids = _sample(data_dir, "c4", n=60)
+  cfg = ka.KnownAnswerConfig(junk_per_kind=2)
+  pool = texts[:20]
+  train, counts = ka.refiner_training_texts(texts, pool, cfg, "web")
+  assert (train, counts) == ka.refiner_training_texts(texts, pool, cfg, "web")
+  assert counts["excluded_pool_docs"] == 20 and not set(pool) & set(train)
+  assert counts["junk"] == 4 * len(ka.JUNK_KINDS["web"])  # 2 per kind per 20 pool docs -> 4 per 40 training docs
+  assert counts["near_duplicates"] == 0 and counts["docs_with_junk_lines"] == 10 and len(train) == 40 + 24
+  pool_docs, _ = ka.build_corpus(pool, ids[:20], cfg, "web")
+  shared = {d["text"] for d in pool_docs} & set(train)  # other documents, other draws; only near-empty pages
+  assert all(len(t) < 40 for t in shared)  # (a title + a line from short lists) can coincide
+  plain = [rules.write_program(t) for t in texts[20:]]
+  taught = [rules.write_program(t) for t in train]
+  assert sum(p.doc_program == "drop_doc()" for p in taught) >= 20 > sum(p.doc_program == "drop_doc()" for p in plain)
+  assert sum(len(p.removed) for p in taught) >= 10 + sum(len(p.removed) for p in plain)
+  with pytest.raises(ValueError, match="only 0 of 3 refiner training documents are outside the pool"):
+    ka.refiner_training_texts(texts[:3], texts[:3], cfg, "web")

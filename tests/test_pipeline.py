@@ -85,6 +85,9 @@ def test_document_counts_agree_across_stages(finished):
   assert s["select"]["tokens_out"] == sum(r["stats"]["tokens_after"] for r in kept if str(r["id"]) in set(chosen))
   # the refiner's F1 figures and the ceiling, computed (the ceiling agrees perfectly with itself)
   ev = s["refiner_eval"]
+  tr = s["refiner_train"]  # SFT on corrupted copies of the 24 training documents outside the 24-document pool
+  assert tr["docs_in"] == 48 and tr["corrupted"]["excluded_pool_docs"] == 24 and tr["corrupted"]["junk"] == 6
+  assert tr["docs_out"] == 24 + 6 and tr["doc_pairs"] == 30
   assert ev["docs_in"] == 12 and ev["ceiling"]["doc"]["f1"] == 1.0 and 0.0 <= ev["refiner"]["doc"]["f1"] <= 1.0
 
 

@@ -58,7 +58,10 @@ class CorpusConfig:
 class RefinerConfig:
   """The ProX refining model: SFT on rule-programmer pairs from ``train_task``/``train_split`` (first
   ``train_docs``), F1 against the rules on ``eval_task``/``eval_split`` (first ``eval_docs``).
-  ``batch_size``: prompts generated together at inference; ``tokenizer``: default SmolLM2's (chat template)."""
+  ``batch_size``: prompts generated together at inference; ``tokenizer``: default SmolLM2's (chat template).
+  ``corrupt_training`` (with ``KnownAnswerConfig.enabled``): the training documents outside the pool get the
+  known-answer corruptions (another seed) before the rule programmer annotates them; without it C4's own text
+  gives the refiner ~10 chunk pairs with edits in 2482 and it learns to keep every line."""
   enabled: bool = True
   train_task: str = "c4_en_raw"
   train_split: str = "train"
@@ -69,6 +72,7 @@ class RefinerConfig:
   training: RefinerTrainConfig = RefinerTrainConfig()
   batch_size: int = 64
   tokenizer: str | None = None
+  corrupt_training: bool = True  # known-answer pool only: train on corrupted copies (known_answer.refiner_training_texts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +113,14 @@ class EmbedConfig:
 class SelectionConfig:
   """``selection.select_job``: the top ``askllm_fraction`` percent by ASK-LLM score form the pool (None: every
   document), then ``method`` ('ips' = DENSITY inverse propensity, 'topk', 'bottomk', 'random') keeps ``rate``
-  percent of the documents."""
+  percent of the documents. ``bandwidth``: a float or a heuristic of ``selection.density_kernels``; the default
+  ``'median_n'`` (median pairwise distance / sqrt(2 ln n)) lets near-duplicates stand out, where the plain
+  ``'median'`` makes every 384-d MiniLM kernel sum nearly equal (see that module's docstring)."""
   method: str = "ips"
   rate: float = 50.0
   askllm_fraction: float | None = 75.0
   kernel: str = "gaussian"
-  bandwidth: float | str = "median"
+  bandwidth: float | str = "median_n"
   seed: int = 0
 
 

@@ -18,16 +18,33 @@ from tokensift.pipeline.stages import Stage
 
 def _refiner_train_config(ctx: Context) -> dict[str, Any]:
   r = ctx.config.refiner
-  return {"task": r.train_task, "split": r.train_split, "docs": r.train_docs, "training": as_json(r.training),
-          "tokenizer": r.tokenizer}
+  out = {"task": r.train_task, "split": r.train_split, "docs": r.train_docs, "training": as_json(r.training),
+         "tokenizer": r.tokenizer}
+  if _corrupt_training(ctx):
+    c = ctx.config.corpus
+    out["corrupted"] = {"known_answer": as_json(ctx.config.known_answer), "profile": c.profile,
+                        "pool": [c.task, c.split, c.input, c.max_docs]}
+  return out
+
+
+def _corrupt_training(ctx: Context) -> bool:
+  return ctx.config.refiner.corrupt_training and ctx.config.known_answer.enabled
 
 
 def _refiner_train(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.refine import refiner_training as rt
   r = ctx.config.refiner
   texts = ctx.task_texts(r.train_task, r.train_split, r.train_docs)
+  n_in, extra = len(texts), {}
+  if _corrupt_training(ctx):
+    from tokensift import docs
+    from tokensift.pipeline import known_answer as ka
+    rows, _ = ctx.source_rows()
+    pool = [d.text for d in docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport())]
+    texts, extra["corrupted"] = ka.refiner_training_texts(texts, pool, ctx.config.known_answer,
+                                                          ctx.config.corpus.profile)
   summary = rt.run_refiner_training(texts, r.training, out, tokenizer=r.tokenizer, progress=ctx.progress)
-  return dict(summary, docs_in=len(texts), docs_out=len(texts))
+  return dict(summary, **extra, docs_in=n_in, docs_out=len(texts))
 
 
 def refiner_programmer(ctx: Context):

@@ -25,8 +25,34 @@ def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def scores(ctx: Context) -> dict[str, float]:
-  return {str(r["id"]): float(r["score"]) for f in jobs.shard_files(ctx.dir("score"), "score")
-          for r in jobs.read_records(f)}
+  return {str(r["id"]): float(r["score"]) for r in score_records(ctx).values()}
+
+
+def score_records(ctx: Context) -> dict[str, dict[str, Any]]:
+  """id -> the score stage's record (``score``, ``logp_yes``, ``logp_no``, variants, ``tokens``)."""
+  return {str(r["id"]): r for f in jobs.shard_files(ctx.dir("score"), "score") for r in jobs.read_records(f)}
+
+
+def askllm_diagnostics(recs: list[dict[str, Any]], labs: list[dict[str, Any]]) -> dict[str, Any]:
+  """Why ASK-LLM ranks as it does: ROC AUC (clean over junk) of P("yes") against each junk kind alone, of the
+  yes/no-normalised score P(yes) / (P(yes) + P(no)) (public re-implementations' readout; reported beside the
+  paper's, not chosen by it), and the mean next-token mass on "yes" + "no" (how much the scorer answers the
+  question at all) for clean and junk documents."""
+  junk = np.asarray([x["kind"] == "junk" for x in labs])
+  kinds = np.asarray([x["junk_kind"] or "" for x in labs])
+  ly = np.asarray([r["logp_yes"] for r in recs], np.float64)
+  ln = np.asarray([r["logp_no"] for r in recs], np.float64)
+  norm = ly - np.logaddexp(ly, ln)
+
+  def per_kind(v):
+    return {k: det.roc_auc(v[~junk | (kinds == k)], ~junk[~junk | (kinds == k)]) for k in sorted(set(kinds[junk]))}
+  mass = np.exp(ly) + np.exp(ln)
+  return {"auc_by_junk_kind": per_kind(ly), "auc_normalised": det.roc_auc(norm, ~junk),
+          "auc_normalised_by_junk_kind": per_kind(norm),
+          "yes_no_mass_clean": float(mass[~junk].mean()) if (~junk).any() else None,
+          "yes_no_mass_junk": float(mass[junk].mean()) if junk.any() else None,
+          "p_yes_clean": float(np.exp(ly[~junk]).mean()) if (~junk).any() else None,
+          "p_yes_junk": float(np.exp(ly[junk]).mean()) if junk.any() else None}
 
 
 def log_density(ctx: Context) -> dict[str, float]:
@@ -112,6 +138,8 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
   junk = np.asarray([labels[i]["kind"] == "junk" for i in pool])
   out = {"docs": len(pool), "junk_docs": int(junk.sum()),
          "askllm": ranking_detection(np.asarray([sc[i] for i in pool]), junk, True)}
+  recs = score_records(ctx)
+  out["askllm"].update(askllm_diagnostics([recs[i] for i in pool], [labels[i] for i in pool]))
   for mode in det.PERPLEXITY_MODES:
     rows = []
     for r in RATES:
@@ -169,7 +197,8 @@ def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   actual = det.cluster_keep_share([i in chosen for i in ids], cluster)
   clusters = sorted(actual)
   dup = np.asarray([c is not None for c in cluster])
-  return {"rate": ctx.config.ablation.rate, "docs": len(ids), "clusters": {
+  return {"rate": ctx.config.ablation.rate, "docs": len(ids), "bandwidth": ctx.summaries.get("density", {}).get(
+      "bandwidth"), "bandwidth_setting": ctx.config.selection.bandwidth, "kernel": ctx.config.selection.kernel, "clusters": {
       str(c): {"size": int(sum(cc == c for cc in cluster)), "ips": float(np.mean([d[c] for d in ips])),
                "random": float(np.mean([d[c] for d in rnd])), "select_stage": actual[c]} for c in clusters},
       "mean_log_density_dup": float(x[dup].mean()) if dup.any() else None,
@@ -236,12 +265,19 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
     out.append(f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk): ROC AUC clean>junk "
                f"ASK-LLM {f(s['askllm']['auc_clean_over_junk'])}, perplexity-low "
                f"{f(s['perplexity_low']['auc_clean_over_junk'])}")
+    a = s["askllm"]
+    if "auc_by_junk_kind" in a:
+      out.append("  ASK-LLM AUC per junk kind: " + ", ".join(f"{k} {f(v, 2)}" for k, v in a["auc_by_junk_kind"].items())
+                 + f"; P(yes)/(P(yes)+P(no)) AUC {f(a['auc_normalised'])}; next-token mass on yes+no: clean "
+                 f"{f(a['yes_no_mass_clean'])}, junk {f(a['yes_no_mass_junk'])}")
     out.append("  junk kept at rate " + " ".join(f"{r:>5.0f}%" for r in RATES))
     for key in ("askllm", "perplexity_low", "perplexity_middle", "perplexity_high", "random"):
       out.append(f"  {key:17s}" + " ".join(f"{100 * (x['junk_kept'] or 0):5.0f}%" for x in s[key]["by_rate"]))
     d = detection["density"]
     out.append(f"DENSITY at {d['rate']:.0f}%: share of each near-duplicate cluster kept, IPS vs random: " + ", ".join(
-        f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items()))
+        f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items())
+        + f"; mean log density near-duplicates {f(d['mean_log_density_dup'], 2)} vs others "
+        f"{f(d['mean_log_density_other'], 2)} (bandwidth {d.get('bandwidth_setting', '?')} = {f(d.get('bandwidth'))})")
     if detection.get("slm"):
       out.append("Rho-1 SLM on the contaminated pool, selected share noise-span vs other tokens: " + ", ".join(
           f"step {c['step']} {100 * c['noise_selected']:.0f}% vs {100 * c['clean_selected']:.0f}%"

@@ -264,6 +264,26 @@ def build_corpus(texts: Sequence[str], ids: Sequence[str], cfg: KnownAnswerConfi
   return [docs[p] for p in perm], [labels[p] for p in perm]
 
 
+def refiner_training_texts(texts: Sequence[str], pool_texts: Sequence[str], cfg: KnownAnswerConfig,
+                           profile: str = "web") -> tuple[list[str], dict[str, Any]]:
+  """The ProX refiner's SFT documents when the pool is a known-answer corpus: the training ``texts`` that are
+  not in the pool (by exact text; the pool is what the refiner is later measured on), corrupted by this
+  module's generator with seed ``cfg.seed + 1`` and no near-duplicate clusters, junk documents at the pool's
+  share (``junk_per_kind`` scaled by the number of documents over ``len(pool_texts)``). The rule programmer
+  then annotates them as it does the clean text, so the refiner sees ``drop_doc()`` on junk documents and
+  ``remove_lines`` on inserted lines. Caveat: the junk-line and junk-document templates are the pool's, so a
+  refiner trained this way is measured on in-distribution corruptions (other documents, other draws).
+  Returns (texts in the seeded corpus order, counts)."""
+  pool = set(pool_texts)
+  keep = [t for t in texts if t not in pool]
+  if len(keep) < 2:
+    raise ValueError(f"only {len(keep)} of {len(texts)} refiner training documents are outside the pool")
+  per_kind = round(cfg.junk_per_kind * len(keep) / max(1, len(pool_texts)))
+  train_cfg = dataclasses.replace(cfg, seed=cfg.seed + 1, dup_clusters=0, junk_per_kind=per_kind)
+  documents, labels = build_corpus(keep, [str(i) for i in range(len(keep))], train_cfg, profile)
+  return [d["text"] for d in documents], dict(summarize(labels), excluded_pool_docs=len(texts) - len(keep))
+
+
 def write_corpus(out_dir: str | Path, documents: Sequence[dict], labels: Sequence[dict]) -> tuple[Path, Path]:
   """Writes ``corpus.jsonl`` (``{id, text}``) and ``labels.jsonl`` into ``out_dir``; returns both paths."""
   from tokensift.core.jobs import atomic_write_bytes

@@ -26,7 +26,7 @@ def _f(x: float | None, d: int = 2) -> str:
   return "–" if x is None else f"{x:.{d}f}"
 
 
-def _img(name: str, width: int = 48) -> str:
+def _img(name: str, width: int = 60) -> str:
   return f'<img src="{name}" style="max-width:{width}%">'
 
 
@@ -81,7 +81,7 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
 def selection_html(det: dict[str, Any], out: Path) -> str:
   sel = det["selection"]
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(6.5, 3.6))
+  fig, ax = plt.subplots(figsize=(8.5, 3.6))
   styles = (("askllm", "ASK-LLM (top score)", "C3", "-"), ("perplexity_low", "perplexity: lowest", "C0", "--"),
             ("perplexity_middle", "perplexity: middle", "C0", ":"), ("perplexity_high", "perplexity: highest",
                                                                      "C0", "-."), ("random", "random", "grey", "-"))
@@ -91,7 +91,7 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   ax.set_xlabel("documents kept (% of the refined pool)")
   ax.set_ylabel("junk documents kept (%)")
   ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored)")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross everywhere
   img = _save(fig, out / "ev_selection.png")
   a = sel["askllm"]
   at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in styles}
@@ -104,8 +104,29 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
           f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
   best = min((k for k, *_ in styles), key=lambda k: at[k]["junk_kept"] or 0)
   sent += f" At that rate the least junk is kept by {dict((k, n) for k, n, *_ in styles)[best]}."
+  sent += _askllm_why(a)
   return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
           + _examples(sel))
+
+
+def _askllm_why(a: dict[str, Any]) -> str:
+  """What the scorer's per-kind figures say (computed from ``evidence.askllm_diagnostics``)."""
+  kinds = a.get("auc_by_junk_kind")
+  if not kinds:
+    return ""
+  caught = [k for k, v in kinds.items() if v is not None and v > 0.55]
+  preferred = [k for k, v in kinds.items() if v is not None and v < 0.45]
+  out = (" Per junk kind (AUC of that kind alone against the clean documents): "
+         + ", ".join(f"{k.replace('_', ' ')} {_f(v)}" for k, v in kinds.items()) + ".")
+  if preferred:
+    out += f" It rates {', '.join(k.replace('_', ' ') for k in preferred)} above clean text"
+    out += (f"; it ranks {', '.join(k.replace('_', ' ') for k in caught)} below." if caught else ".")
+  out += (f" Mean P(yes) is {_f(a['p_yes_clean'], 3)} on clean and {_f(a['p_yes_junk'], 3)} on junk documents, and "
+          f"\"yes\" + \"no\" together take only {_pct(a['yes_no_mass_clean'])} (clean) and "
+          f"{_pct(a['yes_no_mass_junk'])} (junk) of the next-token probability: this scorer mostly does not "
+          f"answer the question. The yes/no-normalised score P(yes)/(P(yes)+P(no)) has AUC "
+          f"{_f(a['auc_normalised'])}{_chance(a['auc_normalised'])}.")
+  return out
 
 
 def _chance(auc: float | None) -> str:
@@ -146,7 +167,11 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
   ax.set_ylabel("DENSITY log kernel sum")
   ax.legend(fontsize=7, ncol=2)
   img = _save(fig, out / "ev_scatter.png")
-  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img, 60)}")
+  counts = ", ".join(f"{int((selected & (kinds == k)).sum())} of {int((kinds == k).sum())} {name}"
+                     for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
+  sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
+          f"{len(ids)} scored documents: {counts} documents.")
+  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img)}<p>{sent}</p>")
 
 
 def density_html(det: dict[str, Any], out: Path) -> str:
@@ -161,9 +186,11 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   ax.bar(x - 0.2, [100 * cl[c]["ips"] for c in names], 0.4, label="DENSITY inverse propensity")
   ax.bar(x + 0.2, [100 * cl[c]["random"] for c in names], 0.4, color="grey", label="random")
   ax.set_xticks(x, [f"cluster {c}\n({cl[c]['size']} copies)" for c in names])
+  ax.axhline(d["rate"], color="k", ls=":", lw=1, label=f"the sampling rate ({d['rate']:.0f}%)")
+  ax.set_ylim(0, 100)  # room above the bars for the legend
   ax.set_ylabel("% of the cluster kept")
   ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="upper right")
   img = _save(fig, out / "ev_density.png")
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
   sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
@@ -171,7 +198,9 @@ def density_html(det: dict[str, Any], out: Path) -> str:
           f"{'fewer near-duplicates, as intended' if ips < rnd - 0.05 else 'no clear difference' if ips <= rnd + 0.05 else 'more near-duplicates'}); the select "
           "stage's own list kept " + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
           + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
-          f"{_f(d['mean_log_density_other'])}.")
+          f"{_f(d['mean_log_density_other'])}"
+          + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {html.escape(str(d['bandwidth_setting']))} = {_f(d['bandwidth'], 3)})"
+             if d.get("bandwidth") is not None else "") + ".")
   return f"<h2>DENSITY: near-duplicate clusters</h2>{_img(img)}<p>{sent}</p>"
 
 

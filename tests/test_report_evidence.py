@@ -1,0 +1,38 @@
+"""The report's reading sentences say what their numbers say (hand-made detection figures)."""
+from tokensift.pipeline import report_evidence as re_
+
+
+def test_askllm_sentence_names_the_kinds_it_prefers_and_the_yes_no_mass():
+  a = {"auc_by_junk_kind": {"navigation": 0.85, "random_chars": 0.16}, "auc_normalised": 0.37,
+       "p_yes_clean": 0.059, "p_yes_junk": 0.072, "yes_no_mass_clean": 0.103, "yes_no_mass_junk": 0.12}
+  s = re_._askllm_why(a)
+  assert "navigation 0.85, random chars 0.16" in s
+  assert "It rates random chars above clean text; it ranks navigation below." in s
+  assert "0.059 on clean and 0.072 on junk" in s and "only 10% (clean) and 12% (junk)" in s
+  assert "AUC 0.37: worse than chance" in s
+  assert re_._askllm_why({}) == ""
+
+
+def test_density_sentence_and_plot(tmp_path):
+  det = {"density": {"rate": 50.0, "docs": 149, "bandwidth": 0.4387, "bandwidth_setting": "median_n",
+                     "kernel": "gaussian", "mean_log_density_dup": 1.9, "mean_log_density_other": 0.35,
+                     "clusters": {"0": {"size": 6, "ips": 0.17, "random": 0.5, "select_stage": 0.0},
+                                  "1": {"size": 6, "ips": 0.21, "random": 0.48, "select_stage": 1 / 6}}}}
+  html = re_.density_html(det, tmp_path)
+  assert (tmp_path / "ev_density.png").stat().st_size > 5000
+  assert "keeps on average 19% of each near-duplicate cluster against 49% for random" in html
+  assert "fewer near-duplicates, as intended" in html and "0% of cluster 0, 17% of cluster 1" in html
+  assert "near-duplicates 1.90, other documents 0.35 (gaussian kernel, bandwidth median_n = 0.439)" in html
+  det["density"]["clusters"]["0"]["ips"] = det["density"]["clusters"]["1"]["ips"] = 0.5
+  assert "no clear difference" in re_.density_html(det, tmp_path)
+
+
+def test_scatter_sentence_counts_what_was_selected(tmp_path):
+  import numpy as np
+  ids = ["a", "b", "c", "d", "e"]
+  labels = {"a": {"kind": "clean"}, "b": {"kind": "clean"}, "c": {"kind": "dup"}, "d": {"kind": "junk"},
+            "e": {"kind": "junk"}}
+  html = re_.scatter_html(ids, np.asarray([0.1, 0.2, 0.3, 0.4, 0.05]), np.asarray([1.0, 1.1, 2.0, 0.9, 0.8]),
+                          np.asarray([True, False, False, True, False]), 0.08, labels, tmp_path)
+  assert (tmp_path / "ev_scatter.png").exists()
+  assert "kept 2 of 5 scored documents: 1 of 2 real, 0 of 1 near-duplicate, 1 of 2 junk documents." in html
