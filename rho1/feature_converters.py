@@ -65,11 +65,11 @@ def _encode_example(ex: Mapping[str, tf.Tensor], keys: tuple[str, ...]) -> dict[
   return out
 
 
-class SelectiveLMFeatureConverter(seqio.LMFeatureConverter):
-  """``seqio.LMFeatureConverter`` (decoder-only LM) plus ``decoder_ref_losses`` aligned with the targets."""
-
-  TASK_FEATURES = {"targets": _Spec(dtype=tf.int32), REF_FEATURE: _Spec(dtype=tf.float32)}
-  MODEL_FEATURES = {**seqio.LMFeatureConverter.MODEL_FEATURES, MODEL_REF_FEATURE: _Spec(dtype=tf.float32)}
+class _RefLossesMixin:
+  """What both converters add to seqio's: ``ref_losses`` checked and carried through packing/padding (encoded
+  beside the token features ``_TOKEN_FEATURES``), then decoded into ``decoder_ref_losses`` aligned with the
+  decoder targets. Listed first among the bases, so ``super()`` is the seqio converter."""
+  _TOKEN_FEATURES: tuple[str, ...] = ()
 
   def _convert_example(self, features: Mapping[str, tf.Tensor]) -> Mapping[str, tf.Tensor]:
     d = dict(super()._convert_example(features))
@@ -78,7 +78,8 @@ class SelectiveLMFeatureConverter(seqio.LMFeatureConverter):
 
   def _convert_features(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
     _check_lengths(task_feature_lengths)
-    ds = ds.map(lambda ex: _encode_example(ex, ("targets",)), num_parallel_calls=tf.data.AUTOTUNE)
+    keys = self._TOKEN_FEATURES
+    ds = ds.map(lambda ex: _encode_example(ex, keys), num_parallel_calls=tf.data.AUTOTUNE)
     ds = self._pack_or_pad(ds, task_feature_lengths)
     return ds.map(self._convert_example, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -88,33 +89,26 @@ class SelectiveLMFeatureConverter(seqio.LMFeatureConverter):
     return lengths
 
 
-class SelectiveEncDecFeatureConverter(seqio.EncDecFeatureConverter):
+class SelectiveLMFeatureConverter(_RefLossesMixin, seqio.LMFeatureConverter):
+  """``seqio.LMFeatureConverter`` (decoder-only LM) plus ``decoder_ref_losses`` aligned with the targets."""
+
+  TASK_FEATURES = {"targets": _Spec(dtype=tf.int32), REF_FEATURE: _Spec(dtype=tf.float32)}
+  MODEL_FEATURES = {**seqio.LMFeatureConverter.MODEL_FEATURES, MODEL_REF_FEATURE: _Spec(dtype=tf.float32)}
+  _TOKEN_FEATURES = ("targets",)
+
+
+class SelectiveEncDecFeatureConverter(_RefLossesMixin, seqio.EncDecFeatureConverter):
   """``seqio.EncDecFeatureConverter`` plus ``decoder_ref_losses`` aligned with the decoder targets."""
 
   TASK_FEATURES = {"inputs": _Spec(dtype=tf.int32), "targets": _Spec(dtype=tf.int32),
                    REF_FEATURE: _Spec(dtype=tf.float32)}
   MODEL_FEATURES = {**seqio.EncDecFeatureConverter.MODEL_FEATURES, MODEL_REF_FEATURE: _Spec(dtype=tf.float32)}
+  _TOKEN_FEATURES = ("inputs", "targets")
 
   def __init__(self, *args, **kwargs):
     super().__init__(*args, **kwargs)
     if self._passthrough_features:
       raise ValueError("SelectiveEncDecFeatureConverter does not take passthrough features")
-
-  def _convert_example(self, features: Mapping[str, tf.Tensor]) -> Mapping[str, tf.Tensor]:
-    d = dict(super()._convert_example(features))
-    d[MODEL_REF_FEATURE] = decode_losses(features[REF_FEATURE])
-    return d
-
-  def _convert_features(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
-    _check_lengths(task_feature_lengths)
-    ds = ds.map(lambda ex: _encode_example(ex, ("inputs", "targets")), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = self._pack_or_pad(ds, task_feature_lengths)
-    return ds.map(self._convert_example, num_parallel_calls=tf.data.AUTOTUNE)
-
-  def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
-    lengths = dict(super().get_model_feature_lengths(task_feature_lengths))
-    lengths[MODEL_REF_FEATURE] = task_feature_lengths["targets"]
-    return lengths
 
 
 def converter_for(task: seqio.Task | seqio.Mixture, encoder_decoder: bool, pack: bool = True,
