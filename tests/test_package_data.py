@@ -24,7 +24,7 @@ def test_editable_checkout_gin_dir_is_the_checkout():
 
 def test_installed_package_holds_the_gin_files_and_gin_dir_finds_them(tmp_path):
   shutil.rmtree(ROOT / "build", ignore_errors=True)  # a stale in-tree build would ship deleted files
-  r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+  r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                       "--target", str(tmp_path / "site"), "."], cwd=ROOT, capture_output=True, text=True,
                      timeout=300)
   shutil.rmtree(ROOT / "build", ignore_errors=True)
