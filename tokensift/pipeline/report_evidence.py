@@ -214,7 +214,8 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
   if table.get("unigram_val_ce"):
     ax.axhline(table["unigram_val_ce"], color="k", ls=":", lw=1, label="unigram of the pool")
   ax.set_xlabel("step")
-  ax.set_ylabel("validation CE (nats, compact vocab)")
+  unit = {"characters": "character"}.get(abl["vocab"].get("units"), "token")
+  ax.set_ylabel(f"validation CE (nats per {unit})")
   ax.set_title(f"Validation cross-entropy, mean ± sd over {table['rows'][0]['seeds']} seeds")
   ax.legend(fontsize=7, ncol=2)
   img = _save(fig, out / "ev_ablation_curves.png")
@@ -237,15 +238,49 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
           "sign)" + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
                                       f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
   v = abl["vocab"]
-  return (f"<h2>Training ablations ({table['rows'][0]['seeds']} seeds each)</h2><p>{sent}</p>{_img(img, 70)}"
-          "<table><tr><th>run</th><th>trains on</th><th>docs</th><th>tokens</th><th>final val CE</th>"
+  return (f"<h2>Training ablations ({table['rows'][0]['seeds']} seeds each)</h2><p>{sent}</p>{setup_html(abl, table)}"
+          f"{_img(img, 70)}"
+          f"<table><tr><th>run</th><th>trains on</th><th>docs</th><th>{unit}s</th><th>final val CE</th>"
           f"<th>best val CE</th></tr>{rows}</table><h3>Paired comparisons (final validation CE, per seed)</h3>"
           "<table><tr><th>a − b</th><th>metric</th><th>mean</th><th>sd</th><th>t</th><th>p</th><th>seeds agreeing"
           f"</th><th>verdict</th></tr>{prs}</table><p>Validation: clean held-out documents (real text, never "
-          f"corrupted). Vocabulary: the {v['in_vocab_ids']} most frequent SmolLM2 ids of the training texts + "
-          f"padding, OOV and separator ids ({v['size']} in all; {_pct(v['val_oov_share'])} of validation tokens are "
-          "OOV), so the softmax is cheap enough for several runs x seeds on 2 CPU cores; CE figures compare runs "
-          "with each other, not with full-vocabulary models.</p>")
+          f"corrupted). Vocabulary: the {v['in_vocab_ids']} most frequent {v.get('units', 'SmolLM2 tokens')} of the "
+          f"training texts + padding, OOV and separator ids ({v['size']} in all; {_pct(v['val_oov_share'])} of "
+          f"validation {unit}s are OOV); CE figures (nats per {unit}) compare runs with each other and with the "
+          "unigram level, not with full-vocabulary models.</p>")
+
+
+def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
+  """What each ablation model is and sees, read from the run's own settings and counts (absent in runs made
+  before these were recorded)."""
+  st, b = abl.get("settings"), abl.get("budget")
+  if not st or not b:
+    return ""
+  ep = {r["data"]: r["epochs"] for r in table["rows"] if r.get("epochs")}
+  sub = [e for d, e in ep.items() if d not in ("contaminated", "refined_pool", "combination")]
+  uni, best = table.get("unigram_val_ce"), min(r["final_mean"] for r in table["rows"])
+  unit = {"characters": "character"}.get(abl["vocab"].get("units"), "token")
+  return (f"<p><b>Setup.</b> Each run is {st['seeds']} decoders ({st['num_layers']} layers, width {st['hidden_size']}, "
+          f"{b.get('params_per_model', 0):,} parameters) trained for {st['steps']} steps of {st['batch_size']} × "
+          f"{st['seq_len']} {unit}s ({b['tokens_seen_per_model']:,} positions per model"
+          + (f": {ep['contaminated']:.1f} epochs of the contaminated pool" if "contaminated" in ep else "")
+          + (f", {np.mean(sub):.1f} of a {st['rate']:g}% subset" if sub else "") + "), learning rate "
+          f"{st['learning_rate']:g} (warm-up {st['warmup_steps']} steps, cosine decay to a tenth). A document "
+          f"contributes {'the characters of ' if unit == 'character' else ''}its first {st['doc_tokens']} SmolLM2 "
+          "tokens (the span the reference model scores for SLM and perplexity filtering"
+          + ("; a token's reference loss is spread evenly over its characters" if unit == "character" else "")
+          + f"). Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
+          f"documents. The unigram level ({_f(uni, 3)} nats per {unit}: a model that ignores context, fitted to the "
+          "contaminated pool) is drawn on the plot"
+          + (f"; the best run ends {uni - best:.2f} nats below it" if uni else "")
+          + f". Why these settings: {html.escape(WHY)}</p>")
+
+
+WHY = ("on ~170 documents and 2 CPU cores the limit is training compute, not text: a model sees about as many token "
+       "positions as it can afford, so the documents are cut to what the reference model can score in the "
+       "budget (enough that a 50% subset is not repeated so often that it memorises), the learning rate is "
+       "high enough to get far in few steps, and the vocabulary is the SmolLM2 ids that occur often enough to "
+       "be learned, the rest one OOV id.")
 
 
 def sections(ctx, out: Path) -> list[str]:
