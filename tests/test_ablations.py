@@ -43,10 +43,11 @@ def test_config_is_checked():
 
 
 def _docs(texts, tokenizer):
+  from tokensift.pipeline.evidence_stages import _tokenize
   out = []
   for t in texts:
-    ids = tokenizer.encode(t, add_special_tokens=False).ids[:64]
-    out.append({"tokens": ids, "ref_losses": [1.0] * len(ids), "noise": [0] * len(ids)})
+    ids, noise, ends = _tokenize(tokenizer, t, 24, [])
+    out.append({"tokens": ids, "ref_losses": [1.0] * len(ids), "noise": noise, "ends": ends, "text": t[:ends[-1]]})
   return out
 
 
@@ -63,6 +64,9 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
   kw = dict(seeds=2, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seq_len=32,
             batch_size=4, steps=4, eval_every=2, warmup_steps=1, max_vocab=128,
             runs=("clm_contaminated", "clm_random"))
+  with pytest.raises(ValueError, match="needs each document's 'text'"):
+    ab.run_ablations(ab.AblationConfig(**kw), {"contaminated": [{"tokens": [5], "ref_losses": [1.0], "noise": [0]}]},
+                     val, log=lambda *a: None)
   one = ab.run_ablations(ab.AblationConfig(workers=1, **kw), data, val, log=lambda *a: None)
   two = ab.run_ablations(ab.AblationConfig(workers=2, **kw), data, val, log=lambda *a: None)
   assert list(two["runs"]) == ["clm_contaminated", "clm_random"]
@@ -70,12 +74,23 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
     assert one["runs"][name]["curve"] == two["runs"][name]["curve"]
   b = one["budget"]
   assert b["tokens_seen_per_model"] == 4 * 4 * 32 and b["val_docs"] == 8 and b["params_per_model"] > 128 * 16
-  rows = {n: ab.pack(data[r["data"]], {}, 32)["tokens"].shape[0] for n, r in one["runs"].items()}
+  chars = {k: [ab.to_chars(d) for d in v] for k, v in data.items()}  # the default vocabulary: characters
+  rows = {n: ab.pack(chars[r["data"]], {}, 32)["tokens"].shape[0] for n, r in one["runs"].items()}
+  assert one["runs"]["clm_contaminated"]["tokens"] == sum(len(d["text"]) for d in data["contaminated"])
+  assert one["vocab"]["units"] == "characters" and one["vocab"]["in_vocab_ids"] == 125
   for name, r in one["runs"].items():
     assert r["epochs"] == pytest.approx(4 * 4 / rows[name])  # 16 rows drawn per seed over the data set's rows
     assert np.isfinite(r["final_val_ce"]).all() and len(r["final_val_ce"]) == 2
   assert one["runs"]["clm_random"]["what"] == "a random 50% of the refined pool"
-  assert one["settings"]["workers"] == 1 and one["settings"]["doc_tokens"] == 256
+  assert one["settings"]["workers"] == 1 and one["settings"]["vocabulary"] == "chars"
+  # what the printed table and the report say about it
+  from tokensift.pipeline import evidence, report_evidence
+  table = evidence.ablation_table(one)
+  assert [r["final_by_seed"] for r in table["rows"]] == [r["final_val_ce"] for r in one["runs"].values()]
+  text = evidence.format_evidence(None, table)
+  assert "nats per unit (characters" in text and f"({b['tokens_seen_per_model']:,} positions seen)" in text
+  page = report_evidence.setup_html(one, table)
+  assert "Why characters" in page and f"({one['unigram_val_ce']:.3f} nats per character" in page
 
 
 def test_to_chars_spreads_reference_losses_over_characters():

@@ -4,12 +4,14 @@ of a run vmapped into one program; validation cross-entropy on clean held-out do
 
 Why not the embedded trainer (``models.trainer``): it trains one seed per call through seqio tasks with
 SmolLM2's 49152-way softmax (~0.4 cpu s per 512-token step); here every run has the same shapes, so one
-compiled step (``jax.vmap`` over seeds) serves all runs, and a **compact vocabulary** makes the softmax cheap:
-the SmolLM2 ids that occur in the training texts, most frequent first, at most ``max_vocab`` of them, the rest
-mapped to one OOV id (0 = padding, 1 = OOV, 2 = document separator). Every run is evaluated on the same
-held-out tokens in the same compact vocabulary, so their cross-entropies compare like with like (they are not
-comparable with full-vocabulary figures). The model (``models.llama.Llama``) and the losses
-(``models.selective_loss``) are the package's own.
+compiled step (``jax.vmap`` over seeds) serves all runs (``workers`` of them at a time), over a **compact
+vocabulary**: by default the characters of the text (``vocabulary='chars'``), else SmolLM2 ids; the most
+frequent ``max_vocab`` - 3 of them, the rest one OOV id (0 = padding, 1 = OOV, 2 = document separator). On
+~170 documents and 2 CPU cores the models are limited by training compute (~10^5 positions each), and over
+characters that compute takes them several times further past the unigram level per unit of text than over
+SmolLM2 ids (gin_configs/pipeline/default.gin has the figures). Every run is evaluated on the same held-out text in the
+same compact vocabulary, so their cross-entropies compare like with like (not with full-vocabulary figures).
+The model (``models.llama.Llama``) and the losses (``models.selective_loss``) are the package's own.
 """
 from __future__ import annotations
 
@@ -45,16 +47,16 @@ class AblationConfig:
   num_kv_heads: int = 2
   seq_len: int = 128
   batch_size: int = 8
-  steps: int = 200
-  eval_every: int = 25
-  learning_rate: float = 3e-3
+  steps: int = 300
+  eval_every: int = 75
+  learning_rate: float = 1e-2
   warmup_steps: int = 20
   slm_ratio: float = 0.6
-  max_vocab: int = 4096
+  max_vocab: int = 256
   vocabulary: str = "chars"
   doc_tokens: int = 256
   validation_docs: int = 64
-  validation_doc_tokens: int = 256
+  validation_doc_tokens: int = 128
   workers: int = 2
   runs: tuple[str, ...] = ("clm_contaminated", "slm_contaminated", "clm_refined_pool", "clm_random",
                            "clm_askllm", "clm_perplexity", "clm_density", "clm_combination", "slm_combination")
@@ -298,14 +300,14 @@ def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], va
                                    "val_oov_share": float(np.mean(val["tokens"][val["weight"] > 0] == OOV))},
                          "settings": dataclasses.asdict(cfg),
                          "budget": {"tokens_seen_per_model": seen, "params_per_model": trainer.param_count(),
-                                    "val_docs": len(val_docs), "val_tokens": int(val["weight"].sum())},
+                                    "val_docs": len(val_docs), "val_tokens": sum(len(d["tokens"]) for d in val_docs)},
                          "runs": {}}
 
   def one(name: str) -> dict[str, Any]:
     kind, dataset, what = RUNS[name]
     rows = pack(data[dataset], mapping, cfg.seq_len)
-    tokens = int(rows["weight"].sum())
-    log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} tokens, {cfg.seeds} seeds")
+    tokens = sum(len(d["tokens"]) for d in data[dataset])  # (rows overlap by one: their weights count some twice)
+    log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} {UNITS[cfg.vocabulary]}, {cfg.seeds} seeds")
     res = trainer.train(kind, rows, val, list(range(cfg.seeds)))
     return dict(res, loss=kind, data=dataset, what=what.format(rate=cfg.rate, mode=cfg.perplexity_mode),
                 docs=len(data[dataset]), tokens=tokens,

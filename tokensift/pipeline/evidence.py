@@ -180,7 +180,7 @@ def slm_detection(ablation: dict[str, Any], ratio: float) -> dict[str, Any] | No
                                                    "clean_selected"))
     curve.append({"step": w["step"], "noise_selected": ns / nt if nt else math.nan,
                   "clean_selected": cs / ct if ct else math.nan, "noise_tokens": nt})
-  return {"curve": curve, "ratio": ratio}
+  return {"curve": curve, "ratio": ratio, "units": ablation.get("vocab", {}).get("units", "SmolLM2 tokens")}
 
 
 COMPARE = (("clm_refined_pool", "clm_contaminated"), ("clm_random", "clm_refined_pool"), ("clm_askllm", "clm_random"),
@@ -237,7 +237,8 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
     out.append(f"DENSITY at {d['rate']:.0f}%: share of each near-duplicate cluster kept, IPS vs random: " + ", ".join(
         f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items()))
     if detection.get("slm"):
-      out.append("Rho-1 SLM on the contaminated pool, selected share noise-span vs other tokens: " + ", ".join(
+      out.append(f"Rho-1 SLM on the contaminated pool, selected share noise-span vs other "
+                 f"{detection['slm'].get('units', 'tokens')}: " + ", ".join(
           f"step {c['step']} {100 * c['noise_selected']:.0f}% vs {100 * c['clean_selected']:.0f}%"
           for c in detection["slm"]["curve"]))
   if table:
@@ -247,7 +248,8 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
     b, st = table.get("budget"), table.get("settings")
     if b and st:
       out.append(f"  each model: {st['num_layers']} layers, width {st['hidden_size']}, "
-                 f"{b.get('params_per_model', 0):,} parameters, {st['steps']} steps of {st['batch_size']} x {st['seq_len']} units "
+                 f"{b.get('params_per_model', 0):,} parameters, {st['steps']} steps of {st['batch_size']} x "
+                 f"{st['seq_len']} units "
                  f"({b['tokens_seen_per_model']:,} positions seen), lr {st['learning_rate']:g}; the first "
                  f"{st['doc_tokens']} SmolLM2 tokens of each document; validation {b['val_tokens']:,} units of "
                  f"{b['val_docs']} held-out documents")
