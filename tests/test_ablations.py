@@ -77,7 +77,8 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
   chars = {k: [ab.to_chars(d) for d in v] for k, v in data.items()}  # the default vocabulary: characters
   rows = {n: ab.pack(chars[r["data"]], {}, 32)["tokens"].shape[0] for n, r in one["runs"].items()}
   assert one["runs"]["clm_contaminated"]["tokens"] == sum(len(d["text"]) for d in data["contaminated"])
-  assert one["vocab"]["units"] == "characters" and one["vocab"]["in_vocab_ids"] == 125
+  assert one["vocab"]["units"] == "characters"
+  assert one["vocab"]["in_vocab_ids"] == len({c for d in data["contaminated"] for c in d["text"]}) < 128 - 3
   for name, r in one["runs"].items():
     assert r["epochs"] == pytest.approx(4 * 4 / rows[name])  # 16 rows drawn per seed over the data set's rows
     assert np.isfinite(r["final_val_ce"]).all() and len(r["final_val_ce"]) == 2
