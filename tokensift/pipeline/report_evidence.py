@@ -282,8 +282,8 @@ WHY = ("on ~170 documents and 2 CPU cores the limit is training compute (about 1
        "SmolLM2 ids (a 3,072-id compact vocabulary, 30% of validation tokens OOV) the models ended only 0.2-0.45 "
        "nats per token below the unigram level and a 50% subset cut to 128 tokens a document memorised (ended "
        "above it); over characters (these settings) they end about 0.5 nats per character below it (over 2 "
-       "nats per token's worth of text) and a 50% subset ends near the whole pool. Documents are cut to what the reference "
-       "model can score in the budget (256 tokens).")
+       "nats per token's worth of text) and a 50% subset ends near the whole pool. Documents are cut to what "
+       "the reference model can score in the budget (256 tokens).")
 
 
 def sections(ctx, out: Path) -> list[str]:
