@@ -40,3 +40,80 @@ def test_config_is_checked():
     ab.AblationConfig(runs=("clm_everything",))
   with pytest.raises(ValueError, match="seeds=1"):
     ab.AblationConfig(seeds=1)
+
+
+def _docs(texts, tokenizer):
+  from tokensift.pipeline.evidence_stages import _tokenize
+  out = []
+  for t in texts:
+    ids, noise, ends = _tokenize(tokenizer, t, 24, [])
+    out.append({"tokens": ids, "ref_losses": [1.0] * len(ids), "noise": noise, "ends": ends, "text": t[:ends[-1]]})
+  return out
+
+
+def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
+  """Two runs trained side by side (workers=2) give bit-identical curves to one at a time; the result records
+  what each model saw (token positions, epochs per data set) and the setup the report prints."""
+  from tokensift import docs
+  from tokensift.tasks import vocabularies
+  tok = vocabularies.smollm2().tokenizer
+  inp = docs.DocumentInput(task="c4_en_raw", split="train").validate()
+  texts = [d.text for d in docs.documents_only(inp.rows(docs.ShardSpec()), docs.ReadReport())][:24]
+  data = {"contaminated": _docs(texts[:16], tok), "random": _docs(texts[:8], tok)}
+  val = _docs(texts[16:], tok)
+  kw = dict(seeds=2, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seq_len=32,
+            batch_size=4, steps=4, eval_every=2, warmup_steps=1, max_vocab=128,
+            runs=("clm_contaminated", "clm_random"))
+  with pytest.raises(ValueError, match="needs each document's 'text'"):
+    ab.run_ablations(ab.AblationConfig(**kw), {"contaminated": [{"tokens": [5], "ref_losses": [1.0], "noise": [0]}]},
+                     val, log=lambda *a: None)
+  one = ab.run_ablations(ab.AblationConfig(workers=1, **kw), data, val, log=lambda *a: None)
+  two = ab.run_ablations(ab.AblationConfig(workers=2, **kw), data, val, log=lambda *a: None)
+  assert list(two["runs"]) == ["clm_contaminated", "clm_random"]
+  for name in one["runs"]:
+    assert one["runs"][name]["curve"] == two["runs"][name]["curve"]
+  b = one["budget"]
+  assert b["tokens_seen_per_model"] == 4 * 4 * 32 and b["val_docs"] == 8 and b["params_per_model"] > 128 * 16
+  chars = {k: [ab.to_chars(d) for d in v] for k, v in data.items()}  # the default vocabulary: characters
+  rows = {n: ab.pack(chars[r["data"]], {}, 32)["tokens"].shape[0] for n, r in one["runs"].items()}
+  assert one["runs"]["clm_contaminated"]["tokens"] == sum(len(d["text"]) for d in data["contaminated"])
+  assert one["vocab"]["units"] == "characters"
+  assert one["vocab"]["in_vocab_ids"] == len({c for d in data["contaminated"] for c in d["text"]}) < 128 - 3
+  for name, r in one["runs"].items():
+    assert r["epochs"] == pytest.approx(4 * 4 / rows[name])  # 16 rows drawn per seed over the data set's rows
+    assert np.isfinite(r["final_val_ce"]).all() and len(r["final_val_ce"]) == 2
+  assert one["runs"]["clm_random"]["what"] == "a random 50% of the refined pool"
+  assert one["settings"]["workers"] == 1 and one["settings"]["vocabulary"] == "chars"
+  # what the printed table and the report say about it
+  from tokensift.pipeline import evidence, report_evidence
+  table = evidence.ablation_table(one)
+  assert [r["final_by_seed"] for r in table["rows"]] == [r["final_val_ce"] for r in one["runs"].values()]
+  text = evidence.format_evidence(None, table)
+  assert "nats per unit (characters" in text and f"({b['tokens_seen_per_model']:,} positions seen)" in text
+  page = report_evidence.setup_html(one, table)
+  assert "Why characters" in page and f"({one['unigram_val_ce']:.3f} nats per character" in page
+
+
+def test_to_chars_spreads_reference_losses_over_characters():
+  # "ab" + " cd" + two byte-level pieces of "é" (both end at 6): losses 1, 3, 2 + 4
+  doc = {"text": "ab cdé", "ends": [2, 5, 6, 6], "ref_losses": [1.0, 3.0, 2.0, 4.0], "noise": [0, 1, 0, 1]}
+  c = ab.to_chars(doc)
+  assert c["tokens"] == [ord(x) for x in "ab cdé"]
+  np.testing.assert_allclose(c["ref_losses"], [0.5, 0.5, 1.0, 1.0, 1.0, 6.0])
+  assert c["noise"] == [0, 0, 1, 1, 1, 1]
+  assert sum(c["ref_losses"]) == pytest.approx(sum(doc["ref_losses"]))  # the document's reference NLL
+  with pytest.raises(ValueError, match="token ends"):
+    ab.to_chars(dict(doc, ends=[2, 5, 6]))
+
+
+def test_real_tokenizer_offsets_cover_the_text():
+  """Token ends from the perplexity stage's tokenizer walk the text without gaps, so to_chars sees every
+  character of what the reference model scored (C4 text with non-ASCII characters)."""
+  from tokensift.pipeline.evidence_stages import _tokenize
+  from tokensift.tasks import vocabularies
+  text = "Café au lait — 3€ only! 日本語 too.\nNext line"
+  ids, noise, ends = _tokenize(vocabularies.smollm2().tokenizer, text, 10 ** 6, [(5, 12, "x")])
+  assert len(ids) == len(noise) == len(ends) and ends[-1] == len(text) and ends == sorted(ends)
+  c = ab.to_chars({"text": text, "ends": ends, "ref_losses": [1.0] * len(ids), "noise": noise})
+  assert "".join(map(chr, c["tokens"])) == text and sum(c["ref_losses"]) == pytest.approx(len(ids))
+  assert all(c["noise"][5:12]) and not any(c["noise"][:4])

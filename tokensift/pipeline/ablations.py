@@ -4,12 +4,14 @@ of a run vmapped into one program; validation cross-entropy on clean held-out do
 
 Why not the embedded trainer (``trainer``): it trains one seed per call through seqio tasks with
 SmolLM2's 49152-way softmax (~0.4 cpu s per 512-token step); here every run has the same shapes, so one
-compiled step (``jax.vmap`` over seeds) serves all runs, and a **compact vocabulary** makes the softmax cheap:
-the SmolLM2 ids that occur in the training texts, most frequent first, at most ``max_vocab`` of them, the rest
-mapped to one OOV id (0 = padding, 1 = OOV, 2 = document separator). Every run is evaluated on the same
-held-out tokens in the same compact vocabulary, so their cross-entropies compare like with like (they are not
-comparable with full-vocabulary figures). The model (``models.llama.Llama``) and the losses
-(``rho1.selective_loss``) are the package's own.
+compiled step (``jax.vmap`` over seeds) serves all runs (``workers`` of them at a time), over a **compact
+vocabulary**: by default the characters of the text (``vocabulary='chars'``), else SmolLM2 ids; the most
+frequent ``max_vocab`` - 3 of them, the rest one OOV id (0 = padding, 1 = OOV, 2 = document separator). On
+~170 documents and 2 CPU cores the models are limited by training compute (~10^5 positions each), and over
+characters that compute takes them several times further past the unigram level per unit of text than over
+SmolLM2 ids (gin_configs/pipeline/default.gin has the figures). Every run is evaluated on the same held-out text in the
+same compact vocabulary, so their cross-entropies compare like with like (not with full-vocabulary figures).
+The model (``models.llama.Llama``) and the losses (``rho1.selective_loss``) are the package's own.
 """
 from __future__ import annotations
 
@@ -19,13 +21,21 @@ from typing import Any, Sequence
 import numpy as np
 
 PAD, OOV, SEP = 0, 1, 2
+VOCABULARIES = ("chars", "tokens")
+UNITS = {"chars": "characters", "tokens": "SmolLM2 tokens"}
 
 
 @dataclasses.dataclass(frozen=True)
 class AblationConfig:
   """Tiny decoders for the ablations. rate: percent of the refined pool kept by each selection run (the
   combination keeps the select stage's list). perplexity_mode: which perplexity-filtering variant is trained
-  (all three are measured for detection). runs: names in ``RUNS``."""
+  (all three are measured for detection). runs: names in ``RUNS``. vocabulary: what the models predict:
+  'chars' (the characters of the text, the ``max_vocab`` - 3 most frequent of them, the rest one OOV id) or
+  'tokens' (SmolLM2 ids, likewise); seq_len counts those units. doc_tokens: the first SmolLM2 tokens of each
+  training document (scored by the reference model for SLM and perplexity filtering, then trained on).
+  validation_docs / validation_doc_tokens: the clean held-out documents (the task's validation split) every
+  run is evaluated on, and how many tokens of each. workers: runs trained at the same time (threads; XLA's CPU
+  step for these small shapes keeps about one core busy)."""
   enabled: bool = True
   seeds: int = 3
   rate: float = 50.0
@@ -37,12 +47,17 @@ class AblationConfig:
   num_kv_heads: int = 2
   seq_len: int = 128
   batch_size: int = 8
-  steps: int = 200
-  eval_every: int = 25
-  learning_rate: float = 3e-3
+  steps: int = 300
+  eval_every: int = 75
+  learning_rate: float = 1e-2
   warmup_steps: int = 20
   slm_ratio: float = 0.6
-  max_vocab: int = 4096
+  max_vocab: int = 256
+  vocabulary: str = "chars"
+  doc_tokens: int = 256
+  validation_docs: int = 64
+  validation_doc_tokens: int = 128
+  workers: int = 2
   runs: tuple[str, ...] = ("clm_contaminated", "slm_contaminated", "clm_refined_pool", "clm_random",
                            "clm_askllm", "clm_perplexity", "clm_density", "clm_combination", "slm_combination")
 
@@ -55,16 +70,21 @@ class AblationConfig:
     if self.max_vocab < 8 or self.seq_len < 8 or self.steps < 1 or self.eval_every < 1:
       raise ValueError(f"AblationConfig max_vocab={self.max_vocab}, seq_len={self.seq_len}, steps={self.steps}, "
                        f"eval_every={self.eval_every} are too small")
+    if self.vocabulary not in VOCABULARIES:
+      raise ValueError(f"AblationConfig.vocabulary={self.vocabulary!r}: use one of {VOCABULARIES}")
+    if self.doc_tokens < 1 or self.validation_docs < 1 or self.validation_doc_tokens < 1 or self.workers < 1:
+      raise ValueError(f"AblationConfig doc_tokens={self.doc_tokens}, validation_docs={self.validation_docs}, "
+                       f"validation_doc_tokens={self.validation_doc_tokens}, workers={self.workers} must be >= 1")
 
 
-RUNS = {  # name -> (loss, data set, what it trains on)
+RUNS = {  # name -> (loss, data set, what it trains on; {rate}, {mode}: AblationConfig)
     "clm_contaminated": ("clm", "contaminated", "every document of the known-answer corpus, raw (junk included)"),
     "slm_contaminated": ("slm", "contaminated", "the same, Rho-1 SLM"),
     "clm_refined_pool": ("clm", "refined_pool", "every document the ProX refiner kept, refined text"),
-    "clm_random": ("clm", "random", "a random subset of the refined pool"),
-    "clm_askllm": ("clm", "askllm", "the top of the refined pool by ASK-LLM score"),
-    "clm_perplexity": ("clm", "perplexity", "the refined pool filtered by reference-model perplexity"),
-    "clm_density": ("clm", "density", "DENSITY inverse-propensity sample of the refined pool"),
+    "clm_random": ("clm", "random", "a random {rate:g}% of the refined pool"),
+    "clm_askllm": ("clm", "askllm", "the top {rate:g}% of the refined pool by ASK-LLM score"),
+    "clm_perplexity": ("clm", "perplexity", "the {mode}-perplexity {rate:g}% of the refined pool (reference model)"),
+    "clm_density": ("clm", "density", "a DENSITY inverse-propensity sample of {rate:g}% of the refined pool"),
     "clm_combination": ("clm", "combination", "the select stage's list (ASK-LLM pool, then DENSITY)"),
     "slm_combination": ("slm", "combination", "the same, Rho-1 SLM"),
 }
@@ -80,6 +100,30 @@ def compact_vocab(token_lists: Sequence[Sequence[int]], max_vocab: int) -> dict[
       counts[int(i)] = counts.get(int(i), 0) + 1
   order = sorted(counts, key=lambda i: (-counts[i], i))[:max_vocab - 3]
   return {tok: 3 + k for k, tok in enumerate(order)}
+
+
+def to_chars(doc: dict[str, Any]) -> dict[str, list]:
+  """A document's scored tokens -> its characters, for ``vocabulary='chars'``. ``doc``: ``text`` (the characters
+  the tokens cover), ``ends`` ([n] end offset of each token in ``text``, non-decreasing), ``ref_losses`` and
+  ``noise`` ([n] per token). Returns ``tokens`` (code points), ``ref_losses`` and ``noise`` per character: the
+  reference loss of the tokens ending at one offset (e.g. the byte-level pieces of one character) is spread
+  evenly over the characters since the previous end, so a document's characters sum to its reference NLL; a
+  character is noise when one of those tokens is."""
+  text, ends = doc["text"], [int(e) for e in doc["ends"]]
+  if len(ends) != len(doc["ref_losses"]) or (ends and ends[-1] != len(text)):
+    raise ValueError(f"to_chars: {len(ends)} token ends for {len(doc['ref_losses'])} losses, last end "
+                     f"{ends[-1] if ends else None} for {len(text)} characters")
+  ref, noise = [0.0] * len(text), [0] * len(text)
+  prev, loss, noisy = 0, 0.0, 0
+  for k, (e, r, z) in enumerate(zip(ends, doc["ref_losses"], doc["noise"])):
+    loss, noisy = loss + float(r), noisy | int(z)
+    if e > prev and (k + 1 == len(ends) or ends[k + 1] != e):  # the last of the tokens ending here
+      ref[prev:e] = [loss / (e - prev)] * (e - prev)
+      noise[prev:e] = [noisy] * (e - prev)
+      prev, loss, noisy = e, 0.0, 0
+  if loss and text:  # trailing pieces that added no character
+    ref[-1] += loss
+  return {"tokens": [ord(c) for c in text], "ref_losses": ref, "noise": noise}
 
 
 def pack(docs: Sequence[dict[str, Any]], mapping: dict[int, int], seq_len: int) -> dict[str, np.ndarray]:
@@ -134,6 +178,12 @@ class Trainer:
     self._init = jax.jit(jax.vmap(self._init_one))
     self._steps = {kind: jax.jit(jax.vmap(lambda p, o, b, k=kind: self._step(p, o, b, k))) for kind in ("clm", "slm")}
     self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None)))
+
+  def param_count(self) -> int:
+    """Parameters of one model (shapes only; nothing is computed)."""
+    import jax
+    params, _ = jax.eval_shape(self._init_one, jax.random.PRNGKey(0))
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
 
   def _init_one(self, key):
     import flax.linen as nn
@@ -231,22 +281,42 @@ class Trainer:
 def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], val_docs: list[dict[str, Any]],
                   log=print) -> dict[str, Any]:
   """``data``: data set name -> documents ``{tokens, ref_losses, noise}`` (SmolLM2 ids); trains every run in
-  ``cfg.runs`` for ``cfg.seeds`` seeds; returns the per-run results, the vocabulary and the unigram level."""
+  ``cfg.runs`` for ``cfg.seeds`` seeds (``cfg.workers`` runs at a time); returns the per-run results, the
+  vocabulary, the unigram level and the training budget (tokens each model sees, epochs of each data set)."""
+  from concurrent.futures import ThreadPoolExecutor
+  if cfg.vocabulary == "chars":
+    missing = [d for docs in [val_docs, *data.values()] for d in docs if "text" not in d or "ends" not in d]
+    if missing:
+      raise ValueError(f"vocabulary='chars' needs each document's 'text' and token 'ends' ({len(missing)} rows "
+                       "lack them: a perplexity stage from before they were recorded; rerun it)")
+    data = {k: [to_chars(d) for d in v] for k, v in data.items()}
+    val_docs = [to_chars(d) for d in val_docs]
   mapping = compact_vocab([d["tokens"] for docs in data.values() for d in docs], cfg.max_vocab)
   vocab = cfg.max_vocab
   val = pack(val_docs, mapping, cfg.seq_len)
   trainer = Trainer(cfg, vocab)
-  out: dict[str, Any] = {"vocab": {"size": vocab, "in_vocab_ids": len(mapping),
+  seen = cfg.steps * cfg.batch_size * cfg.seq_len  # token positions each model trains on
+  out: dict[str, Any] = {"vocab": {"size": vocab, "in_vocab_ids": len(mapping), "units": UNITS[cfg.vocabulary],
                                    "val_oov_share": float(np.mean(val["tokens"][val["weight"] > 0] == OOV))},
+                         "settings": dataclasses.asdict(cfg),
+                         "budget": {"tokens_seen_per_model": seen, "params_per_model": trainer.param_count(),
+                                    "val_docs": len(val_docs), "val_tokens": sum(len(d["tokens"]) for d in val_docs)},
                          "runs": {}}
-  for name in cfg.runs:
+
+  def one(name: str) -> dict[str, Any]:
     kind, dataset, what = RUNS[name]
     rows = pack(data[dataset], mapping, cfg.seq_len)
-    log(f"  ablation {name}: {len(data[dataset])} documents, {int(rows['weight'].sum())} tokens, "
-        f"{cfg.seeds} seeds")
+    tokens = sum(len(d["tokens"]) for d in data[dataset])  # (rows overlap by one: their weights count some twice)
+    log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} {UNITS[cfg.vocabulary]}, {cfg.seeds} seeds")
     res = trainer.train(kind, rows, val, list(range(cfg.seeds)))
-    out["runs"][name] = dict(res, loss=kind, data=dataset, what=what, docs=len(data[dataset]),
-                             tokens=int(rows["weight"].sum()))
+    return dict(res, loss=kind, data=dataset, what=what.format(rate=cfg.rate, mode=cfg.perplexity_mode),
+                docs=len(data[dataset]), tokens=tokens,
+                epochs=seen / max(1, rows["tokens"].shape[0] * cfg.seq_len))
+
+  # Threads, not processes: every run shares the compiled steps, and XLA releases the GIL while it computes.
+  with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+    for name, res in zip(cfg.runs, pool.map(one, cfg.runs)):
+      out["runs"][name] = res
   if "contaminated" in data:
     out["unigram_val_ce"] = unigram_ce(pack(data["contaminated"], mapping, cfg.seq_len), val, vocab)
   return out

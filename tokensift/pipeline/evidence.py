@@ -92,8 +92,8 @@ def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]
          "combination": [i for i in selected_ids(ctx) if i in set(pool)]}
   rows = {name: [tl[("raw", i)] for i in v] if name == "contaminated" else [_row(tl, i) for i in v]
           for name, v in ids.items()}
-  val = [r for (s, _), r in tl.items() if s == "validation"]
-  return ids, rows, val
+  from tokensift.pipeline.evidence_stages import validation_rows
+  return ids, rows, validation_rows(ctx)
 
 
 # --------------------------------------------------------------------------------------------- detection
@@ -216,7 +216,7 @@ def slm_detection(ablation: dict[str, Any], ratio: float) -> dict[str, Any] | No
                                                    "clean_selected"))
     curve.append({"step": w["step"], "noise_selected": ns / nt if nt else math.nan,
                   "clean_selected": cs / ct if ct else math.nan, "noise_tokens": nt})
-  return {"curve": curve, "ratio": ratio}
+  return {"curve": curve, "ratio": ratio, "units": ablation.get("vocab", {}).get("units", "SmolLM2 tokens")}
 
 
 COMPARE = (("clm_refined_pool", "clm_contaminated"), ("clm_random", "clm_refined_pool"), ("clm_askllm", "clm_random"),
@@ -232,15 +232,16 @@ def ablation_table(ablation: dict[str, Any]) -> dict[str, Any]:
   for name, r in runs.items():
     f, b = np.asarray(r["final_val_ce"]), np.asarray(r["best_val_ce"])
     rows.append({"run": name, "loss": r["loss"], "data": r["data"], "what": r["what"], "docs": r["docs"],
-                 "tokens": r["tokens"], "seeds": len(f), "final_mean": float(f.mean()), "final_sd": float(f.std(ddof=1)),
-                 "best_mean": float(b.mean()), "best_sd": float(b.std(ddof=1))})
+                 "tokens": r["tokens"], "epochs": r.get("epochs"), "seeds": len(f), "final_by_seed": f.tolist(),
+                 "final_mean": float(f.mean()), "final_sd": float(f.std(ddof=1)), "best_mean": float(b.mean()),
+                 "best_sd": float(b.std(ddof=1))})
   pairs = []
   for a, b in COMPARE:
     if a in runs and b in runs:
       for which in ("final_val_ce", "best_val_ce"):
         pairs.append(dict(det.paired_comparison(runs[a][which], runs[b][which]), a=a, b=b, metric=which))
   return {"rows": rows, "pairs": pairs, "unigram_val_ce": ablation.get("unigram_val_ce"),
-          "vocab": ablation.get("vocab")}
+          "vocab": ablation.get("vocab"), "budget": ablation.get("budget"), "settings": ablation.get("settings")}
 
 
 def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | None) -> str:
@@ -279,15 +280,27 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
         + f"; mean log density near-duplicates {f(d['mean_log_density_dup'], 2)} vs others "
         f"{f(d['mean_log_density_other'], 2)} (bandwidth {d.get('bandwidth_setting', '?')} = {f(d.get('bandwidth'))})")
     if detection.get("slm"):
-      out.append("Rho-1 SLM on the contaminated pool, selected share noise-span vs other tokens: " + ", ".join(
+      out.append(f"Rho-1 SLM on the contaminated pool, selected share noise-span vs other "
+                 f"{detection['slm'].get('units', 'tokens')}: " + ", ".join(
           f"step {c['step']} {100 * c['noise_selected']:.0f}% vs {100 * c['clean_selected']:.0f}%"
           for c in detection["slm"]["curve"]))
   if table:
-    out.append(f"\nablations: validation CE (compact vocab {table['vocab']['size']}; unigram "
-               f"{f(table['unigram_val_ce'])}), mean ± sd over seeds")
+    unit = table["vocab"].get("units", "SmolLM2 tokens")
+    out.append(f"\nablations: validation CE in nats per unit ({unit}, compact vocab {table['vocab']['size']}; "
+               f"unigram {f(table['unigram_val_ce'])}), mean ± sd over seeds")
+    b, st = table.get("budget"), table.get("settings")
+    if b and st:
+      out.append(f"  each model: {st['num_layers']} layers, width {st['hidden_size']}, "
+                 f"{b.get('params_per_model', 0):,} parameters, {st['steps']} steps of {st['batch_size']} x "
+                 f"{st['seq_len']} units "
+                 f"({b['tokens_seen_per_model']:,} positions seen), lr {st['learning_rate']:g}; the first "
+                 f"{st['doc_tokens']} SmolLM2 tokens of each document; validation {b['val_tokens']:,} units of "
+                 f"{b['val_docs']} held-out documents")
     for r in table["rows"]:
-      out.append(f"  {r['run']:18s} docs {r['docs']:4d} tokens {r['tokens']:7,d}  final {r['final_mean']:.3f} ± "
-                 f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}")
+      ep = f" epochs {r['epochs']:4.1f}" if r.get("epochs") else ""
+      out.append(f"  {r['run']:18s} docs {r['docs']:4d} units {r['tokens']:7,d}{ep}  final {r['final_mean']:.3f} ± "
+                 f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}  seeds "
+                 + " ".join(f"{x:.3f}" for x in r.get("final_by_seed", [])))
     for p in table["pairs"]:
       if p["metric"] == "final_val_ce":
         out.append(f"  {p['a']} - {p['b']}: {p['mean_diff']:+.3f} (sd {p['sd_diff']:.3f}, p {p['p']:.3f}, "

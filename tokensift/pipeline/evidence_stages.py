@@ -3,6 +3,7 @@ of every document (the paper's perplexity-filtering baseline and Rho-1's token l
 ablations, and every method's detection figures against the corpus labels."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +43,28 @@ def _labels(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 def _perplexity_config(ctx: Context) -> dict[str, Any]:
-  c, a = ctx.config.corpus, ctx.config.ablation
-  return dict(as_json(ctx.config.reference), doc_tokens=a.seq_len, lm_task=c.lm_task,
-              validation_split=c.validation_split, validation_docs=c.validation_docs)
+  return dict(as_json(ctx.config.reference), doc_tokens=ctx.config.ablation.doc_tokens,
+              lm_task=ctx.config.corpus.lm_task)
 
 
-def _tokenize(tokenizer, text: str, limit: int, spans: list) -> tuple[list[int], list[int]]:
+def _tokenize(tokenizer, text: str, limit: int, spans: list) -> tuple[list[int], list[int], list[int]]:
+  """(first ``limit`` token ids, noise flag of each, end character offset of each: non-decreasing)."""
   enc = tokenizer.encode(text, add_special_tokens=False)
   ids, offs = enc.ids[:limit], enc.offsets[:limit]
   noise = [int(any(s < e2 and e > s2 for s2, e2, _ in spans) and e > s) for s, e in offs]
-  return ids, noise
+  ends = list(itertools.accumulate((e for _, e in offs), max))
+  return ids, noise, ends
 
 
 def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
-  """Reference-model token losses (first ``ablation.seq_len`` tokens) of every raw corpus document, of every
-  refined document whose text changed, and of the clean held-out documents."""
+  """Reference-model token losses (first ``ablation.doc_tokens`` tokens) of every raw corpus document and of
+  every refined document whose text changed (the held-out documents need none: see ``validation_rows``)."""
   import json
 
   from tokensift.core import jobs
   from tokensift.rho1 import reference_losses as rl
   from tokensift.tasks import vocabularies
-  c, limit = ctx.config.corpus, ctx.config.ablation.seq_len
+  limit = ctx.config.ablation.doc_tokens
   tokenizer = vocabularies.smollm2().tokenizer
   labels = _labels(ctx)
   items = []  # (source, id, text, spans)
@@ -72,25 +74,42 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
   for r in ctx.refined_records():
     if r["kept"] and r["text"] != raw.get(str(r["id"])):
       items.append(("refined", str(r["id"]), r["text"], []))  # spans are not tracked through edits
-  val = ctx.task_texts(c.task, c.validation_split, c.validation_docs)
-  items += [("validation", f"validation:{k}", t, []) for k, t in enumerate(val)]
   toks = [_tokenize(tokenizer, t, limit, sp) for _, _, t, sp in items]
-  keep = [k for k, (ids, _) in enumerate(toks) if ids]
+  keep = [k for k, (ids, _, _) in enumerate(toks) if ids]
   module, params, _ = ctx.reference_model()
   scorer = rl.ReferenceScorer(module, params, batch_tokens=ctx.config.reference.batch_tokens, max_length=limit)
   losses = scorer([toks[k][0] for k in keep])
   rows = [{"source": items[k][0], "id": items[k][1], "tokens": toks[k][0], "noise": toks[k][1],
-           "ref_losses": [round(float(x), 5) for x in loss]} for k, loss in zip(keep, losses)]
+           "ref_losses": [round(float(x), 5) for x in loss], "ends": toks[k][2],
+           "text": items[k][2][:toks[k][2][-1]]} for k, loss in zip(keep, losses)]
   jobs.atomic_write_bytes(out / "token_losses.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
   tokens = sum(len(r["tokens"]) for r in rows)
   return {"docs_in": len(items), "docs_out": len(rows), "tokens_in": tokens, "tokens_out": tokens,
-          "by_source": {s: sum(r["source"] == s for r in rows) for s in ("raw", "refined", "validation")}}
+          "by_source": {s: sum(r["source"] == s for r in rows) for s in ("raw", "refined")}}
 
 
 # --------------------------------------------------------------------------------------------- ablations
 
+def validation_rows(ctx: Context) -> list[dict[str, Any]]:
+  """The clean held-out documents every ablation run is evaluated on: the first ``ablation.validation_docs``
+  of the task's validation split, first ``ablation.validation_doc_tokens`` SmolLM2 tokens of each and the text
+  they cover (evaluation needs no reference losses, so these cost no reference-model time)."""
+  from tokensift.tasks import vocabularies
+  c, a = ctx.config.corpus, ctx.config.ablation
+  tokenizer = vocabularies.smollm2().tokenizer
+  rows = []
+  for t in ctx.task_texts(c.task, c.validation_split, a.validation_docs):
+    ids, noise, ends = _tokenize(tokenizer, t, a.validation_doc_tokens, [])
+    if ids:
+      rows.append({"tokens": ids, "ref_losses": [0.0] * len(ids), "noise": noise, "ends": ends,
+                   "text": t[:ends[-1]]})
+  return rows
+
+
 def _ablations_config(ctx: Context) -> dict[str, Any]:
-  return dict(as_json(ctx.config.ablation), selection_seed=ctx.config.selection.seed)
+  c = ctx.config.corpus
+  return dict(as_json(ctx.config.ablation), selection_seed=ctx.config.selection.seed, task=c.task,
+              validation_split=c.validation_split)
 
 
 def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
