@@ -73,8 +73,8 @@ def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
   return ids, det.doc_log_perplexity([_row(tl, i)["ref_losses"] for i in ids])
 
 
-def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]], list[dict]]:
-  """(data set -> ids, data set -> token rows, validation rows) for the ablations."""
+def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]]:
+  """(data set -> ids, data set -> token rows) for the ablations (the validation rows: ``evidence_stages.validation_rows``)."""
   from tokensift.pipeline.corpus_stages import selected_ids
   from tokensift.selection import samplers
   a, seed = ctx.config.ablation, ctx.config.selection.seed
@@ -92,8 +92,7 @@ def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]
          "combination": [i for i in selected_ids(ctx) if i in set(pool)]}
   rows = {name: [tl[("raw", i)] for i in v] if name == "contaminated" else [_row(tl, i) for i in v]
           for name, v in ids.items()}
-  from tokensift.pipeline.evidence_stages import validation_rows
-  return ids, rows, validation_rows(ctx)
+  return ids, rows
 
 
 # --------------------------------------------------------------------------------------------- detection

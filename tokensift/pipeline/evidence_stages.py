@@ -117,7 +117,8 @@ def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
 
   from tokensift.core import jobs
   from tokensift.pipeline import ablations, evidence
-  ids, rows, val = evidence.data_sets(ctx)
+  ids, rows = evidence.data_sets(ctx)
+  val = validation_rows(ctx)
   res = ablations.run_ablations(ctx.config.ablation, rows, val)
   res["ids"] = ids
   jobs.atomic_write_bytes(out / "ablations.json", json.dumps(res).encode())
