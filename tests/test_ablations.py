@@ -54,7 +54,7 @@ def _docs(texts, tokenizer):
 def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
   """Two runs trained side by side (workers=2) give bit-identical curves to one at a time; the result records
   what each model saw (token positions, epochs per data set) and the setup the report prints."""
-  from tokensift import docs
+  from tokensift.core import docs
   from tokensift.tasks import vocabularies
   tok = vocabularies.smollm2().tokenizer
   inp = docs.DocumentInput(task="c4_en_raw", split="train").validate()

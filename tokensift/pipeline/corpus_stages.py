@@ -37,7 +37,7 @@ def _refiner_train(ctx: Context, out: Path) -> dict[str, Any]:
   texts = ctx.task_texts(r.train_task, r.train_split, r.train_docs)
   n_in, extra = len(texts), {}
   if _corrupt_training(ctx):
-    from tokensift import docs
+    from tokensift.core import docs
     from tokensift.pipeline import known_answer as ka
     rows, _ = ctx.source_rows()
     pool = [d.text for d in docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport())]
