@@ -58,7 +58,7 @@ def main() -> None:
 
   n, d = args.n, args.d
   x = synthetic_embeddings(n, d)
-  h = dk.bandwidth_heuristic(x)
+  h = dk.bandwidth_heuristic(x, "median")
   cfg = dk.KernelConfig(bandwidth=h)
   flops = 2.0 * n * n * d
   print(f"N={n} d={d} bandwidth={h:.4f} (median heuristic) devices={jax.devices()}")

@@ -45,7 +45,7 @@ def main() -> None:
   print(f"N={args.n} d={args.d} synthetic embeddings in {time.perf_counter() - t:.1f} s; devices={jax.devices()}")
   sub = np.sort(np.random.default_rng(1).choice(args.n, size=min(args.subsample, args.n), replace=False))
   t = time.perf_counter()
-  exact = dk.log_kernel_sums(x[sub])
+  exact = dk.log_kernel_sums(x[sub], config=dk.KernelConfig(bandwidth="median"))
   t_exact = time.perf_counter() - t
   print(f"exact Gaussian sums on the {len(sub)}-point subsample: {t_exact:.1f} s")
   for spec in args.configs.split(","):

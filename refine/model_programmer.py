@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from tokensift.core import jobs
 from tokensift.models import generate, partitioning
 from tokensift.refine import chunks as ck
 from tokensift.refine import executor as ex
@@ -182,8 +183,10 @@ class ModelProgrammer:
 
   # ------------------------------------------------------------------------------------------- generation
 
-  def generate(self, prompts: Sequence[list[int]], max_new_tokens: int) -> list[str]:
-    """Greedy continuations (decoded text, stripped of surrounding spaces), batched by similar length."""
+  def generate(self, prompts: Sequence[list[int]], max_new_tokens: int,
+               on_batch: Callable[[list[int], list[str]], None] | None = None) -> list[str]:
+    """Greedy continuations (decoded text, stripped of surrounding spaces), batched by similar length.
+    ``on_batch(indices, texts)``: called as each generation batch finishes, with its prompts' indices."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     bs = self.config.batch_size
@@ -194,32 +197,53 @@ class ModelProgrammer:
                                      rules=self.config.rules)
       for i, toks in zip(idx, new):
         out[i] = self.tokenizer.decode(toks, skip_special_tokens=True).strip(" ")
+      if on_batch is not None:
+        on_batch(idx, [out[i] for i in idx])
     return out
 
-  def doc_programs(self, texts: Sequence[str]) -> list[str]:
-    return self.generate(self.doc_prompts(texts), self.config.doc_max_new_tokens)
+  def doc_programs(self, texts: Sequence[str], on_batch: Callable[[list[int], list[str]], None] | None = None
+                   ) -> list[str]:
+    return self.generate(self.doc_prompts(texts), self.config.doc_max_new_tokens, on_batch)
 
-  def chunk_programs(self, texts: Sequence[str]) -> list[str]:
-    """One program per document: its chunks' programs joined with ``\\n`` ("" for an empty document)."""
+  def chunk_programs(self, texts: Sequence[str], on_docs_done: Callable[[int], None] = lambda n: None) -> list[str]:
+    """One program per document: its chunks' programs joined with ``\\n`` ("" for an empty document).
+    ``on_docs_done(n)``: called as generation batches finish with the number of documents whose last chunk
+    program they completed (an empty document counts at the start)."""
     budget = self._budget(10 ** 9, self.config.max_new_tokens)
     prompts, owner = [], []
     for k, text in enumerate(texts):
       for chunk in self.chunks(text):
         prompts.append(self.prompt_ids(ck.chunk_prompt(chunk), budget))
         owner.append(k)
-    outs = self.generate(prompts, self.config.max_new_tokens)
+    left = [0] * len(texts)  # chunk programs still to generate, per document
+    for k in owner:
+      left[k] += 1
+    on_docs_done(sum(1 for c in left if c == 0))
+
+    def on_batch(idx: list[int], _: list[str]) -> None:
+      for i in idx:
+        left[owner[i]] -= 1
+      on_docs_done(len({owner[i] for i in idx if left[owner[i]] == 0}))  # chunks of one document may share a batch
+    outs = self.generate(prompts, self.config.max_new_tokens, on_batch)
     per_doc: list[list[str]] = [[] for _ in texts]
     for k, program in zip(owner, outs):
       per_doc[k].append(program)
     return ["\n".join(p) for p in per_doc]
 
   def __call__(self, texts: Sequence[str]) -> list[Programs]:
+    """Programs for ``texts``; inside a job (``jobs.run_sharded``) the progress bar advances per document as
+    the generation batch that finishes it ends (``jobs.advance``), not per piece."""
     texts = list(texts)
     stages = self.config.stages
-    doc = self.doc_programs(texts) if stages in ("both", "doc") else [None] * len(texts)
+    doc: list[str | None] = [None] * len(texts)
+    if stages in ("both", "doc"):
+      def doc_done(idx: list[int], programs: list[str]) -> None:
+        # "doc": every document is finished; "both": only those the doc program drops (no chunk pass)
+        jobs.advance(len(idx) if stages == "doc" else sum(ex.execute_doc(p).drop for p in programs))
+      doc = self.doc_programs(texts, doc_done)
     chunk: list[str | None] = [None] * len(texts)
     if stages in ("both", "chunk"):
       todo = [i for i, p in enumerate(doc) if p is None or not ex.execute_doc(p).drop]
-      for i, program in zip(todo, self.chunk_programs([texts[i] for i in todo])):
+      for i, program in zip(todo, self.chunk_programs([texts[i] for i in todo], jobs.advance)):
         chunk[i] = program
     return [Programs(d, c) for d, c in zip(doc, chunk)]

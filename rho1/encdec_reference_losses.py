@@ -127,33 +127,19 @@ def register_encdec_reference_loss_task(base_task: str = "c4_en_raw_span_corrupt
   """Registers (again) ``name`` (default ``{base_task}_ref``) over the job's files in ``ref_dir``: features
   ``inputs``, ``targets`` (the base task's vocabularies) and ``ref_losses``; returns its name (gin:
   ``MIXTURE_OR_TASK_NAME = @encdec_reference_losses.register_encdec_reference_loss_task()``)."""
-  import seqio
-  import tokensift.tasks
+  from tokensift.rho1.reference_losses import register_ref_task
   from tokensift.tasks.sources import RecordFilesSource
-  if not ref_dir:
-    raise paths.ConfigError("register_encdec_reference_loss_task needs ref_dir (the job's out_dir); in gin: "
-                            "REF_DIR = '/path'")
-  tokensift.tasks.register_all()
-  base = seqio.get_mixture_or_task(base_task)
-  name = name or f"{base_task}_ref"
-  features = {
-      "inputs": seqio.Feature(vocabulary=base.output_features["inputs"].vocabulary, add_eos=False, dtype="int32"),
-      "targets": seqio.Feature(vocabulary=base.output_features["targets"].vocabulary, add_eos=False,
-                               dtype="int32"),
-      "ref_losses": seqio.Feature(vocabulary=seqio.PassThroughVocabulary(size=0), add_eos=False, dtype="float32"),
-  }
-  out_dir = str(ref_dir)
-  source = RecordFilesSource(
-      splits, lambda split: jobs.shard_files(out_dir, job_name(split)),
-      {"inputs": np.int32, "targets": np.int32, "ref_losses": np.float32},
-      name=f"encoder-decoder reference losses in {out_dir!r}",
-      missing=lambda split: f"no finished {job_name(split)} shards in {out_dir!r}: run "
-                            "encdec_reference_losses.compute_encdec_reference_losses first")
-  if name in seqio.TaskRegistry.names():
-    seqio.TaskRegistry.remove(name)
-  seqio.TaskRegistry.add(name, source=source, output_features=features, preprocessors=[],
-                         postprocess_fn=base.postprocessor, metric_fns=[])
-  return name
+
+  def source(out_dir: str):
+    return RecordFilesSource(
+        splits, lambda split: jobs.shard_files(out_dir, job_name(split)),
+        {"inputs": np.int32, "targets": np.int32, "ref_losses": np.float32},
+        name=f"encoder-decoder reference losses in {out_dir!r}",
+        missing=lambda split: f"no finished {job_name(split)} shards in {out_dir!r}: run "
+                              "encdec_reference_losses.compute_encdec_reference_losses first")
+  return register_ref_task(caller="register_encdec_reference_loss_task", base_task=base_task, ref_dir=ref_dir,
+                           name=name, token_features=("inputs", "targets"), source=source,
+                           hint="the job's out_dir", postprocess=True)
 
 
 def encdec_selective_loss(module: Any, params: Any, batch: Mapping[str, Any], ratio: float,

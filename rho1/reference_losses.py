@@ -244,25 +244,35 @@ def _ref_source(out_dir: str, splits: Sequence[str]):
                              f"`tokensift reference-losses --out {out_dir} --split {split}` first"))
 
 
+def register_ref_task(*, caller: str, base_task: str, ref_dir: str, name: str | None, token_features: Sequence[str],
+                      source: Callable[[str], Any], hint: str, postprocess: bool = False) -> str:
+  """The task registration shared by the decoder-only and encoder-decoder reference-loss jobs: checks ``ref_dir``
+  (a ``paths.ConfigError`` naming ``caller`` and ``hint`` when empty), registers the package's tasks, looks up
+  ``base_task`` and (re-)registers ``name`` (default ``{base_task}_ref``) over ``source(ref_dir)`` with int32
+  ``token_features`` in the base task's vocabularies plus a float32 ``ref_losses`` ([length], one per target
+  token); ``postprocess``: keep the base task's postprocessor. Returns the name."""
+  import seqio
+  import tokensift.tasks
+  if not ref_dir:
+    raise paths.ConfigError(f"{caller} needs ref_dir ({hint}); in gin: REF_DIR = '/path'")
+  tokensift.tasks.register_all()
+  base = seqio.get_mixture_or_task(base_task)
+  name = name or f"{base_task}_ref"
+  features = {f: seqio.Feature(vocabulary=base.output_features[f].vocabulary, add_eos=False, dtype="int32")
+              for f in token_features}
+  features["ref_losses"] = seqio.Feature(vocabulary=seqio.PassThroughVocabulary(size=0), add_eos=False,
+                                         dtype="float32")
+  if name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(name)
+  seqio.TaskRegistry.add(name, source=source(str(ref_dir)), output_features=features, preprocessors=[],
+                         postprocess_fn=base.postprocessor if postprocess else None, metric_fns=[])
+  return name
+
+
 def register_reference_loss_task(base_task: str = "owm_raw_smollm2", ref_dir: str = "", name: str | None = None,
                                  splits: Sequence[str] = ("train", "validation")) -> str:
   """Registers (or re-registers) the seqio task ``name`` (default ``{base_task}_ref``) over the reference-loss
   files in ``ref_dir``; returns its name (so gin can bind ``MIXTURE_OR_TASK_NAME = @register_...()``)."""
-  import seqio
-  import tokensift.tasks
-  if not ref_dir:
-    raise paths.ConfigError("register_reference_loss_task needs ref_dir (the `tokensift reference-losses` "
-                            "--out); in gin: REF_DIR = '/path'")
-  tokensift.tasks.register_all()
-  base = seqio.get_mixture_or_task(base_task)
-  name = name or f"{base_task}_ref"
-  vocab = base.output_features["targets"].vocabulary
-  features = {
-      "targets": seqio.Feature(vocabulary=vocab, add_eos=False, dtype="int32"),
-      "ref_losses": seqio.Feature(vocabulary=seqio.PassThroughVocabulary(size=0), add_eos=False, dtype="float32"),
-  }
-  if name in seqio.TaskRegistry.names():
-    seqio.TaskRegistry.remove(name)
-  seqio.TaskRegistry.add(name, source=_ref_source(str(ref_dir), splits), output_features=features,
-                         preprocessors=[], metric_fns=[])
-  return name
+  return register_ref_task(caller="register_reference_loss_task", base_task=base_task, ref_dir=ref_dir, name=name,
+                           token_features=("targets",), source=lambda d: _ref_source(d, splits),
+                           hint="the `tokensift reference-losses` --out")

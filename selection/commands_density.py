@@ -42,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="exact kernel sums, RACE sketch, or auto (exact up to --exact_limit documents)")
   p.add_argument("--exact_limit", type=int, default=200_000)
   p.add_argument("--kernel", default="gaussian", choices=["gaussian", "laplacian", "cosine"])
-  p.add_argument("--bandwidth", default="median",
-                 help="a float, or 'median' (default) / 'median_n' (near-duplicates stand out) / 'scott'")
+  p.add_argument("--bandwidth", default="median_n",
+                 help="a float, or 'median_n' (median distance / sqrt(2 ln n): near-duplicates stand out) / "
+                      "'median' / 'scott'")
   p.add_argument("--sketch_rows", type=int, default=1000)
   p.add_argument("--sketch_buckets", type=int, default=20000)
   p.add_argument("--sketch_hashes", type=int, default=4)

@@ -50,7 +50,7 @@ class SelectConfig:
   rates: tuple[float, ...] = (10, 20, 40, 60, 80)
   density: str = "auto"
   kernel: str = "gaussian"
-  bandwidth: float | str = "median"
+  bandwidth: float | str = dk.DEFAULT_BANDWIDTH
   exact_limit: int = 200_000
   sketch_rows: int = 1000
   sketch_buckets: int = 20000

@@ -77,12 +77,12 @@ def test_help_shows_every_default(name):
 def test_gin_syntax_error_in_pipeline_is_one_line(tmp_path, capsys):
   bad = tmp_path / "bad.gin"
   bad.write_text("from __gin__ import dynamic_registration\nfrom tokensift.pipeline import config\n"
-                 "config.CorpusConfig.max_docs = 4\nconfig.LMConfig.steps = (1,\n")
+                 "config.CorpusConfig.max_docs = 4\nconfig.LMConfig.seq_len = (1,\n")
   rc = cli.main(["pipeline", "--run_dir", str(tmp_path / "run"), "--gin_file", str(bad)])
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and len(err) == 1, err
   assert err[0].startswith("tokensift pipeline: error: gin syntax error in gin file") and "bad.gin" in err[0]
-  rc = cli.main(["pipeline", "--run_dir", str(tmp_path / "run"), "--gin", "config.LMConfig.steps = = 3"])
+  rc = cli.main(["pipeline", "--run_dir", str(tmp_path / "run"), "--gin", "tc.TrainConfig.train_steps = = 3"])
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and len(err) == 1 and "--gin bindings, line 1" in err[0], err
   # gin's other errors span lines too (file, line, content): printed as one

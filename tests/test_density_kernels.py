@@ -30,7 +30,7 @@ def test_gaussian_matches_sklearn_on_real_minilm_embeddings():
   _, emb = c4_embeddings()
   n, d = emb.shape
   assert (n, d) == (200, 384)
-  h_med = dk.bandwidth_heuristic(emb)
+  h_med = dk.bandwidth_heuristic(emb, "median")
   for h in (h_med, h_med / 2, h_med / 4):  # broad to nearly self-only kernels
     ours = dk.log_kernel_sums(emb, config=dk.KernelConfig(bandwidth=h))
     lin = dk.kernel_sums(emb, config=dk.KernelConfig(bandwidth=h))
@@ -56,7 +56,9 @@ def test_one_device_and_eight_devices_identical_on_real_embeddings():
       if cfg == dk.KernelConfig():
         np.testing.assert_array_equal(dk.log_kernel_sums(emb, keys, config=cfg),
                                       dk.log_kernel_sums(emb, keys, config=cfg, mesh=_mesh1()))
-    np.testing.assert_allclose(dk.kernel_sums(emb, config=cfg), dk.kernel_sums(emb, emb, config=cfg), rtol=2e-6)
+    # the default bandwidth, median_n (~0.45 here, median 1.38), scales the float32 rounding of
+    # |x|^2 + |y|^2 - 2 x.y by 1 / (2 h^2) ~ 2.5: the two paths round the self term differently
+    np.testing.assert_allclose(dk.kernel_sums(emb, config=cfg), dk.kernel_sums(emb, emb, config=cfg), rtol=6e-6)
 
 
 @pytest.mark.parametrize("kernel", dk.KERNELS)
@@ -105,13 +107,19 @@ def test_log_space_survives_tiny_bandwidth_where_linear_underflows():
 def test_bandwidth_heuristics():
   rng = np.random.default_rng(2)
   x = rng.normal(size=(400, 5))
-  h = dk.bandwidth_heuristic(x)
+  h = dk.bandwidth_heuristic(x, "median")
   d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))[np.triu_indices(400, 1)]
   assert h == pytest.approx(np.median(d), rel=1e-5)
   assert dk.bandwidth_heuristic(x, "scott") == pytest.approx(np.sqrt(x.var(0).mean()) * 400 ** (-1 / 9), rel=1e-5)
-  # default config resolves the median heuristic on the keys
+  # the default config resolves the default heuristic, median_n, on the keys
   _, used = dk.log_kernel_sums(x, return_bandwidth=True)
-  assert used == pytest.approx(h, rel=1e-6)
+  assert used == pytest.approx(h / np.sqrt(2 * np.log(400)), rel=1e-6)
+  assert dk.bandwidth_heuristic(x) == pytest.approx(used, rel=1e-6)
+  # more points than `sample`: the median of the seeded subsample's pairs
+  sub = x[dk.subsample_indices(400, 50, seed=3)]
+  d = np.sqrt(((sub[:, None] - sub[None]) ** 2).sum(-1))[np.triu_indices(50, 1)]
+  assert dk.bandwidth_heuristic(x, "median", sample=50, seed=3) == pytest.approx(np.median(d), rel=1e-5)
+  assert dk.bandwidth_heuristic(x, "median", sample=50, seed=4) != dk.bandwidth_heuristic(x, "median", sample=50, seed=3)
   with pytest.raises(ValueError, match="identical"):
     dk.bandwidth_heuristic(np.ones((10, 3)))
 
@@ -176,3 +184,29 @@ def test_median_n_lets_real_near_duplicates_stand_out():
             for s in range(50)]
     share[bw] = float(np.mean(kept))
   assert share["median"] > 0.4 and share["median_n"] < 0.25, share
+
+
+def test_subsample_is_seeded_and_o_of_sample_memory():
+  import tracemalloc
+  a = dk.subsample_indices(10_000_000, 1000, seed=7)
+  assert a.shape == (1000,) and len(np.unique(a)) == 1000 and (np.diff(a) > 0).all()
+  assert 0 <= a[0] and a[-1] < 10_000_000
+  np.testing.assert_array_equal(a, dk.subsample_indices(10_000_000, 1000, seed=7))
+  assert not np.array_equal(a, dk.subsample_indices(10_000_000, 1000, seed=8))
+  np.testing.assert_array_equal(dk.subsample_indices(30, 1000, seed=7), np.arange(30))
+  tracemalloc.start()
+  try:
+    dk.subsample_indices(10_000_000, 1000, seed=7)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  assert peak < 4_000_000, peak  # a permutation of n would take 80 MB
+
+
+def test_one_bandwidth_default_everywhere():
+  from tokensift.cli import build_parser
+  from tokensift.pipeline.config import SelectionConfig
+  from tokensift.selection.select_job import SelectConfig
+  cli = build_parser().parse_args(["select", "emb", "--out", "o"]).bandwidth
+  assert dk.DEFAULT_BANDWIDTH == "median_n"
+  assert dk.KernelConfig().bandwidth == SelectConfig().bandwidth == SelectionConfig().bandwidth == cli == "median_n"

@@ -170,3 +170,28 @@ def test_config_errors_are_clear(tmp_path):
     pc.parse_gin(["nope.gin"], [])
   with pytest.raises(ValueError, match="unknown stage 'scor'"):
     run.run_pipeline(pc.PipelineConfig(), tmp_path / "r", restart_from="scor", log=lambda s: None)
+
+
+def test_lm_stages_hold_the_trainer_configs():
+  """LMConfig.train is the embedded trainer's TrainConfig (with its LossConfig / OptimizerConfig), bound in gin
+  under the trainer's names over the pipeline's defaults, validated by the trainer's own checks."""
+  from tokensift.trainer.config import TrainConfig
+  mini = pc.parse_gin([MINI], []).lm
+  assert isinstance(mini.train, TrainConfig)
+  t = mini.train
+  assert (t.train_steps, t.batch_size, t.eval_every, t.log_every, t.pack) == (8, 8, 4, 2, False)  # mini.gin
+  # unbound in mini.gin: LMConfig.train's defaults, not the trainer classes' own (1e-3, no warmup / decay)
+  assert (t.optimizer.learning_rate, t.optimizer.warmup_steps, t.optimizer.weight_decay) == (3e-3, 10, 0.01)
+  assert t.loss.slm_ratio == 0.6 and t.keep_checkpoints == 1
+  default = pc.parse_gin(["gin_configs/pipeline/default.gin"], ["tc.LossConfig.slm_ratio = 0.7"]).lm
+  assert (default.train.train_steps, default.train.batch_size, default.train.loss.slm_ratio) == (100, 4, 0.7)
+  run_cfg = mini.run_train_config(model_dir="/m/slm", task="t", loss_kind="clm", ref_losses=True,
+                                  eval_split="validation", progress=False)
+  assert dict(run_cfg.feature_lengths) == {"targets": 32, "ref_losses": 32} and run_cfg.loss.kind == "clm"
+  assert (run_cfg.model_dir, run_cfg.task, run_cfg.train_steps) == ("/m/slm", "t", 8)
+  with pytest.raises(ValueError, match=r"LossConfig.slm_ratio=0.0 must be in \(0, 1\]"):  # one check, the trainer's
+    pc.parse_gin([MINI], ["tc.LossConfig.slm_ratio = 0.0"])
+  with pytest.raises(ValueError, match="TrainConfig.model_dir.*sets model_dir"):
+    pc.parse_gin([MINI], ["tc.TrainConfig.model_dir = '/elsewhere'"])
+  with pytest.raises(ValueError, match="LossConfig.kind"):
+    pc.parse_gin([MINI], ["tc.LossConfig.kind = 'clm'"])

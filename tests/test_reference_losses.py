@@ -106,7 +106,7 @@ def test_variant_task_and_errors(tmp_path, scorer):
     rl.compute_reference_losses(task=TASK, out_dir=tmp_path / "x", splits=("validation",), max_docs=1,
                                 max_length=8, scorer=rl.ReferenceScorer(small, small_params, max_length=8),
                                 progress=False)
-  with pytest.raises(paths.ConfigError, match="ref_dir"):
+  with pytest.raises(paths.ConfigError, match="register_reference_loss_task needs ref_dir"):
     rl.register_reference_loss_task(TASK, "")
   name = rl.register_reference_loss_task(TASK, str(tmp_path / "empty"), name="owm_ref_empty_test")
   task = seqio.get_mixture_or_task(name)

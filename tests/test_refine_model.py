@@ -88,6 +88,43 @@ def test_programs_from_a_random_model_run_through_the_job(tiny, c4_texts):
     mp.ModelProgrammerConfig(stages="all")
 
 
+def test_refine_bar_moves_per_document_as_generation_batches_finish(tiny, c4_texts, tmp_path, monkeypatch):
+  """With a refining model the refine job's bar counts documents as the generation batch that finishes each one
+  ends (jobs.advance, as score / embed / reference-losses do), inside one piece, not when the piece ends."""
+  from tqdm.auto import tqdm
+
+  from tokensift.models import generate as gen
+  texts = [t for t in c4_texts[:80] if 150 < len(t) < 700][:6]
+  seen = []  # the live bar before each generation batch
+  real = gen.greedy_generate
+
+  def spy(*args, **kwargs):
+    seen.append(max((b.n for b in tqdm._instances), default=None))  # noqa: SLF001  the job's live bar
+    return real(*args, **kwargs)
+  monkeypatch.setattr(gen, "greedy_generate", spy)
+  rows = jobs.in_memory_rows([docs.Document(str(i), t) for i, t in enumerate(texts)])
+  doc_only = mp.ModelProgrammer(tiny.module, tiny.params, tiny.files, mesh=tiny.mesh,
+                                config=dataclasses.replace(tiny.config, stages="doc"))
+  res = job.run_refine(rows=rows, out_dir=tmp_path / "doc", programmer=doc_only, piece_size=64, total=6,
+                       count_tokens=tiny.count_tokens)
+  assert res.stats["records"] == 6 and seen == [0, 3]  # one piece; batches of 3 documents
+
+  seen.clear()
+  chunk_only = mp.ModelProgrammer(tiny.module, tiny.params, tiny.files, mesh=tiny.mesh,
+                                  config=dataclasses.replace(tiny.config, stages="chunk"))
+  job.run_refine(rows=rows, out_dir=tmp_path / "chunk", programmer=chunk_only, piece_size=64, total=6,
+                 count_tokens=tiny.count_tokens)
+  n_chunks = sum(len(chunk_only.chunks(t)) for t in texts)
+  assert n_chunks > 6 and len(seen) == -(-n_chunks // 3)
+  assert seen == sorted(seen) and seen[0] == 0 and 0 < seen[-1] < 6, seen  # moved inside the piece
+  # every document counted exactly once, as its last chunk program is generated (outside a job: no bar)
+  done, batches = [], len(seen)
+  seen.clear()
+  chunk_only.chunk_programs(texts + [""], done.append)
+  assert len(seen) == batches and seen == [None] * batches  # the same batches, no job bar
+  assert done[0] == 1 and sum(done) == 7 and len(done) == 1 + batches, done  # "" has no chunk: counted first
+
+
 def test_real_smollm2_through_the_cli(c4_texts, tmp_path, capsys):
   """SmolLM2-135M-Instruct (GGUF) is no refiner: it chats back. The job still yields well-formed records."""
   texts = sorted((t for t in c4_texts if len(t.split()) > 60), key=len)[:2]

@@ -34,7 +34,7 @@ def test_cli_select_writes_nested_ips_lists_and_registers_variant(tmp_path, caps
   assert summary["density"] == "exact" and summary["documents"] == 200 and summary["pool"] == 200
   dens = _density(out)
   assert list(dens) == ids
-  # the stored density is the exact Gaussian kernel sum (median-heuristic bandwidth) over all 200 documents
+  # the stored density is the exact Gaussian kernel sum (default bandwidth: median_n) over all 200 documents
   logs = np.array([dens[i] for i in ids])
   _, emb = c4_embeddings()
   np.testing.assert_allclose(logs, np.log(dk.kernel_sums(emb)), atol=2e-5)

@@ -6,6 +6,7 @@ import seqio
 import tensorflow as tf
 
 import tokensift.tasks
+from tokensift.core import paths
 from tokensift.selection import variants
 from tokensift.tasks import metrics, mixtures
 from tokensift.tasks import span_corruption as sc
@@ -169,6 +170,11 @@ def test_encdec_slm_loss_matches_numpy(c4_docs, tmp_path):
                                       feature_lengths=lengths, splits=("validation",), max_examples=8)
   name = erl.register_encdec_reference_loss_task(ref_dir=str(tmp_path), splits=("validation",))
   task = seqio.get_mixture_or_task(name)
+  # the registration shared with the decoder-only job (reference_losses.register_ref_task)
+  assert set(task.output_features) == {"inputs", "targets", "ref_losses"}
+  assert task.postprocessor == seqio.get_mixture_or_task("c4_en_raw_span_corruption").postprocessor is not None
+  with pytest.raises(paths.ConfigError, match="register_encdec_reference_loss_task needs ref_dir"):
+    erl.register_encdec_reference_loss_task(ref_dir="")
   raw = list(task.get_dataset(None, split="validation", shuffle=False).as_numpy_iterator())
   assert len(raw) == 8 and all(len(r["ref_losses"]) == len(r["targets"]) for r in raw)
   conv = fc.SelectiveEncDecFeatureConverter(pack=False)

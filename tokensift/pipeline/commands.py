@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--gin_file", action="append", default=None,
                  help=f"gin file (repeatable; later ones override; default {DEFAULT_GIN})")
   p.add_argument("--gin", action="append", default=[],
-                 help="gin binding, e.g. \"config.LMConfig.steps = 50\" (repeatable)")
+                 help="gin binding, e.g. \"config.CorpusConfig.max_docs = 64\" (repeatable)")
   p.add_argument("--restart_from", default=None, help="delete this stage's folder and every later one, then run")
   p.add_argument("--until", default=None, help="stop after this stage")
   p.add_argument("--no_progress", action="store_true", help="no progress bars")

@@ -16,9 +16,10 @@ from typing import Any
 from tokensift.pipeline.ablations import AblationConfig
 from tokensift.pipeline.known_answer import KnownAnswerConfig
 from tokensift.refine.refiner_training import RefinerTrainConfig
-from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO, check_slm_ratio
+from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO
 from tokensift.selection.embed_job import EmbedJobConfig
 from tokensift.selection.score_job import ScoreJobConfig
+from tokensift.trainer.config import LossConfig, OptimizerConfig, TrainConfig
 
 PROGRAMMERS = ("refiner", "rules")
 RUN_KINDS = ("slm_selected", "clm_selected", "clm_refined_pool")
@@ -133,36 +134,51 @@ class ReferenceConfig:
   dtype: str = "float32"
 
 
+# The embedded trainer's settings that the train stage sets for each run (binding them in gin is refused).
+PER_RUN = "(set per run)"
+PER_RUN_TRAIN_FIELDS = ("model_dir", "task", "feature_lengths", "eval_split", "progress")
+PER_RUN_LOSS_FIELDS = ("kind",)
+
+
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
-  """The tiny decoders trained on the selected data (SLM and CLM) and on the whole refined pool (CLM), with the
-  embedded trainer (``trainer``); every run sees ``steps * batch_size * seq_len`` token slots."""
+  """The tiny decoders trained on the selected data (SLM and CLM) and on the whole refined pool (CLM) with the
+  embedded trainer, configured by the trainer's own config: ``train`` (``trainer.config.TrainConfig``, with its
+  ``loss`` and ``optimizer``), bound in gin on top of the defaults below as the trainer's gin files bind it:
+  ``tc.TrainConfig.train_steps = 100``, ``tc.LossConfig.slm_ratio = 0.6``, ``tc.OptimizerConfig.learning_rate =
+  3e-3``. The train stage sets per run ``model_dir``, ``task``, ``feature_lengths`` (``{'targets': seq_len}``, +
+  ``'ref_losses'`` on the selection), ``eval_split`` (``CorpusConfig.validation_split``), ``progress`` and
+  ``loss.kind`` (the run name's 'slm' / 'clm'). ``seq_len`` is also the reference losses' length; the decoder
+  (``models.llama.LlamaConfig``) takes ``hidden_size`` .. ``num_kv_heads`` and the training vocabulary. Every run
+  sees ``train.train_steps * train.batch_size * seq_len`` token slots."""
   hidden_size: int = 32
   intermediate_size: int = 128
   num_layers: int = 2
   num_heads: int = 4
   num_kv_heads: int = 2
   seq_len: int = 128
-  batch_size: int = 4
-  steps: int = 150
-  eval_every: int = 25
-  learning_rate: float = 3e-3
-  warmup_steps: int = 10
-  slm_ratio: float = DEFAULT_SLM_RATIO
+  train: TrainConfig = TrainConfig(
+      model_dir=PER_RUN, task=PER_RUN, feature_lengths={"targets": 128}, batch_size=4, train_steps=150,
+      eval_every=25, eval_batches=100_000, checkpoint_every=50, keep_checkpoints=1, log_every=5,
+      loss=LossConfig(kind="slm", slm_ratio=DEFAULT_SLM_RATIO),
+      optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=10, weight_decay=0.01))
   runs: tuple[str, ...] = RUN_KINDS
-  seed: int = 0
-  log_every: int = 5
-  pack: bool = True  # pack documents into rows (False: one document per row, padded)
   enabled: bool = True  # False: no lm_data / reference_losses / train / evaluate stages (the ablations remain)
 
   def __post_init__(self):
     bad = [r for r in self.runs if r not in RUN_KINDS]
     if bad or not self.runs:
       raise ValueError(f"LMConfig.runs={list(self.runs)}: each run must be one of {RUN_KINDS}")
-    check_slm_ratio(self.slm_ratio, "LMConfig.slm_ratio")
-    if self.seq_len < 8 or self.steps < 1 or self.batch_size < 1:
-      raise ValueError(f"LMConfig seq_len={self.seq_len}, steps={self.steps}, batch_size={self.batch_size} are too "
-                       "small")
+    if self.seq_len < 8:
+      raise ValueError(f"LMConfig.seq_len={self.seq_len} is too small (>= 8)")
+
+  def run_train_config(self, *, model_dir: str, task: str, loss_kind: str, ref_losses: bool, eval_split: str,
+                       progress: bool) -> TrainConfig:
+    """``train`` with the per-run fields set (``ref_losses``: the task has reference losses, for SLM)."""
+    lengths = {"targets": self.seq_len, **({"ref_losses": self.seq_len} if ref_losses else {})}
+    return dataclasses.replace(self.train, model_dir=model_dir, task=task, feature_lengths=lengths,
+                               eval_split=eval_split, progress=progress,
+                               loss=dataclasses.replace(self.train.loss, kind=loss_kind))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +240,7 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
 
 GIN_IMPORTS = ("from __gin__ import dynamic_registration", "from tokensift.pipeline import config",
                "from tokensift.refine import refiner_training", "from tokensift.selection import score_job",
-               "from tokensift.selection import embed_job")
+               "from tokensift.selection import embed_job", "from tokensift.trainer import config as tc")
 
 
 def bound_config() -> PipelineConfig:
@@ -245,6 +261,30 @@ def bound_config() -> PipelineConfig:
                refiner=bound(RefinerConfig, training=training),
                refine=bound(RefineConfig), score=bound(ScoreConfig, job=bound(ScoreJobConfig)),
                embed=bound(EmbedConfig, job=bound(EmbedJobConfig)),
-               selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=bound(LMConfig),
+               selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=_lm_config(bound),
                ablation=bound(AblationConfig),
                report=bound(ReportConfig))
+
+
+def _lm_config(bound) -> LMConfig:
+  """``LMConfig`` from gin: its own bindings, and the trainer configs' bindings (``tc.TrainConfig``,
+  ``tc.LossConfig``, ``tc.OptimizerConfig``) on top of ``LMConfig.train``'s defaults, not the classes' own."""
+  import gin
+
+  def bindings(cls, per_run=()) -> dict[str, Any]:
+    try:
+      kw = gin.get_bindings(cls)
+    except ValueError:  # never named in the parsed config
+      return {}
+    fixed = sorted(set(kw) & set(per_run))
+    if fixed:
+      raise ValueError(f"gin binds {cls.__name__}.{', '.join(fixed)} for the pipeline's LM stages; the train stage "
+                       f"sets {', '.join(per_run)} for each run (bind config.LMConfig.seq_len / runs instead)")
+    return {k: v for k, v in kw.items() if k not in ("loss", "optimizer")}
+
+  base = LMConfig().train
+  train = dataclasses.replace(
+      base, **bindings(TrainConfig, PER_RUN_TRAIN_FIELDS),
+      loss=dataclasses.replace(base.loss, **bindings(LossConfig, PER_RUN_LOSS_FIELDS)),
+      optimizer=dataclasses.replace(base.optimizer, **bindings(OptimizerConfig)))
+  return bound(LMConfig, train=train)

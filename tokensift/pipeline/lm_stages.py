@@ -137,19 +137,11 @@ def network(ctx: Context):
 
 
 def train_config(ctx: Context, run: str, tasks: dict[str, str]):
-  from tokensift.trainer import config as tc
-  m, c = ctx.config.lm, ctx.config.corpus
+  """The embedded trainer's ``TrainConfig`` of one run: ``LMConfig.train`` with the run's fields set."""
   loss, data = RUN_SPECS[run]
-  lengths = {"targets": m.seq_len}
-  if data == "selected":
-    lengths["ref_losses"] = m.seq_len
-  return tc.TrainConfig(
-      model_dir=str(ctx.dir("train") / run), task=tasks[data], feature_lengths=lengths, batch_size=m.batch_size,
-      train_steps=m.steps, train_split="train", eval_split=c.validation_split, eval_every=m.eval_every,
-      eval_batches=100_000, checkpoint_every=max(m.eval_every, 50), keep_checkpoints=1, log_every=m.log_every,
-      seed=m.seed, pack=m.pack, loss=tc.LossConfig(kind=loss, slm_ratio=m.slm_ratio),
-      optimizer=tc.OptimizerConfig(learning_rate=m.learning_rate, warmup_steps=m.warmup_steps, weight_decay=0.01),
-      progress=ctx.progress)
+  return ctx.config.lm.run_train_config(model_dir=str(ctx.dir("train") / run), task=tasks[data], loss_kind=loss,
+                                        ref_losses=data == "selected",
+                                        eval_split=ctx.config.corpus.validation_split, progress=ctx.progress)
 
 
 def _train_config(ctx: Context) -> dict[str, Any]:
@@ -168,7 +160,7 @@ def _train(ctx: Context, out: Path) -> dict[str, Any]:
   m = ctx.config.lm
   sel = ctx.summaries["reference_losses"]["train"]
   return {"runs": runs, "docs_in": sel["records"], "docs_out": sel["records"], "tokens_in": sel["tokens"],
-          "tokens_out": m.steps * m.batch_size * m.seq_len}
+          "tokens_out": m.train.train_steps * m.train.batch_size * m.seq_len}
 
 
 # ------------------------------------------------------------------------------------------ evaluate
