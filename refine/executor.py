@@ -64,8 +64,8 @@ from typing import Any, NamedTuple
 from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
 from tokensift.refine import program_ops as po
-from tokensift.refine.word_count import (count_plain_words, count_words, has_unicode_space, keeps_word_count,
-                                         replacement_word_delta)
+from tokensift.refine.word_count import (count_plain_words, count_words, count_words_plain, has_unicode_space,
+                                         keeps_word_count, replacement_word_delta)
 
 GROWTH_SLACK_CHARS = 64 * 1024
 
@@ -289,17 +289,21 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
   if too_big:
     errors.append(too_big)
 
-  text_plain = not has_unicode_space(text)
   program_ignored = bool(too_big) or len(errors) >= config.max_errors
   if program_ignored:
-    words_before = count_plain_words(text) if text_plain else len(text.split())
+    words_before = count_words_plain(text)[0]
     out, removed, applied, noops, words_after = text, (), (), 0, words_before
   else:
     applied = tuple(norms)
     removed = (ranges[0],) if len(ranges) == 1 else _merge(ranges) if ranges else ()
+    if removed:  # (the output and the removed lines are counted: together, about the text's length)
+      text_plain = not has_unicode_space(text)
+    else:
+      words_before, text_plain = count_words_plain(text)  # (one UTF-8 encoding for both)
     plain = text_plain  # pieces of the output hold no non-ASCII space when the text and the targets hold none
     for _, tgt, _ in applied:
-      plain = plain and not has_unicode_space(tgt)
+      if plain and not tgt.isascii():
+        plain = not has_unicode_space(tgt)
     count = count_plain_words if plain else count_words
     if removed:
       lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
@@ -310,11 +314,10 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
       out = "\n".join(lines)
       words_after = count(out)
       if recount:
-        words_before = count_plain_words(text) if text_plain else len(text.split())
+        words_before = count_words_plain(text)[0]
       else:  # words never span a line break: the kept and the removed lines' words, less the tracked change
         words_before = words_after + count("\n".join(gone)) - delta
     else:
-      words_before = count_plain_words(text) if text_plain else len(text.split())
       words_after = count(out) if recount else words_before + delta
   reason = ""
   if words_before == 0:
