@@ -175,13 +175,19 @@ def execute_doc(program: str | prog.Program | None) -> DocOutcome:
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-  out: list[list[int]] = []
-  for a, b in sorted(ranges):
-    if out and a <= out[-1][1] + 1:
-      out[-1][1] = max(out[-1][1], b)
+  """The ranges (a non-empty list, sorted in place) merged where they overlap or touch."""
+  ranges.sort()
+  out = []
+  lo, hi = ranges[0]
+  for a, b in ranges:
+    if a <= hi + 1:
+      if b > hi:
+        hi = b
     else:
-      out.append([a, b])
-  return tuple((a, b) for a, b in out)
+      out.append((lo, hi))
+      lo, hi = a, b
+  out.append((lo, hi))
+  return tuple(out)
 
 
 def _chunk_ops(program: str | prog.Program | None) -> po.Ops:
@@ -273,7 +279,9 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
       if not count:
         noops += original
         continue
-      if not recount and not keeps_word_count(src, tgt):
+      if not recount and (not tgt or " " in src or " " in tgt or not src.isprintable()
+                          or not tgt.isprintable()) and not keeps_word_count(src, tgt):
+        # (``keeps_word_count``'s common case inline: both non-empty, printable and without " ")
         # The change in words, read at the replaced spots while there are few (each costs about what
         # recounting 250 characters does).
         if count <= 4 + len(out) // 256:
@@ -296,29 +304,28 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
   else:
     applied = tuple(norms)
     removed = (ranges[0],) if len(ranges) == 1 else _merge(ranges) if ranges else ()
-    if removed:  # (the output and the removed lines are counted: together, about the text's length)
-      text_plain = not has_unicode_space(text)
-    else:
-      words_before, text_plain = count_words_plain(text)  # (one UTF-8 encoding for both)
-    plain = text_plain  # pieces of the output hold no non-ASCII space when the text and the targets hold none
-    for _, tgt, _ in applied:
-      if plain and not tgt.isascii():
-        plain = not has_unicode_space(tgt)
-    count = count_plain_words if plain else count_words
-    if removed:
+    if removed:  # the output and the removed lines are counted (together, about the text's length)
       lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
       gone: list[str] = []
       for a, b in reversed(removed):
         gone += lines[a:b + 1]
         del lines[a:b + 1]
       out = "\n".join(lines)
-      words_after = count(out)
+      words_after = count_words(out)
       if recount:
-        words_before = count_words_plain(text)[0]
+        words_before = count_words(text)
       else:  # words never span a line break: the kept and the removed lines' words, less the tracked change
-        words_before = words_after + count("\n".join(gone)) - delta
+        words_before = words_after + count_words("\n".join(gone)) - delta
     else:
-      words_after = count(out) if recount else words_before + delta
+      words_before, text_plain = count_words_plain(text)  # (one UTF-8 encoding for both)
+      if recount:
+        plain = text_plain  # the output holds no non-ASCII space when the text and the targets hold none
+        for _, tgt, _ in applied:
+          if plain and not tgt.isascii():
+            plain = not has_unicode_space(tgt)
+        words_after = count_plain_words(out) if plain else count_words(out)
+      else:
+        words_after = words_before + delta
   reason = ""
   if words_before == 0:
     reason = "empty"
@@ -375,7 +382,8 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
              "words_before": words, "words_after": 0 if drop else words, "noop_normalizations": 0}
     return tuple.__new__(Refined, ("" if drop else text, not drop, tuple(errors), stats, (), ()))
   (out, kept, reason, ignored_program, c_errors, _, removed, applied, _, words_before, words_after,
-   noops) = _chunk_stage(_chunk_ops(chunk_program), text, config, n_lines)
+   noops) = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
+                         text, config, n_lines)
   if c_errors:
     errors.extend(["chunk " + e for e in c_errors])
   lines_removed = replacements = 0
