@@ -65,7 +65,7 @@ from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
 from tokensift.refine import program_ops as po
 from tokensift.refine.word_count import (count_plain_words, count_words, count_words_plain, has_unicode_space,
-                                         keeps_word_count, replacement_word_delta)
+                                         keeps_word_count, pieces_word_delta, replacement_word_delta)
 
 GROWTH_SLACK_CHARS = 64 * 1024
 
@@ -246,7 +246,14 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
                       "lines")
         continue
       ls, lt = len(src), len(tgt)
-      if lt != ls:
+      pieces = None
+      if lt <= ls and len(out) <= _SPLIT_COUNT_MAX_CHARS:
+        # The pieces count the occurrences and show the replaced spots (``pieces_word_delta``): one search
+        # (``str.replace`` counts, then finds again; reading the spots would be a third search).
+        pieces = out.split(src)
+        count = len(pieces) - 1
+        new = tgt.join(pieces) if count and src != tgt else out
+      elif lt != ls:
         if lt > ls:
           cap = cap or max_output_chars(text)
           if len(out) + (len(out) // ls) * (lt - ls) > cap:
@@ -259,10 +266,6 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
               break
         new = out.replace(src, tgt)
         count = (len(new) - len(out)) // (lt - ls)  # one pass: the count is read off the length change
-      elif len(out) <= _SPLIT_COUNT_MAX_CHARS:  # the pieces count the occurrences: one pass, not two
-        pieces = out.split(src)
-        count = len(pieces) - 1
-        new = tgt.join(pieces) if count and src != tgt else out
       else:
         new = out.replace(src, tgt)
         # CPython returns the very string when nothing matched (or when ``src == tgt``: then count).
@@ -285,7 +288,8 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
         # The change in words, read at the replaced spots while there are few (each costs about what
         # recounting 250 characters does).
         if count <= 4 + len(out) // 256:
-          delta += replacement_word_delta(out, src, tgt, count)
+          delta += (pieces_word_delta(pieces, src, tgt) if pieces is not None else
+                    replacement_word_delta(out, src, tgt, count))
         else:
           recount = True
       out = new

@@ -80,6 +80,10 @@ def count_words_plain(text: str) -> tuple[int, bool]:
 
 def count_words(text: str) -> int:
   """``len(text.split())``, computed without splitting (see above)."""
+  if text.isascii():
+    return count_plain_words(text)
+  if len(text) < 320:  # (exact whatever spaces it holds)
+    return len(text.split())
   return count_words_plain(text)[0]
 
 
@@ -136,4 +140,38 @@ def replacement_word_delta(s: str, src: str, tgt: str, count: int) -> int:
     delta += new - old
     if left:
       p = s.find(src, q)
+  return delta
+
+
+def pieces_word_delta(pieces: list[str], src: str, tgt: str) -> int:
+  """``replacement_word_delta`` read off ``pieces = s.split(src)`` (``len(pieces) - 1`` occurrences, at least
+  one): the same zones and the same formula, with no search (``str.split`` cuts at the very occurrences
+  ``str.replace`` replaces). Occurrences ``j`` and ``j + 1`` touch when the piece between them is empty; the
+  character before a zone ends the piece before it (none: the start of the text), the one after it starts the
+  piece after it (none: the end)."""
+  s_first = not src[0].isspace()
+  s_last = not src[-1].isspace()
+  s_words = len(src.split())
+  if tgt:
+    t_first = not tgt[0].isspace()
+    t_last = not tgt[-1].isspace()
+    t_words = len(tgt.split())
+  c = len(pieces) - 1
+  delta = 0
+  j = 1
+  while j <= c:
+    before = pieces[j - 1]
+    b = bool(before) and not before[-1].isspace()  # b is a non-space
+    k = 1
+    while j + k - 1 < c and not pieces[j + k - 1]:  # touching occurrences: one zone
+      k += 1
+    after = pieces[j + k - 1]
+    a = bool(after) and not after[0].isspace()  # a is a non-space
+    old = k * s_words - (k - 1) * (s_first and s_last) - (s_first and b) + (a and not s_last)
+    if tgt:
+      new = k * t_words - (k - 1) * (t_first and t_last) - (t_first and b) + (a and not t_last)
+    else:
+      new = a and not b
+    delta += new - old
+    j += k
   return delta

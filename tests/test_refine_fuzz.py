@@ -219,6 +219,8 @@ def test_replacement_word_delta_is_the_recounted_change(text, src, tgt):
   count = text.count(src)
   new = text.replace(src, tgt)
   assert wc.replacement_word_delta(text, src, tgt, count) == len(new.split()) - len(text.split())
+  if count:
+    assert wc.pieces_word_delta(text.split(src), src, tgt) == len(new.split()) - len(text.split())
   if wc.keeps_word_count(src, tgt):
     assert len(new.split()) == len(text.split())
   assert wc.has_unicode_space(text) == any(c.isspace() and not c.isascii() for c in text)
