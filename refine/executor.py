@@ -247,11 +247,19 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
         continue
       ls, lt = len(src), len(tgt)
       pieces = None
-      if lt <= ls and len(out) <= _SPLIT_COUNT_MAX_CHARS:
+      if len(out) <= _SPLIT_COUNT_MAX_CHARS:
         # The pieces count the occurrences and show the replaced spots (``pieces_word_delta``): one search
-        # (``str.replace`` counts, then finds again; reading the spots would be a third search).
+        # (``str.replace`` counts, then finds again; reading the spots would be a third search). They are
+        # no longer than ``out``: a growing target is checked against the bound before anything is joined.
         pieces = out.split(src)
         count = len(pieces) - 1
+        if count and lt > ls:
+          cap = cap or max_output_chars(text)
+          if len(out) + count * (lt - ls) > cap:
+            too_big = (f"{po.where(p, i)}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the "
+                       f"document to {len(out) + count * (lt - ls)} characters, past the bound {cap}; "
+                       "program ignored")
+            break
         new = tgt.join(pieces) if count and src != tgt else out
       elif lt != ls:
         if lt > ls:
