@@ -47,13 +47,14 @@ Where tokensift deliberately differs from the reference (its weaknesses, DESIGN 
 
 Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
 tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
-decided without parsing. Words are counted once per document, without splitting (``word_count``): a
-normalization that may change word boundaries (an empty target, or whitespace on one side only) has the change
-it makes read at its replaced spots (``replacement_word_delta``; with many spots, the output is recounted
-instead); with removed lines, the output's kept and removed lines are counted (words never span a line break)
-and the input's count is their sum less that change; without, the input is counted and the output's count
-follows. A normalization that changes the length reads its count off the length change (``str.replace`` only);
-one that keeps it counts the pieces of one ``str.split``. A source's presence in the input is asked once per
+decided without parsing. A normalization of a document up to 64k characters splits it once at the source: the
+pieces give the count, the output (joined, after a growing target is checked against the bound) and the
+replaced spots, where the change in words is read (``pieces_word_delta``; an empty target, or whitespace on one
+side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are
+counted once per document, without splitting (``word_count``): with removed lines, the output and the removed
+lines are counted (words never span a line break) and the input's count is their sum less the tracked change;
+without, the input is counted and the output's count follows. The check for non-ASCII whitespace, which that
+count needs, reads only a text's non-ASCII characters. A source's presence in the input is asked once per
 program. The output is assembled from the lines up to the last removed one.
 """
 from __future__ import annotations
