@@ -248,7 +248,10 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
         continue
       ls, lt = len(src), len(tgt)
       pieces = None
-      if len(out) <= _SPLIT_COUNT_MAX_CHARS:
+      if src == tgt:  # (e.g. ``upper()`` of a number: nothing changes, only the count is wanted)
+        count = out.count(src)
+        new = out
+      elif len(out) <= _SPLIT_COUNT_MAX_CHARS:
         # The pieces count the occurrences and show the replaced spots (``pieces_word_delta``): one search
         # (``str.replace`` counts, then finds again; reading the spots would be a third search). They are
         # no longer than ``out``: a growing target is checked against the bound before anything is joined.
@@ -261,7 +264,7 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
                        f"document to {len(out) + count * (lt - ls)} characters, past the bound {cap}; "
                        "program ignored")
             break
-        new = tgt.join(pieces) if count and src != tgt else out
+        new = tgt.join(pieces) if count else out
       elif lt != ls:
         if lt > ls:
           cap = cap or max_output_chars(text)
@@ -277,8 +280,7 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
         count = (len(new) - len(out)) // (lt - ls)  # one pass: the count is read off the length change
       else:
         new = out.replace(src, tgt)
-        # CPython returns the very string when nothing matched (or when ``src == tgt``: then count).
-        count = 0 if new is out and src != tgt else out.count(src)
+        count = 0 if new is out else out.count(src)  # (CPython returns the very string when nothing matched)
       if out is text:
         original = count > 0
       else:
