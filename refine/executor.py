@@ -47,13 +47,14 @@ Where tokensift deliberately differs from the reference (its weaknesses, DESIGN 
 
 Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
 tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
-decided without parsing. Words are counted once per document, without splitting (``word_count``): a
-normalization that may change word boundaries (an empty target, or whitespace on one side only) has the change
-it makes read at its replaced spots (``replacement_word_delta``; with many spots, the output is recounted
-instead); with removed lines, the output's kept and removed lines are counted (words never span a line break)
-and the input's count is their sum less that change; without, the input is counted and the output's count
-follows. A normalization that changes the length reads its count off the length change (``str.replace`` only);
-one that keeps it counts the pieces of one ``str.split``. A source's presence in the input is asked once per
+decided without parsing. A normalization of a document up to 64k characters splits it once at the source: the
+pieces give the count, the output (joined, after a growing target is checked against the bound) and the
+replaced spots, where the change in words is read (``pieces_word_delta``; an empty target, or whitespace on one
+side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are
+counted once per document, without splitting (``word_count``): with removed lines, the output and the removed
+lines are counted (words never span a line break) and the input's count is their sum less the tracked change;
+without, the input is counted and the output's count follows. The check for non-ASCII whitespace, which that
+count needs, reads only a text's non-ASCII characters. A source's presence in the input is asked once per
 program. The output is assembled from the lines up to the last removed one.
 """
 from __future__ import annotations
@@ -64,8 +65,8 @@ from typing import Any, NamedTuple
 from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
 from tokensift.refine import program_ops as po
-from tokensift.refine.word_count import (count_plain_words, count_words, has_unicode_space, keeps_word_count,
-                                         replacement_word_delta)
+from tokensift.refine.word_count import (count_plain_words, count_words, count_words_plain, has_unicode_space,
+                                         keeps_word_count, pieces_word_delta, replacement_word_delta)
 
 GROWTH_SLACK_CHARS = 64 * 1024
 
@@ -175,13 +176,19 @@ def execute_doc(program: str | prog.Program | None) -> DocOutcome:
 
 
 def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-  out: list[list[int]] = []
-  for a, b in sorted(ranges):
-    if out and a <= out[-1][1] + 1:
-      out[-1][1] = max(out[-1][1], b)
+  """The ranges (a non-empty list, sorted in place) merged where they overlap or touch."""
+  ranges.sort()
+  out = []
+  lo, hi = ranges[0]
+  for a, b in ranges:
+    if a <= hi + 1:
+      if b > hi:
+        hi = b
     else:
-      out.append([a, b])
-  return tuple((a, b) for a, b in out)
+      out.append((lo, hi))
+      lo, hi = a, b
+  out.append((lo, hi))
+  return tuple(out)
 
 
 def _chunk_ops(program: str | prog.Program | None) -> po.Ops:
@@ -235,12 +242,30 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
       if not src:
         errors.append(f"{po.where(p, i)}: normalize: source_str is empty")
         continue
-      if "\n" in src or "\n" in tgt:
+      if p.calls is not None and ("\n" in src or "\n" in tgt):  # (a canonical program's strings hold none)
         errors.append(f"{po.where(p, i)}: normalize({src[:40]!r}, {tgt[:40]!r}): a line break would renumber "
                       "lines")
         continue
       ls, lt = len(src), len(tgt)
-      if lt != ls:
+      pieces = None
+      if src == tgt:  # (e.g. ``upper()`` of a number: nothing changes, only the count is wanted)
+        count = out.count(src)
+        new = out
+      elif len(out) <= _SPLIT_COUNT_MAX_CHARS:
+        # The pieces count the occurrences and show the replaced spots (``pieces_word_delta``): one search
+        # (``str.replace`` counts, then finds again; reading the spots would be a third search). They are
+        # no longer than ``out``: a growing target is checked against the bound before anything is joined.
+        pieces = out.split(src)
+        count = len(pieces) - 1
+        if count and lt > ls:
+          cap = cap or max_output_chars(text)
+          if len(out) + count * (lt - ls) > cap:
+            too_big = (f"{po.where(p, i)}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the "
+                       f"document to {len(out) + count * (lt - ls)} characters, past the bound {cap}; "
+                       "program ignored")
+            break
+        new = tgt.join(pieces) if count else out
+      elif lt != ls:
         if lt > ls:
           cap = cap or max_output_chars(text)
           if len(out) + (len(out) // ls) * (lt - ls) > cap:
@@ -253,14 +278,9 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
               break
         new = out.replace(src, tgt)
         count = (len(new) - len(out)) // (lt - ls)  # one pass: the count is read off the length change
-      elif len(out) <= _SPLIT_COUNT_MAX_CHARS:  # the pieces count the occurrences: one pass, not two
-        pieces = out.split(src)
-        count = len(pieces) - 1
-        new = tgt.join(pieces) if count and src != tgt else out
       else:
         new = out.replace(src, tgt)
-        # CPython returns the very string when nothing matched (or when ``src == tgt``: then count).
-        count = 0 if new is out and src != tgt else out.count(src)
+        count = 0 if new is out else out.count(src)  # (CPython returns the very string when nothing matched)
       if out is text:
         original = count > 0
       else:
@@ -273,11 +293,14 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
       if not count:
         noops += original
         continue
-      if not recount and not keeps_word_count(src, tgt):
+      if not recount and (not tgt or " " in src or " " in tgt or not src.isprintable()
+                          or not tgt.isprintable()) and not keeps_word_count(src, tgt):
+        # (``keeps_word_count``'s common case inline: both non-empty, printable and without " ")
         # The change in words, read at the replaced spots while there are few (each costs about what
         # recounting 250 characters does).
         if count <= 4 + len(out) // 256:
-          delta += replacement_word_delta(out, src, tgt, count)
+          delta += (pieces_word_delta(pieces, src, tgt) if pieces is not None else
+                    replacement_word_delta(out, src, tgt, count))
         else:
           recount = True
       out = new
@@ -289,33 +312,35 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
   if too_big:
     errors.append(too_big)
 
-  text_plain = not has_unicode_space(text)
   program_ignored = bool(too_big) or len(errors) >= config.max_errors
   if program_ignored:
-    words_before = count_plain_words(text) if text_plain else len(text.split())
+    words_before = count_words_plain(text)[0]
     out, removed, applied, noops, words_after = text, (), (), 0, words_before
   else:
     applied = tuple(norms)
     removed = (ranges[0],) if len(ranges) == 1 else _merge(ranges) if ranges else ()
-    plain = text_plain  # pieces of the output hold no non-ASCII space when the text and the targets hold none
-    for _, tgt, _ in applied:
-      plain = plain and not has_unicode_space(tgt)
-    count = count_plain_words if plain else count_words
-    if removed:
+    if removed:  # the output and the removed lines are counted (together, about the text's length)
       lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
       gone: list[str] = []
       for a, b in reversed(removed):
         gone += lines[a:b + 1]
         del lines[a:b + 1]
       out = "\n".join(lines)
-      words_after = count(out)
+      words_after = count_words(out)
       if recount:
-        words_before = count_plain_words(text) if text_plain else len(text.split())
+        words_before = count_words(text)
       else:  # words never span a line break: the kept and the removed lines' words, less the tracked change
-        words_before = words_after + count("\n".join(gone)) - delta
+        words_before = words_after + count_words("\n".join(gone)) - delta
     else:
-      words_before = count_plain_words(text) if text_plain else len(text.split())
-      words_after = count(out) if recount else words_before + delta
+      words_before, text_plain = count_words_plain(text)  # (one UTF-8 encoding for both)
+      if recount:
+        plain = text_plain  # the output holds no non-ASCII space when the text and the targets hold none
+        for _, tgt, _ in applied:
+          if plain and not tgt.isascii():
+            plain = not has_unicode_space(tgt)
+        words_after = count_plain_words(out) if plain else count_words(out)
+      else:
+        words_after = words_before + delta
   reason = ""
   if words_before == 0:
     reason = "empty"
@@ -372,7 +397,8 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
              "words_before": words, "words_after": 0 if drop else words, "noop_normalizations": 0}
     return tuple.__new__(Refined, ("" if drop else text, not drop, tuple(errors), stats, (), ()))
   (out, kept, reason, ignored_program, c_errors, _, removed, applied, _, words_before, words_after,
-   noops) = _chunk_stage(_chunk_ops(chunk_program), text, config, n_lines)
+   noops) = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
+                         text, config, n_lines)
   if c_errors:
     errors.extend(["chunk " + e for e in c_errors])
   lines_removed = replacements = 0

@@ -9,6 +9,8 @@ Words are ``str.split``'s: maximal runs of characters that are not ``str.isspace
 """
 from __future__ import annotations
 
+import re
+
 # ASCII whitespace becomes 0x80, every other byte 0x01 (UTF-8 lead and continuation bytes included). Read as
 # one little-endian integer ``m`` (byte i = bits 8i..8i+7), a word starts at byte i exactly when bit 8i is set
 # (byte i is not a space) and bit 8i-1 is set (byte i-1 is a space), i.e. at the set bits of
@@ -24,11 +26,18 @@ _FLAGS = bytes(0x80 if b < 0x80 and chr(b).isspace() else 0x01 for b in range(25
 # ``len(text.split())``; they are rare in web text.
 _NON_ASCII_SPACES = tuple(chr(c) for c in range(0x80, 0x3001) if chr(c).isspace())
 
+# Every non-ASCII whitespace character (checked on the short string of a text's non-ASCII characters only).
+_UNICODE_SPACE = re.compile("[" + "".join(_NON_ASCII_SPACES) + "]")
+_ASCII_BYTES = bytes(range(0x80))
+
 
 def has_unicode_space(text: str) -> bool:
   """Whether ``text`` holds one of the 19 non-ASCII characters ``str.split`` splits on."""
   if text.isascii():
     return False
+  if len(text) >= 256:  # the text's non-ASCII characters alone, searched at once (see ``count_words_plain``)
+    nb = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
+    return _UNICODE_SPACE.search(nb.decode("utf-8", "surrogatepass")) is not None
   for c in _NON_ASCII_SPACES:  # 19 single-character searches: ~3x faster than one regex character class
     if c in text:
       return True
@@ -50,9 +59,32 @@ def count_plain_words(text: str) -> int:
   return (((m << 1) | 1) & m).bit_count()
 
 
+def count_words_plain(text: str) -> tuple[int, bool]:
+  """(``len(text.split())``, ``not has_unicode_space(text)``), the pair for about the cost of the count alone.
+
+  A non-ASCII text is encoded to UTF-8 once, for both: its non-ASCII characters (the bytes left after deleting
+  the ASCII ones, ~30 in a typical C4 document) are searched for a non-ASCII space, then the bytes are counted.
+  (19 ``in`` searches of a UCS-2 text cost ~4.5 us for a 3 kB C4 document: ``"\u2000"`` and ``"\u3000"``,
+  whose low byte is 0, cannot use ``memchr``; this costs ~1.4 us past the encoding.)
+  """
+  if text.isascii():
+    return count_plain_words(text), True
+  if len(text) < 320:
+    return len(text.split()), not has_unicode_space(text)
+  b = text.encode("utf-8", "surrogatepass")
+  if _UNICODE_SPACE.search(b.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")) is not None:
+    return len(text.split()), False
+  m = int.from_bytes(b.translate(_FLAGS), "little")
+  return (((m << 1) | 1) & m).bit_count(), True
+
+
 def count_words(text: str) -> int:
   """``len(text.split())``, computed without splitting (see above)."""
-  return len(text.split()) if has_unicode_space(text) else count_plain_words(text)
+  if text.isascii():
+    return count_plain_words(text)
+  if len(text) < 320:  # (exact whatever spaces it holds)
+    return len(text.split())
+  return count_words_plain(text)[0]
 
 
 def keeps_word_count(src: str, tgt: str) -> bool:
@@ -108,4 +140,38 @@ def replacement_word_delta(s: str, src: str, tgt: str, count: int) -> int:
     delta += new - old
     if left:
       p = s.find(src, q)
+  return delta
+
+
+def pieces_word_delta(pieces: list[str], src: str, tgt: str) -> int:
+  """``replacement_word_delta`` read off ``pieces = s.split(src)`` (``len(pieces) - 1`` occurrences, at least
+  one): the same zones and the same formula, with no search (``str.split`` cuts at the very occurrences
+  ``str.replace`` replaces). Occurrences ``j`` and ``j + 1`` touch when the piece between them is empty; the
+  character before a zone ends the piece before it (none: the start of the text), the one after it starts the
+  piece after it (none: the end)."""
+  s_first = not src[0].isspace()
+  s_last = not src[-1].isspace()
+  s_words = len(src.split())
+  if tgt:
+    t_first = not tgt[0].isspace()
+    t_last = not tgt[-1].isspace()
+    t_words = len(tgt.split())
+  c = len(pieces) - 1
+  delta = 0
+  j = 1
+  while j <= c:
+    before = pieces[j - 1]
+    b = bool(before) and not before[-1].isspace()  # b is a non-space
+    k = 1
+    while j + k - 1 < c and not pieces[j + k - 1]:  # touching occurrences: one zone
+      k += 1
+    after = pieces[j + k - 1]
+    a = bool(after) and not after[0].isspace()  # a is a non-space
+    old = k * s_words - (k - 1) * (s_first and s_last) - (s_first and b) + (a and not s_last)
+    if tgt:
+      new = k * t_words - (k - 1) * (t_first and t_last) - (t_first and b) + (a and not t_last)
+    else:
+      new = a and not b
+    delta += new - old
+    j += k
   return delta

@@ -219,12 +219,31 @@ def test_replacement_word_delta_is_the_recounted_change(text, src, tgt):
   count = text.count(src)
   new = text.replace(src, tgt)
   assert wc.replacement_word_delta(text, src, tgt, count) == len(new.split()) - len(text.split())
+  if count:
+    assert wc.pieces_word_delta(text.split(src), src, tgt) == len(new.split()) - len(text.split())
   if wc.keeps_word_count(src, tgt):
     assert len(new.split()) == len(text.split())
   assert wc.has_unicode_space(text) == any(c.isspace() and not c.isascii() for c in text)
   if not wc.has_unicode_space(text):
     assert wc.count_plain_words(text) == len(text.split())
 
+
+
+_LONG = st.text(alphabet=" \t\n\x1cab\u00e9\u2019\u20ac\U0001F600", min_size=256, max_size=3000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LONG, st.sampled_from(("", "\ud800", "\u2019\u2000") + tuple(
+    chr(c) for c in range(0x80, 0x3001) if chr(c).isspace())), st.integers(0, 3000))
+def test_long_texts_count_and_find_unicode_spaces_as_split(base, extra, at):
+  """The long-text paths (one UTF-8 encoding, the non-ASCII characters searched at once), each non-ASCII
+  space, a lone surrogate and a UCS-2 text without one."""
+  from tokensift.refine import word_count as wc
+  text = base[:at] + extra + base[at:]
+  spaced = any(c.isspace() and not c.isascii() for c in text)
+  assert wc.has_unicode_space(text) == spaced
+  assert wc.count_words_plain(text) == (len(text.split()), not spaced)
+  assert ex.count_words(text) == len(text.split())
 
 @FUZZ
 @given(st.one_of(programs, st.lists(st.sampled_from(
