@@ -97,6 +97,27 @@ def keeps_word_count(src: str, tgt: str) -> bool:
   return src.split() == [src] and tgt.split() == [tgt] or src.isspace() and tgt.isspace()
 
 
+def _ends_and_words(src: str, tgt: str) -> tuple:
+  """(``src`` starts / ends with a non-space, its word count, whether ``tgt`` is non-empty, then the same three
+  for ``tgt``, 0 when it is empty): what ``_zone_change`` reads."""
+  if not tgt:
+    return not src[0].isspace(), not src[-1].isspace(), len(src.split()), False, 0, 0, 0
+  return (not src[0].isspace(), not src[-1].isspace(), len(src.split()), True, not tgt[0].isspace(),
+          not tgt[-1].isspace(), len(tgt.split()))
+
+
+def _zone_change(shape: tuple, k: int, b: bool, a: bool) -> int:
+  """The change in word starts that replacing a zone of ``k`` touching copies of the source makes (``b``/``a``:
+  the characters just before / after the zone are non-spaces; ``shape``: ``_ends_and_words``; see below)."""
+  s_first, s_last, s_words, t, t_first, t_last, t_words = shape
+  old = k * s_words - (k - 1) * (s_first and s_last) - (s_first and b) + (a and not s_last)
+  if t:
+    new = k * t_words - (k - 1) * (t_first and t_last) - (t_first and b) + (a and not t_last)
+  else:
+    new = a and not b
+  return new - old
+
+
 def replacement_word_delta(s: str, src: str, tgt: str, count: int) -> int:
   """``count_words(s.replace(src, tgt)) - count_words(s)``, where ``src`` (non-empty) occurs ``count`` times in
   ``s`` (as ``str.replace`` and ``str.count`` count them), found by looking at each replaced spot only.
@@ -113,13 +134,7 @@ def replacement_word_delta(s: str, src: str, tgt: str, count: int) -> int:
   """
   ls = len(src)
   n = len(s)
-  s_first = not src[0].isspace()
-  s_last = not src[-1].isspace()
-  s_words = len(src.split())
-  if tgt:
-    t_first = not tgt[0].isspace()
-    t_last = not tgt[-1].isspace()
-    t_words = len(tgt.split())
+  shape = _ends_and_words(src, tgt)
   delta = 0
   p = s.find(src)
   left = count
@@ -132,12 +147,7 @@ def replacement_word_delta(s: str, src: str, tgt: str, count: int) -> int:
     left -= k
     b = p > 0 and not s[p - 1].isspace()  # b is a non-space
     a = q < n and not s[q].isspace()  # a is a non-space
-    old = k * s_words - (k - 1) * (s_first and s_last) - (s_first and b) + (a and not s_last)
-    if tgt:
-      new = k * t_words - (k - 1) * (t_first and t_last) - (t_first and b) + (a and not t_last)
-    else:
-      new = a and not b
-    delta += new - old
+    delta += _zone_change(shape, k, b, a)
     if left:
       p = s.find(src, q)
   return delta
@@ -149,13 +159,7 @@ def pieces_word_delta(pieces: list[str], src: str, tgt: str) -> int:
   ``str.replace`` replaces). Occurrences ``j`` and ``j + 1`` touch when the piece between them is empty; the
   character before a zone ends the piece before it (none: the start of the text), the one after it starts the
   piece after it (none: the end)."""
-  s_first = not src[0].isspace()
-  s_last = not src[-1].isspace()
-  s_words = len(src.split())
-  if tgt:
-    t_first = not tgt[0].isspace()
-    t_last = not tgt[-1].isspace()
-    t_words = len(tgt.split())
+  shape = _ends_and_words(src, tgt)
   c = len(pieces) - 1
   delta = 0
   j = 1
@@ -167,11 +171,6 @@ def pieces_word_delta(pieces: list[str], src: str, tgt: str) -> int:
       k += 1
     after = pieces[j + k - 1]
     a = bool(after) and not after[0].isspace()  # a is a non-space
-    old = k * s_words - (k - 1) * (s_first and s_last) - (s_first and b) + (a and not s_last)
-    if tgt:
-      new = k * t_words - (k - 1) * (t_first and t_last) - (t_first and b) + (a and not t_last)
-    else:
-      new = a and not b
-    delta += new - old
+    delta += _zone_change(shape, k, b, a)
     j += k
   return delta
