@@ -10,7 +10,30 @@ def test_askllm_sentence_names_the_kinds_it_prefers_and_the_yes_no_mass():
   assert "It rates random chars above clean text; it ranks navigation below." in s
   assert "0.059 on clean and 0.072 on junk" in s and "only 10% (clean) and 12% (junk)" in s
   assert "AUC 0.37: worse than chance" in s
+  assert "mostly does not answer the question" in s
+  answered = re_._askllm_why(dict(a, yes_no_mass_clean=0.81, yes_no_mass_junk=0.64))
+  assert "only 81% (clean) and 64% (junk) of the next-token probability. The yes/no" in answered
+  assert "does not answer" not in answered
   assert re_._askllm_why({}) == ""
+
+
+def _setup(final_means, unigram):
+  st = dict(seeds=3, num_layers=2, hidden_size=64, steps=200, batch_size=8, seq_len=128, rate=50.0,
+            learning_rate=1e-2, warmup_steps=20, doc_tokens=192)
+  abl = {"settings": st, "vocab": {"units": "characters"},
+         "budget": dict(params_per_model=1000, tokens_seen_per_model=204800, val_tokens=36000, val_docs=64)}
+  rows = [{"data": d, "epochs": e, "final_mean": m} for d, e, m in
+          zip(("contaminated", "random"), (1.5, 3.0), final_means)]
+  return re_.setup_html(abl, {"rows": rows, "unigram_val_ce": unigram})
+
+
+def test_setup_sentence_reads_the_runs_settings_and_the_side_of_the_unigram_level():
+  s = _setup((2.80, 2.90), 3.245)
+  assert "200 steps of 8 × 128 characters (204,800 positions per model: 1.5 epochs of the contaminated pool, " \
+         "3.0 of a 50% subset)" in s
+  assert "the best run ends 0.45 nats below it" in s
+  assert "score in the budget (192 tokens)." in s and "256 tokens" not in s
+  assert "the best run ends 0.15 nats above it" in _setup((3.40, 3.50), 3.245)
 
 
 def test_density_sentence_and_plot(tmp_path):
