@@ -59,3 +59,19 @@ def test_scatter_sentence_counts_what_was_selected(tmp_path):
                           np.asarray([True, False, False, True, False]), 0.08, labels, tmp_path)
   assert (tmp_path / "ev_scatter.png").exists()
   assert "kept 2 of 5 scored documents: 1 of 2 real, 0 of 1 near-duplicate, 1 of 2 junk documents." in html
+
+
+def test_prox_sentence_names_what_each_programmer_missed(tmp_path):
+  def prox(tp, fp, fn, ltp, lfn, kinds):
+    return {"docs": {"tp": tp, "fp": fp, "fn": fn, "precision": tp / (tp + fp), "recall": tp / (tp + fn)},
+            "lines": {"tp": ltp, "fn": lfn, "precision": 0.5, "recall": ltp / (ltp + lfn)},
+            "clean_dropped": 0.05, "dropped_by_junk_kind": kinds}
+  det = {"prox_rules": prox(20, 4, 4, 30, 0, {"lorem_ipsum": 1.0, "word_salad": 0.0}),
+         "prox_refiner": prox(12, 2, 12, 3, 27, {"lorem_ipsum": 0.5, "word_salad": 1.0})}
+  s = re_.prox_html(det, tmp_path)
+  assert "the rule programmer dropped 20 of 24 junk documents (and 4 others, 5% of the non-junk ones) and " \
+         "removed 30 of 30 inserted junk lines" in s
+  assert "the trained refiner dropped 12 of 24 junk documents" in s and "removed 3 of 30 inserted" in s
+  assert "Junk kinds not always dropped by the rule programmer: word salad (0% dropped)." in s
+  assert "Junk kinds not always dropped by the trained refiner: lorem ipsum (50% dropped)." in s
+  assert (tmp_path / "ev_prox.png").stat().st_size > 0

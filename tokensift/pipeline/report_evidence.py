@@ -68,14 +68,17 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
                  f"{d['lines']['tp']} of {d['lines']['tp'] + d['lines']['fn']} inserted junk lines (line "
                  f"precision {_f(d['lines']['precision'])})")
   kinds = det[who[0][0]]["dropped_by_junk_kind"]
-  missed = [k for k, v in kinds.items() if v < 1.0]
+  missed = "".join(
+      f" Junk kinds not always dropped by the {name}: "
+      + ", ".join(f"{k.replace('_', ' ')} ({_pct(v)} dropped)" for k, v in sorted(det[w]["dropped_by_junk_kind"].items())
+                  if v is not None and v < 1.0) + "."
+      for w, name in who if any(v is not None and v < 1.0 for v in det[w]["dropped_by_junk_kind"].values()))
   rows = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(
       f"<td>{_pct(det[w]['dropped_by_junk_kind'].get(k))}</td>" for w, _ in who) + "</tr>" for k in sorted(kinds))
   table = ("<table><tr><th>junk kind</th>" + "".join(f"<th>dropped by {n}</th>" for _, n in who) + "</tr>"
            + rows + "</table>")
   return (f"<h2>ProX: refiner vs rules on the same documents</h2>{_img(img)}<p>On the same corpus, "
-          + "; ".join(sents) + "." + (f" Junk kinds not always dropped by the {who[0][1]}: "
-                                      f"{', '.join(missed)}." if missed else "") + f"</p>{table}")
+          + "; ".join(sents) + "." + missed + f"</p>{table}")
 
 
 def selection_html(det: dict[str, Any], out: Path) -> str:
