@@ -75,3 +75,17 @@ def test_prox_sentence_names_what_each_programmer_missed(tmp_path):
   assert "Junk kinds not always dropped by the rule programmer: word salad (0% dropped)." in s
   assert "Junk kinds not always dropped by the trained refiner: lorem ipsum (50% dropped)." in s
   assert (tmp_path / "ev_prox.png").stat().st_size > 0
+
+
+def test_selection_sentence_reads_the_40_percent_point_and_names_ties(tmp_path):
+  def curve(k40, auc=None):
+    return {"by_rate": [{"rate": 20.0, "junk_kept": 0.1}, {"rate": 40.0, "junk_kept": k40}],
+            "auc_clean_over_junk": auc}
+  sel = {"junk_docs": 10, "docs": 150, "askllm": curve(0.6, 0.29), "perplexity_low": curve(0.1, 0.74),
+         "perplexity_middle": curve(0.1), "perplexity_high": curve(0.9), "random": curve(0.4)}
+  s = re_.selection_html({"selection": sel}, tmp_path)
+  assert "probability 0.29 (ROC AUC: worse than chance, this scorer prefers the junk; perplexity-low: 0.74)" in s
+  assert "ASK-LLM keeps 60% of the junk, lowest-perplexity filtering 10%, middle 10%, highest 90%, random 40%." in s
+  assert "the least junk is kept by perplexity: lowest and perplexity: middle (tied)." in s
+  sel["perplexity_middle"] = curve(0.2)
+  assert "the least junk is kept by perplexity: lowest." in re_.selection_html({"selection": sel}, tmp_path)

@@ -105,8 +105,9 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
           f"{_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
           f"{_pct(at['perplexity_low']['junk_kept'])}, middle {_pct(at['perplexity_middle']['junk_kept'])}, highest "
           f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
-  best = min((k for k, *_ in styles), key=lambda k: at[k]["junk_kept"] or 0)
-  sent += f" At that rate the least junk is kept by {dict((k, n) for k, n, *_ in styles)[best]}."
+  low = min(at[k]["junk_kept"] or 0 for k, *_ in styles)
+  best = [n for k, n, *_ in styles if (at[k]["junk_kept"] or 0) == low]
+  sent += f" At that rate the least junk is kept by {' and '.join(best)}{' (tied)' if len(best) > 1 else ''}."
   sent += _askllm_why(a)
   return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
           + _examples(sel))
