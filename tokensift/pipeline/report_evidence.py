@@ -68,14 +68,17 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
                  f"{d['lines']['tp']} of {d['lines']['tp'] + d['lines']['fn']} inserted junk lines (line "
                  f"precision {_f(d['lines']['precision'])})")
   kinds = det[who[0][0]]["dropped_by_junk_kind"]
-  missed = [k for k, v in kinds.items() if v < 1.0]
+  missed = "".join(
+      f" Junk kinds not always dropped by the {name}: "
+      + ", ".join(f"{k.replace('_', ' ')} ({_pct(v)} dropped)" for k, v in sorted(det[w]["dropped_by_junk_kind"].items())
+                  if v is not None and v < 1.0) + "."
+      for w, name in who if any(v is not None and v < 1.0 for v in det[w]["dropped_by_junk_kind"].values()))
   rows = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(
       f"<td>{_pct(det[w]['dropped_by_junk_kind'].get(k))}</td>" for w, _ in who) + "</tr>" for k in sorted(kinds))
   table = ("<table><tr><th>junk kind</th>" + "".join(f"<th>dropped by {n}</th>" for _, n in who) + "</tr>"
            + rows + "</table>")
   return (f"<h2>ProX: refiner vs rules on the same documents</h2>{_img(img)}<p>On the same corpus, "
-          + "; ".join(sents) + "." + (f" Junk kinds not always dropped by the {who[0][1]}: "
-                                      f"{', '.join(missed)}." if missed else "") + f"</p>{table}")
+          + "; ".join(sents) + "." + missed + f"</p>{table}")
 
 
 def selection_html(det: dict[str, Any], out: Path) -> str:
@@ -102,8 +105,9 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
           f"{_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
           f"{_pct(at['perplexity_low']['junk_kept'])}, middle {_pct(at['perplexity_middle']['junk_kept'])}, highest "
           f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
-  best = min((k for k, *_ in styles), key=lambda k: at[k]["junk_kept"] or 0)
-  sent += f" At that rate the least junk is kept by {dict((k, n) for k, n, *_ in styles)[best]}."
+  low = min(at[k]["junk_kept"] or 0 for k, *_ in styles)
+  best = [n for k, n, *_ in styles if (at[k]["junk_kept"] or 0) == low]
+  sent += f" At that rate the least junk is kept by {' and '.join(best)}{' (tied)' if len(best) > 1 else ''}."
   sent += _askllm_why(a)
   return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
           + _examples(sel))
@@ -123,8 +127,10 @@ def _askllm_why(a: dict[str, Any]) -> str:
     out += (f"; it ranks {', '.join(k.replace('_', ' ') for k in caught)} below." if caught else ".")
   out += (f" Mean P(yes) is {_f(a['p_yes_clean'], 3)} on clean and {_f(a['p_yes_junk'], 3)} on junk documents, and "
           f"\"yes\" + \"no\" together take only {_pct(a['yes_no_mass_clean'])} (clean) and "
-          f"{_pct(a['yes_no_mass_junk'])} (junk) of the next-token probability: this scorer mostly does not "
-          f"answer the question. The yes/no-normalised score P(yes)/(P(yes)+P(no)) has AUC "
+          f"{_pct(a['yes_no_mass_junk'])} (junk) of the next-token probability"
+          + (": this scorer mostly does not answer the question." if max(a['yes_no_mass_clean'] or 0,
+                                                                        a['yes_no_mass_junk'] or 0) < 0.5 else ".")
+          + f" The yes/no-normalised score P(yes)/(P(yes)+P(no)) has AUC "
           f"{_f(a['auc_normalised'])}{_chance(a['auc_normalised'])}.")
   return out
 
@@ -302,17 +308,17 @@ def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
           + f"). Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
           f"documents. The unigram level ({_f(uni, 3)} nats per {unit}: a model that ignores context, fitted to the "
           "contaminated pool) is drawn on the plot"
-          + (f"; the best run ends {uni - best:.2f} nats below it" if uni else "")
-          + (f". Why characters: {html.escape(WHY)}" if unit == "character" else ".") + "</p>")
+          + (f"; the best run ends {abs(uni - best):.2f} nats {'below' if best < uni else 'above'} it" if uni else "")
+          + (f". Why characters: {html.escape(WHY)} Documents are cut to what the reference model can score in "
+             f"the budget ({st['doc_tokens']} tokens)." if unit == "character" else ".") + "</p>")
 
 
 WHY = ("on ~170 documents and 2 CPU cores the limit is training compute (about 10^5 positions per model), not "
        "text. Measured on this corpus while choosing the defaults (not in this run), with the same compute: over "
        "SmolLM2 ids (a 3,072-id compact vocabulary, 30% of validation tokens OOV) the models ended only 0.2-0.45 "
        "nats per token below the unigram level and a 50% subset cut to 128 tokens a document memorised (ended "
-       "above it); over characters (these settings) they end about 0.5 nats per character below it (over 2 "
-       "nats per token's worth of text) and a 50% subset ends near the whole pool. Documents are cut to what "
-       "the reference model can score in the budget (256 tokens).")
+       "above it); over characters (these shapes, 300 steps) they ended about 0.5 nats per character below it (over 2 "
+       "nats per token's worth of text) and a 50% subset ended near the whole pool.")
 
 
 def sections(ctx, out: Path) -> list[str]:
