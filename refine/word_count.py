@@ -31,13 +31,17 @@ _UNICODE_SPACE = re.compile("[" + "".join(_NON_ASCII_SPACES) + "]")
 _ASCII_BYTES = bytes(range(0x80))
 
 
+def _utf8_has_unicode_space(b: bytes) -> bool:
+  """Whether UTF-8 bytes ``b`` hold a non-ASCII space: its non-ASCII characters alone, searched at once."""
+  return _UNICODE_SPACE.search(b.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")) is not None
+
+
 def has_unicode_space(text: str) -> bool:
   """Whether ``text`` holds one of the 19 non-ASCII characters ``str.split`` splits on."""
   if text.isascii():
     return False
   if len(text) >= 256:  # the text's non-ASCII characters alone, searched at once (see ``count_words_plain``)
-    nb = text.encode("utf-8", "surrogatepass").translate(None, _ASCII_BYTES)
-    return _UNICODE_SPACE.search(nb.decode("utf-8", "surrogatepass")) is not None
+    return _utf8_has_unicode_space(text.encode("utf-8", "surrogatepass"))
   for c in _NON_ASCII_SPACES:  # 19 single-character searches: ~3x faster than one regex character class
     if c in text:
       return True
@@ -72,7 +76,7 @@ def count_words_plain(text: str) -> tuple[int, bool]:
   if len(text) < 320:
     return len(text.split()), not has_unicode_space(text)
   b = text.encode("utf-8", "surrogatepass")
-  if _UNICODE_SPACE.search(b.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")) is not None:
+  if _utf8_has_unicode_space(b):
     return len(text.split()), False
   m = int.from_bytes(b.translate(_FLAGS), "little")
   return (((m << 1) | 1) & m).bit_count(), True
