@@ -16,6 +16,8 @@ or ``prox_chunk_utils.py``/``prox_doc_utils.py``; never part of tokensift). It r
 data-gen tasks chain them (the doc program, then the chunk program unless the document was dropped). The two
 executors alternate batch by batch (100 documents), each batch's best CPU time over ``--repeats`` runs is kept
 and summed, so a busy shared machine slows both alike; the line prints tokensift's docs/s over ProX's.
+It prints which word counter the executor uses: the compiled one (``refine/_words.c``) when the package was
+built with it; ``TOKENSIFT_PURE_PYTHON_WORDS=1`` times the pure-Python fallback.
 Then parse seconds for 10k, 100k and 1M characters of call-free text (linear), the rule programmer's speed,
 and the sample summary: documents dropped, words/tokens kept and rules fired for C4 train 1000 (web profile)
 and OpenWebMath 878 (math profile).
@@ -201,7 +203,7 @@ def main() -> None:
                   help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)")
   ap.add_argument("--no-summary", action="store_true", help="skip the sample summary (it loads a tokenizer)")
   args = ap.parse_args()
-  from tokensift.refine import executor, program, program_ops, rules
+  from tokensift.refine import executor, program, program_ops, rules, word_count
 
   texts = c4_train_texts()
   progs = [rules.write_program(t) for t in texts]
@@ -231,6 +233,9 @@ def main() -> None:
   prox = prox_executor(args.prox)
   mixes = (("rule programs", rule_runs), ("editing programs (string-heavy)", edit_runs),
            ("editing programs (line-heavy)", line_runs))
+  print("word counter: " + ("compiled (tokensift.refine._words)" if word_count.COMPILED else
+                            "pure Python (tokensift.refine.word_count; TOKENSIFT_PURE_PYTHON_WORDS=1 or built without "
+                            "the C extension)"))
   print("executor.execute (doc + chunk stage, parsing included), one core:")
   for name, runs in mixes:
     best, med = best_rate(runner(runs), n, args.repeats)

@@ -51,9 +51,9 @@ decided without parsing. A normalization of a document up to 64k characters spli
 pieces give the count, the output (joined, after a growing target is checked against the bound) and the
 replaced spots, where the change in words is read (``pieces_word_delta``; an empty target, or whitespace on one
 side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are
-counted once per document, without splitting (``word_count``): with removed lines, the output and the removed
-lines are counted (words never span a line break) and the input's count is their sum less the tracked change;
-without, the input is counted and the output's count follows. The check for non-ASCII whitespace, which that
+counted once per document, without splitting (``word_count``; in C, ``refine/_words.c``, when built with it):
+with removed lines, the output and the removed lines are counted (words never span a line break) and the input's
+count is their sum less the tracked change; without, the input is counted and the output's count follows. The check for non-ASCII whitespace, which that
 count needs, reads only a text's non-ASCII characters. A source's presence in the input is asked once per
 program. The output is assembled from the lines up to the last removed one.
 """

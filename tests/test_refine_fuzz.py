@@ -206,7 +206,9 @@ def test_fast_paths_agree_with_the_general_parser(text):
 @given(st.one_of(st.text(), st.text(alphabet=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2028\u3000ab\u00e9\U0001F600"),
                  invalid_utf8_docs))
 def test_count_words_is_len_split(text):
+  from tokensift.refine import word_count as wc
   assert ex.count_words(text) == len(text.split())
+  assert wc.PYTHON_COUNTERS["count_words"](text) == len(text.split())
 
 
 _SPACEY = st.text(alphabet=" \t\n\x0b\x1c\x85\xa0\u2000\u3000abé😀", max_size=60)
@@ -242,8 +244,11 @@ def test_long_texts_count_and_find_unicode_spaces_as_split(base, extra, at):
   text = base[:at] + extra + base[at:]
   spaced = any(c.isspace() and not c.isascii() for c in text)
   assert wc.has_unicode_space(text) == spaced
-  assert wc.count_words_plain(text) == (len(text.split()), not spaced)
-  assert ex.count_words(text) == len(text.split())
+  for counters in (wc.PYTHON_COUNTERS, vars(wc)):  # the pure-Python ones and those in use (compiled if built)
+    assert counters["count_words_plain"](text) == (len(text.split()), not spaced)
+    assert counters["count_words"](text) == len(text.split())
+    if not spaced:
+      assert counters["count_plain_words"](text) == len(text.split())
 
 @FUZZ
 @given(st.one_of(programs, st.lists(st.sampled_from(
