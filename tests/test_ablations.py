@@ -42,6 +42,15 @@ def test_config_is_checked():
     ab.AblationConfig(seeds=1)
 
 
+def test_untied_output_projection_adds_one_hidden_by_vocab_matrix():
+  """``tie_embeddings=False`` (the default) gives the ablation models their own [hidden, vocab] output matrix."""
+  kw = dict(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seq_len=16)
+  tied = ab.Trainer(ab.AblationConfig(tie_embeddings=True, **kw), vocab=64).param_count()
+  untied = ab.Trainer(ab.AblationConfig(**kw), vocab=64).param_count()
+  assert not ab.AblationConfig().tie_embeddings
+  assert untied - tied == 16 * 64
+
+
 def _docs(texts, tokenizer):
   from tokensift.pipeline.evidence_stages import _tokenize
   out = []

@@ -34,27 +34,30 @@ class AblationConfig:
   'tokens' (SmolLM2 ids, likewise); seq_len counts those units. doc_tokens: the first SmolLM2 tokens of each
   training document (scored by the reference model for SLM and perplexity filtering, then trained on).
   validation_docs / validation_doc_tokens: the clean held-out documents (the task's validation split) every
-  run is evaluated on, and how many tokens of each. workers: runs trained at the same time (threads; XLA's CPU
-  step for these small shapes keeps about one core busy)."""
+  run is evaluated on, and how many tokens of each. tie_embeddings: share the input embedding and the output
+  projection (False: a separate [hidden, vocab] output matrix; measured better for the character models, see
+  ``gin_configs/pipeline/default.gin``). workers: runs trained at the same time (threads; XLA's CPU step for
+  these small shapes keeps about one core busy)."""
   enabled: bool = True
   seeds: int = 3
   rate: float = 50.0
   perplexity_mode: str = "low"
-  hidden_size: int = 64
-  intermediate_size: int = 256
-  num_layers: int = 2
+  hidden_size: int = 32
+  intermediate_size: int = 128
+  num_layers: int = 1
   num_heads: int = 4
   num_kv_heads: int = 2
-  seq_len: int = 128
-  batch_size: int = 8
-  steps: int = 300
-  eval_every: int = 75
+  tie_embeddings: bool = False
+  seq_len: int = 64
+  batch_size: int = 16
+  steps: int = 1000
+  eval_every: int = 200
   learning_rate: float = 1e-2
   warmup_steps: int = 20
   slm_ratio: float = 0.6
   max_vocab: int = 256
   vocabulary: str = "chars"
-  doc_tokens: int = 256
+  doc_tokens: int = 192
   validation_docs: int = 64
   validation_doc_tokens: int = 128
   workers: int = 2
@@ -171,7 +174,7 @@ class Trainer:
     self.net = llama.Llama(llama.LlamaConfig(
         vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
-        max_position_embeddings=cfg.seq_len, tie_word_embeddings=True))
+        max_position_embeddings=cfg.seq_len, tie_word_embeddings=cfg.tie_embeddings))
     sched = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, cfg.steps,
                                                cfg.learning_rate * 0.1)
     self.opt = optax.adamw(sched, b2=0.98, weight_decay=0.01)
