@@ -289,7 +289,9 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
                f"unigram {f(table['unigram_val_ce'])}), mean ± sd over seeds")
     b, st = table.get("budget"), table.get("settings")
     if b and st:
-      out.append(f"  each model: {st['num_layers']} layers, width {st['hidden_size']}, "
+      layers = f"{st['num_layers']} layer{'s' if st['num_layers'] != 1 else ''}"
+      untied = "" if st.get("tie_embeddings", True) else " (untied output)"
+      out.append(f"  each model: {layers}, width {st['hidden_size']}{untied}, "
                  f"{b.get('params_per_model', 0):,} parameters, {st['steps']} steps of {st['batch_size']} x "
                  f"{st['seq_len']} units "
                  f"({b['tokens_seen_per_model']:,} positions seen), lr {st['learning_rate']:g}; the first "
