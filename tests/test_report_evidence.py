@@ -53,12 +53,13 @@ def test_density_sentence_and_plot(tmp_path):
 def test_scatter_sentence_counts_what_was_selected(tmp_path):
   import numpy as np
   ids = ["a", "b", "c", "d", "e"]
-  labels = {"a": {"kind": "clean"}, "b": {"kind": "clean"}, "c": {"kind": "dup"}, "d": {"kind": "junk"},
-            "e": {"kind": "junk"}}
+  labels = {"a": {"kind": "clean"}, "b": {"kind": "clean"}, "c": {"kind": "dup"},
+            "d": {"kind": "junk", "junk_kind": "word_salad"}, "e": {"kind": "junk", "junk_kind": "navigation"}}
   html = re_.scatter_html(ids, np.asarray([0.1, 0.2, 0.3, 0.4, 0.05]), np.asarray([1.0, 1.1, 2.0, 0.9, 0.8]),
                           np.asarray([True, False, False, True, False]), 0.08, labels, tmp_path)
   assert (tmp_path / "ev_scatter.png").exists()
   assert "kept 2 of 5 scored documents: 1 of 2 real, 0 of 1 near-duplicate, 1 of 2 junk documents." in html
+  assert "Junk kept per kind: word salad 1 of 1, navigation 0 of 1." in html
 
 
 def test_prox_sentence_names_what_each_programmer_missed(tmp_path):

@@ -291,6 +291,11 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
                      for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
   sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
           f"{len(ids)} scored documents: {counts} documents.")
+  jk = np.asarray([labels.get(i, {}).get("junk_kind") or "" for i in ids])
+  by = sorted(((int((selected & (jk == k)).sum()), int((jk == k).sum()), k) for k in set(jk[kinds == "junk"])),
+              key=lambda x: (-x[0] / x[1], x[2]))
+  if by:
+    sent += " Junk kept per kind: " + ", ".join(f"{_kind(k)} {a} of {b}" for a, b, k in by) + "."
   return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img)}<p>{sent}</p>")
 
 
