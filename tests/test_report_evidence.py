@@ -46,6 +46,13 @@ def test_density_sentence_and_plot(tmp_path):
   assert "keeps on average 19% of each near-duplicate cluster against 49% for random" in html
   assert "fewer near-duplicates, as intended" in html and "0% of cluster 0, 17% of cluster 1" in html
   assert "near-duplicates 1.90, other documents 0.35 (gaussian kernel, bandwidth 0.439 from the median_n rule)" in html
+  assert "not in the pool" not in html
+  det["corpus"] = {"clusters": 3}  # cluster 2 lost to refinement
+  assert "as intended); the select" in re_.density_html(det, tmp_path)
+  assert ". Cluster 2 is not in the pool: refinement dropped every document of it" in re_.density_html(det, tmp_path)
+  det["corpus"] = {"clusters": 4}
+  assert ". Clusters 2 and 3 are not in the pool: refinement dropped every document of them" in re_.density_html(
+      det, tmp_path)
   det["density"]["clusters"]["0"]["ips"] = det["density"]["clusters"]["1"]["ips"] = 0.5
   assert "no clear difference" in re_.density_html(det, tmp_path)
 
@@ -167,3 +174,39 @@ def test_flat_curve_at_zero_and_a_kind_kept_in_part():
   assert "lowest-perplexity filtering keeps the same 33% of the junk at every rate from 10% to 80% (none of the " \
          "word salad, 50% of the navigation)" in s
   assert "middle-perplexity filtering keeps none of the junk at any rate;" in s
+
+
+def test_filters_saying_the_same_are_named_together():
+  kinds = [None] * 18 + ["word_salad", "random_chars"]  # junk only at the high end
+  s = re_._perplexity_why(_sel_from([float(i) for i in range(20)], kinds))
+  assert "word salad (1 document) and random chars (1 document) sit within the highest-perplexity 10% of the pool." in s
+  assert ("So lowest- and middle-perplexity filtering keep none of the junk at any rate from 10% to 80%; "
+          "highest-perplexity filtering keeps all of the junk at every rate.") in s
+
+
+def _ablation(finals):
+  """Hand-made ablation results: run -> final validation CE per seed (curves end there)."""
+  runs = {}
+  for name, f in finals.items():
+    loss, data = name.split("_", 1)
+    curve = [{"step": s, "val_ce": [x + (2 - k) * 0.2 for x in f]} for k, s in enumerate((100, 200, 300))]
+    runs[name] = {"loss": loss, "data": data, "what": data, "docs": 10, "tokens": 1000, "curve": curve,
+                  "final_val_ce": f, "best_val_ce": f}
+  return {"runs": runs, "vocab": {"units": "characters", "in_vocab_ids": 100, "size": 103, "val_oov_share": 0.002},
+          "unigram_val_ce": 3.3}
+
+
+def test_ablation_sentence_counts_what_is_beyond_seed_noise(tmp_path):
+  from tokensift.pipeline import evidence
+  abl = _ablation({"clm_contaminated": [2.30, 2.35, 2.40], "slm_contaminated": [2.50, 2.56, 2.58],
+                   "clm_random": [2.31, 2.38, 2.39]})
+  s = re_.ablation_html(abl, evidence.ablation_table(abl), tmp_path)
+  assert "Lowest final validation CE: clm_contaminated (2.350 ± 0.050); highest: slm_contaminated (2.547)" in s
+  assert "the best run is 0.950 nats below it" in s
+  assert ("Of 1 paired comparison, 1 is beyond seed noise (paired t over seeds, p < 0.05, every seed the same "
+          "sign): slm_contaminated higher than clm_contaminated by 0.197.") in s
+  assert "<1% of validation characters are OOV" in s
+  assert (tmp_path / "ev_ablation_curves.png").stat().st_size > 5000
+  abl["runs"]["slm_contaminated"]["final_val_ce"] = [2.28, 2.40, 2.41]
+  assert "1 paired comparison, none is beyond seed noise (paired" in re_.ablation_html(
+      abl, evidence.ablation_table(abl), tmp_path)

@@ -142,11 +142,13 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   sel = det["selection"]
   plt = plots.plt()
   fig, ax = plt.subplots(figsize=(8, 4))
-  for key, name, col, ls, mk in SELECTORS:
+  for j, (key, name, col, ls, mk) in enumerate(SELECTORS):
     r = sel[key]["by_rate"]
-    ax.plot([x["rate"] for x in r], [100 * (x["junk_kept"] or 0) for x in r], ls, color=col, marker=mk, ms=7,
+    dx = 0.8 * (j - (len(SELECTORS) - 1) / 2)  # equal values at one rate are drawn side by side, not on top
+    ax.plot([x["rate"] + dx for x in r], [100 * (x["junk_kept"] or 0) for x in r], ls, color=col, marker=mk, ms=7,
             lw=2, label=name)
-  ax.set_xlabel("documents kept (% of the refined pool)")
+  ax.set_xticks([x["rate"] for x in sel["random"]["by_rate"]])
+  ax.set_xlabel("documents kept (% of the refined pool; markers at one rate set slightly apart)")
   ax.set_ylabel("junk documents kept (% of the junk)")
   ax.set_ylim(-4, 104)
   ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored documents)")
@@ -202,24 +204,29 @@ def _perplexity_why(sel: dict[str, Any]) -> str:
                                    f"{max(kinds[k][side] for k in ks):.0f}% of the pool" if side != "spread" else
                                    f"{'is' if one else 'are'} spread across the order"))
   out = " Ranked by the reference model's perplexity, " + "; ".join(said) + "."
-  clauses = []
+  said_of: dict[tuple, list[str]] = {}  # what is said of a curve -> the filters it is said of (merged when equal)
   for mode, v in odd:
-    name = MODE_NAME[mode]
     always = [_kind(k) for k in kinds if min(kinds[k]["kept"][mode]) == 1.0]
     never = [_kind(k) for k in kinds if max(kinds[k]["kept"][mode]) == 0.0]
     some = [k for k in kinds if _kind(k) not in always + never]
-    at = span if not clauses else ""  # the rates said once
-    if max(v) - min(v) < 1e-9:
-      head = (f"{name} filtering keeps " + (f"none of the junk at any rate{at}" if v[0] == 0 else
-                                            f"the same {_pct(v[0])} of the junk at every rate{at}"))
-    else:
-      head = (f"{name} filtering's junk share falls as the rate grows ("
-              + ", ".join(f"{_pct(x)} at {r:g}%" for r, x in zip(rates, v)) + ")")
-    parts = ([f"all of the {_join(always)}"] if always else []) + ([f"none of the {_join(never)}"] if never and
-                                                                   always + some else [])
+    parts = ([f"all of the {_join(always)}"] if always and never + some else []) + (
+        [f"none of the {_join(never)}"] if never and always + some else [])
     for k in some:
       lo, hi = min(kinds[k]["kept"][mode]), max(kinds[k]["kept"][mode])
       parts.append(f"{_pct(lo)}{'' if hi == lo else '–' + _pct(hi)} of the {_kind(k)}")
+    said_of.setdefault((tuple(v), tuple(parts)), []).append(mode)
+  clauses = []
+  for (v, parts), modes in said_of.items():
+    one = len(modes) == 1
+    name = _join([MODE_NAME[m].split("-")[0] + "-" for m in modes[:-1]] + [MODE_NAME[modes[-1]]]) + " filtering"
+    at = span if not clauses else ""  # the rates said once
+    if max(v) - min(v) < 1e-9:
+      what = ("none of the junk at any rate" if v[0] == 0 else "all of the junk at every rate" if v[0] == 1 else
+              f"the same {_pct(v[0])} of the junk at every rate")
+      head = f"{name} {'keeps' if one else 'keep'} {what}{at}"
+    else:
+      head = (f"{name}'s junk share falls as the rate grows ("
+              + ", ".join(f"{_pct(x)} at {r:g}%" for r, x in zip(rates, v)) + ")")
     clauses.append(head + (f" ({', '.join(parts)})" if parts else ""))
   return out + " So " + "; ".join(clauses) + "."
 
@@ -262,7 +269,8 @@ def _examples(sel: dict[str, Any]) -> str:
     if key not in ex:
       continue
     rows = "".join(f"<tr><td>{side}</td><td>{html.escape(r['id'])}</td><td>{sign * r['value']:.4g}</td>"
-                   f"<td>{html.escape(r['label'])}</td><td style='text-align:left'>{html.escape(r.get('snippet', ''))}</td></tr>"
+                   f"<td style='white-space:nowrap'>{html.escape(r['label'])}</td>"
+                   f"<td style='text-align:left'>{html.escape(r.get('snippet', ''))}</td></tr>"
                    for side in ("top", "bottom") for r in ex[key][side])
     parts.append(f"<h3>Top and bottom five by {name} (top = {top}; label = what the corpus made the document)</h3>"
                  f"<table><tr><th>rank</th><th>id</th><th>{unit}</th><th>label</th><th style='text-align:left'>text "
@@ -310,23 +318,31 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   names = sorted(cl, key=int)
   ax.bar(x - 0.2, [100 * cl[c]["ips"] for c in names], 0.4, label="DENSITY inverse propensity")
   ax.bar(x + 0.2, [100 * cl[c]["random"] for c in names], 0.4, color="grey", label="random")
-  ax.set_xticks(x, [f"cluster {c}\n({cl[c]['size']} copies)" for c in names])
+  ax.set_xticks(x, [f"cluster {c}\n({_n(cl[c]['size'], 'document')} in the pool)" for c in names])
   ax.axhline(d["rate"], color="k", ls=":", lw=1, label=f"the sampling rate ({d['rate']:.0f}%)")
   ax.set_ylim(0, 100)
   ax.set_ylabel("% of the cluster kept")
   ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = _save(fig, out / "ev_density.png")
+  from tokensift.pipeline.evidence import IPS_DRAWS
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
+  verdict = ("fewer near-duplicates, as intended" if ips < rnd - 0.05 else "no clear difference" if ips <= rnd + 0.05
+             else "more near-duplicates")
   sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
-          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of 50 seeded draws: "
-          f"{'fewer near-duplicates, as intended' if ips < rnd - 0.05 else 'no clear difference' if ips <= rnd + 0.05 else 'more near-duplicates'}); the select "
-          "stage's own list kept " + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
+          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of {IPS_DRAWS} seeded draws: "
+          f"{verdict}); the select stage's own list kept "
+          + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
           + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
           f"{_f(d['mean_log_density_other'])}"
           + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {_f(d['bandwidth'], 3)} from the "
              f"{html.escape(str(d['bandwidth_setting']))} rule)"
              if d.get("bandwidth") is not None else "") + ".")
+  gone = sorted(set(range(det.get("corpus", {}).get("clusters", 0))) - {int(c) for c in cl})
+  if gone:
+    sent += (f" {'Cluster' if len(gone) == 1 else 'Clusters'} {_join([str(c) for c in gone])} "
+             f"{'is' if len(gone) == 1 else 'are'} not in the pool: refinement dropped every document of "
+             f"{'it' if len(gone) == 1 else 'them'}, so DENSITY never saw {'it' if len(gone) == 1 else 'them'}.")
   return f"<h2>DENSITY: near-duplicate clusters</h2>{_img(img)}<p>{sent}</p>"
 
 
@@ -410,14 +426,15 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
   worst = max(table["rows"], key=lambda r: r["final_mean"])
   beyond = [p for p in table["pairs"] if p["metric"] == "final_val_ce" and p["beyond_noise"]]
   uni = table.get("unigram_val_ce")
+  n_pairs = sum(p["metric"] == "final_val_ce" for p in table["pairs"])
   sent = (f"Lowest final validation CE: {best['run']} ({best['final_mean']:.3f} ± {best['final_sd']:.3f}); highest: "
           f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {_f(uni, 3)}"
           + (f", so the best run is {abs(uni - best['final_mean']):.3f} nats "
-             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "") + f". Of {sum(p['metric'] == 'final_val_ce' for p in table['pairs'])} "
-          f"paired comparisons, {len(beyond)} {'is' if len(beyond) == 1 else 'are'} beyond seed noise (paired t "
-          "over seeds, p < 0.05, every seed the same "
-          "sign)" + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
-                                      f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
+             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "")
+          + f". Of {_n(n_pairs, 'paired comparison')}, {len(beyond) or 'none'} {'are' if len(beyond) > 1 else 'is'} "
+          "beyond seed noise (paired t over seeds, p < 0.05, every seed the same sign)"
+          + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
+                              f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
   v = abl["vocab"]
   return (f"<h2>Training ablations ({table['rows'][0]['seeds']} seeds each)</h2><p>{sent}</p>{setup_html(abl, table)}"
           f"{_img(img)}"
