@@ -126,14 +126,48 @@ def ranking_detection(values: np.ndarray, is_junk: np.ndarray, higher_is_better:
   return {"auc_clean_over_junk": det.roc_auc(s, ~is_junk), "by_rate": det.kept_share_by_rate(s, is_junk, RATES)}
 
 
-def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
-  """ASK-LLM vs perplexity filtering (low/middle/high) vs random on the refined pool: junk kept per rate."""
-  from tokensift.selection import samplers
+def scored_pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
+  """The refined pool's documents that ASK-LLM scored (the pool every selector ranks) and their reference-model
+  log perplexity."""
   pool_all, lp_all = pool_perplexity(ctx)
   sc = scores(ctx)
   lp_by = dict(zip(pool_all, lp_all))
   pool = [i for i in pool_all if i in sc]
-  log_ppl = np.asarray([lp_by[i] for i in pool])
+  return pool, np.asarray([lp_by[i] for i in pool])
+
+
+def perplexity_by_junk_kind(log_ppl: np.ndarray, junk_kind: list[str | None], rates=RATES) -> dict[str, Any]:
+  """Where each junk kind sits in the pool's perplexity order, and how much of it each perplexity filter keeps.
+
+  ``junk_kind``: per document, its junk kind or None (not junk). Per kind: ``n`` documents; ``lowest``: the
+  smallest share (%) of the pool, taken from the lowest perplexity up, that holds all of them; ``highest``: the
+  same from the highest perplexity down; ``kept``: mode -> share of them kept at each rate."""
+  log_ppl = np.asarray(log_ppl, np.float64)
+  n = len(log_ppl)
+  rank = np.empty(n, int)
+  rank[np.argsort(log_ppl.astype(np.float32), kind="stable")] = np.arange(n)  # perplexity_select's order
+  kinds = np.asarray([k or "" for k in junk_kind])
+  kept = {}
+  for mode in det.PERPLEXITY_MODES:
+    kept[mode] = []
+    for r in rates:
+      m = np.zeros(n, bool)
+      m[det.perplexity_select(log_ppl, r, mode)] = True
+      kept[mode].append(m)
+  out = {}
+  for k in sorted(set(kinds) - {""}):
+    sel = kinds == k
+    out[k] = {"n": int(sel.sum()), "lowest": float(100 * (rank[sel].max() + 1) / n),
+              "highest": float(100 * (n - rank[sel].min()) / n),
+              "kept": {mode: [float(m[sel].mean()) for m in ms] for mode, ms in kept.items()}}
+  return out
+
+
+def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
+  """ASK-LLM vs perplexity filtering (low/middle/high) vs random on the refined pool: junk kept per rate."""
+  from tokensift.selection import samplers
+  pool, log_ppl = scored_pool_perplexity(ctx)
+  sc = scores(ctx)
   junk = np.asarray([labels[i]["kind"] == "junk" for i in pool])
   out = {"docs": len(pool), "junk_docs": int(junk.sum()),
          "askllm": ranking_detection(np.asarray([sc[i] for i in pool]), junk, True)}

@@ -77,21 +77,23 @@ def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
   for ax, k, title in ((axes[0], 1, "documents"), (axes[1], 2, "tokens (SmolLM2 tokenizer)")):
     vals = [s[k] or 0 for s in steps]
     bars = ax.bar(range(len(vals)), vals, color=["#888"] + ["#4a7ebb"] * (len(vals) - 1))
-    ax.set_xticks(range(len(vals)), labels, fontsize=8)
+    ax.set_xticks(range(len(vals)), labels)
     ax.set_title(f"{title} kept per stage")
+    ax.set_ylabel(title.split(" (")[0])
+    ax.set_ylim(0, 1.1 * max(vals + [1]))  # room for the counts above the bars
     for b, v in zip(bars, vals):
-      ax.annotate(f"{v:,}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
+      ax.annotate(f"{v:,}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
   return _save(fig, path)
 
 
 def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected: np.ndarray | None = None) -> str:
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(5.2, 3.4))
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
   bins = np.histogram_bin_edges(values, bins=30)
   ax.hist(values, bins=bins, color="#999", label="all")
   if selected is not None and selected.any():
     ax.hist(values[selected], bins=bins, color="#d9534f", alpha=0.8, label="selected")
-    ax.legend(fontsize=8)
+    ax.legend(loc="best")
   ax.set_title(title)
   ax.set_xlabel(xlabel)
   ax.set_ylabel("documents")
@@ -100,13 +102,13 @@ def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected:
 
 def plot_scatter(score: np.ndarray, dens: np.ndarray, selected: np.ndarray, path: Path) -> str:
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(5.6, 4.2))
-  ax.scatter(dens[~selected], score[~selected], s=12, c="#999", label="not selected")
-  ax.scatter(dens[selected], score[selected], s=14, c="#d9534f", label="selected")
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
+  ax.scatter(dens[~selected], score[~selected], s=14, c="#999", label="not selected")
+  ax.scatter(dens[selected], score[selected], s=16, c="#d9534f", label="selected")
   ax.set_xlabel("log density (DENSITY kernel sum)")
   ax.set_ylabel("ASK-LLM P(yes)")
   ax.set_title("density vs ASK-LLM score")
-  ax.legend(fontsize=8)
+  ax.legend(loc="best")
   return _save(fig, path)
 
 
@@ -128,7 +130,7 @@ def plot_curves(runs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> s
   for ax in axes:
     ax.set_xlabel("step")
     ax.set_ylabel("nats / token")
-    ax.legend(fontsize=8)
+    ax.legend(loc="best")
   return _save(fig, path)
 
 
@@ -140,7 +142,7 @@ def plot_refiner_loss(records: list[dict], path: Path) -> str | None:
   ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="#4a7ebb")
   ax.set_yscale("log")
   ax.set_xlabel("step")
-  ax.set_ylabel("loss on program tokens")
+  ax.set_ylabel("CE on program tokens\n(nats per token)")
   ax.set_title("refiner SFT")
   return _save(fig, path)
 
@@ -163,7 +165,7 @@ def struck_document(record: dict[str, Any], max_lines: int = 40) -> str:
     out.append(f'<div class="ln"><span class="no">{i:03d}</span>'
                + (f"<del>{text}</del>" if i in removed else text) + "</div>")
   if len(lines) > max_lines:
-    out.append(f'<div class="ln more">… {len(lines) - max_lines} more lines</div>')
+    out.append(f'<div class="ln more">… {_lines(len(lines) - max_lines).replace(" ", " more ")}</div>')
   return "".join(out)
 
 
@@ -181,6 +183,10 @@ def pick_examples(records: list[dict[str, Any]], n: int) -> list[dict[str, Any]]
   return chosen + dropped[:n - len(chosen)]
 
 
+def _lines(k: int) -> str:
+  return f"{k} line" if k == 1 else f"{k} lines"
+
+
 def _examples_html(records: list[dict[str, Any]], n: int, title: str) -> str:
   parts = [f"<h3>{html.escape(title)}</h3>"]
   picks = pick_examples(records, n)
@@ -190,7 +196,7 @@ def _examples_html(records: list[dict[str, Any]], n: int, title: str) -> str:
     state = "kept" if r["kept"] else f"dropped ({r['stats'].get('drop_reason')})"
     prog = "\n".join(p for p in (r.get("doc_program"), r.get("chunk_program")) if p)
     parts.append(f'<div class="ex"><p><b>{html.escape(str(r["id"]))}</b> — {state}; '
-                 f'{r["stats"].get("lines_removed", 0)} lines removed</p>'
+                 f'{_lines(r["stats"].get("lines_removed", 0))} removed</p>'
                  f'<pre class="prog">{html.escape(prog[:600])}</pre><div class="doc">{struck_document(r)}</div></div>')
   return "".join(parts)
 
@@ -283,7 +289,7 @@ def write_report(ctx, out_dir: str | Path) -> Path:
       pos = {i: k for k, i in enumerate(s_ids)}
       imgs.append(plot_scatter(np.array([s_val[pos[i]] for i in both]), np.array([d_map[i] for i in both]),
                                np.array([i in sel_ids for i in both]), out / "density_vs_score.png"))
-    body.append("".join(f'<img src="{i}" style="max-width:32%">' for i in imgs))
+    body.append("".join(f'<img src="{i}" style="max-width:49%">' for i in imgs))
     if "select" in sums:
       s = sums["select"]
       body.append(f"<p>Selection: {s['docs_out']} of {s['docs_in']} documents "

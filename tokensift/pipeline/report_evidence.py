@@ -19,29 +19,70 @@ def _save(fig, path: Path) -> str:
 
 
 def _pct(x: float | None) -> str:
-  return "–" if x is None else f"{100 * x:.0f}%"
+  """A share as a whole percentage; a nonzero share that rounds to 0% (or short of 1 that rounds to 100%) reads
+  "<1%" (">99%")."""
+  if x is None:
+    return "–"
+  r = f"{100 * x:.0f}"
+  return "<1%" if r == "0" and x > 0 else ">99%" if r == "100" and x < 1 else f"{r}%"
+
+
+def _n(k: int, noun: str, plural: str | None = None) -> str:
+  """``k`` and the noun, singular for exactly one ("1 line", "2 lines", "0 lines")."""
+  return f"{k:,} {noun if k == 1 else plural or noun + 's'}"
+
+
+def _join(items: list[str]) -> str:
+  """"a", "a and b", "a, b and c"."""
+  return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def _kind(k: str) -> str:
+  return k.replace("_", " ")
 
 
 def _f(x: float | None, d: int = 2) -> str:
   return "–" if x is None else f"{x:.{d}f}"
 
 
-def _img(name: str, width: int = 60) -> str:
-  return f'<img src="{name}" style="max-width:{width}%">'
+def _img(name: str) -> str:
+  """A figure at its own pixel size (text sizes are set for that, ``plots.STYLE``), shrunk only to the page."""
+  return f'<img src="{name}">'
 
 
 def corpus_html(det: dict[str, Any], profile: str) -> str:
   c = det["corpus"]
-  kinds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(c["junk_kinds"].items()))
-  return (f"<h2>The known-answer corpus</h2><p>{c['documents']} documents. <b>Real text</b> (the sample, "
-          f"unchanged): {c['untouched_real']} documents, and every line and character of the "
-          f"{c['docs_with_junk_lines'] + c['docs_with_spans']} documents below outside the inserted parts. "
-          f"<b>Synthetic corruptions</b> (seeded, labelled, {html.escape(profile)} flavour): {c['junk']} junk "
-          f"documents ({kinds}); {c['near_duplicates']} near-duplicates in {c['clusters']} clusters (a real "
-          f"document and edited copies); {c['junk_lines']} junk lines (menus, cookie banners, share bars, headers) "
-          f"inserted into {c['docs_with_junk_lines']} real documents; one noise span (random strings, numeric "
-          f"tables{', LaTeX noise' if profile == 'math' else ''}) inserted into each of {c['docs_with_spans']} "
-          "real documents. Labels: <code>corpus/labels.jsonl</code>.</p>")
+  kinds = ", ".join(f"{_kind(k)} {v}" for k, v in sorted(c["junk_kinds"].items()))
+  size, rest = divmod(c["near_duplicates"], c["clusters"]) if c["clusters"] else (0, 1)
+  dups = (f"{_n(c['near_duplicates'], 'near-duplicate document')} in {_n(c['clusters'], 'cluster')}"
+          + (f" of {size} (each an unchanged real document and {_n(size - 1, 'edited copy', 'edited copies')} of it)"
+             if not rest and size > 1 else " (each a real document and edited copies of it)"))
+  disjoint = c.get("clean") == c["untouched_real"] + c["docs_with_junk_lines"] + c["docs_with_spans"]
+  return (f"<h2>The known-answer corpus</h2><p>Every method below is measured on one corpus of {c['documents']} "
+          "documents whose answers are known: real documents from the input sample, and seeded synthetic "
+          "corruptions labelled where they are. "
+          f"<b>Real text</b> (unchanged): {_n(c['untouched_real'], 'document')} as they are, and every line and "
+          "character of the documents that received junk lines or a noise span outside the inserted parts. "
+          f"<b>Synthetic corruptions</b> ({html.escape(profile)} flavour): {_n(c['junk'], 'junk document')} "
+          f"({kinds}); {dups}; "
+          f"{_n(c['junk_lines'], 'junk line')} (menus, cookie banners, share bars, headers) inserted into "
+          f"{_n(c['docs_with_junk_lines'], 'real document')}; one noise span (random strings, numeric "
+          f"tables{', LaTeX noise' if profile == 'math' else ''}) inserted into each of "
+          f"{c['docs_with_spans']}{' other' if disjoint else ''} real documents. Labels: "
+          "<code>corpus/labels.jsonl</code>.</p>" + GLOSSARY)
+
+
+GLOSSARY = ("<p><b>The methods.</b> <i>ProX</i>: a program per document that keeps or drops it and removes "
+            "lines, written by hand-made rules or by a small trained refiner model. <i>ASK-LLM</i>: a language "
+            "model asked whether the document is useful pre-training text; the score is its probability of "
+            "answering \"yes\", P(yes). <i>Perplexity filtering</i> (the paper's baseline): keep the documents a "
+            "reference language model finds least, most or middlingly surprising. <i>DENSITY</i>: a kernel "
+            "density over document embeddings; <i>inverse-propensity</i> sampling keeps a document with "
+            "probability falling with its density, so near-duplicates are thinned. <i>Rho-1 SLM</i> (selective "
+            "language modelling): train only on the tokens whose loss most exceeds a reference model's. "
+            "<i>CLM</i>: ordinary causal language modelling (a loss on every token). <i>ROC AUC</i>: the "
+            "probability that a random clean document is ranked above a random junk one (0.5 is chance, 1 is "
+            "perfect). <i>CE</i>: cross-entropy.</p>")
 
 
 def prox_html(det: dict[str, Any], out: Path) -> str:
@@ -49,68 +90,145 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
   if not who:
     return ""
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(6.5, 3.2))
+  fig, ax = plt.subplots(figsize=(8, 3.8))
   labels = ["junk docs\nprecision", "junk docs\nrecall", "junk lines\nprecision", "junk lines\nrecall"]
   for j, (k, name) in enumerate(who):
     d = det[k]
     vals = [d["docs"]["precision"], d["docs"]["recall"], d["lines"]["precision"], d["lines"]["recall"]]
-    ax.bar(np.arange(4) + 0.38 * j, [v or 0 for v in vals], 0.38, label=name)
-  ax.set_xticks(np.arange(4) + 0.19, labels)
-  ax.set_ylim(0, 1.05)
+    bars = ax.bar(np.arange(4) + 0.38 * j, [v or 0 for v in vals], 0.38, label=name, color=("C0", "C1")[j])
+    for b, v in zip(bars, vals):
+      ax.annotate(_f(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
+  ax.set_xticks(np.arange(4) + 0.19 * (len(who) - 1), labels)
+  ax.set_ylim(0, 1.12)
+  ax.set_ylabel("precision / recall (1 = perfect)")
   ax.set_title("ProX against the labels")
-  ax.legend(fontsize=8)
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = _save(fig, out / "ev_prox.png")
   sents = []
   for k, name in who:
     d = det[k]
-    sents.append(f"the {name} dropped {d['docs']['tp']} of {d['docs']['tp'] + d['docs']['fn']} junk documents "
-                 f"(and {d['docs']['fp']} others, {_pct(d['clean_dropped'])} of the non-junk ones) and removed "
-                 f"{d['lines']['tp']} of {d['lines']['tp'] + d['lines']['fn']} inserted junk lines (line "
-                 f"precision {_f(d['lines']['precision'])})")
+    sents.append(f"the {name} dropped {d['docs']['tp']} of {_n(d['docs']['tp'] + d['docs']['fn'], 'junk document')} "
+                 f"(and {_n(d['docs']['fp'], 'other document')}, {_pct(d['clean_dropped'])} of the non-junk ones) "
+                 f"and removed {d['lines']['tp']} of the "
+                 f"{_n(d['lines']['tp'] + d['lines']['fn'], 'inserted junk line')}"
+                 f" and {_n(d['lines']['fp'], 'other line')} (line precision {_f(d['lines']['precision'])})")
   kinds = det[who[0][0]]["dropped_by_junk_kind"]
+  size = det.get("corpus", {}).get("junk_kinds", {})
+
+  def dropped(k, v):
+    return f"{round(v * size[k])} of {size[k]} dropped" if k in size else f"{_pct(v)} dropped"
   missed = "".join(
       f" Junk kinds not always dropped by the {name}: "
-      + ", ".join(f"{k.replace('_', ' ')} ({_pct(v)} dropped)" for k, v in sorted(det[w]["dropped_by_junk_kind"].items())
+      + ", ".join(f"{_kind(k)} ({dropped(k, v)})" for k, v in sorted(det[w]["dropped_by_junk_kind"].items())
                   if v is not None and v < 1.0) + "."
       for w, name in who if any(v is not None and v < 1.0 for v in det[w]["dropped_by_junk_kind"].values()))
-  rows = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(
+  rows = "".join(f"<tr><td>{html.escape(_kind(k))}</td>" + (f"<td>{size[k]}</td>" if size else "") + "".join(
       f"<td>{_pct(det[w]['dropped_by_junk_kind'].get(k))}</td>" for w, _ in who) + "</tr>" for k in sorted(kinds))
-  table = ("<table><tr><th>junk kind</th>" + "".join(f"<th>dropped by {n}</th>" for _, n in who) + "</tr>"
-           + rows + "</table>")
+  table = ("<table><tr><th>junk kind</th>" + ("<th>documents</th>" if size else "")
+           + "".join(f"<th>dropped by the {n}</th>" for _, n in who) + "</tr>" + rows + "</table>")
   return (f"<h2>ProX: refiner vs rules on the same documents</h2>{_img(img)}<p>On the same corpus, "
-          + "; ".join(sents) + "." + missed + f"</p>{table}")
+          + "; ".join(sents) + ". Lines of a dropped real document count as removed." + missed + f"</p>{table}")
+
+
+SELECTORS = (("askllm", "ASK-LLM (top score)", "C3", "-", "o"),
+             ("perplexity_low", "perplexity: lowest", "C0", "--", "s"),
+             ("perplexity_middle", "perplexity: middle", "C2", ":", "^"),
+             ("perplexity_high", "perplexity: highest", "C1", "-.", "D"),
+             ("random", "random", "grey", "-", "x"))
+MODE_NAME = {"low": "lowest-perplexity", "middle": "middle-perplexity", "high": "highest-perplexity"}
 
 
 def selection_html(det: dict[str, Any], out: Path) -> str:
   sel = det["selection"]
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(8.5, 3.6))
-  styles = (("askllm", "ASK-LLM (top score)", "C3", "-"), ("perplexity_low", "perplexity: lowest", "C0", "--"),
-            ("perplexity_middle", "perplexity: middle", "C0", ":"), ("perplexity_high", "perplexity: highest",
-                                                                     "C0", "-."), ("random", "random", "grey", "-"))
-  for key, name, col, ls in styles:
+  fig, ax = plt.subplots(figsize=(8, 4))
+  for j, (key, name, col, ls, mk) in enumerate(SELECTORS):
     r = sel[key]["by_rate"]
-    ax.plot([x["rate"] for x in r], [100 * (x["junk_kept"] or 0) for x in r], ls, color=col, marker="o", label=name)
-  ax.set_xlabel("documents kept (% of the refined pool)")
-  ax.set_ylabel("junk documents kept (%)")
-  ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored)")
-  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross everywhere
+    dx = 0.8 * (j - (len(SELECTORS) - 1) / 2)  # equal values at one rate are drawn side by side, not on top
+    ax.plot([x["rate"] + dx for x in r], [100 * (x["junk_kept"] or 0) for x in r], ls, color=col, marker=mk, ms=7,
+            lw=2, label=name)
+  ax.set_xticks([x["rate"] for x in sel["random"]["by_rate"]])
+  ax.set_xlabel("documents kept (% of the refined pool; markers at one rate set slightly apart)")
+  ax.set_ylabel("junk documents kept (% of the junk)")
+  ax.set_ylim(-4, 104)
+  ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored documents)")
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross everywhere
   img = _save(fig, out / "ev_selection.png")
   a = sel["askllm"]
-  at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in styles}
-  sent = (f"{sel['junk_docs']} junk documents survived refinement and were scored. ASK-LLM ranks a clean document "
-          f"above a junk one with probability {_f(a['auc_clean_over_junk'])} (ROC AUC{_chance(a['auc_clean_over_junk'])}; "
-          f"perplexity-low: "
-          f"{_f(sel['perplexity_low']['auc_clean_over_junk'])}); keeping 40% of the pool, ASK-LLM keeps "
-          f"{_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
+  at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in SELECTORS}
+  sent = (f"{_n(sel['junk_docs'], 'junk document')} survived refinement and were scored with the "
+          f"{sel['docs'] - sel['junk_docs']} other documents. ASK-LLM ranks a clean document above a junk one with "
+          f"probability {_f(a['auc_clean_over_junk'])} (its ROC AUC{_chance(a['auc_clean_over_junk'])}; "
+          f"lowest-perplexity filtering's is {_f(sel['perplexity_low']['auc_clean_over_junk'])}). Keeping 40% of "
+          f"the pool, ASK-LLM keeps {_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
           f"{_pct(at['perplexity_low']['junk_kept'])}, middle {_pct(at['perplexity_middle']['junk_kept'])}, highest "
-          f"{_pct(at['perplexity_high']['junk_kept'])}, random {_pct(at['random']['junk_kept'])}.")
-  low = min(at[k]["junk_kept"] or 0 for k, *_ in styles)
-  best = [n for k, n, *_ in styles if (at[k]["junk_kept"] or 0) == low]
+          f"{_pct(at['perplexity_high']['junk_kept'])} and random {_pct(at['random']['junk_kept'])}.")
+  low = min(at[k]["junk_kept"] or 0 for k, *_ in SELECTORS)
+  best = [n for k, n, *_ in SELECTORS if (at[k]["junk_kept"] or 0) == low]
   sent += f" At that rate the least junk is kept by {' and '.join(best)}{' (tied)' if len(best) > 1 else ''}."
-  sent += _askllm_why(a)
-  return (f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}<p>{sent}</p>"
-          + _examples(sel))
+  paras = "".join(f"<p>{x.strip()}</p>" for x in (sent, _perplexity_why(sel), _askllm_why(a)) if x)
+  return f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}{paras}" + _examples(sel)
+
+
+def _perplexity_why(sel: dict[str, Any]) -> str:
+  """Why a perplexity filter's junk-kept curve is flat or falls as the rate grows, from where each junk kind
+  sits in the pool's perplexity order (``sel['perplexity_by_kind']``, ``evidence.perplexity_by_junk_kind``)."""
+  kinds = sel.get("perplexity_by_kind")
+  if not kinds:
+    return ""
+  odd = []
+  for mode in ("low", "middle", "high"):
+    v = [x["junk_kept"] for x in sel[f"perplexity_{mode}"]["by_rate"]]
+    if None in v or len(v) < 2:
+      continue
+    if max(v) - min(v) < 1e-9 or any(b < a - 1e-9 for a, b in zip(v, v[1:])):
+      odd.append((mode, v))
+  if not odd:
+    return ""
+  rates = [x["rate"] for x in sel["perplexity_low"]["by_rate"]]
+  span = f" from {rates[0]:g}% to {rates[-1]:g}%"
+
+  def named(ks):
+    return _join([f"{_kind(k)} ({_n(kinds[k]['n'], 'document')})" for k in ks])
+
+  sides: dict[str, list[str]] = {"lowest": [], "highest": [], "spread": []}
+  for k in sorted(kinds, key=lambda k: (kinds[k]["lowest"], k)):
+    d = kinds[k]
+    sides["lowest" if d["lowest"] <= 50 else "highest" if d["highest"] <= 50 else "spread"].append(k)
+  said = []
+  for side, ks in sides.items():
+    if not ks:
+      continue
+    one = sum(kinds[k]["n"] for k in ks) == 1
+    said.append(f"{named(ks)} " + (f"{'sits' if one else 'sit'} within the {side}-perplexity "
+                                   f"{max(kinds[k][side] for k in ks):.0f}% of the pool" if side != "spread" else
+                                   f"{'is' if one else 'are'} spread across the order"))
+  out = " Ranked by the reference model's perplexity, " + "; ".join(said) + "."
+  said_of: dict[tuple, list[str]] = {}  # what is said of a curve -> the filters it is said of (merged when equal)
+  for mode, v in odd:
+    always = [_kind(k) for k in kinds if min(kinds[k]["kept"][mode]) == 1.0]
+    never = [_kind(k) for k in kinds if max(kinds[k]["kept"][mode]) == 0.0]
+    some = [k for k in kinds if _kind(k) not in always + never]
+    parts = ([f"all of the {_join(always)}"] if always and never + some else []) + (
+        [f"none of the {_join(never)}"] if never and always + some else [])
+    for k in some:
+      lo, hi = min(kinds[k]["kept"][mode]), max(kinds[k]["kept"][mode])
+      parts.append(f"{_pct(lo)}{'' if hi == lo else '–' + _pct(hi)} of the {_kind(k)}")
+    said_of.setdefault((tuple(v), tuple(parts)), []).append(mode)
+  clauses = []
+  for (v, parts), modes in said_of.items():
+    one = len(modes) == 1
+    name = _join([MODE_NAME[m].split("-")[0] + "-" for m in modes[:-1]] + [MODE_NAME[modes[-1]]]) + " filtering"
+    at = span if not clauses else ""  # the rates said once
+    if max(v) - min(v) < 1e-9:
+      what = ("none of the junk at any rate" if v[0] == 0 else "all of the junk at every rate" if v[0] == 1 else
+              f"the same {_pct(v[0])} of the junk at every rate")
+      head = f"{name} {'keeps' if one else 'keep'} {what}{at}"
+    else:
+      head = (f"{name}'s junk share falls as the rate grows ("
+              + ", ".join(f"{_pct(x)} at {r:g}%" for r, x in zip(rates, v)) + ")")
+    clauses.append(head + (f" ({', '.join(parts)})" if parts else ""))
+  return out + " So " + "; ".join(clauses) + "."
 
 
 def _askllm_why(a: dict[str, Any]) -> str:
@@ -123,8 +241,8 @@ def _askllm_why(a: dict[str, Any]) -> str:
   out = (" Per junk kind (AUC of that kind alone against the clean documents): "
          + ", ".join(f"{k.replace('_', ' ')} {_f(v)}" for k, v in kinds.items()) + ".")
   if preferred:
-    out += f" It rates {', '.join(k.replace('_', ' ') for k in preferred)} above clean text"
-    out += (f"; it ranks {', '.join(k.replace('_', ' ') for k in caught)} below." if caught else ".")
+    out += f" It rates {_join([_kind(k) for k in preferred])} above clean text"
+    out += (f"; it ranks {_join([_kind(k) for k in caught])} below." if caught else ".")
   out += (f" Mean P(yes) is {_f(a['p_yes_clean'], 3)} on clean and {_f(a['p_yes_junk'], 3)} on junk documents, and "
           f"\"yes\" + \"no\" together take only {_pct(a['yes_no_mass_clean'])} (clean) and "
           f"{_pct(a['yes_no_mass_junk'])} (junk) of the next-token probability"
@@ -145,38 +263,47 @@ def _chance(auc: float | None) -> str:
 def _examples(sel: dict[str, Any]) -> str:
   ex = sel.get("examples", {})
   parts = []
-  for key, name, unit in (("askllm", "ASK-LLM", "P(yes)"), ("perplexity", "reference-model perplexity",
-                                                             "−log ppl")):
+  for key, name, unit, sign, top in (
+      ("askllm", "ASK-LLM", "P(yes)", 1, "highest P(yes)"),
+      ("perplexity", "reference-model perplexity", "log perplexity (nats per token)", -1, "lowest perplexity")):
     if key not in ex:
       continue
-    rows = "".join(f"<tr><td>{side}</td><td>{html.escape(r['id'])}</td><td>{r['value']:.4g}</td>"
-                   f"<td>{html.escape(r['label'])}</td><td style='text-align:left'>{html.escape(r.get('snippet', ''))}</td></tr>"
+    rows = "".join(f"<tr><td>{side}</td><td>{html.escape(r['id'])}</td><td>{sign * r['value']:.4g}</td>"
+                   f"<td style='white-space:nowrap'>{html.escape(r['label'])}</td>"
+                   f"<td style='text-align:left'>{html.escape(r.get('snippet', ''))}</td></tr>"
                    for side in ("top", "bottom") for r in ex[key][side])
-    parts.append(f"<h3>Highest- and lowest-ranked by {name}</h3><table><tr><th>rank</th><th>id</th>"
-                 f"<th>{unit}</th><th>label</th><th>text</th></tr>{rows}</table>")
+    parts.append(f"<h3>Top and bottom five by {name} (top = {top}; label = what the corpus made the document)</h3>"
+                 f"<table><tr><th>rank</th><th>id</th><th>{unit}</th><th>label</th><th style='text-align:left'>text "
+                 f"(start)</th></tr>{rows}</table>")
   return "".join(parts)
 
 
 def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: np.ndarray, threshold: float | None,
                  labels: dict[str, dict], out: Path) -> str:
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(6.5, 4))
+  fig, ax = plt.subplots(figsize=(8, 4.5))
   kinds = np.asarray([labels.get(i, {}).get("kind", "clean") for i in ids])
-  for k, col, name in (("clean", "C2", "real"), ("dup", "C1", "near-duplicate"), ("junk", "C3", "junk")):
+  for k, col, mk, name in (("clean", "C2", "o", "real"), ("dup", "C1", "s", "near-duplicate"),
+                           ("junk", "C3", "^", "junk")):
     m = kinds == k
-    ax.scatter(score[m & ~selected], dens[m & ~selected], s=18, facecolors="none", edgecolors=col,
+    ax.scatter(score[m & ~selected], dens[m & ~selected], s=30, marker=mk, facecolors="none", edgecolors=col,
                label=f"{name}, not selected")
-    ax.scatter(score[m & selected], dens[m & selected], s=18, color=col, label=f"{name}, selected")
+    ax.scatter(score[m & selected], dens[m & selected], s=30, marker=mk, color=col, label=f"{name}, selected")
   if threshold is not None:
     ax.axvline(threshold, color="k", ls="--", lw=1, label="ASK-LLM cut")
   ax.set_xlabel("ASK-LLM P(yes)")
-  ax.set_ylabel("DENSITY log kernel sum")
-  ax.legend(fontsize=7, ncol=2)
+  ax.set_ylabel("DENSITY log kernel sum\n(higher = more similar documents)")
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = _save(fig, out / "ev_scatter.png")
   counts = ", ".join(f"{int((selected & (kinds == k)).sum())} of {int((kinds == k).sum())} {name}"
                      for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
   sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
           f"{len(ids)} scored documents: {counts} documents.")
+  jk = np.asarray([labels.get(i, {}).get("junk_kind") or "" for i in ids])
+  by = sorted(((int((selected & (jk == k)).sum()), int((jk == k).sum()), k) for k in set(jk[kinds == "junk"])),
+              key=lambda x: (-x[0] / x[1], x[2]))
+  if by:
+    sent += " Junk kept per kind: " + ", ".join(f"{_kind(k)} {a} of {b}" for a, b, k in by) + "."
   return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img)}<p>{sent}</p>")
 
 
@@ -186,27 +313,36 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   if not cl:
     return ""
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(6.5, 3.2))
+  fig, ax = plt.subplots(figsize=(8, 3.6))
   x = np.arange(len(cl))
   names = sorted(cl, key=int)
   ax.bar(x - 0.2, [100 * cl[c]["ips"] for c in names], 0.4, label="DENSITY inverse propensity")
   ax.bar(x + 0.2, [100 * cl[c]["random"] for c in names], 0.4, color="grey", label="random")
-  ax.set_xticks(x, [f"cluster {c}\n({cl[c]['size']} copies)" for c in names])
+  ax.set_xticks(x, [f"cluster {c}\n({cl[c]['size']} in the pool)" for c in names])
   ax.axhline(d["rate"], color="k", ls=":", lw=1, label=f"the sampling rate ({d['rate']:.0f}%)")
-  ax.set_ylim(0, 100)  # room above the bars for the legend
-  ax.set_ylabel("% of the cluster kept")
+  ax.set_ylim(0, 100)
+  ax.set_ylabel("% of the cluster's\ndocuments kept")
   ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
-  ax.legend(fontsize=8, loc="upper right")
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = _save(fig, out / "ev_density.png")
+  from tokensift.pipeline.evidence import IPS_DRAWS
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
+  verdict = ("fewer near-duplicates, as intended" if ips < rnd - 0.05 else "no clear difference" if ips <= rnd + 0.05
+             else "more near-duplicates")
   sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
-          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of 50 seeded draws: "
-          f"{'fewer near-duplicates, as intended' if ips < rnd - 0.05 else 'no clear difference' if ips <= rnd + 0.05 else 'more near-duplicates'}); the select "
-          "stage's own list kept " + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
+          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of {IPS_DRAWS} seeded draws: "
+          f"{verdict}); the select stage's own list kept "
+          + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
           + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
           f"{_f(d['mean_log_density_other'])}"
-          + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {html.escape(str(d['bandwidth_setting']))} = {_f(d['bandwidth'], 3)})"
+          + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {_f(d['bandwidth'], 3)} from the "
+             f"{html.escape(str(d['bandwidth_setting']))} rule)"
              if d.get("bandwidth") is not None else "") + ".")
+  gone = sorted(set(range(det.get("corpus", {}).get("clusters", 0))) - {int(c) for c in cl})
+  if gone:
+    sent += (f" {'Cluster' if len(gone) == 1 else 'Clusters'} {_join([str(c) for c in gone])} "
+             f"{'is' if len(gone) == 1 else 'are'} not in the pool: refinement dropped every document of "
+             f"{'it' if len(gone) == 1 else 'them'}, so DENSITY never saw {'it' if len(gone) == 1 else 'them'}.")
   return f"<h2>DENSITY: near-duplicate clusters</h2>{_img(img)}<p>{sent}</p>"
 
 
@@ -216,20 +352,23 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
     return ""
   u = "characters" if s.get("units") == "characters" else "tokens"  # what the ablation models predict
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(6.5, 3.2))
+  fig, ax = plt.subplots(figsize=(8, 3.6))
   steps = [c["step"] for c in s["curve"]]
   ax.plot(steps, [100 * c["noise_selected"] for c in s["curve"]], "o-", color="C3", label=f"noise-span {u}")
   ax.plot(steps, [100 * c["clean_selected"] for c in s["curve"]], "o-", color="C2", label=f"other {u}")
   ax.axhline(100 * s["ratio"], color="grey", ls=":", label=f"SLM ratio {s['ratio']:.0%}")
-  ax.set_xlabel("training step")
+  ax.set_xlabel("training step (end of each window)")
   ax.set_ylabel(f"% of {u} selected")
   ax.set_ylim(0, 100)
   ax.set_title("Rho-1 SLM on the contaminated pool")
-  ax.legend(fontsize=8)
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = _save(fig, out / "ev_slm.png")
   first, last = s["curve"][0], s["curve"][-1]
-  sent = (f"The SLM loss selected {_pct(first['noise_selected'])} of the noise-span {u} in the first "
-          f"{first['step']} steps and {_pct(last['noise_selected'])} by the last window (step {last['step']}), "
+  prev = s["curve"][-2]["step"] if len(s["curve"]) > 1 else 0
+  sent = (f"The SLM loss trains on the {s['ratio']:.0%} of {u} in each batch with the largest excess loss over "
+          f"the reference model. It selected {_pct(first['noise_selected'])} of the noise-span {u} in the first "
+          f"{first['step']} steps and {_pct(last['noise_selected'])} in the last window "
+          f"(steps {prev + 1}–{last['step']}), "
           f"against {_pct(first['clean_selected'])} → {_pct(last['clean_selected'])} of the other {u}: noise "
           + (f"{u} are selected less than the rest (their excess loss over the reference model is lower)"
              if last["noise_selected"] < last["clean_selected"] - 0.05 else
@@ -240,22 +379,43 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
 
 def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
   plt = plots.plt()
-  fig, ax = plt.subplots(figsize=(9, 4.2))
-  for k, (name, r) in enumerate(abl["runs"].items()):
-    steps = [c["step"] for c in r["curve"]]
-    v = np.asarray([c["val_ce"] for c in r["curve"]])
-    m, sd = v.mean(1), v.std(1, ddof=1)
-    ax.plot(steps, m, ("--" if r["loss"] == "slm" else "-"), color=f"C{k % 10}", label=name)
-    ax.fill_between(steps, m - sd, m + sd, color=f"C{k % 10}", alpha=0.2)
-  if table.get("unigram_val_ce"):
-    ax.axhline(table["unigram_val_ce"], color="k", ls=":", lw=1, label="unigram of the pool")
-  ax.set_xlabel("step")
+  runs = abl["runs"]
+  slm_data = {r["data"] for r in runs.values() if r["loss"] == "slm"}
+  panels = [("CLM on each data set", [n for n, r in runs.items() if r["loss"] == "clm"])]
+  if slm_data:  # SLM beside CLM on the same data, on its own panel so that the bands can be told apart
+    panels.append(("SLM vs CLM on the same data", [n for n, r in runs.items() if r["data"] in slm_data]))
+  fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 3.9 * len(panels)), squeeze=False)
+  colour = {d: f"C{k % 10}" for k, d in enumerate(dict.fromkeys(r["data"] for r in runs.values()))}
   unit = {"characters": "character"}.get(abl["vocab"].get("units"), "token")
-  ax.set_ylabel(f"validation CE (nats per {unit})")
-  ax.set_title(f"Validation cross-entropy, mean ± sd over {table['rows'][0]['seeds']} seeds")
-  ax.legend(fontsize=7, ncol=2)
+  uni = table.get("unigram_val_ce")
+  for ax, (title, names) in zip(axes[:, 0], panels):
+    lo, hi = np.inf, -np.inf
+    for name in names:
+      r = runs[name]
+      steps = [c["step"] for c in r["curve"]]
+      v = np.asarray([c["val_ce"] for c in r["curve"]])
+      m, sd = v.mean(1), v.std(1, ddof=1)
+      ax.plot(steps, m, ("--" if r["loss"] == "slm" else "-"), color=colour[r["data"]], lw=2, label=name)
+      ax.fill_between(steps, m - sd, m + sd, color=colour[r["data"]], alpha=0.15)
+      lo, hi = min(lo, (m - sd).min()), max(hi, (m + sd).max())
+    pad = 0.05 * (hi - lo)
+    if uni and uni <= hi + 4 * pad:
+      ax.axhline(uni, color="k", ls=":", lw=1, label="unigram of the pool")
+      hi = max(hi, uni)
+    elif uni:  # far above the curves: drawn, it would squash the bands into a strip
+      ax.annotate(f"unigram level {uni:.3f}: above this range", (0.99, 0.98), xycoords="axes fraction",
+                  ha="right", va="top", fontsize=10)
+      hi += 2 * pad
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"validation CE (nats per {unit})")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+  fig.suptitle(f"Validation cross-entropy on clean held-out text\nmean (line) ± sd (band) over "
+               f"{table['rows'][0]['seeds']} seeds; dashed = SLM")
   img = _save(fig, out / "ev_ablation_curves.png")
-  rows = "".join(f"<tr><td>{html.escape(r['run'])}</td><td>{html.escape(r['what'])}</td><td>{r['docs']}</td>"
+  rows = "".join(f"<tr><td>{html.escape(r['run'])}</td><td style='text-align:left'>{html.escape(r['what'])}</td>"
+                 f"<td>{r['docs']}</td>"
                  f"<td>{r['tokens']:,}</td><td>{r['final_mean']:.3f} ± {r['final_sd']:.3f}</td>"
                  f"<td>{r['best_mean']:.3f} ± {r['best_sd']:.3f}</td></tr>" for r in table["rows"])
   prs = "".join(f"<tr><td>{p['a']} − {p['b']}</td><td>{p['metric']}</td><td>{p['mean_diff']:+.3f}</td>"
@@ -266,22 +426,25 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
   worst = max(table["rows"], key=lambda r: r["final_mean"])
   beyond = [p for p in table["pairs"] if p["metric"] == "final_val_ce" and p["beyond_noise"]]
   uni = table.get("unigram_val_ce")
+  n_pairs = sum(p["metric"] == "final_val_ce" for p in table["pairs"])
   sent = (f"Lowest final validation CE: {best['run']} ({best['final_mean']:.3f} ± {best['final_sd']:.3f}); highest: "
           f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {_f(uni, 3)}"
           + (f", so the best run is {abs(uni - best['final_mean']):.3f} nats "
-             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "") + f". Of {sum(p['metric'] == 'final_val_ce' for p in table['pairs'])} "
-          f"paired comparisons, {len(beyond)} are beyond seed noise (paired t over seeds, p < 0.05, every seed the same "
-          "sign)" + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
-                                      f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
+             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "")
+          + f". Of {_n(n_pairs, 'paired comparison')}, {len(beyond) or 'none'} {'are' if len(beyond) > 1 else 'is'} "
+          "beyond seed noise (paired t over seeds, p < 0.05, every seed the same sign)"
+          + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
+                              f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
   v = abl["vocab"]
   return (f"<h2>Training ablations ({table['rows'][0]['seeds']} seeds each)</h2><p>{sent}</p>{setup_html(abl, table)}"
-          f"{_img(img, 70)}"
+          f"{_img(img)}"
           f"<table><tr><th>run</th><th>trains on</th><th>docs</th><th>{unit}s</th><th>final val CE</th>"
           f"<th>best val CE</th></tr>{rows}</table><h3>Paired comparisons (final validation CE, per seed)</h3>"
           "<table><tr><th>a − b</th><th>metric</th><th>mean</th><th>sd</th><th>t</th><th>p</th><th>seeds agreeing"
           f"</th><th>verdict</th></tr>{prs}</table><p>Validation: clean held-out documents (real text, never "
           f"corrupted). Vocabulary: the {v['in_vocab_ids']} most frequent {v.get('units', 'SmolLM2 tokens')} of the "
-          f"training texts + padding, OOV and separator ids ({v['size']} in all; {_pct(v['val_oov_share'])} of "
+          f"training texts + padding, out-of-vocabulary (OOV) and separator ids ({v['size']} in all; "
+          f"{_pct(v['val_oov_share'])} of "
           f"validation {unit}s are OOV); CE figures (nats per {unit}) compare runs with each other and with the "
           "unigram level, not with full-vocabulary models.</p>")
 
@@ -296,7 +459,8 @@ def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
   sub = [e for d, e in ep.items() if d not in ("contaminated", "refined_pool", "combination")]
   uni, best = table.get("unigram_val_ce"), min(r["final_mean"] for r in table["rows"])
   unit = {"characters": "character"}.get(abl["vocab"].get("units"), "token")
-  return (f"<p><b>Setup.</b> Each run is {st['seeds']} decoders ({st['num_layers']} layers, width {st['hidden_size']}, "
+  return (f"<p><b>Setup.</b> Each run is {st['seeds']} decoders ({_n(st['num_layers'], 'layer')}, width "
+          f"{st['hidden_size']}, "
           f"{b.get('params_per_model', 0):,} parameters) trained for {st['steps']} steps of {st['batch_size']} × "
           f"{st['seq_len']} {unit}s ({b['tokens_seen_per_model']:,} positions per model"
           + (f": {ep['contaminated']:.1f} epochs of the contaminated pool" if "contaminated" in ep else "")
@@ -307,18 +471,18 @@ def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
           + ("; a token's reference loss is spread evenly over its characters" if unit == "character" else "")
           + f"). Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
           f"documents. The unigram level ({_f(uni, 3)} nats per {unit}: a model that ignores context, fitted to the "
-          "contaminated pool) is drawn on the plot"
+          "contaminated pool) is marked on the plot"
           + (f"; the best run ends {abs(uni - best):.2f} nats {'below' if best < uni else 'above'} it" if uni else "")
           + (f". Why characters: {html.escape(WHY)} Documents are cut to what the reference model can score in "
              f"the budget ({st['doc_tokens']} tokens)." if unit == "character" else ".") + "</p>")
 
 
-WHY = ("on ~170 documents and 2 CPU cores the limit is training compute (about 10^5 positions per model), not "
-       "text. Measured on this corpus while choosing the defaults (not in this run), with the same compute: over "
-       "SmolLM2 ids (a 3,072-id compact vocabulary, 30% of validation tokens OOV) the models ended only 0.2-0.45 "
-       "nats per token below the unigram level and a 50% subset cut to 128 tokens a document memorised (ended "
-       "above it); over characters (these shapes, 300 steps) they ended about 0.5 nats per character below it (over 2 "
-       "nats per token's worth of text) and a 50% subset ended near the whole pool.")
+WHY = ("on ~170 documents and 2 CPU cores the limit is training compute, not text. Measured on this corpus while "
+       "choosing the defaults (not in this run), with the same compute: over SmolLM2 ids (a 3,072-id compact "
+       "vocabulary, 30% of validation tokens OOV) the models ended only 0.2-0.45 nats per token below the unigram "
+       "level and a 50% subset cut to 128 tokens a document memorised (ended above it); over characters (then 2 "
+       "layers of width 64, 300 steps of 8 × 128) they ended about 0.5 nats per character below it (over 2 nats "
+       "per token's worth of text) and a 50% subset ended near the whole pool.")
 
 
 def sections(ctx, out: Path) -> list[str]:
@@ -333,6 +497,12 @@ def sections(ctx, out: Path) -> list[str]:
       for side in ex.values():
         for r in side:
           r["snippet"] = " ".join(texts.get(r["id"], "").split())[:160]
+    from tokensift.pipeline import evidence
+    labels = {r["id"]: r for r in ka.read_jsonl(ctx.dir("corpus") / "labels.jsonl")}
+    pool, log_ppl = evidence.scored_pool_perplexity(ctx)  # the pool and order the perplexity filters ranked
+    det["selection"]["perplexity_by_kind"] = evidence.perplexity_by_junk_kind(
+        log_ppl, [labels[i]["junk_kind"] if labels[i]["kind"] == "junk" else None for i in pool],
+        [x["rate"] for x in det["selection"]["perplexity_low"]["by_rate"]])
     body += [corpus_html(det, ctx.config.corpus.profile), prox_html(det, out), selection_html(det, out)]
     body.append(_scatter(ctx, out))
     body += [density_html(det, out), slm_html(det, out)]
