@@ -94,13 +94,13 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
   assert one["runs"]["clm_random"]["what"] == "a random 50% of the refined pool"
   assert one["settings"]["workers"] == 1 and one["settings"]["vocabulary"] == "chars"
   # what the printed table and the report say about it
-  from tokensift.pipeline import evidence, report_evidence
+  from tokensift.pipeline import evidence, report_ablations
   table = evidence.ablation_table(one)
   assert [r["final_by_seed"] for r in table["rows"]] == [r["final_val_ce"] for r in one["runs"].values()]
   text = evidence.format_evidence(None, table)
   assert "each model: 1 layer, width 16 (untied output)," in text
   assert "nats per unit (characters" in text and f"({b['tokens_seen_per_model']:,} positions seen)" in text
-  page = report_evidence.setup_html(one, table)
+  page = report_ablations.setup_html(one, table)
   assert "Why characters" in page and f"({one['unigram_val_ce']:.3f} nats per character" in page
 
 

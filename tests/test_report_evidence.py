@@ -1,5 +1,7 @@
 """The report's reading sentences say what their numbers say (hand-made detection figures)."""
+from tokensift.pipeline import report_ablations as ra
 from tokensift.pipeline import report_evidence as re_
+from tokensift.pipeline import report_text as rt
 
 
 def test_askllm_sentence_names_the_kinds_it_prefers_and_the_yes_no_mass():
@@ -24,7 +26,7 @@ def _setup(final_means, unigram):
          "budget": dict(params_per_model=1000, tokens_seen_per_model=204800, val_tokens=36000, val_docs=64)}
   rows = [{"data": d, "epochs": e, "final_mean": m} for d, e, m in
           zip(("contaminated", "random"), (1.5, 3.0), final_means)]
-  return re_.setup_html(abl, {"rows": rows, "unigram_val_ce": unigram})
+  return ra.setup_html(abl, {"rows": rows, "unigram_val_ce": unigram})
 
 
 def test_setup_sentence_reads_the_runs_settings_and_the_side_of_the_unigram_level():
@@ -109,10 +111,10 @@ def test_selection_sentence_reads_the_40_percent_point_and_names_ties(tmp_path):
 
 
 def test_percentages_and_plurals():
-  assert [re_._pct(x) for x in (None, 0.0, 0.004, 0.005, 0.0051, 0.27, 0.994, 0.9951, 1.0)] == [
+  assert [rt.pct(x) for x in (None, 0.0, 0.004, 0.005, 0.0051, 0.27, 0.994, 0.9951, 1.0)] == [
       "–", "0%", "<1%", "<1%", "1%", "27%", "99%", ">99%", "100%"]
-  assert (re_._n(1, "line"), re_._n(0, "line"), re_._n(1200, "copy", "copies")) == ("1 line", "0 lines", "1,200 copies")
-  assert (re_._join(["a"]), re_._join(["a", "b"]), re_._join(["a", "b", "c"])) == ("a", "a and b", "a, b and c")
+  assert (rt.count(1, "line"), rt.count(0, "line"), rt.count(1200, "copy", "copies")) == ("1 line", "0 lines", "1,200 copies")
+  assert (rt.join_words(["a"]), rt.join_words(["a", "b"]), rt.join_words(["a", "b", "c"])) == ("a", "a and b", "a, b and c")
 
 
 def _sel_from(log_ppl, kinds, rates=(10.0, 20.0, 40.0, 60.0, 80.0)):
@@ -200,7 +202,7 @@ def test_ablation_sentence_counts_what_is_beyond_seed_noise(tmp_path):
   from tokensift.pipeline import evidence
   abl = _ablation({"clm_contaminated": [2.30, 2.35, 2.40], "slm_contaminated": [2.50, 2.56, 2.58],
                    "clm_random": [2.31, 2.38, 2.39]})
-  s = re_.ablation_html(abl, evidence.ablation_table(abl), tmp_path)
+  s = ra.ablation_html(abl, evidence.ablation_table(abl), tmp_path)
   assert "Lowest final validation CE: clm_contaminated (2.350 ± 0.050); highest: slm_contaminated (2.547)" in s
   assert "the best run is 0.950 nats below it" in s
   assert ("Of 1 paired comparison, 1 is beyond seed noise (paired t over seeds, p < 0.05, every seed the same "
@@ -208,5 +210,5 @@ def test_ablation_sentence_counts_what_is_beyond_seed_noise(tmp_path):
   assert "<1% of validation characters are OOV" in s
   assert (tmp_path / "ev_ablation_curves.png").stat().st_size > 5000
   abl["runs"]["slm_contaminated"]["final_val_ce"] = [2.28, 2.40, 2.41]
-  assert "1 paired comparison, none is beyond seed noise (paired" in re_.ablation_html(
+  assert "1 paired comparison, none is beyond seed noise (paired" in ra.ablation_html(
       abl, evidence.ablation_table(abl), tmp_path)

@@ -1,6 +1,6 @@
-"""The report's lead sections (DESIGN §12): what the known-answer corpus holds, one plot and one sentence per
-method computed from the detection figures, the seeded ablation table and curves. Every sentence is built from
-the numbers it sits next to."""
+"""The report's lead sections (DESIGN §12): what the known-answer corpus holds and one plot and one sentence per
+method computed from the detection figures; then the seeded ablations (``report_ablations``). Every sentence is
+built from the numbers it sits next to."""
 from __future__ import annotations
 
 import html
@@ -12,61 +12,27 @@ import numpy as np
 
 from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline import plots
-
-
-def _save(fig, path: Path) -> str:
-  return plots.save(fig, path, dpi=100)
-
-
-def _pct(x: float | None) -> str:
-  """A share as a whole percentage; a nonzero share that rounds to 0% (or short of 1 that rounds to 100%) reads
-  "<1%" (">99%")."""
-  if x is None:
-    return "–"
-  r = f"{100 * x:.0f}"
-  return "<1%" if r == "0" and x > 0 else ">99%" if r == "100" and x < 1 else f"{r}%"
-
-
-def _n(k: int, noun: str, plural: str | None = None) -> str:
-  """``k`` and the noun, singular for exactly one ("1 line", "2 lines", "0 lines")."""
-  return f"{k:,} {noun if k == 1 else plural or noun + 's'}"
-
-
-def _join(items: list[str]) -> str:
-  """"a", "a and b", "a, b and c"."""
-  return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
-
-
-def _kind(k: str) -> str:
-  return k.replace("_", " ")
-
-
-def _f(x: float | None, d: int = 2) -> str:
-  return "–" if x is None else f"{x:.{d}f}"
-
-
-def _img(name: str) -> str:
-  """A figure at its own pixel size (text sizes are set for that, ``plots.STYLE``), shrunk only to the page."""
-  return f'<img src="{name}">'
+from tokensift.pipeline import report_ablations
+from tokensift.pipeline import report_text as rt
 
 
 def corpus_html(det: dict[str, Any], profile: str) -> str:
   c = det["corpus"]
-  kinds = ", ".join(f"{_kind(k)} {v}" for k, v in sorted(c["junk_kinds"].items()))
+  kinds = ", ".join(f"{rt.kind_name(k)} {v}" for k, v in sorted(c["junk_kinds"].items()))
   size, rest = divmod(c["near_duplicates"], c["clusters"]) if c["clusters"] else (0, 1)
-  dups = (f"{_n(c['near_duplicates'], 'near-duplicate document')} in {_n(c['clusters'], 'cluster')}"
-          + (f" of {size} (each an unchanged real document and {_n(size - 1, 'edited copy', 'edited copies')} of it)"
+  dups = (f"{rt.count(c['near_duplicates'], 'near-duplicate document')} in {rt.count(c['clusters'], 'cluster')}"
+          + (f" of {size} (each an unchanged real document and {rt.count(size - 1, 'edited copy', 'edited copies')} of it)"
              if not rest and size > 1 else " (each a real document and edited copies of it)"))
   disjoint = c.get("clean") == c["untouched_real"] + c["docs_with_junk_lines"] + c["docs_with_spans"]
   return (f"<h2>The known-answer corpus</h2><p>Every method below is measured on one corpus of {c['documents']} "
           "documents whose answers are known: real documents from the input sample, and seeded synthetic "
           "corruptions labelled where they are. "
-          f"<b>Real text</b> (unchanged): {_n(c['untouched_real'], 'document')} as they are, and every line and "
+          f"<b>Real text</b> (unchanged): {rt.count(c['untouched_real'], 'document')} as they are, and every line and "
           "character of the documents that received junk lines or a noise span outside the inserted parts. "
-          f"<b>Synthetic corruptions</b> ({html.escape(profile)} flavour): {_n(c['junk'], 'junk document')} "
+          f"<b>Synthetic corruptions</b> ({html.escape(profile)} flavour): {rt.count(c['junk'], 'junk document')} "
           f"({kinds}); {dups}; "
-          f"{_n(c['junk_lines'], 'junk line')} (menus, cookie banners, share bars, headers) inserted into "
-          f"{_n(c['docs_with_junk_lines'], 'real document')}; one noise span (random strings, numeric "
+          f"{rt.count(c['junk_lines'], 'junk line')} (menus, cookie banners, share bars, headers) inserted into "
+          f"{rt.count(c['docs_with_junk_lines'], 'real document')}; one noise span (random strings, numeric "
           f"tables{', LaTeX noise' if profile == 'math' else ''}) inserted into each of "
           f"{c['docs_with_spans']}{' other' if disjoint else ''} real documents. Labels: "
           "<code>corpus/labels.jsonl</code>.</p>" + GLOSSARY)
@@ -97,36 +63,36 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
     vals = [d["docs"]["precision"], d["docs"]["recall"], d["lines"]["precision"], d["lines"]["recall"]]
     bars = ax.bar(np.arange(4) + 0.38 * j, [v or 0 for v in vals], 0.38, label=name, color=("C0", "C1")[j])
     for b, v in zip(bars, vals):
-      ax.annotate(_f(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
+      ax.annotate(rt.num(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
   ax.set_xticks(np.arange(4) + 0.19 * (len(who) - 1), labels)
   ax.set_ylim(0, 1.12)
   ax.set_ylabel("precision / recall (1 = perfect)")
   ax.set_title("ProX against the labels")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = _save(fig, out / "ev_prox.png")
+  img = rt.save(fig, out / "ev_prox.png")
   sents = []
   for k, name in who:
     d = det[k]
-    sents.append(f"the {name} dropped {d['docs']['tp']} of {_n(d['docs']['tp'] + d['docs']['fn'], 'junk document')} "
-                 f"(and {_n(d['docs']['fp'], 'other document')}, {_pct(d['clean_dropped'])} of the non-junk ones) "
+    sents.append(f"the {name} dropped {d['docs']['tp']} of {rt.count(d['docs']['tp'] + d['docs']['fn'], 'junk document')} "
+                 f"(and {rt.count(d['docs']['fp'], 'other document')}, {rt.pct(d['clean_dropped'])} of the non-junk ones) "
                  f"and removed {d['lines']['tp']} of the "
-                 f"{_n(d['lines']['tp'] + d['lines']['fn'], 'inserted junk line')}"
-                 f" and {_n(d['lines']['fp'], 'other line')} (line precision {_f(d['lines']['precision'])})")
+                 f"{rt.count(d['lines']['tp'] + d['lines']['fn'], 'inserted junk line')}"
+                 f" and {rt.count(d['lines']['fp'], 'other line')} (line precision {rt.num(d['lines']['precision'])})")
   kinds = det[who[0][0]]["dropped_by_junk_kind"]
   size = det.get("corpus", {}).get("junk_kinds", {})
 
   def dropped(k, v):
-    return f"{round(v * size[k])} of {size[k]} dropped" if k in size else f"{_pct(v)} dropped"
+    return f"{round(v * size[k])} of {size[k]} dropped" if k in size else f"{rt.pct(v)} dropped"
   missed = "".join(
       f" Junk kinds not always dropped by the {name}: "
-      + ", ".join(f"{_kind(k)} ({dropped(k, v)})" for k, v in sorted(det[w]["dropped_by_junk_kind"].items())
+      + ", ".join(f"{rt.kind_name(k)} ({dropped(k, v)})" for k, v in sorted(det[w]["dropped_by_junk_kind"].items())
                   if v is not None and v < 1.0) + "."
       for w, name in who if any(v is not None and v < 1.0 for v in det[w]["dropped_by_junk_kind"].values()))
-  rows = "".join(f"<tr><td>{html.escape(_kind(k))}</td>" + (f"<td>{size[k]}</td>" if size else "") + "".join(
-      f"<td>{_pct(det[w]['dropped_by_junk_kind'].get(k))}</td>" for w, _ in who) + "</tr>" for k in sorted(kinds))
+  rows = "".join(f"<tr><td>{html.escape(rt.kind_name(k))}</td>" + (f"<td>{size[k]}</td>" if size else "") + "".join(
+      f"<td>{rt.pct(det[w]['dropped_by_junk_kind'].get(k))}</td>" for w, _ in who) + "</tr>" for k in sorted(kinds))
   table = ("<table><tr><th>junk kind</th>" + ("<th>documents</th>" if size else "")
            + "".join(f"<th>dropped by the {n}</th>" for _, n in who) + "</tr>" + rows + "</table>")
-  return (f"<h2>ProX: refiner vs rules on the same documents</h2>{_img(img)}<p>On the same corpus, "
+  return (f"<h2>ProX: refiner vs rules on the same documents</h2>{rt.img(img)}<p>On the same corpus, "
           + "; ".join(sents) + ". Lines of a dropped real document count as removed." + missed + f"</p>{table}")
 
 
@@ -153,21 +119,21 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylim(-4, 104)
   ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored documents)")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross everywhere
-  img = _save(fig, out / "ev_selection.png")
+  img = rt.save(fig, out / "ev_selection.png")
   a = sel["askllm"]
   at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in SELECTORS}
-  sent = (f"{_n(sel['junk_docs'], 'junk document')} survived refinement and were scored with the "
+  sent = (f"{rt.count(sel['junk_docs'], 'junk document')} survived refinement and were scored with the "
           f"{sel['docs'] - sel['junk_docs']} other documents. ASK-LLM ranks a clean document above a junk one with "
-          f"probability {_f(a['auc_clean_over_junk'])} (its ROC AUC{_chance(a['auc_clean_over_junk'])}; "
-          f"lowest-perplexity filtering's is {_f(sel['perplexity_low']['auc_clean_over_junk'])}). Keeping 40% of "
-          f"the pool, ASK-LLM keeps {_pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
-          f"{_pct(at['perplexity_low']['junk_kept'])}, middle {_pct(at['perplexity_middle']['junk_kept'])}, highest "
-          f"{_pct(at['perplexity_high']['junk_kept'])} and random {_pct(at['random']['junk_kept'])}.")
+          f"probability {rt.num(a['auc_clean_over_junk'])} (its ROC AUC{_chance(a['auc_clean_over_junk'])}; "
+          f"lowest-perplexity filtering's is {rt.num(sel['perplexity_low']['auc_clean_over_junk'])}). Keeping 40% of "
+          f"the pool, ASK-LLM keeps {rt.pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
+          f"{rt.pct(at['perplexity_low']['junk_kept'])}, middle {rt.pct(at['perplexity_middle']['junk_kept'])}, highest "
+          f"{rt.pct(at['perplexity_high']['junk_kept'])} and random {rt.pct(at['random']['junk_kept'])}.")
   low = min(at[k]["junk_kept"] or 0 for k, *_ in SELECTORS)
   best = [n for k, n, *_ in SELECTORS if (at[k]["junk_kept"] or 0) == low]
   sent += f" At that rate the least junk is kept by {' and '.join(best)}{' (tied)' if len(best) > 1 else ''}."
   paras = "".join(f"<p>{x.strip()}</p>" for x in (sent, _perplexity_why(sel), _askllm_why(a)) if x)
-  return f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{_img(img)}{paras}" + _examples(sel)
+  return f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{rt.img(img)}{paras}" + _examples(sel)
 
 
 def _perplexity_why(sel: dict[str, Any]) -> str:
@@ -189,7 +155,7 @@ def _perplexity_why(sel: dict[str, Any]) -> str:
   span = f" from {rates[0]:g}% to {rates[-1]:g}%"
 
   def named(ks):
-    return _join([f"{_kind(k)} ({_n(kinds[k]['n'], 'document')})" for k in ks])
+    return rt.join_words([f"{rt.kind_name(k)} ({rt.count(kinds[k]['n'], 'document')})" for k in ks])
 
   sides: dict[str, list[str]] = {"lowest": [], "highest": [], "spread": []}
   for k in sorted(kinds, key=lambda k: (kinds[k]["lowest"], k)):
@@ -206,27 +172,27 @@ def _perplexity_why(sel: dict[str, Any]) -> str:
   out = " Ranked by the reference model's perplexity, " + "; ".join(said) + "."
   said_of: dict[tuple, list[str]] = {}  # what is said of a curve -> the filters it is said of (merged when equal)
   for mode, v in odd:
-    always = [_kind(k) for k in kinds if min(kinds[k]["kept"][mode]) == 1.0]
-    never = [_kind(k) for k in kinds if max(kinds[k]["kept"][mode]) == 0.0]
-    some = [k for k in kinds if _kind(k) not in always + never]
-    parts = ([f"all of the {_join(always)}"] if always and never + some else []) + (
-        [f"none of the {_join(never)}"] if never and always + some else [])
+    always = [rt.kind_name(k) for k in kinds if min(kinds[k]["kept"][mode]) == 1.0]
+    never = [rt.kind_name(k) for k in kinds if max(kinds[k]["kept"][mode]) == 0.0]
+    some = [k for k in kinds if rt.kind_name(k) not in always + never]
+    parts = ([f"all of the {rt.join_words(always)}"] if always and never + some else []) + (
+        [f"none of the {rt.join_words(never)}"] if never and always + some else [])
     for k in some:
       lo, hi = min(kinds[k]["kept"][mode]), max(kinds[k]["kept"][mode])
-      parts.append(f"{_pct(lo)}{'' if hi == lo else '–' + _pct(hi)} of the {_kind(k)}")
+      parts.append(f"{rt.pct(lo)}{'' if hi == lo else '–' + rt.pct(hi)} of the {rt.kind_name(k)}")
     said_of.setdefault((tuple(v), tuple(parts)), []).append(mode)
   clauses = []
   for (v, parts), modes in said_of.items():
     one = len(modes) == 1
-    name = _join([MODE_NAME[m].split("-")[0] + "-" for m in modes[:-1]] + [MODE_NAME[modes[-1]]]) + " filtering"
+    name = rt.join_words([MODE_NAME[m].split("-")[0] + "-" for m in modes[:-1]] + [MODE_NAME[modes[-1]]]) + " filtering"
     at = span if not clauses else ""  # the rates said once
     if max(v) - min(v) < 1e-9:
       what = ("none of the junk at any rate" if v[0] == 0 else "all of the junk at every rate" if v[0] == 1 else
-              f"the same {_pct(v[0])} of the junk at every rate")
+              f"the same {rt.pct(v[0])} of the junk at every rate")
       head = f"{name} {'keeps' if one else 'keep'} {what}{at}"
     else:
       head = (f"{name}'s junk share falls as the rate grows ("
-              + ", ".join(f"{_pct(x)} at {r:g}%" for r, x in zip(rates, v)) + ")")
+              + ", ".join(f"{rt.pct(x)} at {r:g}%" for r, x in zip(rates, v)) + ")")
     clauses.append(head + (f" ({', '.join(parts)})" if parts else ""))
   return out + " So " + "; ".join(clauses) + "."
 
@@ -239,17 +205,17 @@ def _askllm_why(a: dict[str, Any]) -> str:
   caught = [k for k, v in kinds.items() if v is not None and v > 0.55]
   preferred = [k for k, v in kinds.items() if v is not None and v < 0.45]
   out = (" Per junk kind (AUC of that kind alone against the clean documents): "
-         + ", ".join(f"{k.replace('_', ' ')} {_f(v)}" for k, v in kinds.items()) + ".")
+         + ", ".join(f"{k.replace('_', ' ')} {rt.num(v)}" for k, v in kinds.items()) + ".")
   if preferred:
-    out += f" It rates {_join([_kind(k) for k in preferred])} above clean text"
-    out += (f"; it ranks {_join([_kind(k) for k in caught])} below." if caught else ".")
-  out += (f" Mean P(yes) is {_f(a['p_yes_clean'], 3)} on clean and {_f(a['p_yes_junk'], 3)} on junk documents, and "
-          f"\"yes\" + \"no\" together take only {_pct(a['yes_no_mass_clean'])} (clean) and "
-          f"{_pct(a['yes_no_mass_junk'])} (junk) of the next-token probability"
+    out += f" It rates {rt.join_words([rt.kind_name(k) for k in preferred])} above clean text"
+    out += (f"; it ranks {rt.join_words([rt.kind_name(k) for k in caught])} below." if caught else ".")
+  out += (f" Mean P(yes) is {rt.num(a['p_yes_clean'], 3)} on clean and {rt.num(a['p_yes_junk'], 3)} on junk documents, and "
+          f"\"yes\" + \"no\" together take only {rt.pct(a['yes_no_mass_clean'])} (clean) and "
+          f"{rt.pct(a['yes_no_mass_junk'])} (junk) of the next-token probability"
           + (": this scorer mostly does not answer the question." if max(a['yes_no_mass_clean'] or 0,
                                                                         a['yes_no_mass_junk'] or 0) < 0.5 else ".")
           + f" The yes/no-normalised score P(yes)/(P(yes)+P(no)) has AUC "
-          f"{_f(a['auc_normalised'])}{_chance(a['auc_normalised'])}.")
+          f"{rt.num(a['auc_normalised'])}{_chance(a['auc_normalised'])}.")
   return out
 
 
@@ -294,7 +260,7 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
   ax.set_xlabel("ASK-LLM P(yes)")
   ax.set_ylabel("DENSITY log kernel sum\n(higher = more similar documents)")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = _save(fig, out / "ev_scatter.png")
+  img = rt.save(fig, out / "ev_scatter.png")
   counts = ", ".join(f"{int((selected & (kinds == k)).sum())} of {int((kinds == k).sum())} {name}"
                      for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
   sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
@@ -303,8 +269,8 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
   by = sorted(((int((selected & (jk == k)).sum()), int((jk == k).sum()), k) for k in set(jk[kinds == "junk"])),
               key=lambda x: (-x[0] / x[1], x[2]))
   if by:
-    sent += " Junk kept per kind: " + ", ".join(f"{_kind(k)} {a} of {b}" for a, b, k in by) + "."
-  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{_img(img)}<p>{sent}</p>")
+    sent += " Junk kept per kind: " + ", ".join(f"{rt.kind_name(k)} {a} of {b}" for a, b, k in by) + "."
+  return (f"<h3>Score vs density (filled = selected; dashed line = the ASK-LLM cut)</h3>{rt.img(img)}<p>{sent}</p>")
 
 
 def density_html(det: dict[str, Any], out: Path) -> str:
@@ -324,26 +290,26 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylabel("% of the cluster's\ndocuments kept")
   ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = _save(fig, out / "ev_density.png")
+  img = rt.save(fig, out / "ev_density.png")
   from tokensift.pipeline.evidence import IPS_DRAWS
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
   verdict = ("fewer near-duplicates, as intended" if ips < rnd - 0.05 else "no clear difference" if ips <= rnd + 0.05
              else "more near-duplicates")
-  sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {_pct(ips)} of each "
-          f"near-duplicate cluster against {_pct(rnd)} for random sampling (mean of {IPS_DRAWS} seeded draws: "
+  sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {rt.pct(ips)} of each "
+          f"near-duplicate cluster against {rt.pct(rnd)} for random sampling (mean of {IPS_DRAWS} seeded draws: "
           f"{verdict}); the select stage's own list kept "
-          + ", ".join(f"{_pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
-          + f". Mean log density: near-duplicates {_f(d['mean_log_density_dup'])}, other documents "
-          f"{_f(d['mean_log_density_other'])}"
-          + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {_f(d['bandwidth'], 3)} from the "
+          + ", ".join(f"{rt.pct(cl[c]['select_stage'])} of cluster {c}" for c in names)
+          + f". Mean log density: near-duplicates {rt.num(d['mean_log_density_dup'])}, other documents "
+          f"{rt.num(d['mean_log_density_other'])}"
+          + (f" ({html.escape(str(d.get('kernel')))} kernel, bandwidth {rt.num(d['bandwidth'], 3)} from the "
              f"{html.escape(str(d['bandwidth_setting']))} rule)"
              if d.get("bandwidth") is not None else "") + ".")
   gone = sorted(set(range(det.get("corpus", {}).get("clusters", 0))) - {int(c) for c in cl})
   if gone:
-    sent += (f" {'Cluster' if len(gone) == 1 else 'Clusters'} {_join([str(c) for c in gone])} "
+    sent += (f" {'Cluster' if len(gone) == 1 else 'Clusters'} {rt.join_words([str(c) for c in gone])} "
              f"{'is' if len(gone) == 1 else 'are'} not in the pool: refinement dropped every document of "
              f"{'it' if len(gone) == 1 else 'them'}, so DENSITY never saw {'it' if len(gone) == 1 else 'them'}.")
-  return f"<h2>DENSITY: near-duplicate clusters</h2>{_img(img)}<p>{sent}</p>"
+  return f"<h2>DENSITY: near-duplicate clusters</h2>{rt.img(img)}<p>{sent}</p>"
 
 
 def slm_html(det: dict[str, Any], out: Path) -> str:
@@ -362,129 +328,19 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylim(0, 100)
   ax.set_title("Rho-1 SLM on the contaminated pool")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = _save(fig, out / "ev_slm.png")
+  img = rt.save(fig, out / "ev_slm.png")
   first, last = s["curve"][0], s["curve"][-1]
   prev = s["curve"][-2]["step"] if len(s["curve"]) > 1 else 0
   sent = (f"The SLM loss trains on the {s['ratio']:.0%} of {u} in each batch with the largest excess loss over "
-          f"the reference model. It selected {_pct(first['noise_selected'])} of the noise-span {u} in the first "
-          f"{first['step']} steps and {_pct(last['noise_selected'])} in the last window "
+          f"the reference model. It selected {rt.pct(first['noise_selected'])} of the noise-span {u} in the first "
+          f"{first['step']} steps and {rt.pct(last['noise_selected'])} in the last window "
           f"(steps {prev + 1}–{last['step']}), "
-          f"against {_pct(first['clean_selected'])} → {_pct(last['clean_selected'])} of the other {u}: noise "
+          f"against {rt.pct(first['clean_selected'])} → {rt.pct(last['clean_selected'])} of the other {u}: noise "
           + (f"{u} are selected less than the rest (their excess loss over the reference model is lower)"
              if last["noise_selected"] < last["clean_selected"] - 0.05 else
              f"{u} are selected more than the rest" if last["noise_selected"] > last["clean_selected"] + 0.05 else
              f"{u} are selected about as often as the rest") + ".")
-  return f"<h2>Rho-1 SLM: noise-span {u} selected over training</h2>{_img(img)}<p>{sent}</p>"
-
-
-def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
-  plt = plots.plt()
-  runs = abl["runs"]
-  slm_data = {r["data"] for r in runs.values() if r["loss"] == "slm"}
-  panels = [("CLM on each data set", [n for n, r in runs.items() if r["loss"] == "clm"])]
-  if slm_data:  # SLM beside CLM on the same data, on its own panel so that the bands can be told apart
-    panels.append(("SLM vs CLM on the same data", [n for n, r in runs.items() if r["data"] in slm_data]))
-  fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 3.9 * len(panels)), squeeze=False)
-  colour = {d: f"C{k % 10}" for k, d in enumerate(dict.fromkeys(r["data"] for r in runs.values()))}
-  unit = {"characters": "character"}.get(abl["vocab"].get("units"), "token")
-  uni = table.get("unigram_val_ce")
-  for ax, (title, names) in zip(axes[:, 0], panels):
-    lo, hi = np.inf, -np.inf
-    for name in names:
-      r = runs[name]
-      steps = [c["step"] for c in r["curve"]]
-      v = np.asarray([c["val_ce"] for c in r["curve"]])
-      m, sd = v.mean(1), v.std(1, ddof=1)
-      ax.plot(steps, m, ("--" if r["loss"] == "slm" else "-"), color=colour[r["data"]], lw=2, label=name)
-      ax.fill_between(steps, m - sd, m + sd, color=colour[r["data"]], alpha=0.15)
-      lo, hi = min(lo, (m - sd).min()), max(hi, (m + sd).max())
-    pad = 0.05 * (hi - lo)
-    if uni and uni <= hi + 4 * pad:
-      ax.axhline(uni, color="k", ls=":", lw=1, label="unigram of the pool")
-      hi = max(hi, uni)
-    elif uni:  # far above the curves: drawn, it would squash the bands into a strip
-      ax.annotate(f"unigram level {uni:.3f}: above this range", (0.99, 0.98), xycoords="axes fraction",
-                  ha="right", va="top", fontsize=10)
-      hi += 2 * pad
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"validation CE (nats per {unit})")
-    ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  fig.suptitle(f"Validation cross-entropy on clean held-out text\nmean (line) ± sd (band) over "
-               f"{table['rows'][0]['seeds']} seeds; dashed = SLM")
-  img = _save(fig, out / "ev_ablation_curves.png")
-  rows = "".join(f"<tr><td>{html.escape(r['run'])}</td><td style='text-align:left'>{html.escape(r['what'])}</td>"
-                 f"<td>{r['docs']}</td>"
-                 f"<td>{r['tokens']:,}</td><td>{r['final_mean']:.3f} ± {r['final_sd']:.3f}</td>"
-                 f"<td>{r['best_mean']:.3f} ± {r['best_sd']:.3f}</td></tr>" for r in table["rows"])
-  prs = "".join(f"<tr><td>{p['a']} − {p['b']}</td><td>{p['metric']}</td><td>{p['mean_diff']:+.3f}</td>"
-                f"<td>{p['sd_diff']:.3f}</td><td>{p['t']:.2f}</td><td>{p['p']:.3f}</td>"
-                f"<td>{p['seeds_agreeing']}/{p['seeds']}</td><td>{'beyond seed noise' if p['beyond_noise'] else 'within seed noise'}"
-                "</td></tr>" for p in table["pairs"] if p["metric"] == "final_val_ce")
-  best = min(table["rows"], key=lambda r: r["final_mean"])
-  worst = max(table["rows"], key=lambda r: r["final_mean"])
-  beyond = [p for p in table["pairs"] if p["metric"] == "final_val_ce" and p["beyond_noise"]]
-  uni = table.get("unigram_val_ce")
-  n_pairs = sum(p["metric"] == "final_val_ce" for p in table["pairs"])
-  sent = (f"Lowest final validation CE: {best['run']} ({best['final_mean']:.3f} ± {best['final_sd']:.3f}); highest: "
-          f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {_f(uni, 3)}"
-          + (f", so the best run is {abs(uni - best['final_mean']):.3f} nats "
-             f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "")
-          + f". Of {_n(n_pairs, 'paired comparison')}, {len(beyond) or 'none'} {'are' if len(beyond) > 1 else 'is'} "
-          "beyond seed noise (paired t over seeds, p < 0.05, every seed the same sign)"
-          + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
-                              f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
-  v = abl["vocab"]
-  return (f"<h2>Training ablations ({table['rows'][0]['seeds']} seeds each)</h2><p>{sent}</p>{setup_html(abl, table)}"
-          f"{_img(img)}"
-          f"<table><tr><th>run</th><th>trains on</th><th>docs</th><th>{unit}s</th><th>final val CE</th>"
-          f"<th>best val CE</th></tr>{rows}</table><h3>Paired comparisons (final validation CE, per seed)</h3>"
-          "<table><tr><th>a − b</th><th>metric</th><th>mean</th><th>sd</th><th>t</th><th>p</th><th>seeds agreeing"
-          f"</th><th>verdict</th></tr>{prs}</table><p>Validation: clean held-out documents (real text, never "
-          f"corrupted). Vocabulary: the {v['in_vocab_ids']} most frequent {v.get('units', 'SmolLM2 tokens')} of the "
-          f"training texts + padding, out-of-vocabulary (OOV) and separator ids ({v['size']} in all; "
-          f"{_pct(v['val_oov_share'])} of "
-          f"validation {unit}s are OOV); CE figures (nats per {unit}) compare runs with each other and with the "
-          "unigram level, not with full-vocabulary models.</p>")
-
-
-def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
-  """What each ablation model is and sees, read from the run's own settings and counts (absent in runs made
-  before these were recorded)."""
-  st, b = abl.get("settings"), abl.get("budget")
-  if not st or not b:
-    return ""
-  ep = {r["data"]: r["epochs"] for r in table["rows"] if r.get("epochs")}
-  sub = [e for d, e in ep.items() if d not in ("contaminated", "refined_pool", "combination")]
-  uni, best = table.get("unigram_val_ce"), min(r["final_mean"] for r in table["rows"])
-  unit = {"characters": "character"}.get(abl["vocab"].get("units"), "token")
-  return (f"<p><b>Setup.</b> Each run is {st['seeds']} decoders ({_n(st['num_layers'], 'layer')}, width "
-          f"{st['hidden_size']}, "
-          f"{b.get('params_per_model', 0):,} parameters) trained for {st['steps']} steps of {st['batch_size']} × "
-          f"{st['seq_len']} {unit}s ({b['tokens_seen_per_model']:,} positions per model"
-          + (f": {ep['contaminated']:.1f} epochs of the contaminated pool" if "contaminated" in ep else "")
-          + (f", {np.mean(sub):.1f} of a {st['rate']:g}% subset" if sub else "") + "), learning rate "
-          f"{st['learning_rate']:g} (warm-up {st['warmup_steps']} steps, cosine decay to a tenth). A document "
-          f"contributes {'the characters of ' if unit == 'character' else ''}its first {st['doc_tokens']} SmolLM2 "
-          "tokens (the span the reference model scores for SLM and perplexity filtering"
-          + ("; a token's reference loss is spread evenly over its characters" if unit == "character" else "")
-          + f"). Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
-          f"documents. The unigram level ({_f(uni, 3)} nats per {unit}: a model that ignores context, fitted to the "
-          "contaminated pool) is marked on the plot"
-          + (f"; the best run ends {abs(uni - best):.2f} nats {'below' if best < uni else 'above'} it" if uni else "")
-          + (f". Why characters: {html.escape(WHY)} Documents are cut to what the reference model can score in "
-             f"the budget ({st['doc_tokens']} tokens)." if unit == "character" else ".") + "</p>")
-
-
-WHY = ("on ~170 documents and 2 CPU cores the limit is training compute, not text. Measured on this corpus while "
-       "choosing the defaults (not in this run): over SmolLM2 ids (a 3,072-id compact vocabulary, 30% of "
-       "validation tokens OOV) models of the earlier size (2 layers of width 64) ended only 0.2-0.45 nats per "
-       "token under the unigram level and a 50% subset cut to 128 tokens a document memorised (ended above it); "
-       "over characters, on C4 (3 seeds), that size with tied embeddings and 200 steps of 8 × 128 characters (a "
-       "fifth of the default positions) ended the contaminated-pool run at 2.83 nats per character against a "
-       "unigram level of 3.25, and the default 1 layer of width 32 with an untied output matrix at 2.35 (tied: "
-       "2.49), the 50% subsets within 0.15 of the whole pool.")
+  return f"<h2>Rho-1 SLM: noise-span {u} selected over training</h2>{rt.img(img)}<p>{sent}</p>"
 
 
 def sections(ctx, out: Path) -> list[str]:
@@ -511,7 +367,7 @@ def sections(ctx, out: Path) -> list[str]:
   if abl_path.exists():
     from tokensift.pipeline import evidence
     abl = json.loads(abl_path.read_text())
-    body.append(ablation_html(abl, evidence.ablation_table(abl), out))
+    body.append(report_ablations.ablation_html(abl, evidence.ablation_table(abl), out))
   return body
 
 
