@@ -1,4 +1,4 @@
-"""README.md and docs/*.md: every relative link reaches an existing file (and heading), and the README stays short."""
+"""README.md, docs/*.md and benchmarks/RESULTS.md: every relative link reaches an existing file (and heading), and the README stays short."""
 from __future__ import annotations
 
 import re
@@ -59,7 +59,8 @@ def broken_links(page: Path) -> list[str]:
   return broken
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("page", [*PAGES, ROOT / "benchmarks" / "RESULTS.md"],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_relative_links_reach_existing_files_and_headings(page):
   broken = broken_links(page)
   assert not broken, f"{page.name}: " + "; ".join(broken)
