@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import time
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -127,6 +128,7 @@ def main():
   ap_.add_argument("--tokens_per_batch", type=int, default=8192)
   ap_.add_argument("--max_length", type=int, default=512)
   ap_.add_argument("--only", choices=["smollm2", "t5"], default=None)
+  add_results_flag(ap_)
   args = ap_.parse_args()
 
   import jax
@@ -168,3 +170,4 @@ def main():
 
 if __name__ == "__main__":
   main()
+  record_results("bench_askllm")

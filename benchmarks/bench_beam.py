@@ -21,6 +21,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("TOKENSIFT_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -46,6 +47,7 @@ def main() -> None:
   ap.add_argument("--piece_size", type=int, default=1000)
   ap.add_argument("--workers", default="1,2", help="Beam worker counts to run")
   ap.add_argument("--shards", type=int, default=4, help="shards of the Beam runs")
+  add_results_flag(ap)
   args = ap.parse_args()
 
   from tokensift.core import docs
@@ -87,3 +89,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_beam")

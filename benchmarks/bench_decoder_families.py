@@ -22,6 +22,7 @@ import statistics
 import tempfile
 
 from timing import timed  # benchmarks/timing.py (scripts run from this folder)
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -76,6 +77,7 @@ def main(argv=None):
   ap.add_argument("--heads", type=int, default=8)
   ap.add_argument("--vocab", type=int, default=8192)
   ap.add_argument("--window", type=int, default=64)
+  add_results_flag(ap)
   args = ap.parse_args(argv)
 
   import jax
@@ -115,3 +117,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
   main()
+  record_results("bench_decoder_families")

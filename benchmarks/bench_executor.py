@@ -31,6 +31,7 @@ import collections
 import os
 import statistics
 import time
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -202,6 +203,7 @@ def main() -> None:
   ap.add_argument("--prox", default=os.environ.get("TOKENSIFT_PROX_DIR", ""),
                   help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)")
   ap.add_argument("--no-summary", action="store_true", help="skip the sample summary (it loads a tokenizer)")
+  add_results_flag(ap)
   args = ap.parse_args()
   from tokensift.refine import executor, program, program_ops, rules, word_count
 
@@ -277,3 +279,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_executor")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,6 +48,7 @@ def main() -> None:
   ap.add_argument("--d", type=int, default=384)
   ap.add_argument("--sklearn_queries", type=int, default=1000)
   ap.add_argument("--repeats", type=int, default=3)
+  add_results_flag(ap)
   args = ap.parse_args()
 
   import jax
@@ -114,3 +116,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_kernel_sums")

@@ -19,6 +19,7 @@ import os
 import statistics
 
 from timing import timed  # benchmarks/timing.py (scripts run from this folder)
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -53,6 +54,7 @@ def main(argv=None):
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   ap.add_argument("--hf-gguf", action="store_true", help="load the HF model with transformers' GGUF loader")
+  add_results_flag(ap)
   args = ap.parse_args(argv)
 
   import jax
@@ -110,3 +112,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
   main()
+  record_results("bench_llama_forward")

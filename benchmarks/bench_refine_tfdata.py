@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -31,6 +32,7 @@ def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--repeat", type=int, default=3)
   ap.add_argument("--batch", type=int, default=32)
+  add_results_flag(ap)
   args = ap.parse_args()
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
@@ -89,3 +91,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_refine_tfdata")

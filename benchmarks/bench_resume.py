@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--ks", default="100,1000,5000", help="comma-separated batch positions")
+  add_results_flag(parser)
   args = parser.parse_args()
   from tokensift.trainer import inputs
   from tokensift.trainer.config import TrainConfig
@@ -53,3 +55,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_resume")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 CHILD = r"""
 import json, resource, sys, time
@@ -67,6 +68,7 @@ def main(argv=None) -> None:
   ap.add_argument("--files", type=int, default=16)
   ap.add_argument("--shards", default="1,2,4,8,16,32,64")
   ap.add_argument("--dir", default=None, help="where to generate the corpus (default: a temporary directory)")
+  add_results_flag(ap)
   args = ap.parse_args(argv)
   root = args.dir or tempfile.mkdtemp(prefix="tokensift-bench-shards-")
   corpus = os.path.join(root, "corpus")
@@ -92,3 +94,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_shards")

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,7 @@ def main() -> None:
   ap.add_argument("--buckets", type=int, default=20000)
   ap.add_argument("--width", type=float, default=1.5)
   ap.add_argument("--subsample", type=int, default=20000)
+  add_results_flag(ap)
   args = ap.parse_args()
 
   import jax
@@ -68,3 +70,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_sketch")

@@ -16,6 +16,7 @@ import os
 import statistics
 import tempfile
 import time
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,6 +54,7 @@ def main() -> None:
   ap.add_argument("--length", type=int, default=256)
   ap.add_argument("--slm_ratio", type=float, default=0.6)
   ap.add_argument("--repeats", type=int, default=10)
+  add_results_flag(ap)
   args = ap.parse_args()
 
   import jax
@@ -106,3 +108,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_slm_step")

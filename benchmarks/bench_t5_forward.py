@@ -20,6 +20,7 @@ import os
 import statistics
 
 from timing import timed  # benchmarks/timing.py (scripts run from this folder)
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -60,6 +61,7 @@ def main(argv=None):
   ap.add_argument("--length", type=int, default=256)
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  add_results_flag(ap)
   args = ap.parse_args(argv)
 
   import jax
@@ -120,3 +122,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
   main()
+  record_results("bench_t5_forward")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,6 +82,7 @@ def main() -> None:
   ap.add_argument("--batch", type=int, default=8)
   ap.add_argument("--seq", type=int, default=128)
   ap.add_argument("--docs", type=int, default=96, help="training documents with reference losses")
+  add_results_flag(ap)
   args = ap.parse_args()
   work = Path(tempfile.mkdtemp(prefix="bench_trainer_vs_t5x_"))
   ref = work / "ref"
@@ -102,3 +104,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_trainer_vs_t5x")

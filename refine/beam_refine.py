@@ -21,7 +21,7 @@ not refined again, and a rerun with another config into the same directory is re
 
 The programmer is built on each worker by ``programmer_factory`` (a picklable callable), so the rule programmer
 and a refining model (loaded once per worker process) both run here; a model on Beam workers runs on their CPUs
-(or their own accelerators), see the README.
+(or their own accelerators), see docs/jobs_at_scale.md.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from tokensift.core import paths
 from tokensift.selection import askllm_prompt as ap
 from tokensift.selection import score_job
 
-torch = pytest.importorskip("torch")  # test-only peer; absent on Python 3.12 installs (see README)
+torch = pytest.importorskip("torch")  # test-only peer; absent on Python 3.12 installs (see docs/install.md)
 
 MAX_LENGTH = 256  # small context: forces truncation cheaply
 
