@@ -1,10 +1,6 @@
 """tokensift's t5x model classes (runs where t5x is importable, skips elsewhere): params_axes from logical
 boxes, t5x train state creation with Adafactor, the selective loss_fn against the pure loss, encoder-decoder,
-and a real `python -m t5x.train` run of the SLM launch."""
-import os
-import subprocess
-import sys
-
+and the decoder families under t5x (the launches themselves: test_t5x_launches.py)."""
 import numpy as np
 import pytest
 
@@ -20,7 +16,6 @@ from tokensift.models.llama import Llama, LlamaConfig  # noqa: E402
 from tokensift.rho1.selective_loss import selective_cross_entropy  # noqa: E402
 from tokensift.models.t5 import T5, T5Config  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = 512
 
 
@@ -169,26 +164,6 @@ def test_selective_encoder_decoder_model():
   assert model.FEATURE_CONVERTER_CLS.__name__ == "SelectiveEncDecFeatureConverter"
 
 
-def test_t5x_train_runs_the_slm_launch(tmp_path, data_dir):
-  """`python -m t5x.train` on gin_configs/t5x/owm_slm.gin for 2 steps (reference losses of a tiny model)."""
-  from test_feature_converters import tiny_llama
-  import tokensift.all_tasks  # noqa: F401  (registers owm_raw_smollm2, as the CLI does before a task command)
-  from tokensift.rho1 import reference_losses as rl
-  model, params = tiny_llama(seed=3)
-  scorer = rl.ReferenceScorer(model, params, batch_tokens=256, max_length=32, length_multiple=32)
-  rl.compute_reference_losses(task="owm_raw_smollm2", out_dir=tmp_path / "ref", max_docs=8, max_length=32,
-                              scorer=scorer, progress=False)
-  cmd = [sys.executable, "-m", "t5x.train", f"--gin_search_paths={REPO}",
-         "--gin_file=gin_configs/t5x/owm_slm.gin", f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
-         f"--gin.REF_DIR='{tmp_path / 'ref'}'", "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.SEQ_LEN=32",
-         "--gin.train.eval_period=2", "--gin.train.eval_steps=1"]
-  env = dict(os.environ, XLA_FLAGS="", HF_HUB_OFFLINE="1")
-  out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "slm/selected_fraction=0.6" in out.stderr and "Finished." in out.stderr
-  assert (tmp_path / "run" / "checkpoint_2").is_dir()
-
-
 def test_selective_encoder_decoder_loss_fn_is_the_pure_encdec_loss():
   """t5x's SelectiveEncoderDecoderModel.loss_fn equals encdec_selective_loss (the NumPy-tested pure loss)."""
   from tokensift.rho1.encdec_reference_losses import encdec_selective_loss
@@ -213,44 +188,6 @@ def test_selective_encoder_decoder_loss_fn_is_the_pure_encdec_loss():
   want, want_m = encdec_selective_loss(module, variables["params"], batch, 0.6)
   np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
   assert float(metrics["slm/selected_fraction"].compute()) == pytest.approx(float(want_m["selected_fraction"]))
-
-
-def _t5x(*args, cwd=REPO, eight_devices=True):
-  env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=8" if eight_devices else "")
-  out = subprocess.run([sys.executable, "-m", *args, f"--gin_search_paths={REPO}"], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=900)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return out.stderr
-
-
-def test_span_corruption_launch_trains_evaluates_infers_and_resumes_on_8_devices(tmp_path, data_dir):
-  """c4_span_clm.gin on 8 fake devices (data 8 x model 1: the indivisible-shard error is gone) and with the 2-way
-  model-parallel preset; t5x.eval reports the task's perplexity; t5x.infer scores and predicts; a second train
-  continues from checkpoint_2."""
-  run, lengths = tmp_path / "run", ["--gin.INPUTS_LEN=64", "--gin.TARGETS_LEN=16"]
-  train = ["t5x.train", "--gin_file=gin_configs/t5x/c4_span_clm.gin", f"--gin.MODEL_DIR='{run}'",
-           "--gin.BATCH_SIZE=8", "--gin.train.eval_period=2", "--gin.train.eval_steps=1", *lengths]
-  log = _t5x(*train, "--gin.TRAIN_STEPS=2")
-  assert "tokensift PjitPartitioner CPU mesh: {'data': 8, 'model': 1}" in log
-  assert (run / "checkpoint_2").is_dir()
-  ckpt = f"--gin.CHECKPOINT_PATH='{run / 'checkpoint_2'}'"
-  log = _t5x("t5x.eval", "--gin_file=gin_configs/t5x/eval/c4_span_clm.gin", ckpt,
-             f"--gin.EVAL_OUTPUT_DIR='{tmp_path / 'eval'}'", "--gin.utils.DatasetConfig.batch_size=8",
-             "--gin.seqio.Evaluator.num_examples=16", *lengths)
-  assert "c4_en_raw_span_corruption/perplexity" in log and "token_accuracy" in log
-  _t5x("t5x.infer", "--gin_file=gin_configs/t5x/infer/c4_span_clm.gin", ckpt,
-       f"--gin.INFER_OUTPUT_DIR='{tmp_path / 'score'}'", *lengths)
-  assert list((tmp_path / "score").glob("*.jsonl*"))
-  _t5x("t5x.infer", "--gin_file=gin_configs/t5x/infer/c4_span_predict.gin", ckpt,
-       f"--gin.INFER_OUTPUT_DIR='{tmp_path / 'predict'}'", "--gin.INPUTS_LEN=32", "--gin.TARGETS_LEN=8")
-  assert list((tmp_path / "predict").glob("*.jsonl*"))
-  log = _t5x(*train, "--gin.TRAIN_STEPS=3")
-  assert "checkpoint_2" in log and (run / "checkpoint_3").is_dir()
-  log = _t5x(*[a for a in train if not a.startswith("--gin.MODEL_DIR")], f"--gin.MODEL_DIR='{tmp_path / 'mp2'}'",
-             "--gin_file=gin_configs/partitioning/tpu_model_parallel_2.gin", "--gin.TRAIN_STEPS=1")
-  assert "tokensift PjitPartitioner CPU mesh: {'data': 4, 'model': 2}" in log
-  assert (tmp_path / "mp2" / "checkpoint_1").is_dir()
 
 
 @pytest.mark.parametrize("family", ["mistral", "qwen2", "gemma", "gemma2"])
