@@ -14,6 +14,7 @@ from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline import plots
 from tokensift.pipeline import report_ablations
 from tokensift.pipeline import report_text as rt
+from tokensift.selection.keep import keep_count
 
 
 def corpus_html(det: dict[str, Any], profile: str) -> str:
@@ -380,6 +381,6 @@ def _scatter(ctx, out: Path) -> str:
   chosen = set(selected_ids(ctx))
   s = np.asarray([sc[i] for i in ids])
   frac = ctx.config.selection.askllm_fraction
-  thr = float(np.sort(s)[::-1][max(0, round(len(s) * frac / 100) - 1)]) if frac else None
+  thr = float(np.sort(s)[::-1][max(0, keep_count(len(s), frac) - 1)]) if frac else None
   return scatter_html(ids, s, np.asarray([dens[i] for i in ids]), np.asarray([i in chosen for i in ids]), thr,
                       labels, out)
