@@ -9,7 +9,6 @@ import numpy as np
 
 from tokensift.core import jobs
 from tokensift.pipeline import detection as det
-from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline.context import Context
 from tokensift.selection.keep import PAPER_RATES, keep_count
 
@@ -21,7 +20,7 @@ def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
   """(source, id) -> the perplexity stage's row (read once per run)."""
   if "token_losses" not in ctx.cache:
     ctx.cache["token_losses"] = {(r["source"], r["id"]): r
-                                 for r in ka.read_jsonl(ctx.dir("perplexity") / "token_losses.jsonl")}
+                                 for r in jobs.read_records(ctx.dir("perplexity") / "token_losses.jsonl")}
   return ctx.cache["token_losses"]
 
 
