@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from tokensift.pipeline import plots
-from tokensift.pipeline import report_text as rt
+from tokensift.pipeline.report import plots
+from tokensift.pipeline.report import text as rt
 
 
 def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:

@@ -1,5 +1,5 @@
 """The report's lead sections (DESIGN §12): what the known-answer corpus holds and one plot and one sentence per
-method computed from the detection figures; then the seeded ablations (``report_ablations``). Every sentence is
+method computed from the detection figures; then the seeded ablations (``ablation_sections``). Every sentence is
 built from the numbers it sits next to."""
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 
 from tokensift.core import jobs
-from tokensift.pipeline import plots
-from tokensift.pipeline import report_ablations
-from tokensift.pipeline import report_text as rt
+from tokensift.pipeline.report import ablation_sections, plots
+from tokensift.pipeline.report import text as rt
 from tokensift.selection.keep import keep_count
 
 
@@ -368,7 +367,7 @@ def sections(ctx, out: Path) -> list[str]:
   if abl_path.exists():
     from tokensift.pipeline import evidence
     abl = json.loads(abl_path.read_text())
-    body.append(report_ablations.ablation_html(abl, evidence.ablation_table(abl), out))
+    body.append(ablation_sections.ablation_html(abl, evidence.ablation_table(abl), out))
   return body
 
 

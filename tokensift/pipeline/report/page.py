@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tokensift.core import jobs
-from tokensift.pipeline import plots
+from tokensift.pipeline.report import plots
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.stages import MARKER
 
@@ -220,8 +220,8 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   names = [n for n in ctx.summaries]
   sums = ctx.summaries
   body = [f"<h1>tokensift pipeline report</h1><p>run directory <code>{html.escape(str(run_dir))}</code></p>"]
-  from tokensift.pipeline import report_evidence
-  body += report_evidence.sections(ctx, out)  # what each method did, against known answers (DESIGN §12)
+  from tokensift.pipeline.report import evidence_sections
+  body += evidence_sections.sections(ctx, out)  # what each method did, against known answers (DESIGN §12)
 
   marks = _markers(run_dir, names)
   rows = [(m["stage"], m["seconds"], m["cpu_seconds"], m["summary"].get("docs_in"), m["summary"].get("docs_out"),
