@@ -1,6 +1,7 @@
 """Detection metrics against known answers (pure functions; DESIGN §12): ROC AUC, precision/recall, the share of
 junk kept at each selection rate, the share of each near-duplicate cluster kept, the perplexity-filtering
-selector (the paper's baseline) and the random one, lines removed by a refinement, and a paired comparison over seeds."""
+selector (the paper's baseline) and the random one, lines removed by a refinement, and a paired comparison over
+seeds."""
 from __future__ import annotations
 
 import difflib
