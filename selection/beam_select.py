@@ -14,7 +14,8 @@ DENSITY (``run_select``), per DESIGN §5:
   inside the bracket (about 6N / quantiles of them) are sorted on one worker to find the exact cutoff.
 
 ASK-LLM (``run_topk``): score records (``{id, score}``) ranked by score descending, id ascending, top
-``k = round-half-up(n * rate / 100)`` per rate; records without a finite score are counted, never ranked.
+``k = keep.keep_count(n, rate)`` per rate (round half up, at least 1); records without a finite score are counted,
+never ranked.
 
 Not in the Beam pipeline (use the single-process command): an ASK-LLM pool inside DENSITY
 (``askllm_fraction``) and Poisson-size inverse propensity (``exact_size=False``), whose constant needs the
@@ -34,8 +35,8 @@ import numpy as np
 
 from tokensift.core import beam_util, storage
 from tokensift.selection import lsh_sketch, samplers
+from tokensift.selection.keep import keep_count
 from tokensift.selection.select_job import SelectConfig
-from tokensift.selection.samplers import k_for_rate
 
 QUANTILES = 10000  # quantile resolution of the top-k bracket: about 6 N / QUANTILES elements reach one worker
 BATCH = 4096  # points per sketch / key batch
@@ -236,7 +237,7 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
     stats = []
     for rate in cfg.rates:
       tag = f"R{variants.rate_tag(rate)}"
-      kept = exact_top(keyed, n, lambda c, r=rate: k_for_rate(c, r), label=f"Top{tag}")
+      kept = exact_top(keyed, n, lambda c, r=rate: keep_count(c, r), label=f"Top{tag}")
       name = f"{cfg.tag}_r{variants.rate_tag(rate)}.txt"
       beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1][1])),
                                     posixpath.join(out, name), label=f"Write{tag}")
@@ -367,7 +368,7 @@ def run_topk(scores: str | os.PathLike, rates: Sequence[float], *, out_dir: str 
     n = keyed | "N" >> beam.combiners.Count.Globally()
     for rate in rates:
       tag = f"R{rate:g}".replace(".", "p")
-      kept = exact_top(keyed, n, lambda c, r=rate: k_for_rate(c, r), label=f"Top{tag}")
+      kept = exact_top(keyed, n, lambda c, r=rate: keep_count(c, r), label=f"Top{tag}")
       path = posixpath.join(out, list_name(rate, method))
       beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1])), path,
                                     label=f"Write{tag}")

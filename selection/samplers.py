@@ -2,7 +2,8 @@
 
 All functions are pure, take ``scores: [n]`` (host arrays) and return int64 indices into them, in selection
 order (top-k: best first; exact inverse propensity: the order the successive sampling drew them; Bernoulli
-inverse propensity and random: as documented per function). Randomness comes from ``numpy.random.Generator``
+inverse propensity and random: as documented per function); the ``k`` for a sampling rate is
+``keep.keep_count(n, rate)`` (one rule for every selector). Randomness comes from ``numpy.random.Generator``
 (PCG64) seeded by ``seed``: the same inputs and seed give the same selection on every machine.
 
 **Keyed by document id** (``sample(..., ids=...)``, what ``tokensift select`` uses): each document's random
@@ -26,32 +27,11 @@ probability proportional to ``1 / score(x)``. Two variants:
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Sequence
 
 import numpy as np
 
 METHODS = ("ips", "topk", "bottomk", "random")
-
-
-def k_for_rate(n: int, rate: float) -> int:
-  """Number of documents kept at ``rate`` percent of ``n`` (round half up). Raises ValueError outside (0, 100]."""
-  if not (isinstance(rate, (int, float)) and 0 < rate <= 100):
-    raise ValueError(f"sampling rate {rate!r} must be a percentage in (0, 100]")
-  return min(n, int(math.floor(n * rate / 100.0 + 0.5)))
-
-
-def num_to_keep(n: int, *, rate: float | None = None, k: int | None = None) -> int:
-  """Sample size from a rate in (0, 1] (rounded to nearest, at least 1 when n > 0) or an explicit k <= n."""
-  if (rate is None) == (k is None):
-    raise ValueError("give exactly one of rate (fraction in (0, 1]) or k (count)")
-  if k is not None:
-    if not (isinstance(k, (int, np.integer)) and 0 <= k <= n):
-      raise ValueError(f"k must be an int in [0, {n}], got {k!r}")
-    return int(k)
-  if not (isinstance(rate, (int, float)) and 0 < rate <= 1):
-    raise ValueError(f"rate must be in (0, 1], got {rate!r}")
-  return min(n, max(1 if n else 0, int(math.floor(rate * n + 0.5))))
 
 
 def _check_scores(scores, *, log: bool = False, positive: bool = False) -> np.ndarray:

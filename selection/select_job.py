@@ -8,7 +8,7 @@ Steps (``select``):
 3. Density of each pool document: exact Gaussian/Laplacian/cosine kernel sums over the pool
    (``density_kernels.log_kernel_sums``) or, above ``exact_limit`` documents (``density="auto"``) or on request,
    RACE sketch scores (``lsh_sketch``). Stored as ``density.parquet`` ``{id, log_density}``.
-4. For each rate ``r`` (percent of ``N``, ``k = floor(N r / 100 + 0.5)``): ``samplers.sample(method, ...)``;
+4. For each rate ``r`` (percent of ``N``; ``k = keep.keep_count(N, r)``): ``samplers.sample(method, ...)``;
    inverse propensity by default. Randomness is keyed by document id (``samplers.id_uniforms``), so the
    selection does not depend on input order or sharding (the Beam pipeline, ``beam_select``, picks the same
    documents); with one seed for every rate the keys are shared, so the exact-size IPS selection at 10% is
@@ -33,6 +33,7 @@ import numpy as np
 from tokensift.core import jobs
 from tokensift.selection import density_kernels as dk
 from tokensift.selection import samplers
+from tokensift.selection.keep import PAPER_RATES, check_rate, keep_count
 
 DENSITY_MODES = ("auto", "exact", "sketch")
 TAGS = {"ips": "density", "topk": "density_top", "bottomk": "density_bottom", "random": "random"}
@@ -47,7 +48,7 @@ class SelectConfig:
   of expected size k.
   """
   method: str = "ips"
-  rates: tuple[float, ...] = (10, 20, 40, 60, 80)
+  rates: tuple[float, ...] = PAPER_RATES
   density: str = "auto"
   kernel: str = "gaussian"
   bandwidth: float | str = dk.DEFAULT_BANDWIDTH
@@ -69,10 +70,9 @@ class SelectConfig:
     if not self.rates:
       raise ValueError("give at least one sampling rate")
     for r in self.rates:
-      if not (isinstance(r, (int, float)) and 0 < r <= 100):
-        raise ValueError(f"sampling rate {r!r} must be a percentage in (0, 100]")
-    if self.askllm_fraction is not None and not 0 < self.askllm_fraction <= 100:
-      raise ValueError(f"askllm_fraction {self.askllm_fraction!r} must be a percentage in (0, 100]")
+      check_rate(r, "sampling rate")
+    if self.askllm_fraction is not None:
+      check_rate(self.askllm_fraction, "askllm_fraction")
     dk.KernelConfig(kernel=self.kernel, bandwidth=self.bandwidth)  # validates both
 
   @property
@@ -123,7 +123,7 @@ def _pool(ids: list[str], cfg: SelectConfig, askllm_scores: str | os.PathLike | 
   pos = {doc_id: i for i, doc_id in enumerate(ids)}
   ranked_emb = [d for d in ranked if d in pos]
   frac = 100.0 if cfg.askllm_fraction is None else cfg.askllm_fraction
-  take = topk.k_for_rate(len(ranked_emb), frac)
+  take = keep_count(len(ranked_emb), frac)
   pool = np.array([pos[d] for d in ranked_emb[:take]], dtype=np.int64)
   info = {"askllm_scored": len(ranked), "askllm_unranked": unranked,
           "askllm_scored_not_embedded": len(ranked) - len(ranked_emb),
@@ -152,7 +152,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
   lists: dict[float, tuple[Path, int]] = {}
   per_rate = {}
   for rate in cfg.rates:
-    k = topk.k_for_rate(n, rate)
+    k = keep_count(n, rate)
     if k > pool.size:
       raise ValueError(f"rate {rate:g}% of {n} documents is {k}, more than the {pool.size} in the candidate pool "
                        f"(askllm_fraction={cfg.askllm_fraction}); lower the rate or raise the fraction")

@@ -2,8 +2,8 @@
 60, 80% of C4), written as id lists; and seqio variants of a base task built from a score file or directory.
 
 Ranking: score descending, ties broken by id ascending (deterministic across shards and runs). ``k`` for a rate
-``r`` percent of ``n`` scored documents is ``floor(n * r / 100 + 0.5)`` (round half up). Records whose score is
-missing or NaN are not ranked; they are counted (``TopK.unranked``), never silently dropped.
+``r`` percent of ``n`` scored documents is ``keep.keep_count(n, r)`` (round half up, at least 1). Records whose
+score is missing or NaN are not ranked; they are counted (``TopK.unranked``), never silently dropped.
 """
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from tokensift.core import jobs
 from tokensift.selection import variants
-from tokensift.selection.samplers import k_for_rate  # noqa: F401  (public here too: one rounding rule)
-
-PAPER_RATES = (10, 20, 40, 60, 80)
+from tokensift.selection.keep import PAPER_RATES, keep_count
 SCORE_JOB = "score"
 
 
@@ -71,7 +69,7 @@ def rank(records: Iterable[Mapping[str, Any]], key: str = "score",
 def top_k(records: Iterable[Mapping[str, Any]], rate: float, key: str = "score") -> TopK:
   """The top ``rate`` percent of the ranked records by ``key``."""
   ids, unranked = rank(records, key)
-  return TopK(ids[:k_for_rate(len(ids), rate)], len(ids), unranked)
+  return TopK(ids[:keep_count(len(ids), rate)], len(ids), unranked)
 
 
 def list_name(rate: float, method: str = "askllm") -> str:
@@ -93,7 +91,7 @@ def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_R
   out = out_dir
   written = {}
   for rate in rates:
-    k = k_for_rate(len(ids), rate)
+    k = keep_count(len(ids), rate)
     written[rate] = (variants.write_id_list(out / list_name(rate, method), ids[:k]), k, len(ids))
   return written
 

@@ -94,7 +94,8 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
   assert one["runs"]["clm_random"]["what"] == "a random 50% of the refined pool"
   assert one["settings"]["workers"] == 1 and one["settings"]["vocabulary"] == "chars"
   # what the printed table and the report say about it
-  from tokensift.pipeline import evidence, report_ablations
+  from tokensift.pipeline import evidence
+  from tokensift.pipeline.report import ablation_sections as report_ablations
   table = evidence.ablation_table(one)
   assert [r["final_by_seed"] for r in table["rows"]] == [r["final_val_ce"] for r in one["runs"].values()]
   text = evidence.format_evidence(None, table)

@@ -8,15 +8,6 @@ from tokensift.core import docs, jobs
 from tokensift.selection import topk, variants
 
 
-def test_k_for_rate():
-  assert [topk.k_for_rate(1000, r) for r in topk.PAPER_RATES] == [100, 200, 400, 600, 800]
-  assert topk.k_for_rate(7, 50) == 4 and topk.k_for_rate(7, 10) == 1 and topk.k_for_rate(3, 10) == 0
-  assert topk.k_for_rate(5, 100) == 5
-  for bad in (0, -5, 101, float("nan")):
-    with pytest.raises(ValueError, match="percentage"):
-      topk.k_for_rate(10, bad)
-
-
 def test_rank_ties_nan_and_duplicates():
   recs = [{"id": "b", "score": 0.5}, {"id": "a", "score": 0.5}, {"id": "c", "score": 0.9},
           {"id": "d", "score": float("nan")}, {"id": "e"}, {"id": "f", "score": 0.1}]

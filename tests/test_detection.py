@@ -60,7 +60,7 @@ def test_perplexity_selector_matches_numpy(mode, rate):
   np.testing.assert_allclose(log_ppl, [np.mean(x) for x in losses])
   log_ppl[3] = log_ppl[4]  # a tie: broken by index
   got = det.perplexity_select(log_ppl, rate, mode)
-  k = max(1, round(41 * rate / 100))
+  k = {10.0: 4, 33.0: 14, 50.0: 21, 100.0: 41}[rate]  # 41 documents: 4.1, 13.53, 20.5 (half up: 21), 41
   order = np.argsort(log_ppl, kind="stable")
   start = {"low": 0, "middle": (41 - k) // 2, "high": 41 - k}[mode]
   np.testing.assert_array_equal(got, np.sort(order[start:start + k]))

@@ -152,3 +152,16 @@ def test_progress_moves_per_document_inside_a_piece(tmp_path):
   assert seen_mid_piece[5:] == [12, 14, 16, 18, 20]
   assert jobs.read_records(jobs.shard_files(tmp_path, "p")[0])[0]["out"] == "TEXT 0"
   jobs.advance(3)  # outside a job: a no-op
+
+
+def test_read_records_is_the_json_lines_reader(tmp_path, data_dir):
+  """Any JSON-lines file (the OpenWebMath sample; one with blank lines), and a missing one with ``missing_ok``."""
+  src = data_dir / "openwebmath" / "owm-sample-878.jsonl"
+  recs = jobs.read_records(src)
+  assert len(recs) == 878 and recs[0]["url"].startswith("http") and isinstance(recs[0]["text"], str)
+  spaced = tmp_path / "spaced.jsonl"
+  spaced.write_text("\n\n".join(src.read_text(encoding="utf-8").splitlines()[:5]) + "\n \n", encoding="utf-8")
+  assert jobs.read_records(spaced) == recs[:5]
+  assert jobs.read_records(tmp_path / "missing.jsonl", missing_ok=True) == []
+  with pytest.raises(FileNotFoundError):
+    jobs.read_records(tmp_path / "missing.jsonl")

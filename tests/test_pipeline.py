@@ -14,7 +14,7 @@ from tokensift.models import llama
 from tokensift.pipeline import config as pc
 from tokensift.pipeline import run, stages
 from tokensift.refine import refiner_training as rt
-from tokensift.selection.topk import k_for_rate
+from tokensift.selection.keep import keep_count
 from tokensift.selection.variants import read_id_list
 from tokensift.core import hf_tokenizer
 
@@ -75,7 +75,7 @@ def test_document_counts_agree_across_stages(finished):
     assert s[name]["docs_in"] == len(kept) == s[name]["docs_out"], name
   assert s["density"]["docs_out"] == s["embed"]["docs_out"]
   chosen = read_id_list(run_dir / "select" / s["select"]["id_list"])
-  assert len(chosen) == s["select"]["docs_out"] == k_for_rate(len(kept), 50.0)
+  assert len(chosen) == s["select"]["docs_out"] == keep_count(len(kept), 50.0)
   assert set(chosen) <= {str(r["id"]) for r in kept}
   assert s["reference_losses"]["train"]["records"] == len(chosen)
   assert s["reference_losses"]["validation"]["records"] == 8

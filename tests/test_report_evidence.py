@@ -1,7 +1,7 @@
 """The report's reading sentences say what their numbers say (hand-made detection figures)."""
-from tokensift.pipeline import report_ablations as ra
-from tokensift.pipeline import report_evidence as re_
-from tokensift.pipeline import report_text as rt
+from tokensift.pipeline.report import ablation_sections as ra
+from tokensift.pipeline.report import evidence_sections as re_
+from tokensift.pipeline.report import text as rt
 
 
 def test_askllm_sentence_names_the_kinds_it_prefers_and_the_yes_no_mass():

@@ -112,7 +112,6 @@ def test_top_bottom_random_and_dispatch():
   assert S.sample("topk", s, 1).tolist() == [3]
   assert S.sample("bottomk", s, 1).tolist() == [4]
   assert len(S.sample("ips", s, 2, seed=0)) == 2
-  assert S.num_to_keep(1000, rate=0.2) == 200 and S.num_to_keep(3, rate=0.01) == 1 and S.num_to_keep(9, k=4) == 4
 
 
 def test_errors_name_the_problem():
@@ -122,8 +121,6 @@ def test_errors_name_the_problem():
     S.inverse_propensity_sample([0.0, 1.0], 1)
   with pytest.raises(ValueError, match=r"k must be an int in \[0, 2\], got 3"):
     S.top_k([1.0, 2.0], 3)
-  with pytest.raises(ValueError, match="rate must be in"):
-    S.num_to_keep(10, rate=1.5)
   with pytest.raises(ValueError, match="unknown sampling method 'foo'"):
     S.sample("foo", [1.0], 1)
 

@@ -38,8 +38,12 @@ def _jsonl_bytes(records: Iterable[Record]) -> bytes:
   return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
-def read_records(path) -> list[Record]:
-  """Records of a job output file (``.jsonl`` or ``.parquet``; local path or URL)."""
+def read_records(path, *, missing_ok: bool = False) -> list[Record]:
+  """Records of a job output file or any JSON-lines file (``.jsonl`` or ``.parquet``; local path or URL): the
+  project's one reader of JSON lines (blank lines skipped). ``missing_ok``: ``[]`` for a path that does not exist
+  (else FileNotFoundError)."""
+  if missing_ok and not storage.exists(str(path)):
+    return []
   return list(iter_records(path))
 
 

@@ -3,5 +3,5 @@ reference losses -> train SLM/CLM -> evaluate -> report), one resumable stage pe
 
 Modules: ``config`` (frozen dataclasses bound from gin), ``stages`` (the resumable stage runner: markers,
 timings, documents in/out), ``corpus_stages`` / ``lm_stages`` (the default stage implementations), ``run``
-(``run_pipeline``). Importing this package imports nothing heavy.
+(``run_pipeline``), ``report`` (the HTML report subpackage). Importing this package imports nothing heavy.
 """

@@ -14,6 +14,12 @@ from tokensift.pipeline.config import PipelineConfig
 Rows = Callable[[docs.ShardSpec], Iterator[docs.Document | docs.Skip]]  # shard -> that shard's rows
 
 
+def llama_cache_key(checkpoint: str | Path) -> str:
+  """The ``Context.cache`` key of a loaded Llama-family model ``(module, params, vocab_size)``: one per checkpoint
+  path, so the score stage's SmolLM2 (ASK-LLM) is reused by ``Context.reference_model`` for the reference losses."""
+  return f"llama:{checkpoint}"
+
+
 @dataclasses.dataclass
 class Context:
   config: PipelineConfig
@@ -60,11 +66,10 @@ class Context:
     ``known_answer.enabled``, else the real sample itself."""
     if not self.config.known_answer.enabled:
       return self.source_rows()
-    from tokensift.pipeline.known_answer import read_jsonl
     path = self.dir("corpus") / "corpus.jsonl"
     if not path.exists():
       raise FileNotFoundError(f"the known-answer corpus {str(path)!r} is missing: run the 'corpus' stage first")
-    rows = read_jsonl(path)
+    rows = jobs.read_records(path)
     return jobs.in_memory_rows([docs.Document(r["id"], r["text"]) for r in rows]), len(rows)
 
   def refined_records(self, stage: str = "refine") -> list[dict[str, Any]]:
@@ -104,10 +109,9 @@ class Context:
     from tokensift.core import paths
     model = self.config.reference.model
     path = str(paths.smollm2_gguf() if model == "smollm2" else Path(model).expanduser().resolve())
-    shared = self.cache.get("llama:" + path)
-    if shared is not None:
-      return shared
-    from tokensift.models.llama_loaders import load_llama
-    loaded = load_llama(path, dtype=self.config.reference.dtype)
-    self.cache["llama:" + path] = (loaded.module, loaded.params, loaded.config.vocab_size)
-    return self.cache["llama:" + path]
+    key = llama_cache_key(path)
+    if key not in self.cache:
+      from tokensift.models.llama_loaders import load_llama
+      loaded = load_llama(path, dtype=self.config.reference.dtype)
+      self.cache[key] = (loaded.module, loaded.params, loaded.config.vocab_size)
+    return self.cache[key]

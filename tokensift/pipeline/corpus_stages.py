@@ -10,7 +10,7 @@ from typing import Any
 
 from tokensift.core import jobs
 from tokensift.pipeline.config import as_json
-from tokensift.pipeline.context import Context
+from tokensift.pipeline.context import Context, llama_cache_key
 from tokensift.pipeline.stages import Stage
 
 
@@ -139,7 +139,7 @@ def _score(ctx: Context, out: Path) -> dict[str, Any]:
   cfg = s.job
   scorer = score_job.build_scorer(cfg)
   if score_job.detect_architecture(cfg.resolved_model()) == "decoder_only":  # reused for reference losses
-    ctx.cache["llama:" + cfg.resolved_model()] = (scorer.module, scorer.params, scorer.module.config.vocab_size)
+    ctx.cache[llama_cache_key(cfg.resolved_model())] = (scorer.module, scorer.params, scorer.module.config.vocab_size)
   n, tokens = _refined_input(ctx)
   res = score_job.run_score_job(cfg, ctx.refined_rows(), str(out), input_desc=f"pipeline refine stage {ctx.prefix}",
                                 piece_size=s.piece_size, progress=ctx.progress, total=n, scorer=scorer)

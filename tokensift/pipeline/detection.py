@@ -1,6 +1,7 @@
 """Detection metrics against known answers (pure functions; DESIGN §12): ROC AUC, precision/recall, the share of
 junk kept at each selection rate, the share of each near-duplicate cluster kept, the perplexity-filtering
-selector (the paper's baseline), lines removed by a refinement, and a paired comparison over seeds."""
+selector (the paper's baseline) and the random one, lines removed by a refinement, and a paired comparison over
+seeds."""
 from __future__ import annotations
 
 import difflib
@@ -8,6 +9,8 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+
+from tokensift.selection.keep import keep_count
 
 PERPLEXITY_MODES = ("low", "middle", "high")
 
@@ -34,15 +37,15 @@ def precision_recall(predicted: Sequence[bool], truth: Sequence[bool]) -> dict[s
   return {"tp": tp, "fp": fp, "fn": fn, "precision": prec, "recall": rec, "f1": f1}
 
 
-def keep_count(n: int, rate: float) -> int:
-  """Documents kept at ``rate`` percent of ``n`` (rounded, at least 1 when n > 0)."""
-  if not 0 < rate <= 100:
-    raise ValueError(f"rate={rate} must be in (0, 100]")
-  return min(n, max(1 if n else 0, round(n * rate / 100.0)))
+def random_select(n: int, rate: float, seed: int = 0) -> np.ndarray:
+  """The random baseline: indices (ascending) of ``keep_count(n, rate)`` of ``range(n)`` drawn uniformly without
+  replacement (``samplers.random_sample``, seeded)."""
+  from tokensift.selection import samplers
+  return np.sort(samplers.random_sample(n, keep_count(n, rate), seed=seed))
 
 
 def perplexity_select(log_ppl: Sequence[float], rate: float, mode: str) -> np.ndarray:
-  """The perplexity-filtering baseline: indices (ascending) of the ``rate`` percent of documents with the
+  """The perplexity-filtering baseline: indices (ascending) of the ``keep_count(n, rate)`` documents with the
   lowest, middle or highest perplexity (``mode``); ties broken by index. ``log_ppl``: [n] mean token loss."""
   import jax.numpy as jnp
   if mode not in PERPLEXITY_MODES:
@@ -62,7 +65,8 @@ def doc_log_perplexity(token_losses: Sequence[Sequence[float]]) -> np.ndarray:
 
 def kept_share_by_rate(scores: Sequence[float], is_junk: Sequence[bool], rates: Sequence[float]
                        ) -> list[dict[str, Any]]:
-  """Top-k by ``scores`` (highest kept) at each rate: share of junk and of clean documents kept."""
+  """Top-``keep_count(n, rate)`` by ``scores`` (highest kept) at each rate: share of junk and of clean documents
+  kept."""
   s, j = np.asarray(scores, np.float64), np.asarray(is_junk, bool)
   order = np.lexsort((np.arange(s.size), -s))
   out = []

@@ -9,10 +9,10 @@ import numpy as np
 
 from tokensift.core import jobs
 from tokensift.pipeline import detection as det
-from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline.context import Context
+from tokensift.selection.keep import PAPER_RATES, keep_count
 
-RATES = (10.0, 20.0, 40.0, 60.0, 80.0)  # the paper's sampling rates
+RATES = tuple(float(r) for r in PAPER_RATES)
 IPS_DRAWS = 50  # inverse-propensity samples averaged for DENSITY's expected cluster share
 
 
@@ -20,7 +20,7 @@ def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
   """(source, id) -> the perplexity stage's row (read once per run)."""
   if "token_losses" not in ctx.cache:
     ctx.cache["token_losses"] = {(r["source"], r["id"]): r
-                                 for r in ka.read_jsonl(ctx.dir("perplexity") / "token_losses.jsonl")}
+                                 for r in jobs.read_records(ctx.dir("perplexity") / "token_losses.jsonl")}
   return ctx.cache["token_losses"]
 
 
@@ -81,10 +81,10 @@ def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]
   tl = token_losses(ctx)
   raw_ids = [i for (s, i) in tl if s == "raw"]
   pool, log_ppl = pool_perplexity(ctx)
-  k = det.keep_count(len(pool), a.rate)
+  k = keep_count(len(pool), a.rate)
   sc, dens = scores(ctx), log_density(ctx)
   ids = {"contaminated": raw_ids, "refined_pool": pool,
-         "random": [pool[i] for i in sorted(samplers.random_sample(len(pool), k, seed=seed))],
+         "random": [pool[i] for i in det.random_select(len(pool), a.rate, seed)],
          "askllm": [pool[i] for i in sorted(samplers.top_k(np.asarray([sc[i] for i in pool]), k))],
          "perplexity": [pool[i] for i in det.perplexity_select(log_ppl, a.rate, a.perplexity_mode)],
          "density": [pool[i] for i in sorted(samplers.inverse_propensity_sample(
@@ -165,7 +165,6 @@ def perplexity_by_junk_kind(log_ppl: np.ndarray, junk_kind: list[str | None], ra
 
 def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   """ASK-LLM vs perplexity filtering (low/middle/high) vs random on the refined pool: junk kept per rate."""
-  from tokensift.selection import samplers
   pool, log_ppl = scored_pool_perplexity(ctx)
   sc = scores(ctx)
   junk = np.asarray([labels[i]["kind"] == "junk" for i in pool])
@@ -185,7 +184,7 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
   rows = []
   for r in RATES:
     kept = np.zeros(len(pool), bool)
-    kept[samplers.random_sample(len(pool), det.keep_count(len(pool), r), seed=ctx.config.selection.seed)] = True
+    kept[det.random_select(len(pool), r, ctx.config.selection.seed)] = True
     rows.append({"rate": r, "junk_kept": float(kept[junk].mean()) if junk.any() else None,
                  "clean_kept": float(kept[~junk].mean())})
   out["random"] = {"by_rate": rows}
@@ -217,7 +216,7 @@ def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   dens = log_density(ctx)
   ids = list(dens)
   cluster = [labels[i]["cluster"] for i in ids]
-  k = det.keep_count(len(ids), ctx.config.ablation.rate)
+  k = keep_count(len(ids), ctx.config.ablation.rate)
   x = np.asarray([dens[i] for i in ids])
   ips, rnd = [], []
   for s in range(IPS_DRAWS):

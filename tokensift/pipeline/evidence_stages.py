@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from tokensift.core import docs
+from tokensift.core import docs, jobs
 from tokensift.pipeline import known_answer as ka
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.context import Context
@@ -38,7 +38,7 @@ def _corpus(ctx: Context, out: Path) -> dict[str, Any]:
 def _labels(ctx: Context) -> dict[str, dict[str, Any]]:
   if "labels" not in ctx.cache:
     path = ctx.dir("corpus") / "labels.jsonl"
-    ctx.cache["labels"] = {r["id"]: r for r in ka.read_jsonl(path)} if path.exists() else {}
+    ctx.cache["labels"] = {r["id"]: r for r in jobs.read_records(path, missing_ok=True)}
   return ctx.cache["labels"]
 
 
@@ -61,7 +61,6 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
   every refined document whose text changed (the held-out documents need none: see ``validation_rows``)."""
   import json
 
-  from tokensift.core import jobs
   from tokensift.rho1 import reference_losses as rl
   from tokensift.tasks import vocabularies
   limit = ctx.config.ablation.doc_tokens
@@ -115,7 +114,6 @@ def _ablations_config(ctx: Context) -> dict[str, Any]:
 def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
-  from tokensift.core import jobs
   from tokensift.pipeline import ablations, evidence
   ids, rows = evidence.data_sets(ctx)
   val = validation_rows(ctx)
@@ -144,7 +142,6 @@ def _detection_config(ctx: Context) -> dict[str, Any]:
 def _detection(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
-  from tokensift.core import jobs
   from tokensift.pipeline import evidence
   labels = _labels(ctx)
   res: dict[str, Any] = {"corpus": ka.summarize(list(labels.values()))}

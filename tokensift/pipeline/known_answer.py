@@ -295,11 +295,6 @@ def write_corpus(out_dir: str | Path, documents: Sequence[dict], labels: Sequenc
   return paths
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def summarize(labels: Sequence[dict]) -> dict[str, Any]:
   """Counts of each corruption (for the stage summary and the report)."""
   kinds: dict[str, int] = {}

@@ -18,8 +18,8 @@ def _report_config(ctx: Context) -> dict[str, Any]:
 
 
 def _report(ctx: Context, out: Path) -> dict[str, Any]:
-  from tokensift.pipeline import report
-  path = report.write_report(ctx, out)
+  from tokensift.pipeline.report.page import write_report
+  path = write_report(ctx, out)
   images = sorted(p.name for p in out.glob("*.png"))
   return {"html": path.name, "images": images, "docs_in": None, "docs_out": None}
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from tokensift.pipeline import plots
-from tokensift.pipeline import report_text as rt
+from tokensift.pipeline.report import plots
+from tokensift.pipeline.report import text as rt
 
 
 def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
@@ -48,7 +48,7 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.suptitle(f"Validation cross-entropy on clean held-out text\nmean (line) ± sd (band) over "
                f"{table['rows'][0]['seeds']} seeds; dashed = SLM")
-  img = rt.save(fig, out / "ev_ablation_curves.png")
+  img = plots.save(fig, out / "ev_ablation_curves.png")
   rows = "".join(f"<tr><td>{html.escape(r['run'])}</td><td style='text-align:left'>{html.escape(r['what'])}</td>"
                  f"<td>{r['docs']}</td>"
                  f"<td>{r['tokens']:,}</td><td>{r['final_mean']:.3f} ± {r['final_sd']:.3f}</td>"

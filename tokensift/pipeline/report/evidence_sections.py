@@ -1,5 +1,5 @@
 """The report's lead sections (DESIGN §12): what the known-answer corpus holds and one plot and one sentence per
-method computed from the detection figures; then the seeded ablations (``report_ablations``). Every sentence is
+method computed from the detection figures; then the seeded ablations (``ablation_sections``). Every sentence is
 built from the numbers it sits next to."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from tokensift.pipeline import known_answer as ka
-from tokensift.pipeline import plots
-from tokensift.pipeline import report_ablations
-from tokensift.pipeline import report_text as rt
+from tokensift.core import jobs
+from tokensift.pipeline.report import ablation_sections, plots
+from tokensift.pipeline.report import text as rt
+from tokensift.selection.keep import keep_count
 
 
 def corpus_html(det: dict[str, Any], profile: str) -> str:
@@ -69,7 +69,7 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylabel("precision / recall (1 = perfect)")
   ax.set_title("ProX against the labels")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = rt.save(fig, out / "ev_prox.png")
+  img = plots.save(fig, out / "ev_prox.png")
   sents = []
   for k, name in who:
     d = det[k]
@@ -119,7 +119,7 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylim(-4, 104)
   ax.set_title(f"Junk kept by each selector ({sel['junk_docs']} junk of {sel['docs']} scored documents)")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves cross everywhere
-  img = rt.save(fig, out / "ev_selection.png")
+  img = plots.save(fig, out / "ev_selection.png")
   a = sel["askllm"]
   at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in SELECTORS}
   sent = (f"{rt.count(sel['junk_docs'], 'junk document')} survived refinement and were scored with the "
@@ -260,7 +260,7 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
   ax.set_xlabel("ASK-LLM P(yes)")
   ax.set_ylabel("DENSITY log kernel sum\n(higher = more similar documents)")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = rt.save(fig, out / "ev_scatter.png")
+  img = plots.save(fig, out / "ev_scatter.png")
   counts = ", ".join(f"{int((selected & (kinds == k)).sum())} of {int((kinds == k).sum())} {name}"
                      for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
   sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
@@ -290,7 +290,7 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylabel("% of the cluster's\ndocuments kept")
   ax.set_title(f"Near-duplicate clusters kept at a {d['rate']:.0f}% rate")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = rt.save(fig, out / "ev_density.png")
+  img = plots.save(fig, out / "ev_density.png")
   from tokensift.pipeline.evidence import IPS_DRAWS
   ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
   verdict = ("fewer near-duplicates, as intended" if ips < rnd - 0.05 else "no clear difference" if ips <= rnd + 0.05
@@ -328,7 +328,7 @@ def slm_html(det: dict[str, Any], out: Path) -> str:
   ax.set_ylim(0, 100)
   ax.set_title("Rho-1 SLM on the contaminated pool")
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  img = rt.save(fig, out / "ev_slm.png")
+  img = plots.save(fig, out / "ev_slm.png")
   first, last = s["curve"][0], s["curve"][-1]
   prev = s["curve"][-2]["step"] if len(s["curve"]) > 1 else 0
   sent = (f"The SLM loss trains on the {s['ratio']:.0%} of {u} in each batch with the largest excess loss over "
@@ -350,13 +350,13 @@ def sections(ctx, out: Path) -> list[str]:
   body: list[str] = []
   det = json.loads(det_path.read_text()) if det_path.exists() else None
   if det:
-    texts = {r["id"]: r["text"] for r in ka.read_jsonl(ctx.dir("corpus") / "corpus.jsonl")}
+    texts = {r["id"]: r["text"] for r in jobs.read_records(ctx.dir("corpus") / "corpus.jsonl")}
     for ex in det["selection"].get("examples", {}).values():
       for side in ex.values():
         for r in side:
           r["snippet"] = " ".join(texts.get(r["id"], "").split())[:160]
     from tokensift.pipeline import evidence
-    labels = {r["id"]: r for r in ka.read_jsonl(ctx.dir("corpus") / "labels.jsonl")}
+    labels = {r["id"]: r for r in jobs.read_records(ctx.dir("corpus") / "labels.jsonl")}
     pool, log_ppl = evidence.scored_pool_perplexity(ctx)  # the pool and order the perplexity filters ranked
     det["selection"]["perplexity_by_kind"] = evidence.perplexity_by_junk_kind(
         log_ppl, [labels[i]["junk_kind"] if labels[i]["kind"] == "junk" else None for i in pool],
@@ -367,7 +367,7 @@ def sections(ctx, out: Path) -> list[str]:
   if abl_path.exists():
     from tokensift.pipeline import evidence
     abl = json.loads(abl_path.read_text())
-    body.append(report_ablations.ablation_html(abl, evidence.ablation_table(abl), out))
+    body.append(ablation_sections.ablation_html(abl, evidence.ablation_table(abl), out))
   return body
 
 
@@ -376,10 +376,10 @@ def _scatter(ctx, out: Path) -> str:
   from tokensift.pipeline.corpus_stages import selected_ids
   sc, dens = evidence.scores(ctx), evidence.log_density(ctx)
   ids = [i for i in sc if i in dens]
-  labels = {r["id"]: r for r in ka.read_jsonl(ctx.dir("corpus") / "labels.jsonl")}
+  labels = {r["id"]: r for r in jobs.read_records(ctx.dir("corpus") / "labels.jsonl")}
   chosen = set(selected_ids(ctx))
   s = np.asarray([sc[i] for i in ids])
   frac = ctx.config.selection.askllm_fraction
-  thr = float(np.sort(s)[::-1][max(0, round(len(s) * frac / 100) - 1)]) if frac else None
+  thr = float(np.sort(s)[::-1][max(0, keep_count(len(s), frac) - 1)]) if frac else None
   return scatter_html(ids, s, np.asarray([dens[i] for i in ids]), np.asarray([i in chosen for i in ids]), thr,
                       labels, out)

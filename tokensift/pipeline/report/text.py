@@ -1,14 +1,6 @@
 """Words and figures for the report's sentences: shares, counts with their nouns, lists, numbers, images."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from tokensift.pipeline import plots
-
-
-def save(fig, path: Path) -> str:
-  return plots.save(fig, path, dpi=100)
-
 
 def pct(x: float | None) -> str:
   """A share as a whole percentage; a nonzero share that rounds to 0% (or short of 1 that rounds to 100%) reads

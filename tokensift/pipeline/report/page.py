@@ -19,13 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from tokensift.core import jobs
-from tokensift.pipeline import plots
+from tokensift.pipeline.report import plots
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.stages import MARKER
-
-
-def _save(fig, path: Path) -> str:
-  return plots.save(fig, path, dpi=110)
 
 
 def _markers(run_dir: Path, names: Sequence[str]) -> list[dict[str, Any]]:
@@ -83,7 +79,7 @@ def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
     ax.set_ylim(0, 1.1 * max(vals + [1]))  # room for the counts above the bars
     for b, v in zip(bars, vals):
       ax.annotate(f"{v:,}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected: np.ndarray | None = None) -> str:
@@ -97,7 +93,7 @@ def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected:
   ax.set_title(title)
   ax.set_xlabel(xlabel)
   ax.set_ylabel("documents")
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 def plot_scatter(score: np.ndarray, dens: np.ndarray, selected: np.ndarray, path: Path) -> str:
@@ -109,7 +105,7 @@ def plot_scatter(score: np.ndarray, dens: np.ndarray, selected: np.ndarray, path
   ax.set_ylabel("ASK-LLM P(yes)")
   ax.set_title("density vs ASK-LLM score")
   ax.legend(loc="best")
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 def plot_curves(runs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> str | None:
@@ -131,7 +127,7 @@ def plot_curves(runs: dict[str, tuple[list[dict], list[dict]]], path: Path) -> s
     ax.set_xlabel("step")
     ax.set_ylabel("nats / token")
     ax.legend(loc="best")
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 def plot_refiner_loss(records: list[dict], path: Path) -> str | None:
@@ -144,7 +140,7 @@ def plot_refiner_loss(records: list[dict], path: Path) -> str | None:
   ax.set_xlabel("step")
   ax.set_ylabel("CE on program tokens\n(nats per token)")
   ax.set_title("refiner SFT")
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------- pieces
@@ -206,10 +202,6 @@ def _records(run_dir: Path, stage: str, job: str) -> list[dict[str, Any]]:
   return [r for f in files for r in jobs.read_records(f)]
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-  return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-
-
 # ------------------------------------------------------------------------------------------------- page
 
 CSS = """body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}
@@ -228,8 +220,8 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   names = [n for n in ctx.summaries]
   sums = ctx.summaries
   body = [f"<h1>tokensift pipeline report</h1><p>run directory <code>{html.escape(str(run_dir))}</code></p>"]
-  from tokensift.pipeline import report_evidence
-  body += report_evidence.sections(ctx, out)  # what each method did, against known answers (DESIGN §12)
+  from tokensift.pipeline.report import evidence_sections
+  body += evidence_sections.sections(ctx, out)  # what each method did, against known answers (DESIGN §12)
 
   marks = _markers(run_dir, names)
   rows = [(m["stage"], m["seconds"], m["cpu_seconds"], m["summary"].get("docs_in"), m["summary"].get("docs_out"),
@@ -247,7 +239,8 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   if "refiner_eval" in sums:
     ev = sums["refiner_eval"]
     body.append("<h2>ProX refining model</h2>")
-    curve = plot_refiner_loss(_jsonl(run_dir / "refiner_train" / "train" / "metrics.jsonl"), out / "refiner_sft.png")
+    curve = plot_refiner_loss(jobs.read_records(run_dir / "refiner_train" / "train" / "metrics.jsonl",
+                                                     missing_ok=True), out / "refiner_sft.png")
     tr = sums.get("refiner_train", {})
     body.append(f"<p>SFT of a {tr.get('params', 0):,}-parameter Llama-family decoder on {tr.get('doc_pairs')} "
                 f"doc-level and {tr.get('chunk_pairs')} chunk-level pairs written by the rule programmer "
@@ -314,7 +307,7 @@ def write_report(ctx, out_dir: str | Path) -> Path:
     curves = {}
     for run in ctx.config.lm.runs:
       d = run_dir / "train" / run
-      recs = _jsonl(d / "metrics.jsonl")
+      recs = jobs.read_records(d / "metrics.jsonl", missing_ok=True)
       curves[run] = ([r for r in recs if r["split"] == "train"], [r for r in recs if r["split"] == "eval"])
     img = plot_curves(curves, out / "curves.png")
     body.append("<h2>Training and validation: SLM vs CLM vs the whole refined pool</h2>")
