@@ -10,11 +10,12 @@ said otherwise):
   other rows' fractions divide by.
 - ``askllm_llama``, ``askllm_t5``: ASK-LLM docs/s, tokensift's scorer (``selection.askllm_scorer``, bf16) against
   HF transformers (torch, bf16, the same weights copied across, batches of the same size in input order padded
-  to the longest, one forward: ``model(ids, attention_mask).logits``) on the same prompt ids; C4 documents long
-  enough to fill ``--length`` prompt tokens (512). Scorers: TinyLlama-1.1B's shape (gin_configs/models/
-  llama_1b.gin, with the C4 SentencePiece vocabulary of 32768 that tokenizes the prompts) and FLAN-T5-Large's
-  (vocabulary 32768 for the same reason). The fraction is the scorer's model FLOP/s (``flops.py``) over the
-  matmul's; the note gives tokensift's docs/s with prompt building (tokenization, truncation) included.
+  to the longest, one forward: ``model(ids, attention_mask).logits``) on the same prompt ids: those of the C4
+  documents long enough to fill the 512-token context. Scorers: TinyLlama-1.1B's shape
+  (gin_configs/models/llama_1b.gin, with the C4 SentencePiece vocabulary of 32768 that tokenizes the prompts)
+  and FLAN-T5-Large's (vocabulary 32768 for the same reason). The fraction is the scorer's model FLOP/s
+  (``flops.py``) over the matmul's; the note gives tokensift's docs/s with prompt building (tokenization,
+  truncation) included.
 - ``kernel_sums``: DENSITY's exact Gaussian kernel sums (``selection.density_kernels.kernel_sums(x, x)``, the
   general path, ``2 N^2 d`` FLOPs) against a plain jitted float32 ``x @ x.T`` of the same shape.
 - ``slm_step``: the embedded trainer's (``trainer.steps.Steps``) Rho-1 SLM train step over its plain
@@ -25,7 +26,7 @@ said otherwise):
 - ``embed``: the embed job's ``Embedder`` (``selection.embed_job``) with all-MiniLM-L6-v2's shape (random
   weights written as an HF checkpoint with MiniLM's tokenizer), docs/s on C4 documents (tokenization included).
 
-  python benchmarks/device/bench.py [--smoke] [--json out.json] [--deadline_s 450]
+  python benchmarks/device/bench.py [--smoke] [--json out.json] [--deadline_s 450] [--only ROW ...]
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ FULL = Profile(
     train_gin=("gin_configs/models/llama_1b.gin",), train_batch=4, train_length=2048,
     embed_overrides={}, embed_docs=4096,
     budget_s=6.0, deadline_s=450.0,
-    estimate_s=dict(matmul=5, kernel_sums=20, askllm_llama=70, askllm_t5=70, embed=30, slm_step=150))
+    estimate_s=dict(matmul=5, askllm_llama=70, askllm_t5=70, kernel_sums=20, slm_step=200, embed=30))
 
 SMOKE = Profile(
     name="smoke", matmul=256, texts=100, length=128, docs=16, rows=8,
@@ -327,8 +328,9 @@ def row_embed(p: Profile, ctx: dict) -> Row:
                   f"{tokens / median(times):,.0f} tokens/s, tokenization included; first call {compile_s:.0f} s")
 
 
-ROWS = [("matmul", row_matmul), ("kernel_sums", row_kernel_sums), ("askllm_llama", row_askllm_llama),
-        ("askllm_t5", row_askllm_t5), ("embed", row_embed), ("slm_step", rows_slm_trainer)]
+# In order of priority: a row that would end after the deadline is skipped, so the cheap embed row goes last.
+ROWS = [("matmul", row_matmul), ("askllm_llama", row_askllm_llama), ("askllm_t5", row_askllm_t5),
+        ("kernel_sums", row_kernel_sums), ("slm_step", rows_slm_trainer), ("embed", row_embed)]
 
 
 # -------------------------------------------------------------------------------------------------- output
@@ -350,6 +352,17 @@ def render(rows: list[Row], header: str) -> str:
   out.append("ratio: tokensift / peer (slm_step: SLM / CE step time); roofline: model FLOP/s over the bf16 matmul "
              "row's (trainer: MFU)")
   return "\n".join(out)
+
+
+def write_json(path: str | None, profile: Profile, header: str, rows: list[Row], total: float) -> dict:
+  """The run as a dict (written to ``path`` when given): profile, header, seconds, whether TensorFlow or seqio
+  got imported, the rows."""
+  result = {"profile": profile.name, "header": header, "total_s": total,
+            "tensorflow_imported": sys.modules.get("tensorflow") is not None,
+            "seqio_imported": sys.modules.get("seqio") is not None, "rows": [dataclasses.asdict(r) for r in rows]}
+  if path:
+    Path(path).write_text(json.dumps(result, indent=1))
+  return result
 
 
 def main(argv=None) -> int:
@@ -409,16 +422,13 @@ def main(argv=None) -> int:
       print(f"[{r.key}] {_fmt(r.ours)} {r.unit}  peer {_fmt(r.peer)}  ratio {_fmt(r.ratio, '.2f')}  roofline "
             f"{_fmt(r.fraction, '.2f')}  ({r.seconds:.0f} s)", flush=True)
     rows += got
-  tf_imported = sys.modules.get("tensorflow") is not None
-  seqio_imported = sys.modules.get("seqio") is not None
+    if args.json:  # after every row: a run stopped at its time limit keeps the rows it finished
+      write_json(args.json, profile, header, rows, time.perf_counter() - start)
   total = time.perf_counter() - start
+  result = write_json(args.json, profile, header, rows, total)
   print()
-  print(render(rows, f"{header}; total {total:.0f} s; tensorflow imported: {tf_imported}, seqio imported: "
-                     f"{seqio_imported}"))
-  if args.json:
-    Path(args.json).write_text(json.dumps({
-        "profile": profile.name, "header": header, "total_s": total, "tensorflow_imported": tf_imported,
-        "seqio_imported": seqio_imported, "rows": [dataclasses.asdict(r) for r in rows]}, indent=1))
+  print(render(rows, f"{header}; total {total:.0f} s; tensorflow imported: {result['tensorflow_imported']}, "
+                     f"seqio imported: {result['seqio_imported']}"))
   finite = all(math.isfinite(r.ours) for r in rows)
   return 0 if finite else 1
 
