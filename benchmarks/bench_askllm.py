@@ -53,7 +53,9 @@ def timed(fn, repeats: int = 1):
   return out, best
 
 
-def hf_batches(prompts: list[list[int]], batch: int, pad_id: int):
+def hf_batches(prompts: list[list[int]], batch: int, pad_id: int, device: str = "cpu"):
+  """Batches of ``batch`` prompts in input order, right-padded to the longest: (ids int64[b, l], attention mask
+  int64[b, l], lengths int64[b]) on ``device`` (built on the host, then copied)."""
   import torch
   for s in range(0, len(prompts), batch):
     chunk = prompts[s:s + batch]
@@ -63,34 +65,36 @@ def hf_batches(prompts: list[list[int]], batch: int, pad_id: int):
     for i, p in enumerate(chunk):
       ids[i, :len(p)] = torch.tensor(p)
       mask[i, :len(p)] = 1
-    yield ids, mask, torch.tensor([len(p) for p in chunk])
+    yield ids.to(device), mask.to(device), torch.tensor([len(p) for p in chunk]).to(device)
 
 
-def hf_decoder_only_logp_yes(model, prompts, batch, yes_id, best_path=True):
-  """best_path: project only the read position; else one plain forward (all positions' logits)."""
+def hf_decoder_only_logp_yes(model, prompts, batch, yes_id, best_path=True, device="cpu"):
+  """best_path: project only the read position; else one plain forward (all positions' logits).
+  -> float32 numpy [len(prompts)] (log P("yes") after each prompt)."""
   import torch
   out = []
   with torch.inference_mode():
-    for ids, mask, lengths in hf_batches(prompts, batch, 0):
-      rows = torch.arange(len(lengths))
+    for ids, mask, lengths in hf_batches(prompts, batch, 0, device):
+      rows = torch.arange(len(lengths), device=ids.device)
       if best_path:
         hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
         logits = model.lm_head(hidden[rows, lengths - 1])
       else:
         logits = model(input_ids=ids, attention_mask=mask).logits[rows, lengths - 1]
       out.append(torch.log_softmax(logits.float(), -1)[:, yes_id])
-  return torch.cat(out).numpy()
+  return torch.cat(out).cpu().numpy()
 
 
-def hf_t5_logp_yes(model, prompts, batch, yes_id):
+def hf_t5_logp_yes(model, prompts, batch, yes_id, device="cpu"):
+  """One encoder pass and one decoder step from the start token 0 -> float32 numpy [len(prompts)]."""
   import torch
   out = []
   with torch.inference_mode():
-    for ids, mask, _ in hf_batches(prompts, batch, 0):
-      start = torch.zeros((ids.shape[0], 1), dtype=torch.long)
+    for ids, mask, _ in hf_batches(prompts, batch, 0, device):
+      start = torch.zeros((ids.shape[0], 1), dtype=torch.long, device=ids.device)
       logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits[:, 0]
       out.append(torch.log_softmax(logits.float(), -1)[:, yes_id])
-  return torch.cat(out).numpy()
+  return torch.cat(out).cpu().numpy()
 
 
 def bench(name, scorer, docs, hf_fn, batch, hf_best_fn=None):

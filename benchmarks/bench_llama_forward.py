@@ -47,6 +47,20 @@ def c4_batch(tokenizer_json: str, batch: int, length: int):
   return tokens, mask
 
 
+def hf_llama(config, params, dtype, device: str = "cpu"):
+  """An HF ``LlamaForCausalLM`` (eval mode, ``dtype`` on ``device``) holding the very same weights as tokensift's
+  ``params`` for ``config`` (``llama_loaders.hf_state_dict``: the loader's mapping, inverted)."""
+  import torch
+  import transformers
+
+  from tokensift.models.llama_loaders import hf_config_dict, hf_state_dict
+  with torch.device(device):  # random init where the model will run (fast on a GPU), then overwritten
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config_dict(config)))
+  hf.load_state_dict({k: torch.from_numpy(v) for k, v in hf_state_dict(config, params).items()},
+                     strict=not config.tie_word_embeddings)
+  return hf.to(device=device, dtype=dtype).eval()
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--batch", type=int, default=8)
@@ -63,7 +77,7 @@ def main(argv=None):
   import transformers
 
   from tokensift.core import paths
-  from tokensift.models.llama_loaders import hf_config_dict, hf_state_dict, load_llama
+  from tokensift.models.llama_loaders import load_llama
 
   gguf_path = paths.smollm2_gguf()
   lm = load_llama(gguf_path, dtype=args.dtype)
@@ -74,10 +88,7 @@ def main(argv=None):
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                            dtype=tdtype)
   else:
-    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config_dict(lm.config)))
-    hf.load_state_dict({k: torch.from_numpy(v) for k, v in hf_state_dict(lm.config, lm.params).items()},
-                       strict=not lm.config.tie_word_embeddings)
-    hf = hf.to(tdtype)
+    hf = hf_llama(lm.config, lm.params, tdtype)
   hf.eval()
 
   params = jax.device_put(lm.params)

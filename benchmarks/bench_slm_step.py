@@ -28,6 +28,7 @@ def real_batch(batch: int, length: int):
   import jax
   import numpy as np
   import seqio
+  import tokensift.all_tasks  # noqa: F401  (registers the seqio tasks, owm_raw_smollm2 among them)
   from tokensift.rho1 import feature_converters, reference_losses as rl
   from tokensift.models.llama import Llama, LlamaConfig
   ref = Llama(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
@@ -46,6 +47,50 @@ def real_batch(batch: int, length: int):
   return next(ds.as_numpy_iterator())
 
 
+def step_runners(network, batch: dict, slm_ratio: float, *, cost: bool = True) -> dict[str, list]:
+  """The embedded trainer's CLM and SLM train steps (``trainer.steps.Steps``: same network, AdamW, mesh of the
+  local devices) on one host ``batch`` (model features, ``[batch, length]``), each compiled by one first step:
+  ``{kind: [steps, state, device_batch, compile seconds, XLA cost model dict (empty unless cost)]}``."""
+  import jax
+  from tokensift.models import partitioning
+  from tokensift.trainer import optim
+  from tokensift.trainer.config import LossConfig, OptimizerConfig
+  from tokensift.trainer.steps import Steps
+
+  size, length = batch["decoder_target_tokens"].shape
+  mesh = partitioning.make_mesh(partitioning.MeshConfig())
+  runners = {}
+  for kind in ("clm", "slm"):
+    tx, schedule = optim.make_optimizer(OptimizerConfig(learning_rate=1e-3), 1000)
+    steps = Steps(network, LossConfig(kind=kind, slm_ratio=slm_ratio), tx, schedule, mesh)
+    state = steps.init_state(size, {"targets": length})
+    device_batch = steps.put_batch(batch)
+    t0 = time.perf_counter()
+    state, metrics = steps.train_step(state, device_batch)  # compile
+    jax.block_until_ready(metrics)
+    runners[kind] = [steps, state, device_batch, time.perf_counter() - t0,
+                     steps.train_step_cost(state, device_batch) if cost else {}]
+  return runners
+
+
+def time_alternately(runners: dict[str, list], repeats: int, budget_s: float = float("inf")) -> dict[str, list[float]]:
+  """Seconds of each train step, the kinds taking turns (so load changes hit both alike): ``repeats`` rounds,
+  fewer once the steps took ``budget_s`` in all (at least one round)."""
+  import jax
+  times: dict[str, list[float]] = {kind: [] for kind in runners}
+  for _ in range(repeats):
+    for kind, runner in runners.items():
+      steps, state, device_batch = runner[:3]
+      t0 = time.perf_counter()
+      state, metrics = steps.train_step(state, device_batch)
+      jax.block_until_ready((state, metrics))
+      times[kind].append(time.perf_counter() - t0)
+      runner[1] = state
+    if sum(map(sum, times.values())) >= budget_s:
+      break
+  return times
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--hidden", type=int, default=128)
@@ -58,37 +103,14 @@ def main() -> None:
   args = ap.parse_args()
 
   import jax
-  from tokensift.models import partitioning
   from tokensift.models.llama import Llama, LlamaConfig
-  from tokensift.trainer import optim
-  from tokensift.trainer.config import LossConfig, OptimizerConfig
-  from tokensift.trainer.steps import Steps
 
   batch = real_batch(args.batch, args.length)
   heads = max(1, args.hidden // 64)
   network = Llama(LlamaConfig(vocab_size=49152, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
                               num_layers=args.layers, num_heads=heads, num_kv_heads=max(1, heads // 2)))
-  mesh = partitioning.make_mesh(partitioning.MeshConfig())
-  runners = {}
-  for kind in ("clm", "slm"):
-    tx, schedule = optim.make_optimizer(OptimizerConfig(learning_rate=1e-3), 1000)
-    steps = Steps(network, LossConfig(kind=kind, slm_ratio=args.slm_ratio), tx, schedule, mesh)
-    state = steps.init_state(args.batch, {"targets": args.length})
-    device_batch = steps.put_batch(batch)
-    t0 = time.perf_counter()
-    state, metrics = steps.train_step(state, device_batch)  # compile
-    jax.block_until_ready(metrics)
-    runners[kind] = [steps, state, device_batch, time.perf_counter() - t0,
-                     steps.train_step_cost(state, device_batch)]
-  times = {"clm": [], "slm": []}
-  for _ in range(args.repeats):
-    for kind in ("clm", "slm"):
-      steps, state, device_batch = runners[kind][:3]
-      t0 = time.perf_counter()
-      state, metrics = steps.train_step(state, device_batch)
-      jax.block_until_ready((state, metrics))
-      times[kind].append(time.perf_counter() - t0)
-      runners[kind][1] = state
+  runners = step_runners(network, batch, args.slm_ratio)
+  times = time_alternately(runners, args.repeats)
   clm, slm = statistics.median(times["clm"]), statistics.median(times["slm"])
   tokens = args.batch * args.length
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}; Llama hidden {args.hidden}, {args.layers} "

@@ -30,6 +30,32 @@ FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_laye
                      num_heads=6, feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
                      relative_attention_max_distance=128, dropout_rate=0.0, decoder_start_token_id=0,
                      pad_token_id=0, eos_token_id=1)
+# google/flan-t5-large's config.json (783M parameters)
+FLAN_T5_LARGE = dict(FLAN_T5_SMALL, d_model=1024, d_ff=2816, num_layers=24, num_decoder_layers=24, num_heads=16)
+
+
+def random_flan_t5(shape: dict, dtype: str = "float32", seed: int = 0, device: str = "cpu"):
+  """A randomly initialised HF ``T5ForConditionalGeneration`` of FLAN-T5's layout (``shape``: T5Config fields,
+  e.g. ``FLAN_T5_SMALL``; untied ``lm_head``, no output scaling) and the very same weights in tokensift through
+  its HF loader mapping: ``(hf float32 on device, T5Config, params, module)``, tokensift computing in ``dtype``."""
+  import torch
+  import transformers
+
+  from tokensift.models import t5_loaders
+
+  torch.manual_seed(seed)
+  with torch.device(device):  # random init where the model will run (fast on a GPU)
+    hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**shape, tie_word_embeddings=False))
+    # FLAN-T5 has its own lm_head and no d_model**-0.5 output scaling (transformers>=5 ties at construction)
+    vocab, d = shape["vocab_size"], shape["d_model"]
+    hf.lm_head.weight = torch.nn.Parameter(torch.randn(vocab, d) * d ** -0.5)
+  hf.config.scale_decoder_outputs = False
+  hf.eval()
+  state = {k: v.detach().cpu().numpy() for k, v in hf.state_dict().items()}
+  config = t5_loaders.config_from_hf({**hf.config.to_dict(), "model_type": "t5", "tie_word_embeddings": False},
+                                     dtype=dtype, tied=False)
+  params = t5_loaders.params_from_hf(state, config)
+  return hf, config, params, t5_loaders.build_module(config)
 
 
 def c4_batch(batch: int, length: int, vocab_size: int):
@@ -67,21 +93,8 @@ def main(argv=None):
   import jax
   import numpy as np
   import torch
-  import transformers
 
-  from tokensift.models import t5_loaders
-
-  torch.manual_seed(0)
-  hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**FLAN_T5_SMALL, tie_word_embeddings=False))
-  # FLAN-T5 has its own lm_head and no d_model**-0.5 output scaling (transformers>=5 ties at construction)
-  hf.lm_head.weight = torch.nn.Parameter(torch.randn(32128, 512) * 512 ** -0.5)
-  hf.config.scale_decoder_outputs = False
-  hf.eval()
-  state = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
-  config = t5_loaders.config_from_hf({**hf.config.to_dict(), "model_type": "t5", "tie_word_embeddings": False},
-                                     dtype=args.dtype, tied=False)
-  params = t5_loaders.params_from_hf(state, config)
-  module = t5_loaders.build_module(config)
+  hf, config, params, module = random_flan_t5(FLAN_T5_SMALL, args.dtype)
   tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
   hf = hf.to(tdtype)
 
