@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def c4_docs(n: int) -> list[str]:
@@ -114,7 +114,8 @@ def bench(name, scorer, docs, hf_fn, batch, hf_best_fn=None):
   n_tok = sum(len(p) for p in prompts)
   print(f"[{name}] {len(docs)} docs, {n_tok} prompt tokens ({sum(r.truncated for r in ours)} truncated), "
         f"max |P_ours(yes) - P_hf(yes)| = {diff:.2e}, max |log P diff| = {diff_lp:.2e}")
-  print(f"  tokensift: {len(docs) / t_ours:8.2f} docs/s  ({t_ours:.2f} s; compiling {n_shapes} batch shapes took {first:.1f} s)")
+  print(f"  tokensift: {len(docs) / t_ours:8.2f} docs/s  ({t_ours:.2f} s; "
+        f"compiling {n_shapes} batch shapes took {first:.1f} s)")
   print(f"  HF torch : {len(docs) / t_hf:8.2f} docs/s  ({t_hf:.2f} s; batch {batch} padded to longest)")
   print(f"  ratio tokensift / HF = {t_hf / t_ours:.2f}x   (target >= 2x)")
   if hf_best_fn is not None:

@@ -213,7 +213,7 @@ def main() -> None:
   edit_runs = [(t, "keep_doc()", c) for t, c in zip(texts, editing_programs(texts))]
   line_runs = [(t, "keep_doc()", c) for t, c in zip(texts, editing_programs(texts, lines=True))]
   n = len(texts)
-  calls = lambda runs: sum(len(program.parse(c).calls) for _, _, c in runs)  # noqa: E731
+  calls = lambda runs: sum(len(program.parse(c).calls) for _, _, c in runs)
   print(f"C4 train sample: {n} documents, {sum(len(t) for t in texts) / n:.0f} chars/doc")
   print(f"  rule programs: {sum(p.chunk_program != 'keep_chunk()' and p.doc_program != 'drop_doc()' for p in progs)}"
         f" with line/string calls, {sum(p.doc_program == 'drop_doc()' for p in progs)} drop_doc(), "

@@ -69,10 +69,12 @@ def main() -> None:
   drain(tfp.refine_with_rules(base.take(64), batch_size=args.batch))  # warm up tracing
   runs = [
       ("python loop: rules + executor (peer)", python_loop),
-      (f"tf.data refine_with_rules, batch {args.batch}", lambda: drain(tfp.refine_with_rules(base, batch_size=args.batch))),
+      (f"tf.data refine_with_rules, batch {args.batch}",
+       lambda: drain(tfp.refine_with_rules(base, batch_size=args.batch))),
       ("tf.data refine_with_rules, batch 1", lambda: drain(tfp.refine_with_rules(base, batch_size=1))),
       ("python loop: executor only (peer)", python_exec_only),
-      (f"tf.data execute_programs, batch {args.batch}", lambda: drain(tfp.execute_programs(with_progs, batch_size=args.batch))),
+      (f"tf.data execute_programs, batch {args.batch}",
+       lambda: drain(tfp.execute_programs(with_progs, batch_size=args.batch))),
   ]
   results = {}
   kept, wall, cpu = timed(lambda: drain(base))

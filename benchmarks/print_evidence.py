@@ -11,7 +11,7 @@ from tokensift.pipeline.evidence import format_evidence
 
 def main(run_dir: str) -> None:
   run = Path(run_dir)
-  marker = lambda s: json.loads((run / s / "STAGE_DONE.json").read_text())["summary"]  # noqa: E731
+  marker = lambda s: json.loads((run / s / "STAGE_DONE.json").read_text())["summary"]
   det = marker("detection") if (run / "detection" / "STAGE_DONE.json").exists() else None
   abl = marker("ablations")["table"] if (run / "ablations" / "STAGE_DONE.json").exists() else None
   print(format_evidence(det, abl))

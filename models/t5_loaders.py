@@ -261,7 +261,7 @@ def infer_t5x_config(target: Mapping[str, Any], *, dtype: str = "float32", sourc
 def params_from_t5x(target: Mapping[str, Any], config: T5Config) -> dict:
   """T5X params tree -> ``models.t5`` tree: 2-D attention kernels reshaped to ``[embed, heads, head_dim]`` /
   ``[heads, head_dim, embed]``; everything else keeps its name (unknown names surface in the tree check)."""
-  h, hd, d = config.num_heads, config.head_dim, config.d_model
+  h, hd = config.num_heads, config.head_dim
   out: dict = {}
   for name, w in flat(target).items():
     w = np.asarray(w)

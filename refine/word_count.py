@@ -1,9 +1,10 @@
 """Word counts for the executor's stats and result rules: ``len(text.split())`` exactly, computed faster.
 
 ``count_words(text)`` counts without building the list of words (splitting dominates the cost of running a
-program: ~12 us for a 2 kB C4 document, against ~1.2 us compiled and ~2-9 us in pure Python here). ``replacement_word_delta`` gives the change in
-the count that one ``str.replace`` makes by looking only at the replaced spots, so the executor counts each
-document once (the input's count and the output's follow from one another).
+program: ~12 us for a 2 kB C4 document, against ~1.2 us compiled and ~2-9 us in pure Python here).
+``replacement_word_delta`` gives the change in the count that one ``str.replace`` makes by looking only at the
+replaced spots, so the executor counts each document once (the input's count and the output's follow from one
+another).
 
 Words are ``str.split``'s: maximal runs of characters that are not ``str.isspace``.
 

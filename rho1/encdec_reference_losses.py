@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from tokensift.core import docs, jobs, paths
+from tokensift.core import docs, jobs
 
 JOB_PREFIX = "encdec_ref_losses"
 SEED = 0

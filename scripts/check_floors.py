@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
   envs = ", ".join([env_name] + [f"Python {o['python']}" for o in others])
   checked = sum(1 for r, _ in reqs if floor(r) is not None)
   scope = "installed >= floor" + (", each floor tested" if others else "")
-  print(f"check_floors: {checked} floors against {envs} ({scope}): {'OK' if not findings else f'{len(findings)} finding(s)'}")
+  verdict = f"{len(findings)} finding(s)" if findings else "OK"
+  print(f"check_floors: {checked} floors against {envs} ({scope}): {verdict}")
   return 1 if findings else 0
 
 

@@ -9,6 +9,6 @@ import tensorflow as _tf
 _tf.config.set_visible_devices([], "GPU")  # SeqIO's tf.data pipelines never take accelerator memory
 
 from tokensift.tasks.registration import register_all  # noqa: E402
-from tokensift.tasks.registry import add_task  # noqa: E402
+from tokensift.tasks.registry import add_task as add_task  # noqa: E402  (public: tokensift.tasks.add_task)
 
 register_all()

@@ -5,7 +5,8 @@ Every example carries ``id`` (string) and ``text`` (string) so that later select
   ``tfds_id`` (``c4-train.tfrecord-00003-of-00008__17``) becomes ``id``. The TFDS data dir is
   ``$TOKENSIFT_C4_TFDS_DIR`` if set, else ``{data dir}/c4/tfds``, resolved on first read.
 - OpenWebMath: JSON lines or Parquet with ``url/text/date/metadata``, read by the document layer with
-  ``id_field="url"`` (a repeated url is a counted skip; a row without url gets its position id). The sample has no split, so ``validation`` is a stable 5% hash hold-out of ids and ``train`` the rest.
+  ``id_field="url"`` (a repeated url is a counted skip; a row without url gets its position id). The sample has
+  no split, so ``validation`` is a stable 5% hash hold-out of ids and ``train`` the rest.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Callable, Sequence
 
 import seqio
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 
 from tokensift.core import docs, jobs, paths, storage

@@ -154,7 +154,7 @@ class T5LayoutVocabulary(seqio.Vocabulary):
 
   @property
   def _base_vocab_size(self) -> int:
-    return self._inner._base_vocab_size  # pylint: disable=protected-access
+    return self._inner._base_vocab_size  # noqa: SLF001  (the wrapped vocabulary's own hook)
 
   # SentencePiece id -> ours for ids 0, 1, 2 (unk, bos, eos); and ours -> SentencePiece for 0, 1, 2 (pad, eos, unk).
   _FROM_SPM = (2, 2, 1)
@@ -179,7 +179,7 @@ class T5LayoutVocabulary(seqio.Vocabulary):
     table = tf.constant(self._TO_SPM, tf.int32)
     # The inner _decode_tf, not decode_tf: the base class already cut at our eos, and the inner one would cut again
     # at SentencePiece's eos (where our padding maps) and decode what follows as unk.
-    return self._inner._decode_tf(  # pylint: disable=protected-access
+    return self._inner._decode_tf(  # noqa: SLF001
         tf.where(ids < 3, tf.gather(table, tf.clip_by_value(ids, 0, 2)), ids))
 
   def __eq__(self, other) -> bool:

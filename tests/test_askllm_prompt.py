@@ -17,7 +17,7 @@ EXPECTED = """###
 Does the previous paragraph demarcated within ### and ### contain informative signal for pre-training a large-language model? An informative datapoint should be well-formatted, contain some usable knowledge of the world, and strictly NOT have any harmful, racist, sexist, etc. content.
 OPTIONS:
 - yes
-- no"""
+- no"""  # noqa: E501  (the paper's prompt, verbatim)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_chat_template_split_matches_render_chat(smol):
 
 def _check_prompt(doc, res, tok, fmt, *, tail):
   assert len(res.ids) <= fmt.max_length
-  assert res.ids == ap._full_ids(res.text, tok, fmt)  # noqa: SLF001  exactly the tokenization of the text
+  assert res.ids == ap._full_ids(res.text, tok, fmt)  # exactly the tokenization of the text
   assert doc.startswith(res.text)
   assert res.truncated == (res.text != doc)
   assert tok.decode(res.ids).endswith(tail)  # question and options never cut

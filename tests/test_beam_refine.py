@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from tokensift import cli  # noqa: E402
-from tokensift.core import docs, jobs  # noqa: E402
-from tokensift.refine import beam_refine, executor, job, rules  # noqa: E402
+from tokensift import cli
+from tokensift.core import docs, jobs
+from tokensift.refine import beam_refine, executor, job, rules
 
 
 def _single(inp, out, n, fmt, profile, config):

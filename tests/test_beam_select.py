@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from tokensift.selection import beam_select, lsh_sketch, select_job, topk, variants  # noqa: E402
-from test_embed_job import c4_embed_dir, c4_embeddings  # noqa: E402
+from tokensift.selection import beam_select, lsh_sketch, select_job, topk, variants
+from test_embed_job import c4_embed_dir, c4_embeddings
 
 
 def _parquet(path):

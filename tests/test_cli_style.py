@@ -12,11 +12,11 @@ from tokensift import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PARSER = cli.build_parser()
-COMMANDS = cli._subparsers(PARSER)  # noqa: SLF001
+COMMANDS = cli._subparsers(PARSER)
 
 
 def _options(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-  return {s: a for a in p._actions for s in a.option_strings}  # noqa: SLF001
+  return {s: a for a in p._actions for s in a.option_strings}
 
 
 # idea -> (the one spelling, spellings that must not exist in any subcommand)
@@ -69,8 +69,8 @@ def test_help_shows_every_default(name):
   p = COMMANDS[name]
   assert issubclass(p.formatter_class, argparse.ArgumentDefaultsHelpFormatter)
   text = " ".join(p.format_help().split())
-  for a in p._actions:  # noqa: SLF001
-    if a.option_strings and cli._shows_default(a.default) and a.dest != "help":  # noqa: SLF001
+  for a in p._actions:
+    if a.option_strings and cli._shows_default(a.default) and a.dest != "help":
       assert f"(default: {a.default})" in text, f"tokensift {name} --help: {a.option_strings[0]} hides its default"
 
 

@@ -19,7 +19,7 @@ def test_roc_auc_known_cases():
 def test_precision_recall_counts():
   r = det.precision_recall([True, True, False, False, True], [True, False, True, False, True])
   assert (r["tp"], r["fp"], r["fn"]) == (2, 1, 1)
-  assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3) and r["f1"] == pytest.approx(2 / 3)
+  assert (r["precision"], r["recall"], r["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
   none = det.precision_recall([False, False], [False, False])
   assert none["precision"] is None and none["recall"] is None
   with pytest.raises(ValueError, match="shape"):
@@ -79,7 +79,7 @@ def test_askllm_diagnostics_hand_made():
   from tokensift.pipeline import evidence
   p = [(0.2, 0.05), (0.1, 0.1), (0.05, 0.05), (0.3, 0.6), (0.075, 0.075)]
   recs = [{"logp_yes": math.log(y), "logp_no": math.log(n)} for y, n in p]
-  lab = lambda kind, jk=None: {"kind": kind, "junk_kind": jk}  # noqa: E731
+  lab = lambda kind, jk=None: {"kind": kind, "junk_kind": jk}
   labs = [lab("clean"), lab("dup"), lab("clean"), lab("junk", "spam"), lab("junk", "salad")]
   d = evidence.askllm_diagnostics(recs, labs)
   assert d["auc_by_junk_kind"] == {"salad": pytest.approx(2 / 3), "spam": 0.0}

@@ -1,4 +1,5 @@
-"""README.md, docs/*.md and benchmarks/RESULTS.md: every relative link reaches an existing file (and heading), and the README stays short."""
+"""README.md, docs/*.md and benchmarks/RESULTS.md: every relative link reaches an existing file (and heading), and
+the README stays short."""
 from __future__ import annotations
 
 import re

@@ -93,7 +93,8 @@ def test_float16_output_and_bad_rows(tmp_path):
            json.dumps({"text": "no id here"})]
   src.write_text("\n".join(lines) + "\n")
   cfg = dataclasses.replace(TEST_CONFIG, output_dtype="float16")
-  res = ej.run_embed_job(cfg, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False, embedder=embedder())
+  res = ej.run_embed_job(cfg, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False,
+                         embedder=embedder())
   assert res.stats["records"] == 3  # the row without an id gets its position id
   assert sum(res.stats["skipped"].values()) == 2, res.stats["skipped"]
   ids, emb = ej.load_embeddings(tmp_path / "out")
@@ -183,7 +184,8 @@ KILL_SCRIPT = textwrap.dedent("""
     from tokensift.selection import embed_job as ej
     from tokensift.core import docs
     cfg = ej.EmbedJobConfig(max_length=%d, min_bucket=32)
-    ej.run_embed_job(cfg, docs.DocumentInput(files=(sys.argv[2],)), sys.argv[1], input_desc="kill", piece_size=4, progress=False)
+    ej.run_embed_job(cfg, docs.DocumentInput(files=(sys.argv[2],)), sys.argv[1], input_desc="kill", piece_size=4,
+                     progress=False)
 """ % MAX_LENGTH)
 
 

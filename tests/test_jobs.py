@@ -141,7 +141,7 @@ def test_progress_moves_per_document_inside_a_piece(tmp_path):
   def process(batch):
     for i in range(0, len(batch), 2):  # "model batches" of 2 documents
       jobs.advance(min(2, len(batch) - i))
-      seen_mid_piece.append(max(b.n for b in tqdm._instances))  # noqa: SLF001  the job's live bar
+      seen_mid_piece.append(max(b.n for b in tqdm._instances))  # the job's live bar
     jobs.advance(100)  # over-reporting is clamped to the piece
     return _upper(batch)
 

@@ -3,7 +3,6 @@ files, and the real SmolLM2-135M-Instruct GGUF against HF transformers loading t
 import gzip
 import json
 
-import jax
 import numpy as np
 import pytest
 

@@ -1,6 +1,5 @@
 """Fuzzing the parser and executor (DESIGN §9): any program text x any document never raises, and the output
 lines are the input lines minus the removed ones, with the applied normalizations."""
-import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -203,7 +202,8 @@ def test_fast_paths_agree_with_the_general_parser(text):
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(st.text(), st.text(alphabet=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2028\u3000ab\u00e9\U0001F600"),
+@given(st.one_of(st.text(),
+                 st.text(alphabet=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2028\u3000ab\u00e9\U0001F600"),
                  invalid_utf8_docs))
 def test_count_words_is_len_split(text):
   from tokensift.refine import word_count as wc

@@ -2,7 +2,6 @@
 its output."""
 import errno
 import gzip
-import json
 import os
 import signal
 import subprocess
@@ -36,7 +35,8 @@ def _cli(*args):
 def test_records_and_summary():
   batch = [docs.Document("a", "Home | About | Contact\n" + "\n".join(
       f"The report for day {i} was accurate and complete with the data." for i in range(8))),
-           docs.Document("b", "too short"), docs.Document("c", "\n".join(f"Line {i} has a lone \ud800 surrogate in the text." for i in range(30)))]
+           docs.Document("b", "too short"),
+           docs.Document("c", "\n".join(f"Line {i} has a lone \ud800 surrogate in the text." for i in range(30)))]
   recs = job.refine_documents(batch, job.RuleProgrammer(), count_tokens=lambda xs: [len(x.split()) for x in xs])
   assert [r["id"] for r in recs] == ["a", "b", "c"]
   assert list(recs[0]) == ["id", "text", "raw_text", "kept", "doc_program", "chunk_program", "errors", "rules",

@@ -4,7 +4,6 @@ import dataclasses
 import gzip
 import json
 
-import jax
 import pytest
 
 from tokensift import cli
@@ -99,7 +98,7 @@ def test_refine_bar_moves_per_document_as_generation_batches_finish(tiny, c4_tex
   real = gen.greedy_generate
 
   def spy(*args, **kwargs):
-    seen.append(max((b.n for b in tqdm._instances), default=None))  # noqa: SLF001  the job's live bar
+    seen.append(max((b.n for b in tqdm._instances), default=None))  # the job's live bar
     return real(*args, **kwargs)
   monkeypatch.setattr(gen, "greedy_generate", spy)
   rows = jobs.in_memory_rows([docs.Document(str(i), t) for i, t in enumerate(texts)])

@@ -1,5 +1,4 @@
 """Refinement inside tf.data (seqio preprocessors) and the registered rule tasks, on the real samples."""
-import numpy as np
 import pytest
 import seqio
 import tensorflow as tf

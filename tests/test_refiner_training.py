@@ -10,7 +10,6 @@ import pytest
 from tokensift.core import paths
 from tokensift.models import llama
 from tokensift.rho1.selective_loss import token_cross_entropy
-from tokensift.refine import chunks as ck
 from tokensift.refine import refiner_eval as rev
 from tokensift.refine import refiner_training as rt
 from tokensift.refine import rules
@@ -67,7 +66,7 @@ def test_pairs_are_the_teachers_programs_on_the_refiners_prompts(c4_train, promp
     else:
       assert teacher.doc_program == "keep_doc()"
       rendered = tok.decode(list(p.prompt), skip_special_tokens=False)
-      assert "[doc]\n[" in rendered and rendered.endswith(prompter._suffix)  # noqa: SLF001
+      assert "[doc]\n[" in rendered and rendered.endswith(prompter._suffix)
       chunk_list = prompter.chunks(text)
       assert program in teacher.chunk_programs(chunk_list, text)
   assert sum(p.kind == "chunk" for p in pairs) == counts["chunk_pairs"]
@@ -86,7 +85,7 @@ def test_loss_is_on_program_tokens_only(c4_train, prompter):
   lcfg = rt.llama_config(TINY.model, 49152)
   module = llama.Llama(lcfg)
   params = llama.init_params(lcfg, jax.random.PRNGKey(3))
-  picked = module.apply({"params": params}, batch["tokens"], batch["positions"], method=rt._program_logits)  # noqa: SLF001
+  picked = module.apply({"params": params}, batch["tokens"], batch["positions"], method=rt._program_logits)
   ce_picked, _ = token_cross_entropy(picked, jnp.asarray(batch["labels"]))
   full = module.apply({"params": params}, batch["tokens"])  # [b, l, v]: the plain causal forward
   targets = np.zeros_like(batch["tokens"])

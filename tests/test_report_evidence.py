@@ -113,8 +113,10 @@ def test_selection_sentence_reads_the_40_percent_point_and_names_ties(tmp_path):
 def test_percentages_and_plurals():
   assert [rt.pct(x) for x in (None, 0.0, 0.004, 0.005, 0.0051, 0.27, 0.994, 0.9951, 1.0)] == [
       "–", "0%", "<1%", "<1%", "1%", "27%", "99%", ">99%", "100%"]
-  assert (rt.count(1, "line"), rt.count(0, "line"), rt.count(1200, "copy", "copies")) == ("1 line", "0 lines", "1,200 copies")
-  assert (rt.join_words(["a"]), rt.join_words(["a", "b"]), rt.join_words(["a", "b", "c"])) == ("a", "a and b", "a, b and c")
+  counts = (rt.count(1, "line"), rt.count(0, "line"), rt.count(1200, "copy", "copies"))
+  assert counts == ("1 line", "0 lines", "1,200 copies")
+  joined = (rt.join_words(["a"]), rt.join_words(["a", "b"]), rt.join_words(["a", "b", "c"]))
+  assert joined == ("a", "a and b", "a, b and c")
 
 
 def _sel_from(log_ppl, kinds, rates=(10.0, 20.0, 40.0, 60.0, 80.0)):

@@ -1,4 +1,5 @@
-"""benchmarks/results.py: ``--results`` replaces one benchmark's section of RESULTS.md, idempotently, and nothing else."""
+"""benchmarks/results.py: ``--results`` replaces one benchmark's section of RESULTS.md, idempotently, and nothing
+else."""
 from __future__ import annotations
 
 import argparse

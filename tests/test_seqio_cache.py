@@ -5,11 +5,11 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-import seqio  # noqa: E402
+import seqio
 
-from tokensift.core import beam_util  # noqa: E402
-from tokensift.selection import variants  # noqa: E402
-from tokensift.tasks import registration  # noqa: E402
+from tokensift.core import beam_util
+from tokensift.selection import variants
+from tokensift.tasks import registration
 
 
 def _examples(task, split, use_cached):

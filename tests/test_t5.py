@@ -191,8 +191,8 @@ def _t5x_to_hf_state(target, config):
   sd = {"shared.weight": f["token_embedder/embedding"], "lm_head.weight": f["decoder/logits_dense/kernel"].T,
         "encoder.final_layer_norm.weight": f["encoder/encoder_norm/scale"],
         "decoder.final_layer_norm.weight": f["decoder/decoder_norm/scale"],
-        "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": f["encoder/relpos_bias/rel_embedding"].T,
-        "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": f["decoder/relpos_bias/rel_embedding"].T}
+        **{f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight":
+           f[f"{stack}/relpos_bias/rel_embedding"].T for stack in ("encoder", "decoder")}}
   subs = {"encoder": [("attention", "0.SelfAttention"), ("pre_attention_layer_norm", "0.layer_norm"),
                       ("mlp", "1.DenseReluDense"), ("pre_mlp_layer_norm", "1.layer_norm")],
           "decoder": [("self_attention", "0.SelfAttention"), ("pre_self_attention_layer_norm", "0.layer_norm"),

@@ -1,7 +1,6 @@
 """T5 and BERT on 8 fake CPU devices, mesh (data 4, model 2): params land sharded per the logical-axis rules
 and outputs equal the single-device outputs."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P

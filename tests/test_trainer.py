@@ -57,8 +57,9 @@ def xla_cache(tmp_path_factory):
 
 
 def _config(model_dir, task, cache=None, **kw):
-  base = dict(model_dir=str(model_dir), task=task, compilation_cache_dir=cache, feature_lengths={"targets": 64, "ref_losses": 64},
-              batch_size=8, train_steps=8, eval_batches=1, checkpoint_every=2, log_every=1, shuffle_buffer=16,
+  base = dict(model_dir=str(model_dir), task=task, compilation_cache_dir=cache,
+              feature_lengths={"targets": 64, "ref_losses": 64}, batch_size=8, train_steps=8, eval_batches=1,
+              checkpoint_every=2, log_every=1, shuffle_buffer=16,
               progress=False, loss=LossConfig(kind="slm", slm_ratio=0.6),
               optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2, schedule="cosine"))
   base.update(kw)
@@ -255,7 +256,7 @@ def test_schedules_and_optimizers():
     tx, _ = optim.make_optimizer(OptimizerConfig(name=name, learning_rate=0.05, schedule="constant",
                                                  weight_decay=0.1), 50)
     state, p = tx.init(params), params
-    loss = lambda q: sum(jax.numpy.sum(x ** 2) for x in jax.tree.leaves(q))  # noqa: E731
+    loss = lambda q: sum(jax.numpy.sum(x ** 2) for x in jax.tree.leaves(q))
 
     @jax.jit
     def step(p, state):

@@ -192,7 +192,7 @@ def _askllm(p: Profile, ctx: dict, key: str, what: str, arch: str, module, param
   work = sum(doc_flops(len(q)) for q in prompts)
   tokens = sum(len(q) for q in prompts)
   docs_s, hf_docs_s = p.docs / median(ours_t), p.docs / median(hf_t)
-  del scorer
+  scorer = None  # frees the model now (not `del`: the timed lambda above closes over it)
   return Row(key, what, "docs/s", ours=docs_s, peer=hf_docs_s, ratio=docs_s / hf_docs_s,
              fraction=work / median(ours_t) / ctx["roofline"], target=">= 2x HF, >= 0.5 roofline",
              agreement=diff,
@@ -223,7 +223,7 @@ def row_askllm_llama(p: Profile, ctx: dict) -> Row:
     return _askllm(p, ctx, "askllm_llama", what, "decoder_only", llama.Llama(cfg), params, tok, fmt, hf_fn,
                    lambda n: flops.llama_score_flops(cfg, n))
   finally:
-    del hf
+    hf = None  # frees the torch model before free_torch (not `del`: hf_fn closes over it)
     free_torch(device)
 
 
@@ -247,7 +247,7 @@ def row_askllm_t5(p: Profile, ctx: dict) -> Row:
     return _askllm(p, ctx, "askllm_t5", what, "encoder_decoder", module, params, tok, fmt, hf_fn,
                    lambda n: flops.t5_score_flops(config, n))
   finally:
-    del hf
+    hf = None  # frees the torch model before free_torch (not `del`: hf_fn closes over it)
     free_torch(device)
 
 
@@ -346,7 +346,7 @@ def render(rows: list[Row], header: str) -> str:
   table = [[r.key, r.what, _fmt(r.ours), _fmt(r.peer), r.unit, _fmt(r.ratio, ".2f"), _fmt(r.fraction, ".2f"),
             r.target] for r in rows]
   widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-  line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+  line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
   out = [header, line(cols), "-+-".join("-" * w for w in widths)] + [line(t) for t in table]
   out += ["", "notes:"] + [f"  {r.key}: {r.note} ({r.seconds:.0f} s)" for r in rows]
   out.append("ratio: tokensift / peer (slm_step: SLM / CE step time); roofline: model FLOP/s over the bf16 matmul "

@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from tokensift.core import storage
-from tokensift.core.docs import Document, DocumentInput, ReadReport, ShardSpec, Skip  # noqa: F401  (ShardSpec re-exported)
+from tokensift.core.docs import Document, DocumentInput, ReadReport, ShardSpec, Skip  # ShardSpec re-exported
 
 Record = dict[str, Any]
 atomic_write_bytes = storage.atomic_write_bytes  # the one atomic writer (local rename / object upload)

@@ -73,7 +73,8 @@ class RefinerConfig:
   training: RefinerTrainConfig = RefinerTrainConfig()
   batch_size: int = 64
   tokenizer: str | None = None
-  corrupt_training: bool = True  # known-answer pool only: train on corrupted copies (known_answer.refiner_training_texts)
+  # known-answer pool only: train on corrupted copies (known_answer.refiner_training_texts)
+  corrupt_training: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

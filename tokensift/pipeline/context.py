@@ -41,7 +41,7 @@ class Context:
   def task_rows(self, task: str, split: str, limit: int | None) -> tuple[Rows, int | None]:
     """Raw rows (``id``/``text``) of a seqio task's source through the document layer, the first ``limit`` of
     each shard's (the pipeline runs one shard)."""
-    import tokensift.refine.tasks  # noqa: F401  (the pipeline reads raw and refined tasks: both registered)
+    import tokensift.refine.tasks  # the pipeline reads raw and refined tasks: both registered
     import tokensift.tasks  # noqa: F401
     inp = docs.DocumentInput(task=task, split=split).validate()
     total = inp.total()

@@ -74,7 +74,8 @@ def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
 
 
 def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]]:
-  """(data set -> ids, data set -> token rows) for the ablations (the validation rows: ``evidence_stages.validation_rows``)."""
+  """(data set -> ids, data set -> token rows) for the ablations (the validation rows:
+  ``evidence_stages.validation_rows``)."""
   from tokensift.pipeline.corpus_stages import selected_ids
   from tokensift.selection import samplers
   a, seed = ctx.config.ablation, ctx.config.selection.seed
@@ -195,7 +196,7 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
 
 def _ranked(ids: list[str], values: list[float], labels: dict[str, dict], n: int = 5) -> dict[str, list]:
   order = sorted(range(len(ids)), key=lambda i: (-values[i], i))
-  pick = lambda idx: [{"id": ids[i], "value": float(values[i]), "label": _kind(labels[ids[i]])} for i in idx]  # noqa: E731
+  pick = lambda idx: [{"id": ids[i], "value": float(values[i]), "label": _kind(labels[ids[i]])} for i in idx]
   return {"top": pick(order[:n]), "bottom": pick(order[-n:][::-1])}
 
 
@@ -229,8 +230,9 @@ def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   actual = det.cluster_keep_share([i in chosen for i in ids], cluster)
   clusters = sorted(actual)
   dup = np.asarray([c is not None for c in cluster])
-  return {"rate": ctx.config.ablation.rate, "docs": len(ids), "bandwidth": ctx.summaries.get("density", {}).get(
-      "bandwidth"), "bandwidth_setting": ctx.config.selection.bandwidth, "kernel": ctx.config.selection.kernel, "clusters": {
+  return {"rate": ctx.config.ablation.rate, "docs": len(ids),
+      "bandwidth": ctx.summaries.get("density", {}).get("bandwidth"),
+      "bandwidth_setting": ctx.config.selection.bandwidth, "kernel": ctx.config.selection.kernel, "clusters": {
       str(c): {"size": int(sum(cc == c for cc in cluster)), "ips": float(np.mean([d[c] for d in ips])),
                "random": float(np.mean([d[c] for d in rnd])), "select_stage": actual[c]} for c in clusters},
       "mean_log_density_dup": float(x[dup].mean()) if dup.any() else None,

@@ -86,7 +86,8 @@ def _lm_data(ctx: Context, out: Path) -> dict[str, Any]:
     return [{"id": d.id, "targets": d.meta["targets"]} for d in batch]
 
   res = jobs.run_sharded(name=TOKENS_JOB, out_dir=out, rows=rl.task_documents(task, "train", seq), process=process,
-                         piece_size=256, fmt="parquet", config=dict(_lm_data_config(ctx), source=str(ctx.dir("refine"))),
+                         piece_size=256, fmt="parquet",
+                         config=dict(_lm_data_config(ctx), source=str(ctx.dir("refine"))),
                          summarize=lambda recs: {"tokens": sum(len(r["targets"]) for r in recs)},
                          progress=ctx.progress, total=n)
   stats = {k: v for k, v in res.stats.items() if k != "skipped_examples"}
@@ -131,8 +132,9 @@ RUN_SPECS = {"slm_selected": ("slm", "selected"), "clm_selected": ("clm", "selec
 def network(ctx: Context):
   from tokensift.models import llama
   m = ctx.config.lm
-  return llama.Llama(llama.LlamaConfig(vocab_size=_vocab(ctx).vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
-                                       num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
+  return llama.Llama(llama.LlamaConfig(vocab_size=_vocab(ctx).vocab_size, hidden_size=m.hidden_size,
+                                       intermediate_size=m.intermediate_size, num_layers=m.num_layers,
+                                       num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
                                        max_position_embeddings=m.seq_len, tie_word_embeddings=True))
 
 

@@ -62,6 +62,6 @@ def format_validation(table: list[dict[str, Any]]) -> str:
       "-" if r[k] is None else f"{r[k]:.3f}" for k in ("final_train_ce", "final_val_ce", "final_val_ppl",
                                                          "best_val_ce")) for r in table]
   widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-  fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
+  fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)
                                 for i, (c, w) in enumerate(zip(cells, widths)))
   return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])

@@ -178,6 +178,6 @@ def format_table(records: Sequence[StageRecord]) -> str:
   total = sum(r.seconds for r in records)
   rows.append(("total", "", fmt(float(total)), fmt(float(sum(r.cpu_seconds for r in records))), "", "", "", ""))
   widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-  line = lambda cells: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)  # noqa: E731
+  line = lambda cells: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
                                  for i, (c, w) in enumerate(zip(cells, widths)))
   return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -55,7 +55,8 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
                  f"<td>{r['best_mean']:.3f} ± {r['best_sd']:.3f}</td></tr>" for r in table["rows"])
   prs = "".join(f"<tr><td>{p['a']} − {p['b']}</td><td>{p['metric']}</td><td>{p['mean_diff']:+.3f}</td>"
                 f"<td>{p['sd_diff']:.3f}</td><td>{p['t']:.2f}</td><td>{p['p']:.3f}</td>"
-                f"<td>{p['seeds_agreeing']}/{p['seeds']}</td><td>{'beyond seed noise' if p['beyond_noise'] else 'within seed noise'}"
+                f"<td>{p['seeds_agreeing']}/{p['seeds']}</td>"
+                f"<td>{'beyond seed noise' if p['beyond_noise'] else 'within seed noise'}"
                 "</td></tr>" for p in table["pairs"] if p["metric"] == "final_val_ce")
   best = min(table["rows"], key=lambda r: r["final_mean"])
   worst = max(table["rows"], key=lambda r: r["final_mean"])
@@ -66,7 +67,8 @@ def ablation_html(abl: dict[str, Any], table: dict[str, Any], out: Path) -> str:
           f"{worst['run']} ({worst['final_mean']:.3f}); the unigram level is {rt.num(uni, 3)}"
           + (f", so the best run is {abs(uni - best['final_mean']):.3f} nats "
              f"{'below' if best['final_mean'] < uni else 'above'} it" if uni else "")
-          + f". Of {rt.count(n_pairs, 'paired comparison')}, {len(beyond) or 'none'} {'are' if len(beyond) > 1 else 'is'} "
+          + f". Of {rt.count(n_pairs, 'paired comparison')}, {len(beyond) or 'none'} "
+          f"{'are' if len(beyond) > 1 else 'is'} "
           "beyond seed noise (paired t over seeds, p < 0.05, every seed the same sign)"
           + (": " + "; ".join(f"{p['a']} {'lower' if p['mean_diff'] < 0 else 'higher'} than {p['b']} by "
                               f"{abs(p['mean_diff']):.3f}" for p in beyond) if beyond else "") + ".")
@@ -105,7 +107,8 @@ def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
           "tokens (the span the reference model scores for SLM and perplexity filtering"
           + ("; a token's reference loss is spread evenly over its characters" if unit == "character" else "")
           + f"). Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
-          f"documents. The unigram level ({rt.num(uni, 3)} nats per {unit}: a model that ignores context, fitted to the "
+          f"documents. The unigram level ({rt.num(uni, 3)} nats per {unit}: a model that ignores context, fitted to "
+          "the "
           "contaminated pool) is marked on the plot"
           + (f"; the best run ends {abs(uni - best):.2f} nats {'below' if best < uni else 'above'} it" if uni else "")
           + (f". Why characters: {html.escape(WHY)} Documents are cut to what the reference model can score in "

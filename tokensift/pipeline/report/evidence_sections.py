@@ -21,7 +21,8 @@ def corpus_html(det: dict[str, Any], profile: str) -> str:
   kinds = ", ".join(f"{rt.kind_name(k)} {v}" for k, v in sorted(c["junk_kinds"].items()))
   size, rest = divmod(c["near_duplicates"], c["clusters"]) if c["clusters"] else (0, 1)
   dups = (f"{rt.count(c['near_duplicates'], 'near-duplicate document')} in {rt.count(c['clusters'], 'cluster')}"
-          + (f" of {size} (each an unchanged real document and {rt.count(size - 1, 'edited copy', 'edited copies')} of it)"
+          + (f" of {size} (each an unchanged real document and "
+             f"{rt.count(size - 1, 'edited copy', 'edited copies')} of it)"
              if not rest and size > 1 else " (each a real document and edited copies of it)"))
   disjoint = c.get("clean") == c["untouched_real"] + c["docs_with_junk_lines"] + c["docs_with_spans"]
   return (f"<h2>The known-answer corpus</h2><p>Every method below is measured on one corpus of {c['documents']} "
@@ -73,8 +74,10 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
   sents = []
   for k, name in who:
     d = det[k]
-    sents.append(f"the {name} dropped {d['docs']['tp']} of {rt.count(d['docs']['tp'] + d['docs']['fn'], 'junk document')} "
-                 f"(and {rt.count(d['docs']['fp'], 'other document')}, {rt.pct(d['clean_dropped'])} of the non-junk ones) "
+    sents.append(f"the {name} dropped {d['docs']['tp']} of "
+                 f"{rt.count(d['docs']['tp'] + d['docs']['fn'], 'junk document')} "
+                 f"(and {rt.count(d['docs']['fp'], 'other document')}, {rt.pct(d['clean_dropped'])} of the non-junk "
+                 "ones) "
                  f"and removed {d['lines']['tp']} of the "
                  f"{rt.count(d['lines']['tp'] + d['lines']['fn'], 'inserted junk line')}"
                  f" and {rt.count(d['lines']['fp'], 'other line')} (line precision {rt.num(d['lines']['precision'])})")
@@ -127,13 +130,15 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
           f"probability {rt.num(a['auc_clean_over_junk'])} (its ROC AUC{_chance(a['auc_clean_over_junk'])}; "
           f"lowest-perplexity filtering's is {rt.num(sel['perplexity_low']['auc_clean_over_junk'])}). Keeping 40% of "
           f"the pool, ASK-LLM keeps {rt.pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "
-          f"{rt.pct(at['perplexity_low']['junk_kept'])}, middle {rt.pct(at['perplexity_middle']['junk_kept'])}, highest "
+          f"{rt.pct(at['perplexity_low']['junk_kept'])}, middle {rt.pct(at['perplexity_middle']['junk_kept'])}, "
+          "highest "
           f"{rt.pct(at['perplexity_high']['junk_kept'])} and random {rt.pct(at['random']['junk_kept'])}.")
   low = min(at[k]["junk_kept"] or 0 for k, *_ in SELECTORS)
   best = [n for k, n, *_ in SELECTORS if (at[k]["junk_kept"] or 0) == low]
   sent += f" At that rate the least junk is kept by {' and '.join(best)}{' (tied)' if len(best) > 1 else ''}."
   paras = "".join(f"<p>{x.strip()}</p>" for x in (sent, _perplexity_why(sel), _askllm_why(a)) if x)
-  return f"<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>{rt.img(img)}{paras}" + _examples(sel)
+  title = "<h2>ASK-LLM vs the paper's baselines (perplexity filtering, random)</h2>"
+  return f"{title}{rt.img(img)}{paras}" + _examples(sel)
 
 
 def _perplexity_why(sel: dict[str, Any]) -> str:
@@ -209,7 +214,8 @@ def _askllm_why(a: dict[str, Any]) -> str:
   if preferred:
     out += f" It rates {rt.join_words([rt.kind_name(k) for k in preferred])} above clean text"
     out += (f"; it ranks {rt.join_words([rt.kind_name(k) for k in caught])} below." if caught else ".")
-  out += (f" Mean P(yes) is {rt.num(a['p_yes_clean'], 3)} on clean and {rt.num(a['p_yes_junk'], 3)} on junk documents, and "
+  out += (f" Mean P(yes) is {rt.num(a['p_yes_clean'], 3)} on clean and {rt.num(a['p_yes_junk'], 3)} on junk "
+          "documents, and "
           f"\"yes\" + \"no\" together take only {rt.pct(a['yes_no_mass_clean'])} (clean) and "
           f"{rt.pct(a['yes_no_mass_junk'])} (junk) of the next-token probability"
           + (": this scorer mostly does not answer the question." if max(a['yes_no_mass_clean'] or 0,
@@ -262,7 +268,8 @@ def scatter_html(ids: list[str], score: np.ndarray, dens: np.ndarray, selected: 
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = plots.save(fig, out / "ev_scatter.png")
   counts = ", ".join(f"{int((selected & (kinds == k)).sum())} of {int((kinds == k).sum())} {name}"
-                     for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk")) if (kinds == k).any())
+                     for k, name in (("clean", "real"), ("dup", "near-duplicate"), ("junk", "junk"))
+                     if (kinds == k).any())
   sent = (f"The select stage (the ASK-LLM cut, then DENSITY inverse propensity) kept {int(selected.sum())} of "
           f"{len(ids)} scored documents: {counts} documents.")
   jk = np.asarray([labels.get(i, {}).get("junk_kind") or "" for i in ids])
