@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import flax.linen as nn
+from flax.linen import spmd  # with_logical_constraint and logical_to_mesh_axes: flax.linen does not re-export them
 import jax
 import jax.numpy as jnp
 
@@ -64,8 +65,8 @@ class BertConfig:
     return self.hidden_size // self.num_heads
 
 
-def _param(module: nn.Module, name: str, init, shape, axes):
-  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.dtype(module.config.param_dtype))
+def _param(module: nn.Module, name: str, init, shape, axes) -> jax.Array:
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.dtype(module.config.param_dtype))  # pyright: ignore[reportReturnType]  (param unboxes the LogicallyPartitioned)
 
 
 _KERNEL_INIT = nn.initializers.normal(0.02)  # HF initializer_range
@@ -101,7 +102,7 @@ class SelfAttention(nn.Module):
     def project(name):
       kernel = _param(self, f"{name}_kernel", _KERNEL_INIT, (d, h, hd), ("embed", "heads", "head_dim"))
       bias = _param(self, f"{name}_bias", nn.initializers.zeros, (h, hd), ("heads", "head_dim"))
-      return nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", x.astype(dt), kernel.astype(dt))
+      return spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", x.astype(dt), kernel.astype(dt))
                                         + bias.astype(dt), axes)
 
     q, k, v = project("query"), project("key"), project("value")
@@ -113,7 +114,7 @@ class SelfAttention(nn.Module):
     wo = _param(self, "out_kernel", _KERNEL_INIT, (h, hd, d), ("heads", "head_dim", "embed"))
     bo = _param(self, "out_bias", nn.initializers.zeros, (d,), ("embed",))
     out = jnp.einsum("bqhd,hde->bqe", out, wo.astype(dt)) + bo.astype(dt)
-    return nn.with_logical_constraint(out, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(out, ("batch", "length", "embed"))
 
 
 class Mlp(nn.Module):
@@ -126,7 +127,7 @@ class Mlp(nn.Module):
     wi = _param(self, "wi_kernel", _KERNEL_INIT, (cfg.hidden_size, cfg.intermediate_size), ("embed", "mlp"))
     bi = _param(self, "wi_bias", nn.initializers.zeros, (cfg.intermediate_size,), ("mlp",))
     y = _ACTIVATIONS[cfg.hidden_act](jnp.einsum("bld,df->blf", x.astype(dt), wi.astype(dt)) + bi.astype(dt))
-    y = nn.with_logical_constraint(y, ("batch", "length", "mlp"))
+    y = spmd.with_logical_constraint(y, ("batch", "length", "mlp"))
     wo = _param(self, "wo_kernel", _KERNEL_INIT, (cfg.intermediate_size, cfg.hidden_size), ("mlp", "embed"))
     bo = _param(self, "wo_bias", nn.initializers.zeros, (cfg.hidden_size,), ("embed",))
     return jnp.einsum("blf,fd->bld", y, wo.astype(dt)) + bo.astype(dt)
@@ -141,7 +142,7 @@ class Layer(nn.Module):
     x = LayerNorm(self.config, name="attention_norm")(
         x + drop(SelfAttention(self.config, name="attention")(x, key_mask, deterministic), deterministic))
     x = LayerNorm(self.config, name="mlp_norm")(x + drop(Mlp(self.config, name="mlp")(x), deterministic))
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class Embeddings(nn.Module):
@@ -178,7 +179,7 @@ class Bert(nn.Module):
     deterministic = not enable_dropout
     x = Embeddings(cfg, name="embeddings")(input_ids, token_type_ids)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
-    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    x = spmd.with_logical_constraint(x, ("batch", "length", "embed"))
     for i in range(cfg.num_layers):
       x = Layer(cfg, name=f"layers_{i}")(x, attention_mask, deterministic)
     return x
@@ -199,4 +200,4 @@ def sentence_embeddings(module: Bert, params: Any, input_ids: jax.Array, attenti
   """Sentence-transformers embeddings: ``input_ids, attention_mask: [b, l]`` -> unit vectors ``[b, hidden]``
   (float32): the encoder's last hidden states mean-pooled over the attention mask, then L2-normalised."""
   hidden = module.apply({"params": params}, input_ids, attention_mask)
-  return l2_normalize(mean_pool(hidden, attention_mask))
+  return l2_normalize(mean_pool(hidden, attention_mask))  # pyright: ignore[reportArgumentType]  (apply without mutable: the output only)

@@ -58,6 +58,7 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+from flax.linen import spmd  # with_logical_constraint and logical_to_mesh_axes: flax.linen does not re-export them
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -148,10 +149,10 @@ class LlamaConfig:
     return jnp.dtype(self.param_dtype)
 
 
-def _param(module: nn.Module, name: str, shape: tuple[int, ...], axes: tuple[str, ...], init=None):
+def _param(module: nn.Module, name: str, shape: tuple[int, ...], axes: tuple[str, ...], init=None) -> Array:
   cfg = module.config
   init = init or nn.initializers.normal(cfg.init_std)
-  return module.param(name, nn.with_logical_partitioning(init, axes), shape, cfg.weight_dtype)
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, cfg.weight_dtype)  # pyright: ignore[reportReturnType]  (param unboxes the LogicallyPartitioned)
 
 
 def rotary_tables(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
@@ -215,9 +216,9 @@ class Attention(nn.Module):
       q = q + _param(self, "query_bias", (h, dh), ("heads", "head_dim"), zeros).astype(dt)
       key = key + _param(self, "key_bias", (k, dh), ("kv_heads", "head_dim"), zeros).astype(dt)
       value = value + _param(self, "value_bias", (k, dh), ("kv_heads", "head_dim"), zeros).astype(dt)
-    q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
-    key = nn.with_logical_constraint(key, ("batch", "length", "kv_heads", "head_dim"))
-    value = nn.with_logical_constraint(value, ("batch", "length", "kv_heads", "head_dim"))
+    q = spmd.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
+    key = spmd.with_logical_constraint(key, ("batch", "length", "kv_heads", "head_dim"))
+    value = spmd.with_logical_constraint(value, ("batch", "length", "kv_heads", "head_dim"))
 
     if decode or prefill:
       is_initialized = self.has_variable("cache", "cached_key")
@@ -253,10 +254,11 @@ class Attention(nn.Module):
         slots = jnp.arange(cache_len)[None, :]
         visible = slots <= idx[:, None]  # [b, s]
         if self.sliding:
+          assert cfg.sliding_window is not None  # a sliding layer has a window
           visible = visible & (slots > idx[:, None] - cfg.sliding_window)
         step_bias = jnp.where(visible, 0.0, _NEG)[:, None, None, :].astype(jnp.float32)
-        keys = nn.with_logical_constraint(cached_key.value, ("batch", "kv_length", "kv_heads", "head_dim"))
-        values = nn.with_logical_constraint(cached_value.value, ("batch", "kv_length", "kv_heads", "head_dim"))
+        keys = spmd.with_logical_constraint(cached_key.value, ("batch", "kv_length", "kv_heads", "head_dim"))
+        values = spmd.with_logical_constraint(cached_value.value, ("batch", "kv_length", "kv_heads", "head_dim"))
         return self._attend(q, keys.astype(dt), values.astype(dt), step_bias, wo)
       # Not initialized yet: this is the cache-creating call; fall through to an ordinary forward.
 
@@ -265,24 +267,24 @@ class Attention(nn.Module):
     return self._attend(q, key, value, bias, wo)
 
   def _attend(self, q: Array, key: Array, value: Array, bias: Array | None, wo: Array) -> Array:
-    """q: [b, l, H, Dh]; key/value: [b, s, K, Dh]; bias: [b, 1, l, s]. Returns [b, l, D]."""
+    """q: [b, n, H, Dh]; key/value: [b, s, K, Dh]; bias: [b, 1, n, s]. Returns [b, n, D]."""
     cfg = self.config
     dt = cfg.compute_dtype
-    b, l, h, dh = q.shape
+    b, n, h, dh = q.shape
     kvh = key.shape[2]
     group = h // kvh
     # Query head j uses kv head j // group (HF repeat_kv layout): split heads as [kv_heads, group].
-    qg = q.reshape(b, l, kvh, group, dh) * jnp.asarray(cfg.attention_scale, dt)
+    qg = q.reshape(b, n, kvh, group, dh) * jnp.asarray(cfg.attention_scale, dt)
     scores = jnp.einsum("blkgd,bskd->bkgls", qg, key, preferred_element_type=jnp.float32)
     if cfg.attn_logit_softcapping:
       scores = softcap(scores, cfg.attn_logit_softcapping)
     if bias is not None:
       scores = scores + bias[:, :, None, :, :]
     probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    out = jnp.einsum("bkgls,bskd->blkgd", probs, value).reshape(b, l, h, dh)
-    out = nn.with_logical_constraint(out, ("batch", "length", "heads", "head_dim"))
+    out = jnp.einsum("bkgls,bskd->blkgd", probs, value).reshape(b, n, h, dh)
+    out = spmd.with_logical_constraint(out, ("batch", "length", "heads", "head_dim"))
     y = jnp.einsum("blhk,hkd->bld", out, wo.astype(dt))
-    return nn.with_logical_constraint(y, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(y, ("batch", "length", "embed"))
 
 
 class Mlp(nn.Module):
@@ -300,8 +302,8 @@ class Mlp(nn.Module):
     down = _param(self, "down", (f, d), ("mlp", "embed"))
     act = nn.silu if cfg.hidden_act == "silu" else functools.partial(nn.gelu, approximate=True)
     hidden = act(x @ gate.astype(dt)) * (x @ up.astype(dt))
-    hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
-    return nn.with_logical_constraint(hidden @ down.astype(dt), ("batch", "length", "embed"))
+    hidden = spmd.with_logical_constraint(hidden, ("batch", "length", "mlp"))
+    return spmd.with_logical_constraint(hidden @ down.astype(dt), ("batch", "length", "embed"))
 
 
 class DecoderLayer(nn.Module):
@@ -320,7 +322,7 @@ class DecoderLayer(nn.Module):
     x = x + (RMSNorm(cfg, name="post_attention_norm")(y) if cfg.sandwich_norms else y)
     y = Mlp(cfg, name="mlp")(RMSNorm(cfg, name="mlp_norm")(x))
     x = x + (RMSNorm(cfg, name="post_mlp_norm")(y) if cfg.sandwich_norms else y)
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 def softcap(x: Array, cap: float) -> Array:
@@ -389,17 +391,17 @@ class Llama(nn.Module):
     """Final-norm hidden states [batch, length, D] (compute dtype); arguments as ``__call__``."""
     if decode and prefill:
       raise ValueError("decode and prefill cannot both be true: prefill the prompt first, then decode")
-    b, l = tokens.shape
+    b, n = tokens.shape
     if positions is None:
-      positions = jnp.broadcast_to(jnp.arange(l, dtype=jnp.int32)[None, :], (b, l))
+      positions = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[None, :], (b, n))
     cfg = self.config
     x = self.token_embed(tokens.astype(jnp.int32))
     if cfg.scale_embeddings:  # Gemma: sqrt(D) rounded to the compute dtype first, as HF
       x = x * jnp.asarray(cfg.hidden_size ** 0.5, cfg.compute_dtype)
-    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    bias = attention_bias(l, target_tokens, segment_ids, causal_attention, b)
+    x = spmd.with_logical_constraint(x, ("batch", "length", "embed"))
+    bias = attention_bias(n, target_tokens, segment_ids, causal_attention, b)
     if any(cfg.is_sliding(i) for i in range(cfg.num_layers)):
-      local_bias = attention_bias(l, target_tokens, segment_ids, causal_attention, b, cfg.sliding_window)
+      local_bias = attention_bias(n, target_tokens, segment_ids, causal_attention, b, cfg.sliding_window)
     for i, layer in enumerate(self.layers):
       x = layer(x, positions, local_bias if cfg.is_sliding(i) else bias, decode, prefill, prefill_lengths)
     return self.final_norm(x)
@@ -415,7 +417,7 @@ class Llama(nn.Module):
     if cfg.final_logit_softcapping:
       out = softcap(out, cfg.final_logit_softcapping)
     if out.ndim == 3:
-      out = nn.with_logical_constraint(out, ("batch", "length", "vocab"))
+      out = spmd.with_logical_constraint(out, ("batch", "length", "vocab"))
     return out
 
 

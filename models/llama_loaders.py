@@ -263,11 +263,14 @@ class _GGUFTensors:
     from gguf.quants import dequantize
     t = self._by_name[name]
     w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(self.shape(name))
-    if self._cfg.family == "llama" and name.endswith("attn_q.weight"):  # only the llama arch is permuted
-      w = unpermute_rope_rows(w, self._cfg.num_heads)
-    elif self._cfg.family == "llama" and name.endswith("attn_k.weight"):
-      w = unpermute_rope_rows(w, self._cfg.num_kv_heads)
-    elif self._cfg.norm_offset_one and name.endswith("norm.weight"):
+    cfg = self._cfg
+    if cfg is None:
+      raise RuntimeError(f"GGUF tensor {name!r} read before the model config was known")
+    if cfg.family == "llama" and name.endswith("attn_q.weight"):  # only the llama arch is permuted
+      w = unpermute_rope_rows(w, cfg.num_heads)
+    elif cfg.family == "llama" and name.endswith("attn_k.weight"):
+      w = unpermute_rope_rows(w, cfg.num_kv_heads)
+    elif cfg.norm_offset_one and name.endswith("norm.weight"):
       w = w - 1.0  # llama.cpp stores Gemma's (1 + w)
     return w
 

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+from flax.linen import spmd  # with_logical_constraint and logical_to_mesh_axes: flax.linen does not re-export them
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -52,7 +53,8 @@ class MeshConfig:
   rules: str = "standard"
 
 
-def make_mesh(config: MeshConfig = MeshConfig(), devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(config: MeshConfig = MeshConfig(),
+              devices: Sequence[jax.Device] | None = None) -> Mesh:  # pyright: ignore[reportInvalidTypeForm]  (jax.Device is a plain alias)
   """A ``('data', 'model')`` mesh over ``devices`` (default: all devices, e.g. 8 fake CPUs in tests)."""
   devices = list(devices if devices is not None else jax.devices())
   n = len(devices)
@@ -103,9 +105,9 @@ def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: str | Rules = "stan
   def to_sharding(spec, shape):
     if not isinstance(spec, PartitionSpec):
       return NamedSharding(mesh, PartitionSpec())
-    mesh_spec = nn.logical_to_mesh_axes(spec, rules)
+    mesh_spec = spmd.logical_to_mesh_axes(tuple(spec), rules)
     fitted = [ax if ax is None or (i < len(shape) and shape[i] % axis_size(ax) == 0) else None
-              for i, ax in enumerate(mesh_spec)]
+              for i, ax in enumerate(mesh_spec or ())]
     return NamedSharding(mesh, PartitionSpec(*fitted))
 
   return jax.tree.map(to_sharding, specs, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)

@@ -34,6 +34,7 @@ import math
 from typing import Any
 
 import flax.linen as nn
+from flax.linen import spmd  # with_logical_constraint and logical_to_mesh_axes: flax.linen does not re-export them
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,8 +132,8 @@ def relative_position_bucket(relative_position, *, bidirectional: bool, num_buck
   return (buckets + xp.where(is_small, distance, large)).astype(xp.int32)
 
 
-def _param(module: nn.Module, name: str, init, shape, axes):
-  return module.param(name, nn.with_logical_partitioning(init, axes), shape, module.config.params_dtype)
+def _param(module: nn.Module, name: str, init, shape, axes) -> jax.Array:
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, module.config.params_dtype)  # pyright: ignore[reportReturnType]  (param unboxes the LogicallyPartitioned)
 
 
 class Kernel(nn.Module):
@@ -203,9 +204,9 @@ class Attention(nn.Module):
     wo = Kernel(cfg, (h, hd, d), ("heads", "head_dim", "embed"),
                 nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=2), name="out")()
     qkv_axes = ("batch", "length", "heads", "head_dim")
-    q = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_q.astype(dt), wq), qkv_axes)
-    k = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wk), qkv_axes)
-    v = nn.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wv), qkv_axes)
+    q = spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_q.astype(dt), wq), qkv_axes)
+    k = spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wk), qkv_axes)
+    v = spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wv), qkv_axes)
 
     if decode:
       initialized = self.has_variable("cache", "cached_key")
@@ -244,7 +245,7 @@ class Attention(nn.Module):
       weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(weights, deterministic=False)
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     out = jnp.einsum("bqhd,hde->bqe", out, wo)
-    return nn.with_logical_constraint(out, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(out, ("batch", "length", "embed"))
 
 
 class Mlp(nn.Module):
@@ -262,10 +263,10 @@ class Mlp(nn.Module):
     hs = [jnp.einsum("bld,df->blf", x.astype(dt), Kernel(cfg, (d, cfg.d_ff), ("embed", "mlp"), init, name=n)())
           for n in names]
     y = act(hs[0]) * hs[1] if cfg.is_gated else act(hs[0])
-    y = nn.with_logical_constraint(y, ("batch", "length", "mlp"))
+    y = spmd.with_logical_constraint(y, ("batch", "length", "mlp"))
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     wo = Kernel(cfg, (cfg.d_ff, d), ("mlp", "embed"), init, name="wo")()
-    return nn.with_logical_constraint(jnp.einsum("blf,fd->bld", y, wo), ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(jnp.einsum("blf,fd->bld", y, wo), ("batch", "length", "embed"))
 
 
 class EncoderLayer(nn.Module):
@@ -302,14 +303,13 @@ class Embed(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.embedding = self.param("embedding", nn.with_logical_partitioning(nn.initializers.normal(1.0),
-                                                                          ("vocab", "embed")),
-                                (cfg.vocab_size, cfg.d_model), cfg.params_dtype)
+    self.embedding = _param(self, "embedding", nn.initializers.normal(1.0), (cfg.vocab_size, cfg.d_model),
+                            ("vocab", "embed"))
 
   def __call__(self, tokens):
     """``int[b, l]`` -> ``[b, l, embed]`` (compute dtype)."""
     x = jnp.take(self.embedding, tokens.astype(jnp.int32), axis=0).astype(self.config.compute_dtype)
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(x, ("batch", "length", "embed"))
 
   def attend(self, y):
     """``[b, l, embed]`` -> float32 logits ``[b, l, vocab]`` through the embedding's transpose."""
@@ -343,7 +343,7 @@ class Encoder(nn.Module):
       x = EncoderLayer(cfg, name=f"layers_{i}")(x, mask, bias, deterministic)
     x = RMSNorm(cfg, name="encoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
-    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    return spmd.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class Decoder(nn.Module):
@@ -363,14 +363,14 @@ class Decoder(nn.Module):
       x = DecoderLayer(cfg, name=f"layers_{i}")(x, encoded, self_mask, cross_mask, bias, deterministic, decode)
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
-    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    x = spmd.with_logical_constraint(x, ("batch", "length", "embed"))
     if cfg.scales_decoder_outputs:  # HF and t5x rescale by d_model**-0.5 when the output reuses the embedding
       x = x * (cfg.d_model ** -0.5)
     if cfg.tie_word_embeddings:
       logits = self.shared_embedding.attend(x)
     else:
       logits = LogitsDense(cfg, name="logits_dense")(x)
-    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+    return spmd.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
 def _pair_mask(q_valid, k_valid):
@@ -488,5 +488,5 @@ def t5_sentence_embeddings(module: nn.Module, params: Any, input_ids: jax.Array,
   mask = (input_ids > 0) if attention_mask is None else attention_mask
   tokens = jnp.where(mask > 0, input_ids, 0)
   hidden = module.apply({"params": params}, tokens, method=module.encode)
-  pooled = mean_pool(hidden, mask)
+  pooled = mean_pool(hidden, mask)  # pyright: ignore[reportArgumentType]  (apply without mutable: the output only)
   return l2_normalize(pooled) if normalize else pooled

@@ -303,9 +303,12 @@ def _read_ts_leaf(spec: Mapping[str, Any], ckpt_dir: Path):
 def _read_msgpack(file: Path) -> dict:
   from flax import serialization
   try:
-    return serialization.msgpack_restore(file.read_bytes())
+    restored = serialization.msgpack_restore(file.read_bytes())
   except Exception as e:  # noqa: BLE001  (msgpack raises several unrelated types)
     raise CheckpointError(f"{str(file)!r} is not a flax msgpack checkpoint: {e}") from None
+  if not isinstance(restored, dict):
+    raise CheckpointError(f"{str(file)!r} is not a flax msgpack checkpoint: it holds a {type(restored).__name__}")
+  return restored
 
 
 def read_t5x_target(path: str | os.PathLike) -> dict:

@@ -72,7 +72,8 @@ def refine_documents(batch: Sequence[docs.Document], programmer: Programmer, *,
   if len(programs) != len(texts):
     raise ValueError(f"programmer {programmer.name} returned {len(programs)} programs for {len(texts)} documents")
   results = [ex.execute(t, p.doc_program, p.chunk_program, exec_config) for t, p in zip(texts, programs)]
-  tokens_before = tokens_after = None
+  tokens_before: list[int] = []
+  tokens_after: list[int] = []
   if count_tokens is not None:
     tokens_before = list(count_tokens(list(texts)))
     tokens_after = list(count_tokens([r.text for r in results]))
@@ -130,7 +131,7 @@ def format_summary(stats: dict[str, Any], top: int = 8) -> str:
   for unit in ("words", "tokens", "chars"):
     b, a = stats.get(f"{unit}_before"), stats.get(f"{unit}_after")
     if b:
-      lines.append(f"{unit}: {a} of {b} kept ({100 * a / b:.1f}%)")
+      lines.append(f"{unit}: {a} of {b} kept ({100 * (a or 0) / b:.1f}%)")
   fired = sorted(((k[5:], v) for k, v in stats.items() if k.startswith("rule.")), key=lambda kv: (-kv[1], kv[0]))
   if fired:
     lines.append("top rules fired (documents): " + ", ".join(f"{k} {v}" for k, v in fired[:top]))

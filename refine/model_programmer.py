@@ -83,7 +83,7 @@ def mesh_from_spec(spec: str) -> jax.sharding.Mesh:
 class ModelProgrammer:
   """Writes programs with a Llama-family model; ``__call__(texts) -> list[Programs]`` (a job programmer)."""
 
-  def __init__(self, module: Any, params: Any, tokenizer: TokenizerFiles, *,
+  def __init__(self, module: Any, params: Any, tokenizer: TokenizerFiles | None, *,
                config: ModelProgrammerConfig = ModelProgrammerConfig(), mesh: jax.sharding.Mesh | None = None,
                exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG, name: str = "model"):
     if tokenizer is None:
@@ -126,13 +126,13 @@ class ModelProgrammer:
     import jinja2  # transformers' chat-template engine
     msgs = ck.chat_messages(user_message, self.config.system_prompt)
     try:
-      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
+      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
                                           add_generation_prompt=True)
     except jinja2.TemplateError:  # Gemma's templates refuse a system turn: fold it into the user turn, as Gemma does
       if not self.config.system_prompt:
         raise
       msgs = ck.chat_messages(f"{self.config.system_prompt}\n\n{user_message}", None)
-      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
+      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
                                           add_generation_prompt=True)
 
   def _split_template(self) -> tuple[str, str]:
@@ -240,7 +240,7 @@ class ModelProgrammer:
       def doc_done(idx: list[int], programs: list[str]) -> None:
         # "doc": every document is finished; "both": only those the doc program drops (no chunk pass)
         jobs.advance(len(idx) if stages == "doc" else sum(ex.execute_doc(p).drop for p in programs))
-      doc = self.doc_programs(texts, doc_done)
+      doc = [*self.doc_programs(texts, doc_done)]
     chunk: list[str | None] = [None] * len(texts)
     if stages in ("both", "chunk"):
       todo = [i for i, p in enumerate(doc) if p is None or not ex.execute_doc(p).drop]

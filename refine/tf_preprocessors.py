@@ -82,7 +82,7 @@ def _apply(ds: tf.data.Dataset, fn, inputs: Sequence[str], text_key: str, raw_ke
                                     deterministic=True).unbatch()
   ds = ds.map(refine, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if drop_dropped:
-    ds = ds.filter(lambda ex_, kept: kept)
+    ds = ds.filter(lambda ex_, kept: kept)  # pyright: ignore[reportArgumentType]  (a (features, kept) dataset: two arguments)
   return ds.map(lambda ex_, kept: ex_)
 
 

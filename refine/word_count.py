@@ -196,7 +196,7 @@ def _compiled():
   if os.environ.get("TOKENSIFT_PURE_PYTHON_WORDS", "") not in ("", "0"):
     return None
   try:
-    from tokensift.refine import _words  # pylint: disable=g-import-not-at-top
+    from tokensift.refine import _words  # pyright: ignore[reportAttributeAccessIssue]  (the optional C extension)
   except ImportError:  # built without a C compiler (the extension is optional)
     return None
   return _words

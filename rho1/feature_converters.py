@@ -72,7 +72,7 @@ class _RefLossesMixin:
   _TOKEN_FEATURES: tuple[str, ...] = ()
 
   def _convert_example(self, features: Mapping[str, tf.Tensor]) -> Mapping[str, tf.Tensor]:
-    d = dict(super()._convert_example(features))
+    d = dict(super()._convert_example(features))  # pyright: ignore[reportAttributeAccessIssue]  (a mixin: super() is the seqio converter)
     d[MODEL_REF_FEATURE] = decode_losses(features[REF_FEATURE])
     return d
 
@@ -80,11 +80,11 @@ class _RefLossesMixin:
     _check_lengths(task_feature_lengths)
     keys = self._TOKEN_FEATURES
     ds = ds.map(lambda ex: _encode_example(ex, keys), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = self._pack_or_pad(ds, task_feature_lengths)
+    ds = self._pack_or_pad(ds, task_feature_lengths)  # pyright: ignore[reportAttributeAccessIssue]  (a mixin: super() is the seqio converter)
     return ds.map(self._convert_example, num_parallel_calls=tf.data.AUTOTUNE)
 
   def get_model_feature_lengths(self, task_feature_lengths: Mapping[str, int]) -> Mapping[str, int]:
-    lengths = dict(super().get_model_feature_lengths(task_feature_lengths))
+    lengths = dict(super().get_model_feature_lengths(task_feature_lengths))  # pyright: ignore[reportAttributeAccessIssue]  (a mixin: super() is the seqio converter)
     lengths[MODEL_REF_FEATURE] = task_feature_lengths["targets"]
     return lengths
 

@@ -257,6 +257,8 @@ def register_ref_task(*, caller: str, base_task: str, ref_dir: str, name: str | 
     raise paths.ConfigError(f"{caller} needs ref_dir ({hint}); in gin: REF_DIR = '/path'")
   tokensift.tasks.register_all()
   base = seqio.get_mixture_or_task(base_task)
+  if not isinstance(base, seqio.Task):
+    raise ValueError(f"{base_task!r} is a mixture, not a task: name one of its tasks")
   name = name or f"{base_task}_ref"
   features = {f: seqio.Feature(vocabulary=base.output_features[f].vocabulary, add_eos=False, dtype="int32")
               for f in token_features}

@@ -39,13 +39,13 @@ def _count(targets: Sequence[Any]) -> int:
 def perplexity(targets: Sequence[Any], scores: Sequence[float]) -> dict[str, float]:
   """``scores``: per-example sums of target log-likelihoods (t5x ``score_batch``). Returns perplexity,
   nll_per_token and nll_per_sequence."""
-  scores = np.asarray(scores, np.float64)
+  s = np.asarray(scores, np.float64)
   tokens = _count(targets)
-  if tokens == 0 or scores.size == 0:
-    raise ValueError(f"perplexity over {scores.size} examples and {tokens} target tokens is undefined")
-  nll = -float(scores.sum())
+  if tokens == 0 or s.size == 0:
+    raise ValueError(f"perplexity over {s.size} examples and {tokens} target tokens is undefined")
+  nll = -float(s.sum())
   return {"perplexity": float(np.exp(nll / tokens)), "nll_per_token": nll / tokens,
-          "nll_per_sequence": nll / scores.size}
+          "nll_per_sequence": nll / s.size}
 
 
 def token_accuracy(targets: Sequence[Any], predictions: Sequence[str], vocabulary=None) -> dict[str, float]:

@@ -8,7 +8,7 @@ Task names: ``c4_en_raw``, ``owm_raw`` (C4 SentencePiece, 32768 pieces) and ``c4
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import seqio
 
@@ -26,7 +26,7 @@ SOURCES: dict[str, Callable[[], seqio.DataSource]] = {
 }
 
 
-def lm_output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+def lm_output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:  # pyright: ignore[reportInvalidTypeForm]  (seqio.Feature is a plain alias of seqio.utils.Feature)
   return {"targets": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32")}
 
 
@@ -34,7 +34,7 @@ def _lm_preprocessors(source: seqio.DataSource) -> list:
   """LM tokenization, with seqio's ``CacheDatasetPlaceholder`` before ``append_eos`` (as t5's tasks) when the
   source permits caching (C4's TFDS source): such tasks, and their selection variants (which prepend their
   filter), are cached by seqio's ``cache_tasks_main``. File sources (OpenWebMath, job records) do not permit it."""
-  pre = list(lm_pre.LM_PREPROCESSORS)
+  pre: list[Any] = list(lm_pre.LM_PREPROCESSORS)
   if source.caching_permitted:
     pre.insert(len(pre) - 1, seqio.CacheDatasetPlaceholder())
   return pre
@@ -51,7 +51,7 @@ def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
   return seqio.TaskRegistry.add(
-      name, source=source, output_features=lm_output_features(vocab),
+      name, source=source, output_features=lm_output_features(vocab),  # pyright: ignore[reportArgumentType]  (seqio's DataSource is a DataSourceInterface)
       preprocessors=[*preprocessors, *_lm_preprocessors(source)],
       postprocess_fn=metrics.keep_target_tokens, metric_fns=list(metrics.LM_METRICS))
 

@@ -66,7 +66,7 @@ class IdTfdsDataSource(seqio.TfdsDataSource):
       ex["id"] = ex.pop("tfds_id")
       return ex
 
-    return ds.map(add_id, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(add_id, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # pyright: ignore[reportAttributeAccessIssue]  (load of one split: a tf.data.Dataset)
 
 
 def in_holdout(doc_id: str, fraction: float) -> bool:
@@ -195,7 +195,7 @@ class RecordFilesSource(seqio.DataSource):
           yield {"id": str(r["id"]), **{k: np.asarray(r[k], dt) for k, dt in features.items()}}
 
     sig = {"id": tf.TensorSpec([], tf.string),
-           **{k: tf.TensorSpec([None], tf.as_dtype(dt)) for k, dt in features.items()}}
+           **{k: tf.TensorSpec([None], tf.as_dtype(dt)) for k, dt in features.items()}}  # pyright: ignore[reportArgumentType]  (numpy scalar types are dtypes to TF)
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
     return ds.shuffle(10_000, seed=seed) if shuffle else ds
 

@@ -28,7 +28,7 @@ Tasks (registered by ``register_span_corruption_tasks``, run from ``tasks.regist
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, overload
 
 import numpy as np
 import seqio
@@ -48,6 +48,10 @@ SUFFIX = "_span_corruption"
 # ------------------------------------------------------------------------------------------ pure algorithm
 
 
+@overload
+def _counts(length: int | np.integer, noise_density: float, mean_span: float) -> tuple[int, int]: ...
+@overload
+def _counts(length: tf.Tensor, noise_density: float, mean_span: float) -> tuple[tf.Tensor, tf.Tensor]: ...
 def _counts(length, noise_density: float, mean_span: float):
   """(num_noise, num_spans) for a chunk of ``length`` tokens (tf or numpy scalars; float32 rounding, halves to
   even, as T5): ``num_noise = clip(round(length * density), 1, length - 1)``, ``num_spans = max(1,
@@ -81,7 +85,7 @@ def span_corruption_lengths(inputs_length: int, noise_density: float = NOISE_DEN
 def _random_segmentation(num_items: tf.Tensor, num_segments: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """``num_segments`` positive int32 lengths summing to ``num_items``, uniformly at random (distinct cut points
   among the ``num_items - 1`` gaps)."""
-  gaps = tf.argsort(tf.random.stateless_uniform([num_items - 1], seed=seed))
+  gaps = tf.argsort(tf.random.stateless_uniform([num_items - 1], seed=seed))  # pyright: ignore[reportArgumentType]  (a shape of tensors)
   cuts = tf.sort(gaps[:num_segments - 1] + 1)
   bounds = tf.concat([[0], cuts, [num_items]], axis=0)
   return bounds[1:] - bounds[:-1]
@@ -105,10 +109,10 @@ def replace_spans_with_sentinels(tokens: tf.Tensor, mask: tf.Tensor, vocab_size:
   """Each run of True in ``mask`` becomes one sentinel (``vocab_size - 1`` for the first run, then counting
   down); other tokens are kept. ``tokens``: int32[n] -> int32[m]."""
   prev = tf.concat([[False], mask[:-1]], axis=0)
-  first = mask & ~prev
+  first = mask & ~prev  # pyright: ignore[reportOperatorIssue]  (tf.Tensor has __invert__)
   sentinel = vocab_size - tf.cumsum(tf.cast(first, tokens.dtype))
   out = tf.where(first, sentinel, tokens)
-  return tf.boolean_mask(out, ~(mask & prev))
+  return tf.boolean_mask(out, ~(mask & prev))  # pyright: ignore[reportOperatorIssue]  (tf.Tensor has __invert__)
 
 
 def corrupt(tokens: tf.Tensor, seeds: Sequence[tf.Tensor], vocab_size: int, noise_density: float = NOISE_DENSITY,
@@ -117,7 +121,7 @@ def corrupt(tokens: tf.Tensor, seeds: Sequence[tf.Tensor], vocab_size: int, nois
   the targets hold each noise span after its sentinel."""
   mask = random_spans_noise_mask(tf.size(tokens), seeds, noise_density, mean_span)
   return (replace_spans_with_sentinels(tokens, mask, vocab_size),
-          replace_spans_with_sentinels(tokens, ~mask, vocab_size))
+          replace_spans_with_sentinels(tokens, ~mask, vocab_size))  # pyright: ignore[reportOperatorIssue]  (tf.Tensor has __invert__)
 
 
 # ------------------------------------------------------------------------------------- seqio preprocessors
@@ -140,13 +144,13 @@ def concat_and_split(ds: tf.data.Dataset, sequence_length: Mapping[str, int] | N
     full = n // chunk
     lengths = tf.concat([tf.fill([full], chunk), [n - full * chunk]], axis=0)
     lengths = tf.boolean_mask(lengths, lengths > 0)
-    return tf.data.Dataset.from_tensor_slices({"targets": tf.RaggedTensor.from_row_lengths(t, lengths)})
+    return tf.data.Dataset.from_tensor_slices({"targets": tf.RaggedTensor.from_row_lengths(t, lengths)})  # pyright: ignore[reportArgumentType, reportAttributeAccessIssue]  (TF's partial stubs)
 
   ds = ds.flat_map(split).map(lambda ex: {"targets": ex["targets"]})
   return ds.filter(lambda ex: tf.size(ex["targets"]) >= 2)
 
 
-def denoise(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
+def denoise(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],  # pyright: ignore[reportInvalidTypeForm]  (seqio.Feature is a plain alias of seqio.utils.Feature)
             noise_density: float = NOISE_DENSITY, mean_span: float = MEAN_NOISE_SPAN_LENGTH) -> tf.data.Dataset:
   """``{'targets': chunk}`` -> ``{'inputs', 'targets'}`` by span corruption (sentinels of the targets'
   vocabulary), seeded by seqio."""
@@ -157,7 +161,7 @@ def denoise(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
     inputs, targets = corrupt(ex["targets"], seeds, vocab_size, noise_density, mean_span)
     return {"inputs": inputs, "targets": targets}
 
-  return fn(ds)
+  return fn(ds)  # pyright: ignore[reportCallIssue]  (map_over_dataset supplies the seeds)
 
 
 SPAN_CORRUPTION_PREPROCESSORS = (
@@ -199,7 +203,7 @@ PREFIX_PREPROCESSORS = (
 # ----------------------------------------------------------------------------------------------- registry
 
 
-def encdec_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+def encdec_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:  # pyright: ignore[reportInvalidTypeForm]  (seqio.Feature is a plain alias of seqio.utils.Feature)
   return {"inputs": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32"),
           "targets": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32")}
 
@@ -210,7 +214,7 @@ def _add(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary, preproces
     if not replace:
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
-  return seqio.TaskRegistry.add(name, source=source, output_features=encdec_features(vocab),
+  return seqio.TaskRegistry.add(name, source=source, output_features=encdec_features(vocab),  # pyright: ignore[reportArgumentType]  (seqio's DataSource is a DataSourceInterface)
                                 preprocessors=list(preprocessors), postprocess_fn=metrics.keep_target_tokens,
                                 metric_fns=list(metric_fns))
 

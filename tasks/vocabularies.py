@@ -100,7 +100,7 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
     flat.set_shape([None])
     if s.shape.rank == 0:
       return flat
-    return tf.RaggedTensor.from_row_lengths(flat, tf.reshape(lengths, [-1]))
+    return tf.RaggedTensor.from_row_lengths(flat, tf.reshape(lengths, [-1]))  # pyright: ignore[reportAttributeAccessIssue]  (TF's partial stubs)
 
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
     def dec(x: np.ndarray) -> bytes:
@@ -179,7 +179,7 @@ class T5LayoutVocabulary(seqio.Vocabulary):
     table = tf.constant(self._TO_SPM, tf.int32)
     # The inner _decode_tf, not decode_tf: the base class already cut at our eos, and the inner one would cut again
     # at SentencePiece's eos (where our padding maps) and decode what follows as unk.
-    return self._inner._decode_tf(  # noqa: SLF001
+    return self._inner._decode_tf(  # pyright: ignore[reportReturnType]  # noqa: SLF001  (a dense tf.Tensor of strings)
         tf.where(ids < 3, tf.gather(table, tf.clip_by_value(ids, 0, 2)), ids))
 
   def __eq__(self, other) -> bool:

@@ -192,6 +192,8 @@ def plan_units(files: Sequence[tuple[str, str]], count: int) -> list[Unit]:
     else:
       fs, path = storage.url_to_fs(url)
       size = fs.size(path)
+      if size is None:
+        raise ValueError(f"input {url!r}: its file system reports no size, so it cannot be split into byte ranges")
       bounds = [size * k // parts for k in range(parts + 1)]
       out += [Unit(url, key, "bytes", a, b) for a, b in zip(bounds, bounds[1:])]
   return out
@@ -220,7 +222,7 @@ def _read_jsonl(unit: Unit, counter: list[int], id_field: str, text_field: str) 
   name = unit.key
   try:
     if unit.url.endswith(".gz"):
-      f = gzip.GzipFile(fileobj=raw, mode="rb")
+      f = gzip.GzipFile(fileobj=raw, mode="rb")  # pyright: ignore[reportCallIssue, reportArgumentType]  (read sequentially: GzipFile seeks only to rewind)
     else:
       f = raw
     pos = 0
@@ -258,7 +260,7 @@ def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str
   try:
     pf = pq.ParquetFile(raw)
     meta = pf.metadata
-    groups = range(meta.num_row_groups) if unit.kind == "file" else range(unit.start, unit.stop)
+    groups = range(meta.num_row_groups) if unit.kind == "file" else range(unit.start or 0, unit.stop or 0)
     if not len(groups):
       return
     row = sum(meta.row_group(g).num_rows for g in range(groups[0]))
@@ -388,7 +390,10 @@ def task_source(task_name: str, split: str):
     raise ValueError(f"unknown task {task_name!r}: not registered (import the module that registers it, e.g. "
                      "tokensift.tasks, tokensift.refine.tasks or tokensift.all_tasks; `tokensift tasks --all` "
                      "lists them)")
-  source = seqio.get_mixture_or_task(task_name).source
+  task = seqio.get_mixture_or_task(task_name)
+  if not isinstance(task, seqio.Task):
+    raise ValueError(f"{task_name!r} is a mixture, not a task: name one of its tasks")
+  source = task.source
   if split not in source.splits:
     raise ValueError(f"task {task_name!r} has no split {split!r}; it has {list(source.splits)}")
   return source

@@ -13,9 +13,11 @@ def _where_what(err: Exception, source: str, offset: int = 0) -> str:
   loc = err.args[1] if len(err.args) > 1 else None
   if isinstance(err, tokenize.TokenError):  # args: (message, (line, column))
     line = loc[0] - offset if isinstance(loc, tuple) and loc else "?"
-    return f"gin syntax error in {source}, line {line}: {err.args[0]}"
-  if getattr(loc, "filename", None):  # an included file
-    source = f"gin file {loc.filename!r}"
+    message = err.args[0] if err.args else str(err)  # (typeshed types TokenError's args as empty)
+    return f"gin syntax error in {source}, line {line}: {message}"
+  filename = getattr(loc, "filename", None)
+  if filename:  # an included file
+    source = f"gin file {filename!r}"
   line = getattr(loc, "line_num", None) or getattr(err, "lineno", None)
   line = "?" if line is None else line - offset
   content = (getattr(loc, "line_content", None) or getattr(err, "text", None) or "").strip()

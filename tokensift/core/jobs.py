@@ -101,12 +101,20 @@ def shard_files(out_dir, name: str, fmt: str | None = None) -> list:
   return files
 
 
+def _shard_numbers(f) -> tuple[int, int]:
+  """(index, count) of a shard file named ``...-{index}-of-{count}.*``."""
+  import re
+  m = re.search(r"-(\d+)-of-(\d+)\.", str(f))
+  if m is None:
+    raise ValueError(f"{str(f)!r} is not a shard file (no -INDEX-of-COUNT. in its name)")
+  return int(m.group(1)), int(m.group(2))
+
+
 def finished_files(path, name: str, what: str = "job output") -> list:
   """The output files of a finished job directory (every shard, in order), or ``[path]`` for one file.
 
   Raises FileNotFoundError for a missing path and ValueError naming unfinished shards or mixed shard counts.
   """
-  import re
   url = str(path)
   fs, p = storage.url_to_fs(url)
   if not fs.exists(p):
@@ -116,11 +124,12 @@ def finished_files(path, name: str, what: str = "job output") -> list:
   files = shard_files(url, name)
   if not files:
     raise ValueError(f"{url!r} holds no finished {name!r} shard (no {name}-*-of-*.done marker)")
-  counts = {int(re.search(r"-of-(\d+)\.", str(f)).group(1)) for f in files}
+  numbers = [_shard_numbers(f) for f in files]
+  counts = {count for _, count in numbers}
   if len(counts) != 1:
     raise ValueError(f"{url!r} mixes {name} jobs with different shard counts {sorted(counts)}")
   n = counts.pop()
-  have = {int(re.search(r"-(\d+)-of-\d+\.", str(f)).group(1)) for f in files}
+  have = {index for index, _ in numbers}
   missing = sorted(set(range(n)) - have)
   if missing:
     raise ValueError(f"{name} job in {url!r} is unfinished: shards {missing} of {n} have no .done marker")
@@ -148,7 +157,7 @@ def _assemble(final: str, pieces: list[str], fmt: str, schema) -> None:
     with storage.AtomicOutput(final) as out:
       for p in pieces:
         with storage.open_file(p) as f:
-          shutil.copyfileobj(f, out, 1 << 20)
+          shutil.copyfileobj(f, out, 1 << 20)  # pyright: ignore[reportArgumentType]  (opened "rb": bytes to bytes)
     return
   import pyarrow as pa
   import pyarrow.parquet as pq
@@ -317,7 +326,7 @@ def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, pie
     nonlocal shown
     n = max(0, min(n, len(pending) - shown))  # never past the piece
     shown += n
-    if n:
+    if n and bar is not None:
       bar.update(n)
 
   def flush():
@@ -372,7 +381,8 @@ def merged_stats(out_dir, name: str) -> dict[str, Any]:
   return total
 
 
-def in_memory_rows(items: Iterable[Document | Skip]) -> Callable[[ShardSpec], Iterable[Document | Skip]]:
+def in_memory_rows(items: Iterable[Document | Skip] | Callable[[], Iterable[Document | Skip]]
+                   ) -> Callable[[ShardSpec], Iterable[Document | Skip]]:
   """Rows for ``run_sharded`` from documents already in memory (e.g. a finished stage's records): shard ``i``
   takes positions ``i, i+n, ...``. Inputs on storage go through ``docs.DocumentInput`` instead, which reads
   only the shard's split."""

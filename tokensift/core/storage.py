@@ -83,7 +83,7 @@ def expand(patterns: list[str] | str) -> list[tuple[str, str]]:
         raise FileNotFoundError(f"no input file matches {os.fspath(pat)!r}")
       matches = [path]
     else:
-      matches = sorted(m for m in fs.glob(path) if not fs.isdir(m))
+      matches = sorted(str(m) for m in fs.glob(path) if not fs.isdir(m))
       if not matches:
         raise FileNotFoundError(f"no input file matches {os.fspath(pat)!r}")
     root = _glob_root(path)
@@ -114,7 +114,7 @@ def makedirs(url: str) -> None:
 
 def read_bytes(url: str) -> bytes:
   fs, path = url_to_fs(url)
-  return fs.cat_file(path)
+  return fs.cat_file(path)  # pyright: ignore[reportReturnType]  (fsspec's cat_file returns bytes)
 
 
 def remove(url: str, recursive: bool = False) -> None:
@@ -126,7 +126,7 @@ def remove(url: str, recursive: bool = False) -> None:
 def listdir(url: str, pattern: str = "*") -> list[str]:
   """Sorted URLs of the entries of ``url`` matching the glob ``pattern``."""
   fs, path = url_to_fs(url)
-  return sorted(full_url(fs, m) for m in fs.glob(posixpath.join(path, pattern)))
+  return sorted(full_url(fs, str(m)) for m in fs.glob(posixpath.join(path, pattern)))
 
 
 def atomic_write_bytes(url: str | os.PathLike, data: bytes) -> None:
@@ -264,7 +264,7 @@ class ShardLock:
     if self._try_create():
       return self
     try:
-      host, pid = self.fs.cat_file(self.path).decode().split()
+      host, pid = self.fs.cat_file(self.path).decode().split()  # pyright: ignore[reportAttributeAccessIssue]  (cat_file: bytes)
     except (FileNotFoundError, ValueError):
       host, pid = "", "0"
     if host == socket.gethostname() and not _pid_alive(int(pid)):
@@ -276,7 +276,7 @@ class ShardLock:
 
   def release(self) -> None:
     try:
-      if self.fs.cat_file(self.path).decode() == self.me:
+      if self.fs.cat_file(self.path).decode() == self.me:  # pyright: ignore[reportAttributeAccessIssue]  (cat_file: bytes)
         self.fs.rm(self.path)
     except FileNotFoundError:
       pass

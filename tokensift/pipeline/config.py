@@ -212,7 +212,8 @@ class PipelineConfig:
 def as_json(obj: Any) -> Any:
   """A dataclass (tree) as JSON-able values (tuples become lists)."""
   import json
-  return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=str))
+  tree = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
+  return json.loads(json.dumps(tree, default=str))
 
 
 def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:

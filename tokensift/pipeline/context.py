@@ -6,12 +6,12 @@ import dataclasses
 import hashlib
 import itertools
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable
 
 from tokensift.core import docs, jobs
 from tokensift.pipeline.config import PipelineConfig
 
-Rows = Callable[[docs.ShardSpec], Iterator[docs.Document | docs.Skip]]  # shard -> that shard's rows
+Rows = Callable[[docs.ShardSpec], Iterable[docs.Document | docs.Skip]]  # shard -> that shard's rows
 
 
 def llama_cache_key(checkpoint: str | Path) -> str:
@@ -57,7 +57,7 @@ class Context:
     """The real sample: ``corpus.input`` files (first ``max_docs``) or the task's split (first ``max_docs``)."""
     c = self.config.corpus
     if c.input:
-      inp = docs.DocumentInput(files=[c.input] if isinstance(c.input, str) else list(c.input)).validate()
+      inp = docs.DocumentInput(files=(c.input,) if isinstance(c.input, str) else tuple(c.input)).validate()
       return (lambda shard: itertools.islice(inp.rows(shard), c.max_docs)), None
     return self.task_rows(c.task, c.split, c.max_docs)
 

@@ -118,7 +118,7 @@ def _refine(ctx: Context, out: Path) -> dict[str, Any]:
   if r.programmer == "refiner":
     return _run_refine(ctx, out, refiner_programmer(ctx), {"refiner": str(ctx.dir("refiner_train") / "model")})
   from tokensift.refine.model_programmer import ModelProgrammer, ModelProgrammerConfig
-  mcfg = ModelProgrammerConfig(**({"max_new_tokens": r.max_new_tokens} if r.max_new_tokens else {}))
+  mcfg = ModelProgrammerConfig(max_new_tokens=r.max_new_tokens) if r.max_new_tokens else ModelProgrammerConfig()
   return _run_refine(ctx, out, ModelProgrammer.from_path(r.programmer, config=mcfg), {"model": r.programmer})
 
 

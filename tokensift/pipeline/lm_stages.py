@@ -63,7 +63,7 @@ def training_tasks(ctx: Context) -> dict[str, str]:
   source = _token_source([str(f) for f in jobs.shard_files(ctx.dir("lm_data"), TOKENS_JOB)],
                          [str(f) for f in jobs.shard_files(ref_dir, rl.job_name(c.validation_split))],
                          c.validation_split)
-  seqio.TaskRegistry.add(name, source=source, output_features={
+  seqio.TaskRegistry.add(name, source=source, output_features={  # pyright: ignore[reportArgumentType]  (seqio's DataSource is a DataSourceInterface)
       "targets": seqio.Feature(vocabulary=_vocab(ctx), add_eos=False, dtype="int32")}, preprocessors=[],
       metric_fns=[])
   return {"selected": selected, "refined_pool": name}
@@ -112,7 +112,8 @@ def _reference_losses(ctx: Context, out: Path) -> dict[str, Any]:
   scorer = rl.ReferenceScorer(module, params, batch_tokens=ref.batch_tokens, max_length=seq)
   chosen = ctx.dir("select") / ctx.summaries["select"]["id_list"]
   variant = variants.register_variant(f"{ctx.prefix}_selected_smollm2", refined_task(ctx), chosen).name
-  common = dict(out_dir=out, model=ref.model, max_length=seq, dtype=ref.dtype, progress=ctx.progress, scorer=scorer)
+  common: dict[str, Any] = dict(out_dir=out, model=ref.model, max_length=seq, dtype=ref.dtype,
+                                progress=ctx.progress, scorer=scorer)
   train = rl.compute_reference_losses(task=variant, splits=("train",), **common)["train"]
   val = rl.compute_reference_losses(task=c.lm_task, splits=(c.validation_split,), max_docs=c.validation_docs,
                                     **common)[c.validation_split]

@@ -152,8 +152,8 @@ def run_stages(stages: Sequence[Stage], ctx: Any, run_dir: str | Path, *, restar
   return records
 
 
-def _io(summary: dict[str, Any]) -> tuple:
-  return tuple(summary.get(k) for k in ("docs_in", "docs_out", "tokens_in", "tokens_out"))
+def _io(summary: dict[str, Any]) -> tuple[int | None, int | None, int | None, int | None]:
+  return summary.get("docs_in"), summary.get("docs_out"), summary.get("tokens_in"), summary.get("tokens_out")
 
 
 def write_timings(run_dir: Path, records: Sequence[StageRecord]) -> Path:

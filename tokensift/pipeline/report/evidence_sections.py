@@ -299,7 +299,7 @@ def density_html(det: dict[str, Any], out: Path) -> str:
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
   img = plots.save(fig, out / "ev_density.png")
   from tokensift.pipeline.evidence import IPS_DRAWS
-  ips, rnd = np.mean([cl[c]["ips"] for c in names]), np.mean([cl[c]["random"] for c in names])
+  ips, rnd = float(np.mean([cl[c]["ips"] for c in names])), float(np.mean([cl[c]["random"] for c in names]))
   verdict = ("fewer near-duplicates, as intended" if ips < rnd - 0.05 else "no clear difference" if ips <= rnd + 0.05
              else "more near-duplicates")
   sent = (f"Keeping {d['rate']:.0f}% of the pool, inverse-propensity sampling keeps on average {rt.pct(ips)} of each "

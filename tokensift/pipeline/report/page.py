@@ -85,7 +85,7 @@ def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
 def plot_hist(values: np.ndarray, title: str, xlabel: str, path: Path, selected: np.ndarray | None = None) -> str:
   plt = plots.plt()
   fig, ax = plt.subplots(figsize=(5.2, 3.6))
-  bins = np.histogram_bin_edges(values, bins=30)
+  bins = np.histogram_bin_edges(values, bins=30).tolist()
   ax.hist(values, bins=bins, color="#999", label="all")
   if selected is not None and selected.any():
     ax.hist(values[selected], bins=bins, color="#d9534f", alpha=0.8, label="selected")

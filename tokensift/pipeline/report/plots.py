@@ -15,7 +15,7 @@ def plt():
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as pyplot
-  pyplot.rcParams.update(STYLE)
+  pyplot.rcParams.update(STYLE)  # pyright: ignore[reportCallIssue, reportArgumentType]  (matplotlib types the keys as literals)
   return pyplot
 
 
