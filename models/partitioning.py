@@ -53,8 +53,7 @@ class MeshConfig:
   rules: str = "standard"
 
 
-def make_mesh(config: MeshConfig = MeshConfig(),
-              devices: Sequence[jax.Device] | None = None) -> Mesh:  # pyright: ignore[reportInvalidTypeForm]  (jax.Device is a plain alias)
+def make_mesh(config: MeshConfig = MeshConfig(), devices: Sequence[jax.Device] | None = None) -> Mesh:  # pyright: ignore[reportInvalidTypeForm]  (jax.Device is a plain alias)
   """A ``('data', 'model')`` mesh over ``devices`` (default: all devices, e.g. 8 fake CPUs in tests)."""
   devices = list(devices if devices is not None else jax.devices())
   n = len(devices)

@@ -126,14 +126,15 @@ class ModelProgrammer:
     import jinja2  # transformers' chat-template engine
     msgs = ck.chat_messages(user_message, self.config.system_prompt)
     try:
-      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
+      text = self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
                                           add_generation_prompt=True)
     except jinja2.TemplateError:  # Gemma's templates refuse a system turn: fold it into the user turn, as Gemma does
       if not self.config.system_prompt:
         raise
       msgs = ck.chat_messages(f"{self.config.system_prompt}\n\n{user_message}", None)
-      return self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
+      text = self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
                                           add_generation_prompt=True)
+    return text  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
 
   def _split_template(self) -> tuple[str, str]:
     text = self._render(_SENTINEL)

@@ -50,8 +50,9 @@ def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
     if not replace:
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
+  interface: seqio.DataSourceInterface = source  # pyright: ignore[reportAssignmentType]  (seqio's DataSource.num_input_examples may return None, its protocol says int)
   return seqio.TaskRegistry.add(
-      name, source=source, output_features=lm_output_features(vocab),  # pyright: ignore[reportArgumentType]  (seqio's DataSource is a DataSourceInterface)
+      name, source=interface, output_features=lm_output_features(vocab),
       preprocessors=[*preprocessors, *_lm_preprocessors(source)],
       postprocess_fn=metrics.keep_target_tokens, metric_fns=list(metrics.LM_METRICS))
 

@@ -194,8 +194,8 @@ class RecordFilesSource(seqio.DataSource):
         for r in jobs.iter_records(f):
           yield {"id": str(r["id"]), **{k: np.asarray(r[k], dt) for k, dt in features.items()}}
 
-    sig = {"id": tf.TensorSpec([], tf.string),
-           **{k: tf.TensorSpec([None], tf.as_dtype(dt)) for k, dt in features.items()}}  # pyright: ignore[reportArgumentType]  (numpy scalar types are dtypes to TF)
+    specs = {k: tf.TensorSpec([None], tf.as_dtype(dt)) for k, dt in features.items()}  # pyright: ignore[reportArgumentType]  (numpy scalar types are dtypes to TF)
+    sig = {"id": tf.TensorSpec([], tf.string), **specs}
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
     return ds.shuffle(10_000, seed=seed) if shuffle else ds
 

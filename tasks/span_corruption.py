@@ -120,8 +120,9 @@ def corrupt(tokens: tf.Tensor, seeds: Sequence[tf.Tensor], vocab_size: int, nois
   """One chunk int32[n] (n >= 2) -> (inputs, targets) without EOS: noise spans -> sentinels in the inputs;
   the targets hold each noise span after its sentinel."""
   mask = random_spans_noise_mask(tf.size(tokens), seeds, noise_density, mean_span)
-  return (replace_spans_with_sentinels(tokens, mask, vocab_size),
-          replace_spans_with_sentinels(tokens, ~mask, vocab_size))  # pyright: ignore[reportOperatorIssue]  (tf.Tensor has __invert__)
+  inverse = ~mask  # pyright: ignore[reportOperatorIssue]  (tf.Tensor has __invert__)
+  inputs = replace_spans_with_sentinels(tokens, mask, vocab_size)
+  return inputs, replace_spans_with_sentinels(tokens, inverse, vocab_size)
 
 
 # ------------------------------------------------------------------------------------- seqio preprocessors
@@ -214,7 +215,8 @@ def _add(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary, preproces
     if not replace:
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
-  return seqio.TaskRegistry.add(name, source=source, output_features=encdec_features(vocab),  # pyright: ignore[reportArgumentType]  (seqio's DataSource is a DataSourceInterface)
+  interface: seqio.DataSourceInterface = source  # pyright: ignore[reportAssignmentType]  (seqio's DataSource.num_input_examples may return None, its protocol says int)
+  return seqio.TaskRegistry.add(name, source=interface, output_features=encdec_features(vocab),
                                 preprocessors=list(preprocessors), postprocess_fn=metrics.keep_target_tokens,
                                 metric_fns=list(metric_fns))
 

@@ -179,8 +179,8 @@ class T5LayoutVocabulary(seqio.Vocabulary):
     table = tf.constant(self._TO_SPM, tf.int32)
     # The inner _decode_tf, not decode_tf: the base class already cut at our eos, and the inner one would cut again
     # at SentencePiece's eos (where our padding maps) and decode what follows as unk.
-    return self._inner._decode_tf(  # pyright: ignore[reportReturnType]  # noqa: SLF001  (a dense tf.Tensor of strings)
-        tf.where(ids < 3, tf.gather(table, tf.clip_by_value(ids, 0, 2)), ids))
+    decoded = self._inner._decode_tf(tf.where(ids < 3, tf.gather(table, tf.clip_by_value(ids, 0, 2)), ids))  # noqa: SLF001
+    return decoded  # pyright: ignore[reportReturnType]  (a dense tf.Tensor of strings)
 
   def __eq__(self, other) -> bool:
     return (isinstance(other, T5LayoutVocabulary) and self.extra_ids == other.extra_ids

@@ -150,8 +150,9 @@ def render_chat(files: TokenizerFiles, user_message: str, *, add_generation_prom
   if not files.chat_template:
     raise ValueError(f"tokenizer {str(files.tokenizer_json)!r} has no chat template")
   hf = chat_tokenizer(files)
-  return hf.apply_chat_template([{"role": "user", "content": user_message}], chat_template=files.chat_template,  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
+  text = hf.apply_chat_template([{"role": "user", "content": user_message}], chat_template=files.chat_template,
                                 tokenize=False, add_generation_prompt=add_generation_prompt)
+  return text  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
 
 
 def chat_tokenizer(files: TokenizerFiles):

@@ -63,7 +63,8 @@ def training_tasks(ctx: Context) -> dict[str, str]:
   source = _token_source([str(f) for f in jobs.shard_files(ctx.dir("lm_data"), TOKENS_JOB)],
                          [str(f) for f in jobs.shard_files(ref_dir, rl.job_name(c.validation_split))],
                          c.validation_split)
-  seqio.TaskRegistry.add(name, source=source, output_features={  # pyright: ignore[reportArgumentType]  (seqio's DataSource is a DataSourceInterface)
+  interface: seqio.DataSourceInterface = source  # pyright: ignore[reportAssignmentType]  (seqio's DataSource.num_input_examples may return None, its protocol says int)
+  seqio.TaskRegistry.add(name, source=interface, output_features={
       "targets": seqio.Feature(vocabulary=_vocab(ctx), add_eos=False, dtype="int32")}, preprocessors=[],
       metric_fns=[])
   return {"selected": selected, "refined_pool": name}
