@@ -23,6 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 Rules = tuple[tuple[str, Any], ...]
+RulesArg = str | Sequence[tuple[str, Any]]  # a preset's name or a table (t5x passes its LogicalRules, a Sequence)
 
 # Model (tensor) parallelism over 'model', data parallelism over 'data' (t5x's standard rules, 1-D model axis).
 STANDARD_RULES: Rules = (
@@ -64,7 +65,7 @@ def make_mesh(config: MeshConfig = MeshConfig(), devices: Sequence[jax.Device] |
   return Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
 
 
-def get_rules(name_or_rules: str | Rules = "standard") -> Rules:
+def get_rules(name_or_rules: RulesArg = "standard") -> Rules:
   if isinstance(name_or_rules, str):
     if name_or_rules not in RULE_SETS:
       raise ValueError(f"unknown partitioning rules {name_or_rules!r}; known: {sorted(RULE_SETS)}")
@@ -73,7 +74,7 @@ def get_rules(name_or_rules: str | Rules = "standard") -> Rules:
 
 
 @contextlib.contextmanager
-def mesh_rules(mesh: Mesh, rules: str | Rules = "standard"):
+def mesh_rules(mesh: Mesh, rules: RulesArg = "standard"):
   """The one mesh context: ``jax.set_mesh(mesh)`` with the logical ``rules`` in scope.
 
   Use it (not the legacy ``with mesh:``) around every trace of a tokensift layer: flax's
@@ -86,7 +87,7 @@ def mesh_rules(mesh: Mesh, rules: str | Rules = "standard"):
     yield
 
 
-def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: str | Rules = "standard") -> Any:
+def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: RulesArg = "standard") -> Any:
   """NamedShardings for a (possibly abstract) tree of ``nn.LogicallyPartitioned`` boxes and plain arrays.
 
   Leaves without logical names are replicated, and so is any dimension whose size the mesh axes it maps
@@ -112,7 +113,7 @@ def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: str | Rules = "stan
   return jax.tree.map(to_sharding, specs, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
 
 
-def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules = "standard",
+def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "standard",
                  rng: jax.Array | None = None, **init_kwargs) -> tuple[Any, Any]:
   """Initializes ``module`` directly into its sharded layout.
 
@@ -134,7 +135,7 @@ def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules =
   return params, shardings
 
 
-def param_shardings(module: nn.Module, mesh: Mesh, *init_args, rules: str | Rules = "standard",
+def param_shardings(module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "standard",
                     **init_kwargs) -> Any:
   """The NamedShardings a module's params take under ``rules`` (from an abstract init; no compute)."""
   rules_t = get_rules(rules)
@@ -153,7 +154,7 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data", *([None] * (ndim - 1))))
 
 
-def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any = None, *, rules: str | Rules = "standard",
+def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any = None, *, rules: RulesArg = "standard",
               method: str | Callable | None = None, static_argnames: Sequence[str] = (),
               out_sharding: Any = None) -> Callable:
   """``jax.jit`` of ``module.apply({'params': p}, *args, method=...)`` traced under ``mesh_rules(mesh, rules)``,

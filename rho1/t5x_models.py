@@ -25,7 +25,7 @@ Gradient accumulation (``Trainer.num_microbatches``) selects within each microba
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 try:
   from clu import metrics as clu_metrics
@@ -97,13 +97,13 @@ class PjitPartitioner(t5x_partitioning.PjitPartitioner):
   def mesh(self):
     if jax.devices(self._backend)[-1].platform != "cpu" or self._ici_mesh_shape is not None:
       return super().mesh
-    if "_tokensift_mesh" not in self.__dict__:
+    if "_tokensift_mesh" not in vars(self):
       model = (int(np.prod(self._model_parallel_submesh)) if self._model_parallel_submesh
                else (self._num_partitions or 1))
       mesh = partitioning.make_mesh(partitioning.MeshConfig(model=model), jax.devices(self._backend))
       absl_logging.info("tokensift PjitPartitioner CPU mesh: %s", dict(mesh.shape))
-      self.__dict__["_tokensift_mesh"] = mesh
-    return self.__dict__["_tokensift_mesh"]
+      vars(self)["_tokensift_mesh"] = mesh
+    return vars(self)["_tokensift_mesh"]
 
   def partition(self, fn, in_axis_resources, out_axis_resources, static_argnums=(), donate_argnums=()):
     """t5x's ``partition`` on ``jax.jit`` under the one mesh context (``partitioning.mesh_rules``), in place of
@@ -137,14 +137,14 @@ def split_params_axes(variables: Mapping[str, Any]) -> frozen_dict.FrozenDict:
 
   Params without logical names get ``(None,) * ndim`` (replicated, unfactored).
   """
-  variables = frozen_dict.unfreeze(variables)
+  variables = frozen_dict.unfreeze(variables)  # pyright: ignore[reportArgumentType]  (any mapping)
   boxed = variables.pop("params")
   plain = traverse_util.flatten_dict(nn.unbox(boxed))
   boxes = traverse_util.flatten_dict(boxed, is_leaf=lambda k, v: isinstance(v, nn.LogicallyPartitioned))
   axes = {}
   for path, value in plain.items():
     box = boxes.get(path)
-    names = tuple(box.names) if isinstance(box, nn.LogicallyPartitioned) else (None,) * value.ndim
+    names = tuple(box.names) if isinstance(box, nn.LogicallyPartitioned) else (None,) * value.ndim  # pyright: ignore[reportAttributeAccessIssue]  (a leaf: an array)
     axes[(*path[:-1], path[-1] + "_axes")] = flax_partitioning.AxisMetadata(names=names)
   variables["params"] = traverse_util.unflatten_dict(plain)
   variables["params_axes"] = traverse_util.unflatten_dict(axes)
@@ -191,13 +191,19 @@ def weighted_cross_entropy(logits, token_ce, log_z, weights, label_smoothing: fl
 
 
 def _average(total, count) -> clu_metrics.Average:
-  return clu_metrics.Average(total=jnp.asarray(total, jnp.float32), count=jnp.asarray(count, jnp.float32))
+  return clu_metrics.Average(total=jnp.asarray(total, jnp.float32), count=jnp.asarray(count, jnp.float32))  # pyright: ignore[reportCallIssue]  (a flax struct dataclass)
 
 
 class _SelectiveLoss:
   """The SLM ``loss_fn`` shared by the decoder-only and encoder-decoder classes."""
   slm_ratio: float
   selection_scope: str
+  # Declared for the type checker only (no value: the t5x model class this is mixed into provides them).
+  _loss_normalizing_factor: Any
+  _label_smoothing: float
+  _z_loss: float
+  _compute_logits: Callable[..., jax.Array]
+  _compute_metrics: Callable[..., Any]
 
   def _init_selection(self, slm_ratio: float, selection_scope: str) -> None:
     self.slm_ratio = check_slm_ratio(slm_ratio)
@@ -222,6 +228,7 @@ class _SelectiveLoss:
     selected_batch = dict(batch, decoder_loss_weights=weights * mask)
     loss_normalizing_factor, loss_weights = t5x_losses.get_loss_normalizing_factor_and_weights(
         self._loss_normalizing_factor, selected_batch)
+    assert loss_weights is not None  # the batch carries decoder_loss_weights
     loss, z_loss = weighted_cross_entropy(logits, token_ce, log_z, loss_weights, self._label_smoothing,
                                           self._z_loss, loss_normalizing_factor)
     segment_ids = {k[:-len("_segment_ids")]: v for k, v in batch.items() if k.endswith("_segment_ids")}
@@ -237,7 +244,7 @@ class _SelectiveLoss:
         "slm/excess_unselected": _average(jnp.sum(jnp.where(unselected, excess, 0.0)), jnp.sum(unselected)),
         "slm/ce_unmasked": _average(jnp.sum(ce * weights), jnp.sum(weights)),
         "slm/ce_selected": _average(jnp.sum(jnp.where(mask, ce, 0.0) * weights), jnp.sum(weights * mask)),
-        "slm/selected_tokens": t5x_metrics.AveragePerStep(total=jnp.sum(mask).astype(jnp.float32)),
+        "slm/selected_tokens": t5x_metrics.AveragePerStep(total=jnp.sum(mask).astype(jnp.float32)),  # pyright: ignore[reportCallIssue]  (a flax struct dataclass)
     })
     return loss, metrics
 
