@@ -260,7 +260,11 @@ def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str
   try:
     pf = pq.ParquetFile(raw)
     meta = pf.metadata
-    groups = range(meta.num_row_groups) if unit.kind == "file" else range(unit.start or 0, unit.stop or 0)
+    if unit.kind == "file":
+      groups = range(meta.num_row_groups)
+    else:
+      assert unit.start is not None and unit.stop is not None  # a row-group unit has both bounds
+      groups = range(unit.start, unit.stop)
     if not len(groups):
       return
     row = sum(meta.row_group(g).num_rows for g in range(groups[0]))
