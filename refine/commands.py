@@ -78,7 +78,6 @@ def _template(value: str | None) -> str | None:
 def cmd_refine(args) -> int:
   from tokensift.core import jobs
   from tokensift.refine import executor, job, rules
-  from tokensift.refine import tasks as _refined_tasks  # noqa: F401  (so the refined tasks can be named too)
 
   inp, shard = input_from_args(args)  # before anything is loaded or written
   exec_config = executor.ExecConfig(args.max_errors, args.min_words, args.min_keep_fraction)
@@ -91,7 +90,7 @@ def cmd_refine(args) -> int:
     return _cmd_refine_beam(args, inp, shard, exec_config, profile, config)
   from tokensift.core import multihost
   # multi-host (a refining model on every host of a slice / cluster): before any JAX computation
-  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
+  shard, p_index, p_count = multihost.initialize_from_args(args, shard, uses_jax=args.programmer != "rules")
   if args.programmer == "rules":
     programmer = job.RuleProgrammer(rules.RuleConfig.named(profile))
   else:

@@ -141,7 +141,7 @@ def cmd_select(args) -> int:
   if res.tasks:
     print("registered (this process): " + ", ".join(res.tasks))
   base = args.base_task or "c4_en_raw"
-  from tokensift.selection.variants import variant_name
+  from tokensift.selection.id_lists import variant_name
   print("use the selection from your code (e.g. a task module imported by t5x/seqio):")
   print("  from tokensift.selection.variants import register_variant")
   for rate, (path, _) in res.lists.items():

@@ -108,8 +108,8 @@ def cmd_topk(args) -> int:
     from tokensift.selection import beam_select
     paths = beam_select.run_topk(args.scores, rates, out_dir=args.out, key=args.key, runner=args.runner,
                                  workers=args.beam_workers, beam_args=beam_util.beam_args_of(args))
-    from tokensift.selection import variants
-    written = {r: (p, len(variants.read_id_list(p)), None) for r, p in paths.items()}
+    from tokensift.selection import id_lists
+    written = {r: (p, len(id_lists.read_id_list(p)), None) for r, p in paths.items()}
   else:
     written = topk.write_topk_lists(args.scores, rates, out_dir=args.out, key=args.key)
   for rate, (path, k, n) in written.items():

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   from tokensift.core.paths import ConfigError
   from tokensift.core.storage import LockedError
-  if getattr(args, "task", None):  # commands reading a seqio task see every family (refined, selection variants)
+  if getattr(args, "task", None) and not getattr(args, "input", None):
+    # commands reading a seqio task see every family (refined, selection variants); files need no seqio
     import tokensift.all_tasks  # noqa: F401
   try:
     return int(args.func(args) or 0)

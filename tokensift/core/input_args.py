@@ -10,20 +10,24 @@ from tokensift.core import docs
 
 
 def add_input_args(p: argparse.ArgumentParser, verb: str, out_help: str, *, files: bool = True,
-                   default_task: str | None = None) -> None:
+                   default_task: str | None = None, several_splits: bool = False, split_help: str = "") -> None:
   """Adds the input flags to ``p``; ``verb`` says what the command does to the documents (``"scored"``);
-  ``files=False`` for commands that need a task's tokenized features (only ``--task``)."""
+  ``files=False`` for commands that need a task's tokenized features (only ``--task``); ``default_task``: the
+  task read when neither ``--task`` nor ``--input`` is given; ``several_splits``: ``--split`` (also ``--splits``)
+  takes a comma-separated list of a task's splits; ``split_help`` is added to its help."""
   if files:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--task", help=f"a registered seqio task; its source's rows (id, text) are {verb}")
+    src = p.add_mutually_exclusive_group(required=default_task is None)
+    src.add_argument("--task", default=default_task,
+                     help=f"a registered seqio task; its source's rows (id, text) are {verb}")
     src.add_argument("--input", nargs="+", metavar="GLOB",
                      help="JSON-lines (.jsonl/.json, .gz) or Parquet files or globs, local or remote (gs://, s3://; "
                           "install gcsfs / s3fs); a directory is an error")
   else:
     p.add_argument("--task", default=default_task, required=default_task is None,
                    help=f"a registered seqio task whose documents are {verb}")
-  p.add_argument("--split", *([] if files else ["--splits"]), dest="split", default="train", help="task split (with --task)" + (
-      "" if files else "; several as a comma-separated list"))
+  several = several_splits or not files
+  p.add_argument("--split", *(["--splits"] if several else []), dest="split", default="train",
+                 help="task split (with --task)" + ("; several as a comma-separated list" if several else "") + split_help)
   if files:
     p.add_argument("--id_field", default="id",
                    help="the row field that is the document id (e.g. url); rows without one get their position "

@@ -35,13 +35,18 @@ def add_distributed_args(p) -> None:
   p.add_argument("--process_id", type=int, default=None)
 
 
+def distributed_requested(enabled: bool | None = None) -> bool:
+  """``enabled``, else ``$TOKENSIFT_DISTRIBUTED`` (1 / true / yes)."""
+  if enabled is None:
+    return os.environ.get(DISTRIBUTED_ENV, "").lower() in ("1", "true", "yes")
+  return enabled
+
+
 def maybe_initialize_distributed(enabled: bool | None = None, **kwargs) -> tuple[int, int]:
   """Runs ``jax.distributed.initialize(**kwargs)`` when ``enabled`` (default: ``$TOKENSIFT_DISTRIBUTED``);
   returns ``(process_index, process_count)``."""
   import jax
-  if enabled is None:
-    enabled = os.environ.get(DISTRIBUTED_ENV, "").lower() in ("1", "true", "yes")
-  if enabled:
+  if distributed_requested(enabled):
     jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
   return jax.process_index(), jax.process_count()
 
@@ -53,8 +58,12 @@ def host_shard(shard: docs.ShardSpec, process_index: int, process_count: int) ->
   return docs.ShardSpec(shard.index * process_count + process_index, shard.count * process_count)
 
 
-def initialize_from_args(args, shard: docs.ShardSpec) -> tuple[docs.ShardSpec, int, int]:
-  """``(host shard, process_index, process_count)`` for a command with ``add_distributed_args``."""
+def initialize_from_args(args, shard: docs.ShardSpec, *, uses_jax: bool = True) -> tuple[docs.ShardSpec, int, int]:
+  """``(host shard, process_index, process_count)`` for a command with ``add_distributed_args``. A job without a
+  model (``uses_jax=False``: the rule refiner) that is not asked to run multi-host is one process and never
+  imports JAX (its start-up costs seconds)."""
+  if not uses_jax and not distributed_requested(True if args.distributed else None):
+    return shard, 0, 1
   p_index, p_count = maybe_initialize_distributed(
       True if args.distributed else None, coordinator_address=args.coordinator_address,
       num_processes=args.num_processes, process_id=args.process_id)
