@@ -4,25 +4,28 @@ Semantics (GAIR-NLP/ProX ``utils/doc_utils.py`` and ``utils/chunk_utils.py`` on 
 
 - Lines are ``text.split("\\n")``; ``remove_lines(line_start=A, line_end=B)`` deletes lines A..B, 0-based,
   inclusive, numbered over the whole document (the chunk programs of a document are concatenated and run
-  against the full text). A range starting past the last line is an error and removes nothing; one ending past
-  it is an error and is clamped to the last line (as ProX does). ``remove_lines(all=True)`` removes every line.
-- ``normalize(source_str=S, target_str=T)`` replaces every occurrence of S with T, in program order.
+  against the full text). The ranges are merged where they overlap or touch before they are checked against
+  the document (as ProX does). ``remove_lines(all=True)`` removes every line.
+- ``normalize(source_str=S, target_str=T)`` replaces every occurrence of S with T, in program order. A source
+  not in the text when the call runs (absent from the document, or already replaced by an earlier call, e.g.
+  another chunk's program repeating the same fix) is a no-op, counted in the ``normalize_not_found`` stat; a
+  source that is exactly one space is skipped, counted in ``normalize_skipped`` (replacing every space is never
+  a refinement; ProX skips it too). Other whitespace sources apply (``normalize("  ", " ")`` collapses double
+  spaces).
 - Result rules (``ExecConfig``): a chunk program with ``max_errors`` (2) or more errors is ignored and the
   document kept unchanged; otherwise the document is dropped when at most ``min_keep_fraction`` (5%) of its
   words survive; in both cases it is dropped when ``min_words`` (10) or fewer words survive.
 - Doc level: ``drop_doc()`` drops the document, ``keep_doc()``/``untouch_doc()`` keeps it; the first such call
   decides.
 
-Errors, exactly (DESIGN §3; ``ExecConfig.max_errors`` of them make the program ignored):
+Errors, exactly as ProX's executor counts them (DESIGN §3; ``ExecConfig.max_errors`` of them make the program
+ignored):
 
 - an unparsable or unbindable call (``program.parse``'s errors);
-- a ``remove_lines`` range outside the document: negative, ``line_start > line_end``, starting past the last
-  line (removes nothing), or ending past it (clamped to the last line, as ProX does);
-- a ``normalize`` with an empty ``source_str``; or whose source is absent from the document *as it was before
-  the program ran* (it is still applied if an earlier normalization created it). A source that was present but
-  is already gone (an earlier call, e.g. another chunk's program repeating the same boilerplate fix, replaced
-  it) is a no-op, counted in the ``noop_normalizations`` stat, not an error. Any non-empty source applies,
-  whitespace-only ones included (``normalize("  ", " ")`` collapses double spaces);
+- line ranges, once merged: one error per merged range that starts past the last line (it removes nothing)
+  and one per merged range that ends past it (clipped to the last line); and an impossible range: a negative
+  line number or ``line_start > line_end`` (one error per call; the range is not used);
+- a ``normalize`` with an empty ``source_str`` (a source that is absent or already replaced is no error);
 - growth: a refined document may not grow past ``max_output_chars(text)`` characters, i.e.
   ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``, nor past the 10 MB document limit in UTF-8 bytes
   (``tokensift.core.docs.MAX_DOC_BYTES``). Before a growing ``normalize`` replaces anything, its output length is
@@ -34,12 +37,12 @@ Errors, exactly (DESIGN §3; ``ExecConfig.max_errors`` of them make the program 
 Where tokensift deliberately differs from the reference (its weaknesses, DESIGN §3):
 - programs are parsed (``program.parse``), so "drop" inside a comment or a string never drops a document;
   positional arguments, both quote styles, and ``,``/``)``/``=``/quotes inside strings all work;
+- strings are literal text: ProX strips every leading and trailing ``"`` of a string (``.strip('"')``);
 - ``normalize`` needs both arguments (ProX's one-argument form ``normalize(source_str=" ")`` deletes every
-  space); a single-space source applies (ProX skips exactly ``" "`` in the two-argument form); a source absent
-  from the document is an error (ProX counts none);
-- ``line_start > line_end`` and negative lines are errors; ranges are clamped before use (ProX loops over
-  ``range(start, end + 1)``, which never ends for ``line_end=10**18``);
-- errors are counted per call (ProX counts out-of-range intervals after merging them);
+  space); an empty source is an error (ProX skips it silently);
+- ``line_start > line_end`` and negative lines are errors (ProX counts none: it removes nothing for the first
+  and lines from 0 for the second); ranges are clipped before use (ProX loops over ``range(start, end + 1)``,
+  which never ends for ``line_end=10**18``);
 - text without words is dropped as empty (ProX divides by zero); with ``max_errors`` or more errors the
   program is ignored entirely, so the ``min_words`` rule looks at the unchanged document (ProX counts the
   words of the partly applied program it then discards);
@@ -53,14 +56,14 @@ replaced spots, where the change in words is read (``pieces_word_delta``; an emp
 side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are
 counted once per document, without splitting (``word_count``; in C, ``refine/_words.c``, when built with it):
 with removed lines, the output and the removed lines are counted (words never span a line break) and the input's
-count is their sum less the tracked change; without, the input is counted and the output's count follows. The check for non-ASCII whitespace, which that
-count needs, reads only a text's non-ASCII characters. A source's presence in the input is asked once per
-program. The output is assembled from the lines up to the last removed one.
+count is their sum less the tracked change; without, the input is counted and the output's count follows. The
+check for non-ASCII whitespace, which that count needs, reads only a text's non-ASCII characters. The output is
+assembled from the lines up to the last removed one.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
@@ -110,8 +113,10 @@ class ChunkOutcome(NamedTuple):
   """The chunk-level stage.
 
   ``removed``: merged 0-based inclusive line ranges actually removed; ``normalizations``: the applied
-  (source, target, occurrences) in order; both empty when the program was ignored. ``noop_normalizations``:
-  calls whose source was in the input but already replaced by an earlier call.
+  (source, target, occurrences) in order; both empty when the program was ignored. ``normalize_not_found``:
+  ``normalize`` calls whose source was not in the text when they ran (absent from the document, or already
+  replaced by an earlier call): no-ops; ``normalize_skipped``: calls whose source is exactly one space, skipped
+  (both 0 when the program was ignored).
   """
   text: str  # the refined text; "" when dropped
   kept: bool
@@ -124,7 +129,8 @@ class ChunkOutcome(NamedTuple):
   lines_before: int
   words_before: int
   words_after: int
-  noop_normalizations: int = 0
+  normalize_not_found: int = 0
+  normalize_skipped: int = 0
 
 
 class Refined(NamedTuple):
@@ -139,7 +145,8 @@ class Refined(NamedTuple):
 
 STAT_KEYS = ("kept", "drop_reason", "doc_action", "program_ignored", "doc_errors", "chunk_errors",
              "lines_before", "lines_after", "lines_removed", "normalizations", "replacements",
-             "chars_before", "chars_after", "words_before", "words_after", "noop_normalizations")
+             "chars_before", "chars_after", "words_before", "words_after", "normalize_not_found",
+             "normalize_skipped")
 
 
 def _as_program(program: str | prog.Program | None) -> prog.Program:
@@ -175,19 +182,34 @@ def execute_doc(program: str | prog.Program | None) -> DocOutcome:
   return DocOutcome(action, tuple(str(e) for e in p.errors), p.ignored + tuple(notes or ()))
 
 
-def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-  """The ranges (a non-empty list, sorted in place) merged where they overlap or touch."""
+def _merge(ranges: list[tuple[int, int, int]], n_lines: int, errors: list[str],
+           where: Callable[[int], str]) -> tuple[tuple[int, int], ...]:
+  """The line ranges ``(start, end, call index)`` (a non-empty list, sorted in place) as ProX reads them: merged
+  where they overlap or touch, then one error per merged range that starts past the last line (it removes
+  nothing) and one per merged range that ends past it (it is clipped there). Returns the ranges removed."""
   ranges.sort()
-  out = []
-  lo, hi = ranges[0]
-  for a, b in ranges:
+  merged = []  # [start, end, call of the start, call of the end]
+  lo, hi, first, last = ranges[0][0], ranges[0][1], ranges[0][2], ranges[0][2]
+  for a, b, k in ranges:
     if a <= hi + 1:
       if b > hi:
-        hi = b
+        hi, last = b, k
+    else:
+      merged.append((lo, hi, first, last))
+      lo, hi, first, last = a, b, k, k
+  merged.append((lo, hi, first, last))
+  end = n_lines - 1
+  out = []
+  for lo, hi, first, last in merged:
+    if lo > end:
+      errors.append(f"{where(first)}: remove_lines({lo}, {hi}){' (merged)' if first != last else ''}: line_start "
+                    f"past the last line {end}; nothing removed")
+    elif hi > end:
+      errors.append(f"{where(last)}: remove_lines({lo}, {hi}){' (merged)' if first != last else ''}: line_end "
+                    f"past the last line {end}; clipped")
+      out.append((lo, end))
     else:
       out.append((lo, hi))
-      lo, hi = a, b
-  out.append((lo, hi))
   return tuple(out)
 
 
@@ -210,31 +232,24 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
     n_lines = text.count("\n") + 1
   ranges: list[tuple[int, int]] = []
   norms: list[tuple[str, str, int]] = []
-  noops = 0
+  not_found = skipped = 0
   out = text
   too_big = ""
   cap = 0  # max_output_chars(text), once a normalization grows the text
   delta = 0  # count_words(out) - count_words(text), while ``recount`` is False
   recount = False  # whether the output's words must be counted afresh (tracking the change costs more)
-  sources: dict[str, bool] = {}  # whether a source is in ``text`` (asked again when a call repeats it)
   for i, (a, b, src, tgt, name) in enumerate(p.ops):  # (``program_ops``: one tuple of strings per call)
     if a:  # remove_lines
       if a == "all":
-        ranges.append((0, n_lines - 1))
+        ranges.append((0, n_lines - 1, i))
         continue
       a, b = int(a), int(b)
       if a < 0 or b < 0:
         errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): negative line number")
       elif a > b:
         errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): line_start > line_end")
-      elif a >= n_lines:
-        errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): line_start past the last line {n_lines - 1}")
-      elif b < n_lines:
-        ranges.append((a, b))
-      else:
-        errors.append(f"{po.where(p, i)}: remove_lines({a}, {b}): line_end past the last line {n_lines - 1}; "
-                      "clamped")
-        ranges.append((a, n_lines - 1))
+      else:  # checked against the document once merged (``_merge``)
+        ranges.append((a, b, i))
     elif name:  # a call without arguments
       if name != "keep_chunk" and name != "skip_chunk":
         ignored = ignored + (f"{po.where(p, i)}: doc-level {name}() in a chunk-level program",)
@@ -245,6 +260,9 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
       if p.calls is not None and ("\n" in src or "\n" in tgt):  # (a canonical program's strings hold none)
         errors.append(f"{po.where(p, i)}: normalize({src[:40]!r}, {tgt[:40]!r}): a line break would renumber "
                       "lines")
+        continue
+      if src == " ":  # (as ProX does: replacing every space is never a refinement)
+        skipped += 1
         continue
       ls, lt = len(src), len(tgt)
       pieces = None
@@ -281,17 +299,8 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
       else:
         new = out.replace(src, tgt)
         count = 0 if new is out else out.count(src)  # (CPython returns the very string when nothing matched)
-      if out is text:
-        original = count > 0
-      else:
-        original = sources.get(src)
-        if original is None:
-          original = src in text
-      sources[src] = original
-      if not original:
-        errors.append(f"{po.where(p, i)}: normalize: source_str {src[:60]!r} not found in the document")
-      if not count:
-        noops += original
+      if not count:  # absent, or already replaced by an earlier call: a no-op (ProX counts no error either)
+        not_found += 1
         continue
       if not recount and (not tgt or " " in src or " " in tgt or not src.isprintable()
                           or not tgt.isprintable()) and not keeps_word_count(src, tgt):
@@ -309,16 +318,21 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
     size = len(out.encode("utf-8", "surrogatepass"))
     if size > MAX_DOC_BYTES and size > len(text.encode("utf-8", "surrogatepass")):
       too_big = f"the refined document would be {size} UTF-8 bytes, past the {MAX_DOC_BYTES} limit; program ignored"
+  removed: tuple[tuple[int, int], ...] = ()
+  if ranges:
+    if len(ranges) == 1 and ranges[0][1] < n_lines:
+      removed = (ranges[0][:2],)
+    else:
+      removed = _merge(ranges, n_lines, errors, lambda k: po.where(p, k))
   if too_big:
     errors.append(too_big)
 
   program_ignored = bool(too_big) or len(errors) >= config.max_errors
   if program_ignored:
     words_before = count_words_plain(text)[0]
-    out, removed, applied, noops, words_after = text, (), (), 0, words_before
+    out, removed, applied, not_found, skipped, words_after = text, (), (), 0, 0, words_before
   else:
     applied = tuple(norms)
-    removed = (ranges[0],) if len(ranges) == 1 else _merge(ranges) if ranges else ()
     if removed:  # the output and the removed lines are counted (together, about the text's length)
       lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
       gone: list[str] = []
@@ -351,7 +365,7 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
   if reason:
     out = ""
   return (out, not reason, reason, program_ignored, tuple(errors), ignored, removed, applied, n_lines,
-          words_before, words_after, noops)
+          words_before, words_after, not_found, skipped)
 
 
 def execute_chunk(program: str | prog.Program | None, text: str,
@@ -394,10 +408,11 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
              "program_ignored": False, "doc_errors": doc_errors, "chunk_errors": 0, "lines_before": n_lines,
              "lines_after": 0 if drop else n_lines, "lines_removed": n_lines if drop else 0, "normalizations": 0,
              "replacements": 0, "chars_before": len(text), "chars_after": 0 if drop else len(text),
-             "words_before": words, "words_after": 0 if drop else words, "noop_normalizations": 0}
+             "words_before": words, "words_after": 0 if drop else words, "normalize_not_found": 0,
+             "normalize_skipped": 0}
     return tuple.__new__(Refined, ("" if drop else text, not drop, tuple(errors), stats, (), ()))
   (out, kept, reason, ignored_program, c_errors, _, removed, applied, _, words_before, words_after,
-   noops) = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
+   not_found, skipped) = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
                          text, config, n_lines)
   if c_errors:
     errors.extend(["chunk " + e for e in c_errors])
@@ -411,5 +426,6 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
            "lines_after": (n_lines - lines_removed) if kept else 0,
            "lines_removed": lines_removed if kept else n_lines, "normalizations": len(applied),
            "replacements": replacements, "chars_before": len(text), "chars_after": len(out),
-           "words_before": words_before, "words_after": words_after if kept else 0, "noop_normalizations": noops}
+           "words_before": words_before, "words_after": words_after if kept else 0,
+           "normalize_not_found": not_found, "normalize_skipped": skipped}
   return tuple.__new__(Refined, (out, kept, tuple(errors), stats, removed, applied))

@@ -115,21 +115,22 @@ def _spec(text, ops):
   """A direct statement of the semantics for well-formed operations (what the executor must compute)."""
   lines = text.split("\n")
   errors, remove, out = 0, set(), text
-  for op in ops:
-    if op[0] == "remove":
-      a, b = op[1], op[2]
-      if a > b or a >= len(lines):
-        errors += 1
-        continue
-      if b >= len(lines):
-        errors += 1
-        b = len(lines) - 1
-      remove.update(range(a, b + 1))
+  merged: list[list[int]] = []  # the line ranges merged where they overlap or touch, then checked (as ProX does)
+  for a, b in sorted((op[1], op[2]) for op in ops if op[0] == "remove"):
+    if merged and a <= merged[-1][1] + 1:
+      merged[-1][1] = max(merged[-1][1], b)
     else:
-      if not op[1] or op[1] not in text:  # empty, or absent from the document before the program ran
+      merged.append([a, b])
+  for a, b in merged:
+    if a >= len(lines) or b >= len(lines):  # starts past the end (removes nothing) or is clipped there
+      errors += 1
+    remove.update(range(a, min(b, len(lines) - 1) + 1))
+  for op in ops:
+    if op[0] == "normalize":
+      if not op[1]:
         errors += 1
-      if op[1]:
-        out = out.replace(op[1], op[2])  # a source already replaced: nothing left, a no-op
+      elif op[1] != " ":  # (a lone space is skipped; an absent source or one already replaced: a no-op)
+        out = out.replace(op[1], op[2])
   before = len(text.split())
   if errors >= 2:
     result = text
