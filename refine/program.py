@@ -383,60 +383,29 @@ def _bind(name: str, positional: list, keyword: list) -> tuple[tuple[tuple[str, 
   return tuple((p, bound[p]) for p in params), None
 
 
-# The commonest whole program, read in one step: one call per line in exactly ProX's own style (keyword
-# arguments, double quotes, ", " between arguments), as the rule programmer writes and refiners mostly do.
-# Any other text takes the general parser, which gives the same result (fuzz-checked).
-def _canonical_call(group: str) -> str:
-  return (rf"""(?:remove_lines\(line_start={group}[0-9]{{1,18}}), line_end={group}[0-9]{{1,18}})\)|"""
-          rf"""normalize\(source_str="{group}[^"\n]*)", target_str="{group}[^"\n]*)"\)|"""
-          rf"""{group}keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))""")
+def parse(text: str, *, fast: bool = True) -> Program:
+  """Parses program text. Never raises (for any ``str``); errors come back in ``Program.errors``.
 
-
-_CANONICAL_CALLS = re.compile(_canonical_call("(") + r"(\n?)")
-
-
-def _parse_canonical(text: str) -> Program | None:
-  """The program if it is all canonical lines, else None. One regex pass: ``findall`` skips anything else,
-  so the lines it found cover the whole text exactly when their lengths add up to it."""
-  calls: list[Call] = []
-  new = tuple.__new__  # (NamedTuple's own __new__ is a Python function: twice as slow)
-  pos = line = 0
-  for a, b, src, tgt, bare, nl in _CANONICAL_CALLS.findall(text):
-    line += 1
-    if a:
-      calls.append(new(Call, ("remove_lines", (("line_start", int(a)), ("line_end", int(b))), pos, line, 1,
-                              "remove_lines")))
-      pos += 36 + len(a) + len(b) + len(nl)
-    elif bare:
-      calls.append(new(Call, (CALL_ALIASES.get(bare, bare), (), pos, line, 1, bare)))
-      pos += len(bare) + 2 + len(nl)
-    else:
-      calls.append(new(Call, ("normalize", (("source_str", src), ("target_str", tgt)), pos, line, 1, "normalize")))
-      pos += 39 + len(src) + len(tgt) + len(nl)
-    if not nl and pos < len(text):  # a call not at the end of its line: never canonical
-      return None
-  if pos != len(text):
-    return None
-  return new(Program, (text, tuple(calls), (), ()))
-
-
-def parse(text: str) -> Program:
-  """Parses program text. Never raises (for any ``str``); errors come back in ``Program.errors``."""
+  There is one reader (``_Parser``); ``fast`` lets a plain one-line call be read by one regex match
+  (``_fast_args``) instead, with the same result: ``fast=False`` is the reference it is fuzz-tested against.
+  """
   if isinstance(text, (bytes, bytearray)):
     text = bytes(text).decode("utf-8", "replace")
   elif not isinstance(text, str):
     text = "" if text is None else str(text)
-  if text[:1] in _CANONICAL_START:
-    fast = _parse_canonical(text)
-    if fast is not None:
-      return fast
-  return _parse_general(text)
+  return _parse(text, fast)
 
 
-_CANONICAL_START = frozenset("rnksdu")
+def read_string(text: str, i: int = 0) -> str | None:
+  """The string literal whose opening quote is ``text[i]``, read as a call's argument (the string rule in the
+  module docstring), or None when it does not close."""
+  try:
+    return _Parser(text).string(i)[0]
+  except _Fail:
+    return None
 
 
-def _parse_general(text: str) -> Program:
+def _parse(text: str, fast: bool) -> Program:
   s, n = text, len(text)
   p = None
   calls: list[Call] = []
@@ -465,9 +434,9 @@ def _parse_general(text: str) -> Program:
       i = j
       continue
     name = CALL_ALIASES.get(word, word)
-    fast = _fast_args(s, k)
-    if fast is not None:
-      positional, keyword, end = fast
+    plain = _fast_args(s, k) if fast else None
+    if plain is not None:
+      positional, keyword, end = plain
     else:
       try:
         if p is None:

@@ -11,8 +11,9 @@ An operation is a 5-tuple of strings ``(start, end, source, target, name)``:
 For a program in ProX's own canonical style (one call per line, keyword arguments, double quotes, as the rule
 programmer writes and refiners mostly do), these are exactly the tuples that one ``re.findall`` returns, so no
 object is built per call (building ``program.Call`` tuples cost twice the regex pass itself); the call at index
-``i`` is then at line ``i + 1``, column 1. Any other text goes through the general parser
-(``program.parse``'s, same result: fuzz-checked) and its calls are converted.
+``i`` is then at line ``i + 1``, column 1. Any other text goes through ``program.parse`` and its calls are
+converted. The canonical reading is a fast path of ``program.parse``'s general reader: fuzz-tested to give the
+same operations, errors and positions on generated programs, malformed ones included.
 """
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ from typing import NamedTuple
 
 from tokensift.refine import program as prog
 
-# A canonical call alone on its line (``program._canonical_call``'s five groups: start, end, source, target,
-# name). A text is canonical exactly when every one of its lines matches: a match never spans a line, so the
-# matches cover the text when there are as many as lines (a final line break ends the last line).
-_CANONICAL_LINE = re.compile(r"(?m)^" + prog._canonical_call("(") + r"(?:\n|\Z)")
-_CANONICAL_START = frozenset("rnksdu")
+# A canonical call alone on its line; its five groups: start, end, source, target, name (at most 18 digits, as
+# ``program.MAX_INT_DIGITS``; strings without their quote or a line break). A text is canonical exactly when
+# every one of its lines matches: a match never spans a line, so the matches cover the text when there are as
+# many as lines (a final line break ends the last line).
+_CANONICAL_CALL = (r"""(?:remove_lines\(line_start=([0-9]{1,18}), line_end=([0-9]{1,18})\)|"""
+                   r"""normalize\(source_str="([^"\n]*)", target_str="([^"\n]*)"\)|"""
+                   r"""(keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))""")
+_CANONICAL_LINE = re.compile(r"(?m)^" + _CANONICAL_CALL + r"(?:\n|\Z)")
+_CANONICAL_START = frozenset("rnksdu")  # (the first letters of the canonical calls)
 
 
 class Ops(NamedTuple):
@@ -37,10 +42,9 @@ class Ops(NamedTuple):
   errors: tuple[str, ...]  # parse errors, as text
   ignored: tuple[str, ...]
 
-
-def where(ops: Ops, i: int) -> str:
-  """``line:col`` of operation ``i``."""
-  return f"{i + 1}:1" if ops.calls is None else ops.calls[i].where()
+  def where(self, i: int) -> str:
+    """``line:col`` of operation ``i``."""
+    return f"{i + 1}:1" if self.calls is None else self.calls[i].where()
 
 
 def from_program(p: prog.Program) -> Ops:
@@ -62,7 +66,7 @@ def read(text: str) -> Ops:
     ops = _CANONICAL_LINE.findall(text)
     if len(ops) == text.count("\n") + (text[-1] != "\n"):
       return tuple.__new__(Ops, (ops, None, (), ()))  # (NamedTuple's own __new__ is Python: slower)
-  return from_program(prog._parse_general(text))  # (``prog.parse`` would try the canonical form again)
+  return from_program(prog.parse(text))
 
 
 @functools.lru_cache(maxsize=4096)

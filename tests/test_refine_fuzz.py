@@ -190,17 +190,36 @@ def test_ten_megabyte_document():
   assert r.normalizations == (("fox", "cat", n),)
 
 
+# Programs in ProX's canonical style (the readers' fast paths), then mutated: a character deleted, inserted or
+# replaced where the fast paths decide (quotes, parentheses, separators, digits, line breaks, spaces).
+_canonical_calls = st.one_of(
+    st.builds(lambda a, b: f"remove_lines(line_start={a}, line_end={b})",
+              st.sampled_from(["9" * 19, "9" * 18, "0", "07", "12"]), st.sampled_from(["0", "3", "10", "99"])),
+    st.builds(lambda s, t: f'normalize(source_str="{s}", target_str="{t}")', _strs, _strs),
+    st.sampled_from(["keep_chunk()", "skip_chunk()", "keep_doc()", "untouch_doc()", "drop_doc()"]))
+_other_lines = st.sampled_from(["remove_lines(all=True)", "# note", "", 'normalize("a")"b", "c")',
+                                'normalize(source_str="a", target_str="b") "', "remove_lines(0, 1)"])
+_MUTATIONS = ['"', "'", "(", ")", ",", "=", " ", "\n", "\r", "\t", "#", "0", "x", "\\", ""]
+
+
+@st.composite
+def near_canonical(draw):
+  lines = draw(st.lists(st.one_of(_canonical_calls, _canonical_calls, _canonical_calls, _other_lines), min_size=1,
+                        max_size=6))
+  text = "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
+  for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2, 3]))):
+    at = draw(st.integers(0, len(text)))
+    how = draw(st.sampled_from(["insert", "delete", "replace"]))
+    ch = draw(st.sampled_from(_MUTATIONS))
+    text = (text[:at] + ch + text[at:] if how == "insert" else
+            text[:at] + text[at + 1:] if how == "delete" else text[:at] + ch + text[at + 1:])
+  return text
+
+
 @FUZZ
-@given(programs)
-def test_fast_paths_agree_with_the_general_parser(text):
-  fast = prog.parse(text)
-  original = prog._fast_args
-  prog._fast_args = lambda s, paren: None  # every call through the general parser
-  try:
-    general = prog._parse_general(text)
-  finally:
-    prog._fast_args = original
-  assert fast == general
+@given(st.one_of(programs, near_canonical()))
+def test_the_fast_call_reading_agrees_with_the_general_reader(text):
+  assert prog.parse(text) == prog.parse(text, fast=False)
 
 
 @settings(max_examples=500, deadline=None)
@@ -252,16 +271,25 @@ def test_long_texts_count_and_find_unicode_spaces_as_split(base, extra, at):
       assert counters["count_plain_words"](text) == len(text.split())
 
 @FUZZ
-@given(st.one_of(programs, st.lists(st.sampled_from(
+@given(st.one_of(programs, near_canonical(), st.lists(st.sampled_from(
     ['remove_lines(line_start=3, line_end=5)', 'normalize(source_str="a b", target_str="")', "keep_chunk()",
      "untouch_doc()", 'normalize(source_str="", target_str="x")', "remove_lines(line_start=07, line_end=2)"]),
     max_size=5).map("\n".join)))
-def test_program_ops_read_programs_as_the_parser_does(text):
+def test_the_canonical_reading_agrees_with_the_general_reader(text):
+  """``program_ops.read`` (one regex pass for a canonical program) against ``program.parse(fast=False)``'s calls."""
   from tokensift.refine import program_ops as po
   ops = po.read(text)
-  parsed = po.from_program(prog.parse(text))
+  general = prog.parse(text, fast=False)
+  parsed = po.from_program(general)
   def same(op):  # line numbers as numbers (the canonical reading keeps them as written, e.g. "07")
     return tuple(int(x) if k < 2 and x not in ("", "all") else x for k, x in enumerate(op))
   assert [same(op) for op in ops.ops] == [same(op) for op in parsed.ops]
-  assert [po.where(ops, i) for i in range(len(ops.ops))] == [c.where() for c in prog.parse(text).calls]
+  assert [ops.where(i) for i in range(len(ops.ops))] == [c.where() for c in general.calls]
   assert (ops.errors, ops.ignored) == (parsed.errors, parsed.ignored)
+
+
+@FUZZ
+@given(documents, st.one_of(programs, near_canonical()))
+def test_executor_results_do_not_depend_on_the_reading(text, program):
+  """The executor on a program read by its fast paths and by the general reader alone: the same result."""
+  assert ex.execute(text, "keep_doc()", program) == ex.execute(text, "keep_doc()", prog.parse(program, fast=False))
