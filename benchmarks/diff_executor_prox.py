@@ -12,7 +12,7 @@ hold no ``,`` ``)`` ``=`` (ProX splits arguments there); some start or end with 
 Each program runs through ``executor.execute`` and through ProX's ``execute_meta_operations`` (both stages, as
 ``bench_executor.prox_executor`` chains them); the error counts are compared too (tokensift's ``chunk_errors``
 against ProX's ``execute_operations`` count). A differing program is put down to the first documented
-difference that explains it, in this order:
+difference that explains it (the fewest rewrites that suffice), in this order:
 
 - ``quote_strip``: a string that starts or ends with ``"``: tokensift, run on the program with its strings
   stripped as ProX strips them, gives ProX's output and error count;
@@ -23,6 +23,12 @@ difference that explains it, in this order:
 - ``ignored_program_word_rule``: 2 or more errors on both sides, and ProX applied its 10-word rule to the
   program it then discarded (tokensift looks at the unchanged document);
 - ``unexplained``: none of these (a bug on one side or the other; printed).
+
+The rule programmer's programs (web profile on C4, math on OpenWebMath) are compared too: all identical.
+
+Measured (seeds 0 and 1, 9,390 programs each): outputs differ in 793 and 808 programs, error counts in 402 and
+453, every one explained (quote_strip 518/471, empty_source 200/262, both 35/34, ignored_program_word_rule
+34/33, with quote_strip 5/7, with empty_source 1/1); 0 unexplained; 1,878/1,878 rule programs identical.
 
   python benchmarks/diff_executor_prox.py --prox /tmp/prox [--programs 5] [--seed 0]
 
@@ -44,12 +50,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 _UNSAFE = frozenset(',)=\n"')  # ProX splits at , ) = ; quotes only where put on purpose
 
 
-def sample_texts(data_dir: str) -> list[str]:
+def sample_texts(data_dir: str) -> tuple[list[str], int]:
+  """(the C4 validation sample's texts then OpenWebMath's, how many are C4's)."""
   with gzip.open(os.path.join(data_dir, "c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:
     c4 = [json.loads(line)["text"] for line in f]
   with open(os.path.join(data_dir, "openwebmath", "owm-sample-878.jsonl")) as f:
     owm = [json.loads(line)["text"] for line in f]
-  return c4 + owm
+  return c4 + owm, len(c4)
 
 
 def _quoted_edge(s: str, rng: random.Random) -> str:
@@ -165,7 +172,7 @@ def main() -> None:
   from tokensift.core import paths
   from tokensift.refine import executor
   doc_utils, chunk_utils = prox_modules(args.prox)
-  texts = sample_texts(args.data_dir or str(paths.data_dir()))
+  texts, n_c4 = sample_texts(args.data_dir or str(paths.data_dir()))
   rng = random.Random(args.seed)
   runs = total_quoted = 0
   differ: collections.Counter = collections.Counter()
@@ -198,11 +205,24 @@ def main() -> None:
           shown += 1
           print(f"--- unexplained: errors ours {ours.errors} vs ProX {prox_errors}; outputs "
                 f"{'same' if ours.text == prox_text else 'differ'}\n{chunk}\n")
+  from tokensift.refine import rules
+  rule_same = rule_runs = 0
+  for text, cfg in [(t, rules.RuleConfig.web()) for t in texts[:n_c4]] + [(t, rules.RuleConfig.math())
+                                                                          for t in texts[n_c4:]]:
+    rp = rules.write_program(text, cfg)
+    ours = executor.execute(text, rp.doc_program, rp.chunk_program)
+    prox_text = ("" if doc_utils.execute_meta_operations(text, rp.doc_program) == "" else
+                 chunk_utils.execute_meta_operations(text, rp.chunk_program or "keep_chunk()"))
+    rule_runs += 1
+    rule_same += ours.text == prox_text and (rp.doc_program == "drop_doc()" or ours.stats["chunk_errors"] == (
+        chunk_utils.execute_operations(text, rp.chunk_program.split("\n"))[-1]))
   print(f"differential against GAIR-NLP/ProX's executor ({args.prox}): {runs} random well-formed programs on "
         f"{len(texts)} documents (C4 validation + OpenWebMath), {total_quoted} of them with a quote-edged string, "
         f"seed {args.seed}")
   print(f"  outputs differ: {sum(differ.values())} programs {dict(differ.most_common())}")
   print(f"  error counts differ: {sum(errors_differ.values())} programs {dict(errors_differ.most_common())}")
+  print(f"  rule programs (web profile on C4, math on OpenWebMath): {rule_same}/{rule_runs} identical in output "
+        "and error count")
 
 
 if __name__ == "__main__":
