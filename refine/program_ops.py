@@ -11,28 +11,16 @@ An operation is a 5-tuple of strings ``(start, end, source, target, name)``:
 For a program in ProX's own canonical style (one call per line, keyword arguments, double quotes, as the rule
 programmer writes and refiners mostly do), these are exactly the tuples that one ``re.findall`` returns, so no
 object is built per call (building ``program.Call`` tuples cost twice the regex pass itself); the call at index
-``i`` is then at line ``i + 1``, column 1. Any other text goes through ``program.parse`` and its calls are
-converted. The canonical reading is a fast path of ``program.parse``'s general reader: fuzz-tested to give the
-same operations, errors and positions on generated programs, malformed ones included.
+``i`` is then at line ``i + 1``, column 1 (``program.canonical_calls``, a fast path of the program reader,
+fuzz-tested to give what its general reading gives). Any other text goes through ``program.parse`` and its calls
+are converted.
 """
 from __future__ import annotations
 
 import functools
-import re
 from typing import NamedTuple
 
 from tokensift.refine import program as prog
-
-# A canonical call alone on its line; its five groups: start, end, source, target, name (at most 18 digits, as
-# ``program.MAX_INT_DIGITS``; strings without their quote or a line break). A text is canonical exactly when
-# every one of its lines matches: a match never spans a line, so the matches cover the text when there are as
-# many as lines (a final line break ends the last line).
-_CANONICAL_CALL = (r"""(?:remove_lines\(line_start=([0-9]{1,18}), line_end=([0-9]{1,18})\)|"""
-                   r"""normalize\(source_str="([^"\n]*)", target_str="([^"\n]*)"\)|"""
-                   r"""(keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))""")
-_CANONICAL_LINE = re.compile(r"(?m)^" + _CANONICAL_CALL + r"(?:\n|\Z)")
-_CANONICAL_START = frozenset("rnksdu")  # (the first letters of the canonical calls)
-
 
 class Ops(NamedTuple):
   """A chunk-level program as operations. ``calls`` is None for a canonical program (operation ``i`` at line
@@ -62,10 +50,9 @@ def from_program(p: prog.Program) -> Ops:
 
 def read(text: str) -> Ops:
   """The operations of chunk-level program ``text`` (a ``str``). Never raises."""
-  if text[:1] in _CANONICAL_START:
-    ops = _CANONICAL_LINE.findall(text)
-    if len(ops) == text.count("\n") + (text[-1] != "\n"):
-      return tuple.__new__(Ops, (ops, None, (), ()))  # (NamedTuple's own __new__ is Python: slower)
+  ops = prog.canonical_calls(text)
+  if ops is not None:
+    return tuple.__new__(Ops, (ops, None, (), ()))  # (NamedTuple's own __new__ is Python: slower)
   return from_program(prog.parse(text))
 
 

@@ -218,7 +218,8 @@ def near_canonical(draw):
 
 @FUZZ
 @given(st.one_of(programs, near_canonical()))
-def test_the_fast_call_reading_agrees_with_the_general_reader(text):
+def test_the_fast_paths_agree_with_the_general_reader(text):
+  """``parse``'s canonical one-pass reading and its one-match reading of plain calls against the general reader."""
   assert prog.parse(text) == prog.parse(text, fast=False)
 
 
@@ -276,7 +277,7 @@ def test_long_texts_count_and_find_unicode_spaces_as_split(base, extra, at):
      "untouch_doc()", 'normalize(source_str="", target_str="x")', "remove_lines(line_start=07, line_end=2)"]),
     max_size=5).map("\n".join)))
 def test_the_canonical_reading_agrees_with_the_general_reader(text):
-  """``program_ops.read`` (one regex pass for a canonical program) against ``program.parse(fast=False)``'s calls."""
+  """``program_ops.read`` (``program.canonical_calls`` for a canonical program) against the general reader."""
   from tokensift.refine import program_ops as po
   ops = po.read(text)
   general = prog.parse(text, fast=False)
