@@ -28,7 +28,9 @@ def run_once(python: str, args: list[str]) -> tuple[float, float]:
   """(seconds, peak RSS in MB) of one ``tokensift`` run in its own process; raises on a failed run."""
   with tempfile.TemporaryFile() as err:
     start = time.perf_counter()
-    proc = subprocess.Popen([python, "-c", MAIN, *args], stdout=subprocess.DEVNULL, stderr=err)
+    # cwd: a neutral directory, so ``-c`` imports the interpreter's installed tokensift, not a checkout in the cwd
+    proc = subprocess.Popen([python, "-c", MAIN, *args], stdout=subprocess.DEVNULL, stderr=err,
+                            cwd=tempfile.gettempdir())
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (Popen has not reaped it)
     seconds = time.perf_counter() - start
     proc.returncode = code = os.waitstatus_to_exitcode(status)

@@ -26,15 +26,6 @@ from tokensift.core import docs, jobs, storage
 DISTRIBUTED_ENV = "TOKENSIFT_DISTRIBUTED"
 
 
-def add_distributed_args(p) -> None:
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-host: jax.distributed.initialize() (also $TOKENSIFT_DISTRIBUTED=1); each process "
-                      "runs job shard (i*P + process_index)/(n*P) on its local devices")
-  p.add_argument("--coordinator_address", default=None, help="host:port of process 0 (auto on Cloud TPU / SLURM)")
-  p.add_argument("--num_processes", type=int, default=None)
-  p.add_argument("--process_id", type=int, default=None)
-
-
 def distributed_requested(enabled: bool | None = None) -> bool:
   """``enabled``, else ``$TOKENSIFT_DISTRIBUTED`` (1 / true / yes)."""
   if enabled is None:
@@ -59,7 +50,8 @@ def host_shard(shard: docs.ShardSpec, process_index: int, process_count: int) ->
 
 
 def initialize_from_args(args, shard: docs.ShardSpec, *, uses_jax: bool = True) -> tuple[docs.ShardSpec, int, int]:
-  """``(host shard, process_index, process_count)`` for a command with ``add_distributed_args``. A job without a
+  """``(host shard, process_index, process_count)`` for a command with the multi-host flags (``--distributed``,
+  ``--coordinator_address``, ``--num_processes``, ``--process_id``; ``tokensift.cli.args.add_distributed_args``). A job without a
   model (``uses_jax=False``: the rule refiner) that is not asked to run multi-host is one process and never
   imports JAX (its start-up costs seconds)."""
   if not uses_jax and not distributed_requested(True if args.distributed else None):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tokensift.core.input_args import add_input_args, input_from_args
+from tokensift.cli.args import add_distributed_args, add_input_args, add_progress_arg, input_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--max_docs", type=int, default=None, help="only the first N documents of each split (of this shard)")
   p.add_argument("--tokens_per_batch", type=int, default=4096, help="tokens per forward pass")
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  p.add_argument("--no_progress", action="store_true")
-  from tokensift.core.multihost import add_distributed_args
+  add_progress_arg(p)
   add_distributed_args(p)
   p.set_defaults(func=cmd_reference_losses)
 

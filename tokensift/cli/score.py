@@ -1,11 +1,11 @@
-"""``tokensift score`` (ASK-LLM P("yes") per document) and ``tokensift topk`` (id lists at sampling rates)."""
+"""``tokensift score``: ASK-LLM P("yes") per document (sharded, resumable)."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
 
-from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
+from tokensift.cli.args import add_distributed_args, add_input_args, add_mesh_args, add_progress_arg, input_from_args
 from tokensift.selection.score_job import ScoreJobConfig  # light (dataclasses): the defaults are defined there once
 
 
@@ -31,24 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
-  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.add_argument("--compilation_cache", default="auto",
                  help="JAX persistent compilation cache dir, so reruns/resumes skip recompiling the batch shapes "
                       "('auto': $TOKENSIFT_CACHE_DIR/jax, 'none': off)")
-  p.add_argument("--no_progress", action="store_true")
+  add_progress_arg(p)
   p.set_defaults(func=cmd_score)
-
-  p = sub.add_parser("topk", help="ASK-LLM selection: top-k ids by score at sampling rates, as id lists")
-  p.add_argument("scores", help="score job output dir (all shards finished) or one score file")
-  p.add_argument("--rates", default="10,20,40,60,80", help="sampling rates in percent, comma-separated")
-  p.add_argument("--out", default=None, help="directory for askllm_r{rate}.txt (default: SCORES/selections)")
-  p.add_argument("--key", default="score", help="record field to rank by (e.g. logp_yes_variants)")
-  p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants in this process (a "
-                      "check; launches register them with $TOKENSIFT_SELECTIONS=base=DIR/selections)")
-  from tokensift.core.beam_util import add_runner_args
-  add_runner_args(p)
-  p.set_defaults(func=cmd_topk)
 
 
 def _compilation_cache(setting: str):
@@ -94,28 +82,4 @@ def _score(args) -> int:
     print(f"skipped {n_skip} bad rows: {stats['skipped']}")
   if multihost.finish_hosts(args.out, score_job.JOB_NAME, p_index, p_count) is not None:
     print(f"all {p_count} hosts finished: {args.out}/{score_job.JOB_NAME}.hosts.json")
-  return 0
-
-
-def cmd_topk(args) -> int:
-  from tokensift.selection import topk
-  try:
-    rates = [float(r) for r in args.rates.split(",") if r.strip()]
-  except ValueError:
-    raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
-  if args.runner:
-    from tokensift.core import beam_util
-    from tokensift.selection import beam_select
-    paths = beam_select.run_topk(args.scores, rates, out_dir=args.out, key=args.key, runner=args.runner,
-                                 workers=args.beam_workers, beam_args=beam_util.beam_args_of(args))
-    from tokensift.selection import id_lists
-    written = {r: (p, len(id_lists.read_id_list(p)), None) for r, p in paths.items()}
-  else:
-    written = topk.write_topk_lists(args.scores, rates, out_dir=args.out, key=args.key)
-  for rate, (path, k, n) in written.items():
-    print(f"rate {rate:g}%: {k}{'' if n is None else f' of {n}'} ids -> {path}")
-  if args.base_task:
-    from tokensift.selection import variants
-    tasks = variants.register_variants(args.base_task, "askllm", {r: p for r, (p, _, _) in written.items()})
-    print("registered: " + ", ".join(t.name for t in tasks))
   return 0
