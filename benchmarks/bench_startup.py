@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import add_results_flag, record_results  # benchmarks/results.py (--results)
+
 DATA = Path(os.environ.get("TOKENSIFT_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 C4_JSONL = DATA / "c4" / "jsonl" / "c4-validation-sample-1000.json.gz"
 MAIN = "import sys; from tokensift.cli import main; sys.exit(main())"
@@ -44,6 +46,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--python", default=sys.executable, help="the interpreter that runs tokensift")
+  add_results_flag(parser)
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
     one = Path(tmp) / "one.jsonl"
@@ -66,3 +69,4 @@ def main() -> None:
 
 if __name__ == "__main__":
   main()
+  record_results("bench_startup")
