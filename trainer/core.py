@@ -12,7 +12,7 @@ one-seed step). Each gets the same guarantees:
 - **one identity per directory**: ``data`` (what fixes the data order and the model) is stored with every
   checkpoint; a directory holding a run with other ``data`` is refused rather than resumed;
 - **metrics**: every ``log_every`` steps and at the last, the step's metrics go to clu writers (TensorBoard,
-  logs, ``metrics.jsonl``: ``metrics.MetricsLog``); ``eval_fn`` runs every ``eval_every`` steps and at the last.
+  logs, ``metrics.jsonl``: ``metric_writers.MetricsLog``); ``eval_fn`` runs every ``eval_every`` steps and at the last.
 
 State: any pytree; ``new_state`` / ``make_step`` give the usual ``{"step", "params", "opt_state"}`` and its
 optax step. Batches (``Batches``): ``next(batches)`` gives the host batch of the next step, ``replay(n)``
@@ -31,8 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tokensift.trainer.checkpoints import Checkpointer
-from tokensift.trainer.metrics import MetricsLog, host_metrics
+from tokensift.trainer.metrics import host_metrics
 
 State = Any  # a pytree; by convention {"step": int32[], "params": tree, "opt_state": tree} (new_state)
 StepFn = Callable[[State, Any], tuple[State, Mapping[str, jax.Array]]]
@@ -119,6 +118,9 @@ class LoopSettings:
   keep_checkpoints: int = 3
   progress: bool = True
   desc: str = "train"
+  # False for runs in threads of one process: each checkpoint is written before training goes on, one at a time
+  # across the process (checkpoints.Checkpointer)
+  async_checkpoints: bool = True
 
   def __post_init__(self):
     for name in ("num_steps", "checkpoint_every", "log_every", "keep_checkpoints"):
@@ -152,13 +154,16 @@ class Trainer:
   Use: ``state = trainer.restore(init_state, batches)`` then ``trainer.train(state, batches)``; or ``run``."""
 
   def __init__(self, step_fn: StepFn, model_dir: str | Path, settings: LoopSettings, *, data: Mapping[str, Any],
-               put_batch: Callable[[Any], Any] | None = None, eval_fn: Callable[[State], Mapping[str, Any]] | None = None):
+               put_batch: Callable[[Any], Any] | None = None,
+               eval_fn: Callable[[State], Mapping[str, Any]] | None = None):
     self.step_fn, self.settings, self.data = step_fn, settings, dict(data)
     self.model_dir = Path(model_dir)
     self.model_dir.mkdir(parents=True, exist_ok=True)
     self.put_batch = put_batch or (lambda b: b)
     self.eval_fn = eval_fn
-    self.checkpointer = Checkpointer(self.model_dir, keep=settings.keep_checkpoints)
+    from tokensift.trainer.checkpoints import Checkpointer  # orbax, imported when a run starts
+    self.checkpointer = Checkpointer(self.model_dir, keep=settings.keep_checkpoints,
+                                     asynchronous=settings.async_checkpoints)
     self._closed = False
     self.start = 0
     self.resumed_from: int | None = None
@@ -213,6 +218,8 @@ class Trainer:
     ``stop_at``: end after that step without a final checkpoint or eval, as a preempted job would (the
     schedule still spans ``num_steps``); a later run resumes from the last checkpoint."""
     from tqdm.auto import tqdm
+
+    from tokensift.trainer.metric_writers import MetricsLog  # clu (and TensorFlow), imported when a run starts
     s = self.settings
     log = MetricsLog(self.model_dir, self.start)
     last_train: dict[str, float] = {}

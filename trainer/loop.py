@@ -78,9 +78,9 @@ def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResul
   settings = core.LoopSettings(num_steps=config.train_steps, checkpoint_every=config.checkpoint_every,
                                log_every=config.log_every, eval_every=config.eval_every,
                                keep_checkpoints=config.keep_checkpoints, progress=config.progress, desc="train")
+  eval_fn = (lambda state: evaluate(steps, state["params"], eval_data)) if config.eval_split else None
   trainer = core.Trainer(steps.train_step, model_dir, settings, data=config.data_fingerprint(),
-                         put_batch=steps.put_batch,
-                         eval_fn=(lambda state: evaluate(steps, state["params"], eval_data)) if config.eval_split else None)
+                         put_batch=steps.put_batch, eval_fn=eval_fn)
   try:
     trainer.check_directory()  # another run's directory fails before anything is compiled
     state = steps.init_state(config.batch_size, config.feature_lengths)

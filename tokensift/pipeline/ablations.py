@@ -298,7 +298,7 @@ class AblationSteps:
     batches = core.ReplayBatches(draws, lambda idx: {k: v[idx] for k, v in rows.items()})
     settings = core.LoopSettings(num_steps=cfg.steps, checkpoint_every=cfg.eval_every, log_every=cfg.eval_every,
                                  eval_every=cfg.eval_every, keep_checkpoints=1, progress=False,
-                                 desc=f"ablation {kind}")
+                                 desc=f"ablation {kind}", async_checkpoints=False)  # runs share the process
     data = {"kind": kind, "seeds": [int(x) for x in seeds], "rows": _digest(rows), "val": _digest(val),
             "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("workers", "runs")}}
     core.run(self.steps[kind], self.init_state(kind, seeds), batches, run_dir, settings, data=data,
