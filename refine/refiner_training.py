@@ -18,9 +18,9 @@ runs only at target positions (``[batch, program_tokens, vocab]``, not ``[batch,
 Training runs on the training core (``trainer.core``), deterministic and resumable: batches come from a seeded
 schedule over length buckets (few shapes compile), the state is checkpointed with orbax, metrics go through clu
 writers (TensorBoard and ``metrics.jsonl``), and a rerun resumes from the last checkpoint with the schedule
-replayed to it (the same losses as an uninterrupted run). ``export_hf`` writes the result as an HF Llama directory (config.json, model.safetensors,
-tokenizer.json + tokenizer_config.json with the chat template) that ``ModelProgrammer.from_path`` (and
-``tokensift refine --programmer DIR``) load.
+replayed to it (the same losses as an uninterrupted run). ``export_hf`` writes the result as an HF Llama
+directory (config.json, model.safetensors, tokenizer.json + tokenizer_config.json with the chat template) that
+``ModelProgrammer.from_path`` (and ``tokensift refine --programmer DIR``) load.
 """
 from __future__ import annotations
 
@@ -313,8 +313,8 @@ def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: in
   settings = core.LoopSettings(num_steps=cfg.steps, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                                keep_checkpoints=2, progress=progress, desc="refiner SFT")
   t0 = time.perf_counter()
-  result = core.run(step_fn, state, batches.stream, work_dir, settings,
-                    data={"pairs": len(pairs), "pairs_sha256": _digest(pairs), "config": dataclasses.asdict(cfg)}, stop_at=stop_at)
+  data = {"pairs": len(pairs), "pairs_sha256": _digest(pairs), "config": dataclasses.asdict(cfg)}
+  result = core.run(step_fn, state, batches.stream, work_dir, settings, data=data, stop_at=stop_at)
   records = read_metrics(work_dir)
   summary = {"steps": result.step, "resumed_from": result.resumed_from,
              "final_loss": records[-1]["loss"] if records else None,
