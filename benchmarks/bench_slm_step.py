@@ -27,7 +27,6 @@ def real_batch(batch: int, length: int):
   import jax
   import numpy as np
   import seqio
-  import tokensift.all_tasks  # noqa: F401  (registers owm_raw_smollm2: programs register the tasks they read)
   from tokensift.rho1 import feature_converters, reference_losses as rl
   from tokensift.models.llama import Llama, LlamaConfig
   ref = Llama(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,

@@ -32,7 +32,6 @@ def make_reference_losses(out: Path, seq: int, docs: int) -> None:
   import flax.linen as nn
   import jax
   import numpy as np
-  import tokensift.all_tasks  # noqa: F401  (registers owm_raw_smollm2: programs register the tasks they read)
   from tokensift.rho1 import reference_losses as rl
   from tokensift.models.llama import Llama, LlamaConfig
   ref = Llama(LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
