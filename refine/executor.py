@@ -194,29 +194,48 @@ def _merge(ranges: list[tuple[int, int, int]], n_lines: int, errors: list[str],
   if len(ranges) == 1 and ranges[0][1] < n_lines:
     return (ranges[0][:2],)
   ranges.sort()
-  merged = []  # (start, end, call of the start, call of the end)
-  lo, hi, first, last = ranges[0][0], ranges[0][1], ranges[0][2], ranges[0][2]
-  for a, b, k in ranges:
+  out = []
+  lo, hi = ranges[0][0], ranges[0][1]
+  for a, b, _ in ranges:
     if a <= hi + 1:
       if b > hi:
-        hi, last = b, k
-    else:
-      merged.append((lo, hi, first, last))
-      lo, hi, first, last = a, b, k, k
-  merged.append((lo, hi, first, last))
-  end = n_lines - 1
-  out = []
-  for lo, hi, first, last in merged:
-    if hi <= end:
+        hi = b
+    elif hi < n_lines:
       out.append((lo, hi))
+      lo, hi = a, b
+    else:
+      break  # (this merged range ends past the last line, so every later one starts past it)
+  if hi < n_lines:
+    out.append((lo, hi))
+    return tuple(out)
+  return tuple(out) + _past_the_end(ranges, lo, n_lines, errors, p)
+
+
+def _past_the_end(ranges: list[tuple[int, int, int]], lo: int, n_lines: int, errors: list[str],
+                  p: po.Ops) -> tuple[tuple[int, int], ...]:
+  """The merged ranges of the sorted ``ranges`` from the one that starts at ``lo`` on (each ends past the last
+  line): one error each, at the call that starts it (nothing removed) or that ends it (clipped)."""
+  groups: list[list[int]] = []  # [start, end, call of the start, call of the end, calls]
+  for a, b, k in ranges:
+    if a < lo:
       continue
-    call = f"remove_lines({lo}, {hi}){' (merged)' if first != last else ''}"
-    if lo > end:
+    if groups and a <= groups[-1][1] + 1:
+      g = groups[-1]
+      if b > g[1]:
+        g[1], g[3] = b, k
+      g[4] += 1
+    else:
+      groups.append([a, b, k, k, 1])
+  end = n_lines - 1
+  out: tuple[tuple[int, int], ...] = ()
+  for start, stop, first, last, calls in groups:
+    call = f"remove_lines({start}, {stop}){' (merged)' if calls > 1 else ''}"
+    if start > end:
       errors.append(f"{p.where(first)}: {call}: line_start past the last line {end}; nothing removed")
     else:
       errors.append(f"{p.where(last)}: {call}: line_end past the last line {end}; clipped")
-      out.append((lo, end))
-  return tuple(out)
+      out += ((start, end),)
+  return out
 
 
 def _growth_error(where: str, src: str, tgt: str, count: int, cap: int, size: int) -> str:
