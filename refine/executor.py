@@ -54,7 +54,7 @@ The chunk stage in steps: ``_edit`` runs the calls in order (normalizations appl
 
 Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
 tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
-decided without parsing. A normalization of a document up to 64k characters splits it once at the source: the
+decided without parsing, and the chunk programs that change nothing (``keep_chunk()``) are not run. A normalization of a document up to 64k characters splits it once at the source: the
 pieces give the count, the output (joined, after a growing target is checked against the bound) and the
 replaced spots, where the change in words is read (``pieces_word_delta``; an empty target, or whitespace on one
 side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are
@@ -458,6 +458,9 @@ def _stats(c: ChunkOutcome, doc_action: str, doc_errors: int, chars_before: int)
 
 # The doc-level programs nearly every document has, decided without parsing (the same result as parsing them).
 _DOC_DECISIONS = {"keep_doc()": "keep", "untouch_doc()": "keep", "drop_doc()": "drop", "": "none"}
+# The chunk programs that change nothing (the rule programmer's commonest), not run: the result rules alone (the
+# same result as running them).
+_NO_EDITS = frozenset(("keep_chunk()", "skip_chunk()", ""))
 
 
 def execute(text: str, doc_program: str | prog.Program | None = None,
@@ -481,11 +484,12 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
         doc_errors = len(d.errors)
         errors.extend(f"doc {e}" for e in d.errors)
   n_lines = text.count("\n") + 1
-  if doc_action == "drop" or chunk_program is None:  # no chunk stage: the text as it is, or dropped
-    words = count_words(text)
-    drop = doc_action == "drop"
-    c = tuple.__new__(ChunkOutcome, ("" if drop else text, not drop, "drop_doc" if drop else "", False, (), (), (),
-                                     (), n_lines, words, 0 if drop else words, 0, 0))
+  if doc_action == "drop" or chunk_program is None or (type(chunk_program) is str and chunk_program in _NO_EDITS):
+    words = count_words(text)  # (no chunk stage, or nothing to apply: the text as it is, or dropped)
+    reason = ("drop_doc" if doc_action == "drop" else "" if chunk_program is None else
+              _drop_reason(words, words, False, config))
+    c = tuple.__new__(ChunkOutcome, ("" if reason else text, not reason, reason, False, (), (), (), (), n_lines, words,
+                                     words, 0, 0))
   else:
     c = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
                      text, config, n_lines)
