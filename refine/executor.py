@@ -54,7 +54,7 @@ The chunk stage in steps: ``_edit`` runs the calls in order (normalizations appl
 
 Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
 tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
-decided without parsing. A normalization of a document up to 64k characters splits it once at the source: the
+decided without parsing, and the chunk programs that change nothing (``keep_chunk()``) are not run. A normalization of a document up to 64k characters splits it once at the source: the
 pieces give the count, the output (joined, after a growing target is checked against the bound) and the
 replaced spots, where the change in words is read (``pieces_word_delta``; an empty target, or whitespace on one
 side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are
@@ -194,29 +194,48 @@ def _merge(ranges: list[tuple[int, int, int]], n_lines: int, errors: list[str],
   if len(ranges) == 1 and ranges[0][1] < n_lines:
     return (ranges[0][:2],)
   ranges.sort()
-  merged = []  # (start, end, call of the start, call of the end)
-  lo, hi, first, last = ranges[0][0], ranges[0][1], ranges[0][2], ranges[0][2]
-  for a, b, k in ranges:
+  out = []
+  lo, hi = ranges[0][0], ranges[0][1]
+  for a, b, _ in ranges:
     if a <= hi + 1:
       if b > hi:
-        hi, last = b, k
-    else:
-      merged.append((lo, hi, first, last))
-      lo, hi, first, last = a, b, k, k
-  merged.append((lo, hi, first, last))
-  end = n_lines - 1
-  out = []
-  for lo, hi, first, last in merged:
-    if hi <= end:
+        hi = b
+    elif hi < n_lines:
       out.append((lo, hi))
+      lo, hi = a, b
+    else:
+      break  # (this merged range ends past the last line, so every later one starts past it)
+  if hi < n_lines:
+    out.append((lo, hi))
+    return tuple(out)
+  return tuple(out) + _past_the_end(ranges, lo, n_lines, errors, p)
+
+
+def _past_the_end(ranges: list[tuple[int, int, int]], lo: int, n_lines: int, errors: list[str],
+                  p: po.Ops) -> tuple[tuple[int, int], ...]:
+  """The merged ranges of the sorted ``ranges`` from the one that starts at ``lo`` on (each ends past the last
+  line): one error each, at the call that starts it (nothing removed) or that ends it (clipped)."""
+  groups: list[list[int]] = []  # [start, end, call of the start, call of the end, calls]
+  for a, b, k in ranges:
+    if a < lo:
       continue
-    call = f"remove_lines({lo}, {hi}){' (merged)' if first != last else ''}"
-    if lo > end:
+    if groups and a <= groups[-1][1] + 1:
+      g = groups[-1]
+      if b > g[1]:
+        g[1], g[3] = b, k
+      g[4] += 1
+    else:
+      groups.append([a, b, k, k, 1])
+  end = n_lines - 1
+  out: tuple[tuple[int, int], ...] = ()
+  for start, stop, first, last, calls in groups:
+    call = f"remove_lines({start}, {stop}){' (merged)' if calls > 1 else ''}"
+    if start > end:
       errors.append(f"{p.where(first)}: {call}: line_start past the last line {end}; nothing removed")
     else:
       errors.append(f"{p.where(last)}: {call}: line_end past the last line {end}; clipped")
-      out.append((lo, end))
-  return tuple(out)
+      out += ((start, end),)
+  return out
 
 
 def _growth_error(where: str, src: str, tgt: str, count: int, cap: int, size: int) -> str:
@@ -439,6 +458,9 @@ def _stats(c: ChunkOutcome, doc_action: str, doc_errors: int, chars_before: int)
 
 # The doc-level programs nearly every document has, decided without parsing (the same result as parsing them).
 _DOC_DECISIONS = {"keep_doc()": "keep", "untouch_doc()": "keep", "drop_doc()": "drop", "": "none"}
+# The chunk programs that change nothing (the rule programmer's commonest), not run: the result rules alone (the
+# same result as running them).
+_NO_EDITS = frozenset(("keep_chunk()", "skip_chunk()", ""))
 
 
 def execute(text: str, doc_program: str | prog.Program | None = None,
@@ -462,11 +484,12 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
         doc_errors = len(d.errors)
         errors.extend(f"doc {e}" for e in d.errors)
   n_lines = text.count("\n") + 1
-  if doc_action == "drop" or chunk_program is None:  # no chunk stage: the text as it is, or dropped
-    words = count_words(text)
-    drop = doc_action == "drop"
-    c = tuple.__new__(ChunkOutcome, ("" if drop else text, not drop, "drop_doc" if drop else "", False, (), (), (),
-                                     (), n_lines, words, 0 if drop else words, 0, 0))
+  if doc_action == "drop" or chunk_program is None or (type(chunk_program) is str and chunk_program in _NO_EDITS):
+    words = count_words(text)  # (no chunk stage, or nothing to apply: the text as it is, or dropped)
+    reason = ("drop_doc" if doc_action == "drop" else "" if chunk_program is None else
+              _drop_reason(words, words, False, config))
+    c = tuple.__new__(ChunkOutcome, ("" if reason else text, not reason, reason, False, (), (), (), (), n_lines, words,
+                                     words, 0, 0))
   else:
     c = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
                      text, config, n_lines)

@@ -383,11 +383,9 @@ def _bind(name: str, positional: list, keyword: list) -> tuple[tuple[tuple[str, 
   return tuple((p, bound[p]) for p in params), None
 
 
-# ProX's own canonical style, one call per line (keyword arguments, double quotes, ", " between arguments), as the
-# rule programmer writes and refiners mostly do: its five groups are start, end, source, target, name (at most
-# ``MAX_INT_DIGITS`` digits; strings without their quote or a line break). A text is canonical exactly when
-# every one of its lines matches: a match never spans a line, so the matches cover the text when there are as
-# many as lines (a final line break ends the last line).
+# A call in ProX's own canonical style alone on its line, as the rule programmer writes and refiners mostly do;
+# groups: start, end, source, target, name. A text is canonical when every line matches: a match never spans a
+# line, so the matches cover the text when there are as many as lines (a final line break ends the last line).
 _CANONICAL_LINE = re.compile(r"""(?m)^(?:remove_lines\(line_start=([0-9]{1,18}), line_end=([0-9]{1,18})\)|"""
                              r"""normalize\(source_str="([^"\n]*)", target_str="([^"\n]*)"\)|"""
                              r"""(keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))(?:\n|\Z)""")
@@ -395,11 +393,9 @@ _CANONICAL_START = frozenset("rnksdu")  # (the first letters of the canonical ca
 
 
 def canonical_calls(text: str) -> list[tuple[str, str, str, str, str]] | None:
-  """The calls of a program written wholly in the canonical style, in one regex pass, as ``(start, end, source,
-  target, name)`` tuples of strings (call ``i`` at line ``i + 1``, column 1), or None for any other text.
-
-  A fast path of the reader (``parse`` and ``program_ops.read`` take it): fuzz-tested to give what the general
-  reader (``parse(text, fast=False)``) gives."""
+  """The calls of a program wholly in the canonical style, in one regex pass, as ``(start, end, source, target,
+  name)`` tuples of strings (call ``i`` at line ``i + 1``, column 1), or None for any other text. A fast path of
+  the reader (``parse``, ``program_ops.read``), fuzz-tested to give what ``parse(text, fast=False)`` gives."""
   if text[:1] in _CANONICAL_START:
     calls = _CANONICAL_LINE.findall(text)
     if len(calls) == text.count("\n") + (text[-1] != "\n"):
