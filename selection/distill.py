@@ -294,6 +294,37 @@ def score_embeddings(head_dir: str | os.PathLike, embeddings: str | os.PathLike,
                           fmt=fmt, config=config, summarize=_summarize, finish=_finish, progress=progress)
 
 
+def embed_and_score(head_dir: str | os.PathLike, rows, out_dir: str | os.PathLike, embed_cfg=None, *,
+                    shard: jobs.ShardSpec = jobs.ShardSpec(), piece_size: int = 256, fmt: str = "jsonl",
+                    input_desc: str = "", progress: bool = True, total: int | None = None,
+                    embedder=None) -> jobs.ShardResult:
+  """Documents -> head scores in one pass (no embed job output kept): shard ``shard`` of ``rows`` (a
+  ``docs.DocumentInput`` or a callable ``shard -> rows``) embedded with ``embed_cfg`` (an
+  ``embed_job.EmbedJobConfig``; default: the model the head was fitted on) and scored. Same records as
+  ``score_embeddings``; ValueError naming both models when the embedder is not the head's."""
+  from tokensift.core import docs
+  from tokensift.selection import embed_job
+  head = load_head(head_dir)
+  if embed_cfg is None:
+    embed_cfg = embed_job.EmbedJobConfig(model=head.config.get("embedding_model"),
+                                         max_length=head.config.get("embedding_max_length"))
+  embedder = embedder or embed_job.Embedder(embed_cfg)
+  want = head.config.get("embedding_model")
+  if want is not None and str(embedder.model) != str(want):
+    raise ValueError(f"the embedder loads model {str(embedder.model)!r} but the head was fitted on {want!r}")
+
+  def process(batch):
+    recs = embed_job.records_for(batch, embedder, embed_cfg.output_dtype)
+    return head_records([docs.Document(r["id"], "", {"embedding": np.asarray(r["embedding"], np.float32),
+                                                     "tokens": r["tokens"], "truncated": r["truncated"]})
+                         for r in recs], head)
+
+  config = {"scorer": head.scorer, "head": head.config, "embed": embed_job.job_config(embed_cfg, embedder, input_desc)}
+  return jobs.run_sharded(name=SCORE_JOB, out_dir=out_dir, rows=rows, process=process, shard=shard,
+                          piece_size=piece_size, fmt=fmt, config=config, summarize=_summarize, finish=_finish,
+                          progress=progress, total=total)
+
+
 def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
   return {"sum_score": math.fsum(r["score"] for r in records)}
 

@@ -123,11 +123,19 @@ def test_distil_score_topk_end_to_end(judged, tmp_path):
   for rate, (path, k, n) in written.items():
     assert path.name == f"askllm_distilled_r{rate}.txt" and n == 200 and k == keep_count(200, rate)
     assert variants.read_id_list(path) == ranked[:k]
+  # embed and score in one pass (no embed job output): the same records
+  from test_embed_job import TEST_CONFIG, embedder
+  distill.embed_and_score(tmp_path / "head", jobs.in_memory_rows(c4_documents()[:16]), tmp_path / "onepass",
+                          TEST_CONFIG, progress=False, embedder=embedder())
+  assert _records(tmp_path / "onepass") == recs1[:16]
   # an embed job of another model is refused
   cfg = json.loads((tmp_path / "head" / distill.CONFIG_FILE).read_text())
   (tmp_path / "head" / distill.CONFIG_FILE).write_text(json.dumps(dict(cfg, embedding_model="/models/other-bert")))
   with pytest.raises(ValueError, match="come from model .* but the head was fitted on '/models/other-bert'"):
     distill.score_embeddings(tmp_path / "head", emb, tmp_path / "other", progress=False)
+  with pytest.raises(ValueError, match="the embedder loads model .* but the head was fitted on '/models/other-bert'"):
+    distill.embed_and_score(tmp_path / "head", jobs.in_memory_rows(c4_documents()[:2]), tmp_path / "other",
+                            TEST_CONFIG, progress=False, embedder=embedder())
 
 
 def _embeddings_by_id(emb_dir, ids):
