@@ -169,6 +169,18 @@ def run_perplexity_topk_beam(scores: str | os.PathLike, mode: str, rates: Sequen
   return beam_select.run_topk(scores, rates, key=method, method=method, **kw)
 
 
+def topk_from_reference_losses(ref_dir: str | os.PathLike, mode: str, rates: Sequence[float] = PAPER_RATES, *,
+                               split: str = "train", out_dir: str | os.PathLike | None = None,
+                               runner: str | None = None, **beam_kw) -> tuple[Path, dict[float, Any]]:
+  """What ``tokensift topk REF_DIR --by perplexity`` runs: the score file (``write_perplexity_scores``), then the
+  id lists on one process or, with ``runner``, on Beam. Returns (score file, ``{rate: list path or (path, k,
+  ranked)}``)."""
+  scores = write_perplexity_scores(ref_dir, split)
+  if runner:
+    return scores, run_perplexity_topk_beam(scores, mode, rates, out_dir=out_dir, runner=runner, **beam_kw)
+  return scores, write_perplexity_lists(scores, mode, rates, out_dir=out_dir)
+
+
 def register_perplexity_variants(scores: str | os.PathLike, mode: str, base_task: str = "c4_en_raw",
                                  rates: Sequence[float] = PAPER_RATES, *, out_dir: str | os.PathLike | None = None
                                  ) -> list:

@@ -79,14 +79,16 @@ def test_job_lists_variants_and_density_pool(ref_dir, tmp_path):
   records = list(rl.read_reference_losses(ref_dir, "validation"))
   ids = [r["id"] for r in records]
   x = ppl.log_perplexity([r["ref_losses"] for r in records])
-  scores = ppl.write_perplexity_scores(ref_dir, "validation")
+  scores, written = ppl.topk_from_reference_losses(ref_dir, "middle", (10, 20, 40), split="validation",
+                                                   out_dir=tmp_path / "sel")
   assert scores == ref_dir / "perplexity_validation.parquet"
-  written = ppl.write_perplexity_lists(scores, "middle", (10, 20, 40), out_dir=tmp_path / "sel")
   for rate, (path, k, ranked) in written.items():
     assert path.name == f"ppl_middle_r{rate}.txt" and ranked == 30 and k == keep_count(30, rate)
     assert sorted(variants.read_id_list(path)) == sorted(ids[i] for i in ppl.select_indices(x, rate, "middle"))
   # Beam writes the same lists (order included)
-  beam = ppl.run_perplexity_topk_beam(scores, "middle", (10, 20, 40), out_dir=tmp_path / "beam")
+  from tokensift.core.beam_util import LOCAL
+  _, beam = ppl.topk_from_reference_losses(ref_dir, "middle", (10, 20, 40), split="validation",
+                                           out_dir=tmp_path / "beam", runner=LOCAL)
   for rate, path in beam.items():
     assert variants.read_id_list(path) == variants.read_id_list(written[rate][0])
   # variants: plain, span corruption, mixture with the full corpus; they read back the chosen ids
