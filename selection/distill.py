@@ -199,14 +199,23 @@ def distill(scores: str | os.PathLike, embeddings: str | os.PathLike, out_dir: s
   report.update(counts, judged=len(s_ids) + counts["nan_scores"], embedded=len(e_ids), joined=len(ids),
                 scored_not_embedded=len(s_ids) - len(ids), judge=config["judge"], head=cfg.head.kind)
   head = Head(head.params, config)
+  write_head(out_dir, head, report)
+  return head, report
+
+
+def write_head(out_dir: str | os.PathLike, head: Head, report: dict[str, Any] | None = None) -> Path:
+  """Writes ``head.safetensors`` (the config also in its metadata), ``head.json`` and, when given, ``fidelity.json``
+  into ``out_dir`` (each atomically); returns the directory."""
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   tmp = out / f".{HEAD_FILE}.tmp-{os.getpid()}"
-  distill_head.save_params(tmp, head.params, {"config": json.dumps(config, sort_keys=True, default=str)})
+  meta = json.dumps(head.config, sort_keys=True, default=str)
+  distill_head.save_params(tmp, head.params, {"config": meta})
   os.replace(tmp, out / HEAD_FILE)
-  jobs.atomic_write_bytes(out / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True, default=str).encode())
-  jobs.atomic_write_bytes(out / REPORT_FILE, json.dumps(report, indent=1, sort_keys=True, default=str).encode())
-  return head, report
+  jobs.atomic_write_bytes(out / CONFIG_FILE, json.dumps(head.config, indent=1, sort_keys=True, default=str).encode())
+  if report is not None:
+    jobs.atomic_write_bytes(out / REPORT_FILE, json.dumps(report, indent=1, sort_keys=True, default=str).encode())
+  return out
 
 
 def load_head(head_dir: str | os.PathLike) -> Head:
@@ -249,9 +258,8 @@ def embedding_rows(embeddings: str | os.PathLike, dim: int):
   def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
     pos = 0
     for f in files:
-      extra = {r["id"]: r for r in jobs.iter_records(f)} if not str(f).endswith(".parquet") else None
       ids, vecs = embed_job._read_file(f)
-      meta = _parquet_meta(f) if extra is None else [extra[i] for i in ids]
+      meta = _parquet_meta(f) if str(f).endswith(".parquet") else jobs.read_records(f)  # row-aligned with ids
       for doc_id, vec, m in zip(ids, vecs, meta):
         if pos % shard.count == shard.index:
           if vec.shape != (dim,) or not np.isfinite(vec).all():
@@ -264,12 +272,12 @@ def embedding_rows(embeddings: str | os.PathLike, dim: int):
 
 
 def _parquet_meta(path) -> list[dict[str, Any]]:
+  """The ``tokens`` and ``truncated`` columns of an embed-job Parquet file, one dict per row ({} without them)."""
   import pyarrow.parquet as pq
   with storage.open_file(str(path)) as f:
-    schema = pq.read_schema(f)
-    cols = [c for c in ("tokens", "truncated") if c in schema.names]
-  with storage.open_file(str(path)) as f:
-    return pq.read_table(f, columns=cols).to_pylist() if cols else []
+    pf = pq.ParquetFile(f)
+    cols = [c for c in ("tokens", "truncated") if c in pf.schema_arrow.names]
+    return pf.read(columns=cols).to_pylist() if cols else [{}] * pf.metadata.num_rows
 
 
 def check_embedding_model(head: Head, embeddings: str | os.PathLike) -> None:

@@ -41,6 +41,22 @@ def test_head_recovers_a_known_linear_score(kind):
     np.testing.assert_allclose(head.logits(x[held]), y[held], atol=0.05)
 
 
+def test_head_scores_a_jsonl_embedding_file(tmp_path):
+  ids, x, y, _ = _synthetic(n=50, d=8)
+  head, _ = distill.fit_head(ids, x, y, distill.DistillConfig(holdout=20))
+  distill.write_head(tmp_path / "head", head)
+  emb = tmp_path / "emb.jsonl"
+  emb.write_text("".join(json.dumps({"id": i, "embedding": v.tolist(), "tokens": 7, "truncated": False}) + "\n"
+                         for i, v in zip(ids, x)))
+  distill.score_embeddings(tmp_path / "head", emb, tmp_path / "scores", progress=False, piece_size=16)
+  recs = _records(tmp_path / "scores")
+  assert [r["id"] for r in recs] == ids and {r["tokens"] for r in recs} == {7}
+  np.testing.assert_array_equal([r["head_logit"] for r in recs], head.logits(x))
+  emb.write_text(json.dumps({"id": "short", "embedding": [0.5] * 7}) + "\n")
+  with pytest.raises(ValueError, match=r"embedding of 'short' .* has shape \(7,\)"):
+    distill.score_embeddings(tmp_path / "head", emb, tmp_path / "bad", progress=False)
+
+
 def test_heldout_split_is_a_hash_of_the_id():
   ids = [f"c4-{i}" for i in range(2000)]
   m = distill.heldout_mask(ids, 20)
