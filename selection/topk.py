@@ -83,16 +83,16 @@ def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_R
   ``{scores dir}/selections``); returns ``{rate: (path, k, ranked)}``."""
   records = load_score_records(scores)
   ids, _ = rank(records, key)
+  from tokensift.core import storage
   if out_dir is None:
-    from tokensift.core import storage
     fs, p = storage.url_to_fs(str(scores))
     base = p if fs.isdir(p) else p.rsplit("/", 1)[0]
-    out_dir = storage.as_local_or_url(storage.join(storage.full_url(fs, base), "selections"))
-  out = out_dir
+    out_dir = storage.join(storage.full_url(fs, base), "selections")
   written = {}
-  for rate in rates:
+  for rate in rates:  # a str or Path directory, local or remote (gs://...)
     k = keep_count(len(ids), rate)
-    written[rate] = (id_lists.write_id_list(out / list_name(rate, method), ids[:k]), k, len(ids))
+    path = storage.as_local_or_url(storage.join(out_dir, list_name(rate, method)))
+    written[rate] = (id_lists.write_id_list(path, ids[:k]), k, len(ids))
   return written
 
 

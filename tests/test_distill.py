@@ -159,3 +159,27 @@ def _embeddings_by_id(emb_dir, ids):
   e_ids, x = embed_job.load_embeddings(emb_dir)
   pos = {i: k for k, i in enumerate(e_ids)}
   return [x[pos[i]] for i in ids]
+
+
+def test_cli_distill_then_score_with_the_head(judged, tmp_path, capsys):
+  """``tokensift distill`` and ``tokensift score --head --embeddings`` run the library's functions: the same head
+  and the same records; --embeddings without --head is a one-line error."""
+  from tokensift.cli import main
+  emb = c4_embed_dir()
+  assert main(["distill", "--scores", str(judged / "scores"), "--embeddings", str(emb), "--out",
+               str(tmp_path / "head"), "--holdout", "25", "--rates", "10,20"]) == 0
+  report = json.loads((tmp_path / "head" / distill.REPORT_FILE).read_text())
+  assert report["joined"] == 60 and set(report["topk_overlap"]) == {"10", "20"}
+  lib, _ = distill.distill(judged / "scores", emb, tmp_path / "lib", distill.DistillConfig(holdout=25, rates=(10, 20)))
+  cli = distill.load_head(tmp_path / "head")
+  for k in lib.params:
+    np.testing.assert_array_equal(cli.params[k], lib.params[k])
+  for i in range(2):
+    assert main(["score", "--head", str(tmp_path / "head"), "--embeddings", str(emb), "--out", str(tmp_path / "s"),
+                 "--shard", f"{i}/2", "--no_progress"]) == 0
+    distill.score_embeddings(tmp_path / "lib", emb, tmp_path / "s_lib", shard=jobs.ShardSpec(i, 2), progress=False)
+  assert _records(tmp_path / "s") == _records(tmp_path / "s_lib") and len(_records(tmp_path / "s")) == 200
+  capsys.readouterr()
+  assert main(["score", "--embeddings", str(emb), "--out", str(tmp_path / "x")]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("tokensift score: error: --embeddings") and "add --head HEAD_DIR" in err

@@ -115,3 +115,19 @@ def test_job_lists_variants_and_density_pool(ref_dir, tmp_path):
   assert sel.summary["pool"] == 15 and sel.summary["embedded_not_scored"] == 170
   chosen = variants.read_id_list(sel.lists[5][0])
   assert len(chosen) == 10 and set(chosen) <= low_half
+
+
+def test_cli_topk_by_perplexity_writes_the_libraries_lists(ref_dir, tmp_path, capsys):
+  """``tokensift topk REF_DIR --by perplexity --mode middle`` writes the lists the library writes (one process and
+  ``--runner local``)."""
+  from tokensift.cli import main
+  _, want = ppl.topk_from_reference_losses(ref_dir, "middle", (10, 20, 40), split="validation",
+                                           out_dir=tmp_path / "lib")
+  for extra, out in (([], "one"), (["--runner", "local", "--beam_workers", "1"], "beam")):
+    assert main(["topk", str(ref_dir), "--by", "perplexity", "--mode", "middle", "--split", "validation",
+                 "--rates", "10,20,40", "--out", str(tmp_path / out), *extra]) == 0
+    printed = capsys.readouterr().out
+    for rate, (path, k, _) in want.items():
+      got = tmp_path / out / f"ppl_middle_r{rate}.txt"
+      assert variants.read_id_list(got) == variants.read_id_list(path)
+      assert f"rate {rate:g}%: {k} ids (middle perplexity)" in printed

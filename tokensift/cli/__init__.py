@@ -17,12 +17,12 @@ import argparse
 import os
 import sys
 
-from tokensift.cli import (embed, inspect_task, pipeline, reference_losses, refine, score, select, tasks, token_view,
-                           topk, train)
+from tokensift.cli import (distill, embed, inspect_task, pipeline, reference_losses, refine, score, select, tasks,
+                           token_view, topk, train)
 
 # The modules that contribute subcommands, in help order. Each defines register(subparsers).
-COMMAND_MODULES = (tasks, inspect_task, reference_losses, train, token_view, score, topk, embed, select, refine,
-                   pipeline)
+COMMAND_MODULES = (tasks, inspect_task, reference_losses, train, token_view, score, topk, embed, distill, select,
+                   refine, pipeline)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

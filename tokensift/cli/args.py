@@ -9,11 +9,13 @@ from tokensift.core import docs
 
 
 def add_input_args(p: argparse.ArgumentParser, verb: str, out_help: str, *, files: bool = True,
-                   default_task: str | None = None, several_splits: bool = False, split_help: str = "") -> None:
+                   default_task: str | None = None, several_splits: bool = False, split_help: str = ""
+                   ) -> argparse._MutuallyExclusiveGroup | None:
   """Adds the input flags to ``p``; ``verb`` says what the command does to the documents (``"scored"``);
   ``files=False`` for commands that need a task's tokenized features (only ``--task``); ``default_task``: the
   task read when neither ``--task`` nor ``--input`` is given; ``several_splits``: ``--split`` (also ``--splits``)
-  takes a comma-separated list of a task's splits; ``split_help`` is added to its help."""
+  takes a comma-separated list of a task's splits; ``split_help`` is added to its help. Returns the
+  ``--task``/``--input`` group (None with ``files=False``), so a command can add another source to it."""
   if files:
     src = p.add_mutually_exclusive_group(required=default_task is None)
     src.add_argument("--task", default=default_task,
@@ -38,6 +40,7 @@ def add_input_args(p: argparse.ArgumentParser, verb: str, out_help: str, *, file
                  help="INDEX/COUNT: this run reads only its own split of the input (files, row groups, byte "
                       "ranges or the task's shard_info) and writes {name}-INDEX-of-COUNT.*")
   p.add_argument("--out", required=True, help=out_help)
+  return src if files else None
 
 
 def input_from_args(args: argparse.Namespace) -> tuple[docs.DocumentInput, docs.ShardSpec]:

