@@ -98,11 +98,8 @@ def editing_programs(texts: list[str], seed: int = 0, lines: bool = False) -> li
   return [(line_editing_program if lines else editing_program)(t, rng) for t in texts]
 
 
-def prox_executor(directory: str):
-  """GAIR-NLP/ProX's two stages as ``(text, doc_program, chunk_program) -> text``, imported from ``directory``
-  (see the module docstring); None when ``directory`` is empty."""
-  if not directory:
-    return None
+def prox_modules(directory: str):
+  """GAIR-NLP/ProX's ``(doc_utils, chunk_utils)`` modules, imported from ``directory`` (see the module docstring)."""
   import importlib.util
 
   def load(name: str):
@@ -115,7 +112,15 @@ def prox_executor(directory: str):
         return module
     raise FileNotFoundError(f"--prox {directory!r}: no {name}.py or prox_{name}.py (GAIR-NLP/ProX utils/{name}.py)")
 
-  doc_utils, chunk_utils = load("doc_utils"), load("chunk_utils")
+  return load("doc_utils"), load("chunk_utils")
+
+
+def prox_executor(directory: str):
+  """GAIR-NLP/ProX's two stages as ``(text, doc_program, chunk_program) -> text``, imported from ``directory``
+  (see the module docstring); None when ``directory`` is empty."""
+  if not directory:
+    return None
+  doc_utils, chunk_utils = prox_modules(directory)
 
   def run(text: str, doc_program: str | None, chunk_program: str | None) -> str:
     if doc_program is not None and doc_utils.execute_meta_operations(text, doc_program) == "":

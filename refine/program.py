@@ -383,60 +383,70 @@ def _bind(name: str, positional: list, keyword: list) -> tuple[tuple[tuple[str, 
   return tuple((p, bound[p]) for p in params), None
 
 
-# The commonest whole program, read in one step: one call per line in exactly ProX's own style (keyword
-# arguments, double quotes, ", " between arguments), as the rule programmer writes and refiners mostly do.
-# Any other text takes the general parser, which gives the same result (fuzz-checked).
-def _canonical_call(group: str) -> str:
-  return (rf"""(?:remove_lines\(line_start={group}[0-9]{{1,18}}), line_end={group}[0-9]{{1,18}})\)|"""
-          rf"""normalize\(source_str="{group}[^"\n]*)", target_str="{group}[^"\n]*)"\)|"""
-          rf"""{group}keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))""")
+# A call in ProX's own canonical style alone on its line, as the rule programmer writes and refiners mostly do;
+# groups: start, end, source, target, name. A text is canonical when every line matches: a match never spans a
+# line, so the matches cover the text when there are as many as lines (a final line break ends the last line).
+_CANONICAL_LINE = re.compile(r"""(?m)^(?:remove_lines\(line_start=([0-9]{1,18}), line_end=([0-9]{1,18})\)|"""
+                             r"""normalize\(source_str="([^"\n]*)", target_str="([^"\n]*)"\)|"""
+                             r"""(keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))(?:\n|\Z)""")
+_CANONICAL_START = frozenset("rnksdu")  # (the first letters of the canonical calls)
 
 
-_CANONICAL_CALLS = re.compile(_canonical_call("(") + r"(\n?)")
+def canonical_calls(text: str) -> list[tuple[str, str, str, str, str]] | None:
+  """The calls of a program wholly in the canonical style, in one regex pass, as ``(start, end, source, target,
+  name)`` tuples of strings (call ``i`` at line ``i + 1``, column 1), or None for any other text. A fast path of
+  the reader (``parse``, ``program_ops.read``), fuzz-tested to give what ``parse(text, fast=False)`` gives."""
+  if text[:1] in _CANONICAL_START:
+    calls = _CANONICAL_LINE.findall(text)
+    if len(calls) == text.count("\n") + (text[-1] != "\n"):
+      return calls
+  return None
 
 
-def _parse_canonical(text: str) -> Program | None:
-  """The program if it is all canonical lines, else None. One regex pass: ``findall`` skips anything else,
-  so the lines it found cover the whole text exactly when their lengths add up to it."""
-  calls: list[Call] = []
-  new = tuple.__new__  # (NamedTuple's own __new__ is a Python function: twice as slow)
-  pos = line = 0
-  for a, b, src, tgt, bare, nl in _CANONICAL_CALLS.findall(text):
-    line += 1
-    if a:
-      calls.append(new(Call, ("remove_lines", (("line_start", int(a)), ("line_end", int(b))), pos, line, 1,
-                              "remove_lines")))
-      pos += 36 + len(a) + len(b) + len(nl)
-    elif bare:
-      calls.append(new(Call, (CALL_ALIASES.get(bare, bare), (), pos, line, 1, bare)))
-      pos += len(bare) + 2 + len(nl)
-    else:
-      calls.append(new(Call, ("normalize", (("source_str", src), ("target_str", tgt)), pos, line, 1, "normalize")))
-      pos += 39 + len(src) + len(tgt) + len(nl)
-    if not nl and pos < len(text):  # a call not at the end of its line: never canonical
-      return None
-  if pos != len(text):
-    return None
-  return new(Program, (text, tuple(calls), (), ()))
+def parse(text: str, *, fast: bool = True) -> Program:
+  """Parses program text. Never raises (for any ``str``); errors come back in ``Program.errors``.
 
-
-def parse(text: str) -> Program:
-  """Parses program text. Never raises (for any ``str``); errors come back in ``Program.errors``."""
+  There is one reader (``_Parser``) and two fast paths that give the same result: a canonical program is read in
+  one regex pass (``canonical_calls``) and, in any other program, a plain one-line call by one regex match
+  (``_fast_args``). ``fast=False`` turns both off: the reference they are fuzz-tested against.
+  """
   if isinstance(text, (bytes, bytearray)):
     text = bytes(text).decode("utf-8", "replace")
   elif not isinstance(text, str):
     text = "" if text is None else str(text)
-  if text[:1] in _CANONICAL_START:
-    fast = _parse_canonical(text)
-    if fast is not None:
-      return fast
-  return _parse_general(text)
+  if fast:
+    found = canonical_calls(text)
+    if found is not None:
+      return _canonical_program(text, found)
+  return _parse(text, fast)
 
 
-_CANONICAL_START = frozenset("rnksdu")
+def _canonical_program(text: str, found: list[tuple[str, str, str, str, str]]) -> Program:
+  new = tuple.__new__  # (NamedTuple's own __new__ is a Python function: twice as slow)
+  calls = []
+  pos = 0
+  for line, (a, b, src, tgt, name) in enumerate(found, 1):
+    if a:
+      args: tuple = (("line_start", int(a)), ("line_end", int(b)))
+      calls.append(new(Call, ("remove_lines", args, pos, line, 1, "remove_lines")))
+    elif name:
+      calls.append(new(Call, (CALL_ALIASES.get(name, name), (), pos, line, 1, name)))
+    else:
+      calls.append(new(Call, ("normalize", (("source_str", src), ("target_str", tgt)), pos, line, 1, "normalize")))
+    pos = text.find("\n", pos) + 1  # (the next line's start)
+  return new(Program, (text, tuple(calls), (), ()))
 
 
-def _parse_general(text: str) -> Program:
+def read_string(text: str, i: int = 0) -> str | None:
+  """The string literal whose opening quote is ``text[i]``, read as a call's argument (the string rule in the
+  module docstring), or None when it does not close."""
+  try:
+    return _Parser(text).string(i)[0]
+  except _Fail:
+    return None
+
+
+def _parse(text: str, fast: bool) -> Program:
   s, n = text, len(text)
   p = None
   calls: list[Call] = []
@@ -465,9 +475,9 @@ def _parse_general(text: str) -> Program:
       i = j
       continue
     name = CALL_ALIASES.get(word, word)
-    fast = _fast_args(s, k)
-    if fast is not None:
-      positional, keyword, end = fast
+    plain = _fast_args(s, k) if fast else None
+    if plain is not None:
+      positional, keyword, end = plain
     else:
       try:
         if p is None:

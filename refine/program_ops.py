@@ -11,23 +11,16 @@ An operation is a 5-tuple of strings ``(start, end, source, target, name)``:
 For a program in ProX's own canonical style (one call per line, keyword arguments, double quotes, as the rule
 programmer writes and refiners mostly do), these are exactly the tuples that one ``re.findall`` returns, so no
 object is built per call (building ``program.Call`` tuples cost twice the regex pass itself); the call at index
-``i`` is then at line ``i + 1``, column 1. Any other text goes through the general parser
-(``program.parse``'s, same result: fuzz-checked) and its calls are converted.
+``i`` is then at line ``i + 1``, column 1 (``program.canonical_calls``, a fast path of the program reader,
+fuzz-tested to give what its general reading gives). Any other text goes through ``program.parse`` and its calls
+are converted.
 """
 from __future__ import annotations
 
 import functools
-import re
 from typing import NamedTuple
 
 from tokensift.refine import program as prog
-
-# A canonical call alone on its line (``program._canonical_call``'s five groups: start, end, source, target,
-# name). A text is canonical exactly when every one of its lines matches: a match never spans a line, so the
-# matches cover the text when there are as many as lines (a final line break ends the last line).
-_CANONICAL_LINE = re.compile(r"(?m)^" + prog._canonical_call("(") + r"(?:\n|\Z)")
-_CANONICAL_START = frozenset("rnksdu")
-
 
 class Ops(NamedTuple):
   """A chunk-level program as operations. ``calls`` is None for a canonical program (operation ``i`` at line
@@ -37,10 +30,9 @@ class Ops(NamedTuple):
   errors: tuple[str, ...]  # parse errors, as text
   ignored: tuple[str, ...]
 
-
-def where(ops: Ops, i: int) -> str:
-  """``line:col`` of operation ``i``."""
-  return f"{i + 1}:1" if ops.calls is None else ops.calls[i].where()
+  def where(self, i: int) -> str:
+    """``line:col`` of operation ``i``."""
+    return f"{i + 1}:1" if self.calls is None else self.calls[i].where()
 
 
 def from_program(p: prog.Program) -> Ops:
@@ -58,11 +50,10 @@ def from_program(p: prog.Program) -> Ops:
 
 def read(text: str) -> Ops:
   """The operations of chunk-level program ``text`` (a ``str``). Never raises."""
-  if text[:1] in _CANONICAL_START:
-    ops = _CANONICAL_LINE.findall(text)
-    if len(ops) == text.count("\n") + (text[-1] != "\n"):
-      return tuple.__new__(Ops, (ops, None, (), ()))  # (NamedTuple's own __new__ is Python: slower)
-  return from_program(prog._parse_general(text))  # (``prog.parse`` would try the canonical form again)
+  ops = prog.canonical_calls(text)
+  if ops is not None:
+    return tuple.__new__(Ops, (ops, None, (), ()))  # (NamedTuple's own __new__ is Python: slower)
+  return from_program(prog.parse(text))
 
 
 @functools.lru_cache(maxsize=4096)

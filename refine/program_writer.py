@@ -20,10 +20,7 @@ def quote(value: str) -> str:
 
 def read_back(text: str) -> str | None:
   """The string literal at the start of ``text`` as ``program.parse`` reads it, or None."""
-  try:
-    return prog._Parser(text).string(0)[0]  # noqa: SLF001  (the parser's own string rule, not a copy)
-  except prog._Fail:  # noqa: SLF001
-    return None
+  return prog.read_string(text, 0)  # (the parser's own string rule, not a copy)
 
 
 def format_call(name: str, **kwargs: prog.Value) -> str:

@@ -15,15 +15,17 @@ see identical token sequences. The target is the program's tokens plus the token
 is the cross-entropy on those target tokens only (prompt tokens carry no loss), and the vocabulary projection
 runs only at target positions (``[batch, program_tokens, vocab]``, not ``[batch, length, vocab]``).
 
-Training is deterministic and resumable: batches come from a seeded schedule over length buckets (few shapes
-compile), state is checkpointed with orbax (``trainer.checkpoints``), and a rerun skips to the step it
-stopped at. ``export_hf`` writes the result as an HF Llama directory (config.json, model.safetensors,
-tokenizer.json + tokenizer_config.json with the chat template) that ``ModelProgrammer.from_path`` (and
-``tokensift refine --programmer DIR``) load.
+Training runs on the training core (``trainer.core``), deterministic and resumable: batches come from a seeded
+schedule over length buckets (few shapes compile), the state is checkpointed with orbax, metrics go through clu
+writers (TensorBoard and ``metrics.jsonl``), and a rerun resumes from the last checkpoint with the schedule
+replayed to it (the same losses as an uninterrupted run). ``export_hf`` writes the result as an HF Llama
+directory (config.json, model.safetensors, tokenizer.json + tokenizer_config.json with the chat template) that
+``ModelProgrammer.from_path`` (and ``tokensift refine --programmer DIR``) load.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -236,11 +238,6 @@ def _program_logits(module, tokens, positions):
   return module.logits(picked)
 
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
-
-
 def init_params(lcfg, seed: int = 0) -> Any:
   """Random params of ``Llama(lcfg)`` (``models.llama.init_params`` with ``PRNGKey(seed)``)."""
   import jax
@@ -249,91 +246,83 @@ def init_params(lcfg, seed: int = 0) -> Any:
   return llama.init_params(lcfg, jax.random.PRNGKey(seed))
 
 
-def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: int, work_dir: str | Path, *,
-                  params: Any = None, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-  """Trains the refiner from ``params`` (default: ``init_params(seed)``), or resumes from
-  ``work_dir/checkpoints``; returns (params, summary)."""
+class _Batches:
+  """The SFT batches of ``batch_schedule`` as a core batch stream (``trainer.core.ReplayBatches``: a resume
+  replays the schedule's indices, building no batch); counts the program tokens of the batches it built."""
+
+  def __init__(self, pairs: Sequence[Pair], cfg: RefinerTrainConfig):
+    from tokensift.trainer.core import ReplayBatches
+    self.program_tokens = 0
+    program_buckets = sorted({min(16, cfg.max_program_tokens + 1), cfg.max_program_tokens + 1})
+
+    def make(entry: tuple[int, list[int]]) -> dict[str, np.ndarray]:
+      length, idx = entry
+      longest = max(len(pairs[i].target) for i in idx)
+      batch = make_batch(pairs, idx, length, max(1, cfg.batch_tokens // length), next(
+          b for b in program_buckets if b >= longest))
+      self.program_tokens += int(batch["weights"].sum())
+      return batch
+
+    self.stream = ReplayBatches(lambda: batch_schedule(pairs, cfg), make)
+
+
+def _digest(pairs: Sequence[Pair]) -> str:
+  """sha256 of the pairs (a resumed run must train on the same ones)."""
+  import hashlib
+  return hashlib.sha256(json.dumps([dataclasses.astuple(p) for p in pairs]).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _sft_step(model: RefinerModelConfig, vocab_size: int, learning_rate: float, warmup_steps: int,
+              weight_decay: float, steps: int):
+  """(jitted train step, optimizer) of the SFT: the core's optax step on the cross-entropy of the program
+  tokens; one per setting in a process, so a resumed or repeated run reuses its compiled programs."""
   import jax
-  import jax.numpy as jnp
-  import optax
-  from tqdm.auto import tqdm
 
   from tokensift.models import llama
   from tokensift.rho1.selective_loss import weighted_cross_entropy
-  from tokensift.trainer import optim
-  from tokensift.trainer.checkpoints import Checkpointer
+  from tokensift.trainer import core, optim
   from tokensift.trainer.config import OptimizerConfig
-  from tokensift.trainer.loop import truncate_metrics
+  module = llama.Llama(llama_config(model, vocab_size))
+  tx, schedule = optim.make_optimizer(OptimizerConfig(learning_rate=learning_rate, warmup_steps=warmup_steps,
+                                                      weight_decay=weight_decay, schedule="cosine"), steps)
+
+  def loss_fn(p, batch, rng):
+    logits = module.apply({"params": p}, batch["tokens"], batch["positions"], method=_program_logits)
+    loss, metrics = weighted_cross_entropy(logits, batch["labels"], batch["weights"])
+    return loss, {"ce_unmasked": metrics["ce_unmasked"], "program_tokens": metrics["num_valid"]}
+  return jax.jit(core.make_step(loss_fn, tx, schedule)), tx
+
+
+def train_refiner(pairs: Sequence[Pair], cfg: RefinerTrainConfig, vocab_size: int, work_dir: str | Path, *,
+                  params: Any = None, progress: bool = True, stop_at: int | None = None) -> tuple[Any, dict[str, Any]]:
+  """Trains the refiner from ``params`` (default: ``init_params(seed)``) on the training core
+  (``trainer.core``), or resumes from ``work_dir/checkpoints``; returns (params, summary). Metrics (``loss``,
+  ``learning_rate``, ``program_tokens``, ...) go to clu writers and ``work_dir/metrics.jsonl``. ``stop_at``:
+  end after that step as a preempted run would (see ``core.Trainer.train``)."""
+  import jax
+
+  from tokensift.trainer import core
+  from tokensift.trainer.metrics import read_metrics
 
   work_dir = Path(work_dir)
-  work_dir.mkdir(parents=True, exist_ok=True)
-  lcfg = llama_config(cfg.model, vocab_size)
-  module = llama.Llama(lcfg)
-  tx, schedule = optim.make_optimizer(
-      OptimizerConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-                      weight_decay=cfg.weight_decay, schedule="cosine"), cfg.steps)
-  params = init_params(lcfg, cfg.seed) if params is None else params
-  state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": jax.jit(tx.init)(params)}
-  fingerprint = {"pairs": len(pairs), "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
-  ckpt = Checkpointer(work_dir, keep=2)
-  start = ckpt.latest_step()
-  if start is not None:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    state, meta = ckpt.restore(start, abstract)
-    if meta.get("fingerprint") != fingerprint:
-      ckpt.close()
-      raise ValueError(f"{work_dir} holds a refiner run with settings {meta.get('fingerprint')}, not "
-                       f"{fingerprint}; delete it or use another directory")
-  start = int(start or 0)
-  program_buckets = sorted({min(16, cfg.max_program_tokens + 1), cfg.max_program_tokens + 1})
-
-  def loss_fn(p, batch):
-    logits = module.apply({"params": p}, batch["tokens"], batch["positions"], method=_program_logits)
-    return weighted_cross_entropy(logits, batch["labels"], batch["weights"])
-
-  @jax.jit
-  def step_fn(state, batch):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-           "opt_state": opt_state}
-    return new, dict(metrics, loss=loss, learning_rate=schedule(state["step"]))
-
-  log_path = work_dir / "metrics.jsonl"
-  truncate_metrics(log_path, start)
-  schedule_iter = batch_schedule(pairs, cfg)
-  for _ in range(start):  # deterministic order: skip what the checkpoint already trained on
-    next(schedule_iter)
-  bar = tqdm(total=cfg.steps, initial=start, desc="refiner SFT", unit="step", disable=not progress,
-             dynamic_ncols=True, mininterval=1.0)
-  t0, tokens_seen, loss_sum, n_sum = time.perf_counter(), 0, 0.0, 0
-  try:
-    for step in range(start, cfg.steps):
-      length, idx = next(schedule_iter)
-      rows = max(1, cfg.batch_tokens // length)
-      longest = max(len(pairs[i].target) for i in idx)
-      batch = make_batch(pairs, idx, length, rows, next(b for b in program_buckets if b >= longest))
-      state, m = step_fn(state, batch)
-      tokens_seen += int(batch["weights"].sum())
-      done = step + 1
-      if done % cfg.log_every == 0 or done == cfg.steps:
-        m = {k: float(v) for k, v in jax.device_get(m).items()}
-        _append_jsonl(log_path, {"step": done, "loss": m["loss"], "learning_rate": m["learning_rate"],
-                   "program_tokens": int(m["num_valid"])})
-        loss_sum, n_sum = loss_sum + m["loss"], n_sum + 1
-        bar.set_postfix(loss=f"{m['loss']:.3f}")
-      bar.update(1)
-      if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-        ckpt.save(done, state, {"step": done, "fingerprint": fingerprint})
-  finally:
-    bar.close()
-    ckpt.close()
-  records = [json.loads(ln) for ln in (work_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-  summary = {"steps": cfg.steps, "resumed_from": start or None, "final_loss": records[-1]["loss"] if records else None,
+  step_fn, tx = _sft_step(cfg.model, vocab_size, cfg.learning_rate, cfg.warmup_steps, cfg.weight_decay, cfg.steps)
+  params = init_params(llama_config(cfg.model, vocab_size), cfg.seed) if params is None else params
+  state = core.new_state(params, tx)
+  batches = _Batches(pairs, cfg)
+  settings = core.LoopSettings(num_steps=cfg.steps, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
+                               keep_checkpoints=2, progress=progress, desc="refiner SFT")
+  t0 = time.perf_counter()
+  data = {"pairs": len(pairs), "pairs_sha256": _digest(pairs), "config": dataclasses.asdict(cfg)}
+  result = core.run(step_fn, state, batches.stream, work_dir, settings, data=data, stop_at=stop_at)
+  records = read_metrics(work_dir)
+  summary = {"steps": result.step, "resumed_from": result.resumed_from,
+             "final_loss": records[-1]["loss"] if records else None,
              "first_loss": records[0]["loss"] if records else None,
-             "train_seconds_this_run": round(time.perf_counter() - t0, 2), "program_tokens_this_run": tokens_seen,
-             "params": int(sum(np.size(x) for x in jax.tree.leaves(state["params"])))}
-  return jax.device_get(state["params"]), summary
+             "train_seconds_this_run": round(time.perf_counter() - t0, 2),
+             "program_tokens_this_run": batches.program_tokens,
+             "params": int(sum(np.size(x) for x in jax.tree.leaves(result.state["params"])))}
+  return jax.device_get(result.state["params"]), summary
 
 
 # ---------------------------------------------------------------------------------------------- export

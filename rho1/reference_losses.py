@@ -10,6 +10,11 @@ Job (``tokensift reference-losses``): a seqio task's tokenized documents, split 
 ``{out_dir}/ref_losses_{split}-{i:05d}-of-{n:05d}.parquet`` with records ``{id, targets: [int], ref_losses:
 [float]}`` (one loss per target token, documents truncated to ``max_length`` tokens).
 
+Files (``tokensift reference-losses --input``, ``compute_reference_losses(inp=...)``): documents read through the
+document layer and tokenized with the reference model's own tokenizer as the ``_smollm2`` tasks tokenize them
+(``tokenizers`` without special tokens, then EOS); no seqio or TensorFlow is imported. One output split, named by
+``splits`` (default ``train``).
+
 Task variant (``register_reference_loss_task``): a seqio task whose source is those files, with output features
 ``targets`` (the base task's vocabulary) and ``ref_losses`` (float32); pack it with
 ``feature_converters.SelectiveLMFeatureConverter``. It streams the files, so no id join is held in memory.
@@ -151,18 +156,44 @@ def task_documents(task_name: str, split: str, max_length: int, max_docs: int | 
   return rows
 
 
+def file_documents(inp: docs.DocumentInput, tokenizer, max_length: int, max_docs: int | None = None
+                   ) -> Callable[[jobs.ShardSpec], Iterator[docs.Document | docs.Skip]]:
+  """Rows for the job from files: each document's ``text`` encoded by ``tokenizer`` (``hf_tokenizer.TokenizerFiles``)
+  without special tokens plus its EOS, as the ``_smollm2`` tasks' ``targets`` (``seqio.Feature(add_eos=True)``),
+  truncated to ``max_length``; the same skip rules as task rows. ``max_docs`` caps each shard."""
+  from tokenizers import Tokenizer
+  encoder = Tokenizer.from_file(str(tokenizer.tokenizer_json))
+  eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
+
+  def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
+    kept = 0
+    for item in inp.rows(shard):
+      if isinstance(item, docs.Skip):
+        yield item
+        continue
+      if max_docs is not None and kept >= max_docs:
+        return
+      kept += 1
+      tokens = np.asarray(encoder.encode(item.text, add_special_tokens=False).ids + eos, np.int32)[:max_length]
+      yield _token_row(item.id, tokens)
+
+  return rows
+
+
+def _token_row(doc_id: str, tokens: np.ndarray) -> docs.Document | docs.Skip:
+  if tokens.size == 0:
+    return docs.Skip("no tokens", doc_id)
+  if np.any(tokens == 0):
+    return docs.Skip("token id 0 (padding) inside the document", doc_id)
+  return docs.Document(doc_id, "", {"targets": tokens.tolist()})
+
+
 def _token_rows(ds, where: str, max_length: int, max_docs: int | None) -> Iterator[docs.Document | docs.Skip]:
   for pos, ex in enumerate(ds.as_numpy_iterator()):
     if max_docs is not None and pos >= max_docs:
       return
     doc_id = ex["id"].decode("utf-8") if "id" in ex else f"{where}:{pos}"
-    tokens = np.asarray(ex["targets"], np.int32)[:max_length]
-    if tokens.size == 0:
-      yield docs.Skip("no tokens", doc_id)
-    elif np.any(tokens == 0):
-      yield docs.Skip("token id 0 (padding) inside the document", doc_id)
-    else:
-      yield docs.Document(doc_id, "", {"targets": tokens.tolist()})
+    yield _token_row(doc_id, np.asarray(ex["targets"], np.int32)[:max_length])
 
 
 def _process(scorer: ReferenceScorer) -> Callable[[list[docs.Document]], list[dict[str, Any]]]:
@@ -184,36 +215,59 @@ def _finish(stats: dict[str, Any]) -> dict[str, Any]:
   return dict(stats, sum_ref_loss=round(total, 4), mean_ref_loss=round(total / max(1, stats.get("tokens", 0)), 6))
 
 
-def compute_reference_losses(*, task: str, out_dir: str | Path, model: str = "smollm2",
+def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, model: str = "smollm2",
                              splits: Sequence[str] = ("train", "validation"), shard: jobs.ShardSpec = jobs.ShardSpec(),
                              max_length: int = 1024, max_docs: int | None = None, batch_tokens: int = 4096,
                              piece_size: int = PIECE_SIZE, dtype: str = "float32", progress: bool = True,
-                             scorer: ReferenceScorer | None = None) -> dict[str, jobs.ShardResult]:
-  """Runs shard ``shard`` of the reference-loss job for each split; returns {split: ShardResult}.
+                             scorer: ReferenceScorer | None = None, inp: docs.DocumentInput | None = None,
+                             tokenizer=None) -> dict[str, jobs.ShardResult]:
+  """Runs shard ``shard`` of the reference-loss job for each split of ``task``, or for the files of ``inp`` (one
+  split, ``splits[0]``, names the output; tokenized with the model's tokenizer, or ``tokenizer``:
+  ``hf_tokenizer.TokenizerFiles``); returns {split: ShardResult}.
 
   The reference model's vocabulary must be the task's (same tokenizer): a vocab-size mismatch is an error.
   """
-  import seqio
-  for split in splits:  # unknown task or split: a one-line error before anything is loaded or written
-    docs.task_source(task, split)
-  seq_task = seqio.get_mixture_or_task(task)
-  vocab_size = seq_task.output_features["targets"].vocabulary.vocab_size
+  if (task is None) == (inp is None):
+    raise ValueError("compute_reference_losses: give exactly one of task= and inp=")
+  if inp is not None:
+    if len(splits) != 1:
+      raise ValueError(f"reference losses of files write one split; got splits={list(splits)} (pass one name)")
+    vocab_size = None
+  else:
+    import seqio
+    for split in splits:  # unknown task or split: a one-line error before anything is loaded or written
+      docs.task_source(task, split)
+    vocab_size = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary.vocab_size
   if scorer is None:
     scorer, loaded = load_reference_scorer(model, dtype=dtype, batch_tokens=batch_tokens, max_length=max_length)
     model_vocab = loaded.config.vocab_size
+    tokenizer = tokenizer or loaded.tokenizer
   else:
     model_vocab = getattr(getattr(scorer.module, "config", None), "vocab_size", vocab_size)
     if max_length > scorer.max_length:
       raise ValueError(f"max_length={max_length} exceeds the scorer's max_length={scorer.max_length}")
-  if model_vocab != vocab_size:
+  if inp is not None:
+    if tokenizer is None:
+      raise ValueError(f"reference model {model!r} carries no tokenizer: pass tokenizer= to read files")
+    from tokenizers import Tokenizer
+    vocab_size = Tokenizer.from_file(str(tokenizer.tokenizer_json)).get_vocab_size(with_added_tokens=True)
+    source = inp.describe()
+    row_fn = lambda split: file_documents(inp, tokenizer, max_length, max_docs)  # noqa: E731
+  else:
+    source = task
+    row_fn = lambda split: task_documents(task, split, max_length, max_docs)  # noqa: E731
+  if task is not None and model_vocab != vocab_size:
     raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but task {task!r} uses "
                      f"{vocab_size} tokens: the reference must share the training tokenizer")
-  config = {"task": task, "model": str(model), "max_length": max_length, "max_docs": max_docs, "dtype": dtype,
-            "bos_id": scorer.bos_id}
+  if task is None and vocab_size > model_vocab:
+    raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but its tokenizer "
+                     f"{str(tokenizer.tokenizer_json)!r} has {vocab_size} tokens")
+  config = {"task" if task else "input": source, "model": str(model), "max_length": max_length, "max_docs": max_docs,
+            "dtype": dtype, "bos_id": scorer.bos_id}
   results = {}
   for split in splits:
     results[split] = jobs.run_sharded(
-        name=job_name(split), out_dir=out_dir, rows=task_documents(task, split, max_length, max_docs),
+        name=job_name(split), out_dir=out_dir, rows=row_fn(split),
         process=_process(scorer), shard=shard, piece_size=piece_size, fmt="parquet",
         config=dict(config, split=split), summarize=_summarize, finish=_finish, progress=progress)
   return results

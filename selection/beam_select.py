@@ -193,7 +193,7 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
   import apache_beam as beam
   import pyarrow as pa
   from apache_beam.pvalue import AsSingleton
-  from tokensift.selection import embed_job, variants
+  from tokensift.selection import embed_job, id_lists
 
   if cfg.askllm_fraction is not None or not cfg.exact_size:
     raise ValueError("the Beam select pipeline runs exact-size samplers over all embedded documents; for an "
@@ -236,9 +236,9 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
              | "Keys" >> beam.FlatMap(_keys, cfg=cfg))
     stats = []
     for rate in cfg.rates:
-      tag = f"R{variants.rate_tag(rate)}"
+      tag = f"R{id_lists.rate_tag(rate)}"
       kept = exact_top(keyed, n, lambda c, r=rate: keep_count(c, r), label=f"Top{tag}")
-      name = f"{cfg.tag}_r{variants.rate_tag(rate)}.txt"
+      name = f"{cfg.tag}_r{id_lists.rate_tag(rate)}.txt"
       beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1][1])),
                                     posixpath.join(out, name), label=f"Write{tag}")
       # exactly rounded means (order-free, bounded accumulators), as the single-process select computes them

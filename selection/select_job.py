@@ -13,8 +13,8 @@ Steps (``select``):
    selection does not depend on input order or sharding (the Beam pipeline, ``beam_select``, picks the same
    documents); with one seed for every rate the keys are shared, so the exact-size IPS selection at 10% is
    contained in the one at 20%.
-5. Write ``{tag}_r{rate}.txt`` id lists (``variants.write_id_list``, selection order) and ``select.json``;
-   optionally register seqio variants ``variants.variant_name(base_task, tag, rate)``, e.g. ``c4_en_density_r20``.
+5. Write ``{tag}_r{rate}.txt`` id lists (``id_lists.write_id_list``, selection order) and ``select.json``;
+   optionally register seqio variants ``id_lists.variant_name(base_task, tag, rate)``, e.g. ``c4_en_density_r20``.
 
 ``tag``: ``density`` (IPS), ``density_top``, ``density_bottom``, ``random``; prefixed ``askllm{f}_`` when an
 ASK-LLM pool is used (``c4_en_askllm50_density_r20``).
@@ -77,7 +77,7 @@ class SelectConfig:
 
   @property
   def tag(self) -> str:
-    from tokensift.selection.variants import rate_tag  # one naming rule for rates
+    from tokensift.selection.id_lists import rate_tag  # one naming rule for rates
     base = TAGS[self.method]
     return base if self.askllm_fraction is None else f"askllm{rate_tag(self.askllm_fraction)}_{base}"
 
@@ -136,7 +136,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
            askllm_scores: str | os.PathLike | None = None, base_task: str | None = None,
            progress: bool = False) -> Selection:
   """Runs the selection (see the module docstring); returns the lists written (and tasks registered)."""
-  from tokensift.selection import embed_job, topk, variants
+  from tokensift.selection import embed_job, id_lists, topk
   emb_stats: dict[str, Any] = {}
   ids, x = embed_job.load_embeddings(embeddings, stats=emb_stats)  # validated before anything is written
   n = len(ids)
@@ -158,7 +158,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
                        f"(askllm_fraction={cfg.askllm_fraction}); lower the rate or raise the fraction")
     chosen = samplers.sample(cfg.method, logs, k, seed=cfg.seed, exact=cfg.exact_size, log=True, ids=pool_ids)
     sel_ids = [ids[pool[i]] for i in chosen]
-    path = variants.write_id_list(out / f"{cfg.tag}_r{variants.rate_tag(rate)}.txt", sel_ids)
+    path = id_lists.write_id_list(out / f"{cfg.tag}_r{id_lists.rate_tag(rate)}.txt", sel_ids)
     lists[rate] = (path, len(sel_ids))
     per_rate[f"{rate:g}"] = {"file": path.name, "k": len(sel_ids),
                              "mean_log_density": math.fsum(logs[chosen]) / len(chosen) if len(chosen) else None}
@@ -169,6 +169,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
   jobs.atomic_write_bytes(out / "select.json", json.dumps(summary, indent=1, default=str).encode())
   result = Selection(lists, summary)
   if base_task:
+    from tokensift.selection import variants  # seqio: only where tasks are registered
     tasks = variants.register_variants(base_task, cfg.tag, {r: p for r, (p, _) in lists.items()})
     result.tasks = [t.name for t in tasks]
   return result

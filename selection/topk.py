@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from tokensift.core import jobs
-from tokensift.selection import variants
+from tokensift.selection import id_lists
 from tokensift.selection.keep import PAPER_RATES, keep_count
 SCORE_JOB = "score"
 
@@ -73,7 +73,7 @@ def top_k(records: Iterable[Mapping[str, Any]], rate: float, key: str = "score")
 
 
 def list_name(rate: float, method: str = "askllm") -> str:
-  return f"{method}_r{variants.rate_tag(rate)}.txt"  # one naming rule for files and tasks
+  return f"{method}_r{id_lists.rate_tag(rate)}.txt"  # one naming rule for files and tasks
 
 
 def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_RATES, *,
@@ -83,16 +83,16 @@ def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_R
   ``{scores dir}/selections``); returns ``{rate: (path, k, ranked)}``."""
   records = load_score_records(scores)
   ids, _ = rank(records, key)
+  from tokensift.core import storage
   if out_dir is None:
-    from tokensift.core import storage
     fs, p = storage.url_to_fs(str(scores))
     base = p if fs.isdir(p) else p.rsplit("/", 1)[0]
-    out_dir = storage.as_local_or_url(storage.join(storage.full_url(fs, base), "selections"))
-  out = out_dir
+    out_dir = storage.join(storage.full_url(fs, base), "selections")
   written = {}
-  for rate in rates:
+  for rate in rates:  # a str or Path directory, local or remote (gs://...)
     k = keep_count(len(ids), rate)
-    written[rate] = (variants.write_id_list(out / list_name(rate, method), ids[:k]), k, len(ids))
+    path = storage.as_local_or_url(storage.join(out_dir, list_name(rate, method)))
+    written[rate] = (id_lists.write_id_list(path, ids[:k]), k, len(ids))
   return written
 
 
@@ -101,5 +101,6 @@ def register_askllm_variants(scores: str | os.PathLike, base_task: str = "c4_en_
                              key: str = "score", method: str = "askllm") -> list:
   """Public entry point for other projects: from a score file/dir, write the top-k id lists and register
   ``{base}_{method}_r{rate}`` seqio tasks (``c4_en_raw`` → ``c4_en_askllm_r20``). Returns the tasks."""
+  from tokensift.selection import variants  # seqio: only where tasks are registered
   written = write_topk_lists(scores, rates, out_dir=out_dir, key=key, method=method)
   return variants.register_variants(base_task, method, {r: p for r, (p, _, _) in written.items()})

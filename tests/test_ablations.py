@@ -1,5 +1,6 @@
 """The ablation data path: compact vocabulary, packing (tokens, reference losses and noise labels stay aligned),
-and the unigram level, on hand-made cases."""
+and the unigram level, on hand-made cases; training on the core: runs side by side, and a stopped run resumed
+from its checkpoint gives the same curves."""
 import math
 
 import numpy as np
@@ -45,8 +46,8 @@ def test_config_is_checked():
 def test_untied_output_projection_adds_one_hidden_by_vocab_matrix():
   """``tie_embeddings=False`` (the default) gives the ablation models their own [hidden, vocab] output matrix."""
   kw = dict(hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seq_len=16)
-  tied = ab.Trainer(ab.AblationConfig(tie_embeddings=True, **kw), vocab=64).param_count()
-  untied = ab.Trainer(ab.AblationConfig(**kw), vocab=64).param_count()
+  tied = ab.AblationSteps(ab.AblationConfig(tie_embeddings=True, **kw), vocab=64).param_count()
+  untied = ab.AblationSteps(ab.AblationConfig(**kw), vocab=64).param_count()
   assert not ab.AblationConfig().tie_embeddings
   assert untied - tied == 16 * 64
 
@@ -60,7 +61,7 @@ def _docs(texts, tokenizer):
   return out
 
 
-def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
+def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget(tmp_path):
   """Two runs trained side by side (workers=2) give bit-identical curves to one at a time; the result records
   what each model saw (token positions, epochs per data set) and the setup the report prints."""
   from tokensift.core import docs
@@ -75,9 +76,9 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
             runs=("clm_contaminated", "clm_random"))
   with pytest.raises(ValueError, match="needs each document's 'text'"):
     ab.run_ablations(ab.AblationConfig(**kw), {"contaminated": [{"tokens": [5], "ref_losses": [1.0], "noise": [0]}]},
-                     val, log=lambda *a: None)
-  one = ab.run_ablations(ab.AblationConfig(workers=1, **kw), data, val, log=lambda *a: None)
-  two = ab.run_ablations(ab.AblationConfig(workers=2, **kw), data, val, log=lambda *a: None)
+                     val, tmp_path / "bad", log=lambda *a: None)
+  one = ab.run_ablations(ab.AblationConfig(workers=1, **kw), data, val, tmp_path / "one", log=lambda *a: None)
+  two = ab.run_ablations(ab.AblationConfig(workers=2, **kw), data, val, tmp_path / "two", log=lambda *a: None)
   assert list(two["runs"]) == ["clm_contaminated", "clm_random"]
   for name in one["runs"]:
     assert one["runs"][name]["curve"] == two["runs"][name]["curve"]
@@ -103,6 +104,55 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget():
   assert "nats per unit (characters" in text and f"({b['tokens_seen_per_model']:,} positions seen)" in text
   page = report_ablations.setup_html(one, table)
   assert "Why characters" in page and f"({one['unigram_val_ce']:.3f} nats per character" in page
+
+
+@pytest.fixture(scope="module")
+def c4_char_rows():
+  """Packed character rows of C4 train documents (SmolLM2 tokens' unit reference losses spread over their
+  characters) and of held-out ones, in the compact vocabulary."""
+  from tokensift.core import docs
+  from tokensift.tasks import vocabularies
+  tok = vocabularies.smollm2().tokenizer
+  inp = docs.DocumentInput(task="c4_en_raw", split="train").validate()
+  texts = [d.text for d in docs.documents_only(inp.rows(docs.ShardSpec()), docs.ReadReport())][:12]
+  train, val = [ab.to_chars(d) for d in _docs(texts[:8], tok)], [ab.to_chars(d) for d in _docs(texts[8:], tok)]
+  for k, d in enumerate(train):  # a noise span in every other document, so the SLM counts see both kinds
+    d["noise"] = [int(k % 2 == 0 and 5 <= i < 25) for i in range(len(d["tokens"]))]
+    d["ref_losses"] = [4.0 if z else r for r, z in zip(d["ref_losses"], d["noise"])]
+  mapping = ab.compact_vocab([d["tokens"] for d in train], 64)
+  return ab.pack(train, mapping, 16), ab.pack(val, mapping, 16)
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_with_the_same_curves(tmp_path, c4_char_rows):
+  """An SLM run (2 seeds vmapped, 6 steps, checkpoints at 2, 4, 6) stopped after step 3 and rerun resumes from
+  step 2 and logs exactly the losses, validation curves and SLM selection counts of an uninterrupted run; a
+  finished run reruns nothing; a directory of a run on other rows is refused."""
+  from tokensift.trainer.metrics import read_metrics
+  rows, val = c4_char_rows
+  cfg = ab.AblationConfig(seeds=2, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                          seq_len=16, batch_size=4, steps=6, eval_every=2, warmup_steps=1, max_vocab=64)
+  steps = ab.AblationSteps(cfg, vocab=64)
+  straight = steps.train("slm", rows, val, [0, 1], tmp_path / "a")
+  stopped = steps.train("slm", rows, val, [0, 1], tmp_path / "b", stop_at=3)
+  assert [c["step"] for c in stopped["curve"]] == [2] and sorted(p.name for p in (tmp_path / "b" / "checkpoints")
+                                                                 .iterdir() if p.name.isdigit()) == ["2"]
+  resumed = steps.train("slm", rows, val, [0, 1], tmp_path / "b")
+  assert resumed == straight
+  assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
+  assert [r["step"] for r in read_metrics(tmp_path / "a")] == [2, 4, 6]
+  assert [c["step"] for c in straight["curve"]] == [2, 4, 6] and len(straight["final_val_ce"]) == 2
+  assert straight["final_val_ce"][0] != straight["final_val_ce"][1]  # two seeds, two models
+  total = {k: np.sum([w[k] for w in straight["slm_selection"]], axis=0) for k in ab.COUNTS}  # per seed
+  assert all(0 < total["noise_tokens"]) and all(total["noise_tokens"] + total["clean_tokens"] <= 6 * 4 * 16)
+  selected = (total["noise_selected"] + total["clean_selected"]) / (total["noise_tokens"] + total["clean_tokens"])
+  np.testing.assert_allclose(selected, 0.6, atol=0.02)
+  # the noise span's high reference losses keep its tokens out of the selection more than clean ones
+  assert all(total["noise_selected"] / total["noise_tokens"] < total["clean_selected"] / total["clean_tokens"])
+  again = steps.train("slm", rows, val, [0, 1], tmp_path / "a")  # finished: nothing to train
+  assert again == straight and read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+  other = {k: v[:-1] for k, v in rows.items()}
+  with pytest.raises(ValueError, match="holds a run with settings"):
+    steps.train("slm", other, val, [0, 1], tmp_path / "a")
 
 
 def test_to_chars_spreads_reference_losses_over_characters():

@@ -50,6 +50,22 @@ def test_same_idea_same_flag_in_every_subcommand(idea):
     assert len({repr(d) for d in defaults.values()}) == 1, f"{flag} defaults differ: {defaults}"
 
 
+def test_argparse_lives_only_in_the_cli_package():
+  """Method packages and the core expose functions and configs; every flag is defined in ``tokensift.cli`` (one
+  module per command, shared flags in ``tokensift.cli.args``), so each idea has one definition."""
+  roots = ["refine", "selection", "rho1", "trainer", "models", "tasks", "tokensift"]
+  files = [f for r in roots for f in (ROOT / r).rglob("*.py") if "cli" not in f.relative_to(ROOT).parts]
+  assert len(files) > 50
+  offenders = [str(f.relative_to(ROOT)) for f in files
+               if "import argparse" in f.read_text() or ".add_argument(" in f.read_text()]
+  assert not offenders, f"argparse outside tokensift/cli: {offenders}"
+  from tokensift.cli import COMMAND_MODULES
+  assert all(m.__name__.startswith("tokensift.cli.") for m in COMMAND_MODULES)
+  for flag in ("--no_progress", "--distributed", "--runner", "--mesh_data", "--input", "--gin_file"):
+    defined = [f.name for f in (ROOT / "tokensift" / "cli").glob("*.py") if f'"{flag}"' in f.read_text()]
+    assert defined == ["args.py"], (flag, defined)
+
+
 def test_model_dir_only_where_it_means_t5x_model_dir():
   having = sorted(n for n, p in COMMANDS.items() if "--model_dir" in _options(p))
   assert having == ["token-view", "train"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tokensift.pipeline import detection as det
+from tokensift.selection import perplexity as ppl
 
 
 def test_roc_auc_known_cases():
@@ -51,25 +52,25 @@ def test_paired_comparison():
     det.paired_comparison([1.0], [2.0])
 
 
-@pytest.mark.parametrize("mode", det.PERPLEXITY_MODES)
+@pytest.mark.parametrize("mode", ppl.MODES)
 @pytest.mark.parametrize("rate", [10.0, 33.0, 50.0, 100.0])
 def test_perplexity_selector_matches_numpy(mode, rate):
   rng = np.random.default_rng(7)
   losses = [rng.gamma(2.0, 1.5, size=rng.integers(5, 60)) for _ in range(41)]
-  log_ppl = det.doc_log_perplexity(losses)
+  log_ppl = ppl.log_perplexity(losses)
   np.testing.assert_allclose(log_ppl, [np.mean(x) for x in losses])
   log_ppl[3] = log_ppl[4]  # a tie: broken by index
-  got = det.perplexity_select(log_ppl, rate, mode)
+  got = ppl.select_indices(log_ppl, rate, mode)
   k = {10.0: 4, 33.0: 14, 50.0: 21, 100.0: 41}[rate]  # 41 documents: 4.1, 13.53, 20.5 (half up: 21), 41
   order = np.argsort(log_ppl, kind="stable")
   start = {"low": 0, "middle": (41 - k) // 2, "high": 41 - k}[mode]
   np.testing.assert_array_equal(got, np.sort(order[start:start + k]))
-  ppl = np.exp(log_ppl)
+  perp = np.exp(log_ppl)
   if mode == "low" and rate < 100:  # every kept document has lower perplexity than every dropped one
-    assert ppl[got].max() <= np.delete(ppl, got).min()
-  assert math.isnan(det.doc_log_perplexity([[]])[0])
+    assert perp[got].max() <= np.delete(perp, got).min()
+  assert math.isnan(ppl.log_perplexity([[]])[0])
   with pytest.raises(ValueError, match="mode='median'"):
-    det.perplexity_select(log_ppl, rate, "median")
+    ppl.select_indices(log_ppl, rate, "median")
 
 
 def test_askllm_diagnostics_hand_made():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tokensift.pipeline import detection as det
+from tokensift.selection import perplexity as ppl
 from tokensift.selection import samplers, select_job, topk, variants
 from tokensift.selection.keep import PAPER_RATES, keep_count
 from test_embed_job import c4_documents, c4_embeddings
@@ -51,7 +52,7 @@ def _unigram_log_ppl(texts: list[str]) -> np.ndarray:
   words = [t.split() for t in texts]
   counts = collections.Counter(w for ws in words for w in ws)
   total = sum(counts.values())
-  return det.doc_log_perplexity([[-math.log(counts[w] / total) for w in ws] for ws in words])
+  return ppl.log_perplexity([[-math.log(counts[w] / total) for w in ws] for ws in words])
 
 
 def _kept_by_every_selector(n: int, tmp_path) -> dict[str, list[int]]:
@@ -79,8 +80,8 @@ def _kept_by_every_selector(n: int, tmp_path) -> dict[str, list[int]]:
     sel = select_job.select(emb_file, d / method, select_job.SelectConfig(method=method, bandwidth=1.0))
     kept[f"select_{method}"] = [sel.lists[r][1] for r in PAPER_RATES]
     assert [len(variants.read_id_list(sel.lists[r][0])) for r in PAPER_RATES] == kept[f"select_{method}"]
-  for mode in det.PERPLEXITY_MODES:
-    kept[f"perplexity_{mode}"] = [len(det.perplexity_select(log_ppl, r, mode)) for r in PAPER_RATES]
+  for mode in ppl.MODES:
+    kept[f"perplexity_{mode}"] = [len(ppl.select_indices(log_ppl, r, mode)) for r in PAPER_RATES]
   kept["random_evidence"] = [len(det.random_select(n, r, seed=0)) for r in PAPER_RATES]
   return kept
 

@@ -123,3 +123,30 @@ def test_variant_task_and_errors(tmp_path, scorer):
   with pytest.raises(ValueError, match="config"):  # same dir, different settings: refused, never mixed
     rl.compute_reference_losses(task=TASK, out_dir=tmp_path / "ok", splits=("validation",), max_docs=3,
                                 max_length=40, scorer=scorer, progress=False)
+
+
+def test_files_tokenize_as_the_task_and_score_the_same(tmp_path, scorer, data_dir):
+  """``--input`` files: the same documents as the task's validation split, tokenized with SmolLM2's tokenizer
+  without seqio, give the task route's targets and losses (ids from the url field, as the OWM task's)."""
+  import json
+  from tokensift.core import docs, hf_tokenizer
+  want = _task_tokens("validation", 4)
+  by_url = {json.loads(line)["url"]: line for line in (data_dir / "openwebmath/owm-sample-878.jsonl").open()}
+  src = tmp_path / "owm4.jsonl"
+  src.write_text("".join(by_url[i] for i, _ in want))
+  inp = docs.DocumentInput(files=(str(src),), id_field="url").validate()
+  tok = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
+  res = rl.compute_reference_losses(inp=inp, tokenizer=tok, out_dir=tmp_path / "files", splits=("validation",),
+                                    max_length=48, scorer=scorer, progress=False)
+  got = list(rl.read_reference_losses(tmp_path / "files", "validation"))
+  assert [(r["id"], r["targets"]) for r in got] == want
+  rl.compute_reference_losses(task=TASK, out_dir=tmp_path / "task", splits=("validation",), max_docs=4,
+                              max_length=48, scorer=scorer, progress=False)
+  for a, b in zip(got, rl.read_reference_losses(tmp_path / "task", "validation")):
+    np.testing.assert_array_equal(a["ref_losses"], b["ref_losses"])
+  assert res["validation"].stats["tokens"] == sum(len(t) for _, t in want)
+  with pytest.raises(ValueError, match="one split"):
+    rl.compute_reference_losses(inp=inp, tokenizer=tok, out_dir=tmp_path / "x", splits=("train", "validation"),
+                                scorer=scorer, progress=False)
+  with pytest.raises(ValueError, match="exactly one of task= and inp="):
+    rl.compute_reference_losses(out_dir=tmp_path / "x", scorer=scorer)

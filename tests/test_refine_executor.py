@@ -47,9 +47,9 @@ def test_normalize_replaces_every_occurrence_in_order():
 
 
 def test_two_errors_keep_the_document_unchanged():
-  r = run("remove_lines(0, 3)\nremove_lines(50, 60)\nnormalize('absent', 'x')")
+  r = run("remove_lines(0, 3)\nremove_lines(50, 60)\nremove_lines(5, 4)\nnormalize('absent', 'x')")
   assert r.kept and r.text == DOC and r.stats["program_ignored"]
-  assert r.stats["chunk_errors"] == 2 and r.removed == ()
+  assert r.stats["chunk_errors"] == 2 and r.removed == () and r.stats["normalize_not_found"] == 0
   r = run("remove_lines(0, 3)\nremove_lines(50, 60)")  # one error: the valid call still runs
   assert r.kept and not r.stats["program_ignored"] and r.removed == ((0, 3),)
 
@@ -81,21 +81,37 @@ def test_five_percent_survival_drops():
 
 def test_five_percent_rule_does_not_apply_when_program_is_ignored():
   text = "\n".join(["x " * 20] * 20)
-  r = run("remove_lines(1, 19)\nnormalize('zz', 'y')\nnormalize('qq', 'y')", text)
-  assert r.kept and r.text == text
+  r = run("remove_lines(1, 19)\nnormalize('', 'y')\nremove_lines(30, 31)", text)
+  assert r.kept and r.text == text and r.stats["chunk_errors"] == 2
 
 
 def test_out_of_range_lines():
-  r = run("remove_lines(line_start=10, line_end=99)")  # end past the last line: clamped, one error
+  r = run("remove_lines(line_start=10, line_end=99)")  # end past the last line: clipped, one error
   assert r.kept and r.removed == ((10, 11),) and r.stats["chunk_errors"] == 1
-  assert "clamped" in r.errors[0] and r.errors[0].startswith("chunk 1:1:")
+  assert "clipped" in r.errors[0] and r.errors[0].startswith("chunk 1:1:")
   r = run("remove_lines(line_start=12, line_end=13)")  # start past the last line: nothing removed
-  assert r.kept and r.text == DOC and r.stats["chunk_errors"] == 1
+  assert r.kept and r.text == DOC and r.stats["chunk_errors"] == 1 and "nothing removed" in r.errors[0]
 
 
-def test_source_not_found_is_an_error():
-  r = run('normalize(source_str="nowhere", target_str="x")')
-  assert r.text == DOC and r.stats["chunk_errors"] == 1 and "not found" in r.errors[0]
+def test_line_ranges_are_merged_before_they_are_checked():
+  # Two calls past the end that touch are one merged range: one error, the rest of the program applies.
+  r = run("remove_lines(0, 0)\nremove_lines(12, 12)\nremove_lines(13, 15)")
+  assert r.stats["chunk_errors"] == 1 and not r.stats["program_ignored"] and r.removed == ((0, 0),)
+  assert "remove_lines(12, 15) (merged): line_start past the last line 11" in r.errors[0]
+  assert r.errors[0].startswith("chunk 2:1:")  # the call that starts the merged range
+  # A range inside the document merged with one past its end: one clipped range, one error.
+  r = run("remove_lines(line_start=12, line_end=20)\nremove_lines(line_start=9, line_end=11)")
+  assert r.removed == ((9, 11),) and r.stats["chunk_errors"] == 1 and "clipped" in r.errors[0]
+  assert r.errors[0].startswith("chunk 1:1:")  # the call that ends it
+  # Two separate ranges past the end: two errors, the program is ignored.
+  r = run("remove_lines(0, 0)\nremove_lines(13, 13)\nremove_lines(15, 16)")
+  assert r.stats["chunk_errors"] == 2 and r.stats["program_ignored"] and r.text == DOC
+
+
+def test_a_source_not_found_is_a_counted_no_op():
+  r = run('normalize(source_str="nowhere", target_str="x")\nnormalize(source_str="zz", target_str="y")')
+  assert r.text == DOC and r.errors == () and not r.stats["program_ignored"]
+  assert r.stats["normalize_not_found"] == 2 and r.normalizations == ()
 
 
 def test_a_source_already_replaced_is_a_counted_no_op():
@@ -103,29 +119,36 @@ def test_a_source_already_replaced_is_a_counted_no_op():
   program = "\n".join(['normalize(source_str="a b", target_str="A-B")'] * 3)
   r = run(program)
   assert r.errors == () and not r.stats["program_ignored"]
-  assert r.text == DOC.replace("a b", "A-B") and r.stats["noop_normalizations"] == 2
+  assert r.text == DOC.replace("a b", "A-B") and r.stats["normalize_not_found"] == 2
   assert r.normalizations == (("a b", "A-B", 12),)
 
 
 def test_a_normalization_to_itself_is_applied_not_an_error():
   r = run("normalize('w1 a', 'w1 a')\nnormalize('zz', 'zz')")
   assert r.text == DOC and r.normalizations == (("w1 a", "w1 a", 1),)
-  assert len(r.errors) == 1 and "'zz' not found" in r.errors[0]
+  assert r.errors == () and r.stats["normalize_not_found"] == 1
 
 
-def test_a_source_only_an_earlier_call_created_is_an_error_but_applies():
+def test_a_source_only_an_earlier_call_created_applies():
   r = run('normalize("w1 a", "QQ a")\nnormalize("QQ", "w1")')
-  assert r.stats["chunk_errors"] == 1 and "'QQ' not found" in r.errors[0]
+  assert r.errors == () and r.stats["normalize_not_found"] == 0
   assert r.text == DOC  # applied: w1 a -> QQ a -> w1 a
   assert r.normalizations == (("w1 a", "QQ a", 1), ("QQ", "w1", 1))
 
 
-@pytest.mark.parametrize("source,target", [("  ", " "), (" ", ""), ("\t", " "), ("\tb ", " ")])
+@pytest.mark.parametrize("source,target", [("  ", " "), ("\t", " "), ("\tb ", " "), (" a", "")])
 def test_whitespace_sources_apply(source, target):
   text = "\n".join(f"w{i}  a\tb c d e" for i in range(6))
   r = run(f'normalize(source_str="{source}", target_str="{target}")', text)
   assert r.errors == () and r.text == text.replace(source, target)
   assert r.stats["words_after"] == len(r.text.split())
+
+
+@pytest.mark.parametrize("target", ["", "_", " "])
+def test_a_single_space_source_is_skipped_and_counted(target):
+  r = run(f'normalize(source_str=" ", target_str="{target}")\nnormalize("w1 a", "W1 A")')
+  assert r.errors == () and r.stats["normalize_skipped"] == 1 and r.normalizations == (("w1 a", "W1 A", 1),)
+  assert r.text == DOC.replace("w1 a", "W1 A")
 
 
 def test_growth_is_bounded_before_anything_is_built():
@@ -248,7 +271,8 @@ def test_stats_have_fixed_keys():
   assert r.stats == {"kept": True, "drop_reason": "", "doc_action": "keep", "program_ignored": False,
                      "doc_errors": 0, "chunk_errors": 0, "lines_before": 12, "lines_after": 10, "lines_removed": 2,
                      "normalizations": 1, "replacements": 1, "chars_before": len(DOC), "chars_after": len(r.text),
-                     "words_before": 60, "words_after": 50, "noop_normalizations": 0}
+                     "words_before": 60, "words_after": 50, "normalize_not_found": 0,
+                     "normalize_skipped": 0}
 
 
 def test_config_validation_names_the_value():

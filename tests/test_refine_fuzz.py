@@ -114,21 +114,22 @@ def _spec(text, ops):
   """A direct statement of the semantics for well-formed operations (what the executor must compute)."""
   lines = text.split("\n")
   errors, remove, out = 0, set(), text
-  for op in ops:
-    if op[0] == "remove":
-      a, b = op[1], op[2]
-      if a > b or a >= len(lines):
-        errors += 1
-        continue
-      if b >= len(lines):
-        errors += 1
-        b = len(lines) - 1
-      remove.update(range(a, b + 1))
+  merged: list[list[int]] = []  # the line ranges merged where they overlap or touch, then checked (as ProX does)
+  for a, b in sorted((op[1], op[2]) for op in ops if op[0] == "remove"):
+    if merged and a <= merged[-1][1] + 1:
+      merged[-1][1] = max(merged[-1][1], b)
     else:
-      if not op[1] or op[1] not in text:  # empty, or absent from the document before the program ran
+      merged.append([a, b])
+  for a, b in merged:
+    if a >= len(lines) or b >= len(lines):  # starts past the end (removes nothing) or is clipped there
+      errors += 1
+    remove.update(range(a, min(b, len(lines) - 1) + 1))
+  for op in ops:
+    if op[0] == "normalize":
+      if not op[1]:
         errors += 1
-      if op[1]:
-        out = out.replace(op[1], op[2])  # a source already replaced: nothing left, a no-op
+      elif op[1] != " ":  # (a lone space is skipped; an absent source or one already replaced: a no-op)
+        out = out.replace(op[1], op[2])
   before = len(text.split())
   if errors >= 2:
     result = text
@@ -188,17 +189,37 @@ def test_ten_megabyte_document():
   assert r.normalizations == (("fox", "cat", n),)
 
 
+# Programs in ProX's canonical style (the readers' fast paths), then mutated: a character deleted, inserted or
+# replaced where the fast paths decide (quotes, parentheses, separators, digits, line breaks, spaces).
+_canonical_calls = st.one_of(
+    st.builds(lambda a, b: f"remove_lines(line_start={a}, line_end={b})",
+              st.sampled_from(["9" * 19, "9" * 18, "0", "07", "12"]), st.sampled_from(["0", "3", "10", "99"])),
+    st.builds(lambda s, t: f'normalize(source_str="{s}", target_str="{t}")', _strs, _strs),
+    st.sampled_from(["keep_chunk()", "skip_chunk()", "keep_doc()", "untouch_doc()", "drop_doc()"]))
+_other_lines = st.sampled_from(["remove_lines(all=True)", "# note", "", 'normalize("a")"b", "c")',
+                                'normalize(source_str="a", target_str="b") "', "remove_lines(0, 1)"])
+_MUTATIONS = ['"', "'", "(", ")", ",", "=", " ", "\n", "\r", "\t", "#", "0", "x", "\\", ""]
+
+
+@st.composite
+def near_canonical(draw):
+  lines = draw(st.lists(st.one_of(_canonical_calls, _canonical_calls, _canonical_calls, _other_lines), min_size=1,
+                        max_size=6))
+  text = "\n".join(lines) + draw(st.sampled_from(["", "\n"]))
+  for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2, 3]))):
+    at = draw(st.integers(0, len(text)))
+    how = draw(st.sampled_from(["insert", "delete", "replace"]))
+    ch = draw(st.sampled_from(_MUTATIONS))
+    text = (text[:at] + ch + text[at:] if how == "insert" else
+            text[:at] + text[at + 1:] if how == "delete" else text[:at] + ch + text[at + 1:])
+  return text
+
+
 @FUZZ
-@given(programs)
-def test_fast_paths_agree_with_the_general_parser(text):
-  fast = prog.parse(text)
-  original = prog._fast_args
-  prog._fast_args = lambda s, paren: None  # every call through the general parser
-  try:
-    general = prog._parse_general(text)
-  finally:
-    prog._fast_args = original
-  assert fast == general
+@given(st.one_of(programs, near_canonical()))
+def test_the_fast_paths_agree_with_the_general_reader(text):
+  """``parse``'s canonical one-pass reading and its one-match reading of plain calls against the general reader."""
+  assert prog.parse(text) == prog.parse(text, fast=False)
 
 
 @settings(max_examples=500, deadline=None)
@@ -251,16 +272,26 @@ def test_long_texts_count_and_find_unicode_spaces_as_split(base, extra, at):
       assert counters["count_plain_words"](text) == len(text.split())
 
 @FUZZ
-@given(st.one_of(programs, st.lists(st.sampled_from(
+@given(st.one_of(programs, near_canonical(), st.lists(st.sampled_from(
     ['remove_lines(line_start=3, line_end=5)', 'normalize(source_str="a b", target_str="")', "keep_chunk()",
      "untouch_doc()", 'normalize(source_str="", target_str="x")', "remove_lines(line_start=07, line_end=2)"]),
     max_size=5).map("\n".join)))
-def test_program_ops_read_programs_as_the_parser_does(text):
+def test_the_canonical_reading_agrees_with_the_general_reader(text):
+  """``program_ops.read`` (``program.canonical_calls`` for a canonical program) against the general reader."""
   from tokensift.refine import program_ops as po
   ops = po.read(text)
-  parsed = po.from_program(prog.parse(text))
+  general = prog.parse(text, fast=False)
+  parsed = po.from_program(general)
   def same(op):  # line numbers as numbers (the canonical reading keeps them as written, e.g. "07")
     return tuple(int(x) if k < 2 and x not in ("", "all") else x for k, x in enumerate(op))
   assert [same(op) for op in ops.ops] == [same(op) for op in parsed.ops]
-  assert [po.where(ops, i) for i in range(len(ops.ops))] == [c.where() for c in prog.parse(text).calls]
+  assert [ops.where(i) for i in range(len(ops.ops))] == [c.where() for c in general.calls]
   assert (ops.errors, ops.ignored) == (parsed.errors, parsed.ignored)
+
+
+@FUZZ
+@given(documents, st.one_of(programs, near_canonical(), st.sampled_from(["keep_chunk()", "skip_chunk()", ""])))
+def test_executor_results_do_not_depend_on_the_reading(text, program):
+  """The executor on a program read by its fast paths (a program that changes nothing is not run) and by the
+  general reader alone: the same result."""
+  assert ex.execute(text, "keep_doc()", program) == ex.execute(text, "keep_doc()", prog.parse(program, fast=False))

@@ -102,7 +102,7 @@ def test_per_chunk_repeats_merged_as_prox_merges_them(owm):
     for s, t in norms:  # in order: a source already gone is a no-op ("   " -> "  " still holds "  ")
       noops += s not in out
       out = out.replace(s, t)
-    assert r.stats["noop_normalizations"] == noops >= len(with_cmd) - 1
+    assert r.stats["normalize_not_found"] == noops >= len(with_cmd) - 1
     removed = {c.first_line for c in parts if c.last_line > c.first_line + 3}
     if r.kept:
       assert r.text.split("\n") == [ln for i, ln in enumerate(out.split("\n")) if i not in removed]

@@ -149,6 +149,26 @@ def test_train_export_resume_and_score(c4_train, tmp_path):
   assert all(p["refiner_doc"] in ("keep_doc()", "drop_doc()") for p in result["programs"])
 
 
+def test_a_stopped_sft_resumes_from_its_checkpoint_with_the_same_losses(c4_train, prompter, tmp_path):
+  """8 SFT steps uninterrupted, and stopped after step 5 (last checkpoint: 3) then rerun: the rerun resumes from
+  step 3 (the batch schedule replayed to there) and logs the same losses, ending on the same weights."""
+  from tokensift.trainer.metrics import read_metrics
+  cfg = dataclasses.replace(TINY, steps=8, log_every=1, checkpoint_every=3)
+  pairs, _ = rt.build_pairs(c4_train[:6], prompter, cfg)
+  straight, summary = rt.train_refiner(pairs, cfg, 49152, tmp_path / "a", progress=False)
+  assert summary["steps"] == 8 and summary["resumed_from"] is None
+  _, stopped = rt.train_refiner(pairs, cfg, 49152, tmp_path / "b", progress=False, stop_at=5)
+  assert stopped["steps"] == 5 and [r["step"] for r in read_metrics(tmp_path / "b")] == [1, 2, 3, 4, 5]
+  resumed, summary_b = rt.train_refiner(pairs, cfg, 49152, tmp_path / "b", progress=False)
+  assert summary_b["resumed_from"] == 3 and summary_b["steps"] == 8
+  a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+  assert [r["step"] for r in a] == list(range(1, 9)) and a == b
+  assert summary_b["final_loss"] == summary["final_loss"] and summary_b["first_loss"] == summary["first_loss"]
+  assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True))
+  with pytest.raises(ValueError, match="holds a run with settings"):  # other pairs in the same directory
+    rt.train_refiner(pairs[1:], cfg, 49152, tmp_path / "a", progress=False)
+
+
 def test_f1_counts_against_the_teacher():
   text = "\n".join(f"line {i} has enough words to count here." for i in range(6))
   teacher_doc, teacher_chunk = ["keep_doc()", "drop_doc()", "keep_doc()"], [

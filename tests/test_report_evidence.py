@@ -122,15 +122,15 @@ def test_percentages_and_plurals():
 def _sel_from(log_ppl, kinds, rates=(10.0, 20.0, 40.0, 60.0, 80.0)):
   """A selection block as the detection stage writes it, for a hand-made pool, plus the per-kind figures."""
   import numpy as np
-  from tokensift.pipeline import detection as det
   from tokensift.pipeline import evidence
+  from tokensift.selection import perplexity as ppl
   junk = np.asarray([k is not None for k in kinds])
   sel = {"junk_docs": int(junk.sum()), "docs": len(kinds)}
-  for mode in det.PERPLEXITY_MODES:
+  for mode in ppl.MODES:
     rows = []
     for r in rates:
       kept = np.zeros(len(kinds), bool)
-      kept[det.perplexity_select(log_ppl, r, mode)] = True
+      kept[ppl.select_indices(log_ppl, r, mode)] = True
       rows.append({"rate": r, "junk_kept": float(kept[junk].mean())})
     sel[f"perplexity_{mode}"] = {"by_rate": rows}
   sel["perplexity_by_kind"] = evidence.perplexity_by_junk_kind(np.asarray(log_ppl, float), kinds, rates)

@@ -19,6 +19,7 @@ from tokensift.rho1 import reference_losses as rl
 from tokensift.models.llama import Llama, LlamaConfig
 from tokensift.trainer import inputs, loop, optim
 from tokensift.trainer.config import LossConfig, OptimizerConfig, TrainConfig
+from tokensift.trainer.metrics import read_metrics
 
 from test_feature_converters import tiny_llama
 
@@ -113,23 +114,23 @@ def test_stopped_or_killed_and_resumed_runs_continue_the_same_loss_curve(tmp_pat
   assert resumed.resumed_from == 2 and resumed.step == 8
   code = _KILLED_RUN.format(tests=str(Path(__file__).parent), ref=ref_dir, run=str(tmp_path / "c"), cache=xla_cache)
   _sigkill_after_checkpoint(tmp_path / "c", code, 4)
-  assert max(r["step"] for r in loop.read_metrics(tmp_path / "c")) < 8  # it really died mid-run
+  assert max(r["step"] for r in read_metrics(tmp_path / "c")) < 8  # it really died mid-run
   killed = loop.train(_config(tmp_path / "c", name, xla_cache), _network())
   assert killed.resumed_from in (4, 6) and killed.step == 8
   # both resumes restored the input position from the checkpoint (no replay of earlier batches)
   assert straight.input_resume is None and resumed.input_resume == killed.input_resume == "restored"
 
-  a = loop.read_metrics(tmp_path / "a")
+  a = read_metrics(tmp_path / "a")
   assert [r["step"] for r in a] == list(range(1, 9))
   for other in ("b", "c"):
-    for ra, rb in zip(a, loop.read_metrics(tmp_path / other), strict=True):
+    for ra, rb in zip(a, read_metrics(tmp_path / other), strict=True):
       assert ra == rb, f"run {other}: step {ra['step']} differs after resume"
-    assert loop.read_metrics(tmp_path / other, "eval") == loop.read_metrics(tmp_path / "a", "eval")
+    assert read_metrics(tmp_path / other, "eval") == read_metrics(tmp_path / "a", "eval")
   losses = [r["loss"] for r in a]
   assert losses[-1] < losses[0]  # it learns
   assert all(abs(r["selected_fraction"] - 0.6) < 0.01 for r in a)
   assert all(r["excess_selected"] > r["excess_unselected"] for r in a)
-  assert loop.read_metrics(tmp_path / "a", "eval")[-1]["step"] == 8
+  assert read_metrics(tmp_path / "a", "eval")[-1]["step"] == 8
   # TensorBoard events (clu.metric_writers): every logged train step's loss, and the eval loss at step 8
   events = _tensorboard_scalars(tmp_path / "a" / "train")
   assert sorted(events["loss"]) == [r["step"] for r in a]
@@ -228,10 +229,10 @@ def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_di
          "--gin", "TRAIN_STEPS = 3", "--gin", "SEQ_LEN = 32", "--gin", "tc.TrainConfig.eval_batches = 1",
          "--gin", "tc.TrainConfig.log_every = 1", "--gin", "tc.TrainConfig.progress = False"]
   assert cli.main(["train", *gin]) == 0
-  records = loop.read_metrics(run)
+  records = read_metrics(run)
   assert [r["step"] for r in records] == [1, 2, 3]
   assert all(np.isfinite(r["loss"]) and abs(r["selected_fraction"] - 0.6) < 0.02 for r in records)
-  assert loop.read_metrics(run, "eval")[-1]["step"] == 3
+  assert read_metrics(run, "eval")[-1]["step"] == 3
   assert (run / "checkpoints" / "3").is_dir()
   page = tmp_path / "view.html"
   assert cli.main(["token-view", *gin, "--out", str(page), "--doc", "1"]) == 0

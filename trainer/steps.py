@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tokensift.models import partitioning
 from tokensift.rho1.selective_loss import selective_cross_entropy, weighted_cross_entropy
+from tokensift.trainer import core
 from tokensift.trainer.config import LossConfig
 
 State = dict[str, Any]  # {"step": int32[], "params": tree, "opt_state": tree}
@@ -127,17 +128,12 @@ class Steps:
   def _loss_fn(self, params, batch, rng):
     with nn.logical_axis_rules(self._rules):
       logits = compute_logits(self.network, params, batch, train=True, dropout_rng=rng)
-    return loss_from_logits(logits, batch, self.loss)
+    loss, metrics = loss_from_logits(logits, batch, self.loss)
+    return loss, dict(metrics, tokens=jnp.asarray(batch["decoder_target_tokens"].size, jnp.float32))
 
   def _train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
-    rng = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), state["step"])
-    (loss, metrics), grads = jax.value_and_grad(self._loss_fn, has_aux=True)(state["params"], batch, rng)
-    updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
-                   learning_rate=jnp.asarray(self.schedule(state["step"]), jnp.float32),
-                   tokens=jnp.asarray(batch["decoder_target_tokens"].size, jnp.float32))
-    return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+    """The core's optax step (``core.make_step``) on this network's loss; dropout rng from ``seed + 1``."""
+    return core.make_step(self._loss_fn, self.optimizer, self.schedule, rng_seed=self.seed + 1)(state, batch)
 
   def _eval_step(self, params, batch):
     with nn.logical_axis_rules(self._rules):

@@ -26,23 +26,6 @@ LOCAL = "local"
 LOCAL_RUNNER = "FnApiRunner"
 
 
-def add_runner_args(p) -> None:
-  """``--runner`` / ``--beam_workers`` / ``--beam_args``: the same three flags on every command with a Beam
-  pipeline. Without ``--runner`` the command runs in this process."""
-  p.add_argument("--runner", default=None,
-                 help="run as an Apache Beam pipeline: 'local' (Beam's in-process FnApiRunner, works offline) or a "
-                      "Beam runner name such as DataflowRunner / FlinkRunner / SparkRunner (default: this process)")
-  p.add_argument("--beam_workers", type=int, default=2, help="worker processes of the local Beam runner")
-  p.add_argument("--beam_args", default="",
-                 help="Beam pipeline options passed through, one string, e.g. \"--project=P --region=R "
-                      "--temp_location=gs://B/tmp\"")
-
-
-def beam_args_of(args) -> list[str]:
-  import shlex
-  return shlex.split(args.beam_args or "")
-
-
 def pipeline_options(runner: str = LOCAL, workers: int = 2, beam_args: Sequence[str] = ()):
   """``PipelineOptions`` for ``runner`` ('local' or a Beam runner name) plus the caller's Beam arguments."""
   from apache_beam.options.pipeline_options import PipelineOptions

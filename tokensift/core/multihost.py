@@ -26,22 +26,18 @@ from tokensift.core import docs, jobs, storage
 DISTRIBUTED_ENV = "TOKENSIFT_DISTRIBUTED"
 
 
-def add_distributed_args(p) -> None:
-  p.add_argument("--distributed", action="store_true",
-                 help="multi-host: jax.distributed.initialize() (also $TOKENSIFT_DISTRIBUTED=1); each process "
-                      "runs job shard (i*P + process_index)/(n*P) on its local devices")
-  p.add_argument("--coordinator_address", default=None, help="host:port of process 0 (auto on Cloud TPU / SLURM)")
-  p.add_argument("--num_processes", type=int, default=None)
-  p.add_argument("--process_id", type=int, default=None)
+def distributed_requested(enabled: bool | None = None) -> bool:
+  """``enabled``, else ``$TOKENSIFT_DISTRIBUTED`` (1 / true / yes)."""
+  if enabled is None:
+    return os.environ.get(DISTRIBUTED_ENV, "").lower() in ("1", "true", "yes")
+  return enabled
 
 
 def maybe_initialize_distributed(enabled: bool | None = None, **kwargs) -> tuple[int, int]:
   """Runs ``jax.distributed.initialize(**kwargs)`` when ``enabled`` (default: ``$TOKENSIFT_DISTRIBUTED``);
   returns ``(process_index, process_count)``."""
   import jax
-  if enabled is None:
-    enabled = os.environ.get(DISTRIBUTED_ENV, "").lower() in ("1", "true", "yes")
-  if enabled:
+  if distributed_requested(enabled):
     jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
   return jax.process_index(), jax.process_count()
 
@@ -53,8 +49,13 @@ def host_shard(shard: docs.ShardSpec, process_index: int, process_count: int) ->
   return docs.ShardSpec(shard.index * process_count + process_index, shard.count * process_count)
 
 
-def initialize_from_args(args, shard: docs.ShardSpec) -> tuple[docs.ShardSpec, int, int]:
-  """``(host shard, process_index, process_count)`` for a command with ``add_distributed_args``."""
+def initialize_from_args(args, shard: docs.ShardSpec, *, uses_jax: bool = True) -> tuple[docs.ShardSpec, int, int]:
+  """``(host shard, process_index, process_count)`` for a command with the multi-host flags (``--distributed``,
+  ``--coordinator_address``, ``--num_processes``, ``--process_id``; ``tokensift.cli.args.add_distributed_args``). A job without a
+  model (``uses_jax=False``: the rule refiner) that is not asked to run multi-host is one process and never
+  imports JAX (its start-up costs seconds)."""
+  if not uses_jax and not distributed_requested(True if args.distributed else None):
+    return shard, 0, 1
   p_index, p_count = maybe_initialize_distributed(
       True if args.distributed else None, coordinator_address=args.coordinator_address,
       num_processes=args.num_processes, process_id=args.process_id)

@@ -2,20 +2,23 @@
 refined pool, a random subset, each selection method's subset, the combination), CLM and Rho-1 SLM, every seed
 of a run vmapped into one program; validation cross-entropy on clean held-out documents.
 
-Why not the embedded trainer (``trainer``): it trains one seed per call through seqio tasks with
-SmolLM2's 49152-way softmax (~0.4 cpu s per 512-token step); here every run has the same shapes, so one
-compiled step (``jax.vmap`` over seeds) serves all runs (``workers`` of them at a time), over a **compact
-vocabulary**: by default the characters of the text (``vocabulary='chars'``), else SmolLM2 ids; the most
-frequent ``max_vocab`` - 3 of them, the rest one OOV id (0 = padding, 1 = OOV, 2 = document separator). On
-~170 documents and 2 CPU cores the models are limited by training compute (~10^5 positions each), and over
-characters that compute takes them several times further past the unigram level per unit of text than over
-SmolLM2 ids (gin_configs/pipeline/default.gin has the figures). Every run is evaluated on the same held-out text in the
-same compact vocabulary, so their cross-entropies compare like with like (not with full-vocabulary figures).
+Every run trains on the training core (``trainer.core``: orbax checkpoints, clu metrics, resume with the same
+losses) in ``work_dir/{run}``, with its own step function: unlike the embedded trainer's (``trainer.loop``: one
+seed per call through seqio tasks with SmolLM2's 49152-way softmax, ~0.4 cpu s per 512-token step), every run
+here has the same shapes, so one compiled step (the one-seed step vmapped over seeds, ``core.over_seeds``) serves
+all runs (``workers`` of them at a time), over a **compact vocabulary**: by default the characters of the text
+(``vocabulary='chars'``), else SmolLM2 ids; the most frequent ``max_vocab`` - 3 of them, the rest one OOV id (0 =
+padding, 1 = OOV, 2 = document separator). On ~170 documents and 2 CPU cores the models are limited by training
+compute (~10^5 positions each), and over characters that compute takes them several times further past the
+unigram level per unit of text than over SmolLM2 ids (gin_configs/pipeline/default.gin has the figures). Every run
+is evaluated on the same held-out text in the same compact vocabulary, so their cross-entropies compare like with
+like (not with full-vocabulary figures).
 The model (``models.llama.Llama``) and the losses (``rho1.selective_loss``) are the package's own.
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -162,14 +165,33 @@ def unigram_ce(train_rows: dict[str, np.ndarray], val_rows: dict[str, np.ndarray
 
 # --------------------------------------------------------------------------------------------- training
 
-class Trainer:
-  """One compiled train step and eval per loss kind, shared by every run (vmapped over seeds)."""
+COUNTS = ("noise_tokens", "noise_selected", "clean_tokens", "clean_selected")  # SLM selection, cumulative
+
+
+def counting(step_fn):
+  """``step_fn`` that also adds its SLM selection counts (metrics ``COUNTS``) into ``state["counts"]`` (int32,
+  checkpointed with the state) and reports the running totals: the counts between two logged steps are the
+  difference of their totals, the same after a resume."""
+  import jax.numpy as jnp
+
+  def step(state, batch):
+    new, metrics = step_fn(state, batch)
+    new["counts"] = {k: state["counts"][k] + metrics[k].astype(jnp.int32) for k in COUNTS}
+    return new, dict(metrics, **new["counts"])
+  return step
+
+
+class AblationSteps:
+  """The one-seed model, loss and optimizer of the ablations; its train step (the core's optax step,
+  ``trainer.core.make_step``, vmapped over seeds with ``core.over_seeds``), init and eval compiled once per loss
+  kind and shared by every run."""
 
   def __init__(self, cfg: AblationConfig, vocab: int):
     import jax
     import optax
 
     from tokensift.models import llama
+    from tokensift.trainer import core
     self.cfg = cfg
     self.net = llama.Llama(llama.LlamaConfig(
         vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
@@ -179,44 +201,51 @@ class Trainer:
                                                cfg.learning_rate * 0.1)
     self.opt = optax.adamw(sched, b2=0.98, weight_decay=0.01)
     self._init = jax.jit(jax.vmap(self._init_one))
-    self._steps = {kind: jax.jit(jax.vmap(lambda p, o, b, k=kind: self._step(p, o, b, k))) for kind in ("clm", "slm")}
+    clm = core.make_step(lambda p, b, rng: self._loss(p, b, "clm"), self.opt)
+    slm = counting(core.make_step(lambda p, b, rng: self._loss(p, b, "slm"), self.opt))
+    self.steps = {"clm": jax.jit(core.over_seeds(clm)), "slm": jax.jit(core.over_seeds(slm))}
     self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None)))
 
   def param_count(self) -> int:
     """Parameters of one model (shapes only; nothing is computed)."""
     import jax
-    params, _ = jax.eval_shape(self._init_one, jax.random.PRNGKey(0))
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+    state = jax.eval_shape(self._init_one, jax.random.PRNGKey(0))
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state["params"])))
 
   def _init_one(self, key):
     import flax.linen as nn
     import jax.numpy as jnp
+
+    from tokensift.trainer import core
     params = nn.unbox(self.net.init(key, jnp.ones((1, self.cfg.seq_len), jnp.int32))["params"])
-    return params, self.opt.init(params)
+    return core.new_state(params, self.opt)
+
+  def init_state(self, kind: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """The train states of ``seeds`` stacked on a leading axis (+ zero SLM selection counts for 'slm')."""
+    import jax
+    import jax.numpy as jnp
+    state = self._init(jnp.stack([jax.random.PRNGKey(int(x)) for x in seeds]))
+    if kind == "slm":
+      state["counts"] = {k: jnp.zeros(len(seeds), jnp.int32) for k in COUNTS}
+    return state
 
   def _logits(self, params, tokens):
     return self.net.apply({"params": params}, tokens[:, :-1])
 
-  def _step(self, params, opt_state, batch, kind):
+  def _loss(self, params, batch, kind):
+    """One seed's loss on rows [batch, seq_len + 1]; metrics ``ce`` (all weighted targets) and, for SLM, the
+    noise-span and clean tokens its selection took (``COUNTS``)."""
     import jax
     import jax.numpy as jnp
-    import optax
 
     from tokensift.rho1 import selective_loss as sl
     targets, w = batch["tokens"][:, 1:], batch["weight"][:, 1:]
     ref, noise = batch["ref"][:, 1:], batch["noise"][:, 1:]
-
-    def loss_fn(p):
-      logits = self._logits(p, batch["tokens"])
-      if kind == "slm":
-        loss, metrics = sl.selective_cross_entropy(logits, targets, w, ref, self.cfg.slm_ratio)
-      else:
-        loss, metrics = sl.weighted_cross_entropy(logits, targets, w)
-      return loss, (metrics, logits)
-
-    (_, (metrics, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = self.opt.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    logits = self._logits(params, batch["tokens"])
+    if kind == "slm":
+      loss, metrics = sl.selective_cross_entropy(logits, targets, w, ref, self.cfg.slm_ratio)
+    else:
+      loss, metrics = sl.weighted_cross_entropy(logits, targets, w)
     stats = {"ce": metrics["ce_unmasked"]}
     if kind == "slm":  # the tokens this step's SLM loss selected: noise-span tokens vs clean tokens
       ce, _ = sl.token_cross_entropy(jax.lax.stop_gradient(logits), targets)
@@ -224,7 +253,7 @@ class Trainer:
       is_noise, is_clean = (noise > 0) & (w > 0), (noise == 0) & (w > 0)
       stats.update(noise_tokens=jnp.sum(is_noise), noise_selected=jnp.sum(mask * is_noise),
                    clean_tokens=jnp.sum(is_clean), clean_selected=jnp.sum(mask * is_clean))
-    return params, opt_state, stats
+    return loss, stats
 
   def _eval_one(self, params, rows):
     import jax
@@ -242,50 +271,67 @@ class Trainer:
     return tot / n
 
   def train(self, kind: str, rows: dict[str, np.ndarray], val: dict[str, np.ndarray], seeds: Sequence[int],
-            log=None) -> dict[str, Any]:
-    """Trains ``len(seeds)`` models on ``rows`` (batches drawn per seed); returns curves (per seed)."""
-    import jax
+            run_dir: str | Path, log=None, stop_at: int | None = None) -> dict[str, Any]:
+    """Trains ``len(seeds)`` models on ``rows`` (batches drawn per seed) on the training core, with checkpoints
+    and metrics in ``run_dir`` (a rerun resumes there); returns curves (per seed), read back from the metrics.
+    ``stop_at``: end after that step as a preempted run would (then the curves hold what was logged)."""
+    from tokensift.trainer import core
+    from tokensift.trainer.metrics import per_seed, read_metrics
     cfg = self.cfg
-    s = len(seeds)
-    params, opt_state = self._init(jax.numpy.stack([jax.random.PRNGKey(int(x)) for x in seeds]))
-    rngs = [np.random.default_rng(1000 + int(x)) for x in seeds]
     n = rows["tokens"].shape[0]
     chunk = 8  # validation rows per scanned slice
     vn = -(-val["tokens"].shape[0] // chunk) * chunk
     vrows = {k: np.concatenate([v, np.zeros((vn - v.shape[0],) + v.shape[1:], v.dtype)]).reshape(
         (vn // chunk, chunk) + v.shape[1:]) for k, v in val.items()}
-    curve, train_ce, slm = [], [], []
-    counts = ("noise_tokens", "noise_selected", "clean_tokens", "clean_selected")
-    window = {k: np.zeros(s) for k in counts}  # SLM selection counts summed over the steps since the last eval
-    for step in range(1, cfg.steps + 1):
-      idx = np.stack([r.integers(0, n, cfg.batch_size) for r in rngs])
-      batch = {k: v[idx] for k, v in rows.items()}
-      params, opt_state, stats = self._steps[kind](params, opt_state, batch)
-      if kind == "slm":
-        got = jax.device_get({k: stats[k] for k in counts})
-        for k in counts:
-          window[k] += np.asarray(got[k])
-      if step % cfg.eval_every == 0 or step == cfg.steps:
-        stats = jax.device_get(stats)
-        val_ce = np.asarray(self._eval(params, vrows))
-        curve.append({"step": step, "val_ce": val_ce.tolist()})
-        train_ce.append({"step": step, "train_ce": np.asarray(stats["ce"]).tolist()})
-        if kind == "slm":
-          slm.append({"step": step, **{k: window[k].tolist() for k in counts}})
-          window = {k: np.zeros(s) for k in counts}
-        if log:
-          log(f"    step {step}: val CE {' '.join(f'{v:.3f}' for v in val_ce)}")
-    final = curve[-1]["val_ce"]
-    return {"seeds": [int(x) for x in seeds], "final_val_ce": final,
-            "best_val_ce": np.min([c["val_ce"] for c in curve], axis=0).tolist(), "curve": curve,
-            "train_curve": train_ce, "slm_selection": slm, "rows": int(n)}
+
+    def draws():  # the rows each seed trains on at each step: [seeds, batch_size]
+      rngs = [np.random.default_rng(1000 + int(x)) for x in seeds]
+      while True:
+        yield np.stack([r.integers(0, n, cfg.batch_size) for r in rngs])
+
+    def evaluate(state):
+      val_ce = np.asarray(self._eval(state["params"], vrows))
+      if log:
+        log(f"    step {int(state['step'][0])}: val CE {' '.join(f'{v:.3f}' for v in val_ce)}")
+      return {"val_ce": val_ce}
+
+    batches = core.ReplayBatches(draws, lambda idx: {k: v[idx] for k, v in rows.items()})
+    settings = core.LoopSettings(num_steps=cfg.steps, checkpoint_every=cfg.eval_every, log_every=cfg.eval_every,
+                                 eval_every=cfg.eval_every, keep_checkpoints=1, progress=False,
+                                 desc=f"ablation {kind}", async_checkpoints=False)  # runs share the process
+    data = {"kind": kind, "seeds": [int(x) for x in seeds], "rows": _digest(rows), "val": _digest(val),
+            "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("workers", "runs")}}
+    core.run(self.steps[kind], self.init_state(kind, seeds), batches, run_dir, settings, data=data,
+             eval_fn=evaluate, stop_at=stop_at)
+    curve = [{"step": r["step"], "val_ce": per_seed(r, "val_ce")} for r in read_metrics(run_dir, "eval")]
+    train = read_metrics(run_dir, "train")
+    slm, before = [], {k: np.zeros(len(seeds)) for k in COUNTS}
+    for r in train if kind == "slm" else []:  # selection counts between logged steps: differences of totals
+      total = {k: np.asarray(per_seed(r, k)) for k in COUNTS}
+      slm.append({"step": r["step"], **{k: (total[k] - before[k]).tolist() for k in COUNTS}})
+      before = total
+    return {"seeds": [int(x) for x in seeds], "final_val_ce": curve[-1]["val_ce"] if curve else None,
+            "best_val_ce": np.min([c["val_ce"] for c in curve], axis=0).tolist() if curve else None,
+            "curve": curve, "train_curve": [{"step": r["step"], "train_ce": per_seed(r, "ce")} for r in train],
+            "slm_selection": slm, "rows": int(n)}
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+  """sha256 of named arrays (a resumed run must train on the same rows)."""
+  import hashlib
+  h = hashlib.sha256()
+  for k in sorted(arrays):
+    h.update(k.encode() + str(arrays[k].shape).encode() + str(arrays[k].dtype).encode())
+    h.update(np.ascontiguousarray(arrays[k]).tobytes())
+  return h.hexdigest()
 
 
 def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], val_docs: list[dict[str, Any]],
-                  log=print) -> dict[str, Any]:
+                  work_dir: str | Path, log=print) -> dict[str, Any]:
   """``data``: data set name -> documents ``{tokens, ref_losses, noise}`` (SmolLM2 ids); trains every run in
-  ``cfg.runs`` for ``cfg.seeds`` seeds (``cfg.workers`` runs at a time); returns the per-run results, the
-  vocabulary, the unigram level and the training budget (tokens each model sees, epochs of each data set)."""
+  ``cfg.runs`` for ``cfg.seeds`` seeds (``cfg.workers`` runs at a time), with checkpoints and metrics in
+  ``work_dir/{run}`` (a rerun resumes each run there); returns the per-run results, the vocabulary, the unigram
+  level and the training budget (tokens each model sees, epochs of each data set)."""
   from concurrent.futures import ThreadPoolExecutor
   if cfg.vocabulary == "chars":
     missing = [d for docs in [val_docs, *data.values()] for d in docs if "text" not in d or "ends" not in d]
@@ -297,7 +343,7 @@ def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], va
   mapping = compact_vocab([d["tokens"] for docs in data.values() for d in docs], cfg.max_vocab)
   vocab = cfg.max_vocab
   val = pack(val_docs, mapping, cfg.seq_len)
-  trainer = Trainer(cfg, vocab)
+  trainer = AblationSteps(cfg, vocab)
   seen = cfg.steps * cfg.batch_size * cfg.seq_len  # token positions each model trains on
   out: dict[str, Any] = {"vocab": {"size": vocab, "in_vocab_ids": len(mapping), "units": UNITS[cfg.vocabulary],
                                    "val_oov_share": float(np.mean(val["tokens"][val["weight"] > 0] == OOV))},
@@ -311,7 +357,7 @@ def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], va
     rows = pack(data[dataset], mapping, cfg.seq_len)
     tokens = sum(len(d["tokens"]) for d in data[dataset])  # (rows overlap by one: their weights count some twice)
     log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} {UNITS[cfg.vocabulary]}, {cfg.seeds} seeds")
-    res = trainer.train(kind, rows, val, list(range(cfg.seeds)))
+    res = trainer.train(kind, rows, val, list(range(cfg.seeds)), Path(work_dir) / name)
     return dict(res, loss=kind, data=dataset, what=what.format(rate=cfg.rate, mode=cfg.perplexity_mode),
                 docs=len(data[dataset]), tokens=tokens,
                 epochs=seen / max(1, rows["tokens"].shape[0] * cfg.seq_len))

@@ -1,7 +1,7 @@
 """Detection metrics against known answers (pure functions; DESIGN §12): ROC AUC, precision/recall, the share of
-junk kept at each selection rate, the share of each near-duplicate cluster kept, the perplexity-filtering
-selector (the paper's baseline) and the random one, lines removed by a refinement, and a paired comparison over
-seeds."""
+junk kept at each selection rate, the share of each near-duplicate cluster kept, the random selector
+(the perplexity filter is ``tokensift.selection.perplexity``), lines removed by a refinement, and a paired
+comparison over seeds."""
 from __future__ import annotations
 
 import difflib
@@ -11,8 +11,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from tokensift.selection.keep import keep_count
-
-PERPLEXITY_MODES = ("low", "middle", "high")
 
 
 def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
@@ -42,25 +40,6 @@ def random_select(n: int, rate: float, seed: int = 0) -> np.ndarray:
   replacement (``samplers.random_sample``, seeded)."""
   from tokensift.selection import samplers
   return np.sort(samplers.random_sample(n, keep_count(n, rate), seed=seed))
-
-
-def perplexity_select(log_ppl: Sequence[float], rate: float, mode: str) -> np.ndarray:
-  """The perplexity-filtering baseline: indices (ascending) of the ``keep_count(n, rate)`` documents with the
-  lowest, middle or highest perplexity (``mode``); ties broken by index. ``log_ppl``: [n] mean token loss."""
-  import jax.numpy as jnp
-  if mode not in PERPLEXITY_MODES:
-    raise ValueError(f"mode={mode!r}: use one of {PERPLEXITY_MODES}")
-  x = jnp.asarray(log_ppl, jnp.float32)
-  n = int(x.shape[0])
-  k = keep_count(n, rate)
-  order = jnp.argsort(x, stable=True)
-  start = {"low": 0, "middle": (n - k) // 2, "high": n - k}[mode]
-  return np.sort(np.asarray(order[start:start + k], np.int64))
-
-
-def doc_log_perplexity(token_losses: Sequence[Sequence[float]]) -> np.ndarray:
-  """Mean token loss (log perplexity) of each document: [n] float64 (NaN for a document with no tokens)."""
-  return np.asarray([float(np.mean(t)) if len(t) else math.nan for t in token_losses], np.float64)
 
 
 def kept_share_by_rate(scores: Sequence[float], is_junk: Sequence[bool], rates: Sequence[float]

@@ -10,6 +10,7 @@ import numpy as np
 from tokensift.core import jobs
 from tokensift.pipeline import detection as det
 from tokensift.pipeline.context import Context
+from tokensift.selection import perplexity as ppl
 from tokensift.selection.keep import PAPER_RATES, keep_count
 
 RATES = tuple(float(r) for r in PAPER_RATES)
@@ -70,7 +71,7 @@ def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
   tl = token_losses(ctx)
   ids = [str(r["id"]) for r in ctx.refined_records() if r["kept"] and (("raw", str(r["id"])) in tl
                                                                         or ("refined", str(r["id"])) in tl)]
-  return ids, det.doc_log_perplexity([_row(tl, i)["ref_losses"] for i in ids])
+  return ids, ppl.log_perplexity([_row(tl, i)["ref_losses"] for i in ids])
 
 
 def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]]:
@@ -87,7 +88,7 @@ def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]
   ids = {"contaminated": raw_ids, "refined_pool": pool,
          "random": [pool[i] for i in det.random_select(len(pool), a.rate, seed)],
          "askllm": [pool[i] for i in sorted(samplers.top_k(np.asarray([sc[i] for i in pool]), k))],
-         "perplexity": [pool[i] for i in det.perplexity_select(log_ppl, a.rate, a.perplexity_mode)],
+         "perplexity": [pool[i] for i in ppl.select_indices(log_ppl, a.rate, a.perplexity_mode)],
          "density": [pool[i] for i in sorted(samplers.inverse_propensity_sample(
              np.asarray([dens[i] for i in pool]), k, seed=seed, log=True))],
          "combination": [i for i in selected_ids(ctx) if i in set(pool)]}
@@ -146,14 +147,14 @@ def perplexity_by_junk_kind(log_ppl: np.ndarray, junk_kind: list[str | None], ra
   log_ppl = np.asarray(log_ppl, np.float64)
   n = len(log_ppl)
   rank = np.empty(n, int)
-  rank[np.argsort(log_ppl.astype(np.float32), kind="stable")] = np.arange(n)  # perplexity_select's order
+  rank[np.argsort(log_ppl, kind="stable")] = np.arange(n)  # ppl.select_indices' order
   kinds = np.asarray([k or "" for k in junk_kind])
   kept = {}
-  for mode in det.PERPLEXITY_MODES:
+  for mode in ppl.MODES:
     kept[mode] = []
     for r in rates:
       m = np.zeros(n, bool)
-      m[det.perplexity_select(log_ppl, r, mode)] = True
+      m[ppl.select_indices(log_ppl, r, mode)] = True
       kept[mode].append(m)
   out = {}
   for k in sorted(set(kinds) - {""}):
@@ -173,11 +174,11 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
          "askllm": ranking_detection(np.asarray([sc[i] for i in pool]), junk, True)}
   recs = score_records(ctx)
   out["askllm"].update(askllm_diagnostics([recs[i] for i in pool], [labels[i] for i in pool]))
-  for mode in det.PERPLEXITY_MODES:
+  for mode in ppl.MODES:
     rows = []
     for r in RATES:
       kept = np.zeros(len(pool), bool)
-      kept[det.perplexity_select(log_ppl, r, mode)] = True
+      kept[ppl.select_indices(log_ppl, r, mode)] = True
       rows.append({"rate": r, "junk_kept": float(kept[junk].mean()) if junk.any() else None,
                    "clean_kept": float(kept[~junk].mean())})
     out[f"perplexity_{mode}"] = {"by_rate": rows}

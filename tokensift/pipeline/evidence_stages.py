@@ -117,7 +117,7 @@ def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.pipeline import ablations, evidence
   ids, rows = evidence.data_sets(ctx)
   val = validation_rows(ctx)
-  res = ablations.run_ablations(ctx.config.ablation, rows, val)
+  res = ablations.run_ablations(ctx.config.ablation, rows, val, out / "runs")
   res["ids"] = ids
   jobs.atomic_write_bytes(out / "ablations.json", json.dumps(res).encode())
   table = evidence.ablation_table(res)

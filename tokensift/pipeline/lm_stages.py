@@ -176,12 +176,12 @@ def _evaluate_config(ctx: Context) -> dict[str, Any]:
 def _evaluate(ctx: Context, out: Path) -> dict[str, Any]:
   import math
 
-  from tokensift.trainer import loop
+  from tokensift.trainer.metrics import read_metrics
   c = ctx.config.corpus
   table = []
   for run in ctx.config.lm.runs:
     d = ctx.dir("train") / run
-    evals, trains = loop.read_metrics(d, "eval"), loop.read_metrics(d, "train")
+    evals, trains = read_metrics(d, "eval"), read_metrics(d, "train")
     loss, data = RUN_SPECS[run]
     final = evals[-1]["ce_unmasked"] if evals else None
     table.append({"run": run, "loss": loss, "data": data, "steps": trains[-1]["step"] if trains else 0,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
+from tokensift.cli.args import (add_distributed_args, add_input_args, add_mesh_args, add_progress_arg, add_runner_args,
+                                beam_args_of, input_from_args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,13 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                  help="'llama2' (ProX's prompt format) or a Jinja template file; default: the model's own "
                       "template, else llama2")
   add_mesh_args(m)
-  p.add_argument("--no_progress", action="store_true")
+  add_progress_arg(p)
   p.add_argument("--shards", type=int, default=None,
                  help="with --runner: the number of output shards the Beam pipeline writes (default: the n of "
                       "--shard i/n, else 1); every shard is refined in one pipeline")
-  from tokensift.core.beam_util import add_runner_args
   add_runner_args(p)
-  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.set_defaults(func=cmd_refine)
 
@@ -78,7 +77,6 @@ def _template(value: str | None) -> str | None:
 def cmd_refine(args) -> int:
   from tokensift.core import jobs
   from tokensift.refine import executor, job, rules
-  from tokensift.refine import tasks as _refined_tasks  # noqa: F401  (so the refined tasks can be named too)
 
   inp, shard = input_from_args(args)  # before anything is loaded or written
   exec_config = executor.ExecConfig(args.max_errors, args.min_words, args.min_keep_fraction)
@@ -91,7 +89,7 @@ def cmd_refine(args) -> int:
     return _cmd_refine_beam(args, inp, shard, exec_config, profile, config)
   from tokensift.core import multihost
   # multi-host (a refining model on every host of a slice / cluster): before any JAX computation
-  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
+  shard, p_index, p_count = multihost.initialize_from_args(args, shard, uses_jax=args.programmer != "rules")
   if args.programmer == "rules":
     programmer = job.RuleProgrammer(rules.RuleConfig.named(profile))
   else:
@@ -154,7 +152,7 @@ def _vocab_counter_factory(name, programmer=None):
 def _cmd_refine_beam(args, inp, shard, exec_config, profile, config) -> int:
   """``--runner``: every shard in one Beam pipeline (``refine/beam_refine.py``); same files as without it."""
   import functools
-  from tokensift.core import beam_util, jobs
+  from tokensift.core import jobs
   from tokensift.refine import beam_refine, job, rules
   if shard.index != 0 and args.shards is None:
     raise ValueError(f"--shard {shard.index}/{shard.count} with --runner: the Beam pipeline writes every shard; "
@@ -186,7 +184,7 @@ def _cmd_refine_beam(args, inp, shard, exec_config, profile, config) -> int:
       inp=inp, out_dir=args.out, programmer_factory=factory, programmer_name=name, shards=count, fmt=args.format,
       piece_size=args.piece_size, exec_config=exec_config, count_tokens_factory=count_tokens_factory,
       config=config, name=args.name, runner=args.runner, workers=args.beam_workers,
-      beam_args=beam_util.beam_args_of(args), spread_pieces=not name.startswith("rules"))
+      beam_args=beam_args_of(args), spread_pieces=not name.startswith("rules"))
   print(f"refine (Beam, {args.runner}): {len(done)} shards committed, "
         f"{count - len(done)} already finished, in {args.out}")
   print(job.format_summary(jobs.merged_stats(args.out, args.name)))

@@ -1,8 +1,7 @@
-"""``tokensift train`` (the embedded trainer, gin-configured SLM or CLM training) and ``tokensift token-view``
-(a trained run's SLM token selections as HTML).
+"""``tokensift train``: the embedded trainer (one machine), gin-configured SLM or CLM training.
 
-Nothing heavy is imported at module level (the CLI's ``--help`` stays fast); each command imports JAX/TF when
-it runs.
+Nothing heavy is imported at module level (``tokensift --help`` stays fast); the command imports JAX/TF when it
+runs.
 """
 from __future__ import annotations
 
@@ -11,26 +10,18 @@ import json
 import os
 from pathlib import Path
 
+from tokensift.cli.args import add_gin_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
   p = sub.add_parser("train", help="embedded trainer (one machine): gin-configured SLM or CLM training")
-  _add_gin_args(p)
+  add_run_gin_args(p)
   p.set_defaults(func=cmd_train)
 
-  p = sub.add_parser("token-view", help="HTML page colouring a document's tokens by SLM selection and excess "
-                     "loss, from a trained run")
-  _add_gin_args(p)
-  p.add_argument("--out", required=True, help="output .html file")
-  p.add_argument("--split", default="validation")
-  p.add_argument("--doc", type=int, default=0, help="index of the document in the split")
-  p.add_argument("--slm_ratio", type=float, default=None,
-                 help="fraction of tokens selected, in (0, 1] (default: the run's LossConfig.slm_ratio)")
-  p.set_defaults(func=cmd_token_view)
 
-
-def _add_gin_args(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--gin_file", action="append", required=True, help="gin file (repeatable; later ones override)")
-  p.add_argument("--gin", action="append", default=[], help="gin binding, e.g. \"TRAIN_STEPS = 10\" (repeatable)")
+def add_run_gin_args(p: argparse.ArgumentParser) -> None:
+  """The trainer's gin flags (``train``, ``token-view``): gin files and bindings, and the run's directories."""
+  add_gin_args(p, example="TRAIN_STEPS = 10")
   p.add_argument("--model_dir", default=None,
                  help="the run directory in t5x's MODEL_DIR sense (checkpoints, metrics; a rerun resumes): sets the "
                       "gin macro MODEL_DIR")
@@ -74,14 +65,4 @@ def cmd_train(args) -> int:
   print(json.dumps({"step": result.step, "resumed_from": result.resumed_from, "train": result.last_train,
                     "eval": result.last_eval, "steps_per_second": round(result.steps_per_second, 3),
                     "tokens_per_second": round(result.tokens_per_second, 1)}, sort_keys=True))
-  return 0
-
-
-def cmd_token_view(args) -> int:
-  from tokensift.trainer import token_view
-  parse_gin(args)
-  config, network = configured_experiment()
-  path = token_view.write_view(config, network, args.out, split=args.split, doc_index=args.doc,
-                               slm_ratio=args.slm_ratio)
-  print(f"wrote {path}")
   return 0

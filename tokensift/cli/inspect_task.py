@@ -1,32 +1,16 @@
-"""``tokensift tasks`` and ``tokensift inspect``: list registered seqio tasks, print decoded examples."""
+"""``tokensift inspect``: print tokenized examples of a task decoded back to text."""
 from __future__ import annotations
 
 import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-  p = sub.add_parser("tasks", help="list the registered tokensift seqio tasks")
-  p.add_argument("--all", action="store_true", help="include tasks registered by other packages")
-  p.set_defaults(func=cmd_tasks)
   p = sub.add_parser("inspect", help="print tokenized examples of a task decoded back to text")
   p.add_argument("task")
   p.add_argument("--split", default="validation")
   p.add_argument("-n", type=int, default=3, help="number of examples")
   p.add_argument("--length", type=int, default=128, help="targets sequence length (tokens)")
   p.set_defaults(func=cmd_inspect)
-
-
-def cmd_tasks(args) -> int:
-  import seqio
-  import tokensift.all_tasks
-  import tokensift.tasks
-  names = tokensift.tasks.register_all()
-  shown = sorted(seqio.TaskRegistry.names()) if args.all else sorted(set(names))
-  for name in shown:
-    task = seqio.get_mixture_or_task(name)
-    vocab = task.output_features["targets"].vocabulary
-    print(f"{name:40s} splits={','.join(sorted(task.splits))}  vocab={type(vocab).__name__}({vocab.vocab_size})")
-  return 0
 
 
 def cmd_inspect(args) -> int:

