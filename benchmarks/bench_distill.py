@@ -27,7 +27,7 @@ from results import add_results_flag, record_results  # benchmarks/results.py (-
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 LLAMA_1B_NON_EMBEDDING = 0.97e9  # Llama-3.2-1B: 1.24 B parameters, 0.26 B of them the (tied) embedding table
 

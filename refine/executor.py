@@ -54,7 +54,8 @@ The chunk stage in steps: ``_edit`` runs the calls in order (normalizations appl
 
 Speed (``benchmarks/bench_executor.py``): a program in ProX's own canonical style runs straight from the
 tuples of one regex ``findall`` (``program_ops``; no per-call objects); the common doc-level programs are
-decided without parsing, and the chunk programs that change nothing (``keep_chunk()``) are not run. A normalization of a document up to 64k characters splits it once at the source: the
+decided without parsing, and the chunk programs that change nothing (``keep_chunk()``) are not run. A
+normalization of a document up to 64k characters splits it once at the source: the
 pieces give the count, the output (joined, after a growing target is checked against the bound) and the
 replaced spots, where the change in words is read (``pieces_word_delta``; an empty target, or whitespace on one
 side only; with many spots, the output is recounted instead); a longer document takes ``str.replace``. Words are

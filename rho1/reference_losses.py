@@ -252,10 +252,10 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
     from tokenizers import Tokenizer
     vocab_size = Tokenizer.from_file(str(tokenizer.tokenizer_json)).get_vocab_size(with_added_tokens=True)
     source = inp.describe()
-    row_fn = lambda split: file_documents(inp, tokenizer, max_length, max_docs)  # noqa: E731
+    row_fn = lambda split: file_documents(inp, tokenizer, max_length, max_docs)
   else:
     source = task
-    row_fn = lambda split: task_documents(task, split, max_length, max_docs)  # noqa: E731
+    row_fn = lambda split: task_documents(task, split, max_length, max_docs)
   if task is not None and model_vocab != vocab_size:
     raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but task {task!r} uses "
                      f"{vocab_size} tokens: the reference must share the training tokenizer")

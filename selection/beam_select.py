@@ -81,7 +81,7 @@ def _embedding_rows(file: tuple[int, str]) -> Iterator[tuple[tuple[int, int], st
   """((file index, row), id, float32 [d]) for every row of one embed-job output file."""
   from tokensift.selection import embed_job
   fi, path = file
-  ids, rows = embed_job._read_file(path)
+  ids, rows = embed_job.read_embeddings_file(path)
   for r, (doc_id, vec) in enumerate(zip(ids, rows)):
     yield (fi, r), doc_id, np.asarray(vec, np.float32)
 

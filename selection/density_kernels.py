@@ -12,7 +12,8 @@ Bandwidth: a float, or a heuristic name resolved on the data (``bandwidth_heuris
 - ``"median"``: the median Euclidean distance between distinct pairs of a seeded subsample of at
   most 1000 points (the "median heuristic" of kernel methods, Gretton et al. 2012); a point at the median
   distance then contributes ``exp(-1/2)`` under the Gaussian kernel. Robust in high dimension.
-- ``"median_n"`` (the default everywhere, ``DEFAULT_BANDWIDTH``): the median distance ``m`` (as above) shrunk so that a point at the median distance contributes
+- ``"median_n"`` (the default everywhere, ``DEFAULT_BANDWIDTH``): the median distance ``m`` (as above) shrunk so
+  that a point at the median distance contributes
   ``1/n`` (``n`` = number of keys): ``h = m / sqrt(2 ln n)`` for the Gaussian and cosine kernels, ``m / ln n``
   for the Laplacian. The ``n`` points at typical distances then add up to about one self term, so a sum counts
   the neighbours much closer than typical (near-duplicates, dense topics). With ``"median"`` every pair of

@@ -258,14 +258,15 @@ def embedding_rows(embeddings: str | os.PathLike, dim: int):
   def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
     pos = 0
     for f in files:
-      ids, vecs = embed_job._read_file(f)
+      ids, vecs = embed_job.read_embeddings_file(f)
       meta = _parquet_meta(f) if str(f).endswith(".parquet") else jobs.read_records(f)  # row-aligned with ids
       for doc_id, vec, m in zip(ids, vecs, meta):
         if pos % shard.count == shard.index:
           if vec.shape != (dim,) or not np.isfinite(vec).all():
             raise ValueError(f"embedding of {doc_id!r} in {str(f)!r} has shape {vec.shape} or non-finite values; "
                              f"the head needs [{dim}] finite")
-          yield docs.Document(doc_id, "", {"embedding": vec, "tokens": m.get("tokens"), "truncated": m.get("truncated")})
+          meta_out = {"embedding": vec, "tokens": m.get("tokens"), "truncated": m.get("truncated")}
+          yield docs.Document(doc_id, "", meta_out)
         pos += 1
 
   return rows

@@ -284,7 +284,7 @@ def embedding_files(path: str | os.PathLike, name: str = JOB_NAME) -> list:
   return jobs.finished_files(path, name, what="embeddings")
 
 
-def _read_file(path) -> tuple[list[str], list[np.ndarray]]:
+def read_embeddings_file(path) -> tuple[list[str], list[np.ndarray]]:
   """(ids, vectors) of one output file; ValueError naming the ids of null vectors (the caller checks NaN/inf)."""
   if str(path).endswith(".parquet"):
     import pyarrow.compute as pc
@@ -324,7 +324,7 @@ def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME, dim: int |
   ids: list[str] = []
   rows: list[np.ndarray] = []
   for f in embedding_files(path, name):
-    i, r = _read_file(f)
+    i, r = read_embeddings_file(f)
     ids += i
     rows += r
   if not rows:

@@ -136,7 +136,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
            askllm_scores: str | os.PathLike | None = None, base_task: str | None = None,
            progress: bool = False) -> Selection:
   """Runs the selection (see the module docstring); returns the lists written (and tasks registered)."""
-  from tokensift.selection import embed_job, id_lists, topk
+  from tokensift.selection import embed_job, id_lists
   emb_stats: dict[str, Any] = {}
   ids, x = embed_job.load_embeddings(embeddings, stats=emb_stats)  # validated before anything is written
   n = len(ids)

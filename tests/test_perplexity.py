@@ -48,7 +48,7 @@ def test_records_rank_like_the_reference_ties_by_id():
   ids = [f"d{i:03d}" for i in rng.permutation(60)]
   losses = [rng.gamma(2.0, 1.0, size=rng.integers(1, 20)).round(1).tolist() for _ in ids]
   losses[5] = losses[9] = [1.0, 2.0]  # an exact tie
-  recs = [{"id": i, "ref_losses": l} for i, l in zip(ids, losses)] + [{"id": "empty", "ref_losses": []},
+  recs = [{"id": i, "ref_losses": ls} for i, ls in zip(ids, losses)] + [{"id": "empty", "ref_losses": []},
                                                                        {"id": ids[0], "ref_losses": [99.0]}]
   stats = {}
   out = ppl.perplexity_records(recs, stats=stats)

@@ -17,7 +17,7 @@ def docs(data_dir):
     c4 = [json.loads(line)["text"] for line in f]
   with open(data_dir / "openwebmath" / "owm-sample-878.jsonl") as f:
     owm = [json.loads(line)["text"] for line in f]
-  pick = lambda texts: [t for t in texts if t.count("\n") >= 6 and len(t.split()) >= 200][:40]  # noqa: E731
+  pick = lambda texts: [t for t in texts if t.count("\n") >= 6 and len(t.split()) >= 200][:40]
   out = pick(c4) + pick(owm)
   assert len(out) == 80
   return out

@@ -3,7 +3,8 @@
 Examples::
 
     tokensift refine --task c4_en_raw --split train --out runs/refine_c4
-    tokensift refine --input 'owm-*.jsonl' --id_field url --profile math --out runs/refine_owm --shard 0/4 --format parquet
+    tokensift refine --input 'owm-*.jsonl' --id_field url --profile math --out runs/refine_owm --shard 0/4 \\
+      --format parquet
     tokensift refine --input 'gs://bucket/owm/*.parquet' --id_field url --out gs://bucket/refined --shard 7/64
     tokensift refine --task c4_en_raw --programmer /path/to/refining-model --out runs/refine_c4_model
     tokensift refine --input 'owm-*.jsonl' --id_field url --out runs/refine_owm --shards 8 --runner local

@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_tasks(args) -> int:
   import seqio
-  import tokensift.all_tasks  # noqa: F401  (registers every task family)
+  import tokensift.all_tasks  # registers every task family
   import tokensift.tasks
   names = tokensift.tasks.register_all()
   shown = sorted(seqio.TaskRegistry.names()) if args.all else sorted(set(names))

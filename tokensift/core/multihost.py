@@ -51,9 +51,9 @@ def host_shard(shard: docs.ShardSpec, process_index: int, process_count: int) ->
 
 def initialize_from_args(args, shard: docs.ShardSpec, *, uses_jax: bool = True) -> tuple[docs.ShardSpec, int, int]:
   """``(host shard, process_index, process_count)`` for a command with the multi-host flags (``--distributed``,
-  ``--coordinator_address``, ``--num_processes``, ``--process_id``; ``tokensift.cli.args.add_distributed_args``). A job without a
-  model (``uses_jax=False``: the rule refiner) that is not asked to run multi-host is one process and never
-  imports JAX (its start-up costs seconds)."""
+  ``--coordinator_address``, ``--num_processes``, ``--process_id``; ``tokensift.cli.args.add_distributed_args``). A
+  job without a model (``uses_jax=False``: the rule refiner) that is not asked to run multi-host is one process and
+  never imports JAX (its start-up costs seconds)."""
   if not uses_jax and not distributed_requested(True if args.distributed else None):
     return shard, 0, 1
   p_index, p_count = maybe_initialize_distributed(
