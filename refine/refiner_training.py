@@ -288,7 +288,7 @@ def _sft_step(model: RefinerModelConfig, vocab_size: int, learning_rate: float, 
                                                       weight_decay=weight_decay, schedule="cosine"), steps)
 
   def loss_fn(p, batch, rng):
-    logits = module.apply({"params": p}, batch["tokens"], batch["positions"], method=_program_logits)
+    logits: jax.Array = module.apply({"params": p}, batch["tokens"], batch["positions"], method=_program_logits)  # pyright: ignore[reportAssignmentType]  (apply without mutable: the output only)
     loss, metrics = weighted_cross_entropy(logits, batch["labels"], batch["weights"])
     return loss, {"ce_unmasked": metrics["ce_unmasked"], "program_tokens": metrics["num_valid"]}
   return jax.jit(core.make_step(loss_fn, tx, schedule)), tx

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -234,6 +235,7 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
       raise ValueError(f"reference losses of files write one split; got splits={list(splits)} (pass one name)")
     vocab_size = None
   else:
+    assert task is not None  # exactly one of task= and inp= (checked above)
     import seqio
     for split in splits:  # unknown task or split: a one-line error before anything is loaded or written
       docs.task_source(task, split)
@@ -246,22 +248,25 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
     model_vocab = getattr(getattr(scorer.module, "config", None), "vocab_size", vocab_size)
     if max_length > scorer.max_length:
       raise ValueError(f"max_length={max_length} exceeds the scorer's max_length={scorer.max_length}")
+  tokenizer_json = None
   if inp is not None:
     if tokenizer is None:
       raise ValueError(f"reference model {model!r} carries no tokenizer: pass tokenizer= to read files")
     from tokenizers import Tokenizer
-    vocab_size = Tokenizer.from_file(str(tokenizer.tokenizer_json)).get_vocab_size(with_added_tokens=True)
+    tokenizer_json = str(tokenizer.tokenizer_json)
+    vocab_size = Tokenizer.from_file(tokenizer_json).get_vocab_size(with_added_tokens=True)
     source = inp.describe()
     row_fn = lambda split: file_documents(inp, tokenizer, max_length, max_docs)
   else:
-    source = task
-    row_fn = lambda split: task_documents(task, split, max_length, max_docs)
+    assert task is not None
+    source, task_name = task, task
+    row_fn = lambda split: task_documents(task_name, split, max_length, max_docs)
   if task is not None and model_vocab != vocab_size:
     raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but task {task!r} uses "
                      f"{vocab_size} tokens: the reference must share the training tokenizer")
-  if task is None and vocab_size > model_vocab:
+  if task is None and vocab_size is not None and model_vocab is not None and vocab_size > model_vocab:
     raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but its tokenizer "
-                     f"{str(tokenizer.tokenizer_json)!r} has {vocab_size} tokens")
+                     f"{tokenizer_json!r} has {vocab_size} tokens")
   config = {"task" if task else "input": source, "model": str(model), "max_length": max_length, "max_docs": max_docs,
             "dtype": dtype, "bos_id": scorer.bos_id}
   results = {}
@@ -273,7 +278,7 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
   return results
 
 
-def read_reference_losses(out_dir: str | Path, split: str) -> Iterator[dict[str, Any]]:
+def read_reference_losses(out_dir: str | os.PathLike, split: str) -> Iterator[dict[str, Any]]:
   """Records ``{id, targets, ref_losses}`` of a finished job split, in shard order."""
   files = jobs.shard_files(out_dir, job_name(split))
   if not files:

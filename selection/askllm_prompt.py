@@ -44,14 +44,19 @@ def build_prompt(example: str) -> str:
 
 class PromptTokenizer(Protocol):
   """What truncation needs from a tokenizer (adapters: ``HFPromptTokenizer``, ``SentencePiecePromptTokenizer``)."""
-  bos_id: int | None
-  eos_id: int | None
+  @property
+  def bos_id(self) -> int | None: ...
+
+  @property
+  def eos_id(self) -> int | None: ...
 
   def encode(self, text: str) -> list[int]:
     """Ids of ``text`` without special tokens added (special-token strings inside ``text`` still map)."""
+    ...
 
   def encode_with_starts(self, text: str) -> tuple[list[int], list[int]]:
     """Ids and, per id, the character index in ``text`` where that token starts."""
+    ...
 
   def decode(self, ids: Sequence[int]) -> str:
     ...
@@ -92,7 +97,7 @@ class SentencePiecePromptTokenizer:
   @classmethod
   def from_file(cls, path: str) -> "SentencePiecePromptTokenizer":
     import sentencepiece as spm
-    return cls(spm.SentencePieceProcessor(model_file=str(path)))
+    return cls(spm.SentencePieceProcessor(model_file=str(path)))  # pyright: ignore[reportCallIssue]  (sentencepiece's generated signature)
 
   def encode(self, text: str) -> list[int]:
     return list(self.sp.encode(text))

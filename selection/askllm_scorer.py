@@ -56,7 +56,7 @@ def _llama_last_logits(module, tokens, lengths):
 def decoder_only_logits(module: nn.Module, params: Any, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
   """Next-token logits after each prompt. tokens: int32[batch, length] right-padded; lengths: int32[batch]
   (>= 1) -> float32[batch, vocab]."""
-  return module.apply({"params": params}, tokens, lengths, method=_llama_last_logits)
+  return module.apply({"params": params}, tokens, lengths, method=_llama_last_logits)  # pyright: ignore[reportReturnType]  (apply without mutable: the output only)
 
 
 def _t5_first_step(module, tokens):
@@ -67,7 +67,7 @@ def _t5_first_step(module, tokens):
 
 def encoder_decoder_logits(module: nn.Module, params: Any, tokens: jax.Array) -> jax.Array:
   """First decoder step logits. tokens: int32[batch, length] encoder inputs, 0 = padding -> float32[batch, vocab]."""
-  return module.apply({"params": params}, tokens, method=_t5_first_step)
+  return module.apply({"params": params}, tokens, method=_t5_first_step)  # pyright: ignore[reportReturnType]  (apply without mutable: the output only)
 
 
 # ----------------------------------------------------------------------------------------------- bucketing

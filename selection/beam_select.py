@@ -230,7 +230,7 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
         scored | "DensityLines" >> beam.Map(lambda r: (r[0], json.dumps({"id": r[1], "log_density": r[2]}))),
         dens_tmp, label="WriteDensity")
     schema = pa.schema([("id", pa.string()), ("log_density", pa.float64())])
-    dens_done | "DensityParquet" >> beam.Map(lambda src: _write_parquet_from_jsonl(
+    _ = dens_done | "DensityParquet" >> beam.Map(lambda src: _write_parquet_from_jsonl(
         src, posixpath.join(out, "density.parquet"), schema))
     keyed = (scored | "KeyBatch" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
              | "Keys" >> beam.FlatMap(_keys, cfg=cfg))
@@ -249,9 +249,9 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
                  | "PoolMeanValue" >> beam.Map(lambda m: m[0]))
     summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores": None,
                "dim": dim}
-    (stats | "AllStats" >> beam.Flatten() | "StatsList" >> beam.combiners.ToList()
-     | "Summary" >> beam.Map(_write_summary, out=out, summary=summary, how=AsSingleton(how_pc),
-                             pool_mean=AsSingleton(pool_mean), n=AsSingleton(n), repeats=AsSingleton(repeats)))
+    _ = (stats | "AllStats" >> beam.Flatten() | "StatsList" >> beam.combiners.ToList()
+         | "Summary" >> beam.Map(_write_summary, out=out, summary=summary, how=AsSingleton(how_pc),
+                                 pool_mean=AsSingleton(pool_mean), n=AsSingleton(n), repeats=AsSingleton(repeats)))
   with fs.open(posixpath.join(out_path, "select.json"), "rb") as f:
     return json.loads(f.read())
 
@@ -310,7 +310,7 @@ def _write_summary(stats, out: str, summary: dict, how: dict, pool_mean: float, 
           "mean_log_density_pool": pool_mean, "rates": rates}
   fs, path = storage.url_to_fs(posixpath.join(out, "select.json"))
   with fs.open(path + ".tmp-beam", "wb") as f:
-    f.write(json.dumps(full, indent=1, default=str).encode())
+    f.write(json.dumps(full, indent=1, default=str).encode())  # pyright: ignore[reportArgumentType]  (opened "wb")
   fs.mv(path + ".tmp-beam", path)
 
 

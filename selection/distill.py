@@ -125,8 +125,8 @@ def fidelity(pred: np.ndarray, truth: np.ndarray, rates: Sequence[float] = PAPER
   n = pred.size
   out: dict[str, Any] = {"docs": n, "spearman": None, "kendall": None, "topk_overlap": {}}
   if n >= 2:
-    out["spearman"] = float(stats.spearmanr(pred, truth).statistic)
-    out["kendall"] = float(stats.kendalltau(pred, truth).statistic)
+    out["spearman"] = float(stats.spearmanr(pred, truth).statistic)  # pyright: ignore[reportAttributeAccessIssue]  (scipy's result object)
+    out["kendall"] = float(stats.kendalltau(pred, truth).statistic)  # pyright: ignore[reportAttributeAccessIssue]  (scipy's result object)
   idx = np.arange(n)
   by_pred, by_truth = np.lexsort((idx, -pred)), np.lexsort((idx, -truth))
   for r in rates:
@@ -178,7 +178,7 @@ def fit_head(ids: Sequence[str], x: np.ndarray, y: np.ndarray, cfg: DistillConfi
             "heldout_docs": int(held.sum()), "holdout": cfg.holdout, "seed": cfg.seed, **info,
             "head_config": dataclasses.asdict(cfg.head), "params_sha256": _params_hash(params)}
   head = Head(params, config)
-  report = fidelity(head.logits(x[held]), y[held], cfg.rates) if held.any() else {"docs": 0}
+  report: dict[str, Any] = fidelity(head.logits(x[held]), y[held], cfg.rates) if held.any() else {"docs": 0}
   report["train"] = fidelity(head.logits(x[~held]), y[~held], ())
   return head, report
 

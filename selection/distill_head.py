@@ -46,7 +46,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> t
   from sklearn.linear_model import RidgeCV
   model = RidgeCV(alphas=np.asarray(cfg.alphas, np.float64)).fit(np.asarray(x, np.float64), np.asarray(y, np.float64))
   return ({"w": np.asarray(model.coef_, np.float64), "b": np.asarray(model.intercept_, np.float64)},
-          {"alpha": float(model.alpha_)})
+          {"alpha": float(model.alpha_)})  # pyright: ignore[reportArgumentType]  (set by fit)
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> tuple[dict[str, np.ndarray], dict]:

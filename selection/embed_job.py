@@ -299,7 +299,7 @@ def read_embeddings_file(path) -> tuple[list[str], list[np.ndarray]]:
     if col.null_count:
       bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
       raise ValueError(f"{bad.size} embeddings in {str(path)!r} are null (ids {[ids[i] for i in bad[:5]]})")
-    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)  # pyright: ignore[reportAttributeAccessIssue]  (generated at import)
     values = col.flatten()  # a null element becomes NaN and is rejected with the row's id below
     flat = values.to_numpy(zero_copy_only=False).astype(np.float32)
     splits = np.cumsum(lengths)[:-1]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tokensift.selection.keep import PAPER_RATES, keep_count
 
@@ -76,7 +77,7 @@ def _finite(log_ppl, what: str = "log_ppl") -> np.ndarray:
   return x
 
 
-def select_indices(log_ppl: Sequence[float], rate: float, mode: str) -> np.ndarray:
+def select_indices(log_ppl: ArrayLike, rate: float, mode: str) -> np.ndarray:
   """Indices (ascending) of the ``keep_count(n, rate)`` documents of lowest, middle or highest perplexity;
   ties broken by index. ``log_ppl``: [n] finite mean token losses (ValueError naming NaN/inf positions)."""
   check_mode(mode)
@@ -152,7 +153,7 @@ def write_perplexity_scores(ref_dir: str | os.PathLike, split: str = "train", ou
 
 
 def write_perplexity_lists(scores: str | os.PathLike, mode: str, rates: Sequence[float] = PAPER_RATES, *,
-                           out_dir: str | os.PathLike | None = None) -> dict[float, tuple[Path, int, int]]:
+                           out_dir: str | os.PathLike | None = None) -> dict[float, tuple[Path | str, int, int]]:
   """The ``ppl_{mode}_r{rate}.txt`` id lists of a perplexity score file (``write_perplexity_scores``), through
   the ASK-LLM top-k writer (``topk.write_topk_lists``); returns ``{rate: (path, k, ranked)}``."""
   from tokensift.selection import topk

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -159,8 +160,8 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
     chosen = samplers.sample(cfg.method, logs, k, seed=cfg.seed, exact=cfg.exact_size, log=True, ids=pool_ids)
     sel_ids = [ids[pool[i]] for i in chosen]
     path = id_lists.write_id_list(out / f"{cfg.tag}_r{id_lists.rate_tag(rate)}.txt", sel_ids)
-    lists[rate] = (path, len(sel_ids))
-    per_rate[f"{rate:g}"] = {"file": path.name, "k": len(sel_ids),
+    lists[rate] = (Path(path), len(sel_ids))
+    per_rate[f"{rate:g}"] = {"file": posixpath.basename(str(path)), "k": len(sel_ids),
                              "mean_log_density": math.fsum(logs[chosen]) / len(chosen) if len(chosen) else None}
   summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores":
              None if askllm_scores is None else str(askllm_scores), "documents": n, "dim": int(x.shape[1]),
@@ -194,5 +195,6 @@ def register_density_variants(selection_dir: str | os.PathLike, base_task: str =
   summary = json.loads(summary_file.read_text())
   cfg = summary["config"]
   tag = SelectConfig(**{**cfg, "rates": tuple(cfg["rates"])}).tag
-  lists = {float(rate): d / info["file"] for rate, info in summary["rates"].items()}
+  lists: dict[int | float | str, str | os.PathLike] = {float(rate): d / info["file"]
+                                                       for rate, info in summary["rates"].items()}
   return variants.register_variants(base_task, tag, lists)

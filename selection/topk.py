@@ -51,7 +51,7 @@ def rank(records: Iterable[Mapping[str, Any]], key: str = "score",
     if doc_id in seen:
       repeated += 1
       continue
-    seen.add(doc_id)
+    seen.add(str(doc_id))
     v = r.get(key)
     if v is None or not isinstance(v, (int, float)) or math.isnan(v):
       unranked += 1
@@ -78,7 +78,7 @@ def list_name(rate: float, method: str = "askllm") -> str:
 
 def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_RATES, *,
                      out_dir: str | os.PathLike | None = None, key: str = "score",
-                     method: str = "askllm") -> dict[float, tuple[Path, int, int]]:
+                     method: str = "askllm") -> dict[float, tuple[Path | str, int, int]]:
   """Writes one id list per rate (``{method}_r{rate}.txt``, best first) into ``out_dir`` (default:
   ``{scores dir}/selections``); returns ``{rate: (path, k, ranked)}``."""
   records = load_score_records(scores)

@@ -108,7 +108,7 @@ def register_variant(name: str, base_task: str | seqio.Task, id_list_path: str |
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
   flt = functools.partial(filter_by_ids, id_list_path=path, id_field=id_field)
-  flt.__name__ = f"filter_by_ids[{posixpath.basename(path.replace(os.sep, '/'))}]"  # seqio logs the name
+  flt.__name__ = f"filter_by_ids[{posixpath.basename(path.replace(os.sep, '/'))}]"  # pyright: ignore[reportAttributeAccessIssue]  (seqio logs the name)
   task = base.replace(name=name, preprocessors=[flt, *base.preprocessors])
   seqio.TaskRegistry.add_provider(name, task)
   return task

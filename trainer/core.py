@@ -78,7 +78,7 @@ class Batches(Protocol):
 
   def __next__(self) -> Any: ...
 
-  def replay(self, n: int) -> None: ...
+  def replay(self, n: int, /) -> None: ...
 
 
 class ReplayBatches:
@@ -199,7 +199,7 @@ class Trainer:
     this run's input can take it, else a replay of the ``step`` batches. Returns "restored" or "replayed"."""
     if meta.get("input") == "iterator" and getattr(batches, "checkpointable", False):
       try:
-        self.checkpointer.restore_input(step, batches.checkpoint)
+        self.checkpointer.restore_input(step, getattr(batches, "checkpoint"))
         return "restored"
       except Exception as e:  # noqa: BLE001  (orbax wraps tf errors; a replay gives the same batches)
         # e.g. a checkpoint of a run with another cache_examples setting (same batches, another pipeline)
@@ -211,7 +211,7 @@ class Trainer:
   def save(self, step: int, state: State, batches: Batches) -> None:
     iterator = getattr(batches, "checkpointable", False)
     meta = {"step": step, "data": _json(self.data), "input": "iterator" if iterator else "replay"}
-    self.checkpointer.save(step, state, meta, batches.checkpoint if iterator else None)
+    self.checkpointer.save(step, state, meta, getattr(batches, "checkpoint") if iterator else None)
 
   def train(self, state: State, batches: Batches, *, stop_at: int | None = None) -> TrainResult:
     """Steps ``self.start`` .. ``num_steps`` (see ``LoopSettings``); closes the checkpointer and writers.

@@ -11,6 +11,7 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
   peak, warm = cfg.learning_rate, cfg.warmup_steps
   end = peak * cfg.end_fraction
   decay_steps = max(1, total_steps - warm)
+  after: optax.Schedule
   if cfg.schedule == "constant":
     after = optax.constant_schedule(peak)
   elif cfg.schedule == "cosine":
@@ -20,9 +21,10 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
   else:  # rsqrt: peak * sqrt(max(warm, 1) / max(step, warm, 1)), as t5x's 'constant * rsqrt_decay'
     base = max(warm, 1)
 
-    def after(count):
+    def rsqrt(count):
       import jax.numpy as jnp
       return peak * jnp.sqrt(base / jnp.maximum(count + warm, base))
+    after = rsqrt
   if warm == 0:
     return after
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), after], [warm])

@@ -24,7 +24,7 @@ from tokensift.trainer import core
 from tokensift.trainer.config import LossConfig
 
 State = dict[str, Any]  # {"step": int32[], "params": tree, "opt_state": tree}
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}  # init runs once: compile it fast
+INIT_COMPILER_OPTIONS: dict[str, Any] = {"xla_backend_optimization_level": 0}  # init runs once: compile it fast
 
 
 def is_encoder_decoder(network: nn.Module) -> bool:
@@ -46,14 +46,16 @@ def compute_logits(network: nn.Module, params: Any, batch: Mapping[str, jax.Arra
                    dropout_rng: jax.Array | None = None) -> jax.Array:
   """Forward pass with the t5x network signature -> float logits [batch, length, vocab]."""
   rngs = {"dropout": dropout_rng} if (train and dropout_rng is not None) else None
-  common = dict(decoder_segment_ids=batch.get("decoder_segment_ids"),
-                decoder_positions=batch.get("decoder_positions"), enable_dropout=train)
+  common: dict[str, Any] = dict(decoder_segment_ids=batch.get("decoder_segment_ids"),
+                                decoder_positions=batch.get("decoder_positions"), enable_dropout=train)
   if is_encoder_decoder(network):
-    return network.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                         batch["decoder_target_tokens"], encoder_segment_ids=batch.get("encoder_segment_ids"),
-                         encoder_positions=batch.get("encoder_positions"), rngs=rngs, **common)
-  return network.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_target_tokens"],
-                       rngs=rngs, **common)
+    logits = network.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                           batch["decoder_target_tokens"], encoder_segment_ids=batch.get("encoder_segment_ids"),
+                           encoder_positions=batch.get("encoder_positions"), rngs=rngs, **common)
+  else:
+    logits = network.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_target_tokens"],
+                           rngs=rngs, **common)
+  return logits  # pyright: ignore[reportReturnType]  (apply without mutable: the output only)
 
 
 def loss_from_logits(logits: jax.Array, batch: Mapping[str, jax.Array], loss: LossConfig
@@ -131,7 +133,7 @@ class Steps:
     loss, metrics = loss_from_logits(logits, batch, self.loss)
     return loss, dict(metrics, tokens=jnp.asarray(batch["decoder_target_tokens"].size, jnp.float32))
 
-  def _train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
+  def _train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, Mapping[str, jax.Array]]:
     """The core's optax step (``core.make_step``) on this network's loss; dropout rng from ``seed + 1``."""
     return core.make_step(self._loss_fn, self.optimizer, self.schedule, rng_seed=self.seed + 1)(state, batch)
 
@@ -142,7 +144,7 @@ class Steps:
     weights = batch["decoder_loss_weights"].astype(jnp.float32)
     return dict(metrics, loss=loss, weight_sum=jnp.sum(weights))
 
-  def batch_shardings(self, batch: Mapping[str, np.ndarray]) -> dict[str, NamedSharding]:
+  def batch_shardings(self, batch: Mapping[str, np.ndarray | jax.Array]) -> dict[str, NamedSharding]:
     return {k: partitioning.batch_sharding(self.mesh, np.ndim(v)) for k, v in batch.items()}
 
   def put_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:

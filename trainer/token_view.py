@@ -133,7 +133,8 @@ def document_losses(config, network: Any, split: str, doc_index: int, mesh=None
   inputs_[:, 1:] = padded[:, :-1]
   batch = {"decoder_input_tokens": inputs_, "decoder_target_tokens": padded}
   logits = jax.jit(lambda p, b: compute_logits(network, p, b))(state["params"], batch)
-  ce, _ = token_cross_entropy(logits, padded)
+  import jax.numpy as jnp
+  ce, _ = token_cross_entropy(logits, jnp.asarray(padded))
   return targets, np.asarray(ce)[0, :targets.size], ref
 
 
@@ -145,7 +146,9 @@ def write_view(config, network: Any, out: str | Path, *, split: str = "validatio
   targets, ce, ref = document_losses(config, network, split, doc_index)
   ratio = config.loss.slm_ratio if slm_ratio is None else check_slm_ratio(slm_ratio, "--slm_ratio")
   excess = ce - ref
-  selected = np.asarray(select_tokens(excess[None], np.ones((1, excess.size), np.float32), ratio, "sequence"))[0]
+  import jax.numpy as jnp
+  selected = np.asarray(select_tokens(jnp.asarray(excess[None]), jnp.ones((1, excess.size), jnp.float32), ratio,
+                                      "sequence"))[0]
   vocab = inputs.get_task(config.task).output_features["targets"].vocabulary
   page = render_token_html(token_pieces(vocab, targets.tolist()), excess, selected, model_losses=ce, ref_losses=ref,
                            title=f"{config.task} [{split} #{doc_index}] slm_ratio {ratio:g}")

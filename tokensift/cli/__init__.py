@@ -30,7 +30,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
   empty list, say nothing) and descriptions printed as written (their examples)."""
 
   def _get_help_string(self, action: argparse.Action) -> str:
-    return super()._get_help_string(action) if _shows_default(action.default) else (action.help or "")
+    return (super()._get_help_string(action) or "") if _shows_default(action.default) else (action.help or "")
 
 
 def _shows_default(default) -> bool:

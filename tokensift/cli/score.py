@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
   d = ScoreJobConfig()
   p = sub.add_parser("score", help="ASK-LLM: score documents by an instruct model's P(\"yes\") (sharded, resumable)")
   src = add_input_args(p, "scored", "output directory (score-*-of-*.jsonl + .done markers)")
+  assert src is not None  # files=True: the --task/--input group
   src.add_argument("--embeddings", default=None,
                    help="with --head: the embed job's output (dir or file) to score, instead of documents")
   p.add_argument("--head", default=None,

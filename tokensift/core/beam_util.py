@@ -66,7 +66,7 @@ def _write_part(item, tmp_dir: str) -> tuple[int, str]:
   fs.makedirs(root, exist_ok=True)
   path = posixpath.join(root, f"part-{part:06d}")
   with fs.open(path, "wb") as f:
-    f.write("".join(line + "\n" for line in lines).encode("utf-8"))
+    f.write("".join(line + "\n" for line in lines).encode("utf-8"))  # pyright: ignore[reportArgumentType]  (opened "wb")
   return part, path
 
 
@@ -81,7 +81,7 @@ def _concat(parts: Iterable[tuple[int, str]], final: str, tmp_dir: str) -> str:
     for _, path in sorted(parts):
       with fs.open(path, "rb") as f:
         while chunk := f.read(1 << 20):
-          out.write(chunk)
+          out.write(chunk)  # pyright: ignore[reportArgumentType]  (opened "wb")
   _commit(fs, tmp, target)
   if fs.exists(tmp_root):
     fs.rm(tmp_root, recursive=True)

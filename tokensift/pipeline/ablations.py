@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+  import jax
 
 PAD, OOV, SEP = 0, 1, 2
 VOCABULARIES = ("chars", "tokens")
@@ -229,8 +232,8 @@ class AblationSteps:
       state["counts"] = {k: jnp.zeros(len(seeds), jnp.int32) for k in COUNTS}
     return state
 
-  def _logits(self, params, tokens):
-    return self.net.apply({"params": params}, tokens[:, :-1])
+  def _logits(self, params, tokens) -> jax.Array:
+    return self.net.apply({"params": params}, tokens[:, :-1])  # pyright: ignore[reportReturnType]  (apply without mutable: the output only)
 
   def _loss(self, params, batch, kind):
     """One seed's loss on rows [batch, seq_len + 1]; metrics ``ce`` (all weighted targets) and, for SLM, the

@@ -9,11 +9,12 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from tokensift.selection.keep import keep_count
 
 
-def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+def roc_auc(scores: ArrayLike, positive: ArrayLike) -> float | None:
   """Area under the ROC curve of ``scores`` ranking the ``positive`` items first (ties count one half);
   None when one class is empty. sklearn's implementation (a maintained library) does the work."""
   from sklearn.metrics import roc_auc_score
@@ -42,7 +43,7 @@ def random_select(n: int, rate: float, seed: int = 0) -> np.ndarray:
   return np.sort(samplers.random_sample(n, keep_count(n, rate), seed=seed))
 
 
-def kept_share_by_rate(scores: Sequence[float], is_junk: Sequence[bool], rates: Sequence[float]
+def kept_share_by_rate(scores: ArrayLike, is_junk: ArrayLike, rates: Sequence[float]
                        ) -> list[dict[str, Any]]:
   """Top-``keep_count(n, rate)`` by ``scores`` (highest kept) at each rate: share of junk and of clean documents
   kept."""
@@ -57,7 +58,7 @@ def kept_share_by_rate(scores: Sequence[float], is_junk: Sequence[bool], rates: 
   return out
 
 
-def cluster_keep_share(kept: Sequence[bool], cluster: Sequence[int | None]) -> dict[int, float]:
+def cluster_keep_share(kept: ArrayLike, cluster: Sequence[int | None]) -> dict[int, float]:
   """For each cluster id: the share of its members that are ``kept``."""
   k = np.asarray(kept, bool)
   out: dict[int, list[bool]] = {}
