@@ -45,8 +45,9 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> t
   """Ridge regression of ``y [n]`` on ``x [n, d]`` with an intercept; returns (params, {"alpha": chosen})."""
   from sklearn.linear_model import RidgeCV
   model = RidgeCV(alphas=np.asarray(cfg.alphas, np.float64)).fit(np.asarray(x, np.float64), np.asarray(y, np.float64))
+  alpha = float(model.alpha_)  # pyright: ignore[reportArgumentType]  (set by fit)
   return ({"w": np.asarray(model.coef_, np.float64), "b": np.asarray(model.intercept_, np.float64)},
-          {"alpha": float(model.alpha_)})  # pyright: ignore[reportArgumentType]  (set by fit)
+          {"alpha": alpha})
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> tuple[dict[str, np.ndarray], dict]:

@@ -31,8 +31,9 @@ from typing import Mapping
 
 import seqio
 
-from tokensift.selection.id_lists import (ID_FIELD, _exists, _gfile, _norm, _rate_tag, is_remote,  # noqa: F401
-                                          iter_id_list, rate_tag, read_id_list, variant_name, write_id_list)
+from tokensift.selection.id_lists import (  # noqa: F401  (re-exported; the noqa after "(" covers every name)
+    ID_FIELD, _exists, _gfile, _norm, _rate_tag, is_remote, iter_id_list, rate_tag, read_id_list, variant_name,
+    write_id_list)
 
 SELECTIONS_ENV = "TOKENSIFT_SELECTIONS"
 _LIST_NAME = re.compile(r"^(?P<method>[A-Za-z0-9_]+?)_r(?P<rate>[0-9]+(?:p[0-9]+)?)\.txt$")

@@ -39,8 +39,9 @@ def _shows_default(default) -> bool:
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-  return {name: p for a in parser._actions if isinstance(a, argparse._SubParsersAction)  # noqa: SLF001
-          for name, p in a.choices.items()}
+  actions = parser._actions  # noqa: SLF001  (argparse keeps the subcommands there)
+  subparsers = argparse._SubParsersAction  # noqa: SLF001
+  return {name: p for a in actions if isinstance(a, subparsers) for name, p in a.choices.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
