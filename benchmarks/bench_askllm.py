@@ -20,6 +20,7 @@ warm-up batch are excluded and the compile time is reported.
 
 Run: ``python benchmarks/bench_askllm.py [--n 48] [--batch 16] [--max_length 512]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ import numpy as np
 
 def c4_docs(n: int) -> list[str]:
   from tokensift.core import paths
+
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz")) as f:
     return [json.loads(line)["text"] for _, line in zip(range(n), f)]
 
@@ -57,14 +59,15 @@ def hf_batches(prompts: list[list[int]], batch: int, pad_id: int, device: str = 
   """Batches of ``batch`` prompts in input order, right-padded to the longest: (ids int64[b, l], attention mask
   int64[b, l], lengths int64[b]) on ``device`` (built on the host, then copied)."""
   import torch
+
   for s in range(0, len(prompts), batch):
-    chunk = prompts[s:s + batch]
+    chunk = prompts[s : s + batch]
     width = max(len(p) for p in chunk)
     ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(chunk), width), dtype=torch.long)
     for i, p in enumerate(chunk):
-      ids[i, :len(p)] = torch.tensor(p)
-      mask[i, :len(p)] = 1
+      ids[i, : len(p)] = torch.tensor(p)
+      mask[i, : len(p)] = 1
     yield ids.to(device), mask.to(device), torch.tensor([len(p) for p in chunk]).to(device)
 
 
@@ -72,6 +75,7 @@ def hf_decoder_only_logp_yes(model, prompts, batch, yes_id, best_path=True, devi
   """best_path: project only the read position; else one plain forward (all positions' logits).
   -> float32 numpy [len(prompts)] (log P("yes") after each prompt)."""
   import torch
+
   out = []
   with torch.inference_mode():
     for ids, mask, lengths in hf_batches(prompts, batch, 0, device):
@@ -88,6 +92,7 @@ def hf_decoder_only_logp_yes(model, prompts, batch, yes_id, best_path=True, devi
 def hf_t5_logp_yes(model, prompts, batch, yes_id, device="cpu"):
   """One encoder pass and one decoder step from the start token 0 -> float32 numpy [len(prompts)]."""
   import torch
+
   out = []
   with torch.inference_mode():
     for ids, mask, _ in hf_batches(prompts, batch, 0, device):
@@ -101,6 +106,7 @@ def bench(name, scorer, docs, hf_fn, batch, hf_best_fn=None):
   """Times tokensift end to end (prompt building included) and HF on the same prompt ids (``hf_fn``: DESIGN
   §8's peer; ``hf_best_fn``: HF's best path, also timed when given)."""
   from tokensift.selection import askllm_prompt as ap
+
   prompts = [ap.prompt_ids(d, scorer.tokenizer, scorer.fmt).ids for d in docs]
   t0 = time.perf_counter()
   n_shapes = scorer.warmup([len(p) for p in prompts])  # compiles each batch shape once (dummy batches)
@@ -112,17 +118,23 @@ def bench(name, scorer, docs, hf_fn, batch, hf_best_fn=None):
   diff = float(np.max(np.abs(np.exp(ours_lp) - np.exp(theirs))))
   diff_lp = float(np.max(np.abs(ours_lp - theirs)))
   n_tok = sum(len(p) for p in prompts)
-  print(f"[{name}] {len(docs)} docs, {n_tok} prompt tokens ({sum(r.truncated for r in ours)} truncated), "
-        f"max |P_ours(yes) - P_hf(yes)| = {diff:.2e}, max |log P diff| = {diff_lp:.2e}")
-  print(f"  tokensift: {len(docs) / t_ours:8.2f} docs/s  ({t_ours:.2f} s; "
-        f"compiling {n_shapes} batch shapes took {first:.1f} s)")
+  print(
+    f"[{name}] {len(docs)} docs, {n_tok} prompt tokens ({sum(r.truncated for r in ours)} truncated), "
+    f"max |P_ours(yes) - P_hf(yes)| = {diff:.2e}, max |log P diff| = {diff_lp:.2e}"
+  )
+  print(
+    f"  tokensift: {len(docs) / t_ours:8.2f} docs/s  ({t_ours:.2f} s; "
+    f"compiling {n_shapes} batch shapes took {first:.1f} s)"
+  )
   print(f"  HF torch : {len(docs) / t_hf:8.2f} docs/s  ({t_hf:.2f} s; batch {batch} padded to longest)")
   print(f"  ratio tokensift / HF = {t_hf / t_ours:.2f}x   (target >= 2x)")
   if hf_best_fn is not None:
     best, t_best = timed(lambda: hf_best_fn(prompts, batch))
     assert np.allclose(best, theirs, atol=1e-4), "HF best path and plain forward disagree"
-    print(f"  HF torch, vocabulary projection at the read position only: {len(docs) / t_best:8.2f} docs/s "
-          f"({t_best:.2f} s): ratio tokensift / HF best path = {t_best / t_ours:.2f}x")
+    print(
+      f"  HF torch, vocabulary projection at the read position only: {len(docs) / t_best:8.2f} docs/s "
+      f"({t_best:.2f} s): ratio tokensift / HF best path = {t_best / t_ours:.2f}x"
+    )
   return t_hf / t_ours
 
 
@@ -138,38 +150,65 @@ def main():
 
   import jax
   import torch
+
   torch.set_num_threads(os.cpu_count() or 1)
   from tokensift.core import paths
   from tokensift.selection import score_job
 
   docs = c4_docs(args.n)
-  print(f"devices: jax {jax.devices()[0].platform} x{jax.device_count()}, torch threads {torch.get_num_threads()}, "
-        f"cpus {os.cpu_count()}")
+  print(
+    f"devices: jax {jax.devices()[0].platform} x{jax.device_count()}, torch threads {torch.get_num_threads()}, "
+    f"cpus {os.cpu_count()}"
+  )
   cfg_kw = dict(max_length=args.max_length, tokens_per_batch=args.tokens_per_batch, max_batch=64)
   ratios = {}
   if args.only in (None, "smollm2"):
     from transformers import AutoModelForCausalLM
+
     scorer = score_job.build_scorer(score_job.ScoreJobConfig(**cfg_kw))
     gguf = paths.smollm2_gguf()
     hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
     yes = scorer.answers.yes
-    ratios["smollm2"] = bench("SmolLM2-135M-Instruct GGUF", scorer, docs,
-                              lambda p, b: hf_decoder_only_logp_yes(hf, p, b, yes, best_path=False), args.batch,
-                              hf_best_fn=lambda p, b: hf_decoder_only_logp_yes(hf, p, b, yes))
+    ratios["smollm2"] = bench(
+      "SmolLM2-135M-Instruct GGUF",
+      scorer,
+      docs,
+      lambda p, b: hf_decoder_only_logp_yes(hf, p, b, yes, best_path=False),
+      args.batch,
+      hf_best_fn=lambda p, b: hf_decoder_only_logp_yes(hf, p, b, yes),
+    )
     del hf, scorer
   if args.only in (None, "t5"):
     from transformers import T5Config, T5ForConditionalGeneration
-    hf_cfg = T5Config(vocab_size=32768, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8,
-                      num_heads=6, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=2)
+
+    hf_cfg = T5Config(
+      vocab_size=32768,
+      d_model=512,
+      d_kv=64,
+      d_ff=1024,
+      num_layers=8,
+      num_decoder_layers=8,
+      num_heads=6,
+      feed_forward_proj="gated-gelu",
+      tie_word_embeddings=False,
+      decoder_start_token_id=0,
+      pad_token_id=0,
+      eos_token_id=2,
+    )
     torch.manual_seed(0)
     hf = T5ForConditionalGeneration(hf_cfg).eval()
     with tempfile.TemporaryDirectory() as tmp:
       hf.save_pretrained(tmp)
-      scorer = score_job.build_scorer(score_job.ScoreJobConfig(
-          model=tmp, vocab=str(paths.data_path("tokenizers", "c4-32768.model")), **cfg_kw))
-    ratios["t5"] = bench("T5 FLAN-T5-Small shape, random weights", scorer, docs,
-                         lambda p, b: hf_t5_logp_yes(hf, p, b, scorer.answers.yes), args.batch)
+      scorer = score_job.build_scorer(
+        score_job.ScoreJobConfig(model=tmp, vocab=str(paths.data_path("tokenizers", "c4-32768.model")), **cfg_kw)
+      )
+    ratios["t5"] = bench(
+      "T5 FLAN-T5-Small shape, random weights",
+      scorer,
+      docs,
+      lambda p, b: hf_t5_logp_yes(hf, p, b, scorer.answers.yes),
+      args.batch,
+    )
   print("summary: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
 
 

@@ -10,6 +10,7 @@ the Beam worker processes are counted) are printed, since on a shared machine wa
 
     python benchmarks/bench_beam.py [--docs 200000 --chars 2000 --shards 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,30 +60,54 @@ def main() -> None:
   inp = docs.DocumentInput(files=(str(corpus),))
   config = {"input": inp.describe(), "profile": "web", "vocab": None}
   rule_cfg = rules.RuleConfig.named("web")
-  print(f"corpus: {args.docs} documents, {corpus.stat().st_size / 1e6:.1f} MB, cpus {os.cpu_count()}, "
-        f"load average {os.getloadavg()[0]:.2f}")
+  print(
+    f"corpus: {args.docs} documents, {corpus.stat().st_size / 1e6:.1f} MB, cpus {os.cpu_count()}, "
+    f"load average {os.getloadavg()[0]:.2f}"
+  )
 
   def timed(label, fn):
     t, c = time.perf_counter(), _cpu()
     fn()
     wall, cpu = time.perf_counter() - t, _cpu() - c
-    print(f"{label:<22} {wall:8.1f} s wall {args.docs / wall:9.0f} docs/s   cpu {cpu:8.1f} s "
-          f"({args.docs / cpu:7.0f} docs per cpu-s)", flush=True)
+    print(
+      f"{label:<22} {wall:8.1f} s wall {args.docs / wall:9.0f} docs/s   cpu {cpu:8.1f} s "
+      f"({args.docs / cpu:7.0f} docs per cpu-s)",
+      flush=True,
+    )
     return wall
 
-  base = timed("single process", lambda: job.run_refine(
-      rows=inp, out_dir=tmp / "one", programmer=job.RuleProgrammer(rule_cfg), piece_size=args.piece_size,
-      config=config, progress=False))
+  base = timed(
+    "single process",
+    lambda: job.run_refine(
+      rows=inp,
+      out_dir=tmp / "one",
+      programmer=job.RuleProgrammer(rule_cfg),
+      piece_size=args.piece_size,
+      config=config,
+      progress=False,
+    ),
+  )
+
   def records(d: Path) -> list[bytes]:
     return sorted(line for f in sorted(d.glob("refine-*-of-*.jsonl")) for line in f.read_bytes().splitlines())
 
   ref = records(tmp / "one")
   for w in (int(x) for x in args.workers.split(",")):
     out = tmp / f"beam{w}"
-    wall = timed(f"beam local {w} worker(s)", lambda: beam_refine.run_refine_beam(
-        inp=inp, out_dir=str(out), programmer_factory=functools.partial(job.RuleProgrammer, rule_cfg),
-        programmer_name=f"rules:{rule_cfg.profile}", piece_size=args.piece_size, config=config, workers=w,
-        shards=args.shards, spread_pieces=False))
+    wall = timed(
+      f"beam local {w} worker(s)",
+      lambda: beam_refine.run_refine_beam(
+        inp=inp,
+        out_dir=str(out),
+        programmer_factory=functools.partial(job.RuleProgrammer, rule_cfg),
+        programmer_name=f"rules:{rule_cfg.profile}",
+        piece_size=args.piece_size,
+        config=config,
+        workers=w,
+        shards=args.shards,
+        spread_pieces=False,
+      ),
+    )
     same = records(out) == ref
     print(f"  speed-up vs single process: {base / wall:.2f}x; same records: {same}", flush=True)
 

@@ -12,6 +12,7 @@ HF runs its default attention (sdpa) except Gemma 2, whose soft-capping needs ``
 
 Prints, per family: max |logit diff| on real tokens, tokens/s for both, and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ def c4_rows(batch: int, length: int, vocab: int):
   import numpy as np
 
   from tokensift.core import paths
+
   tokens = np.zeros((batch, length), np.int32)
   mask = np.zeros((batch, length), np.int64)
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:
@@ -48,14 +50,26 @@ def c4_rows(batch: int, length: int, vocab: int):
 def hf_model(family: str, args):
   import torch
   import transformers
+
   heads = args.heads
-  common = dict(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-                num_hidden_layers=args.layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
-                max_position_embeddings=max(2048, args.length), pad_token_id=0)
+  common = dict(
+    vocab_size=args.vocab,
+    hidden_size=args.hidden,
+    intermediate_size=args.intermediate,
+    num_hidden_layers=args.layers,
+    num_attention_heads=heads,
+    num_key_value_heads=heads // 2,
+    max_position_embeddings=max(2048, args.length),
+    pad_token_id=0,
+  )
   gemma_head = 2 * args.hidden // heads
-  extra = {"llama": {}, "mistral": dict(sliding_window=args.window), "qwen2": {},
-           "gemma": dict(head_dim=gemma_head),
-           "gemma2": dict(head_dim=gemma_head, sliding_window=args.window, query_pre_attn_scalar=gemma_head)}[family]
+  extra = {
+    "llama": {},
+    "mistral": dict(sliding_window=args.window),
+    "qwen2": {},
+    "gemma": dict(head_dim=gemma_head),
+    "gemma2": dict(head_dim=gemma_head, sliding_window=args.window, query_pre_attn_scalar=gemma_head),
+  }[family]
   names = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2", "gemma": "Gemma", "gemma2": "Gemma2"}[family]
   cfg = getattr(transformers, f"{names}Config")(**common, **extra)
   if family == "gemma2":
@@ -90,9 +104,11 @@ def main(argv=None):
   real = int(mask.sum())
   tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
   t_tokens, t_mask = torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(mask)
-  print(f"batch {args.batch} x {args.length} ({real} real C4 tokens), hidden {args.hidden}, {args.layers} layers, "
-        f"{args.heads} heads / {args.heads // 2} kv, vocab {args.vocab}, dtype {args.dtype}; jax "
-        f"{jax.devices()[0].platform} x{jax.device_count()}, torch threads {torch.get_num_threads()}")
+  print(
+    f"batch {args.batch} x {args.length} ({real} real C4 tokens), hidden {args.hidden}, {args.layers} layers, "
+    f"{args.heads} heads / {args.heads // 2} kv, vocab {args.vocab}, dtype {args.dtype}; jax "
+    f"{jax.devices()[0].platform} x{jax.device_count()}, torch threads {torch.get_num_threads()}"
+  )
   for family in args.families.split(","):
     hf = hf_model(family, args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,8 +127,11 @@ def main(argv=None):
     diff = float(np.abs(np.asarray(forward(params, jt))[valid] - run_hf().float().numpy()[valid]).max())
     ours = real / statistics.median(timed(lambda: forward(params, jt).block_until_ready(), args.repeats))
     theirs = real / statistics.median(timed(run_hf, args.repeats))
-    print(f"{family:8s} max|diff| {diff:.1e}   tokensift {ours:9.0f} tok/s   HF {theirs:9.0f} tok/s   "
-          f"ratio {ours / theirs:.2f}x", flush=True)
+    print(
+      f"{family:8s} max|diff| {diff:.1e}   tokensift {ours:9.0f} tok/s   HF {theirs:9.0f} tok/s   "
+      f"ratio {ours / theirs:.2f}x",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 Run: ``python benchmarks/bench_distill.py [--n 300] [--sizes 50,100,200] [--results]`` (a 2-core CPU takes minutes
 per 100 judged documents at 512 tokens: the judge dominates).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ LLAMA_1B_NON_EMBEDDING = 0.97e9  # Llama-3.2-1B: 1.24 B parameters, 0.26 B of th
 
 def c4_documents(n: int):
   from tokensift.core import docs, paths
+
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz")) as f:
     rows = [json.loads(line) for _, line in zip(range(n), f)]
   return [docs.Document(f"c4v-{i:04d}", r["text"]) for i, r in enumerate(rows)]
@@ -41,6 +43,7 @@ def c4_documents(n: int):
 
 def non_embedding_params(params, table_size: int) -> int:
   import jax
+
   total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   return total - table_size
 
@@ -48,6 +51,7 @@ def non_embedding_params(params, table_size: int) -> int:
 def judge_scores(documents, out_dir: str, max_length: int):
   from tokensift.core import jobs
   from tokensift.selection import score_job
+
   cfg = score_job.ScoreJobConfig(max_length=max_length, variants=False)
   t0 = time.perf_counter()
   res = score_job.run_score_job(cfg, jobs.in_memory_rows(documents), out_dir, progress=False, piece_size=64)
@@ -74,8 +78,10 @@ def main():
   for length in (a.max_length, a.ceiling_length):
     res, secs = judge_scores(documents, os.path.join(a.cache, f"judge_{length}"), length)
     judged[length] = res
-    print(f"judge SmolLM2-135M-Instruct at {length} tokens: {a.n} documents "
-          f"({'cached' if res.skipped_done else f'{secs:.0f} s incl. compile'})")
+    print(
+      f"judge SmolLM2-135M-Instruct at {length} tokens: {a.n} documents "
+      f"({'cached' if res.skipped_done else f'{secs:.0f} s incl. compile'})"
+    )
   emb_dir = os.path.join(a.cache, "embed")
   embed_job.run_embed_job(embed_job.EmbedJobConfig(), jobs.in_memory_rows(documents), emb_dir, progress=False)
   e_ids, x = embed_job.load_embeddings(emb_dir)
@@ -92,10 +98,15 @@ def main():
   held = distill.heldout_mask(common, a.holdout)
   ceiling = distill.fidelity(np.array([targets[a.ceiling_length][i] for i in common])[held], y[held], PAPER_RATES)
   print(f"\nheld-out documents: {int(held.sum())}; training pool: {int((~held).sum())}")
-  print(f"judge ceiling (its {a.ceiling_length}-token vs {a.max_length}-token target on the held-out documents): "
-        f"Spearman {ceiling['spearman']:.3f}, Kendall {ceiling['kendall']:.3f}")
-  print("\n| head | judged (train) | Spearman | % of ceiling | Kendall | top-k overlap at " +
-        ", ".join(f"{r}%" for r in PAPER_RATES) + " | fit s |")
+  print(
+    f"judge ceiling (its {a.ceiling_length}-token vs {a.max_length}-token target on the held-out documents): "
+    f"Spearman {ceiling['spearman']:.3f}, Kendall {ceiling['kendall']:.3f}"
+  )
+  print(
+    "\n| head | judged (train) | Spearman | % of ceiling | Kendall | top-k overlap at "
+    + ", ".join(f"{r}%" for r in PAPER_RATES)
+    + " | fit s |"
+  )
   print("|---|---|---|---|---|---|---|")
   train_idx = np.flatnonzero(~held)
   for kind in distill_head.HEADS:
@@ -106,10 +117,12 @@ def main():
       params, _ = distill_head.fit(xs[train_idx[:m]], y[train_idx[:m]], distill_head.HeadConfig(kind=kind))
       fit_s = time.perf_counter() - t0
       f = distill.fidelity(distill_head.predict(params, xs[held]), y[held], PAPER_RATES)
-      print(f"| {kind} | {m} | {f['spearman']:.3f} | {100 * f['spearman'] / ceiling['spearman']:.0f}% | "
-            f"{f['kendall']:.3f} | " + " / ".join(f"{v:.2f}" for v in f["topk_overlap"].values()) + f" | {fit_s:.1f} |")
+      print(
+        f"| {kind} | {m} | {f['spearman']:.3f} | {100 * f['spearman'] / ceiling['spearman']:.0f}% | "
+        f"{f['kendall']:.3f} | " + " / ".join(f"{v:.2f}" for v in f["topk_overlap"].values()) + f" | {fit_s:.1f} |"
+      )
   # throughput, warm, same documents
-  texts = [d.text for d in documents[:a.throughput_docs]]
+  texts = [d.text for d in documents[: a.throughput_docs]]
   scorer = score_job.build_scorer(score_job.ScoreJobConfig(max_length=a.max_length, variants=False))
   scorer.score(texts)
   t0 = time.perf_counter()
@@ -125,11 +138,15 @@ def main():
   judge_tokens = sum(len(p.ids) for p in scorer.prompts(texts)) if hasattr(scorer, "prompts") else None
   jp = non_embedding_params(scorer.params, int(np.prod(_table_shape(scorer.params))))
   ep = non_embedding_params(embedder.params, int(np.prod(_table_shape(embedder.params))))
-  print(f"\nthroughput on {len(texts)} documents (warm): judge {len(texts) / judge_s:.1f} docs/s, embed + ridge head "
-        f"{len(texts) / head_s:.1f} docs/s: {judge_s / head_s:.1f}x")
-  print(f"non-embedding parameters: judge {jp / 1e6:.1f} M, embedder {ep / 1e6:.1f} M; FLOP ratio per document at "
-        f"{a.max_length} judge vs 256 embedding tokens: {jp * a.max_length / (ep * 256):.0f}x; a 1B judge "
-        f"(0.97 B non-embedding): {LLAMA_1B_NON_EMBEDDING * a.max_length / (ep * 256):.0f}x")
+  print(
+    f"\nthroughput on {len(texts)} documents (warm): judge {len(texts) / judge_s:.1f} docs/s, embed + ridge head "
+    f"{len(texts) / head_s:.1f} docs/s: {judge_s / head_s:.1f}x"
+  )
+  print(
+    f"non-embedding parameters: judge {jp / 1e6:.1f} M, embedder {ep / 1e6:.1f} M; FLOP ratio per document at "
+    f"{a.max_length} judge vs 256 embedding tokens: {jp * a.max_length / (ep * 256):.0f}x; a 1B judge "
+    f"(0.97 B non-embedding): {LLAMA_1B_NON_EMBEDDING * a.max_length / (ep * 256):.0f}x"
+  )
   if judge_tokens:
     print(f"mean tokens per document: judge {judge_tokens / len(texts):.0f}, embedder {float(np.mean(ntok)):.0f}")
 
@@ -137,6 +154,7 @@ def main():
 def _table_shape(params):
   """The shape of the largest leaf: the token-embedding table of both models."""
   import jax
+
   return max((x.shape for x in jax.tree.leaves(params)), key=lambda s: int(np.prod(s)))
 
 

@@ -24,6 +24,7 @@ and OpenWebMath 878 (math profile).
 
   python benchmarks/bench_executor.py [--repeats 9] [--no-summary] [--prox /tmp/prox_executor]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ TARGET_DOCS_PER_S = 5000
 
 def c4_train_texts() -> list[str]:
   import tensorflow as tf
+
   tf.config.set_visible_devices([], "GPU")
   from tokensift.tasks import sources
+
   ds = sources.c4_source().get_dataset("train", shuffle=False)
   return [ex["text"].decode("utf-8") for ex in ds.as_numpy_iterator()]
 
@@ -50,11 +53,12 @@ def c4_train_texts() -> list[str]:
 def owm_texts() -> list[str]:
   from tokensift.core import docs
   from tokensift.tasks import sources
+
   report = docs.ReadReport()
   return [d.text for d in docs.documents_only(docs.file_rows(sources.owm_files(), id_field="url"), report)]
 
 
-_PROX_UNSAFE = frozenset(',)="\\\'#')  # characters ProX's executor splits or strips strings on (and quotes)
+_PROX_UNSAFE = frozenset(",)=\"\\'#")  # characters ProX's executor splits or strips strings on (and quotes)
 
 
 def editing_program(text: str, rng) -> str:
@@ -94,6 +98,7 @@ def line_editing_program(text: str, rng) -> str:
 
 def editing_programs(texts: list[str], seed: int = 0, lines: bool = False) -> list[str]:
   import random
+
   rng = random.Random(seed)
   return [(line_editing_program if lines else editing_program)(t, rng) for t in texts]
 
@@ -126,13 +131,14 @@ def prox_executor(directory: str):
     if doc_program is not None and doc_utils.execute_meta_operations(text, doc_program) == "":
       return ""
     return chunk_utils.execute_meta_operations(text, chunk_program or "keep_chunk()")
+
   return run
 
 
 def interleaved_rates(fns, runs, repeats: int, clear, batch: int = 100) -> list[float]:
   """Docs per CPU-second for each ``fn(text, doc_program, chunk_program)`` over ``runs``: the executors take
   turns batch by batch (the order alternating between repeats); each batch's best CPU time is kept and summed."""
-  batches = [runs[i:i + batch] for i in range(0, len(runs), batch)]
+  batches = [runs[i : i + batch] for i in range(0, len(runs), batch)]
   best = [[float("inf")] * len(batches) for _ in fns]
   for r in range(repeats):
     clear()
@@ -161,6 +167,7 @@ def best_rate(fn, n_docs: int, repeats: int) -> tuple[float, float]:
 
 def summary(name: str, texts: list[str], cfg, count_tokens) -> None:
   from tokensift.refine import executor, rules
+
   kept = 0
   words = [0, 0]
   tokens = [0, 0]
@@ -182,17 +189,22 @@ def summary(name: str, texts: list[str], cfg, count_tokens) -> None:
     tokens[0] += tb
     tokens[1] += ta
   n = len(texts)
-  print(f"  {name} ({cfg.profile} profile): {n} docs, dropped {n - kept} ({100 * (n - kept) / n:.1f}%): "
-        f"{dict(reasons.most_common())}")
-  print(f"    words kept {words[1]}/{words[0]} ({100 * words[1] / words[0]:.1f}%), smollm2 tokens kept "
-        f"{tokens[1]}/{tokens[0]} ({100 * tokens[1] / tokens[0]:.1f}%), lines removed from kept docs {lines[1]}")
+  print(
+    f"  {name} ({cfg.profile} profile): {n} docs, dropped {n - kept} ({100 * (n - kept) / n:.1f}%): "
+    f"{dict(reasons.most_common())}"
+  )
+  print(
+    f"    words kept {words[1]}/{words[0]} ({100 * words[1] / words[0]:.1f}%), smollm2 tokens kept "
+    f"{tokens[1]}/{tokens[0]} ({100 * tokens[1] / tokens[0]:.1f}%), lines removed from kept docs {lines[1]}"
+  )
   print(f"    rules fired (documents): {dict(fired.most_common())}")
 
 
 def parse_seconds(n_chars: int, repeats: int = 3) -> float:
   """Best time to parse ``n_chars`` characters of call-free text (words and punctuation, no ``name(``)."""
   from tokensift.refine import program
-  text = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit; sed do eiusmod tempor. " * (n_chars // 80 + 1))
+
+  text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit; sed do eiusmod tempor. " * (n_chars // 80 + 1)
   text = text[:n_chars]
   best = float("inf")
   for _ in range(repeats):
@@ -205,8 +217,11 @@ def parse_seconds(n_chars: int, repeats: int = 3) -> float:
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--repeats", type=int, default=9)
-  ap.add_argument("--prox", default=os.environ.get("TOKENSIFT_PROX_DIR", ""),
-                  help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)")
+  ap.add_argument(
+    "--prox",
+    default=os.environ.get("TOKENSIFT_PROX_DIR", ""),
+    help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)",
+  )
   ap.add_argument("--no-summary", action="store_true", help="skip the sample summary (it loads a tokenizer)")
   add_results_flag(ap)
   args = ap.parse_args()
@@ -220,11 +235,15 @@ def main() -> None:
   n = len(texts)
   calls = lambda runs: sum(len(program.parse(c).calls) for _, _, c in runs)
   print(f"C4 train sample: {n} documents, {sum(len(t) for t in texts) / n:.0f} chars/doc")
-  print(f"  rule programs: {sum(p.chunk_program != 'keep_chunk()' and p.doc_program != 'drop_doc()' for p in progs)}"
-        f" with line/string calls, {sum(p.doc_program == 'drop_doc()' for p in progs)} drop_doc(), "
-        f"{calls(rule_runs)} chunk calls")
-  print(f"  editing programs: {calls(edit_runs)} chunk calls "
-        f"({sum(c.count('normalize(') for _, _, c in edit_runs)} normalize)")
+  print(
+    f"  rule programs: {sum(p.chunk_program != 'keep_chunk()' and p.doc_program != 'drop_doc()' for p in progs)}"
+    f" with line/string calls, {sum(p.doc_program == 'drop_doc()' for p in progs)} drop_doc(), "
+    f"{calls(rule_runs)} chunk calls"
+  )
+  print(
+    f"  editing programs: {calls(edit_runs)} chunk calls "
+    f"({sum(c.count('normalize(') for _, _, c in edit_runs)} normalize)"
+  )
 
   def clear():  # every program parsed once per run, as in a real job
     program._parse_cached.cache_clear()
@@ -235,35 +254,52 @@ def main() -> None:
       clear()
       for t, d, c in runs:
         executor.execute(t, d, c)
+
     return run
 
   prox = prox_executor(args.prox)
-  mixes = (("rule programs", rule_runs), ("editing programs (string-heavy)", edit_runs),
-           ("editing programs (line-heavy)", line_runs))
-  print("word counter: " + ("compiled (tokensift.refine._words)" if word_count.COMPILED else
-                            "pure Python (tokensift.refine.word_count; TOKENSIFT_PURE_PYTHON_WORDS=1 or built without "
-                            "the C extension)"))
+  mixes = (
+    ("rule programs", rule_runs),
+    ("editing programs (string-heavy)", edit_runs),
+    ("editing programs (line-heavy)", line_runs),
+  )
+  print(
+    "word counter: "
+    + (
+      "compiled (tokensift.refine._words)"
+      if word_count.COMPILED
+      else "pure Python (tokensift.refine.word_count; TOKENSIFT_PURE_PYTHON_WORDS=1 or built without the C extension)"
+    )
+  )
   print("executor.execute (doc + chunk stage, parsing included), one core:")
   for name, runs in mixes:
     best, med = best_rate(runner(runs), n, args.repeats)
-    print(f"  {name}: {best:,.0f} docs per CPU-second ({med:,.0f} docs per wall-second, median) -> "
-          f"{best / TARGET_DOCS_PER_S:.2f}x the {TARGET_DOCS_PER_S:,} docs/s target")
+    print(
+      f"  {name}: {best:,.0f} docs per CPU-second ({med:,.0f} docs per wall-second, median) -> "
+      f"{best / TARGET_DOCS_PER_S:.2f}x the {TARGET_DOCS_PER_S:,} docs/s target"
+    )
   if prox is None:
     print("GAIR-NLP/ProX's executor not timed (pass --prox DIR: see the module docstring)")
   else:
-    print(f"against GAIR-NLP/ProX's executor ({args.prox}), same documents and programs, batches alternating, "
-          f"best CPU time per batch of {args.repeats} runs, one core:")
+    print(
+      f"against GAIR-NLP/ProX's executor ({args.prox}), same documents and programs, batches alternating, "
+      f"best CPU time per batch of {args.repeats} runs, one core:"
+    )
     for name, runs in mixes:
       same = sum(executor.execute(t, d, c).text == prox(t, d, c) for t, d, c in runs)
-      ours, theirs = interleaved_rates([lambda t, d, c: executor.execute(t, d, c), prox], runs, args.repeats,
-                                       clear)
-      print(f"  {name}: tokensift {ours:,.0f} vs ProX {theirs:,.0f} docs per CPU-second -> {ours / theirs:.2f}x "
-            f"(identical outputs {same}/{len(runs)})")
+      ours, theirs = interleaved_rates([lambda t, d, c: executor.execute(t, d, c), prox], runs, args.repeats, clear)
+      print(
+        f"  {name}: tokensift {ours:,.0f} vs ProX {theirs:,.0f} docs per CPU-second -> {ours / theirs:.2f}x "
+        f"(identical outputs {same}/{len(runs)})"
+      )
 
   sizes = (10_000, 100_000, 1_000_000)
   secs = [parse_seconds(k) for k in sizes]
-  print("program.parse of call-free text: " + ", ".join(f"{k:,} chars {s:.4f} s" for k, s in zip(sizes, secs))
-        + f" (1M/100k time ratio {secs[2] / secs[1]:.1f}; linear is 10)")
+  print(
+    "program.parse of call-free text: "
+    + ", ".join(f"{k:,} chars {s:.4f} s" for k, s in zip(sizes, secs))
+    + f" (1M/100k time ratio {secs[2] / secs[1]:.1f}; linear is 10)"
+  )
 
   def run_rules():
     for t in texts:
@@ -276,6 +312,7 @@ def main() -> None:
 
   from tokensift.refine.chunks import vocab_counter
   from tokensift.tasks import vocabularies
+
   count = vocab_counter(vocabularies.smollm2())
   print("Sample summary (rule programmer + executor):")
   summary("C4 train", texts, rules.RuleConfig.web(), count)

@@ -15,6 +15,7 @@ unless XLA_FLAGS says otherwise); compile time is excluded (one warm-up call on 
 
   python benchmarks/bench_kernel_sums.py [--n 20000] [--d 384] [--sklearn_queries 1000] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def synthetic_embeddings(n: int, d: int, clusters: int = 64, seed: int = 0):
   """float32 [n, d] unit vectors: a mixture of Zipf-sized clusters of different spreads (built in chunks)."""
   import numpy as np
+
   rng = np.random.default_rng(seed)
   centers = rng.normal(size=(clusters, d))
   centers /= np.linalg.norm(centers, axis=1, keepdims=True)
@@ -36,9 +38,9 @@ def synthetic_embeddings(n: int, d: int, clusters: int = 64, seed: int = 0):
   spread = rng.uniform(0.4, 1.2, size=clusters)
   out = np.empty((n, d), np.float32)
   for s in range(0, n, 100_000):
-    w = which[s:s + 100_000]
+    w = which[s : s + 100_000]
     x = centers[w] + spread[w, None] * rng.normal(size=(len(w), d)) / np.sqrt(d)
-    out[s:s + len(w)] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out[s : s + len(w)] = x / np.linalg.norm(x, axis=1, keepdims=True)
   return out
 
 
@@ -95,8 +97,10 @@ def main() -> None:
   matmul(xj, xj).block_until_ready()
   t_mm = best_of(lambda: matmul(xj, xj).block_until_ready(), args.repeats)
   print(f"peer: jitted x @ y.T [{n},{d}]x[{d},{n}]: {t_mm:8.3f} s  {flops / t_mm / 1e9:7.1f} GFLOP/s")
-  print(f"  ratio of FLOP/s vs matmul (general path, same FLOPs): linear {t_mm / t_glin:.2f}, log-space "
-        f"{t_mm / t_glog:.2f}  (target >= 0.6); symmetric path time vs matmul: {t_mm / t_log:.2f}x faster")
+  print(
+    f"  ratio of FLOP/s vs matmul (general path, same FLOPs): linear {t_mm / t_glin:.2f}, log-space "
+    f"{t_mm / t_glog:.2f}  (target >= 0.6); symmetric path time vs matmul: {t_mm / t_log:.2f}x faster"
+  )
 
   q = min(args.sklearn_queries, n)
   x64 = x.astype(np.float64)
@@ -107,10 +111,11 @@ def main() -> None:
   t_sk = t_sk_q * n / q
   ref = dk.log_sums_from_sklearn(ref_logdens, n, d, h)
   rel = np.abs(np.expm1(logs[:q].astype(np.float64) - ref)).max()
-  print(f"peer: sklearn KernelDensity.score_samples: {t_sk_q:.2f} s for {q} queries -> {t_sk:.1f} s for {n} "
-        f"(scaled)")
-  print(f"  speed-up vs sklearn: self density (log) {t_sk / t_log:.0f}x, (linear) {t_sk / t_lin:.0f}x; general path "
-        f"(log) {t_sk / t_glog:.0f}x  (target >= 100x)")
+  print(f"peer: sklearn KernelDensity.score_samples: {t_sk_q:.2f} s for {q} queries -> {t_sk:.1f} s for {n} (scaled)")
+  print(
+    f"  speed-up vs sklearn: self density (log) {t_sk / t_log:.0f}x, (linear) {t_sk / t_lin:.0f}x; general path "
+    f"(log) {t_sk / t_glog:.0f}x  (target >= 100x)"
+  )
   print(f"  agreement on {q} queries: max relative difference of the sums {rel:.2e}  (target <= 1e-4)")
 
 

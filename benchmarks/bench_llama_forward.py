@@ -10,6 +10,7 @@ the longest (HF gets the attention mask). Both compute full logits [batch, lengt
 
 Prints tokens/s (real, non-padding tokens per second of forward time) for both and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def c4_batch(tokenizer_json: str, batch: int, length: int):
   from tokenizers import Tokenizer
 
   from tokensift.core import paths
+
   tok = Tokenizer.from_file(tokenizer_json)
   rows = []
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:
@@ -42,8 +44,8 @@ def c4_batch(tokenizer_json: str, batch: int, length: int):
   tokens = np.zeros((batch, width), np.int32)
   mask = np.zeros((batch, width), np.int64)
   for i, r in enumerate(rows):
-    tokens[i, :len(r)] = r
-    mask[i, :len(r)] = 1
+    tokens[i, : len(r)] = r
+    mask[i, : len(r)] = 1
   return tokens, mask
 
 
@@ -54,10 +56,12 @@ def hf_llama(config, params, dtype, device: str = "cpu"):
   import transformers
 
   from tokensift.models.llama_loaders import hf_config_dict, hf_state_dict
+
   with torch.device(device):  # random init where the model will run (fast on a GPU), then overwritten
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config_dict(config)))
-  hf.load_state_dict({k: torch.from_numpy(v) for k, v in hf_state_dict(config, params).items()},
-                     strict=not config.tie_word_embeddings)
+  hf.load_state_dict(
+    {k: torch.from_numpy(v) for k, v in hf_state_dict(config, params).items()}, strict=not config.tie_word_embeddings
+  )
   return hf.to(device=device, dtype=dtype).eval()
 
 
@@ -85,8 +89,9 @@ def main(argv=None):
   real_tokens = int(mask.sum())
   tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
   if args.hf_gguf:
-    hf = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
-                                                           dtype=tdtype)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+      str(gguf_path.parent), gguf_file=gguf_path.name, dtype=tdtype
+    )
   else:
     hf = hf_llama(lm.config, lm.params, tdtype)
   hf.eval()
@@ -110,14 +115,19 @@ def main(argv=None):
   hf_t = timed(run_hf, args.repeats)
   ours_tps = real_tokens / statistics.median(ours_t)
   hf_tps = real_tokens / statistics.median(hf_t)
-  print(f"model: SmolLM2-135M-Instruct ({gguf_path.name}), dtype {args.dtype}, batch {tokens.shape[0]} x "
-        f"{tokens.shape[1]} (padded to longest), {real_tokens} real C4 tokens; devices: jax {jax.devices()[0].platform}"
-        f" x{jax.device_count()}, torch threads {torch.get_num_threads()}")
+  print(
+    f"model: SmolLM2-135M-Instruct ({gguf_path.name}), dtype {args.dtype}, batch {tokens.shape[0]} x "
+    f"{tokens.shape[1]} (padded to longest), {real_tokens} real C4 tokens; devices: jax {jax.devices()[0].platform}"
+    f" x{jax.device_count()}, torch threads {torch.get_num_threads()}"
+  )
   print(f"max |logit diff| on real tokens: {diff:.2e}")
-  print(f"tokensift (jax.jit): {ours_tps:10.1f} tokens/s  (median of {args.repeats}: "
-        f"{statistics.median(ours_t) * 1e3:.0f} ms)")
-  print(f"HF transformers    : {hf_tps:10.1f} tokens/s  (median of {args.repeats}: "
-        f"{statistics.median(hf_t) * 1e3:.0f} ms)")
+  print(
+    f"tokensift (jax.jit): {ours_tps:10.1f} tokens/s  (median of {args.repeats}: "
+    f"{statistics.median(ours_t) * 1e3:.0f} ms)"
+  )
+  print(
+    f"HF transformers    : {hf_tps:10.1f} tokens/s  (median of {args.repeats}: {statistics.median(hf_t) * 1e3:.0f} ms)"
+  )
   print(f"ratio tokensift / HF: {ours_tps / hf_tps:.2f}x")
 
 

@@ -11,6 +11,7 @@ process, and the ratio tf.data / Python loop (tf.data can exceed 1x: its paralle
 
   python benchmarks/bench_refine_tfdata.py [--repeat 3] [--batch 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ def main() -> None:
   add_results_flag(ap)
   args = ap.parse_args()
   import tensorflow as tf
+
   tf.config.set_visible_devices([], "GPU")
   from tokensift.refine import executor, rules
   from tokensift.refine import tf_preprocessors as tfp
@@ -45,9 +47,14 @@ def main() -> None:
   texts = [t.decode("utf-8") for t in raw]
   progs = [rules.write_program(t) for t in texts]
   base = tf.data.Dataset.from_tensor_slices({"id": [str(i) for i in range(len(raw))], "text": raw})
-  with_progs = tf.data.Dataset.from_tensor_slices({
-      "id": [str(i) for i in range(len(raw))], "text": raw,
-      "doc_program": [p.doc_program for p in progs], "chunk_program": [p.chunk_program for p in progs]})
+  with_progs = tf.data.Dataset.from_tensor_slices(
+    {
+      "id": [str(i) for i in range(len(raw))],
+      "text": raw,
+      "doc_program": [p.doc_program for p in progs],
+      "chunk_program": [p.chunk_program for p in progs],
+    }
+  )
   n = len(raw)
   print(f"C4 train sample x{args.repeat}: {n} documents")
 
@@ -68,13 +75,17 @@ def main() -> None:
 
   drain(tfp.refine_with_rules(base.take(64), batch_size=args.batch))  # warm up tracing
   runs = [
-      ("python loop: rules + executor (peer)", python_loop),
-      (f"tf.data refine_with_rules, batch {args.batch}",
-       lambda: drain(tfp.refine_with_rules(base, batch_size=args.batch))),
-      ("tf.data refine_with_rules, batch 1", lambda: drain(tfp.refine_with_rules(base, batch_size=1))),
-      ("python loop: executor only (peer)", python_exec_only),
-      (f"tf.data execute_programs, batch {args.batch}",
-       lambda: drain(tfp.execute_programs(with_progs, batch_size=args.batch))),
+    ("python loop: rules + executor (peer)", python_loop),
+    (
+      f"tf.data refine_with_rules, batch {args.batch}",
+      lambda: drain(tfp.refine_with_rules(base, batch_size=args.batch)),
+    ),
+    ("tf.data refine_with_rules, batch 1", lambda: drain(tfp.refine_with_rules(base, batch_size=1))),
+    ("python loop: executor only (peer)", python_exec_only),
+    (
+      f"tf.data execute_programs, batch {args.batch}",
+      lambda: drain(tfp.execute_programs(with_progs, batch_size=args.batch)),
+    ),
   ]
   results = {}
   kept, wall, cpu = timed(lambda: drain(base))
@@ -87,8 +98,10 @@ def main() -> None:
   for name, _ in runs[1:3]:
     print(f"ratio {name} / python loop: {peer[1] / results[name][1]:.2f}x (wall)")
   assert results[runs[1][0]][0] == results[runs[0][0]][0] == results[runs[2][0]][0]
-  print(f"ratio tf.data execute_programs / python executor loop: "
-        f"{results[runs[3][0]][1] / results[runs[4][0]][1]:.2f}x (wall)")
+  print(
+    f"ratio tf.data execute_programs / python executor loop: "
+    f"{results[runs[3][0]][1] / results[runs[4][0]][1]:.2f}x (wall)"
+  )
 
 
 if __name__ == "__main__":

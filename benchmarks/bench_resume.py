@@ -6,6 +6,7 @@ did before, and still does for an input tf.data cannot checkpoint). Real OpenWeb
 Run: ``python benchmarks/bench_resume.py [--ks 100,1000,5000]``. Prints one row per k: seconds to replay, seconds
 to restore (reading the checkpoint + first batch), checkpoint size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,19 @@ def main() -> None:
   from tokensift.trainer import inputs
   from tokensift.trainer.config import TrainConfig
   from tokensift.tasks import registry, sources, vocabularies
-  name = registry.add_task("owm_raw_tiny26", sources.owm_source(),
-                           vocabularies.SentencePieceFileVocabulary(vocabularies.TINY_SPM)).name
+
+  name = registry.add_task(
+    "owm_raw_tiny26", sources.owm_source(), vocabularies.SentencePieceFileVocabulary(vocabularies.TINY_SPM)
+  ).name
   work = Path(tempfile.mkdtemp(prefix="bench_resume-"))
-  cfg = TrainConfig(model_dir=str(work / "run"), task=name, feature_lengths={"targets": 64}, batch_size=8,
-                    shuffle_buffer=1024, progress=False)
+  cfg = TrainConfig(
+    model_dir=str(work / "run"),
+    task=name,
+    feature_lengths={"targets": 64},
+    batch_size=8,
+    shuffle_buffer=1024,
+    progress=False,
+  )
   t = time.perf_counter()
   inputs.materialize_examples(cfg, inputs.get_task(name))
   print(f"materialize one epoch: {time.perf_counter() - t:.1f} s (once per model_dir)", file=sys.stderr)

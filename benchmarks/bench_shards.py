@@ -12,6 +12,7 @@ cost of a shard).
     python benchmarks/bench_shards.py                   # 1M documents, n = 1 2 4 8 16 32 64
     python benchmarks/bench_shards.py --docs 200000 --shards 1,4,16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,28 @@ print(json.dumps({"docs": res.stats["records"], "bytes_read": res.stats["bytes_r
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-WORDS = ("data", "model", "token", "shard", "corpus", "filter", "quality", "score", "sample", "kernel", "text",
-         "line", "page", "web", "math", "proof", "theorem", "value", "result", "order")
+WORDS = (
+  "data",
+  "model",
+  "token",
+  "shard",
+  "corpus",
+  "filter",
+  "quality",
+  "score",
+  "sample",
+  "kernel",
+  "text",
+  "line",
+  "page",
+  "web",
+  "math",
+  "proof",
+  "theorem",
+  "value",
+  "result",
+  "order",
+)
 
 
 def generate(root: str, n_docs: int, n_files: int) -> int:
@@ -57,8 +78,9 @@ def generate(root: str, n_docs: int, n_files: int) -> int:
 
 
 def run_shard(pattern: str, out: str, i: int, n: int, id_field: str = "id") -> dict:
-  proc = subprocess.run([sys.executable, "-c", CHILD, pattern, out, str(i), str(n), id_field], check=True,
-                        capture_output=True, text=True)
+  proc = subprocess.run(
+    [sys.executable, "-c", CHILD, pattern, out, str(i), str(n), id_field], check=True, capture_output=True, text=True
+  )
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -75,18 +97,25 @@ def main(argv=None) -> None:
   os.makedirs(corpus, exist_ok=True)
   t0 = time.time()
   total = generate(corpus, args.docs, args.files)
-  print(f"corpus: {args.docs:,} documents in {args.files} files, {total / 1e6:.1f} MB ({time.time() - t0:.1f} s to "
-        f"generate) in {corpus}")
+  print(
+    f"corpus: {args.docs:,} documents in {args.files} files, {total / 1e6:.1f} MB ({time.time() - t0:.1f} s to "
+    f"generate) in {corpus}"
+  )
   pattern = os.path.join(corpus, "part-*.jsonl")
-  print(f"{'n':>4} {'id':>4} {'shard docs':>11} {'bytes read':>12} {'read/input':>10} {'x n':>6} {'docs/s':>9} "
-        f"{'peak RSS MB':>11}")
+  print(
+    f"{'n':>4} {'id':>4} {'shard docs':>11} {'bytes read':>12} {'read/input':>10} {'x n':>6} {'docs/s':>9} "
+    f"{'peak RSS MB':>11}"
+  )
   rows = [(int(n), "pos") for n in args.shards.split(",")] + [(1, "url"), (16, "url")]
   for n, ids in rows:
     out = os.path.join(root, f"out-{n}-{ids}")
     r = run_shard(pattern, out, 0, n, "url" if ids == "url" else "id")
     frac = r["bytes_read"] / total
-    print(f"{n:>4} {ids:>4} {r['docs']:>11,} {r['bytes_read']:>12,} {frac:>10.4f} {frac * n:>6.3f} "
-          f"{r['docs'] / r['seconds']:>9,.0f} {r['peak_rss_mb']:>11.1f}", flush=True)
+    print(
+      f"{n:>4} {ids:>4} {r['docs']:>11,} {r['bytes_read']:>12,} {frac:>10.4f} {frac * n:>6.3f} "
+      f"{r['docs'] / r['seconds']:>9,.0f} {r['peak_rss_mb']:>11.1f}",
+      flush=True,
+    )
     shutil.rmtree(out, ignore_errors=True)
   if not args.dir:
     shutil.rmtree(root, ignore_errors=True)

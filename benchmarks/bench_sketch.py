@@ -10,6 +10,7 @@ scores of those points against them. Run once per configuration given (``--confi
 
   python benchmarks/bench_sketch.py [--n 1000000] [--configs 1000:4,600:3,400:2] [--subsample 20000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def main() -> None:
     rows, hashes = (int(v) for v in spec.split(":"))
     cfg = ls.SketchConfig(rows=rows, buckets=args.buckets, hashes=hashes, width=args.width)
     t = time.perf_counter()
-    ls.sketch_scores(ls.build_sketch(x[:cfg.chunk], cfg), x[:cfg.chunk])  # compile both passes
+    ls.sketch_scores(ls.build_sketch(x[: cfg.chunk], cfg), x[: cfg.chunk])  # compile both passes
     t_compile = time.perf_counter() - t
     t = time.perf_counter()
     sketch = ls.build_sketch(x, cfg)
@@ -63,9 +64,11 @@ def main() -> None:
     scores = ls.sketch_scores(sketch, x)
     t2 = time.perf_counter() - t
     rho = spearmanr(scores[sub], exact)[0]
-    print(f"sketch R={rows} B={args.buckets} K={hashes} w={args.width}: pass 1 {t1:.1f} s + pass 2 {t2:.1f} s = "
-          f"{t1 + t2:.1f} s for {args.n} points (target <= 60 s; ratio {60 / (t1 + t2):.2f}); compile "
-          f"{t_compile:.1f} s; Spearman vs exact on the subsample {rho:.3f} (target >= 0.8)")
+    print(
+      f"sketch R={rows} B={args.buckets} K={hashes} w={args.width}: pass 1 {t1:.1f} s + pass 2 {t2:.1f} s = "
+      f"{t1 + t2:.1f} s for {args.n} points (target <= 60 s; ratio {60 / (t1 + t2):.2f}); compile "
+      f"{t_compile:.1f} s; Spearman vs exact on the subsample {rho:.3f} (target >= 0.8)"
+    )
 
 
 if __name__ == "__main__":

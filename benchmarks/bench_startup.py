@@ -7,6 +7,7 @@ a few repeats each. The goal (issue #25): <= 3 s and <= 300 MB with ``--input``.
 
 ``--python`` runs the command with another interpreter (e.g. another checkout's venv, to compare before/after).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def run_once(python: str, args: list[str]) -> tuple[float, float]:
   with tempfile.TemporaryFile() as err:
     start = time.perf_counter()
     # cwd: a neutral directory, so ``-c`` imports the interpreter's installed tokensift, not a checkout in the cwd
-    proc = subprocess.Popen([python, "-c", MAIN, *args], stdout=subprocess.DEVNULL, stderr=err,
-                            cwd=tempfile.gettempdir())
+    proc = subprocess.Popen(
+      [python, "-c", MAIN, *args], stdout=subprocess.DEVNULL, stderr=err, cwd=tempfile.gettempdir()
+    )
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (Popen has not reaped it)
     seconds = time.perf_counter() - start
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -53,15 +55,25 @@ def main() -> None:
     with gzip.open(C4_JSONL, "rt") as f:
       one.write_text(f.readline())
     cases = {
-        "refine --input (1 doc)": ["refine", "--input", str(one), "--no_progress"],
-        "refine --task c4_en_raw (1 doc)": ["refine", "--task", "c4_en_raw", "--split", "validation",
-                                            "--shard", "0/200", "--no_progress"],
+      "refine --input (1 doc)": ["refine", "--input", str(one), "--no_progress"],
+      "refine --task c4_en_raw (1 doc)": [
+        "refine",
+        "--task",
+        "c4_en_raw",
+        "--split",
+        "validation",
+        "--shard",
+        "0/200",
+        "--no_progress",
+      ],
     }
     print(f"python: {args.python}; {args.repeats} runs each; peak RSS of the command's process")
     print(f"{'command':<34} {'wall s (median)':>16} {'min':>6} {'max':>6} {'peak RSS MB':>12}")
     for label, cmd in cases.items():
-      results = [run_once(args.python, [f"--data_dir={DATA}", *cmd, "--out", str(Path(tmp) / f"{label[:14]}_{i}")])
-                 for i in range(args.repeats)]
+      results = [
+        run_once(args.python, [f"--data_dir={DATA}", *cmd, "--out", str(Path(tmp) / f"{label[:14]}_{i}")])
+        for i in range(args.repeats)
+      ]
       secs = [s for s, _ in results]
       rss = max(m for _, m in results)
       print(f"{label:<34} {statistics.median(secs):>16.2f} {min(secs):>6.2f} {max(secs):>6.2f} {rss:>12.0f}")

@@ -11,6 +11,7 @@ encoder over the batch and one decoder step from the start token, producing logi
 
 Prints tokens/s (real, non-padding encoder tokens per second) for both and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8,
-                     num_heads=6, feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
-                     relative_attention_max_distance=128, dropout_rate=0.0, decoder_start_token_id=0,
-                     pad_token_id=0, eos_token_id=1)
+FLAN_T5_SMALL = dict(
+  vocab_size=32128,
+  d_model=512,
+  d_kv=64,
+  d_ff=1024,
+  num_layers=8,
+  num_decoder_layers=8,
+  num_heads=6,
+  feed_forward_proj="gated-gelu",
+  relative_attention_num_buckets=32,
+  relative_attention_max_distance=128,
+  dropout_rate=0.0,
+  decoder_start_token_id=0,
+  pad_token_id=0,
+  eos_token_id=1,
+)
 # google/flan-t5-large's config.json (783M parameters)
 FLAN_T5_LARGE = dict(FLAN_T5_SMALL, d_model=1024, d_ff=2816, num_layers=24, num_decoder_layers=24, num_heads=16)
 
@@ -48,12 +61,13 @@ def random_flan_t5(shape: dict, dtype: str = "float32", seed: int = 0, device: s
     hf = transformers.T5ForConditionalGeneration(transformers.T5Config(**shape, tie_word_embeddings=False))
     # FLAN-T5 has its own lm_head and no d_model**-0.5 output scaling (transformers>=5 ties at construction)
     vocab, d = shape["vocab_size"], shape["d_model"]
-    hf.lm_head.weight = torch.nn.Parameter(torch.randn(vocab, d) * d ** -0.5)
+    hf.lm_head.weight = torch.nn.Parameter(torch.randn(vocab, d) * d**-0.5)
   hf.config.scale_decoder_outputs = False
   hf.eval()
   state = {k: v.detach().cpu().numpy() for k, v in hf.state_dict().items()}
-  config = t5_loaders.config_from_hf({**hf.config.to_dict(), "model_type": "t5", "tie_word_embeddings": False},
-                                     dtype=dtype, tied=False)
+  config = t5_loaders.config_from_hf(
+    {**hf.config.to_dict(), "model_type": "t5", "tie_word_embeddings": False}, dtype=dtype, tied=False
+  )
   params = t5_loaders.params_from_hf(state, config)
   return hf, config, params, t5_loaders.build_module(config)
 
@@ -64,11 +78,12 @@ def c4_batch(batch: int, length: int, vocab_size: int):
   import sentencepiece as spm
 
   from tokensift.core import paths
+
   sp = spm.SentencePieceProcessor(model_file=str(paths.data_path("tokenizers", "c4-32768.model")))
   rows = []
   with gzip.open(paths.data_path("c4", "jsonl", "c4-validation-sample-1000.json.gz"), "rt") as f:
     for line in f:
-      ids = [min(i, vocab_size - 1) for i in sp.encode(json.loads(line)["text"])][:length - 1] + [1]  # + EOS
+      ids = [min(i, vocab_size - 1) for i in sp.encode(json.loads(line)["text"])][: length - 1] + [1]  # + EOS
       rows.append([max(i, 2) for i in ids[:-1]] + [1])  # keep 0 for padding only
       if len(rows) == batch:
         break
@@ -76,8 +91,8 @@ def c4_batch(batch: int, length: int, vocab_size: int):
   tokens = np.zeros((batch, width), np.int32)
   mask = np.zeros((batch, width), np.int64)
   for i, r in enumerate(rows):
-    tokens[i, :len(r)] = r
-    mask[i, :len(r)] = 1
+    tokens[i, : len(r)] = r
+    mask[i, : len(r)] = 1
   return tokens, mask
 
 
@@ -121,15 +136,20 @@ def main(argv=None):
   hf_t = timed(run_hf, args.repeats)
   ours_tps = real_tokens / statistics.median(ours_t)
   hf_tps = real_tokens / statistics.median(hf_t)
-  print(f"model: random FLAN-T5-Small shape (d_model 512, 8+8 layers, 6 heads, d_ff 1024, vocab 32128), dtype "
-        f"{args.dtype}; batch {tokens.shape[0]} x {tokens.shape[1]} (padded to longest), {real_tokens} real C4 "
-        f"tokens; encoder pass + 1 decoder step; jax {jax.devices()[0].platform} x{jax.device_count()}, "
-        f"torch threads {torch.get_num_threads()}")
+  print(
+    f"model: random FLAN-T5-Small shape (d_model 512, 8+8 layers, 6 heads, d_ff 1024, vocab 32128), dtype "
+    f"{args.dtype}; batch {tokens.shape[0]} x {tokens.shape[1]} (padded to longest), {real_tokens} real C4 "
+    f"tokens; encoder pass + 1 decoder step; jax {jax.devices()[0].platform} x{jax.device_count()}, "
+    f"torch threads {torch.get_num_threads()}"
+  )
   print(f"max |logit diff| tokensift vs HF: {diff:.2e}")
-  print(f"tokensift (jax.jit): {ours_tps:10.1f} tokens/s  (median of {args.repeats}: "
-        f"{statistics.median(ours_t) * 1e3:.0f} ms)")
-  print(f"HF transformers    : {hf_tps:10.1f} tokens/s  (median of {args.repeats}: "
-        f"{statistics.median(hf_t) * 1e3:.0f} ms)")
+  print(
+    f"tokensift (jax.jit): {ours_tps:10.1f} tokens/s  (median of {args.repeats}: "
+    f"{statistics.median(ours_t) * 1e3:.0f} ms)"
+  )
+  print(
+    f"HF transformers    : {hf_tps:10.1f} tokens/s  (median of {args.repeats}: {statistics.median(hf_t) * 1e3:.0f} ms)"
+  )
   print(f"ratio tokensift / HF: {ours_tps / hf_tps:.2f}x")
 
 

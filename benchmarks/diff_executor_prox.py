@@ -35,6 +35,7 @@ Measured (seeds 0 and 1, 9,390 programs each): outputs differ in 793 and 808 pro
 ``--prox DIR`` holds ProX's ``utils/chunk_utils.py`` and ``utils/doc_utils.py`` (read from its public repository
 into a directory outside this project; see ``bench_executor.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,9 @@ def random_program(text: str, rng: random.Random, quotes: bool) -> str:
   lines = text.split("\n")
   n = len(lines)
   words = [w for w in dict.fromkeys(text.split()) if not _UNSAFE.intersection(w)]
-  phrases = [ln[i:i + rng.randint(3, 15)] for ln in rng.sample(lines, min(5, n)) if ln
-             for i in [rng.randrange(len(ln))]]
+  phrases = [
+    ln[i : i + rng.randint(3, 15)] for ln in rng.sample(lines, min(5, n)) if ln for i in [rng.randrange(len(ln))]
+  ]
   phrases = [p for p in phrases if p and not _UNSAFE.intersection(p)]
   calls: list[str] = []
   sources: list[tuple[str, str]] = []
@@ -91,10 +93,15 @@ def random_program(text: str, rng: random.Random, quotes: bool) -> str:
       calls.append(f'normalize(source_str="{s}", target_str="{t}")')
     else:
       pick = rng.choices(["word", "phrase", "absent", "space", "double", "tab", "empty"], [40, 15, 15, 5, 5, 2, 2])[0]
-      s = {"word": lambda: rng.choice(words) if words else "zq",
-           "phrase": lambda: rng.choice(phrases) if phrases else "zq",
-           "absent": lambda: rng.choice(["zqxj", "not in this document", "\\frac{1}{2}", "&amp;"]),
-           "space": lambda: " ", "double": lambda: "  ", "tab": lambda: "\t", "empty": lambda: ""}[pick]()
+      s = {
+        "word": lambda: rng.choice(words) if words else "zq",
+        "phrase": lambda: rng.choice(phrases) if phrases else "zq",
+        "absent": lambda: rng.choice(["zqxj", "not in this document", "\\frac{1}{2}", "&amp;"]),
+        "space": lambda: " ",
+        "double": lambda: "  ",
+        "tab": lambda: "\t",
+        "empty": lambda: "",
+      }[pick]()
       t = rng.choice(["", "", s.upper(), s + "s", " ", "X"]) if pick not in ("space", "double", "tab") else " "
       if quotes and rng.random() < 0.1:
         s = _quoted_edge(s, rng)
@@ -107,6 +114,7 @@ def random_program(text: str, rng: random.Random, quotes: bool) -> str:
 
 def _strings(program: str) -> list[str]:
   from tokensift.refine import program as prog
+
   return [v for c in prog.parse(program).calls for _, v in c.args if isinstance(v, str)]
 
 
@@ -114,10 +122,11 @@ def as_prox_reads(program: str, strip_quotes: bool, skip_empty: bool) -> str:
   """``program`` rewritten the way ProX reads it: every string stripped of its leading and trailing ``"``, and/or
   the ``normalize`` calls with an empty source left out (ProX skips them)."""
   from tokensift.refine import program as prog
+
   out = []
   for c in prog.parse(program).calls:
     if c.name != "normalize":
-      out.append(program[c.pos:program.index(")", c.pos) + 1])  # (no string: the first ')' ends the call)
+      out.append(program[c.pos : program.index(")", c.pos) + 1])  # (no string: the first ')' ends the call)
       continue
     s, t = c.arg("source_str"), c.arg("target_str")
     if strip_quotes:
@@ -138,28 +147,44 @@ def classify(text: str, doc: str, program: str, ours, prox_text: str, prox_error
     return r.text == prox_text and (doc == "drop_doc()" or r.stats["chunk_errors"] == prox_errors)
 
   again = ours
-  for kind, strip_quotes, skip_empty in (("quote_strip", True, False), ("empty_source", False, True),
-                                         ("quote_strip+empty_source", True, True)):
+  for kind, strip_quotes, skip_empty in (
+    ("quote_strip", True, False),
+    ("empty_source", False, True),
+    ("quote_strip+empty_source", True, True),
+  ):
     rewritten = as_prox_reads(program, strip_quotes, skip_empty)
     if rewritten == as_prox_reads(program, False, False):
       continue  # (nothing to rewrite)
     again = executor.execute(text, doc, rewritten)
     if agrees(again):
       return kind
-  rewrites = [k for k, q, e in (("quote_strip", True, False), ("empty_source", False, True))
-              if as_prox_reads(program, q, e) != as_prox_reads(program, False, False)]
+  rewrites = [
+    k
+    for k, q, e in (("quote_strip", True, False), ("empty_source", False, True))
+    if as_prox_reads(program, q, e) != as_prox_reads(program, False, False)
+  ]
   if any("past the bound" in e or "UTF-8 bytes" in e for e in again.errors):
     return "+".join(rewrites + ["growth_bound"])
-  if (prox_errors >= 2 and again.stats["program_ignored"] and prox_text == "" and again.text == text
-      and len(prox_processed.split()) <= 10 < len(text.split()) and again.stats["chunk_errors"] == prox_errors):
+  if (
+    prox_errors >= 2
+    and again.stats["program_ignored"]
+    and prox_text == ""
+    and again.text == text
+    and len(prox_processed.split()) <= 10 < len(text.split())
+    and again.stats["chunk_errors"] == prox_errors
+  ):
     return "+".join(rewrites + ["ignored_program_word_rule"])
   return "unexplained"
 
 
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--prox", default=os.environ.get("TOKENSIFT_PROX_DIR", ""), required=False,
-                  help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)")
+  ap.add_argument(
+    "--prox",
+    default=os.environ.get("TOKENSIFT_PROX_DIR", ""),
+    required=False,
+    help="directory with GAIR-NLP/ProX's utils/chunk_utils.py and doc_utils.py (outside the project)",
+  )
   ap.add_argument("--data_dir", default=os.environ.get("TOKENSIFT_DATA_DIR", ""))
   ap.add_argument("--programs", type=int, default=5, help="random programs per document")
   ap.add_argument("--seed", type=int, default=0)
@@ -171,6 +196,7 @@ def main() -> None:
 
   from tokensift.core import paths
   from tokensift.refine import executor
+
   doc_utils, chunk_utils = prox_modules(args.prox)
   texts, n_c4 = sample_texts(args.data_dir or str(paths.data_dir()))
   rng = random.Random(args.seed)
@@ -203,26 +229,39 @@ def main() -> None:
           errors_differ[kind] += 1
         if kind == "unexplained" and shown < args.show:
           shown += 1
-          print(f"--- unexplained: errors ours {ours.errors} vs ProX {prox_errors}; outputs "
-                f"{'same' if ours.text == prox_text else 'differ'}\n{chunk}\n")
+          print(
+            f"--- unexplained: errors ours {ours.errors} vs ProX {prox_errors}; outputs "
+            f"{'same' if ours.text == prox_text else 'differ'}\n{chunk}\n"
+          )
   from tokensift.refine import rules
+
   rule_same = rule_runs = 0
-  for text, cfg in [(t, rules.RuleConfig.web()) for t in texts[:n_c4]] + [(t, rules.RuleConfig.math())
-                                                                          for t in texts[n_c4:]]:
+  for text, cfg in [(t, rules.RuleConfig.web()) for t in texts[:n_c4]] + [
+    (t, rules.RuleConfig.math()) for t in texts[n_c4:]
+  ]:
     rp = rules.write_program(text, cfg)
     ours = executor.execute(text, rp.doc_program, rp.chunk_program)
-    prox_text = ("" if doc_utils.execute_meta_operations(text, rp.doc_program) == "" else
-                 chunk_utils.execute_meta_operations(text, rp.chunk_program or "keep_chunk()"))
+    prox_text = (
+      ""
+      if doc_utils.execute_meta_operations(text, rp.doc_program) == ""
+      else chunk_utils.execute_meta_operations(text, rp.chunk_program or "keep_chunk()")
+    )
     rule_runs += 1
-    rule_same += ours.text == prox_text and (rp.doc_program == "drop_doc()" or ours.stats["chunk_errors"] == (
-        chunk_utils.execute_operations(text, rp.chunk_program.split("\n"))[-1]))
-  print(f"differential against GAIR-NLP/ProX's executor ({args.prox}): {runs} random well-formed programs on "
-        f"{len(texts)} documents (C4 validation + OpenWebMath), {total_quoted} of them with a quote-edged string, "
-        f"seed {args.seed}")
+    rule_same += ours.text == prox_text and (
+      rp.doc_program == "drop_doc()"
+      or ours.stats["chunk_errors"] == (chunk_utils.execute_operations(text, rp.chunk_program.split("\n"))[-1])
+    )
+  print(
+    f"differential against GAIR-NLP/ProX's executor ({args.prox}): {runs} random well-formed programs on "
+    f"{len(texts)} documents (C4 validation + OpenWebMath), {total_quoted} of them with a quote-edged string, "
+    f"seed {args.seed}"
+  )
   print(f"  outputs differ: {sum(differ.values())} programs {dict(differ.most_common())}")
   print(f"  error counts differ: {sum(errors_differ.values())} programs {dict(errors_differ.most_common())}")
-  print(f"  rule programs (web profile on C4, math on OpenWebMath): {rule_same}/{rule_runs} identical in output "
-        "and error count")
+  print(
+    f"  rule programs (web profile on C4, math on OpenWebMath): {rule_same}/{rule_runs} identical in output "
+    "and error count"
+  )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Prints the detection figures and the ablation table of a finished `tokensift pipeline` run.
 
-  .venv/bin/python benchmarks/print_evidence.py runs/demo
+.venv/bin/python benchmarks/print_evidence.py runs/demo
 """
+
 import json
 import sys
 from pathlib import Path

@@ -16,6 +16,7 @@ In a benchmark script (run from this folder, as ``from timing import timed`` is)
     main()
     record_results("bench_shards")      # no-op without --results
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,10 @@ def stamp(when: datetime.datetime | None = None) -> str:
   """One line: the UTC date and time, the machine, Python and jax versions."""
   when = when or datetime.datetime.now(datetime.timezone.utc)
   cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return (f"Measured {when:%Y-%m-%d %H:%M} UTC on {platform.platform()} ({platform.machine()}, {cpu_model()}, "
-          f"{cpus} CPUs), Python {platform.python_version()}, jax {_version('jax')}.")
+  return (
+    f"Measured {when:%Y-%m-%d %H:%M} UTC on {platform.platform()} ({platform.machine()}, {cpu_model()}, "
+    f"{cpus} CPUs), Python {platform.python_version()}, jax {_version('jax')}."
+  )
 
 
 def _table(rows: Sequence[dict] | Sequence[Sequence]) -> str:
@@ -74,8 +77,9 @@ def _table(rows: Sequence[dict] | Sequence[Sequence]) -> str:
   return "\n".join(lines)
 
 
-def render(section: str, rows_or_text: str | Sequence, *, command: str | None = None,
-           when: datetime.datetime | None = None) -> str:
+def render(
+  section: str, rows_or_text: str | Sequence, *, command: str | None = None, when: datetime.datetime | None = None
+) -> str:
   """The markdown of one section: heading, stamp, command, then the text (as a code block) or a table of rows."""
   if not re.fullmatch(r"\S+", section):
     raise ValueError(f"section name {section!r}: one word without spaces, e.g. 'bench_shards'")
@@ -101,8 +105,14 @@ def replace_section(markdown: str, section: str, block: str) -> str:
   return markdown + sep + block
 
 
-def record(section: str, rows_or_text: str | Sequence, *, path: str | os.PathLike = RESULTS_MD,
-           command: str | None = None, when: datetime.datetime | None = None) -> Path:
+def record(
+  section: str,
+  rows_or_text: str | Sequence,
+  *,
+  path: str | os.PathLike = RESULTS_MD,
+  command: str | None = None,
+  when: datetime.datetime | None = None,
+) -> Path:
   """Replace the section ``section`` of ``path`` (benchmarks/RESULTS.md) by a stamped copy of ``rows_or_text``.
 
   rows_or_text: the benchmark's printed output (a string, kept as a code block) or table rows (dicts, or
@@ -146,9 +156,14 @@ class _StartCapture(argparse.Action):
 
 def add_results_flag(parser: argparse.ArgumentParser) -> None:
   """Adds ``--results`` to a benchmark's parser (see the module docstring)."""
-  parser.add_argument("--results", action=_StartCapture, nargs=0, default=False,
-                      help=f"also write what this run prints into its section of {RESULTS_MD.name} "
-                           "(replacing the section; stamped with the date, machine and versions)")
+  parser.add_argument(
+    "--results",
+    action=_StartCapture,
+    nargs=0,
+    default=False,
+    help=f"also write what this run prints into its section of {RESULTS_MD.name} "
+    "(replacing the section; stamped with the date, machine and versions)",
+  )
 
 
 def record_results(section: str, *, path: str | os.PathLike = RESULTS_MD) -> Path | None:

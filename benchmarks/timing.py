@@ -1,4 +1,5 @@
 """Shared by the benchmarks: wall-clock times of repeated calls after one warm-up call."""
+
 import time
 
 
@@ -13,8 +14,7 @@ def timed(fn, repeats: int) -> list[float]:
   return times
 
 
-def budgeted(fn, budget_s: float, *, min_repeats: int = 1, max_repeats: int = 1000, warmup: bool = True
-             ) -> list[float]:
+def budgeted(fn, budget_s: float, *, min_repeats: int = 1, max_repeats: int = 1000, warmup: bool = True) -> list[float]:
   """Seconds of each call of ``fn()`` (after one warm-up call unless ``warmup=False``): at least ``min_repeats``
   calls, then more while the timed calls took less than ``budget_s`` in all, at most ``max_repeats``.
   ``fn`` must wait for its own result (``block_until_ready``, a host copy) so that each time is the work's."""

@@ -14,6 +14,7 @@ Parameter tree::
   layers_{i}/mlp/wi_kernel [embed, mlp], wi_bias [mlp], wo_kernel [mlp, embed], wo_bias [embed]
   layers_{i}/mlp_norm/{scale, bias}
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,17 +27,18 @@ import jax
 import jax.numpy as jnp
 
 _ACTIVATIONS = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
+  "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+  "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+  "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+  "relu": jax.nn.relu,
+  "silu": jax.nn.silu,
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
   """Hyperparameters of a BERT encoder (HF names; all-MiniLM-L6-v2 defaults)."""
+
   vocab_size: int = 30522
   hidden_size: int = 384
   num_layers: int = 6
@@ -74,6 +76,7 @@ _KERNEL_INIT = nn.initializers.normal(0.02)  # HF initializer_range
 
 class LayerNorm(nn.Module):
   """Standard LayerNorm with scale and bias over the last axis; statistics in float32."""
+
   config: BertConfig
 
   @nn.compact
@@ -90,6 +93,7 @@ class LayerNorm(nn.Module):
 
 class SelfAttention(nn.Module):
   """Scaled dot-product self-attention with biases: ``x: [b, l, embed]``, ``key_mask: [b, l]`` -> ``[b, l, embed]``."""
+
   config: BertConfig
 
   @nn.compact
@@ -102,8 +106,9 @@ class SelfAttention(nn.Module):
     def project(name):
       kernel = _param(self, f"{name}_kernel", _KERNEL_INIT, (d, h, hd), ("embed", "heads", "head_dim"))
       bias = _param(self, f"{name}_bias", nn.initializers.zeros, (h, hd), ("heads", "head_dim"))
-      return spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", x.astype(dt), kernel.astype(dt))
-                                        + bias.astype(dt), axes)
+      return spmd.with_logical_constraint(
+        jnp.einsum("bld,dhk->blhk", x.astype(dt), kernel.astype(dt)) + bias.astype(dt), axes
+      )
 
     q, k, v = project("query"), project("key"), project("value")
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(hd)
@@ -140,7 +145,8 @@ class Layer(nn.Module):
   def __call__(self, x, key_mask, deterministic: bool = True):
     drop = nn.Dropout(self.config.dropout_rate)
     x = LayerNorm(self.config, name="attention_norm")(
-        x + drop(SelfAttention(self.config, name="attention")(x, key_mask, deterministic), deterministic))
+      x + drop(SelfAttention(self.config, name="attention")(x, key_mask, deterministic), deterministic)
+    )
     x = LayerNorm(self.config, name="mlp_norm")(x + drop(Mlp(self.config, name="mlp")(x), deterministic))
     return spmd.with_logical_constraint(x, ("batch", "length", "embed"))
 
@@ -152,21 +158,23 @@ class Embeddings(nn.Module):
   def __call__(self, input_ids, token_type_ids):
     cfg = self.config
     words = _param(self, "word_embeddings", _KERNEL_INIT, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"))
-    positions = _param(self, "position_embeddings", _KERNEL_INIT, (cfg.max_position_embeddings, cfg.hidden_size),
-                       (None, "embed"))
-    types = _param(self, "token_type_embeddings", _KERNEL_INIT, (cfg.type_vocab_size, cfg.hidden_size),
-                   (None, "embed"))
+    positions = _param(
+      self, "position_embeddings", _KERNEL_INIT, (cfg.max_position_embeddings, cfg.hidden_size), (None, "embed")
+    )
+    types = _param(self, "token_type_embeddings", _KERNEL_INIT, (cfg.type_vocab_size, cfg.hidden_size), (None, "embed"))
     length = input_ids.shape[1]
     if length > cfg.max_position_embeddings:
       raise ValueError(f"input length {length} exceeds max_position_embeddings {cfg.max_position_embeddings}")
-    x = (jnp.take(words, input_ids, axis=0) + positions[None, :length]
-         + jnp.take(types, token_type_ids, axis=0)).astype(jnp.float32)
+    x = (
+      jnp.take(words, input_ids, axis=0) + positions[None, :length] + jnp.take(types, token_type_ids, axis=0)
+    ).astype(jnp.float32)
     return LayerNorm(cfg, name="layer_norm")(x)
 
 
 class Bert(nn.Module):
   """BERT encoder: ``__call__(input_ids: int[b, l], attention_mask: [b, l], token_type_ids=None)`` ->
   last hidden states ``[b, l, hidden]`` (compute dtype)."""
+
   config: BertConfig
 
   @nn.compact

@@ -1,4 +1,5 @@
 """Loads HF BERT checkpoints (``config.json`` + ``model.safetensors``) into ``models.bert.Bert`` params."""
+
 from __future__ import annotations
 
 import json
@@ -21,18 +22,28 @@ def config_from_hf(cfg: dict, *, dtype: str = "float32", source: str = "") -> Be
   """HF ``config.json`` dict -> BertConfig; CheckpointError for a non-BERT or unsupported architecture."""
   model_type = cfg.get("model_type")
   if model_type != "bert":
-    raise CheckpointError(f"checkpoint {source} has unknown architecture model_type={model_type!r} "
-                          f"(architectures={cfg.get('architectures')}); expected 'bert'")
+    raise CheckpointError(
+      f"checkpoint {source} has unknown architecture model_type={model_type!r} "
+      f"(architectures={cfg.get('architectures')}); expected 'bert'"
+    )
   if cfg.get("position_embedding_type", "absolute") != "absolute":
-    raise CheckpointError(f"checkpoint {source}: position_embedding_type="
-                          f"{cfg['position_embedding_type']!r} is not supported (only 'absolute')")
-  return BertConfig(vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"],
-                    num_layers=cfg["num_hidden_layers"], num_heads=cfg["num_attention_heads"],
-                    intermediate_size=cfg["intermediate_size"],
-                    max_position_embeddings=cfg.get("max_position_embeddings", 512),
-                    type_vocab_size=cfg.get("type_vocab_size", 2), layer_norm_eps=cfg.get("layer_norm_eps", 1e-12),
-                    hidden_act=cfg.get("hidden_act", "gelu"), pad_token_id=cfg.get("pad_token_id", 0) or 0,
-                    dtype=dtype)
+    raise CheckpointError(
+      f"checkpoint {source}: position_embedding_type="
+      f"{cfg['position_embedding_type']!r} is not supported (only 'absolute')"
+    )
+  return BertConfig(
+    vocab_size=cfg["vocab_size"],
+    hidden_size=cfg["hidden_size"],
+    num_layers=cfg["num_hidden_layers"],
+    num_heads=cfg["num_attention_heads"],
+    intermediate_size=cfg["intermediate_size"],
+    max_position_embeddings=cfg.get("max_position_embeddings", 512),
+    type_vocab_size=cfg.get("type_vocab_size", 2),
+    layer_norm_eps=cfg.get("layer_norm_eps", 1e-12),
+    hidden_act=cfg.get("hidden_act", "gelu"),
+    pad_token_id=cfg.get("pad_token_id", 0) or 0,
+    dtype=dtype,
+  )
 
 
 def params_from_hf(state: dict[str, np.ndarray], config: BertConfig) -> dict[str, Any]:
@@ -51,7 +62,7 @@ def params_from_hf(state: dict[str, np.ndarray], config: BertConfig) -> dict[str
     node[leaf] = value
 
   for name, w in state.items():
-    key = name[len("bert."):] if name.startswith("bert.") else name
+    key = name[len("bert.") :] if name.startswith("bert.") else name
     if key.startswith(_IGNORED_PREFIXES):
       continue
     parts = key.split(".")
@@ -70,9 +81,14 @@ def params_from_hf(state: dict[str, np.ndarray], config: BertConfig) -> dict[str
     i, rest = parts[2], ".".join(parts[3:])
     layer = f"layers_{i}"
     kind = "kernel" if rest.endswith(".weight") else "bias"
-    mapping = {"attention.self.query": "attention/query", "attention.self.key": "attention/key",
-               "attention.self.value": "attention/value", "attention.output.dense": "attention/out",
-               "intermediate.dense": "mlp/wi", "output.dense": "mlp/wo"}
+    mapping = {
+      "attention.self.query": "attention/query",
+      "attention.self.key": "attention/key",
+      "attention.self.value": "attention/value",
+      "attention.output.dense": "attention/out",
+      "intermediate.dense": "mlp/wi",
+      "output.dense": "mlp/wo",
+    }
     base = rest.rsplit(".", 1)[0]
     if base in mapping:
       target = mapping[base]
@@ -95,6 +111,7 @@ def params_from_hf(state: dict[str, np.ndarray], config: BertConfig) -> dict[str
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
   from safetensors.numpy import load_file
+
   files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
   if not files:
     raise FileNotFoundError(f"no *.safetensors file in {str(path)!r}")
@@ -122,6 +139,7 @@ def load_bert(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   tokenizer = None
   if (path / "tokenizer.json").exists():
     from tokensift.core.hf_tokenizer import tokenizer_files
+
     tokenizer = tokenizer_files(path)
   return LoadedModel("bert", config, module, params, tokenizer, str(path))
 
@@ -139,14 +157,16 @@ def max_seq_length(model_dir: str | os.PathLike, default: int = 512) -> int:
   return default
 
 
-def tokenize(loaded: LoadedModel, texts: list[str], *, max_length: int | None = None,
-             pad_to_multiple_of: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def tokenize(
+  loaded: LoadedModel, texts: list[str], *, max_length: int | None = None, pad_to_multiple_of: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
   """Texts -> ``(input_ids, attention_mask)`` int32 ``[b, l]`` with the model's ``tokenizer.json``
   (special tokens added, truncated to ``max_length`` (default: the sentence-transformers setting), padded
   with the pad id to the longest row rounded up to ``pad_to_multiple_of``)."""
   if loaded.tokenizer is None:
     raise ValueError(f"model {loaded.source!r} has no tokenizer.json")
   from tokenizers import Tokenizer
+
   tok = Tokenizer.from_file(str(loaded.tokenizer.tokenizer_json))
   limit = max_length or max_seq_length(loaded.source, loaded.config.max_position_embeddings)
   tok.enable_truncation(limit)
@@ -158,6 +178,6 @@ def tokenize(loaded: LoadedModel, texts: list[str], *, max_length: int | None = 
   ids = np.full((len(encs), length), pad, np.int32)
   mask = np.zeros((len(encs), length), np.int32)
   for i, e in enumerate(encs):
-    ids[i, :len(e.ids)] = e.ids
-    mask[i, :len(e.ids)] = 1
+    ids[i, : len(e.ids)] = e.ids
+    mask[i, : len(e.ids)] = 1
   return ids, mask

@@ -1,4 +1,5 @@
 """Checks a loaded parameter tree against the tree a network expects, naming every offending tensor."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -41,4 +42,5 @@ def check_tree(expected: Mapping[str, Any], got: Mapping[str, Any], *, source: s
 def abstract_params(module, *init_args, **init_kwargs) -> Any:
   """Shapes/dtypes of ``module``'s params (unboxed) without computing anything."""
   import flax.linen as nn
+
   return jax.eval_shape(lambda: nn.unbox(module.init(jax.random.PRNGKey(0), *init_args, **init_kwargs)["params"]))

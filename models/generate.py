@@ -6,6 +6,7 @@ multiple of ``LENGTH_BUCKET`` so that a job scoring or refining many batches com
 scope so that activation constraints inside the layers bind to the mesh; params must already be placed
 (``partitioning.place_params``) or be host arrays (then jit replicates them).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,7 +52,7 @@ def _pad_rows(rows: Sequence[Sequence[int]], length: int, batch: int) -> tuple[n
   tokens = np.zeros((batch, length), np.int32)
   lengths = np.ones((batch,), np.int32)
   for i, row in enumerate(rows):
-    tokens[i, :len(row)] = row
+    tokens[i, : len(row)] = row
     lengths[i] = len(row)
   return tokens, lengths
 
@@ -67,12 +68,12 @@ def _last_logits(module, tokens, lengths):
 
 @functools.lru_cache(maxsize=32)
 def _last_logits_fn(module):
-  return jax.jit(lambda params, tokens, lengths: module.apply({"params": params}, tokens, lengths,
-                                                              method=_last_logits))
+  return jax.jit(lambda params, tokens, lengths: module.apply({"params": params}, tokens, lengths, method=_last_logits))
 
 
-def last_token_logits(module: nn.Module, params: Any, tokens, lengths, *, mesh: Mesh | None = None,
-                      rules: str = "standard") -> jax.Array:
+def last_token_logits(
+  module: nn.Module, params: Any, tokens, lengths, *, mesh: Mesh | None = None, rules: str = "standard"
+) -> jax.Array:
   """Logits predicting the token after position ``lengths - 1`` of each right-padded row.
 
   tokens: int32[batch, length] (padding after ``lengths`` is ignored: attention is causal);
@@ -109,11 +110,15 @@ def _generate_fn(module, batch: int, prompt_len: int, max_new_tokens: int):
   cache_len = prompt_len + max_new_tokens
 
   def run(params, tokens, lengths, stop):  # stop: int32 scalar eos id (-1: none); traced, so no recompile
-    shapes = jax.eval_shape(lambda: module.apply({"params": params}, jnp.zeros((batch, cache_len), jnp.int32),
-                                                 decode=True, mutable=["cache"])[1]["cache"])
+    shapes = jax.eval_shape(
+      lambda: module.apply(
+        {"params": params}, jnp.zeros((batch, cache_len), jnp.int32), decode=True, mutable=["cache"]
+      )[1]["cache"]
+    )
     cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    logits, state = module.apply({"params": params, "cache": cache}, tokens, lengths, method=_prefill,
-                                 mutable=["cache"])
+    logits, state = module.apply(
+      {"params": params, "cache": cache}, tokens, lengths, method=_prefill, mutable=["cache"]
+    )
     first = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     out = jnp.zeros((batch, max_new_tokens), jnp.int32).at[:, 0].set(first)
 
@@ -123,8 +128,7 @@ def _generate_fn(module, batch: int, prompt_len: int, max_new_tokens: int):
 
     def body(carry):
       step, token, cache, out, done = carry
-      logits, state = module.apply({"params": params, "cache": cache}, token[:, None], decode=True,
-                                   mutable=["cache"])
+      logits, state = module.apply({"params": params, "cache": cache}, token[:, None], decode=True, mutable=["cache"])
       nxt = jnp.where(done, 0, jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32))
       out = out.at[:, step].set(nxt)
       return step + 1, nxt, state["cache"], out, done | (nxt == stop)
@@ -136,8 +140,16 @@ def _generate_fn(module, batch: int, prompt_len: int, max_new_tokens: int):
   return jax.jit(run)
 
 
-def greedy_generate(module: nn.Module, params: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                    eos_id: int | None, mesh: Mesh | None = None, rules: str = "standard") -> list[list[int]]:
+def greedy_generate(
+  module: nn.Module,
+  params: Any,
+  prompts: Sequence[Sequence[int]],
+  *,
+  max_new_tokens: int,
+  eos_id: int | None,
+  mesh: Mesh | None = None,
+  rules: str = "standard",
+) -> list[list[int]]:
   """Greedy (argmax) continuation of each prompt, batched with a key/value cache.
 
   prompts: token-id lists (each non-empty, any lengths: decoded in one batch). Returns, per prompt, only the
@@ -161,9 +173,9 @@ def greedy_generate(module: nn.Module, params: Any, prompts: Sequence[Sequence[i
   with _scope(mesh, rules):
     out = np.asarray(fn(params, _put_batch(tokens, mesh), _put_batch(lengths, mesh), stop))
   results = []
-  for row in out[:len(prompts)]:
+  for row in out[: len(prompts)]:
     row = row.tolist()
     if eos_id is not None and eos_id in row:
-      row = row[:row.index(eos_id)]
+      row = row[: row.index(eos_id)]
     results.append(row)
   return results

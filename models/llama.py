@@ -51,6 +51,7 @@ Cache collection per attention layer: ``cached_key``/``cached_value`` [batch, ca
 ``cache_index`` int32[batch] (the next position each example writes; prompts of different lengths decode in
 one batch).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,6 +72,7 @@ FAMILIES = ("llama", "mistral", "qwen2", "gemma", "gemma2")
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
   """Hyper-parameters of a Llama-family decoder (names follow HF ``LlamaConfig`` where they differ)."""
+
   vocab_size: int
   hidden_size: int
   intermediate_size: int
@@ -118,8 +120,7 @@ class LlamaConfig:
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
     if self.head_dim is None and self.hidden_size % self.num_heads:
-      raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "
-                       "set head_dim")
+      raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; set head_dim")
     if self.resolved_head_dim % 2:
       raise ValueError(f"head_dim={self.resolved_head_dim} must be even for rotary embeddings")
     for name in ("dtype", "param_dtype"):
@@ -175,6 +176,7 @@ def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
 class RMSNorm(nn.Module):
   """y = x / sqrt(mean(x^2) + eps) * scale (Gemma: * (1 + scale)), normalized in float32 (as HF), returned in the
   compute dtype."""
+
   config: LlamaConfig
 
   @nn.compact
@@ -192,12 +194,21 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
   """Grouped-query self-attention with RoPE and an optional key/value cache; ``sliding``: this layer sees the last
   ``config.sliding_window`` positions only."""
+
   config: LlamaConfig
   sliding: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, positions: Array, bias: Array | None, *, decode: bool = False,
-               prefill: bool = False, prefill_lengths: Array | None = None) -> Array:
+  def __call__(
+    self,
+    x: Array,
+    positions: Array,
+    bias: Array | None,
+    *,
+    decode: bool = False,
+    prefill: bool = False,
+    prefill_lengths: Array | None = None,
+  ) -> Array:
     """x: [b, l, D]; positions: int[b, l]; bias: float32[b, 1, l, s] additive mask (s = l when no cache) or
     None in a cached decode step (the mask then comes from ``cache_index``). Returns [b, l, D]."""
     cfg = self.config
@@ -231,18 +242,18 @@ class Attention(nn.Module):
           raise ValueError(f"prefill of length {x.shape[1]} does not fit the cache of length {cache_len}")
         cos, sin = rotary_tables(positions, dh, cfg.rope_theta)
         q, key = apply_rotary(q, cos, sin), apply_rotary(key, cos, sin)
-        cached_key.value = lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
-                                                    (0, 0, 0, 0))
-        cached_value.value = lax.dynamic_update_slice(cached_value.value,
-                                                      value.astype(cached_value.value.dtype), (0, 0, 0, 0))
-        lengths = (prefill_lengths if prefill_lengths is not None
-                   else jnp.full((x.shape[0],), x.shape[1]))
+        cached_key.value = lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype), (0, 0, 0, 0))
+        cached_value.value = lax.dynamic_update_slice(
+          cached_value.value, value.astype(cached_value.value.dtype), (0, 0, 0, 0)
+        )
+        lengths = prefill_lengths if prefill_lengths is not None else jnp.full((x.shape[0],), x.shape[1])
         cache_index.value = lengths.astype(jnp.int32)
         return self._attend(q, key, value, bias, wo)
       if is_initialized and decode:
         if x.shape[1] != 1:
-          raise ValueError(f"decode=True feeds one token per call; got length {x.shape[1]} "
-                           "(use prefill=True for a prompt)")
+          raise ValueError(
+            f"decode=True feeds one token per call; got length {x.shape[1]} (use prefill=True for a prompt)"
+          )
         idx = cache_index.value  # [b]
         cos, sin = rotary_tables(idx[:, None], dh, cfg.rope_theta)
         q, key = apply_rotary(q, cos, sin), apply_rotary(key, cos, sin)
@@ -290,6 +301,7 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
   """Gated MLP: down(act(gate(x)) * up(x)), act = silu (SwiGLU) or tanh-approximated gelu (GeGLU, Gemma).
   x: [b, l, D] -> [b, l, D]."""
+
   config: LlamaConfig
 
   @nn.compact
@@ -309,16 +321,29 @@ class Mlp(nn.Module):
 class DecoderLayer(nn.Module):
   """Pre-norm residual block: x + attn(norm(x)); then x + mlp(norm(x)). With ``sandwich_norms`` (Gemma 2) each
   branch output is normed again before the residual add."""
+
   config: LlamaConfig
   sliding: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, positions: Array, bias: Array | None, decode: bool = False,
-               prefill: bool = False, prefill_lengths: Array | None = None) -> Array:
+  def __call__(
+    self,
+    x: Array,
+    positions: Array,
+    bias: Array | None,
+    decode: bool = False,
+    prefill: bool = False,
+    prefill_lengths: Array | None = None,
+  ) -> Array:
     cfg = self.config
-    y = Attention(cfg, self.sliding, name="attention")(RMSNorm(cfg, name="attention_norm")(x), positions, bias,
-                                                       decode=decode, prefill=prefill,
-                                                       prefill_lengths=prefill_lengths)
+    y = Attention(cfg, self.sliding, name="attention")(
+      RMSNorm(cfg, name="attention_norm")(x),
+      positions,
+      bias,
+      decode=decode,
+      prefill=prefill,
+      prefill_lengths=prefill_lengths,
+    )
     x = x + (RMSNorm(cfg, name="post_attention_norm")(y) if cfg.sandwich_norms else y)
     y = Mlp(cfg, name="mlp")(RMSNorm(cfg, name="mlp_norm")(x))
     x = x + (RMSNorm(cfg, name="post_mlp_norm")(y) if cfg.sandwich_norms else y)
@@ -330,8 +355,14 @@ def softcap(x: Array, cap: float) -> Array:
   return jnp.tanh(x / cap) * cap
 
 
-def attention_bias(length: int, target_tokens: Array | None, segment_ids: Array | None,
-                   causal_attention: Array | None, batch: int, sliding_window: int | None = None) -> Array:
+def attention_bias(
+  length: int,
+  target_tokens: Array | None,
+  segment_ids: Array | None,
+  causal_attention: Array | None,
+  batch: int,
+  sliding_window: int | None = None,
+) -> Array:
   """Additive float32 mask [batch, 1, length, length]: causal (or prefix-LM where ``causal_attention`` marks
   the bidirectional prefix, as t5x), same segment only, and padding (``target_tokens == 0``, as t5x) masked;
   with ``sliding_window`` a query also sees no key ``sliding_window`` or more positions behind it (HF's rule)."""
@@ -352,25 +383,37 @@ def attention_bias(length: int, target_tokens: Array | None, segment_ids: Array 
 
 class Llama(nn.Module):
   """Llama-family causal LM with t5x's decoder-only network signature."""
+
   config: LlamaConfig
 
   def setup(self):
     cfg = self.config
-    self.token_embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
-                                param_dtype=cfg.weight_dtype,
-                                embedding_init=nn.with_logical_partitioning(
-                                    nn.initializers.normal(cfg.init_std), ("vocab", "embed")))
+    self.token_embed = nn.Embed(
+      cfg.vocab_size,
+      cfg.hidden_size,
+      dtype=cfg.compute_dtype,
+      param_dtype=cfg.weight_dtype,
+      embedding_init=nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), ("vocab", "embed")),
+    )
     layer_cls = nn.remat(DecoderLayer, static_argnums=(4, 5)) if cfg.remat else DecoderLayer
     self.layers = [layer_cls(cfg, cfg.is_sliding(i), name=f"layers_{i}") for i in range(cfg.num_layers)]
     self.final_norm = RMSNorm(cfg)
     if not cfg.tie_word_embeddings:
       self.lm_head = _LmHead(cfg)
 
-  def __call__(self, decoder_input_tokens: Array, decoder_target_tokens: Array | None = None,
-               decoder_segment_ids: Array | None = None, decoder_positions: Array | None = None,
-               decoder_causal_attention: Array | None = None, enable_dropout: bool = False,
-               decode: bool = False, max_decode_length: int | None = None, prefill: bool = False,
-               prefill_lengths: Array | None = None) -> Array:
+  def __call__(
+    self,
+    decoder_input_tokens: Array,
+    decoder_target_tokens: Array | None = None,
+    decoder_segment_ids: Array | None = None,
+    decoder_positions: Array | None = None,
+    decoder_causal_attention: Array | None = None,
+    enable_dropout: bool = False,
+    decode: bool = False,
+    max_decode_length: int | None = None,
+    prefill: bool = False,
+    prefill_lengths: Array | None = None,
+  ) -> Array:
     """decoder_input_tokens: int[batch, length] -> float32 logits [batch, length, vocab].
 
     ``decoder_target_tokens`` (optional, t5x): positions whose target is 0 are padding and masked out.
@@ -380,14 +423,30 @@ class Llama(nn.Module):
     ``max_decode_length`` are accepted for t5x and ignored.
     """
     del enable_dropout, max_decode_length
-    hidden = self.hidden_states(decoder_input_tokens, decoder_target_tokens, decoder_segment_ids,
-                                decoder_positions, decoder_causal_attention, decode=decode, prefill=prefill,
-                                prefill_lengths=prefill_lengths)
+    hidden = self.hidden_states(
+      decoder_input_tokens,
+      decoder_target_tokens,
+      decoder_segment_ids,
+      decoder_positions,
+      decoder_causal_attention,
+      decode=decode,
+      prefill=prefill,
+      prefill_lengths=prefill_lengths,
+    )
     return self.logits(hidden)
 
-  def hidden_states(self, tokens: Array, target_tokens: Array | None = None, segment_ids: Array | None = None,
-                    positions: Array | None = None, causal_attention: Array | None = None, *,
-                    decode: bool = False, prefill: bool = False, prefill_lengths: Array | None = None) -> Array:
+  def hidden_states(
+    self,
+    tokens: Array,
+    target_tokens: Array | None = None,
+    segment_ids: Array | None = None,
+    positions: Array | None = None,
+    causal_attention: Array | None = None,
+    *,
+    decode: bool = False,
+    prefill: bool = False,
+    prefill_lengths: Array | None = None,
+  ) -> Array:
     """Final-norm hidden states [batch, length, D] (compute dtype); arguments as ``__call__``."""
     if decode and prefill:
       raise ValueError("decode and prefill cannot both be true: prefill the prompt first, then decode")
@@ -397,7 +456,7 @@ class Llama(nn.Module):
     cfg = self.config
     x = self.token_embed(tokens.astype(jnp.int32))
     if cfg.scale_embeddings:  # Gemma: sqrt(D) rounded to the compute dtype first, as HF
-      x = x * jnp.asarray(cfg.hidden_size ** 0.5, cfg.compute_dtype)
+      x = x * jnp.asarray(cfg.hidden_size**0.5, cfg.compute_dtype)
     x = spmd.with_logical_constraint(x, ("batch", "length", "embed"))
     bias = attention_bias(n, target_tokens, segment_ids, causal_attention, b)
     if any(cfg.is_sliding(i) for i in range(cfg.num_layers)):

@@ -14,6 +14,7 @@ The family's config translation lives in ``models.decoder_families``.
 Every tensor is checked against the names/shapes the config implies before conversion, in the checkpoint's own
 naming, so a bad checkpoint raises ``CheckpointError`` listing exactly the offending tensors.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,9 @@ def load_llama(path: str | os.PathLike, dtype: str = "float32", param_dtype: str
     ggufs = sorted(path.glob("*.gguf"))
     if len(ggufs) == 1:
       return _load_gguf(ggufs[0], dtype, param_dtype or dtype)
-    raise FileNotFoundError(f"{str(path)!r} holds neither config.json (HF) nor exactly one .gguf file "
-                            f"(found {[g.name for g in ggufs]})")
+    raise FileNotFoundError(
+      f"{str(path)!r} holds neither config.json (HF) nor exactly one .gguf file (found {[g.name for g in ggufs]})"
+    )
   raise CheckpointError(f"{str(path)!r} is neither an HF checkpoint directory nor a .gguf file")
 
 
@@ -56,16 +58,21 @@ def load_llama(path: str | os.PathLike, dtype: str = "float32", param_dtype: str
 
 # Per-layer tensors: part -> (HF name, GGUF name); which parts a config has is ``_layer_parts``.
 _PARTS = {
-    "attention_norm": ("input_layernorm.weight", "attn_norm.weight"),
-    "mlp_norm": ("post_attention_layernorm.weight", "ffn_norm.weight"),
-    "post_attention_norm": ("post_attention_layernorm.weight", "post_attention_norm.weight"),
-    "post_mlp_norm": ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
-    "q": ("self_attn.q_proj.weight", "attn_q.weight"), "k": ("self_attn.k_proj.weight", "attn_k.weight"),
-    "v": ("self_attn.v_proj.weight", "attn_v.weight"), "o": ("self_attn.o_proj.weight", "attn_output.weight"),
-    "q_bias": ("self_attn.q_proj.bias", "attn_q.bias"), "k_bias": ("self_attn.k_proj.bias", "attn_k.bias"),
-    "v_bias": ("self_attn.v_proj.bias", "attn_v.bias"),
-    "gate": ("mlp.gate_proj.weight", "ffn_gate.weight"), "up": ("mlp.up_proj.weight", "ffn_up.weight"),
-    "down": ("mlp.down_proj.weight", "ffn_down.weight")}
+  "attention_norm": ("input_layernorm.weight", "attn_norm.weight"),
+  "mlp_norm": ("post_attention_layernorm.weight", "ffn_norm.weight"),
+  "post_attention_norm": ("post_attention_layernorm.weight", "post_attention_norm.weight"),
+  "post_mlp_norm": ("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+  "q": ("self_attn.q_proj.weight", "attn_q.weight"),
+  "k": ("self_attn.k_proj.weight", "attn_k.weight"),
+  "v": ("self_attn.v_proj.weight", "attn_v.weight"),
+  "o": ("self_attn.o_proj.weight", "attn_output.weight"),
+  "q_bias": ("self_attn.q_proj.bias", "attn_q.bias"),
+  "k_bias": ("self_attn.k_proj.bias", "attn_k.bias"),
+  "v_bias": ("self_attn.v_proj.bias", "attn_v.bias"),
+  "gate": ("mlp.gate_proj.weight", "ffn_gate.weight"),
+  "up": ("mlp.up_proj.weight", "ffn_up.weight"),
+  "down": ("mlp.down_proj.weight", "ffn_down.weight"),
+}
 _NORMS = ("attention_norm", "mlp_norm", "post_attention_norm", "post_mlp_norm")
 
 
@@ -73,8 +80,17 @@ def _layer_parts(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
   """The per-layer parts ``cfg`` has and their torch-layout shapes."""
   d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.resolved_head_dim
   qd, kd = cfg.num_heads * hd, cfg.num_kv_heads * hd
-  parts = {"attention_norm": (d,), "mlp_norm": (d,), "q": (qd, d), "k": (kd, d), "v": (kd, d), "o": (d, qd),
-           "gate": (f, d), "up": (f, d), "down": (d, f)}
+  parts = {
+    "attention_norm": (d,),
+    "mlp_norm": (d,),
+    "q": (qd, d),
+    "k": (kd, d),
+    "v": (kd, d),
+    "o": (d, qd),
+    "gate": (f, d),
+    "up": (f, d),
+    "down": (d, f),
+  }
   if cfg.attention_bias:
     parts.update(q_bias=(qd,), k_bias=(kd,), v_bias=(kd,))
   if cfg.sandwich_norms:
@@ -93,8 +109,7 @@ def hf_tensor_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
   v, d = cfg.vocab_size, cfg.hidden_size
   shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
   for i in range(cfg.num_layers):
-    shapes.update({f"model.layers.{i}.{_hf_part_name(cfg, part)}": shape
-                   for part, shape in _layer_parts(cfg).items()})
+    shapes.update({f"model.layers.{i}.{_hf_part_name(cfg, part)}": shape for part, shape in _layer_parts(cfg).items()})
   if not cfg.tie_word_embeddings:
     shapes["lm_head.weight"] = (v, d)
   return shapes
@@ -111,9 +126,16 @@ def params_from_hf(cfg: LlamaConfig, tensors: Mapping[str, np.ndarray], *, sourc
     if np.array_equal(np.asarray(tensors["lm_head.weight"]), np.asarray(tensors["model.embed_tokens.weight"])):
       tensors = {k: v for k, v in tensors.items() if k != "lm_head.weight"}
   check_tree(_shapes(hf_tensor_shapes(cfg)), tensors, source=source)
-  return _to_tree(cfg, lambda name: tensors[name], {
-      "embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "lm_head": "lm_head.weight",
-      "layer": lambda i, part: f"model.layers.{i}.{_hf_part_name(cfg, part)}"})
+  return _to_tree(
+    cfg,
+    lambda name: tensors[name],
+    {
+      "embed": "model.embed_tokens.weight",
+      "norm": "model.norm.weight",
+      "lm_head": "lm_head.weight",
+      "layer": lambda i, part: f"model.layers.{i}.{_hf_part_name(cfg, part)}",
+    },
+  )
 
 
 def hf_state_dict(cfg: LlamaConfig, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -124,14 +146,22 @@ def hf_state_dict(cfg: LlamaConfig, params: Mapping[str, Any]) -> dict[str, np.n
   def a(x):
     return np.asarray(x, dtype=np.float32)
 
-  out = {"model.embed_tokens.weight": a(params["token_embed"]["embedding"]),
-         "model.norm.weight": a(params["final_norm"]["scale"])}
+  out = {
+    "model.embed_tokens.weight": a(params["token_embed"]["embedding"]),
+    "model.norm.weight": a(params["final_norm"]["scale"]),
+  }
   for i in range(cfg.num_layers):
     layer, p = params[f"layers_{i}"], f"model.layers.{i}."
     attn, mlp = layer["attention"], layer["mlp"]
-    value = {"q": a(attn["query"]).reshape(d, -1).T, "k": a(attn["key"]).reshape(d, -1).T,
-             "v": a(attn["value"]).reshape(d, -1).T, "o": a(attn["out"]).reshape(cfg.num_heads * hd, d).T,
-             "gate": a(mlp["gate"]).T, "up": a(mlp["up"]).T, "down": a(mlp["down"]).T}
+    value = {
+      "q": a(attn["query"]).reshape(d, -1).T,
+      "k": a(attn["key"]).reshape(d, -1).T,
+      "v": a(attn["value"]).reshape(d, -1).T,
+      "o": a(attn["out"]).reshape(cfg.num_heads * hd, d).T,
+      "gate": a(mlp["gate"]).T,
+      "up": a(mlp["up"]).T,
+      "down": a(mlp["down"]).T,
+    }
     for part in _layer_parts(cfg):
       if part in _NORMS:
         value[part] = a(layer[part]["scale"])
@@ -148,14 +178,31 @@ def _to_tree(cfg: LlamaConfig, get: Callable[[str], np.ndarray], names: Mapping[
   """Builds the Flax tree from torch-layout [out, in] matrices fetched by checkpoint name."""
   dt = _np_dtype(cfg.param_dtype)
   d, hd, h, k = cfg.hidden_size, cfg.resolved_head_dim, cfg.num_heads, cfg.num_kv_heads
-  convert = {"q": lambda w: w.T.reshape(d, h, hd), "k": lambda w: w.T.reshape(d, k, hd),
-             "v": lambda w: w.T.reshape(d, k, hd), "o": lambda w: w.T.reshape(h, hd, d),
-             "q_bias": lambda w: w.reshape(h, hd), "k_bias": lambda w: w.reshape(k, hd),
-             "v_bias": lambda w: w.reshape(k, hd), "gate": np.transpose, "up": np.transpose, "down": np.transpose}
-  where = {"q": ("attention", "query"), "k": ("attention", "key"), "v": ("attention", "value"),
-           "o": ("attention", "out"), "q_bias": ("attention", "query_bias"), "k_bias": ("attention", "key_bias"),
-           "v_bias": ("attention", "value_bias"), "gate": ("mlp", "gate"), "up": ("mlp", "up"),
-           "down": ("mlp", "down"), **{n: (n, "scale") for n in _NORMS}}
+  convert = {
+    "q": lambda w: w.T.reshape(d, h, hd),
+    "k": lambda w: w.T.reshape(d, k, hd),
+    "v": lambda w: w.T.reshape(d, k, hd),
+    "o": lambda w: w.T.reshape(h, hd, d),
+    "q_bias": lambda w: w.reshape(h, hd),
+    "k_bias": lambda w: w.reshape(k, hd),
+    "v_bias": lambda w: w.reshape(k, hd),
+    "gate": np.transpose,
+    "up": np.transpose,
+    "down": np.transpose,
+  }
+  where = {
+    "q": ("attention", "query"),
+    "k": ("attention", "key"),
+    "v": ("attention", "value"),
+    "o": ("attention", "out"),
+    "q_bias": ("attention", "query_bias"),
+    "k_bias": ("attention", "key_bias"),
+    "v_bias": ("attention", "value_bias"),
+    "gate": ("mlp", "gate"),
+    "up": ("mlp", "up"),
+    "down": ("mlp", "down"),
+    **{n: (n, "scale") for n in _NORMS},
+  }
 
   def arr(name):
     return np.asarray(get(name), dtype=np.float32)
@@ -164,8 +211,10 @@ def _to_tree(cfg: LlamaConfig, get: Callable[[str], np.ndarray], names: Mapping[
     return np.ascontiguousarray(x).astype(dt)
 
   layer = names["layer"]
-  tree: dict[str, Any] = {"token_embed": {"embedding": cast(arr(names["embed"]))},
-                          "final_norm": {"scale": cast(arr(names["norm"]))}}
+  tree: dict[str, Any] = {
+    "token_embed": {"embedding": cast(arr(names["embed"]))},
+    "final_norm": {"scale": cast(arr(names["norm"]))},
+  }
   for i in range(cfg.num_layers):
     node: dict[str, Any] = {}
     for part in _layer_parts(cfg):
@@ -180,6 +229,7 @@ def _to_tree(cfg: LlamaConfig, get: Callable[[str], np.ndarray], names: Mapping[
 def _np_dtype(name: str):
   if name == "bfloat16":
     import ml_dtypes  # ships with jax
+
     return ml_dtypes.bfloat16
   return np.dtype(name)
 
@@ -187,6 +237,7 @@ def _np_dtype(name: str):
 def read_safetensors(directory: Path) -> dict[str, np.ndarray]:
   """All tensors of ``model.safetensors`` or of the shards named by ``model.safetensors.index.json``."""
   from safetensors import safe_open
+
   index = directory / "model.safetensors.index.json"
   if index.exists():
     weight_map = json.loads(index.read_text()).get("weight_map", {})
@@ -216,6 +267,7 @@ def _load_hf(directory: Path, dtype: str, param_dtype: str) -> LoadedModel:
   params = params_from_hf(cfg, read_safetensors(directory), source=source)
   try:
     from tokensift.core.hf_tokenizer import tokenizer_files
+
     tokenizer = tokenizer_files(directory)
   except FileNotFoundError:
     tokenizer = None
@@ -261,6 +313,7 @@ class _GGUFTensors:
 
   def __call__(self, name: str) -> np.ndarray:
     from gguf.quants import dequantize
+
     t = self._by_name[name]
     w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(self.shape(name))
     cfg = self._cfg
@@ -282,6 +335,7 @@ def _gguf_fields(reader) -> dict[str, Any]:
 
 def _load_gguf(path: Path, dtype: str, param_dtype: str) -> LoadedModel:
   import gguf
+
   source = str(path)
   try:
     reader = gguf.GGUFReader(source)
@@ -293,11 +347,20 @@ def _load_gguf(path: Path, dtype: str, param_dtype: str) -> LoadedModel:
   cfg = config_from_gguf(fields, shapes, source=source, dtype=dtype, param_dtype=param_dtype)
   tensors._cfg = cfg  # noqa: SLF001
   check_tree(_shapes(gguf_tensor_shapes(cfg)), _shapes(shapes), source=source)
-  params = _to_tree(cfg, tensors, {"embed": "token_embd.weight", "norm": "output_norm.weight",
-                                   "lm_head": "output.weight", "layer": lambda i, part: f"blk.{i}.{_PARTS[part][1]}"})
+  params = _to_tree(
+    cfg,
+    tensors,
+    {
+      "embed": "token_embd.weight",
+      "norm": "output_norm.weight",
+      "lm_head": "output.weight",
+      "layer": lambda i, part: f"blk.{i}.{_PARTS[part][1]}",
+    },
+  )
   tokenizer = None
   if "tokenizer.ggml.model" in reader.fields:  # weights-only GGUF files carry no tokenizer
     from tokensift.core.hf_tokenizer import tokenizer_files
+
     tokenizer = tokenizer_files(path)
   return LoadedModel("llama", cfg, Llama(cfg), params, tokenizer, source)
 

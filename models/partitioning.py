@@ -10,6 +10,7 @@ Logical axis names used by tokensift layers:
   batch, length, embed, mlp, heads, kv_heads, head_dim, vocab, relpos_buckets, kv_length, layers (unused by
   rules; kept unsharded).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,17 +28,17 @@ RulesArg = str | Sequence[tuple[str, Any]]  # a preset's name or a table (t5x pa
 
 # Model (tensor) parallelism over 'model', data parallelism over 'data' (t5x's standard rules, 1-D model axis).
 STANDARD_RULES: Rules = (
-    ("batch", "data"),
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("kv_heads", None),  # multi-query / few kv heads: replicate rather than split 1-3 heads
-    ("head_dim", None),
-    ("embed", None),
-    ("length", None),
-    ("kv_length", None),
-    ("relpos_buckets", None),
-    ("layers", None),
+  ("batch", "data"),
+  ("vocab", "model"),
+  ("mlp", "model"),
+  ("heads", "model"),
+  ("kv_heads", None),  # multi-query / few kv heads: replicate rather than split 1-3 heads
+  ("head_dim", None),
+  ("embed", None),
+  ("length", None),
+  ("kv_length", None),
+  ("relpos_buckets", None),
+  ("layers", None),
 )
 
 # Fully-sharded data parallel: parameters' embed axis also split over 'data'.
@@ -49,6 +50,7 @@ RULE_SETS = {"standard": STANDARD_RULES, "fsdp": FSDP_RULES}
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
   """Mesh shape: ``data * model`` must equal the device count; ``data=-1`` means "the rest"."""
+
   data: int = -1
   model: int = 1
   rules: str = "standard"
@@ -106,15 +108,18 @@ def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: RulesArg = "standar
     if not isinstance(spec, PartitionSpec):
       return NamedSharding(mesh, PartitionSpec())
     mesh_spec = spmd.logical_to_mesh_axes(tuple(spec), rules)
-    fitted = [ax if ax is None or (i < len(shape) and shape[i] % axis_size(ax) == 0) else None
-              for i, ax in enumerate(mesh_spec or ())]
+    fitted = [
+      ax if ax is None or (i < len(shape) and shape[i] % axis_size(ax) == 0) else None
+      for i, ax in enumerate(mesh_spec or ())
+    ]
     return NamedSharding(mesh, PartitionSpec(*fitted))
 
   return jax.tree.map(to_sharding, specs, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec) or x is None)
 
 
-def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "standard",
-                 rng: jax.Array | None = None, **init_kwargs) -> tuple[Any, Any]:
+def sharded_init(
+  module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "standard", rng: jax.Array | None = None, **init_kwargs
+) -> tuple[Any, Any]:
   """Initializes ``module`` directly into its sharded layout.
 
   Returns ``(params, shardings)``: unboxed params (plain arrays placed per the rules) and the matching tree
@@ -135,8 +140,7 @@ def sharded_init(module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "s
   return params, shardings
 
 
-def param_shardings(module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "standard",
-                    **init_kwargs) -> Any:
+def param_shardings(module: nn.Module, mesh: Mesh, *init_args, rules: RulesArg = "standard", **init_kwargs) -> Any:
   """The NamedShardings a module's params take under ``rules`` (from an abstract init; no compute)."""
   rules_t = get_rules(rules)
   with nn.logical_axis_rules(rules_t):  # shapes only: no mesh needed
@@ -154,9 +158,16 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data", *([None] * (ndim - 1))))
 
 
-def jit_apply(module: nn.Module, mesh: Mesh, shardings: Any = None, *, rules: RulesArg = "standard",
-              method: str | Callable | None = None, static_argnames: Sequence[str] = (),
-              out_sharding: Any = None) -> Callable:
+def jit_apply(
+  module: nn.Module,
+  mesh: Mesh,
+  shardings: Any = None,
+  *,
+  rules: RulesArg = "standard",
+  method: str | Callable | None = None,
+  static_argnames: Sequence[str] = (),
+  out_sharding: Any = None,
+) -> Callable:
   """``jax.jit`` of ``module.apply({'params': p}, *args, method=...)`` traced under ``mesh_rules(mesh, rules)``,
   so activation constraints inside layers bind to this mesh.
 

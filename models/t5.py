@@ -27,6 +27,7 @@ Autoregressive decoding uses t5x's ``cache`` collection layout: each decoder sel
 A first ``decode=True`` call with full-length ``[batch, max_length]`` decoder inputs creates the cache
 (``mutable=['cache']``); later calls feed ``[batch, 1]`` tokens with ``max_decode_length`` set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,16 +45,17 @@ from tokensift.models.bert import l2_normalize, mean_pool
 _NEG_INF = -1e10  # additive mask value (t5x); exp() underflows to exactly 0 in float32
 
 _ACTIVATIONS = {
-    "relu": jax.nn.relu,
-    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "silu": jax.nn.silu,
+  "relu": jax.nn.relu,
+  "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+  "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+  "silu": jax.nn.silu,
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class T5Config:
   """Hyperparameters of a T5 encoder-decoder (HF names; FLAN-T5-Small defaults)."""
+
   vocab_size: int = 32128
   d_model: int = 512
   num_heads: int = 6
@@ -73,10 +75,15 @@ class T5Config:
 
   def __post_init__(self):
     act = self.feed_forward_proj.split("-")[-1]
-    if self.feed_forward_proj.count("-") > 1 or act not in ("relu", "gelu", "silu") or (
-        "-" in self.feed_forward_proj and not self.feed_forward_proj.startswith("gated-")):
-      raise ValueError(f"unsupported feed_forward_proj {self.feed_forward_proj!r}; "
-                       "use relu, gelu, silu, gated-relu, gated-gelu or gated-silu")
+    if (
+      self.feed_forward_proj.count("-") > 1
+      or act not in ("relu", "gelu", "silu")
+      or ("-" in self.feed_forward_proj and not self.feed_forward_proj.startswith("gated-"))
+    ):
+      raise ValueError(
+        f"unsupported feed_forward_proj {self.feed_forward_proj!r}; "
+        "use relu, gelu, silu, gated-relu, gated-gelu or gated-silu"
+      )
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"T5Config.{name}={getattr(self, name)!r}; use float32, bfloat16 or float16")
@@ -126,8 +133,9 @@ def relative_position_bucket(relative_position, *, bidirectional: bool, num_buck
   is_small = distance < max_exact
   safe = xp.maximum(distance, 1).astype(xp.float32)  # log(0) is masked by is_small anyway
   scale = xp.float32(num_buckets - max_exact) if xp is np else num_buckets - max_exact
-  large = max_exact + (xp.log(safe / xp.float32(max_exact)) / xp.float32(math.log(max_distance / max_exact))
-                       * scale).astype(xp.int32)
+  large = max_exact + (
+    xp.log(safe / xp.float32(max_exact)) / xp.float32(math.log(max_distance / max_exact)) * scale
+  ).astype(xp.int32)
   large = xp.minimum(large, num_buckets - 1)
   return (buckets + xp.where(is_small, distance, large)).astype(xp.int32)
 
@@ -138,6 +146,7 @@ def _param(module: nn.Module, name: str, init, shape, axes) -> jax.Array:
 
 class Kernel(nn.Module):
   """Holds one ``kernel`` param (t5x's ``<name>/kernel`` layout) and returns it in the compute dtype."""
+
   config: Any
   shape: tuple[int, ...]
   axes: tuple[str, ...]
@@ -150,6 +159,7 @@ class Kernel(nn.Module):
 
 class RMSNorm(nn.Module):
   """T5 layer norm: ``x / sqrt(mean(x^2) + eps) * scale``, no mean subtraction, no bias; stats in float32."""
+
   config: Any
 
   @nn.compact
@@ -163,18 +173,27 @@ class RMSNorm(nn.Module):
 class RelativePositionBias(nn.Module):
   """Relative position attention bias ``[1, heads, q_len, k_len]`` (float32) for positions ``arange(q_len)``
   against ``arange(k_len)``, from a ``[heads, buckets]`` table (buckets computed at trace time)."""
+
   config: T5Config
   bidirectional: bool
 
   @nn.compact
   def __call__(self, q_len: int, k_len: int) -> jax.Array:
     cfg = self.config
-    table = _param(self, "rel_embedding", nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
-                   (cfg.num_heads, cfg.relative_attention_num_buckets), ("heads", "relpos_buckets"))
+    table = _param(
+      self,
+      "rel_embedding",
+      nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+      (cfg.num_heads, cfg.relative_attention_num_buckets),
+      ("heads", "relpos_buckets"),
+    )
     rel = np.arange(k_len)[None, :] - np.arange(q_len)[:, None]
-    buckets = relative_position_bucket(rel, bidirectional=self.bidirectional,
-                                       num_buckets=cfg.relative_attention_num_buckets,
-                                       max_distance=cfg.relative_attention_max_distance)
+    buckets = relative_position_bucket(
+      rel,
+      bidirectional=self.bidirectional,
+      num_buckets=cfg.relative_attention_num_buckets,
+      max_distance=cfg.relative_attention_max_distance,
+    )
     return jnp.take(table.astype(jnp.float32), jnp.asarray(buckets), axis=1)[None]  # [1, heads, q, k]
 
 
@@ -185,12 +204,12 @@ class Attention(nn.Module):
   With ``decode=True`` keeps t5x's cache (see module docstring); ``bias``/``mask`` then span the full
   cache length and the row of the current position is sliced here.
   """
+
   config: T5Config
   causal: bool = False
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, mask=None, bias=None, *, decode: bool = False,
-               deterministic: bool = True):
+  def __call__(self, inputs_q, inputs_kv, mask=None, bias=None, *, decode: bool = False, deterministic: bool = True):
     cfg = self.config
     stepping = False
     dt = cfg.compute_dtype
@@ -201,8 +220,13 @@ class Attention(nn.Module):
     wq = Kernel(cfg, (d, h, hd), in_axes, qinit, name="query")()
     wk = Kernel(cfg, (d, h, hd), in_axes, kinit, name="key")()
     wv = Kernel(cfg, (d, h, hd), in_axes, kinit, name="value")()
-    wo = Kernel(cfg, (h, hd, d), ("heads", "head_dim", "embed"),
-                nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=2), name="out")()
+    wo = Kernel(
+      cfg,
+      (h, hd, d),
+      ("heads", "head_dim", "embed"),
+      nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=2),
+      name="out",
+    )()
     qkv_axes = ("batch", "length", "heads", "head_dim")
     q = spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_q.astype(dt), wq), qkv_axes)
     k = spmd.with_logical_constraint(jnp.einsum("bld,dhk->blhk", inputs_kv.astype(dt), wk), qkv_axes)
@@ -220,10 +244,8 @@ class Attention(nn.Module):
         if q.shape != (batch, 1, h, hd):
           raise ValueError(f"decode step expects one query position [{batch}, 1, ...]; got query {q.shape}")
         idx = cache_index.value
-        new_k = jax.lax.dynamic_update_slice(cached_key.value, jnp.moveaxis(k, 1, -1).astype(k.dtype),
-                                             (0, 0, 0, idx))
-        new_v = jax.lax.dynamic_update_slice(cached_value.value, jnp.moveaxis(v, 1, -1).astype(v.dtype),
-                                             (0, 0, 0, idx))
+        new_k = jax.lax.dynamic_update_slice(cached_key.value, jnp.moveaxis(k, 1, -1).astype(k.dtype), (0, 0, 0, idx))
+        new_v = jax.lax.dynamic_update_slice(cached_value.value, jnp.moveaxis(v, 1, -1).astype(v.dtype), (0, 0, 0, idx))
         cached_key.value, cached_value.value = new_k, new_v
         cache_index.value = idx + 1
         k, v = jnp.moveaxis(new_k, -1, 1), jnp.moveaxis(new_v, -1, 1)
@@ -250,6 +272,7 @@ class Attention(nn.Module):
 
 class Mlp(nn.Module):
   """Gated (``act(x W_0) * (x W_1)``) or plain (``act(x W)``) feed-forward, then ``W_o``: [b, l, embed]."""
+
   config: T5Config
 
   @nn.compact
@@ -260,8 +283,10 @@ class Mlp(nn.Module):
     init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
     act = _ACTIVATIONS[cfg.activation]
     names = ("wi_0", "wi_1") if cfg.is_gated else ("wi",)
-    hs = [jnp.einsum("bld,df->blf", x.astype(dt), Kernel(cfg, (d, cfg.d_ff), ("embed", "mlp"), init, name=n)())
-          for n in names]
+    hs = [
+      jnp.einsum("bld,df->blf", x.astype(dt), Kernel(cfg, (d, cfg.d_ff), ("embed", "mlp"), init, name=n)())
+      for n in names
+    ]
     y = act(hs[0]) * hs[1] if cfg.is_gated else act(hs[0])
     y = spmd.with_logical_constraint(y, ("batch", "length", "mlp"))
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
@@ -288,23 +313,29 @@ class DecoderLayer(nn.Module):
   def __call__(self, x, encoded, self_mask, cross_mask, bias, deterministic: bool = True, decode: bool = False):
     drop = lambda y: nn.Dropout(self.config.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     y = RMSNorm(self.config, name="pre_self_attention_layer_norm")(x)
-    x = x + drop(Attention(self.config, causal=True, name="self_attention")(y, y, self_mask, bias, decode=decode,
-                                                              deterministic=deterministic))
+    x = x + drop(
+      Attention(self.config, causal=True, name="self_attention")(
+        y, y, self_mask, bias, decode=decode, deterministic=deterministic
+      )
+    )
     y = RMSNorm(self.config, name="pre_cross_attention_layer_norm")(x)
-    x = x + drop(Attention(self.config, name="encoder_decoder_attention")(y, encoded, cross_mask,
-                                                                         deterministic=deterministic))
+    x = x + drop(
+      Attention(self.config, name="encoder_decoder_attention")(y, encoded, cross_mask, deterministic=deterministic)
+    )
     y = RMSNorm(self.config, name="pre_mlp_layer_norm")(x)
     return x + drop(Mlp(self.config, name="mlp")(y, deterministic=deterministic))
 
 
 class Embed(nn.Module):
   """Token embedding ``[vocab, embed]`` shared by encoder and decoder (and by the logits when tied)."""
+
   config: T5Config
 
   def setup(self):
     cfg = self.config
-    self.embedding = _param(self, "embedding", nn.initializers.normal(1.0), (cfg.vocab_size, cfg.d_model),
-                            ("vocab", "embed"))
+    self.embedding = _param(
+      self, "embedding", nn.initializers.normal(1.0), (cfg.vocab_size, cfg.d_model), ("vocab", "embed")
+    )
 
   def __call__(self, tokens):
     """``int[b, l]`` -> ``[b, l, embed]`` (compute dtype)."""
@@ -318,18 +349,25 @@ class Embed(nn.Module):
 
 class LogitsDense(nn.Module):
   """Untied output projection, float32: ``[b, l, embed]`` -> ``[b, l, vocab]``."""
+
   config: T5Config
 
   @nn.compact
   def __call__(self, y):
     cfg = self.config
-    kernel = _param(self, "kernel", nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
-                    (cfg.d_model, cfg.vocab_size), ("embed", "vocab"))
+    kernel = _param(
+      self,
+      "kernel",
+      nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+      (cfg.d_model, cfg.vocab_size),
+      ("embed", "vocab"),
+    )
     return jnp.einsum("bld,dv->blv", y.astype(jnp.float32), kernel.astype(jnp.float32))
 
 
 class Encoder(nn.Module):
   """``tokens: int[b, l]``, ``mask: [b, 1, l, l]`` -> ``[b, l, embed]`` (after the final norm)."""
+
   config: T5Config
   shared_embedding: nn.Module
 
@@ -337,8 +375,7 @@ class Encoder(nn.Module):
   def __call__(self, tokens, mask, deterministic: bool = True):
     cfg = self.config
     bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(tokens.shape[1], tokens.shape[1])
-    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens),
-                                                          deterministic=deterministic)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens), deterministic=deterministic)
     for i in range(cfg.num_encoder_layers):
       x = EncoderLayer(cfg, name=f"layers_{i}")(x, mask, bias, deterministic)
     x = RMSNorm(cfg, name="encoder_norm")(x)
@@ -348,24 +385,32 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
   """``tokens: int[b, l]`` decoder inputs, ``encoded: [b, k, embed]`` -> float32 logits ``[b, l, vocab]``."""
+
   config: T5Config
   shared_embedding: nn.Module
 
   @nn.compact
-  def __call__(self, tokens, encoded, self_mask, cross_mask, deterministic: bool = True, decode: bool = False,
-               max_decode_length: int | None = None):
+  def __call__(
+    self,
+    tokens,
+    encoded,
+    self_mask,
+    cross_mask,
+    deterministic: bool = True,
+    decode: bool = False,
+    max_decode_length: int | None = None,
+  ):
     cfg = self.config
     length = max_decode_length if decode and max_decode_length else tokens.shape[1]
     bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(length, length)
-    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens),
-                                                          deterministic=deterministic)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(self.shared_embedding(tokens), deterministic=deterministic)
     for i in range(cfg.num_decoder_layers):
       x = DecoderLayer(cfg, name=f"layers_{i}")(x, encoded, self_mask, cross_mask, bias, deterministic, decode)
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
     x = spmd.with_logical_constraint(x, ("batch", "length", "embed"))
     if cfg.scales_decoder_outputs:  # HF and t5x rescale by d_model**-0.5 when the output reuses the embedding
-      x = x * (cfg.d_model ** -0.5)
+      x = x * (cfg.d_model**-0.5)
     if cfg.tie_word_embeddings:
       logits = self.shared_embedding.attend(x)
     else:
@@ -398,6 +443,7 @@ def encoder_mask(encoder_input_tokens, encoder_segment_ids=None):
 
 class T5(nn.Module):
   """T5 encoder-decoder with t5x's ``EncoderDecoder`` network methods (``__call__``, ``encode``, ``decode``)."""
+
   config: T5Config
 
   def setup(self):
@@ -408,12 +454,23 @@ class T5(nn.Module):
   def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout: bool = False):
     """``encoder_input_tokens: int[b, l]`` (0 = padding) -> encoded ``[b, l, d_model]``."""
     _check_tokens("encoder_input_tokens", encoder_input_tokens)
-    return self.encoder(encoder_input_tokens, encoder_mask(encoder_input_tokens, encoder_segment_ids),
-                        deterministic=not enable_dropout)
+    return self.encoder(
+      encoder_input_tokens, encoder_mask(encoder_input_tokens, encoder_segment_ids), deterministic=not enable_dropout
+    )
 
-  def decode(self, encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
-             encoder_segment_ids=None, decoder_segment_ids=None, decoder_positions=None,
-             enable_dropout: bool = False, decode: bool = False, max_decode_length: int | None = None):
+  def decode(
+    self,
+    encoded,
+    encoder_input_tokens,
+    decoder_input_tokens,
+    decoder_target_tokens=None,
+    encoder_segment_ids=None,
+    decoder_segment_ids=None,
+    decoder_positions=None,
+    enable_dropout: bool = False,
+    decode: bool = False,
+    max_decode_length: int | None = None,
+  ):
     """Decoder over ``encoded: [b, k, d_model]`` -> float32 logits ``[b, l, vocab]``.
 
     ``decoder_target_tokens`` (0 = padding) masks padded positions; when None only the causal mask applies.
@@ -443,20 +500,44 @@ class T5(nn.Module):
         if decoder_segment_ids is None:
           raise ValueError("encoder_segment_ids given without decoder_segment_ids")
         cross_mask = jnp.logical_and(cross_mask, _segment_mask(decoder_segment_ids, encoder_segment_ids))
-    return self.decoder(decoder_input_tokens, encoded, self_mask, cross_mask, deterministic=not enable_dropout,
-                        decode=decode, max_decode_length=max_decode_length)
+    return self.decoder(
+      decoder_input_tokens,
+      encoded,
+      self_mask,
+      cross_mask,
+      deterministic=not enable_dropout,
+      decode=decode,
+      max_decode_length=max_decode_length,
+    )
 
-  def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
-               encoder_segment_ids=None, decoder_segment_ids=None, encoder_positions=None, decoder_positions=None,
-               enable_dropout: bool = False, decode: bool = False, max_decode_length: int | None = None):
+  def __call__(
+    self,
+    encoder_input_tokens,
+    decoder_input_tokens,
+    decoder_target_tokens=None,
+    encoder_segment_ids=None,
+    decoder_segment_ids=None,
+    encoder_positions=None,
+    decoder_positions=None,
+    enable_dropout: bool = False,
+    decode: bool = False,
+    max_decode_length: int | None = None,
+  ):
     """``encoder_input_tokens: int[b, k]``, ``decoder_input_tokens: int[b, l]`` -> logits ``[b, l, vocab]``."""
     del encoder_positions
-    encoded = self.encode(encoder_input_tokens, encoder_segment_ids=encoder_segment_ids,
-                          enable_dropout=enable_dropout)
-    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-                       encoder_segment_ids=encoder_segment_ids, decoder_segment_ids=decoder_segment_ids,
-                       decoder_positions=decoder_positions, enable_dropout=enable_dropout, decode=decode,
-                       max_decode_length=max_decode_length)
+    encoded = self.encode(encoder_input_tokens, encoder_segment_ids=encoder_segment_ids, enable_dropout=enable_dropout)
+    return self.decode(
+      encoded,
+      encoder_input_tokens,
+      decoder_input_tokens,
+      decoder_target_tokens,
+      encoder_segment_ids=encoder_segment_ids,
+      decoder_segment_ids=decoder_segment_ids,
+      decoder_positions=decoder_positions,
+      enable_dropout=enable_dropout,
+      decode=decode,
+      max_decode_length=max_decode_length,
+    )
 
 
 class T5Encoder(nn.Module):
@@ -464,6 +545,7 @@ class T5Encoder(nn.Module):
 
   ``__call__(encoder_input_tokens, encoder_segment_ids=None, enable_dropout=False) -> [b, l, d_model]``.
   """
+
   config: T5Config
 
   def setup(self):
@@ -472,15 +554,17 @@ class T5Encoder(nn.Module):
 
   def __call__(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout: bool = False):
     _check_tokens("encoder_input_tokens", encoder_input_tokens)
-    return self.encoder(encoder_input_tokens, encoder_mask(encoder_input_tokens, encoder_segment_ids),
-                        deterministic=not enable_dropout)
+    return self.encoder(
+      encoder_input_tokens, encoder_mask(encoder_input_tokens, encoder_segment_ids), deterministic=not enable_dropout
+    )
 
   def encode(self, encoder_input_tokens, encoder_segment_ids=None, enable_dropout: bool = False):
     return self(encoder_input_tokens, encoder_segment_ids, enable_dropout)
 
 
-def t5_sentence_embeddings(module: nn.Module, params: Any, input_ids: jax.Array, attention_mask=None, *,
-                           normalize: bool = True) -> jax.Array:
+def t5_sentence_embeddings(
+  module: nn.Module, params: Any, input_ids: jax.Array, attention_mask=None, *, normalize: bool = True
+) -> jax.Array:
   """Sentence-T5-style embeddings: mean-pooled encoder states (``[b, d_model]``), L2-normalised by default.
 
   ``module`` is a ``T5`` or ``T5Encoder``; ``attention_mask`` defaults to ``input_ids > 0``.

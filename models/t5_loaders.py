@@ -16,6 +16,7 @@ T5X param names are the ones ``models.t5`` uses; t5x stores attention kernels fl
 (``relative_attention_max_distance`` cannot be, and defaults to 128; pass ``config_overrides`` to change it or the
 MLP activation).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,14 @@ from tokensift.models.checkpoint_check import CheckpointError, abstract_params, 
 from tokensift.models.t5 import T5, T5Config, T5Encoder
 
 _HF_MODEL_TYPES = ("t5", "mt5")
-_HF_ARCHITECTURES = ("T5ForConditionalGeneration", "MT5ForConditionalGeneration", "T5EncoderModel",
-                     "MT5EncoderModel", "T5Model", "MT5Model")
+_HF_ARCHITECTURES = (
+  "T5ForConditionalGeneration",
+  "MT5ForConditionalGeneration",
+  "T5EncoderModel",
+  "MT5EncoderModel",
+  "T5Model",
+  "MT5Model",
+)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -61,6 +68,7 @@ def _checked(config: T5Config, params: dict, source: str, encoder_only: bool = F
   dtype = np.dtype(config.param_dtype) if config.param_dtype != "bfloat16" else None
   if dtype is not None:
     import jax
+
     params = jax.tree.map(lambda x: np.asarray(x, dtype), params)
   return LoadedModel("t5", config, build_module(config, encoder_only), params, None, source)
 
@@ -99,8 +107,9 @@ def hf_scales_decoder_outputs(cfg: Mapping[str, Any], *, separate_lm_head: bool)
   return not separate_lm_head
 
 
-def config_from_hf(cfg: Mapping[str, Any], *, dtype: str = "float32", source: str = "",
-                   tied: bool | None = None) -> T5Config:
+def config_from_hf(
+  cfg: Mapping[str, Any], *, dtype: str = "float32", source: str = "", tied: bool | None = None
+) -> T5Config:
   """HF ``config.json`` dict -> T5Config. CheckpointError for an architecture other than T5/mT5.
 
   ``tied``: whether the checkpoint has no separate ``lm_head.weight`` (None: trust the config). Output scaling is
@@ -110,23 +119,37 @@ def config_from_hf(cfg: Mapping[str, Any], *, dtype: str = "float32", source: st
   archs = cfg.get("architectures") or []
   bad_arch = [a for a in archs if a not in _HF_ARCHITECTURES]
   if model_type not in _HF_MODEL_TYPES or bad_arch:
-    hint = (" (UMT5 keeps a relative-position table in every layer, which models.t5 does not implement)"
-            if model_type == "umt5" else "")
-    raise CheckpointError(f"checkpoint {source} has unknown architecture model_type={model_type!r} "
-                          f"architectures={archs}; supported: model_type in {_HF_MODEL_TYPES}, "
-                          f"architectures in {_HF_ARCHITECTURES}{hint}")
+    hint = (
+      " (UMT5 keeps a relative-position table in every layer, which models.t5 does not implement)"
+      if model_type == "umt5"
+      else ""
+    )
+    raise CheckpointError(
+      f"checkpoint {source} has unknown architecture model_type={model_type!r} "
+      f"architectures={archs}; supported: model_type in {_HF_MODEL_TYPES}, "
+      f"architectures in {_HF_ARCHITECTURES}{hint}"
+    )
   ff = cfg.get("feed_forward_proj", "relu" if model_type == "t5" else "gated-gelu")
   if tied is None:
     tied = cfg.get("tie_word_embeddings", model_type == "t5") is not False
   scale = hf_scales_decoder_outputs(cfg, separate_lm_head=not tied)
   try:
-    return T5Config(vocab_size=cfg["vocab_size"], d_model=cfg["d_model"], num_heads=cfg["num_heads"],
-                    head_dim=cfg["d_kv"], d_ff=cfg["d_ff"], num_encoder_layers=cfg["num_layers"],
-                    num_decoder_layers=cfg.get("num_decoder_layers") or cfg["num_layers"],
-                    relative_attention_num_buckets=cfg.get("relative_attention_num_buckets", 32),
-                    relative_attention_max_distance=cfg.get("relative_attention_max_distance", 128),
-                    layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-6), feed_forward_proj=ff,
-                    tie_word_embeddings=bool(tied), scale_decoder_outputs=bool(scale), dtype=dtype)
+    return T5Config(
+      vocab_size=cfg["vocab_size"],
+      d_model=cfg["d_model"],
+      num_heads=cfg["num_heads"],
+      head_dim=cfg["d_kv"],
+      d_ff=cfg["d_ff"],
+      num_encoder_layers=cfg["num_layers"],
+      num_decoder_layers=cfg.get("num_decoder_layers") or cfg["num_layers"],
+      relative_attention_num_buckets=cfg.get("relative_attention_num_buckets", 32),
+      relative_attention_max_distance=cfg.get("relative_attention_max_distance", 128),
+      layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-6),
+      feed_forward_proj=ff,
+      tie_word_embeddings=bool(tied),
+      scale_decoder_outputs=bool(scale),
+      dtype=dtype,
+    )
   except KeyError as e:
     raise CheckpointError(f"checkpoint {source}: config.json lacks field {e.args[0]!r}") from None
   except ValueError as e:
@@ -135,12 +158,20 @@ def config_from_hf(cfg: Mapping[str, Any], *, dtype: str = "float32", source: st
 
 _HF_ATTN = {"q": "query", "k": "key", "v": "value", "o": "out"}
 _HF_SUBLAYERS = {
-    "encoder": {("0", "SelfAttention"): "attention", ("0", "layer_norm"): "pre_attention_layer_norm",
-                ("1", "DenseReluDense"): "mlp", ("1", "layer_norm"): "pre_mlp_layer_norm"},
-    "decoder": {("0", "SelfAttention"): "self_attention", ("0", "layer_norm"): "pre_self_attention_layer_norm",
-                ("1", "EncDecAttention"): "encoder_decoder_attention",
-                ("1", "layer_norm"): "pre_cross_attention_layer_norm",
-                ("2", "DenseReluDense"): "mlp", ("2", "layer_norm"): "pre_mlp_layer_norm"},
+  "encoder": {
+    ("0", "SelfAttention"): "attention",
+    ("0", "layer_norm"): "pre_attention_layer_norm",
+    ("1", "DenseReluDense"): "mlp",
+    ("1", "layer_norm"): "pre_mlp_layer_norm",
+  },
+  "decoder": {
+    ("0", "SelfAttention"): "self_attention",
+    ("0", "layer_norm"): "pre_self_attention_layer_norm",
+    ("1", "EncDecAttention"): "encoder_decoder_attention",
+    ("1", "layer_norm"): "pre_cross_attention_layer_norm",
+    ("2", "DenseReluDense"): "mlp",
+    ("2", "layer_norm"): "pre_mlp_layer_norm",
+  },
 }
 _HF_BLOCK = re.compile(r"(encoder|decoder)\.block\.(\d+)\.layer\.(\d+)\.(\w+)\.(?:(\w+)\.)?weight")
 
@@ -191,6 +222,7 @@ def params_from_hf(state: Mapping[str, np.ndarray], config: T5Config, *, encoder
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
   from safetensors.numpy import load_file
+
   files = sorted(path.glob("*.safetensors"))
   if not files:
     raise FileNotFoundError(f"no *.safetensors file in {str(path)!r} (only safetensors checkpoints are read)")
@@ -206,8 +238,11 @@ def load_hf_t5(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   raw = json.loads((path / "config.json").read_text())
   state = _read_safetensors(path)
   encoder_only = any(a.endswith("EncoderModel") for a in raw.get("architectures") or [])
-  if "lm_head.weight" in state and "shared.weight" in state and np.array_equal(state["lm_head.weight"],
-                                                                              state["shared.weight"]):
+  if (
+    "lm_head.weight" in state
+    and "shared.weight" in state
+    and np.array_equal(state["lm_head.weight"], state["shared.weight"])
+  ):
     state = {k: v for k, v in state.items() if k != "lm_head.weight"}  # a tied head saved as a copy
   config = config_from_hf(raw, dtype=dtype, source=str(path), tied=encoder_only or "lm_head.weight" not in state)
   params = params_from_hf(state, config, encoder_only=encoder_only)
@@ -215,6 +250,7 @@ def load_hf_t5(path: str | os.PathLike, dtype: str = "float32") -> LoadedModel:
   tokenizer = None
   if (path / "tokenizer.json").exists():
     from tokensift.core.hf_tokenizer import tokenizer_files
+
     tokenizer = tokenizer_files(path)
   return dataclasses.replace(loaded, tokenizer=tokenizer)
 
@@ -228,19 +264,20 @@ def t5x_target(contents: Mapping[str, Any], source: str) -> dict:
   for key in ("target", "params"):
     if key in node and isinstance(node[key], Mapping):
       return dict(node[key])
-  raise CheckpointError(f"checkpoint {source} has no 'target' (or 'optimizer/target', 'params') tree; "
-                        f"top-level keys: {sorted(contents)}")
+  raise CheckpointError(
+    f"checkpoint {source} has no 'target' (or 'optimizer/target', 'params') tree; top-level keys: {sorted(contents)}"
+  )
 
 
-def infer_t5x_config(target: Mapping[str, Any], *, dtype: str = "float32", source: str = "",
-                     **overrides) -> T5Config:
+def infer_t5x_config(target: Mapping[str, Any], *, dtype: str = "float32", source: str = "", **overrides) -> T5Config:
   """T5Config from the shapes of a T5X params tree (flattened names ``encoder/layers_0/...``)."""
   f = {k: np.shape(v) for k, v in flat(target).items()}
 
   def shape(name):
     if name not in f:
-      raise CheckpointError(f"checkpoint {source}: cannot infer the T5 config, missing tensor {name}; "
-                            f"has {sorted(f)[:8]}...")
+      raise CheckpointError(
+        f"checkpoint {source}: cannot infer the T5 config, missing tensor {name}; has {sorted(f)[:8]}..."
+      )
     return f[name]
 
   vocab, d_model = shape("token_embedder/embedding")
@@ -250,10 +287,20 @@ def infer_t5x_config(target: Mapping[str, Any], *, dtype: str = "float32", sourc
   gated = "encoder/layers_0/mlp/wi_0/kernel" in f
   d_ff = shape("encoder/layers_0/mlp/wi_0/kernel" if gated else "encoder/layers_0/mlp/wi/kernel")[-1]
   count = lambda stack: len({k.split("/")[1] for k in f if re.match(rf"{stack}/layers_\d+/", k)})
-  values = dict(vocab_size=vocab, d_model=d_model, num_heads=heads, head_dim=head_dim, d_ff=d_ff,
-                num_encoder_layers=count("encoder"), num_decoder_layers=count("decoder"),
-                relative_attention_num_buckets=buckets, feed_forward_proj="gated-gelu" if gated else "relu",
-                tie_word_embeddings="decoder/logits_dense/kernel" not in f, scale_decoder_outputs=None, dtype=dtype)
+  values = dict(
+    vocab_size=vocab,
+    d_model=d_model,
+    num_heads=heads,
+    head_dim=head_dim,
+    d_ff=d_ff,
+    num_encoder_layers=count("encoder"),
+    num_decoder_layers=count("decoder"),
+    relative_attention_num_buckets=buckets,
+    feed_forward_proj="gated-gelu" if gated else "relu",
+    tie_word_embeddings="decoder/logits_dense/kernel" not in f,
+    scale_decoder_outputs=None,
+    dtype=dtype,
+  )
   values.update(overrides)
   return T5Config(**values)
 
@@ -266,8 +313,13 @@ def params_from_t5x(target: Mapping[str, Any], config: T5Config) -> dict:
   for name, w in flat(target).items():
     w = np.asarray(w)
     parts = name.split("/")
-    if len(parts) >= 3 and parts[-2] in ("query", "key", "value", "out") and parts[-1] == "kernel" and \
-        "attention" in parts[-3] and w.ndim == 2:
+    if (
+      len(parts) >= 3
+      and parts[-2] in ("query", "key", "value", "out")
+      and parts[-1] == "kernel"
+      and "attention" in parts[-3]
+      and w.ndim == 2
+    ):
       w = w.reshape(h, hd, w.shape[-1]) if parts[-2] == "out" else w.reshape(w.shape[0], h, hd)
     _put(out, name, w)
   return out
@@ -281,6 +333,7 @@ def _read_ts_leaf(spec: Mapping[str, Any], ckpt_dir: Path):
   import copy
 
   import tensorstore as ts
+
   spec = copy.deepcopy(dict(spec))
   node = spec["base"] if spec.get("driver") == "cast" else spec
   kv = node.get("kvstore")
@@ -296,12 +349,14 @@ def _read_ts_leaf(spec: Mapping[str, Any], ckpt_dir: Path):
   try:
     return np.asarray(ts.open(spec, open=True).result().read().result())
   except Exception as e:  # noqa: BLE001  (tensorstore raises ValueError/RuntimeError variants)
-    raise CheckpointError(f"checkpoint {ckpt_dir}: cannot read tensor {node.get('kvstore', node).get('path')}: "
-                          f"{e}") from None
+    raise CheckpointError(
+      f"checkpoint {ckpt_dir}: cannot read tensor {node.get('kvstore', node).get('path')}: {e}"
+    ) from None
 
 
 def _read_msgpack(file: Path) -> dict:
   from flax import serialization
+
   try:
     restored = serialization.msgpack_restore(file.read_bytes())
   except Exception as e:  # noqa: BLE001  (msgpack raises several unrelated types)
@@ -324,21 +379,26 @@ def read_t5x_target(path: str | os.PathLike) -> dict:
   if (path / "checkpoint").is_file():
     contents = _read_msgpack(path / "checkpoint")
     import jax
-    leaves_are_placeholders = any(isinstance(v, str) and v.startswith("PLACEHOLDER://")
-                                  for v in flat(contents).values())
+
+    leaves_are_placeholders = any(
+      isinstance(v, str) and v.startswith("PLACEHOLDER://") for v in flat(contents).values()
+    )
     if not leaves_are_placeholders:
       target = t5x_target(contents, str(path))
-      return jax.tree.map(lambda x: _read_ts_leaf(x, path) if _is_ts_spec(x) else np.asarray(x), target,
-                          is_leaf=_is_ts_spec)
+      return jax.tree.map(
+        lambda x: _read_ts_leaf(x, path) if _is_ts_spec(x) else np.asarray(x), target, is_leaf=_is_ts_spec
+      )
   if any((path / m).exists() for m in ("_METADATA", "manifest.ocdbt", "checkpoint", "_CHECKPOINT_METADATA")):
     import orbax.checkpoint as ocp
+
     try:
       contents = ocp.PyTreeCheckpointer().restore(path.resolve())
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f"orbax cannot restore {str(path)!r}: {e}") from None
     return t5x_target(contents, str(path))
-  raise CheckpointError(f"{str(path)!r} is not a T5X checkpoint: no 'checkpoint' file, 'state/' dir or orbax "
-                        "metadata in it")
+  raise CheckpointError(
+    f"{str(path)!r} is not a T5X checkpoint: no 'checkpoint' file, 'state/' dir or orbax metadata in it"
+  )
 
 
 def load_t5x(path: str | os.PathLike, dtype: str = "float32", **config_overrides) -> LoadedModel:

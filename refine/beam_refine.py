@@ -23,6 +23,7 @@ The programmer is built on each worker by ``programmer_factory`` (a picklable ca
 and a refining model (loaded once per worker process) both run here; a model on Beam workers runs on their CPUs
 (or their own accelerators), see docs/jobs_at_scale.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,7 @@ from tokensift.refine import job
 def _shard_items(inp: docs.DocumentInput, shard: docs.ShardSpec):
   """Shard ``shard``'s items in row order, from the document layer (units for files, shard_info for tasks)."""
   if inp.task:
-    return docs.unique_ids(docs.task_rows(inp.task, inp.split, shard, id_field=inp.id_field,
-                                          text_field=inp.text_field))
+    return docs.unique_ids(docs.task_rows(inp.task, inp.split, shard, id_field=inp.id_field, text_field=inp.text_field))
   units = docs.shard_units(docs.plan_units(storage.expand(list(inp.files)), shard.count), shard)
   return docs.unique_ids(docs.read_units(units, id_field=inp.id_field, text_field=inp.text_field))
 
@@ -57,8 +57,7 @@ def read_pieces(index: int, *, inp: docs.DocumentInput, count: int, piece_size: 
     yield (index, k), piece
 
 
-def _make_refine_fn(programmer_factory, count_tokens_factory, exec_config, out_dir, name, count, fmt,
-                    config_json):
+def _make_refine_fn(programmer_factory, count_tokens_factory, exec_config, out_dir, name, count, fmt, config_json):
   import apache_beam as beam
 
   class RefinePiece(beam.DoFn):
@@ -77,13 +76,13 @@ def _make_refine_fn(programmer_factory, count_tokens_factory, exec_config, out_d
             report.skip(item.reason, item.where)
           else:
             batch.append(item)
-        records = job.refine_documents(batch, self.programmer, exec_config=exec_config,
-                                       count_tokens=self.count_tokens)
+        records = job.refine_documents(batch, self.programmer, exec_config=exec_config, count_tokens=self.count_tokens)
         if not storage.exists(storage.join(work, "config.json")):  # pieces may finish in any order here
           storage.makedirs(work)
           storage.atomic_write_bytes(storage.join(work, "config.json"), config_json.encode())
-        jobs.write_piece(work, k, records, report, fmt=fmt, schema=None, summarize=job.summarize,
-                         config_json=config_json)
+        jobs.write_piece(
+          work, k, records, report, fmt=fmt, schema=None, summarize=job.summarize, config_json=config_json
+        )
       yield index, k
 
   return RefinePiece()
@@ -109,29 +108,45 @@ def pending_shards(out_dir: str, name: str, count: int, config_json: str) -> lis
     if storage.exists(marker):
       old = json.loads(storage.read_bytes(marker)).get("config")
       if old != json.loads(config_json):
-        raise ValueError(f"{marker} was written with config {old} but this run uses {json.loads(config_json)}; "
-                         "use another output dir or delete it")
+        raise ValueError(
+          f"{marker} was written with config {old} but this run uses {json.loads(config_json)}; "
+          "use another output dir or delete it"
+        )
       continue
     cfg_file = storage.join(jobs.work_dir(out_dir, stem), "config.json")
     if storage.exists(cfg_file) and storage.read_bytes(cfg_file).decode() != config_json:
-      raise ValueError(f"unfinished pieces in {jobs.work_dir(out_dir, stem)} come from another config; delete "
-                       "them or use the same config")
+      raise ValueError(
+        f"unfinished pieces in {jobs.work_dir(out_dir, stem)} come from another config; delete "
+        "them or use the same config"
+      )
     todo.append(i)
   return todo
 
 
-def run_refine_beam(*, inp: docs.DocumentInput, out_dir: str, programmer_factory: Callable[[], Any],
-                    programmer_name: str, shards: int = 1, fmt: str = "jsonl", piece_size: int = 256,
-                    exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
-                    count_tokens_factory: Callable[[Any], job.TokenCounter] | None = None,
-                    config: dict[str, Any] | None = None, name: str = job.JOB_NAME, runner: str = beam_util.LOCAL,
-                    workers: int = 2, beam_args: Sequence[str] = (),
-                    spread_pieces: bool = True) -> dict[int, dict[str, Any]]:
+def run_refine_beam(
+  *,
+  inp: docs.DocumentInput,
+  out_dir: str,
+  programmer_factory: Callable[[], Any],
+  programmer_name: str,
+  shards: int = 1,
+  fmt: str = "jsonl",
+  piece_size: int = 256,
+  exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
+  count_tokens_factory: Callable[[Any], job.TokenCounter] | None = None,
+  config: dict[str, Any] | None = None,
+  name: str = job.JOB_NAME,
+  runner: str = beam_util.LOCAL,
+  workers: int = 2,
+  beam_args: Sequence[str] = (),
+  spread_pieces: bool = True,
+) -> dict[int, dict[str, Any]]:
   """Refines every shard of ``inp`` (``shards`` of them) in one Beam pipeline; returns ``{shard: stats}`` of the
   shards this run committed (finished shards are skipped). ``count_tokens_factory(programmer)`` (optional) gives
   the token counter on a worker. ``config`` and ``programmer_name`` make the same
   marker config as ``job.run_refine`` with the same arguments."""
   import apache_beam as beam
+
   if fmt not in jobs.FORMATS:
     raise ValueError(f"unknown output format {fmt!r}: use 'jsonl' or 'parquet'")
   if not isinstance(piece_size, int) or piece_size < 1:
@@ -151,13 +166,16 @@ def run_refine_beam(*, inp: docs.DocumentInput, out_dir: str, programmer_factory
     pieces = idx | "ReadShard" >> beam.FlatMap(read_pieces, inp=inp, count=shards, piece_size=piece_size)
     if spread_pieces:
       pieces = pieces | "SpreadPieces" >> beam.Reshuffle()
-    done = (pieces
-            | "RefinePiece" >> beam.ParDo(_make_refine_fn(programmer_factory, count_tokens_factory, exec_config,
-                                                          out_dir, name, shards, fmt, config_json)))
+    done = pieces | "RefinePiece" >> beam.ParDo(
+      _make_refine_fn(programmer_factory, count_tokens_factory, exec_config, out_dir, name, shards, fmt, config_json)
+    )
     empty = idx | "ShardKeys" >> beam.Map(lambda i: (i, None))
-    _ = ((done, empty) | "Flatten" >> beam.Flatten() | "ByShard" >> beam.GroupByKey()
-         | "Commit" >> beam.Map(_commit, out_dir=out_dir, name=name, count=shards, fmt=fmt,
-                                config_json=config_json))
+    _ = (
+      (done, empty)
+      | "Flatten" >> beam.Flatten()
+      | "ByShard" >> beam.GroupByKey()
+      | "Commit" >> beam.Map(_commit, out_dir=out_dir, name=name, count=shards, fmt=fmt, config_json=config_json)
+    )
   for i in todo:
     marker = storage.join(out_dir, f"{docs.ShardSpec(i, shards).stem(name)}.done")
     committed[i] = json.loads(storage.read_bytes(marker))["stats"]

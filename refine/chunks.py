@@ -14,6 +14,7 @@ from a seqio vocabulary (e.g. ``tokensift.tasks.vocabularies.smollm2()``). ProX 
 ``tokenizer.encode(line)``, which for its Llama tokenizer adds a BOS token per line: pass
 ``extra_tokens_per_line=1`` to reproduce those budgets exactly with a tokenizer that does not add one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ TokenCounter = Callable[[Sequence[str]], Sequence[int]]
 @dataclasses.dataclass(frozen=True)
 class Chunk:
   """Lines ``first_line..last_line`` (0-based, inclusive, global) rendered with their ``[NNN]`` prefixes."""
+
   text: str
   first_line: int
   last_line: int
@@ -45,8 +47,14 @@ def numbered_lines(text: str, digits: int = LINE_DIGITS) -> list[str]:
   return [numbered(line, i, digits) for i, line in enumerate(text.split("\n"))]
 
 
-def pack_chunks(text: str, count_tokens: TokenCounter, max_tokens: int = CHUNK_TOKENS, *,
-                digits: int = LINE_DIGITS, extra_tokens_per_line: int = 0) -> list[Chunk]:
+def pack_chunks(
+  text: str,
+  count_tokens: TokenCounter,
+  max_tokens: int = CHUNK_TOKENS,
+  *,
+  digits: int = LINE_DIGITS,
+  extra_tokens_per_line: int = 0,
+) -> list[Chunk]:
   """Greedy packing of the numbered lines of ``text`` into chunks of at most ``max_tokens`` tokens.
 
   Returns no chunk for empty text (ProX skips empty documents). Each numbered line costs
@@ -97,12 +105,15 @@ def vocab_counter(vocab: Any) -> TokenCounter:
   """A batched token counter over a seqio Vocabulary (HF-tokenizer vocabularies count with Rust batching)."""
   tok = getattr(vocab, "tokenizer", None)
   if tok is not None and hasattr(tok, "encode_batch"):
+
     def count_hf(lines: Sequence[str]) -> list[int]:
       return [len(e.ids) for e in tok.encode_batch(list(lines), add_special_tokens=False)]
+
     return count_hf
 
   def count(lines: Sequence[str]) -> list[int]:
     return [len(vocab.encode(line)) for line in lines]
+
   return count
 
 

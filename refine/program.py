@@ -55,6 +55,7 @@ Parsing is linear in the program's length for every input: the scan for calls on
 identifier, every string search moves forward with ``str.find``, and after an error parsing resumes at the
 end of the line.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -70,15 +71,30 @@ CALL_ALIASES = {"untouch_doc": "keep_doc", "skip_chunk": "keep_chunk"}
 
 # Positional parameter order and the keyword spellings accepted for each parameter.
 PARAMS: dict[str, tuple[str, ...]] = {
-    "drop_doc": (), "keep_doc": (), "keep_chunk": (),
-    "remove_lines": ("line_start", "line_end"),
-    "normalize": ("source_str", "target_str"),
+  "drop_doc": (),
+  "keep_doc": (),
+  "keep_chunk": (),
+  "remove_lines": ("line_start", "line_end"),
+  "normalize": ("source_str", "target_str"),
 }
 KEYWORD_ALIASES: dict[str, dict[str, str]] = {
-    "remove_lines": {"line_start": "line_start", "start": "line_start", "start_line": "line_start",
-                     "line_end": "line_end", "end": "line_end", "end_line": "line_end", "all": "all"},
-    "normalize": {"source_str": "source_str", "source": "source_str", "src": "source_str",
-                  "target_str": "target_str", "target": "target_str", "tgt": "target_str"},
+  "remove_lines": {
+    "line_start": "line_start",
+    "start": "line_start",
+    "start_line": "line_start",
+    "line_end": "line_end",
+    "end": "line_end",
+    "end_line": "line_end",
+    "all": "all",
+  },
+  "normalize": {
+    "source_str": "source_str",
+    "source": "source_str",
+    "src": "source_str",
+    "target_str": "target_str",
+    "target": "target_str",
+    "tgt": "target_str",
+  },
 }
 PARAM_TYPES = {"line_start": int, "line_end": int, "source_str": str, "target_str": str, "all": bool}
 MAX_INT_DIGITS = 18  # longer integer literals are clamped (they are out of range for any document)
@@ -93,13 +109,16 @@ _KNOWN = frozenset(PARAMS) | frozenset(CALL_ALIASES)
 # (without it, every position inside a long word is a start, and call-free text parses in quadratic time).
 _SCAN = re.compile(r"#[^\n]*|(?<![A-Za-z0-9_])([A-Za-z_][A-Za-z0-9_]*)[ \t\r\f\v]*\(")
 # After a candidate closing quote and its ',': the start of a next argument (see the module docstring).
-_NEXT_ARG = re.compile(r"""["')0-9]|[+-][0-9]|(?:True|False|None|true|false)(?![A-Za-z0-9_])|"""
-                       r"[A-Za-z_][A-Za-z0-9_]*[ \t\r\f\v\n]*=(?!=)")
+_NEXT_ARG = re.compile(
+  r"""["')0-9]|[+-][0-9]|(?:True|False|None|true|false)(?![A-Za-z0-9_])|"""
+  r"[A-Za-z_][A-Za-z0-9_]*[ \t\r\f\v\n]*=(?!=)"
+)
 _LITERALS = {"True": True, "true": True, "False": False, "false": False, "None": None}
 
 
 class ParseError(NamedTuple):
   """A problem in a program, at character offset ``pos`` (``line``/``col`` are 1-based)."""
+
   message: str
   pos: int
   line: int
@@ -115,6 +134,7 @@ class Call(NamedTuple):
   (Named tuples rather than frozen dataclasses: the executor builds millions of these; they are immutable
   and about 10x cheaper to create.)
   """
+
   name: str  # canonical name (aliases resolved)
   args: tuple[tuple[str, Value], ...]
   pos: int  # offset of the call name in the program text
@@ -134,6 +154,7 @@ class Call(NamedTuple):
 
 class Program(NamedTuple):
   """A parsed program: its calls in order, its errors, and the unknown ``name(`` it skipped as junk."""
+
   source: str
   calls: tuple[Call, ...]
   errors: tuple[ParseError, ...]
@@ -232,7 +253,7 @@ class _Parser:
     return self.n if j < 0 else j
 
   def snippet(self, i: int) -> str:
-    return self.s[i:min(i + 12, self.line_end(i))]
+    return self.s[i : min(i + 12, self.line_end(i))]
 
   def skip_ws(self, i: int) -> tuple[int, bool]:
     """Skips whitespace and comments inside a call; returns (position, whether a line break was crossed)."""
@@ -272,7 +293,7 @@ class _Parser:
       if j < 0:
         raise _Fail("unterminated string literal", i, n)
       if _closes(s, j + 1):
-        return s[i + 1:j], j + 1
+        return s[i + 1 : j], j + 1
       pos = j + 1
 
   def value(self, i: int) -> tuple[Value, int]:
@@ -285,11 +306,11 @@ class _Parser:
       while j < n and s[j] in _DIGITS:
         j += 1
       if j < n and (s[j] == "." or s[j] in _IDENT_START):
-        raise _Fail(f"expected an integer, got {s[i:j + 1]!r}", i, self.line_end(i))
+        raise _Fail(f"expected an integer, got {s[i : j + 1]!r}", i, self.line_end(i))
       digits = s[i:j].lstrip("+-")
       sign = -1 if s[i] == "-" else 1
       if len(digits) > MAX_INT_DIGITS:
-        return sign * 10 ** MAX_INT_DIGITS, j
+        return sign * 10**MAX_INT_DIGITS, j
       return sign * int(digits), j
     if c in _IDENT_START:
       j = i + 1
@@ -386,9 +407,11 @@ def _bind(name: str, positional: list, keyword: list) -> tuple[tuple[tuple[str, 
 # A call in ProX's own canonical style alone on its line, as the rule programmer writes and refiners mostly do;
 # groups: start, end, source, target, name. A text is canonical when every line matches: a match never spans a
 # line, so the matches cover the text when there are as many as lines (a final line break ends the last line).
-_CANONICAL_LINE = re.compile(r"""(?m)^(?:remove_lines\(line_start=([0-9]{1,18}), line_end=([0-9]{1,18})\)|"""
-                             r"""normalize\(source_str="([^"\n]*)", target_str="([^"\n]*)"\)|"""
-                             r"""(keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))(?:\n|\Z)""")
+_CANONICAL_LINE = re.compile(
+  r"""(?m)^(?:remove_lines\(line_start=([0-9]{1,18}), line_end=([0-9]{1,18})\)|"""
+  r"""normalize\(source_str="([^"\n]*)", target_str="([^"\n]*)"\)|"""
+  r"""(keep_chunk|keep_doc|drop_doc|skip_chunk|untouch_doc)\(\))(?:\n|\Z)"""
+)
 _CANONICAL_START = frozenset("rnksdu")  # (the first letters of the canonical calls)
 
 

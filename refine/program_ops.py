@@ -15,6 +15,7 @@ object is built per call (building ``program.Call`` tuples cost twice the regex 
 fuzz-tested to give what its general reading gives). Any other text goes through ``program.parse`` and its calls
 are converted.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,9 +23,11 @@ from typing import NamedTuple
 
 from tokensift.refine import program as prog
 
+
 class Ops(NamedTuple):
   """A chunk-level program as operations. ``calls`` is None for a canonical program (operation ``i`` at line
   ``i + 1``, column 1), else the parsed calls the operations came from (for error positions)."""
+
   ops: list | tuple
   calls: tuple[prog.Call, ...] | None
   errors: tuple[str, ...]  # parse errors, as text

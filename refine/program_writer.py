@@ -1,5 +1,6 @@
 """Writing ProX programs from code (the rule programmer, tests): string literals that ``program.parse`` reads back
 exactly, and calls in ProX's keyword style. Split from ``program.py`` (the reader) so each stays small."""
+
 from __future__ import annotations
 
 from tokensift.refine import program as prog
@@ -14,8 +15,10 @@ def quote(value: str) -> str:
       lit = q + value + q
       if q not in value or all(read_back(lit + tail) == value for tail in (")", ", x=1)", ", 'y')")):
         return lit
-  raise ValueError(f"no string literal reads back as {value[:80]!r}: it holds a line break or quotes in "
-                   "closing positions (see refine/program.py, the string rule)")
+  raise ValueError(
+    f"no string literal reads back as {value[:80]!r}: it holds a line break or quotes in "
+    "closing positions (see refine/program.py, the string rule)"
+  )
 
 
 def read_back(text: str) -> str | None:

@@ -18,6 +18,7 @@ F1 = 2 TP / (2 TP + FP + FN); when the teacher and the student both have no posi
 they agree perfectly and F1 is 1.0 (``support`` reports how many positives the teacher had, so such a figure can
 be read for what it is). The ceiling is the teacher scored against a second run of itself.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,9 +52,18 @@ class Counts:
 
   def to_dict(self) -> dict[str, Any]:
     total = self.tp + self.fp + self.fn + self.tn
-    return {"f1": round(self.f1, 4), "precision": _r(self.precision), "recall": _r(self.recall),
-            "accuracy": _r((self.tp + self.tn) / total if total else None), "support": self.tp + self.fn,
-            "predicted": self.tp + self.fp, "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn}
+    return {
+      "f1": round(self.f1, 4),
+      "precision": _r(self.precision),
+      "recall": _r(self.recall),
+      "accuracy": _r((self.tp + self.tn) / total if total else None),
+      "support": self.tp + self.fn,
+      "predicted": self.tp + self.fp,
+      "tp": self.tp,
+      "fp": self.fp,
+      "fn": self.fn,
+      "tn": self.tn,
+    }
 
 
 def _r(x: float | None) -> float | None:
@@ -78,8 +88,9 @@ def chunk_removed(text: str, chunk_program: str | None, config: ex.ExecConfig = 
   return _lines(ex.execute_chunk(chunk_program, text, config).removed)
 
 
-def final_removed(text: str, doc_program: str | None, chunk_program: str | None,
-                  config: ex.ExecConfig = ex.DEFAULT_CONFIG) -> set[int]:
+def final_removed(
+  text: str, doc_program: str | None, chunk_program: str | None, config: ex.ExecConfig = ex.DEFAULT_CONFIG
+) -> set[int]:
   """Line indices absent from the refined document (every line when it is dropped)."""
   r = ex.execute(text, doc_program, chunk_program, config)
   if not r.kept:
@@ -87,14 +98,23 @@ def final_removed(text: str, doc_program: str | None, chunk_program: str | None,
   return _lines(r.removed)
 
 
-def compare_programs(texts: Sequence[str], teacher_doc: Sequence[str], teacher_chunk: Sequence[str | None],
-                     student_doc: Sequence[str], student_chunk: Sequence[str | None],
-                     config: ex.ExecConfig = ex.DEFAULT_CONFIG) -> dict[str, Any]:
+def compare_programs(
+  texts: Sequence[str],
+  teacher_doc: Sequence[str],
+  teacher_chunk: Sequence[str | None],
+  student_doc: Sequence[str],
+  student_chunk: Sequence[str | None],
+  config: ex.ExecConfig = ex.DEFAULT_CONFIG,
+) -> dict[str, Any]:
   """F1 figures of the student against the teacher (see the module docstring). ``*_chunk[i]`` may be None for a
   document the teacher drops (the student's chunk programs are needed for every teacher-kept document)."""
   n = len(texts)
-  for name, seq in (("teacher_doc", teacher_doc), ("teacher_chunk", teacher_chunk), ("student_doc", student_doc),
-                    ("student_chunk", student_chunk)):
+  for name, seq in (
+    ("teacher_doc", teacher_doc),
+    ("teacher_chunk", teacher_chunk),
+    ("student_doc", student_doc),
+    ("student_chunk", student_chunk),
+  ):
     if len(seq) != n:
       raise ValueError(f"{name} has {len(seq)} programs for {n} documents")
   doc, lines_chunk, lines_final = Counts(), Counts(), Counts()
@@ -104,8 +124,12 @@ def compare_programs(texts: Sequence[str], teacher_doc: Sequence[str], teacher_c
     t_drop = ex.execute_doc(teacher_doc[i]).drop
     s_out = ex.execute_doc(student_doc[i])
     student_errors += bool(s_out.errors)
-    doc += Counts(int(t_drop and s_out.drop), int(s_out.drop and not t_drop), int(t_drop and not s_out.drop),
-                  int(not t_drop and not s_out.drop))
+    doc += Counts(
+      int(t_drop and s_out.drop),
+      int(s_out.drop and not t_drop),
+      int(t_drop and not s_out.drop),
+      int(not t_drop and not s_out.drop),
+    )
     exact_doc += teacher_doc[i].strip() == (student_doc[i] or "").strip()
     n_lines = text.count("\n") + 1
     if not t_drop:
@@ -113,29 +137,40 @@ def compare_programs(texts: Sequence[str], teacher_doc: Sequence[str], teacher_c
       t_lines = chunk_removed(text, teacher_chunk[i], config)
       s_lines = chunk_removed(text, student_chunk[i], config)
       lines_chunk += set_counts(t_lines, s_lines, n_lines)
-      same_chunk += (ex.execute_chunk(teacher_chunk[i], text, config).text
-                     == ex.execute_chunk(student_chunk[i], text, config).text)
+      same_chunk += (
+        ex.execute_chunk(teacher_chunk[i], text, config).text == ex.execute_chunk(student_chunk[i], text, config).text
+      )
     s_chunk = None if s_out.drop else student_chunk[i]
     t_chunk = None if t_drop else teacher_chunk[i]
-    lines_final += set_counts(final_removed(text, teacher_doc[i], t_chunk, config),
-                              final_removed(text, student_doc[i], s_chunk, config), n_lines)
-  return {"documents": n, "teacher_kept": kept_docs, "doc": doc.to_dict(), "lines_chunk_stage": lines_chunk.to_dict(),
-          "lines_end_to_end": lines_final.to_dict(),
-          "exact_doc_programs": round(exact_doc / n, 4) if n else None,
-          "same_chunk_output": round(same_chunk / kept_docs, 4) if kept_docs else None,
-          "student_doc_programs_with_errors": student_errors}
+    lines_final += set_counts(
+      final_removed(text, teacher_doc[i], t_chunk, config),
+      final_removed(text, student_doc[i], s_chunk, config),
+      n_lines,
+    )
+  return {
+    "documents": n,
+    "teacher_kept": kept_docs,
+    "doc": doc.to_dict(),
+    "lines_chunk_stage": lines_chunk.to_dict(),
+    "lines_end_to_end": lines_final.to_dict(),
+    "exact_doc_programs": round(exact_doc / n, 4) if n else None,
+    "same_chunk_output": round(same_chunk / kept_docs, 4) if kept_docs else None,
+    "student_doc_programs_with_errors": student_errors,
+  }
 
 
 def rule_programs(texts: Sequence[str], profile: str = "web") -> tuple[list[str], list[str | None]]:
   """The rule programmer's (doc, chunk) programs; chunk is None for dropped documents."""
   from tokensift.refine import rules
+
   cfg = rules.RuleConfig.named(profile)
   out = [rules.write_program(t, cfg) for t in texts]
   return [p.doc_program for p in out], [None if p.doc_program.startswith("drop") else p.chunk_program for p in out]
 
 
-def evaluate_refiner(texts: Sequence[str], programmer, *, profile: str = "web",
-                     config: ex.ExecConfig = ex.DEFAULT_CONFIG) -> dict[str, Any]:
+def evaluate_refiner(
+  texts: Sequence[str], programmer, *, profile: str = "web", config: ex.ExecConfig = ex.DEFAULT_CONFIG
+) -> dict[str, Any]:
   """The trained refiner (a ``ModelProgrammer``) against the rule programmer on ``texts``, and the ceiling (the
   rule programmer against a second run of itself). Returns ``{"refiner": ..., "ceiling": ..., "programs": [...]}``
   where ``programs`` lists per document the teacher's and the refiner's programs."""
@@ -145,8 +180,10 @@ def evaluate_refiner(texts: Sequence[str], programmer, *, profile: str = "web",
   s_doc = programmer.doc_programs(texts)
   s_chunk = programmer.chunk_programs(texts)  # every document: the chunk stage is scored on teacher-kept ones
   return {
-      "refiner": compare_programs(texts, t_doc, t_chunk, s_doc, s_chunk, config),
-      "ceiling": compare_programs(texts, t_doc, t_chunk, again_doc, again_chunk, config),
-      "programs": [{"teacher_doc": a, "teacher_chunk": b, "refiner_doc": c, "refiner_chunk": d}
-                   for a, b, c, d in zip(t_doc, t_chunk, s_doc, s_chunk)],
+    "refiner": compare_programs(texts, t_doc, t_chunk, s_doc, s_chunk, config),
+    "ceiling": compare_programs(texts, t_doc, t_chunk, again_doc, again_chunk, config),
+    "programs": [
+      {"teacher_doc": a, "teacher_chunk": b, "refiner_doc": c, "refiner_chunk": d}
+      for a, b, c, d in zip(t_doc, t_chunk, s_doc, s_chunk)
+    ],
   }

@@ -20,6 +20,7 @@ arguments, double-quoted strings that ``prox_safe`` accepts, line ranges inside 
 
 ``RuleConfig.web()`` (C4-like web text) and ``RuleConfig.math()`` (OpenWebMath) choose which rules apply.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,6 +35,7 @@ from tokensift.refine.chunks import Chunk
 @dataclasses.dataclass(frozen=True)
 class RuleConfig:
   """Which rules run and their thresholds (``None`` switches a document rule off)."""
+
   profile: str = "web"
   min_doc_words: int | None = 50
   mean_word_length: tuple[float, float] | None = (3.0, 10.0)
@@ -62,8 +64,15 @@ class RuleConfig:
 
   @classmethod
   def math(cls) -> "RuleConfig":
-    return cls(profile="math", mean_word_length=None, min_alpha_word_fraction=None, min_stop_words=None,
-               min_punct_line_fraction=None, max_short_line_fraction=None, remove_unpunctuated=False)
+    return cls(
+      profile="math",
+      mean_word_length=None,
+      min_alpha_word_fraction=None,
+      min_stop_words=None,
+      min_punct_line_fraction=None,
+      max_short_line_fraction=None,
+      remove_unpunctuated=False,
+    )
 
   @classmethod
   def named(cls, name: str) -> "RuleConfig":
@@ -75,6 +84,7 @@ class RuleConfig:
 @dataclasses.dataclass(frozen=True)
 class RuleProgram:
   """What the rule programmer wrote for one document, and why."""
+
   doc_program: str
   chunk_program: str
   fired: tuple[tuple[str, int], ...]  # (rule, lines or 1 for document rules), in rule order
@@ -98,7 +108,7 @@ class RuleProgram:
         lo, hi = max(a, ch.first_line), min(b, ch.last_line)
         if lo <= hi:
           calls.append(writer.format_call("remove_lines", line_start=lo, line_end=hi))
-      body = "\n".join(lines[ch.first_line:ch.last_line + 1])
+      body = "\n".join(lines[ch.first_line : ch.last_line + 1])
       for k, (src, tgt) in enumerate(self.normalizations):
         if k not in placed and src in body:
           placed.add(k)
@@ -108,30 +118,42 @@ class RuleProgram:
 
 
 _TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019", ".)", "!)", "?)")
-_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies",
-           "accept cookies", "cookies to improve", "cookie settings")
+_POLICY = (
+  "terms of use",
+  "privacy policy",
+  "cookie policy",
+  "uses cookies",
+  "use of cookies",
+  "use cookies",
+  "accept cookies",
+  "cookies to improve",
+  "cookie settings",
+)
 _STOP_WORDS = frozenset(("the", "be", "to", "of", "and", "that", "have", "with"))
 _BULLETS = ("\u2022", "\u2023", "\u25e6", "\u2043", "\u2219", "-", "*", "\u00b7", "\u25aa", "\u25cf")
 _ELLIPSIS = ("...", "\u2026")
 
-_NAV_WORDS = (r"home|menu|search|log ?in|log ?out|sign ?in|sign ?up|register|subscribe|share|tweet|pin it|email|"
-              r"print|reply|previous|next|older posts?|newer posts?|back to top|top|skip to (?:main )?content|"
-              r"read more|continue reading|load more|show more|view more|see more|more|contact(?: us)?|about(?: us)?|"
-              r"sitemap|faq|cart|checkout|my account|follow us|like us on facebook|comments?|permalink|"
-              r"advertisement|sponsored|related posts?|related articles?|recent posts?|popular posts?|archives?|"
-              r"categories|tags|leave a (?:comment|reply)|add a comment|report (?:abuse|this)|"
-              r"you might also like|you may also like|click here(?: to [\w ]{0,40})?|"
-              r"thanks?(?: you)?(?: (?:so|very) much)?(?: in advance)?(?: for (?:your|any|the) help)?|"
-              r"any help (?:would be|is|will be) (?:greatly |much |very much )?appreciated|"
-              r"share\|cite\|improve this (?:question|answer)|up ?vote|down ?vote|accepted")
+_NAV_WORDS = (
+  r"home|menu|search|log ?in|log ?out|sign ?in|sign ?up|register|subscribe|share|tweet|pin it|email|"
+  r"print|reply|previous|next|older posts?|newer posts?|back to top|top|skip to (?:main )?content|"
+  r"read more|continue reading|load more|show more|view more|see more|more|contact(?: us)?|about(?: us)?|"
+  r"sitemap|faq|cart|checkout|my account|follow us|like us on facebook|comments?|permalink|"
+  r"advertisement|sponsored|related posts?|related articles?|recent posts?|popular posts?|archives?|"
+  r"categories|tags|leave a (?:comment|reply)|add a comment|report (?:abuse|this)|"
+  r"you might also like|you may also like|click here(?: to [\w ]{0,40})?|"
+  r"thanks?(?: you)?(?: (?:so|very) much)?(?: in advance)?(?: for (?:your|any|the) help)?|"
+  r"any help (?:would be|is|will be) (?:greatly |much |very much )?appreciated|"
+  r"share\|cite\|improve this (?:question|answer)|up ?vote|down ?vote|accepted"
+)
 _NAV_LINE = re.compile(rf"^\W*(?:{_NAV_WORDS})\W*$", re.IGNORECASE)
 _BOILER_PREFIX = re.compile(
-    r"^\W*(?:posted (?:by|on|in)|filed under|tags?:|categories:|share this|like this:|copyright\b|\(c\) ?\d{4}|"
-    r"\u00a9|all rights reserved|powered by|published by|last updated|asked \w+ \d|answered \w+ \d|"
-    r"edited \w+ \d|follow us on|sign up for (?:our|the) newsletter|subscribe to (?:our|the)|"
-    r"skip to|jump to navigation)", re.IGNORECASE)
-_BOILER_ANY = re.compile(r"all rights reserved|powered by (?:wordpress|blogger|shopify)|\u00a9 ?\d{4}",
-                         re.IGNORECASE)
+  r"^\W*(?:posted (?:by|on|in)|filed under|tags?:|categories:|share this|like this:|copyright\b|\(c\) ?\d{4}|"
+  r"\u00a9|all rights reserved|powered by|published by|last updated|asked \w+ \d|answered \w+ \d|"
+  r"edited \w+ \d|follow us on|sign up for (?:our|the) newsletter|subscribe to (?:our|the)|"
+  r"skip to|jump to navigation)",
+  re.IGNORECASE,
+)
+_BOILER_ANY = re.compile(r"all rights reserved|powered by (?:wordpress|blogger|shopify)|\u00a9 ?\d{4}", re.IGNORECASE)
 _NAV_SEPARATORS = re.compile(r"\s*(?:\||\u00bb|\u2022|\u00b7|::)\s*")
 _NAV_ITEM = re.compile(r"^[^\W\d_][\w'&.,\- ]*$")
 _ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*")
@@ -153,8 +175,7 @@ def _prose(line: str, n_words: int) -> bool:
 def _boilerplate(line: str, n_words: int, cfg: RuleConfig) -> bool:
   if n_words == 0 or n_words > cfg.boilerplate_max_words:
     return False
-  return bool(_NAV_LINE.match(line) or _BOILER_PREFIX.match(line) or _BOILER_ANY.search(line)
-              or _is_nav_list(line))
+  return bool(_NAV_LINE.match(line) or _BOILER_PREFIX.match(line) or _BOILER_ANY.search(line) or _is_nav_list(line))
 
 
 def _doc_rules(text: str, lines: list[str], words: list[str], cfg: RuleConfig) -> str | None:
@@ -240,8 +261,11 @@ def prox_safe(value: str) -> bool:
   """Whether ``value`` reads the same as a ``normalize`` string under ProX's executor and tokensift's parser
   (written ``source_str="..."`` / ``target_str="..."``): no ``PROX_UNSAFE`` character, no control character
   (a line break would split the program line), not a lone space (ProX skips ``source_str=" "``)."""
-  return (value != " " and not PROX_UNSAFE.intersection(value)
-          and not any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF for ch in value))
+  return (
+    value != " "
+    and not PROX_UNSAFE.intersection(value)
+    and not any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF for ch in value)
+  )
 
 
 def _entity_normalizations(text: str) -> list[tuple[str, str]]:
@@ -287,5 +311,4 @@ def write_program(text: str, config: RuleConfig = RuleConfig()) -> RuleProgram:
   calls = [writer.format_call("remove_lines", line_start=a, line_end=b) for a, b in ranges]
   calls += [writer.format_call("normalize", source_str=s, target_str=t) for s, t in norms]
   fired = tuple(sorted(counts.items()))
-  return RuleProgram("keep_doc()", "\n".join(calls) if calls else "keep_chunk()", fired, tuple(ranges),
-                     tuple(norms))
+  return RuleProgram("keep_doc()", "\n".join(calls) if calls else "keep_chunk()", fired, tuple(ranges), tuple(norms))

@@ -8,6 +8,7 @@
 Importing this module registers the rule tasks and adds them to ``tokensift.tasks.register_all()``.
 Every example has ``id``, ``text`` (refined), ``raw_text`` and the tokenized ``targets``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,8 +24,8 @@ from tokensift.refine import tf_preprocessors as tfp
 from tokensift.tasks import registry, sources, vocabularies
 
 RULE_TASKS = {
-    "c4_en_prox_rules": (sources.c4_source, rules.RuleConfig.web),
-    "owm_prox_rules": (sources.owm_source, rules.RuleConfig.math),
+  "c4_en_prox_rules": (sources.c4_source, rules.RuleConfig.web),
+  "owm_prox_rules": (sources.owm_source, rules.RuleConfig.math),
 }
 
 
@@ -60,8 +61,10 @@ class RefinedOutputSource(seqio.DataSource):
   def files(self) -> list[Path]:
     files = jobs.shard_files(self._dir, self._job)
     if not files:
-      raise FileNotFoundError(f"no finished '{self._job}' shards (*.done markers) in {str(self._dir)!r}; "
-                              "run `tokensift refine --out ...` first")
+      raise FileNotFoundError(
+        f"no finished '{self._job}' shards (*.done markers) in {str(self._dir)!r}; "
+        "run `tokensift refine --out ...` first"
+      )
     return files
 
   def list_shards(self, split: str) -> Sequence[str]:
@@ -72,7 +75,7 @@ class RefinedOutputSource(seqio.DataSource):
       raise ValueError(f"unknown split {split!r} for {self}; available: {list(self.splits)}")
     files = self.files()
     if shard_info:  # seqio passes shard_info only when there are at least as many files: whole files per shard
-      files = files[shard_info.index::shard_info.num_shards]
+      files = files[shard_info.index :: shard_info.num_shards]
 
     def gen():
       for f in files:
@@ -90,8 +93,14 @@ class RefinedOutputSource(seqio.DataSource):
     return f"RefinedOutputSource({self._dir}, job={self._job})"
 
 
-def register_refined_task(name: str, output_dir: str | Path, vocab: seqio.Vocabulary | str = "c4sp", *,
-                          job_name: str = "refine", replace: bool = False) -> seqio.Task:
+def register_refined_task(
+  name: str,
+  output_dir: str | Path,
+  vocab: seqio.Vocabulary | str = "c4sp",
+  *,
+  job_name: str = "refine",
+  replace: bool = False,
+) -> seqio.Task:
   """Registers ``name`` over the kept documents of the refine job written to ``output_dir``.
 
   ``vocab``: a seqio Vocabulary or a name/path for ``tokensift.tasks.vocabularies.get_vocabulary``.

@@ -13,6 +13,7 @@ Words are ``str.split``'s: maximal runs of characters that are not ``str.isspace
 when the package was built with it, else the pure-Python ones below (``PYTHON_COUNTERS``), which give the same
 results; ``TOKENSIFT_PURE_PYTHON_WORDS=1`` chooses the pure-Python ones (benchmarks, tests).
 """
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,15 @@ def _ends_and_words(src: str, tgt: str) -> tuple:
   for ``tgt``, 0 when it is empty): what ``_zone_change`` reads."""
   if not tgt:
     return not src[0].isspace(), not src[-1].isspace(), len(src.split()), False, 0, 0, 0
-  return (not src[0].isspace(), not src[-1].isspace(), len(src.split()), True, not tgt[0].isspace(),
-          not tgt[-1].isspace(), len(tgt.split()))
+  return (
+    not src[0].isspace(),
+    not src[-1].isspace(),
+    len(src.split()),
+    True,
+    not tgt[0].isspace(),
+    not tgt[-1].isspace(),
+    len(tgt.split()),
+  )
 
 
 def _zone_change(shape: tuple, k: int, b: bool, a: bool) -> int:
@@ -188,8 +196,11 @@ def pieces_word_delta(pieces: list[str], src: str, tgt: str) -> int:
 
 
 # The pure-Python counters, kept as the fallback (and compared with the compiled ones in the tests).
-PYTHON_COUNTERS = {"count_words": count_words, "count_plain_words": count_plain_words,
-                   "count_words_plain": count_words_plain}
+PYTHON_COUNTERS = {
+  "count_words": count_words,
+  "count_plain_words": count_plain_words,
+  "count_words_plain": count_words_plain,
+}
 
 
 def _compiled():

@@ -15,6 +15,7 @@ lengths, so the packer makes identical decisions for both and the losses stay al
 The reference-loss length is the targets length: ``task_feature_lengths`` must give both, equal (t5x passes
 ``TASK_FEATURE_LENGTHS`` straight to ``Task.get_dataset``, which trims every output feature).
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -31,8 +32,7 @@ _Spec = seqio.FeatureConverter.FeatureSpec
 def encode_losses(losses: tf.Tensor) -> tf.Tensor:
   """float32[n] -> int32[n] bit patterns + 1 (never 0 for a non-NaN float; NaN is rejected)."""
   losses = tf.convert_to_tensor(losses, tf.float32)
-  tf.debugging.assert_equal(tf.reduce_any(tf.math.is_nan(losses)), False,
-                            message="reference losses contain NaN")
+  tf.debugging.assert_equal(tf.reduce_any(tf.math.is_nan(losses)), False, message="reference losses contain NaN")
   return tf.bitcast(losses, tf.int32) + 1
 
 
@@ -45,19 +45,21 @@ def decode_losses(bits: tf.Tensor) -> tf.Tensor:
 def _check_lengths(task_feature_lengths: Mapping[str, int]) -> None:
   t, r = task_feature_lengths.get("targets"), task_feature_lengths.get(REF_FEATURE)
   if t != r:
-    raise ValueError(f"task_feature_lengths[{REF_FEATURE!r}]={r} must equal task_feature_lengths['targets']={t}: "
-                     "reference losses are aligned one per target token")
+    raise ValueError(
+      f"task_feature_lengths[{REF_FEATURE!r}]={r} must equal task_feature_lengths['targets']={t}: "
+      "reference losses are aligned one per target token"
+    )
 
 
 def _encode_example(ex: Mapping[str, tf.Tensor], keys: tuple[str, ...]) -> dict[str, tf.Tensor]:
   targets = ex["targets"]
   ref = tf.cast(ex[REF_FEATURE], tf.float32)
   checks = [
-      tf.debugging.assert_equal(tf.size(targets), tf.size(ref),
-                                message="ref_losses and targets differ in length"),
-      # seqio's packer keeps the first count_nonzero(targets) tokens: an interior 0 would shift the alignment.
-      tf.debugging.assert_equal(tf.reduce_all(tf.not_equal(targets, 0)), True,
-                                message="targets contain the padding id 0 inside the sequence"),
+    tf.debugging.assert_equal(tf.size(targets), tf.size(ref), message="ref_losses and targets differ in length"),
+    # seqio's packer keeps the first count_nonzero(targets) tokens: an interior 0 would shift the alignment.
+    tf.debugging.assert_equal(
+      tf.reduce_all(tf.not_equal(targets, 0)), True, message="targets contain the padding id 0 inside the sequence"
+    ),
   ]
   with tf.control_dependencies(checks):
     out = {k: tf.identity(ex[k]) for k in keys}
@@ -69,6 +71,7 @@ class _RefLossesMixin:
   """What both converters add to seqio's: ``ref_losses`` checked and carried through packing/padding (encoded
   beside the token features ``_TOKEN_FEATURES``), then decoded into ``decoder_ref_losses`` aligned with the
   decoder targets. Listed first among the bases, so ``super()`` is the seqio converter."""
+
   _TOKEN_FEATURES: tuple[str, ...] = ()
 
   def _convert_example(self, features: Mapping[str, tf.Tensor]) -> Mapping[str, tf.Tensor]:
@@ -100,8 +103,11 @@ class SelectiveLMFeatureConverter(_RefLossesMixin, seqio.LMFeatureConverter):
 class SelectiveEncDecFeatureConverter(_RefLossesMixin, seqio.EncDecFeatureConverter):
   """``seqio.EncDecFeatureConverter`` plus ``decoder_ref_losses`` aligned with the decoder targets."""
 
-  TASK_FEATURES = {"inputs": _Spec(dtype=tf.int32), "targets": _Spec(dtype=tf.int32),
-                   REF_FEATURE: _Spec(dtype=tf.float32)}
+  TASK_FEATURES = {
+    "inputs": _Spec(dtype=tf.int32),
+    "targets": _Spec(dtype=tf.int32),
+    REF_FEATURE: _Spec(dtype=tf.float32),
+  }
   MODEL_FEATURES = {**seqio.EncDecFeatureConverter.MODEL_FEATURES, MODEL_REF_FEATURE: _Spec(dtype=tf.float32)}
   _TOKEN_FEATURES = ("inputs", "targets")
 
@@ -111,8 +117,9 @@ class SelectiveEncDecFeatureConverter(_RefLossesMixin, seqio.EncDecFeatureConver
       raise ValueError("SelectiveEncDecFeatureConverter does not take passthrough features")
 
 
-def converter_for(task: seqio.Task | seqio.Mixture, encoder_decoder: bool, pack: bool = True,
-                  **kwargs) -> seqio.FeatureConverter:
+def converter_for(
+  task: seqio.Task | seqio.Mixture, encoder_decoder: bool, pack: bool = True, **kwargs
+) -> seqio.FeatureConverter:
   """The converter a task needs: the Selective* ones when it has ``ref_losses``, else plain seqio's."""
   has_ref = REF_FEATURE in task.output_features
   if encoder_decoder:

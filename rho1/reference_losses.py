@@ -19,6 +19,7 @@ Task variant (``register_reference_loss_task``): a seqio task whose source is th
 ``targets`` (the base task's vocabulary) and ``ref_losses`` (float32); pack it with
 ``feature_converters.SelectiveLMFeatureConverter``. It streams the files, so no id join is held in memory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,6 +65,7 @@ class ReferenceScorer:
   would only replicate the params; batch over 'data'). Documents are padded to multiples of ``length_multiple``
   and batched to ``batch_tokens`` tokens, so a job compiles one program per bucket length.
   """
+
   module: Any
   params: Any
   batch_tokens: int = 4096
@@ -75,18 +77,20 @@ class ReferenceScorer:
   def __post_init__(self):
     import jax
     from tokensift.models import partitioning
+
     if self.mesh is None:
       devices = jax.local_devices()  # per-host mesh: multi-host runs score each host's split (tokensift.core.multihost)
-      self.mesh = partitioning.make_mesh(partitioning.MeshConfig(),
-                                         devices[:1] if devices[0].platform == "cpu" else devices)
-    shardings = jax.tree.map(lambda _: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()),
-                             self.params)
+      self.mesh = partitioning.make_mesh(
+        partitioning.MeshConfig(), devices[:1] if devices[0].platform == "cpu" else devices
+      )
+    shardings = jax.tree.map(lambda _: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()), self.params)
     self.params = partitioning.place_params(self.params, shardings)
     self._batch_sharding = partitioning.batch_sharding(self.mesh, 2)
     self._fn = jax.jit(self._losses, out_shardings=self._batch_sharding)
 
   def _losses(self, params, inputs, targets):
     from tokensift.rho1.selective_loss import token_cross_entropy
+
     logits = self.module.apply({"params": params}, inputs, targets)
     ce, _ = token_cross_entropy(logits, targets)
     return ce
@@ -99,6 +103,7 @@ class ReferenceScorer:
   def __call__(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """Token lists (each at most ``max_length`` long, no 0 inside) -> float32 losses, one per token."""
     import jax
+
     out: list[np.ndarray | None] = [None] * len(sequences)
     order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i]), i))
     groups: dict[int, list[int]] = {}
@@ -110,17 +115,18 @@ class ReferenceScorer:
     for length, members in sorted(groups.items()):
       rows = self.rows_for(length)
       for start in range(0, len(members), rows):
-        chunk = members[start:start + rows]
+        chunk = members[start : start + rows]
         targets = np.zeros((rows, length), np.int32)
         for r, i in enumerate(chunk):
-          targets[r, :len(sequences[i])] = sequences[i]
+          targets[r, : len(sequences[i])] = sequences[i]
         inputs = shift_right(targets, self.bos_id)
         with jax.set_mesh(self.mesh):
-          ce = self._fn(self.params, jax.device_put(inputs, self._batch_sharding),
-                        jax.device_put(targets, self._batch_sharding))
+          ce = self._fn(
+            self.params, jax.device_put(inputs, self._batch_sharding), jax.device_put(targets, self._batch_sharding)
+          )
         ce = np.asarray(ce)
         for r, i in enumerate(chunk):
-          out[i] = ce[r, :len(sequences[i])].astype(np.float32)
+          out[i] = ce[r, : len(sequences[i])].astype(np.float32)
         jobs.advance(len(chunk))  # the job's bar moves per batch
     return out  # type: ignore[return-value]
 
@@ -131,6 +137,7 @@ def load_reference_scorer(model: str, *, dtype: str = "float32", **kwargs) -> tu
   Returns (scorer, LoadedModel).
   """
   from tokensift.models.llama_loaders import load_llama
+
   path = paths.smollm2_gguf() if model == "smollm2" else Path(model)
   loaded = load_llama(path, dtype=dtype)
   return ReferenceScorer(loaded.module, loaded.params, **kwargs), loaded
@@ -139,12 +146,14 @@ def load_reference_scorer(model: str, *, dtype: str = "float32", **kwargs) -> tu
 # ----------------------------------------------------------------------------------------------------- job
 
 
-def task_documents(task_name: str, split: str, max_length: int, max_docs: int | None = None
-                   ) -> Callable[[jobs.ShardSpec], Iterator[docs.Document | docs.Skip]]:
+def task_documents(
+  task_name: str, split: str, max_length: int, max_docs: int | None = None
+) -> Callable[[jobs.ShardSpec], Iterator[docs.Document | docs.Skip]]:
   """Rows for the job: shard ``i/n`` of the task's tokenized ``targets`` (truncated to ``max_length``) in its
   fixed order, read through seqio's ``shard_info`` (``docs.source_dataset``'s rule: TFDS reads only the shard's
   files). Ids follow the document layer's rule (the source's ``id``). ``max_docs`` caps each shard."""
   import seqio
+
   docs.task_source(task_name, split)  # ValueError naming an unknown task or split, now
 
   def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
@@ -157,12 +166,14 @@ def task_documents(task_name: str, split: str, max_length: int, max_docs: int | 
   return rows
 
 
-def file_documents(inp: docs.DocumentInput, tokenizer, max_length: int, max_docs: int | None = None
-                   ) -> Callable[[jobs.ShardSpec], Iterator[docs.Document | docs.Skip]]:
+def file_documents(
+  inp: docs.DocumentInput, tokenizer, max_length: int, max_docs: int | None = None
+) -> Callable[[jobs.ShardSpec], Iterator[docs.Document | docs.Skip]]:
   """Rows for the job from files: each document's ``text`` encoded by ``tokenizer`` (``hf_tokenizer.TokenizerFiles``)
   without special tokens plus its EOS, as the ``_smollm2`` tasks' ``targets`` (``seqio.Feature(add_eos=True)``),
   truncated to ``max_length``; the same skip rules as task rows. ``max_docs`` caps each shard."""
   from tokenizers import Tokenizer
+
   encoder = Tokenizer.from_file(str(tokenizer.tokenizer_json))
   eos = [] if tokenizer.eos_id is None else [tokenizer.eos_id]
 
@@ -200,15 +211,17 @@ def _token_rows(ds, where: str, max_length: int, max_docs: int | None) -> Iterat
 def _process(scorer: ReferenceScorer) -> Callable[[list[docs.Document]], list[dict[str, Any]]]:
   def process(batch: list[docs.Document]) -> list[dict[str, Any]]:
     losses = scorer([d.meta["targets"] for d in batch])
-    return [{"id": d.id, "targets": d.meta["targets"], "ref_losses": [float(x) for x in loss]}
-            for d, loss in zip(batch, losses)]
+    return [
+      {"id": d.id, "targets": d.meta["targets"], "ref_losses": [float(x) for x in loss]}
+      for d, loss in zip(batch, losses)
+    ]
+
   return process
 
 
 def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
   """One piece's additive summary (``jobs.merge_stats`` adds pieces; ``_finish`` rounds and adds the mean)."""
-  return {"tokens": sum(len(r["targets"]) for r in records),
-          "sum_ref_loss": sum(sum(r["ref_losses"]) for r in records)}
+  return {"tokens": sum(len(r["targets"]) for r in records), "sum_ref_loss": sum(sum(r["ref_losses"]) for r in records)}
 
 
 def _finish(stats: dict[str, Any]) -> dict[str, Any]:
@@ -216,12 +229,23 @@ def _finish(stats: dict[str, Any]) -> dict[str, Any]:
   return dict(stats, sum_ref_loss=round(total, 4), mean_ref_loss=round(total / max(1, stats.get("tokens", 0)), 6))
 
 
-def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, model: str = "smollm2",
-                             splits: Sequence[str] = ("train", "validation"), shard: jobs.ShardSpec = jobs.ShardSpec(),
-                             max_length: int = 1024, max_docs: int | None = None, batch_tokens: int = 4096,
-                             piece_size: int = PIECE_SIZE, dtype: str = "float32", progress: bool = True,
-                             scorer: ReferenceScorer | None = None, inp: docs.DocumentInput | None = None,
-                             tokenizer=None) -> dict[str, jobs.ShardResult]:
+def compute_reference_losses(
+  *,
+  task: str | None = None,
+  out_dir: str | Path,
+  model: str = "smollm2",
+  splits: Sequence[str] = ("train", "validation"),
+  shard: jobs.ShardSpec = jobs.ShardSpec(),
+  max_length: int = 1024,
+  max_docs: int | None = None,
+  batch_tokens: int = 4096,
+  piece_size: int = PIECE_SIZE,
+  dtype: str = "float32",
+  progress: bool = True,
+  scorer: ReferenceScorer | None = None,
+  inp: docs.DocumentInput | None = None,
+  tokenizer=None,
+) -> dict[str, jobs.ShardResult]:
   """Runs shard ``shard`` of the reference-loss job for each split of ``task``, or for the files of ``inp`` (one
   split, ``splits[0]``, names the output; tokenized with the model's tokenizer, or ``tokenizer``:
   ``hf_tokenizer.TokenizerFiles``); returns {split: ShardResult}.
@@ -237,6 +261,7 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
   else:
     assert task is not None  # exactly one of task= and inp= (checked above)
     import seqio
+
     for split in splits:  # unknown task or split: a one-line error before anything is loaded or written
       docs.task_source(task, split)
     vocab_size = seqio.get_mixture_or_task(task).output_features["targets"].vocabulary.vocab_size
@@ -253,6 +278,7 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
     if tokenizer is None:
       raise ValueError(f"reference model {model!r} carries no tokenizer: pass tokenizer= to read files")
     from tokenizers import Tokenizer
+
     tokenizer_json = str(tokenizer.tokenizer_json)
     vocab_size = Tokenizer.from_file(tokenizer_json).get_vocab_size(with_added_tokens=True)
     source = inp.describe()
@@ -262,19 +288,38 @@ def compute_reference_losses(*, task: str | None = None, out_dir: str | Path, mo
     source, task_name = task, task
     row_fn = lambda split: task_documents(task_name, split, max_length, max_docs)
   if task is not None and model_vocab != vocab_size:
-    raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but task {task!r} uses "
-                     f"{vocab_size} tokens: the reference must share the training tokenizer")
+    raise ValueError(
+      f"reference model {model!r} has vocab_size={model_vocab} but task {task!r} uses "
+      f"{vocab_size} tokens: the reference must share the training tokenizer"
+    )
   if task is None and vocab_size is not None and model_vocab is not None and vocab_size > model_vocab:
-    raise ValueError(f"reference model {model!r} has vocab_size={model_vocab} but its tokenizer "
-                     f"{tokenizer_json!r} has {vocab_size} tokens")
-  config = {"task" if task else "input": source, "model": str(model), "max_length": max_length, "max_docs": max_docs,
-            "dtype": dtype, "bos_id": scorer.bos_id}
+    raise ValueError(
+      f"reference model {model!r} has vocab_size={model_vocab} but its tokenizer "
+      f"{tokenizer_json!r} has {vocab_size} tokens"
+    )
+  config = {
+    "task" if task else "input": source,
+    "model": str(model),
+    "max_length": max_length,
+    "max_docs": max_docs,
+    "dtype": dtype,
+    "bos_id": scorer.bos_id,
+  }
   results = {}
   for split in splits:
     results[split] = jobs.run_sharded(
-        name=job_name(split), out_dir=out_dir, rows=row_fn(split),
-        process=_process(scorer), shard=shard, piece_size=piece_size, fmt="parquet",
-        config=dict(config, split=split), summarize=_summarize, finish=_finish, progress=progress)
+      name=job_name(split),
+      out_dir=out_dir,
+      rows=row_fn(split),
+      process=_process(scorer),
+      shard=shard,
+      piece_size=piece_size,
+      fmt="parquet",
+      config=dict(config, split=split),
+      summarize=_summarize,
+      finish=_finish,
+      progress=progress,
+    )
   return results
 
 
@@ -282,8 +327,10 @@ def read_reference_losses(out_dir: str | os.PathLike, split: str) -> Iterator[di
   """Records ``{id, targets, ref_losses}`` of a finished job split, in shard order."""
   files = jobs.shard_files(out_dir, job_name(split))
   if not files:
-    raise FileNotFoundError(f"no finished reference-loss shards for split {split!r} in {str(out_dir)!r}; run "
-                            f"`tokensift reference-losses --out {out_dir} --split {split} ...` first")
+    raise FileNotFoundError(
+      f"no finished reference-loss shards for split {split!r} in {str(out_dir)!r}; run "
+      f"`tokensift reference-losses --out {out_dir} --split {split} ...` first"
+    )
   for f in files:
     yield from jobs.iter_records(f)
 
@@ -296,15 +343,30 @@ def _ref_source(out_dir: str, splits: Sequence[str]):
   import numpy as np
 
   from tokensift.tasks.sources import RecordFilesSource
+
   return RecordFilesSource(
-      splits, lambda split: jobs.shard_files(out_dir, job_name(split)),
-      {"targets": np.int32, "ref_losses": np.float32}, name=f"reference losses in {out_dir!r}",
-      missing=lambda split: (f"no finished reference-loss shards for split {split!r} in {out_dir!r}; run "
-                             f"`tokensift reference-losses --out {out_dir} --split {split}` first"))
+    splits,
+    lambda split: jobs.shard_files(out_dir, job_name(split)),
+    {"targets": np.int32, "ref_losses": np.float32},
+    name=f"reference losses in {out_dir!r}",
+    missing=lambda split: (
+      f"no finished reference-loss shards for split {split!r} in {out_dir!r}; run "
+      f"`tokensift reference-losses --out {out_dir} --split {split}` first"
+    ),
+  )
 
 
-def register_ref_task(*, caller: str, base_task: str, ref_dir: str, name: str | None, token_features: Sequence[str],
-                      source: Callable[[str], Any], hint: str, postprocess: bool = False) -> str:
+def register_ref_task(
+  *,
+  caller: str,
+  base_task: str,
+  ref_dir: str,
+  name: str | None,
+  token_features: Sequence[str],
+  source: Callable[[str], Any],
+  hint: str,
+  postprocess: bool = False,
+) -> str:
   """The task registration shared by the decoder-only and encoder-decoder reference-loss jobs: checks ``ref_dir``
   (a ``paths.ConfigError`` naming ``caller`` and ``hint`` when empty), registers the package's tasks, looks up
   ``base_task`` and (re-)registers ``name`` (default ``{base_task}_ref``) over ``source(ref_dir)`` with int32
@@ -312,6 +374,7 @@ def register_ref_task(*, caller: str, base_task: str, ref_dir: str, name: str | 
   token); ``postprocess``: keep the base task's postprocessor. Returns the name."""
   import seqio
   import tokensift.tasks
+
   if not ref_dir:
     raise paths.ConfigError(f"{caller} needs ref_dir ({hint}); in gin: REF_DIR = '/path'")
   tokensift.tasks.register_all()
@@ -319,21 +382,38 @@ def register_ref_task(*, caller: str, base_task: str, ref_dir: str, name: str | 
   if not isinstance(base, seqio.Task):
     raise ValueError(f"{base_task!r} is a mixture, not a task: name one of its tasks")
   name = name or f"{base_task}_ref"
-  features = {f: seqio.Feature(vocabulary=base.output_features[f].vocabulary, add_eos=False, dtype="int32")
-              for f in token_features}
-  features["ref_losses"] = seqio.Feature(vocabulary=seqio.PassThroughVocabulary(size=0), add_eos=False,
-                                         dtype="float32")
+  features = {
+    f: seqio.Feature(vocabulary=base.output_features[f].vocabulary, add_eos=False, dtype="int32")
+    for f in token_features
+  }
+  features["ref_losses"] = seqio.Feature(vocabulary=seqio.PassThroughVocabulary(size=0), add_eos=False, dtype="float32")
   if name in seqio.TaskRegistry.names():
     seqio.TaskRegistry.remove(name)
-  seqio.TaskRegistry.add(name, source=source(str(ref_dir)), output_features=features, preprocessors=[],
-                         postprocess_fn=base.postprocessor if postprocess else None, metric_fns=[])
+  seqio.TaskRegistry.add(
+    name,
+    source=source(str(ref_dir)),
+    output_features=features,
+    preprocessors=[],
+    postprocess_fn=base.postprocessor if postprocess else None,
+    metric_fns=[],
+  )
   return name
 
 
-def register_reference_loss_task(base_task: str = "owm_raw_smollm2", ref_dir: str = "", name: str | None = None,
-                                 splits: Sequence[str] = ("train", "validation")) -> str:
+def register_reference_loss_task(
+  base_task: str = "owm_raw_smollm2",
+  ref_dir: str = "",
+  name: str | None = None,
+  splits: Sequence[str] = ("train", "validation"),
+) -> str:
   """Registers (or re-registers) the seqio task ``name`` (default ``{base_task}_ref``) over the reference-loss
   files in ``ref_dir``; returns its name (so gin can bind ``MIXTURE_OR_TASK_NAME = @register_...()``)."""
-  return register_ref_task(caller="register_reference_loss_task", base_task=base_task, ref_dir=ref_dir, name=name,
-                           token_features=("targets",), source=lambda d: _ref_source(d, splits),
-                           hint="the `tokensift reference-losses` --out")
+  return register_ref_task(
+    caller="register_reference_loss_task",
+    base_task=base_task,
+    ref_dir=ref_dir,
+    name=name,
+    token_features=("targets",),
+    source=lambda d: _ref_source(d, splits),
+    hint="the `tokensift reference-losses` --out",
+  )

@@ -16,6 +16,7 @@ pjit mesh):
 
 Shapes: ``logits [batch, length, vocab]``, ``targets/weights/ref_losses [batch, length]``.
 """
+
 from __future__ import annotations
 
 import jax
@@ -106,8 +107,15 @@ def _safe_div(num: Array, den: Array) -> Array:
   return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
 
 
-def selective_cross_entropy(logits: Array, targets: Array, weights: Array, ref_losses: Array, ratio: float,
-                            scope: str = "batch", z_loss: float = 0.0) -> tuple[Array, dict[str, Array]]:
+def selective_cross_entropy(
+  logits: Array,
+  targets: Array,
+  weights: Array,
+  ref_losses: Array,
+  ratio: float,
+  scope: str = "batch",
+  z_loss: float = 0.0,
+) -> tuple[Array, dict[str, Array]]:
   """The Rho-1 SLM loss.
 
   Args:
@@ -125,8 +133,10 @@ def selective_cross_entropy(logits: Array, targets: Array, weights: Array, ref_l
     ``num_selected``, ``num_valid``.
   """
   if logits.shape[:-1] != targets.shape or targets.shape != weights.shape or weights.shape != ref_losses.shape:
-    raise ValueError(f"shape mismatch: logits {logits.shape}, targets {targets.shape}, weights {weights.shape}, "
-                     f"ref_losses {ref_losses.shape}; expected [batch, length, vocab] and [batch, length]")
+    raise ValueError(
+      f"shape mismatch: logits {logits.shape}, targets {targets.shape}, weights {weights.shape}, "
+      f"ref_losses {ref_losses.shape}; expected [batch, length, vocab] and [batch, length]"
+    )
   ce, log_z = token_cross_entropy(logits, targets)
   w = weights.astype(jnp.float32)
   excess = jax.lax.stop_gradient(ce) - ref_losses.astype(jnp.float32)
@@ -144,20 +154,21 @@ def selective_cross_entropy(logits: Array, targets: Array, weights: Array, ref_l
   num_selected = jnp.sum(mask).astype(jnp.float32)
   num_unselected = jnp.sum(unselected).astype(jnp.float32)
   metrics = {
-      "selected_fraction": _safe_div(num_selected, num_valid),
-      "excess_selected": _safe_div(jnp.sum(jnp.where(mask, excess, 0.0)), num_selected),
-      "excess_unselected": _safe_div(jnp.sum(jnp.where(unselected, excess, 0.0)), num_unselected),
-      "ce_unmasked": jax.lax.stop_gradient(_safe_div(jnp.sum(ce * w), jnp.sum(w))),
-      "ce_selected": jax.lax.stop_gradient(ce_selected),
-      "z_loss": jax.lax.stop_gradient(z_mean),
-      "num_selected": num_selected,
-      "num_valid": num_valid,
+    "selected_fraction": _safe_div(num_selected, num_valid),
+    "excess_selected": _safe_div(jnp.sum(jnp.where(mask, excess, 0.0)), num_selected),
+    "excess_unselected": _safe_div(jnp.sum(jnp.where(unselected, excess, 0.0)), num_unselected),
+    "ce_unmasked": jax.lax.stop_gradient(_safe_div(jnp.sum(ce * w), jnp.sum(w))),
+    "ce_selected": jax.lax.stop_gradient(ce_selected),
+    "z_loss": jax.lax.stop_gradient(z_mean),
+    "num_selected": num_selected,
+    "num_valid": num_valid,
   }
   return loss, metrics
 
 
-def weighted_cross_entropy(logits: Array, targets: Array, weights: Array,
-                           z_loss: float = 0.0) -> tuple[Array, dict[str, Array]]:
+def weighted_cross_entropy(
+  logits: Array, targets: Array, weights: Array, z_loss: float = 0.0
+) -> tuple[Array, dict[str, Array]]:
   """Plain causal-LM loss (the CLM baseline): weighted mean over valid tokens of ``ce + z_loss * log_z**2``.
 
   Shapes as ``selective_cross_entropy``; metrics: ``ce_unmasked``, ``z_loss``, ``num_valid``.
@@ -167,7 +178,9 @@ def weighted_cross_entropy(logits: Array, targets: Array, weights: Array,
   denom = jnp.sum(w)
   ce_mean = _safe_div(jnp.sum(ce * w), denom)
   z_mean = _safe_div(jnp.sum(z_loss * jnp.square(log_z) * w), denom)
-  metrics = {"ce_unmasked": jax.lax.stop_gradient(ce_mean), "z_loss": jax.lax.stop_gradient(z_mean),
-             "num_valid": jnp.sum(w > 0).astype(jnp.float32)}
+  metrics = {
+    "ce_unmasked": jax.lax.stop_gradient(ce_mean),
+    "z_loss": jax.lax.stop_gradient(z_mean),
+    "num_valid": jnp.sum(w > 0).astype(jnp.float32),
+  }
   return ce_mean + z_mean, metrics
-

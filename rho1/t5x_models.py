@@ -23,6 +23,7 @@ never imports it. Classes:
 
 Gradient accumulation (``Trainer.num_microbatches``) selects within each microbatch.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional
@@ -39,8 +40,8 @@ try:
   from t5x import partitioning as t5x_partitioning
 except ImportError as e:  # pragma: no cover - depends on the environment
   raise ImportError(
-      "tokensift.rho1.t5x_models needs t5x (google-research/t5x, installed from its repository; see DESIGN "
-      f"§10): {e}") from e
+    f"tokensift.rho1.t5x_models needs t5x (google-research/t5x, installed from its repository; see DESIGN §10): {e}"
+  ) from e
 
 import flax.linen as nn
 from absl import logging as absl_logging
@@ -51,8 +52,14 @@ from jax.sharding import PartitionSpec
 
 from tokensift.rho1 import feature_converters
 from tokensift.models import partitioning
-from tokensift.rho1.selective_loss import (DEFAULT_SLM_RATIO, check_scope, check_slm_ratio, select_tokens,
-                                           token_cross_entropy)
+from tokensift.rho1.selective_loss import (
+  DEFAULT_SLM_RATIO,
+  check_scope,
+  check_slm_ratio,
+  select_tokens,
+  token_cross_entropy,
+)
+
 
 def logical_axis_rules(preset: str = "standard"):
   """The rules table of ``models/partitioning.py`` (``preset``: 'standard' or 'fsdp'), the one tokensift's own
@@ -98,8 +105,9 @@ class PjitPartitioner(t5x_partitioning.PjitPartitioner):
     if jax.devices(self._backend)[-1].platform != "cpu" or self._ici_mesh_shape is not None:
       return super().mesh
     if "_tokensift_mesh" not in vars(self):
-      model = (int(np.prod(self._model_parallel_submesh)) if self._model_parallel_submesh
-               else (self._num_partitions or 1))
+      model = (
+        int(np.prod(self._model_parallel_submesh)) if self._model_parallel_submesh else (self._num_partitions or 1)
+      )
       mesh = partitioning.make_mesh(partitioning.MeshConfig(model=model), jax.devices(self._backend))
       absl_logging.info("tokensift PjitPartitioner CPU mesh: %s", dict(mesh.shape))
       vars(self)["_tokensift_mesh"] = mesh
@@ -114,14 +122,24 @@ class PjitPartitioner(t5x_partitioning.PjitPartitioner):
     NamedShardings on this mesh (jit needs no context mesh for those), and ``None`` a replicated one, as pjit
     read it (t5x's infer steps rely on replicated outputs).
     """
+
     def named(tree):
       def one(s):
         return jax.sharding.NamedSharding(self.mesh, PartitionSpec() if s is None else s)
-      return jax.tree.map(lambda s: one(s) if s is None or isinstance(s, PartitionSpec) else s, tree,
-                          is_leaf=lambda s: isinstance(s, PartitionSpec) or s is None)
 
-    jitted = jax.jit(fn, in_shardings=named(in_axis_resources), out_shardings=named(out_axis_resources),
-                     static_argnums=static_argnums, donate_argnums=donate_argnums)
+      return jax.tree.map(
+        lambda s: one(s) if s is None or isinstance(s, PartitionSpec) else s,
+        tree,
+        is_leaf=lambda s: isinstance(s, PartitionSpec) or s is None,
+      )
+
+    jitted = jax.jit(
+      fn,
+      in_shardings=named(in_axis_resources),
+      out_shardings=named(out_axis_resources),
+      static_argnums=static_argnums,
+      donate_argnums=donate_argnums,
+    )
     return _PjittedFnWithMesh(jitted, self.mesh, self._logical_axis_rules)
 
 
@@ -165,8 +183,9 @@ class EncoderDecoderModel(t5x_models.EncoderDecoderModel):
     return split_params_axes(super().get_initial_variables(rng, input_shapes, input_types))
 
 
-def weighted_cross_entropy(logits, token_ce, log_z, weights, label_smoothing: float, z_loss: float,
-                           loss_normalizing_factor) -> tuple[jax.Array, jax.Array]:
+def weighted_cross_entropy(
+  logits, token_ce, log_z, weights, label_smoothing: float, z_loss: float, loss_normalizing_factor
+) -> tuple[jax.Array, jax.Array]:
   """t5x's ``compute_weighted_cross_entropy`` (same label smoothing, z-loss and normalization) from an already
   computed per-token ``token_ce = log_z - logits[target]`` and ``log_z`` (float32 [batch, length]), so a step
   normalizes the vocabulary once instead of twice.
@@ -196,6 +215,7 @@ def _average(total, count) -> clu_metrics.Average:
 
 class _SelectiveLoss:
   """The SLM ``loss_fn`` shared by the decoder-only and encoder-decoder classes."""
+
   slm_ratio: float
   selection_scope: str
   # Declared for the type checker only (no value: the t5x model class this is mixed into provides them).
@@ -211,9 +231,11 @@ class _SelectiveLoss:
 
   def loss_fn(self, params, batch: Mapping[str, jax.Array], dropout_rng: Optional[jax.Array]):
     if feature_converters.MODEL_REF_FEATURE not in batch:
-      raise ValueError(f"{type(self).__name__} needs the batch feature {feature_converters.MODEL_REF_FEATURE!r}: "
-                       "train on a reference-loss task (register_reference_loss_task) with this model's "
-                       "feature converter")
+      raise ValueError(
+        f"{type(self).__name__} needs the batch feature {feature_converters.MODEL_REF_FEATURE!r}: "
+        "train on a reference-loss task (register_reference_loss_task) with this model's "
+        "feature converter"
+      )
     logits = self._compute_logits(params, batch, dropout_rng)
     targets = batch["decoder_target_tokens"]
     weights = batch.get("decoder_loss_weights")
@@ -227,25 +249,30 @@ class _SelectiveLoss:
     mask = select_tokens(excess, weights, self.slm_ratio, self.selection_scope)
     selected_batch = dict(batch, decoder_loss_weights=weights * mask)
     loss_normalizing_factor, loss_weights = t5x_losses.get_loss_normalizing_factor_and_weights(
-        self._loss_normalizing_factor, selected_batch)
+      self._loss_normalizing_factor, selected_batch
+    )
     assert loss_weights is not None  # the batch carries decoder_loss_weights
-    loss, z_loss = weighted_cross_entropy(logits, token_ce, log_z, loss_weights, self._label_smoothing,
-                                          self._z_loss, loss_normalizing_factor)
-    segment_ids = {k[:-len("_segment_ids")]: v for k, v in batch.items() if k.endswith("_segment_ids")}
+    loss, z_loss = weighted_cross_entropy(
+      logits, token_ce, log_z, loss_weights, self._label_smoothing, self._z_loss, loss_normalizing_factor
+    )
+    segment_ids = {k[: -len("_segment_ids")]: v for k, v in batch.items() if k.endswith("_segment_ids")}
     if not segment_ids:
       segment_ids = {k: v != 0 for k, v in batch.items() if k in ("encoder_input_tokens", "decoder_target_tokens")}
-    metrics = self._compute_metrics(logits=logits, targets=targets, mask=loss_weights > 0, loss=loss,
-                                    z_loss=z_loss, segment_ids=segment_ids)
+    metrics = self._compute_metrics(
+      logits=logits, targets=targets, mask=loss_weights > 0, loss=loss, z_loss=z_loss, segment_ids=segment_ids
+    )
     valid = weights > 0
     unselected = valid & ~mask
-    metrics.update({
+    metrics.update(
+      {
         "slm/selected_fraction": _average(jnp.sum(mask), jnp.sum(valid)),
         "slm/excess_selected": _average(jnp.sum(jnp.where(mask, excess, 0.0)), jnp.sum(mask)),
         "slm/excess_unselected": _average(jnp.sum(jnp.where(unselected, excess, 0.0)), jnp.sum(unselected)),
         "slm/ce_unmasked": _average(jnp.sum(ce * weights), jnp.sum(weights)),
         "slm/ce_selected": _average(jnp.sum(jnp.where(mask, ce, 0.0) * weights), jnp.sum(weights * mask)),
         "slm/selected_tokens": t5x_metrics.AveragePerStep(total=jnp.sum(mask).astype(jnp.float32)),  # pyright: ignore[reportCallIssue]  (a flax struct dataclass)
-    })
+      }
+    )
     return loss, metrics
 
 

@@ -13,6 +13,7 @@ Requirements whose environment marker excludes this interpreter are not checked 
 that is not installed fails; a test extra that is not installed (the t5x venv installs tokensift without them) is
 listed and skipped. Exit 1 with one line per finding.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 def requirements(pyproject: Path = PYPROJECT) -> list[tuple[Requirement, bool]]:
   """(requirement, is_core) for [project] dependencies and the ``test`` extra."""
   project = tomllib.loads(pyproject.read_text())["project"]
-  return ([(Requirement(r), True) for r in project["dependencies"]] +
-          [(Requirement(r), False) for r in project.get("optional-dependencies", {}).get("test", [])])
+  return [(Requirement(r), True) for r in project["dependencies"]] + [
+    (Requirement(r), False) for r in project.get("optional-dependencies", {}).get("test", [])
+  ]
 
 
 def floor(req: Requirement) -> Version | None:
@@ -57,8 +59,9 @@ def installed_versions(reqs: list[tuple[Requirement, bool]]) -> dict[str, str]:
   return out
 
 
-def check(reqs: list[tuple[Requirement, bool]], here: dict[str, str], tested: list[dict[str, str]]
-          ) -> tuple[list[str], list[str]]:
+def check(
+  reqs: list[tuple[Requirement, bool]], here: dict[str, str], tested: list[dict[str, str]]
+) -> tuple[list[str], list[str]]:
   """Returns (findings, notes). ``here``: this environment's versions; ``tested``: every tested environment's
   versions (this one included). Check (2) needs every environment: it runs only with more than one."""
   findings, notes = [], []
@@ -76,8 +79,10 @@ def check(reqs: list[tuple[Requirement, bool]], here: dict[str, str], tested: li
       continue
     seen = sorted({Version(env[req.name]) for env in tested if req.name in env})
     if len(tested) > 1 and seen and not any(covers(low, v) for v in seen):
-      findings.append(f"{req.name}>={low}: a floor below every tested version "
-                      f"({', '.join(map(str, seen))}); raise it to the lowest tested one")
+      findings.append(
+        f"{req.name}>={low}: a floor below every tested version "
+        f"({', '.join(map(str, seen))}); raise it to the lowest tested one"
+      )
   return findings, notes
 
 

@@ -12,6 +12,7 @@ Two input layouts:
   preceded by BOS; the next-token distribution after the last id is read.
 - encoder-decoder (FLAN-T5): ``prompt`` + EOS as the encoder input (as HF's T5 tokenizer adds ``</s>``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,15 +20,15 @@ import weakref
 from typing import Protocol, Sequence
 
 PROMPT_TEMPLATE = (
-    "###\n"
-    "{example}\n"
-    "###\n"
-    "Does the previous paragraph demarcated within ### and ### contain informative signal for pre-training a "
-    "large-language model? An informative datapoint should be well-formatted, contain some usable knowledge of "
-    "the world, and strictly NOT have any harmful, racist, sexist, etc. content.\n"
-    "OPTIONS:\n"
-    "- yes\n"
-    "- no"
+  "###\n"
+  "{example}\n"
+  "###\n"
+  "Does the previous paragraph demarcated within ### and ### contain informative signal for pre-training a "
+  "large-language model? An informative datapoint should be well-formatted, contain some usable knowledge of "
+  "the world, and strictly NOT have any harmful, racist, sexist, etc. content.\n"
+  "OPTIONS:\n"
+  "- yes\n"
+  "- no"
 )
 
 # Spellings whose probabilities the optional variant sums add up. A spelling counts only when the scorer's
@@ -44,6 +45,7 @@ def build_prompt(example: str) -> str:
 
 class PromptTokenizer(Protocol):
   """What truncation needs from a tokenizer (adapters: ``HFPromptTokenizer``, ``SentencePiecePromptTokenizer``)."""
+
   @property
   def bos_id(self) -> int | None: ...
 
@@ -58,8 +60,7 @@ class PromptTokenizer(Protocol):
     """Ids and, per id, the character index in ``text`` where that token starts."""
     ...
 
-  def decode(self, ids: Sequence[int]) -> str:
-    ...
+  def decode(self, ids: Sequence[int]) -> str: ...
 
 
 class HFPromptTokenizer:
@@ -73,6 +74,7 @@ class HFPromptTokenizer:
   def from_files(cls, files) -> "HFPromptTokenizer":
     """From ``tokensift.core.hf_tokenizer.TokenizerFiles``."""
     from tokenizers import Tokenizer
+
     return cls(Tokenizer.from_file(str(files.tokenizer_json)), bos_id=files.bos_id, eos_id=files.eos_id)
 
   def encode(self, text: str) -> list[int]:
@@ -97,6 +99,7 @@ class SentencePiecePromptTokenizer:
   @classmethod
   def from_file(cls, path: str) -> "SentencePiecePromptTokenizer":
     import sentencepiece as spm
+
     return cls(spm.SentencePieceProcessor(model_file=str(path)))  # pyright: ignore[reportCallIssue]  (sentencepiece's generated signature)
 
   def encode(self, text: str) -> list[int]:
@@ -125,6 +128,7 @@ class SentencePiecePromptTokenizer:
 @dataclasses.dataclass(frozen=True)
 class ChatFormat:
   """How the prompt becomes model input: text around it, BOS/EOS, and the context length."""
+
   max_length: int
   chat_prefix: str = ""
   chat_suffix: str = ""
@@ -152,14 +156,16 @@ def chat_format_from_template(render, max_length: int, *, add_bos: bool = False)
   prefix, suffix = text.split(SENTINEL)
   probe = build_prompt("probe document")
   if render(probe) != prefix + probe + suffix:
-    raise ValueError("the chat template rewrites the user message (e.g. trims it); it cannot be split into "
-                     "a fixed prefix and suffix")
+    raise ValueError(
+      "the chat template rewrites the user message (e.g. trims it); it cannot be split into a fixed prefix and suffix"
+    )
   return ChatFormat(max_length=max_length, chat_prefix=prefix, chat_suffix=suffix, add_bos=add_bos)
 
 
 @dataclasses.dataclass(frozen=True)
 class PromptIds:
   """One model input: ``ids`` (len <= max_length), the document text actually used, and whether it was cut."""
+
   ids: list[int]
   text: str
   truncated: bool
@@ -206,8 +212,10 @@ def prompt_ids(document: str, tok: PromptTokenizer, fmt: ChatFormat) -> PromptId
   overhead = overhead_tokens(tok, fmt)
   budget = fmt.max_length - overhead
   if budget < 1:
-    raise ValueError(f"max_length={fmt.max_length} leaves no room for the document: the prompt, options and "
-                     f"chat template alone take {overhead} tokens")
+    raise ValueError(
+      f"max_length={fmt.max_length} leaves no room for the document: the prompt, options and "
+      f"chat template alone take {overhead} tokens"
+    )
   cut = budget * _CHARS_PER_TOKEN_GUESS
   while True:
     head = document[:cut]
@@ -218,7 +226,7 @@ def prompt_ids(document: str, tok: PromptTokenizer, fmt: ChatFormat) -> PromptId
   complete = cut >= len(document)
   n = min(len(doc_ids), budget)
   while True:
-    text = document if (complete and n == len(doc_ids)) else document[:starts[n]]  # n < len(doc_ids) here
+    text = document if (complete and n == len(doc_ids)) else document[: starts[n]]  # n < len(doc_ids) here
     ids = _full_ids(text, tok, fmt)
     if len(ids) <= fmt.max_length:
       break
@@ -242,6 +250,7 @@ def answer_token_ids(tok: PromptTokenizer, spellings: Sequence[str]) -> list[int
 @dataclasses.dataclass(frozen=True)
 class AnswerIds:
   """Token ids read at the first answer position: the primary "yes"/"no" and the variant sets."""
+
   yes: int
   no: int
   yes_variants: tuple[int, ...]
@@ -261,5 +270,6 @@ def answer_ids(tok: PromptTokenizer) -> AnswerIds:
     if len(ids) != 1:
       raise ValueError(f"{word!r} is {len(ids)} tokens {ids} in this tokenizer; ASK-LLM needs one token")
     prim[word] = ids[0]
-  return AnswerIds(prim["yes"], prim["no"], tuple(answer_token_ids(tok, YES_SPELLINGS)),
-                   tuple(answer_token_ids(tok, NO_SPELLINGS)))
+  return AnswerIds(
+    prim["yes"], prim["no"], tuple(answer_token_ids(tok, YES_SPELLINGS)), tuple(answer_token_ids(tok, NO_SPELLINGS))
+  )

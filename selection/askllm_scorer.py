@@ -14,6 +14,7 @@ which is padded to the next power-of-two multiple of the data-axis size. jit the
 Results do not depend on the batch plan beyond float rounding (tests: <= 1e-5 across batch sizes, bucketings
 and meshes).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,10 @@ from tokensift.selection import askllm_prompt as ap
 
 # ----------------------------------------------------------------------------------------------- pure cores
 
-def answer_logprobs(logits: jax.Array, yes: int, no: int, yes_variants: Sequence[int] = (),
-                    no_variants: Sequence[int] = ()) -> dict[str, jax.Array]:
+
+def answer_logprobs(
+  logits: jax.Array, yes: int, no: int, yes_variants: Sequence[int] = (), no_variants: Sequence[int] = ()
+) -> dict[str, jax.Array]:
   """logits: float[batch, vocab] at the first answer position -> dict of float32[batch]:
   ``logp_yes``, ``logp_no`` (full-vocabulary log-softmax) and, when variant ids are given,
   ``logp_yes_variants``/``logp_no_variants`` (log of the summed probabilities of those ids)."""
@@ -72,6 +75,7 @@ def encoder_decoder_logits(module: nn.Module, params: Any, tokens: jax.Array) ->
 
 # ----------------------------------------------------------------------------------------------- bucketing
 
+
 @dataclasses.dataclass(frozen=True)
 class BatchConfig:
   """Batch shapes.
@@ -83,6 +87,7 @@ class BatchConfig:
   Rows per batch: ``tokens_per_batch // bucket`` rounded down to a power of two, clamped to
   [1, ``max_batch``], then to a multiple of the data axis.
   """
+
   tokens_per_batch: int = 16384
   max_batch: int = 64
   min_bucket: int = 64
@@ -125,6 +130,7 @@ def rows_for(bucket: int, cfg: BatchConfig, data_size: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Batch:
   """Prompts ``indices`` (into the input list) padded to ``[rows, length]``; rows beyond them are dummies."""
+
   indices: tuple[int, ...]
   length: int
   rows: int
@@ -173,16 +179,18 @@ def pad_batch(prompts: Sequence[Sequence[int]], batch: Batch, pad_id: int = 0) -
   lengths = np.ones((batch.rows,), np.int32)
   for r, i in enumerate(batch.indices):
     ids = prompts[i]
-    tokens[r, :len(ids)] = ids
+    tokens[r, : len(ids)] = ids
     lengths[r] = len(ids)
   return tokens, lengths
 
 
 # ----------------------------------------------------------------------------------------------- the scorer
 
+
 @dataclasses.dataclass(frozen=True)
 class ScoreRecord:
   """One document's result. ``score`` = P("yes") = exp(logp_yes)."""
+
   score: float
   logp_yes: float
   logp_no: float
@@ -207,15 +215,25 @@ class AskLlmScorer:
     variants: also compute the spelling-variant sums.
   """
 
-  def __init__(self, architecture: str, module: nn.Module, params: Any, tokenizer: ap.PromptTokenizer,
-               fmt: ap.ChatFormat, *, mesh: jax.sharding.Mesh | None = None, rules: str = "standard",
-               batch: BatchConfig = BatchConfig(), variants: bool = True, pad_id: int = 0):
+  def __init__(
+    self,
+    architecture: str,
+    module: nn.Module,
+    params: Any,
+    tokenizer: ap.PromptTokenizer,
+    fmt: ap.ChatFormat,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: str = "standard",
+    batch: BatchConfig = BatchConfig(),
+    variants: bool = True,
+    pad_id: int = 0,
+  ):
     if architecture not in ("decoder_only", "encoder_decoder"):
       raise ValueError(f"unknown scorer architecture {architecture!r}: 'decoder_only' or 'encoder_decoder'")
     self.architecture = architecture
     self.module, self.tokenizer, self.fmt, self.batch, self.pad_id = module, tokenizer, fmt, batch, pad_id
-    self.mesh = mesh if mesh is not None else partitioning.make_mesh(
-        partitioning.MeshConfig(), jax.local_devices())
+    self.mesh = mesh if mesh is not None else partitioning.make_mesh(partitioning.MeshConfig(), jax.local_devices())
     self.rules = partitioning.get_rules(rules)
     self.answers = ap.answer_ids(tokenizer)
     self.variants = variants
@@ -242,11 +260,13 @@ class AskLlmScorer:
     yv, nv = (a.yes_variants, a.no_variants) if self.variants else ((), ())
 
     if self.architecture == "decoder_only":
+
       def fn(params, tokens, lengths):
         with nn.logical_axis_rules(rules):
           logits = decoder_only_logits(module, params, tokens, lengths)
         return answer_logprobs(logits, a.yes, a.no, yv, nv)
     else:
+
       def fn(params, tokens, lengths):
         del lengths
         with nn.logical_axis_rules(rules):
@@ -261,13 +281,16 @@ class AskLlmScorer:
   def warmup(self, lengths: Sequence[int]) -> int:
     """Compiles (by running one dummy batch of each) the shapes that prompts of ``lengths`` will use;
     returns how many shapes there are."""
-    shapes = sorted({(b.rows, b.length) for b in plan_batches(lengths, self.fmt.max_length, self.batch,
-                                                              self.data_size)})
+    shapes = sorted(
+      {(b.rows, b.length) for b in plan_batches(lengths, self.fmt.max_length, self.batch, self.data_size)}
+    )
     with jax.set_mesh(self.mesh):
       for rows, length in shapes:
-        out = self._fn(self.params,
-                       jax.device_put(np.zeros((rows, length), np.int32), partitioning.batch_sharding(self.mesh, 2)),
-                       jax.device_put(np.ones((rows,), np.int32), partitioning.batch_sharding(self.mesh, 1)))
+        out = self._fn(
+          self.params,
+          jax.device_put(np.zeros((rows, length), np.int32), partitioning.batch_sharding(self.mesh, 2)),
+          jax.device_put(np.ones((rows,), np.int32), partitioning.batch_sharding(self.mesh, 1)),
+        )
         jax.block_until_ready(out)
     return len(shapes)
 
@@ -289,7 +312,7 @@ class AskLlmScorer:
       for k, v in out.items():
         arr = np.asarray(jax.device_get(v))
         dest = result.setdefault(k, np.full((n,), np.nan, np.float32))
-        dest[list(b.indices)] = arr[:len(b.indices)]
+        dest[list(b.indices)] = arr[: len(b.indices)]
       jobs.advance(len(b.indices))  # the score job's bar moves per batch (a no-op outside a job)
     return result
 
@@ -300,8 +323,15 @@ class AskLlmScorer:
     recs = []
     for i, p in enumerate(built):
       ly, ln = float(out["logp_yes"][i]), float(out["logp_no"][i])
-      recs.append(ScoreRecord(
-          score=float(np.exp(np.float32(ly))), logp_yes=ly, logp_no=ln, tokens=len(p.ids), truncated=p.truncated,
+      recs.append(
+        ScoreRecord(
+          score=float(np.exp(np.float32(ly))),
+          logp_yes=ly,
+          logp_no=ln,
+          tokens=len(p.ids),
+          truncated=p.truncated,
           logp_yes_variants=float(out["logp_yes_variants"][i]) if "logp_yes_variants" in out else None,
-          logp_no_variants=float(out["logp_no_variants"][i]) if "logp_no_variants" in out else None))
+          logp_no_variants=float(out["logp_no_variants"][i]) if "logp_no_variants" in out else None,
+        )
+      )
     return recs

@@ -21,6 +21,7 @@ Not in the Beam pipeline (use the single-process command): an ASK-LLM pool insid
 (``askllm_fraction``) and Poisson-size inverse propensity (``exact_size=False``), whose constant needs the
 sorted weights of the whole pool.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,6 +81,7 @@ def _check_finite_batch(batch, dim: int):
 def _embedding_rows(file: tuple[int, str]) -> Iterator[tuple[tuple[int, int], str, np.ndarray]]:
   """((file index, row), id, float32 [d]) for every row of one embed-job output file."""
   from tokensift.selection import embed_job
+
   fi, path = file
   ids, rows = embed_job.read_embeddings_file(path)
   for r, (doc_id, vec) in enumerate(zip(ids, rows)):
@@ -93,6 +95,7 @@ def _batches(rows: Sequence[tuple[Any, str, np.ndarray]]):
 
 def _exact_density(rows, cfg: SelectConfig):
   from tokensift.selection.select_job import density_scores
+
   rows = sorted(rows, key=lambda r: r[0])
   x = np.stack([r[2] for r in rows])
   logs, how = density_scores(x, dataclasses.replace(cfg, density="exact"))
@@ -129,8 +132,10 @@ def _cutoff(bracket, below: int, inside: list, k: int):
     return None
   inside = sorted(inside)
   if not below < k <= below + len(inside):
-    raise RuntimeError(f"top-k bracket missed rank {k}: {below} keys below it, {len(inside)} inside "
-                       "(the quantile sketch's error bound was exceeded; raise beam_select.QUANTILES)")
+    raise RuntimeError(
+      f"top-k bracket missed rank {k}: {below} keys below it, {len(inside)} inside "
+      "(the quantile sketch's error bound was exceeded; raise beam_select.QUANTILES)"
+    )
   return inside[k - below - 1]
 
 
@@ -139,17 +144,24 @@ def exact_top(keyed, n, k_of_n, *, label: str):
   ``n`` is a singleton PCollection with the element count."""
   import apache_beam as beam
   from apache_beam.pvalue import AsList, AsSingleton
-  q = keyed | f"{label}/Q" >> beam.Map(lambda e: e[0]) | f"{label}/Quantiles" >> beam.ApproximateQuantiles.Globally(
-      QUANTILES + 1)
+
+  q = (
+    keyed
+    | f"{label}/Q" >> beam.Map(lambda e: e[0])
+    | f"{label}/Quantiles" >> beam.ApproximateQuantiles.Globally(QUANTILES + 1)
+  )
   bracket = n | f"{label}/Bracket" >> beam.Map(lambda c, qs: _bracket(c, k_of_n(c), qs), qs=AsSingleton(q))
-  below = (keyed | f"{label}/Below" >> beam.Filter(lambda e, b: b is not None and e[0] < b[0],
-                                                    b=AsSingleton(bracket))
-           | f"{label}/CountBelow" >> beam.combiners.Count.Globally())
+  below = (
+    keyed
+    | f"{label}/Below" >> beam.Filter(lambda e, b: b is not None and e[0] < b[0], b=AsSingleton(bracket))
+    | f"{label}/CountBelow" >> beam.combiners.Count.Globally()
+  )
   inside = keyed | f"{label}/Inside" >> beam.FlatMap(
-      lambda e, b: [e[0]] if b is not None and b[0] <= e[0] <= b[1] else [], b=AsSingleton(bracket))
+    lambda e, b: [e[0]] if b is not None and b[0] <= e[0] <= b[1] else [], b=AsSingleton(bracket)
+  )
   cut = bracket | f"{label}/Cutoff" >> beam.Map(
-      lambda b, c, ins, nn: _cutoff(b, c, ins, k_of_n(nn)), c=AsSingleton(below), ins=AsList(inside),
-      nn=AsSingleton(n))
+    lambda b, c, ins, nn: _cutoff(b, c, ins, k_of_n(nn)), c=AsSingleton(below), ins=AsList(inside), nn=AsSingleton(n)
+  )
   return keyed | f"{label}/Keep" >> beam.Filter(lambda e, t: t is not None and e[0] <= t, t=AsSingleton(cut))
 
 
@@ -158,17 +170,21 @@ def first_of_each_id(rows, id_of, pos_of, label: str):
   single-process readers do (``embed_job.first_of_each``, ``topk.rank``): ids from a field such as ``url`` are
   unique within a job shard only. Returns (kept elements, singleton count of dropped repeats)."""
   import apache_beam as beam
-  grouped = (rows | f"{label}/ById" >> beam.Map(lambda e: (id_of(e), e))
-             | f"{label}/Group" >> beam.GroupByKey())
+
+  grouped = rows | f"{label}/ById" >> beam.Map(lambda e: (id_of(e), e)) | f"{label}/Group" >> beam.GroupByKey()
   kept = grouped | f"{label}/First" >> beam.Map(lambda kv: min(kv[1], key=pos_of))
-  repeats = (grouped | f"{label}/Extra" >> beam.Map(lambda kv: sum(1 for _ in kv[1]) - 1)
-             | f"{label}/Sum" >> beam.CombineGlobally(sum))
+  repeats = (
+    grouped
+    | f"{label}/Extra" >> beam.Map(lambda kv: sum(1 for _ in kv[1]) - 1)
+    | f"{label}/Sum" >> beam.CombineGlobally(sum)
+  )
   return kept, repeats
 
 
 def _write_parquet_from_jsonl(src: str, dst: str, schema) -> str:
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   fs, path = storage.url_to_fs(dst)
   tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.tmp-beam")
   with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, schema) as w:
@@ -186,8 +202,15 @@ def _write_parquet_from_jsonl(src: str, dst: str, schema) -> str:
   return dst
 
 
-def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: SelectConfig = SelectConfig(), *,
-               runner: str = beam_util.LOCAL, workers: int = 2, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+def run_select(
+  embeddings: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  cfg: SelectConfig = SelectConfig(),
+  *,
+  runner: str = beam_util.LOCAL,
+  workers: int = 2,
+  beam_args: Sequence[str] = (),
+) -> dict[str, Any]:
   """DENSITY selection on Beam; writes what ``select_job.select`` writes (id lists, density.parquet,
   select.json) and returns the summary."""
   import apache_beam as beam
@@ -196,8 +219,10 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
   from tokensift.selection import embed_job, id_lists
 
   if cfg.askllm_fraction is not None or not cfg.exact_size:
-    raise ValueError("the Beam select pipeline runs exact-size samplers over all embedded documents; for an "
-                     "ASK-LLM pool (askllm_fraction) or Poisson sampling use the single-process `tokensift select`")
+    raise ValueError(
+      "the Beam select pipeline runs exact-size samplers over all embedded documents; for an "
+      "ASK-LLM pool (askllm_fraction) or Poisson sampling use the single-process `tokensift select`"
+    )
   files = [str(f) for f in embed_job.embedding_files(embeddings)]
   n_rows, dim = _count_and_dim(files)
   if n_rows == 0:
@@ -207,51 +232,90 @@ def run_select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: S
   fs, out_path = storage.url_to_fs(out)
   fs.makedirs(out_path, exist_ok=True)
   with beam.Pipeline(options=beam_util.pipeline_options(runner, workers, beam_args)) as p:
-    all_rows = (p | "Files" >> beam.Create(list(enumerate(files))) | "Reshuffle" >> beam.Reshuffle()
-                | "Rows" >> beam.FlatMap(_embedding_rows))
+    all_rows = (
+      p
+      | "Files" >> beam.Create(list(enumerate(files)))
+      | "Reshuffle" >> beam.Reshuffle()
+      | "Rows" >> beam.FlatMap(_embedding_rows)
+    )
     rows, repeats = first_of_each_id(all_rows, lambda r: r[1], lambda r: r[0], "UniqueIds")
-    batches = (rows | "Batch" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
-               | "ToArrays" >> beam.Map(_batches)
-               | "Finite" >> beam.Map(lambda b: (b[0], *_check_finite_batch((b[1], b[2]), dim))))
+    batches = (
+      rows
+      | "Batch" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
+      | "ToArrays" >> beam.Map(_batches)
+      | "Finite" >> beam.Map(lambda b: (b[0], *_check_finite_batch((b[1], b[2]), dim)))
+    )
     if mode == "exact":
-      dens = (batches | "Unbatch" >> beam.FlatMap(lambda b: list(zip(*b)))
-              | "All" >> beam.combiners.ToList() | "Exact" >> beam.Map(_exact_density, cfg=cfg))
+      dens = (
+        batches
+        | "Unbatch" >> beam.FlatMap(lambda b: list(zip(*b)))
+        | "All" >> beam.combiners.ToList()
+        | "Exact" >> beam.Map(_exact_density, cfg=cfg)
+      )
       how_pc = dens | "How" >> beam.Map(lambda d: d[1])
       scored = dens | "Scores" >> beam.FlatMap(lambda d: d[0])
     else:
       sk_cfg = cfg.sketch_config()
-      sketch = (batches | "ForSketch" >> beam.Map(lambda b: (b[1], b[2]))
-                | "Pass1" >> beam.CombineGlobally(SketchCombineFn(sk_cfg, dim)))
+      sketch = (
+        batches
+        | "ForSketch" >> beam.Map(lambda b: (b[1], b[2]))
+        | "Pass1" >> beam.CombineGlobally(SketchCombineFn(sk_cfg, dim))
+      )
       scored = batches | "Pass2" >> beam.FlatMap(_sketch_density, sketch=AsSingleton(sketch))
       how_pc = p | "HowSketch" >> beam.Create([{"density": "sketch", "sketch": dataclasses.asdict(sk_cfg)}])
     n = scored | "N" >> beam.combiners.Count.Globally()
     dens_tmp = posixpath.join(out, ".density.jsonl.tmp-beam")
     dens_done = beam_util.write_ordered_lines(
-        scored | "DensityLines" >> beam.Map(lambda r: (r[0], json.dumps({"id": r[1], "log_density": r[2]}))),
-        dens_tmp, label="WriteDensity")
+      scored | "DensityLines" >> beam.Map(lambda r: (r[0], json.dumps({"id": r[1], "log_density": r[2]}))),
+      dens_tmp,
+      label="WriteDensity",
+    )
     schema = pa.schema([("id", pa.string()), ("log_density", pa.float64())])
-    _ = dens_done | "DensityParquet" >> beam.Map(lambda src: _write_parquet_from_jsonl(
-        src, posixpath.join(out, "density.parquet"), schema))
-    keyed = (scored | "KeyBatch" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
-             | "Keys" >> beam.FlatMap(_keys, cfg=cfg))
+    _ = dens_done | "DensityParquet" >> beam.Map(
+      lambda src: _write_parquet_from_jsonl(src, posixpath.join(out, "density.parquet"), schema)
+    )
+    keyed = (
+      scored
+      | "KeyBatch" >> beam.BatchElements(min_batch_size=BATCH, max_batch_size=BATCH)
+      | "Keys" >> beam.FlatMap(_keys, cfg=cfg)
+    )
     stats = []
     for rate in cfg.rates:
       tag = f"R{id_lists.rate_tag(rate)}"
       kept = exact_top(keyed, n, lambda c, r=rate: keep_count(c, r), label=f"Top{tag}")
       name = f"{cfg.tag}_r{id_lists.rate_tag(rate)}.txt"
-      beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1][1])),
-                                    posixpath.join(out, name), label=f"Write{tag}")
+      beam_util.write_ordered_lines(
+        kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1][1])), posixpath.join(out, name), label=f"Write{tag}"
+      )
       # exactly rounded means (order-free, bounded accumulators), as the single-process select computes them
-      stats.append(kept | f"Stats{tag}" >> beam.Map(lambda e: e[1][2])
-                   | f"Mean{tag}" >> beam.CombineGlobally(ExactMeanFn())
-                   | f"Summ{tag}" >> beam.Map(lambda m, rr=rate, nm=name: (rr, nm, m[1], m[0])))
-    pool_mean = (scored | "PoolLogs" >> beam.Map(lambda r: r[2]) | "PoolMean" >> beam.CombineGlobally(ExactMeanFn())
-                 | "PoolMeanValue" >> beam.Map(lambda m: m[0]))
-    summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores": None,
-               "dim": dim}
-    _ = (stats | "AllStats" >> beam.Flatten() | "StatsList" >> beam.combiners.ToList()
-         | "Summary" >> beam.Map(_write_summary, out=out, summary=summary, how=AsSingleton(how_pc),
-                                 pool_mean=AsSingleton(pool_mean), n=AsSingleton(n), repeats=AsSingleton(repeats)))
+      stats.append(
+        kept
+        | f"Stats{tag}" >> beam.Map(lambda e: e[1][2])
+        | f"Mean{tag}" >> beam.CombineGlobally(ExactMeanFn())
+        | f"Summ{tag}" >> beam.Map(lambda m, rr=rate, nm=name: (rr, nm, m[1], m[0]))
+      )
+    pool_mean = (
+      scored
+      | "PoolLogs" >> beam.Map(lambda r: r[2])
+      | "PoolMean" >> beam.CombineGlobally(ExactMeanFn())
+      | "PoolMeanValue" >> beam.Map(lambda m: m[0])
+    )
+    summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores": None, "dim": dim}
+    _ = (
+      stats
+      | "AllStats" >> beam.Flatten()
+      | "StatsList" >> beam.combiners.ToList()
+      | "Summary"
+      >> beam.Map(
+        _write_summary,
+        out=out,
+        summary=summary,
+        how=AsSingleton(how_pc),
+        pool_mean=AsSingleton(pool_mean),
+        n=AsSingleton(n),
+        repeats=AsSingleton(repeats),
+      )
+    )
   with fs.open(posixpath.join(out_path, "select.json"), "rb") as f:
     return json.loads(f.read())
 
@@ -306,8 +370,15 @@ class ExactMeanFn:
 
 def _write_summary(stats, out: str, summary: dict, how: dict, pool_mean: float, n: int, repeats: int) -> None:
   rates = {f"{r:g}": {"file": name, "k": k, "mean_log_density": m} for r, name, k, m in sorted(stats)}
-  full = {**summary, "documents": n, "pool": n, "embedded_repeated_ids": repeats, **how,
-          "mean_log_density_pool": pool_mean, "rates": rates}
+  full = {
+    **summary,
+    "documents": n,
+    "pool": n,
+    "embedded_repeated_ids": repeats,
+    **how,
+    "mean_log_density_pool": pool_mean,
+    "rates": rates,
+  }
   fs, path = storage.url_to_fs(posixpath.join(out, "select.json"))
   with fs.open(path + ".tmp-beam", "wb") as f:
     f.write(json.dumps(full, indent=1, default=str).encode())  # pyright: ignore[reportArgumentType]  (opened "wb")
@@ -318,6 +389,7 @@ def _count_and_dim(files: Sequence[str]) -> tuple[int, int]:
   """Rows over all files (Parquet footers only) and the dimension of the first embedding."""
   import pyarrow.parquet as pq
   from tokensift.core import jobs
+
   n, dim = 0, 0
   for f in files:
     if f.endswith(".parquet"):
@@ -336,14 +408,23 @@ def _count_and_dim(files: Sequence[str]) -> tuple[int, int]:
 def _score_rows(file: tuple[int, str]) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
   """((file index, row), record) for every record of one score file."""
   from tokensift.core import jobs
+
   fi, path = file
   for r, rec in enumerate(jobs.iter_records(path)):
     yield (fi, r), rec
 
 
-def run_topk(scores: str | os.PathLike, rates: Sequence[float], *, out_dir: str | os.PathLike | None = None,
-             key: str = "score", method: str = "askllm", runner: str = beam_util.LOCAL, workers: int = 2,
-             beam_args: Sequence[str] = ()) -> dict[float, str]:
+def run_topk(
+  scores: str | os.PathLike,
+  rates: Sequence[float],
+  *,
+  out_dir: str | os.PathLike | None = None,
+  key: str = "score",
+  method: str = "askllm",
+  runner: str = beam_util.LOCAL,
+  workers: int = 2,
+  beam_args: Sequence[str] = (),
+) -> dict[float, str]:
   """ASK-LLM top-k id lists on Beam: the files ``topk.write_topk_lists`` writes. Returns ``{rate: path}``."""
   import apache_beam as beam
   from tokensift.core import jobs
@@ -361,8 +442,12 @@ def run_topk(scores: str | os.PathLike, rates: Sequence[float], *, out_dir: str 
 
   written = {}
   with beam.Pipeline(options=beam_util.pipeline_options(runner, workers, beam_args)) as p:
-    all_recs = (p | "Files" >> beam.Create(list(enumerate(files))) | "Reshuffle" >> beam.Reshuffle()
-                | "Records" >> beam.FlatMap(_score_rows))
+    all_recs = (
+      p
+      | "Files" >> beam.Create(list(enumerate(files)))
+      | "Reshuffle" >> beam.Reshuffle()
+      | "Records" >> beam.FlatMap(_score_rows)
+    )
     recs, _ = first_of_each_id(all_recs, lambda r: str(r[1].get("id")), lambda r: r[0], "UniqueIds")
     keyed = recs | "Rank" >> beam.FlatMap(ranked)
     n = keyed | "N" >> beam.combiners.Count.Globally()
@@ -370,7 +455,6 @@ def run_topk(scores: str | os.PathLike, rates: Sequence[float], *, out_dir: str 
       tag = f"R{rate:g}".replace(".", "p")
       kept = exact_top(keyed, n, lambda c, r=rate: keep_count(c, r), label=f"Top{tag}")
       path = posixpath.join(out, list_name(rate, method))
-      beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1])), path,
-                                    label=f"Write{tag}")
+      beam_util.write_ordered_lines(kept | f"Lines{tag}" >> beam.Map(lambda e: (e[0], e[1])), path, label=f"Write{tag}")
       written[rate] = path
   return written

@@ -36,6 +36,7 @@ sums going to one block and its column sums to the other (``_self_sums``), half 
 query's sum is computed by the same sequence of operations whatever the device count, so 1 device and 8
 devices give identical results.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,6 +67,7 @@ class KernelConfig:
   no weights) compute each pair of blocks once (``_self_sums``; half the FLOPs) in tiles of
   ``self_block x self_block``.
   """
+
   kernel: str = "gaussian"
   bandwidth: float | str = DEFAULT_BANDWIDTH
   query_block: int = 256
@@ -79,8 +81,9 @@ class KernelConfig:
       raise ValueError(f"unknown kernel {self.kernel!r}; choose one of {KERNELS}")
     if isinstance(self.bandwidth, str):
       if self.bandwidth not in BANDWIDTH_HEURISTICS:
-        raise ValueError(f"unknown bandwidth heuristic {self.bandwidth!r}; use a float > 0 or one of "
-                         f"{BANDWIDTH_HEURISTICS}")
+        raise ValueError(
+          f"unknown bandwidth heuristic {self.bandwidth!r}; use a float > 0 or one of {BANDWIDTH_HEURISTICS}"
+        )
     elif not (isinstance(self.bandwidth, (int, float)) and math.isfinite(self.bandwidth) and self.bandwidth > 0):
       raise ValueError(f"bandwidth must be a finite float > 0, got {self.bandwidth!r}")
     for name in ("query_block", "key_block", "key_chunk", "self_block"):
@@ -107,8 +110,10 @@ def validate_embeddings(x, *, dim: int | None = None, name: str = "embeddings") 
   bad = ~np.isfinite(arr).all(axis=1)
   if bad.any():
     rows = np.flatnonzero(bad)
-    raise ValueError(f"{name}: {rows.size} of {arr.shape[0]} rows contain NaN or inf (rows "
-                     f"{rows[:10].tolist()}{' ...' if rows.size > 10 else ''})")
+    raise ValueError(
+      f"{name}: {rows.size} of {arr.shape[0]} rows contain NaN or inf (rows "
+      f"{rows[:10].tolist()}{' ...' if rows.size > 10 else ''})"
+    )
   arr = np.ascontiguousarray(arr, dtype=np.float32)
   if not np.isfinite(arr).all():
     rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
@@ -132,8 +137,9 @@ def subsample_indices(n: int, k: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
 
 
-def bandwidth_heuristic(x, method: str = DEFAULT_BANDWIDTH, *, kernel: str = "gaussian", sample: int = 1000,
-                        seed: int = 0) -> float:
+def bandwidth_heuristic(
+  x, method: str = DEFAULT_BANDWIDTH, *, kernel: str = "gaussian", sample: int = 1000, seed: int = 0
+) -> float:
   """A bandwidth for ``x`` ([n, d]); see the module docstring. ``kernel='cosine'`` measures on unit rows."""
   x = validate_embeddings(x)
   if kernel == "cosine":
@@ -169,7 +175,7 @@ def log_sums_from_sklearn(log_density, n: int, d: int, bandwidth: float):
   sklearn's density is ``(1/n) sum_x (2 pi h^2)^(-d/2) exp(-|x-y|^2 / 2h^2)``, so
   ``log sum = log_density + log n + (d/2) log(2 pi h^2)``.
   """
-  return np.asarray(log_density, np.float64) + math.log(n) + 0.5 * d * math.log(2 * math.pi * bandwidth ** 2)
+  return np.asarray(log_density, np.float64) + math.log(n) + 0.5 * d * math.log(2 * math.pi * bandwidth**2)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -237,14 +243,19 @@ def _local_sums(kernel: str, log: bool, qb: int, kb: int, inv_h: float):
 def _compiled(mesh: Mesh, kernel: str, log: bool, qb: int, kb: int, inv_h: float):
   axes = tuple(mesh.axis_names)
   rows = P(axes)
-  fn = jax.shard_map(_local_sums(kernel, log, qb, kb, inv_h), mesh=mesh,
-                     in_specs=(P(axes, None), rows, rows, rows, P(), P(), P()),
-                     out_specs=(rows, rows), check_vma=False)
+  fn = jax.shard_map(
+    _local_sums(kernel, log, qb, kb, inv_h),
+    mesh=mesh,
+    in_specs=(P(axes, None), rows, rows, rows, P(), P(), P()),
+    out_specs=(rows, rows),
+    check_vma=False,
+  )
   return jax.jit(fn, donate_argnums=(2, 3))
 
 
 def _default_mesh() -> Mesh:
   from tokensift.models.partitioning import make_mesh
+
   return make_mesh()
 
 
@@ -315,8 +326,13 @@ def _self_local(kernel: str, inv_h: float, nb: int, ndev: int, axes):
 def _compiled_self(mesh: Mesh, kernel: str, inv_h: float, nb: int):
   axes = tuple(mesh.axis_names)
   blocks = P(axes)
-  fn = jax.shard_map(_self_local(kernel, inv_h, nb, mesh.devices.size, axes), mesh=mesh,
-                     in_specs=(blocks,) * 5, out_specs=blocks, check_vma=False)
+  fn = jax.shard_map(
+    _self_local(kernel, inv_h, nb, mesh.devices.size, axes),
+    mesh=mesh,
+    in_specs=(blocks,) * 5,
+    out_specs=blocks,
+    check_vma=False,
+  )
   return jax.jit(fn)
 
 
@@ -324,6 +340,7 @@ def _self_sums(x: np.ndarray, config: KernelConfig, h: float, mesh: Mesh) -> np.
   """``sum_i k(x_i, x_j)`` for every row j of x ([n, d]) -> float32 [n]; see the comment above."""
   n, d = x.shape
   ndev = mesh.devices.size
+
   def ceil_to(v: int, m: int) -> int:
     return -(-v // m) * m
 
@@ -334,16 +351,19 @@ def _self_sums(x: np.ndarray, config: KernelConfig, h: float, mesh: Mesh) -> np.
   qrows, qterm = _prepare(config.kernel, x, h, is_query=True)
   krows, kterm = _prepare(config.kernel, x, h, is_query=False)
   mask = np.r_[np.ones(n, np.float32), np.zeros(pad, np.float32)]
-  shaped = [np.pad(v, ((0, pad),) + ((0, 0),) * (v.ndim - 1)).reshape((nb, b) + v.shape[1:])
-            for v in (qrows, qterm, krows, kterm)]
+  shaped = [
+    np.pad(v, ((0, pad),) + ((0, 0),) * (v.ndim - 1)).reshape((nb, b) + v.shape[1:])
+    for v in (qrows, qterm, krows, kterm)
+  ]
   sh = NamedSharding(mesh, P(tuple(mesh.axis_names)))
   args = [jax.device_put(v, sh) for v in (shaped[0], shaped[1], shaped[2], shaped[3], mask.reshape(nb, b))]
   out = _compiled_self(mesh, config.kernel, float(1.0 / h), nb)(*args)
   return np.asarray(out).reshape(-1)[:n]
 
 
-def _kernel_sums(queries, keys, config: KernelConfig, mesh: Mesh | None, key_weights, log: bool,
-                 progress: bool) -> tuple[np.ndarray, float]:
+def _kernel_sums(
+  queries, keys, config: KernelConfig, mesh: Mesh | None, key_weights, log: bool, progress: bool
+) -> tuple[np.ndarray, float]:
   q = validate_embeddings(queries, name="queries")
   k = q if keys is None else validate_embeddings(keys, dim=q.shape[1], name="keys")
   h = resolve_bandwidth(k, config.bandwidth, config.kernel)
@@ -389,6 +409,7 @@ def _kernel_sums(queries, keys, config: KernelConfig, mesh: Mesh | None, key_wei
   starts = range(0, nk, chunk)
   if progress:
     from tqdm.auto import tqdm
+
     starts = tqdm(starts, desc="kernel sums", unit="key chunk", dynamic_ncols=True, mininterval=1.0)
   for start in starts:
     stop = min(start + chunk, nk)
@@ -406,8 +427,15 @@ def _kernel_sums(queries, keys, config: KernelConfig, mesh: Mesh | None, key_wei
   return out, h
 
 
-def kernel_sums(queries, keys=None, *, config: KernelConfig = KernelConfig(), mesh: Mesh | None = None,
-                key_weights: Sequence[float] | np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+def kernel_sums(
+  queries,
+  keys=None,
+  *,
+  config: KernelConfig = KernelConfig(),
+  mesh: Mesh | None = None,
+  key_weights: Sequence[float] | np.ndarray | None = None,
+  progress: bool = False,
+) -> np.ndarray:
   """``out[j] = sum_i w_i k(keys[i], queries[j])``.
 
   queries: [Nq, d]; keys: [Nk, d] (default: the queries themselves, the DENSITY score of a corpus, self term
@@ -417,9 +445,16 @@ def kernel_sums(queries, keys=None, *, config: KernelConfig = KernelConfig(), me
   return _kernel_sums(queries, keys, config, mesh, key_weights, log=False, progress=progress)[0]
 
 
-def log_kernel_sums(queries, keys=None, *, config: KernelConfig = KernelConfig(), mesh: Mesh | None = None,
-                    key_weights: Sequence[float] | np.ndarray | None = None, progress: bool = False,
-                    return_bandwidth: bool = False):
+def log_kernel_sums(
+  queries,
+  keys=None,
+  *,
+  config: KernelConfig = KernelConfig(),
+  mesh: Mesh | None = None,
+  key_weights: Sequence[float] | np.ndarray | None = None,
+  progress: bool = False,
+  return_bandwidth: bool = False,
+):
   """``log(kernel_sums(...))`` computed in log space (an online log-sum-exp over key blocks), so no bandwidth
   underflows. Returns float32 [Nq] (and the bandwidth used when ``return_bandwidth``)."""
   out, h = _kernel_sums(queries, keys, config, mesh, key_weights, log=True, progress=progress)

@@ -23,6 +23,7 @@ have the judge's schema, so ``topk``, ``select`` and the variants take either::
 
 An embed job whose model differs from the head's is refused (ValueError naming both).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ SCORE_JOB = "score"  # the judge's job name: topk and select read head scores ex
 class DistillConfig:
   """head: the head (``distill_head.HeadConfig``). target: ``logit`` or ``normalized`` (module docstring).
   holdout: percent of documents held out for the fidelity report. rates: the top-k overlap rates (percent)."""
+
   head: distill_head.HeadConfig = distill_head.HeadConfig()
   target: str = "logit"
   holdout: float = 20.0
@@ -98,22 +100,24 @@ def judge_targets(records: Iterable[Mapping[str, Any]], target: str = "logit") -
   return ids, np.asarray(ys, np.float64), {"nan_scores": nan, "repeated_ids": repeated}
 
 
-def join(score_ids: Sequence[str], y: np.ndarray, emb_ids: Sequence[str], x: np.ndarray
-         ) -> tuple[list[str], np.ndarray, np.ndarray]:
+def join(
+  score_ids: Sequence[str], y: np.ndarray, emb_ids: Sequence[str], x: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
   """Documents both judged and embedded, in the scores' order: (ids, x [m, d], y [m]). ValueError when none."""
   pos = {i: k for k, i in enumerate(emb_ids)}
   keep = [k for k, i in enumerate(score_ids) if i in pos]
   if not keep:
-    raise ValueError(f"no document id is both scored ({len(score_ids)} ids, e.g. {list(score_ids[:2])}) and embedded "
-                     f"({len(emb_ids)} ids, e.g. {list(emb_ids[:2])}): were both jobs run on the same input?")
+    raise ValueError(
+      f"no document id is both scored ({len(score_ids)} ids, e.g. {list(score_ids[:2])}) and embedded "
+      f"({len(emb_ids)} ids, e.g. {list(emb_ids[:2])}): were both jobs run on the same input?"
+    )
   ids = [score_ids[k] for k in keep]
   return ids, x[[pos[i] for i in ids]], y[keep]
 
 
 def heldout_mask(ids: Sequence[str], percent: float, seed: int = 0) -> np.ndarray:
   """bool [n]: documents held out, by a hash of ``(seed, id)`` below ``percent``% (order- and shard-free)."""
-  u = [int.from_bytes(hashlib.blake2b(f"{seed}\x00{i}".encode(), digest_size=8).digest(), "big") / 2.0 ** 64
-       for i in ids]
+  u = [int.from_bytes(hashlib.blake2b(f"{seed}\x00{i}".encode(), digest_size=8).digest(), "big") / 2.0**64 for i in ids]
   return np.asarray(u, np.float64) < percent / 100.0
 
 
@@ -121,6 +125,7 @@ def fidelity(pred: np.ndarray, truth: np.ndarray, rates: Sequence[float] = PAPER
   """Spearman and Kendall tau of ``pred`` against ``truth`` ([n] each) and the top-k overlap (|head's top k ∩
   judge's top k| / k, k = keep_count(n, rate)) at each rate."""
   from scipy import stats
+
   pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
   n = pred.size
   out: dict[str, Any] = {"docs": n, "spearman": None, "kendall": None, "topk_overlap": {}}
@@ -148,6 +153,7 @@ def job_config(path: str | os.PathLike, name: str) -> dict[str, Any]:
 @dataclasses.dataclass(frozen=True)
 class Head:
   """A fitted head: its params (``distill_head``) and config (``head.json``)."""
+
   params: dict[str, np.ndarray]
   config: dict[str, Any]
 
@@ -166,38 +172,68 @@ def _params_hash(params: Mapping[str, np.ndarray]) -> str:
   return h.hexdigest()
 
 
-def fit_head(ids: Sequence[str], x: np.ndarray, y: np.ndarray, cfg: DistillConfig = DistillConfig()
-             ) -> tuple[Head, dict[str, Any]]:
+def fit_head(
+  ids: Sequence[str], x: np.ndarray, y: np.ndarray, cfg: DistillConfig = DistillConfig()
+) -> tuple[Head, dict[str, Any]]:
   """Fits the head on the documents not held out; returns (head, fidelity report on the held-out ones)."""
   held = heldout_mask(ids, cfg.holdout, cfg.seed)
   if held.all() or (~held).sum() < 3:
-    raise ValueError(f"{int((~held).sum())} of {len(ids)} documents left to train after holding out "
-                     f"{cfg.holdout:g}%: judge more documents")
+    raise ValueError(
+      f"{int((~held).sum())} of {len(ids)} documents left to train after holding out "
+      f"{cfg.holdout:g}%: judge more documents"
+    )
   params, info = distill_head.fit(x[~held], y[~held], cfg.head)
-  config = {"head": cfg.head.kind, "target": cfg.target, "dim": int(x.shape[1]), "train_docs": int((~held).sum()),
-            "heldout_docs": int(held.sum()), "holdout": cfg.holdout, "seed": cfg.seed, **info,
-            "head_config": dataclasses.asdict(cfg.head), "params_sha256": _params_hash(params)}
+  config = {
+    "head": cfg.head.kind,
+    "target": cfg.target,
+    "dim": int(x.shape[1]),
+    "train_docs": int((~held).sum()),
+    "heldout_docs": int(held.sum()),
+    "holdout": cfg.holdout,
+    "seed": cfg.seed,
+    **info,
+    "head_config": dataclasses.asdict(cfg.head),
+    "params_sha256": _params_hash(params),
+  }
   head = Head(params, config)
   report: dict[str, Any] = fidelity(head.logits(x[held]), y[held], cfg.rates) if held.any() else {"docs": 0}
   report["train"] = fidelity(head.logits(x[~held]), y[~held], ())
   return head, report
 
 
-def distill(scores: str | os.PathLike, embeddings: str | os.PathLike, out_dir: str | os.PathLike,
-            cfg: DistillConfig = DistillConfig()) -> tuple[Head, dict[str, Any]]:
+def distill(
+  scores: str | os.PathLike,
+  embeddings: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  cfg: DistillConfig = DistillConfig(),
+) -> tuple[Head, dict[str, Any]]:
   """Fits a head from a judge's score job (dir or file) and an embed job; writes ``head.safetensors``,
   ``head.json`` and ``fidelity.json`` into ``out_dir``; returns (head, report)."""
   from tokensift.selection import embed_job, topk
+
   s_ids, y, counts = judge_targets(topk.load_score_records(scores), cfg.target)
   e_ids, x = embed_job.load_embeddings(embeddings)
   ids, xj, yj = join(s_ids, y, e_ids, x)
   head, report = fit_head(ids, xj, yj, cfg)
   emb_cfg, judge_cfg = job_config(embeddings, embed_job.JOB_NAME), job_config(scores, SCORE_JOB)
-  config = dict(head.config, embedding_model=emb_cfg.get("model"), embedding_max_length=emb_cfg.get("max_length"),
-                judge=judge_cfg.get("model"), judge_max_length=judge_cfg.get("max_length"),
-                scores=str(scores), embeddings=str(embeddings))
-  report.update(counts, judged=len(s_ids) + counts["nan_scores"], embedded=len(e_ids), joined=len(ids),
-                scored_not_embedded=len(s_ids) - len(ids), judge=config["judge"], head=cfg.head.kind)
+  config = dict(
+    head.config,
+    embedding_model=emb_cfg.get("model"),
+    embedding_max_length=emb_cfg.get("max_length"),
+    judge=judge_cfg.get("model"),
+    judge_max_length=judge_cfg.get("max_length"),
+    scores=str(scores),
+    embeddings=str(embeddings),
+  )
+  report.update(
+    counts,
+    judged=len(s_ids) + counts["nan_scores"],
+    embedded=len(e_ids),
+    joined=len(ids),
+    scored_not_embedded=len(s_ids) - len(ids),
+    judge=config["judge"],
+    head=cfg.head.kind,
+  )
   head = Head(head.params, config)
   write_head(out_dir, head, report)
   return head, report
@@ -242,9 +278,18 @@ def head_records(batch: list, head: Head) -> list[dict[str, Any]]:
   out = []
   for d, v in zip(batch, z.tolist()):
     log_yes = -math.log1p(math.exp(-v)) if v > -30 else v  # log sigmoid
-    out.append({"id": d.id, "score": math.exp(log_yes), "logp_yes": log_yes, "logp_no": None,
-                "tokens": d.meta.get("tokens"), "truncated": d.meta.get("truncated"), "head_logit": v,
-                "scorer": head.scorer})
+    out.append(
+      {
+        "id": d.id,
+        "score": math.exp(log_yes),
+        "logp_yes": log_yes,
+        "logp_no": None,
+        "tokens": d.meta.get("tokens"),
+        "truncated": d.meta.get("truncated"),
+        "head_logit": v,
+        "scorer": head.scorer,
+      }
+    )
   return out
 
 
@@ -253,6 +298,7 @@ def embedding_rows(embeddings: str | os.PathLike, dim: int):
   ``i, i+n, ...`` (every shard reads the files' id and embedding columns). ValueError naming a wrong dimension."""
   from tokensift.core import docs
   from tokensift.selection import embed_job
+
   files = embed_job.embedding_files(embeddings)
 
   def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
@@ -263,8 +309,10 @@ def embedding_rows(embeddings: str | os.PathLike, dim: int):
       for doc_id, vec, m in zip(ids, vecs, meta):
         if pos % shard.count == shard.index:
           if vec.shape != (dim,) or not np.isfinite(vec).all():
-            raise ValueError(f"embedding of {doc_id!r} in {str(f)!r} has shape {vec.shape} or non-finite values; "
-                             f"the head needs [{dim}] finite")
+            raise ValueError(
+              f"embedding of {doc_id!r} in {str(f)!r} has shape {vec.shape} or non-finite values; "
+              f"the head needs [{dim}] finite"
+            )
           meta_out = {"embedding": vec, "tokens": m.get("tokens"), "truncated": m.get("truncated")}
           yield docs.Document(doc_id, "", meta_out)
         pos += 1
@@ -275,6 +323,7 @@ def embedding_rows(embeddings: str | os.PathLike, dim: int):
 def _parquet_meta(path) -> list[dict[str, Any]]:
   """The ``tokens`` and ``truncated`` columns of an embed-job Parquet file, one dict per row ({} without them)."""
   import pyarrow.parquet as pq
+
   with storage.open_file(str(path)) as f:
     pf = pq.ParquetFile(f)
     cols = [c for c in ("tokens", "truncated") if c in pf.schema_arrow.names]
@@ -284,39 +333,71 @@ def _parquet_meta(path) -> list[dict[str, Any]]:
 def check_embedding_model(head: Head, embeddings: str | os.PathLike) -> None:
   """ValueError naming both models when the embed job's model is not the one the head was fitted on."""
   from tokensift.selection import embed_job
+
   got, want = job_config(embeddings, embed_job.JOB_NAME).get("model"), head.config.get("embedding_model")
   if got is not None and want is not None and str(got) != str(want):
-    raise ValueError(f"embeddings in {str(embeddings)!r} come from model {got!r} but the head was fitted on "
-                     f"{want!r}: embed with the head's model")
+    raise ValueError(
+      f"embeddings in {str(embeddings)!r} come from model {got!r} but the head was fitted on "
+      f"{want!r}: embed with the head's model"
+    )
 
 
-def score_embeddings(head_dir: str | os.PathLike, embeddings: str | os.PathLike, out_dir: str | os.PathLike, *,
-                     shard: jobs.ShardSpec = jobs.ShardSpec(), piece_size: int = 4096, fmt: str = "jsonl",
-                     progress: bool = True) -> jobs.ShardResult:
+def score_embeddings(
+  head_dir: str | os.PathLike,
+  embeddings: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  *,
+  shard: jobs.ShardSpec = jobs.ShardSpec(),
+  piece_size: int = 4096,
+  fmt: str = "jsonl",
+  progress: bool = True,
+) -> jobs.ShardResult:
   """Shard ``shard`` of the scoring job: the head over an embed job's output into ``out_dir`` (``score-*`` files,
   the judge's schema plus ``scorer``; see the module docstring)."""
   head = load_head(head_dir)
   check_embedding_model(head, embeddings)
   config = {"scorer": head.scorer, "head": head.config, "embeddings": str(embeddings)}
-  return jobs.run_sharded(name=SCORE_JOB, out_dir=out_dir, rows=embedding_rows(embeddings, head.config["dim"]),
-                          process=lambda batch: head_records(batch, head), shard=shard, piece_size=piece_size,
-                          fmt=fmt, config=config, summarize=_summarize, finish=_finish, progress=progress)
+  return jobs.run_sharded(
+    name=SCORE_JOB,
+    out_dir=out_dir,
+    rows=embedding_rows(embeddings, head.config["dim"]),
+    process=lambda batch: head_records(batch, head),
+    shard=shard,
+    piece_size=piece_size,
+    fmt=fmt,
+    config=config,
+    summarize=_summarize,
+    finish=_finish,
+    progress=progress,
+  )
 
 
-def embed_and_score(head_dir: str | os.PathLike, rows, out_dir: str | os.PathLike, embed_cfg=None, *,
-                    shard: jobs.ShardSpec = jobs.ShardSpec(), piece_size: int = 256, fmt: str = "jsonl",
-                    input_desc: str = "", progress: bool = True, total: int | None = None,
-                    embedder=None) -> jobs.ShardResult:
+def embed_and_score(
+  head_dir: str | os.PathLike,
+  rows,
+  out_dir: str | os.PathLike,
+  embed_cfg=None,
+  *,
+  shard: jobs.ShardSpec = jobs.ShardSpec(),
+  piece_size: int = 256,
+  fmt: str = "jsonl",
+  input_desc: str = "",
+  progress: bool = True,
+  total: int | None = None,
+  embedder=None,
+) -> jobs.ShardResult:
   """Documents -> head scores in one pass (no embed job output kept): shard ``shard`` of ``rows`` (a
   ``docs.DocumentInput`` or a callable ``shard -> rows``) embedded with ``embed_cfg`` (an
   ``embed_job.EmbedJobConfig``; default: the model the head was fitted on) and scored. Same records as
   ``score_embeddings``; ValueError naming both models when the embedder is not the head's."""
   from tokensift.core import docs
   from tokensift.selection import embed_job
+
   head = load_head(head_dir)
   if embed_cfg is None:
-    embed_cfg = embed_job.EmbedJobConfig(model=head.config.get("embedding_model"),
-                                         max_length=head.config.get("embedding_max_length"))
+    embed_cfg = embed_job.EmbedJobConfig(
+      model=head.config.get("embedding_model"), max_length=head.config.get("embedding_max_length")
+    )
   embedder = embedder or embed_job.Embedder(embed_cfg)
   want = head.config.get("embedding_model")
   if want is not None and str(embedder.model) != str(want):
@@ -324,14 +405,33 @@ def embed_and_score(head_dir: str | os.PathLike, rows, out_dir: str | os.PathLik
 
   def process(batch):
     recs = embed_job.records_for(batch, embedder, embed_cfg.output_dtype)
-    return head_records([docs.Document(r["id"], "", {"embedding": np.asarray(r["embedding"], np.float32),
-                                                     "tokens": r["tokens"], "truncated": r["truncated"]})
-                         for r in recs], head)
+    return head_records(
+      [
+        docs.Document(
+          r["id"],
+          "",
+          {"embedding": np.asarray(r["embedding"], np.float32), "tokens": r["tokens"], "truncated": r["truncated"]},
+        )
+        for r in recs
+      ],
+      head,
+    )
 
   config = {"scorer": head.scorer, "head": head.config, "embed": embed_job.job_config(embed_cfg, embedder, input_desc)}
-  return jobs.run_sharded(name=SCORE_JOB, out_dir=out_dir, rows=rows, process=process, shard=shard,
-                          piece_size=piece_size, fmt=fmt, config=config, summarize=_summarize, finish=_finish,
-                          progress=progress, total=total)
+  return jobs.run_sharded(
+    name=SCORE_JOB,
+    out_dir=out_dir,
+    rows=rows,
+    process=process,
+    shard=shard,
+    piece_size=piece_size,
+    fmt=fmt,
+    config=config,
+    summarize=_summarize,
+    finish=_finish,
+    progress=progress,
+    total=total,
+  )
 
 
 def _summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@
 ``predict`` is NumPy in float64, row by row independent (a per-row reduction for the output), so a document's
 score does not depend on the batch or shard it is scored in. Params are stored as safetensors (``save_params``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +24,7 @@ HEADS = ("ridge", "mlp")
 class HeadConfig:
   """kind: ``ridge`` or ``mlp``. alphas: ridge penalties tried (leave-one-out). hidden, steps, learning_rate,
   weight_decay, seed: the MLP."""
+
   kind: str = "ridge"
   alphas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
   hidden: int = 128
@@ -44,10 +46,10 @@ class HeadConfig:
 def fit_ridge(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> tuple[dict[str, np.ndarray], dict]:
   """Ridge regression of ``y [n]`` on ``x [n, d]`` with an intercept; returns (params, {"alpha": chosen})."""
   from sklearn.linear_model import RidgeCV
+
   model = RidgeCV(alphas=np.asarray(cfg.alphas, np.float64)).fit(np.asarray(x, np.float64), np.asarray(y, np.float64))
   alpha = float(model.alpha_)  # pyright: ignore[reportArgumentType]  (set by fit)
-  return ({"w": np.asarray(model.coef_, np.float64), "b": np.asarray(model.intercept_, np.float64)},
-          {"alpha": alpha})
+  return ({"w": np.asarray(model.coef_, np.float64), "b": np.asarray(model.intercept_, np.float64)}, {"alpha": alpha})
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> tuple[dict[str, np.ndarray], dict]:
@@ -55,16 +57,19 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> tup
   import jax
   import jax.numpy as jnp
   import optax
+
   x = np.asarray(x, np.float32)
   y = np.asarray(y, np.float64)
   mu, sd = float(y.mean()), float(y.std()) or 1.0
   t = jnp.asarray((y - mu) / sd, jnp.float32)
   rng = np.random.default_rng(cfg.seed)  # host-side init: deterministic, no compile of an init graph
   d, h = x.shape[1], cfg.hidden
-  params = {"w1": jnp.asarray(rng.normal(size=(d, h)) * np.sqrt(2.0 / d), jnp.float32),
-            "b1": jnp.zeros((h,), jnp.float32),
-            "w2": jnp.asarray(rng.normal(size=(h,)) * np.sqrt(1.0 / h), jnp.float32),
-            "b2": jnp.zeros((), jnp.float32)}
+  params = {
+    "w1": jnp.asarray(rng.normal(size=(d, h)) * np.sqrt(2.0 / d), jnp.float32),
+    "b1": jnp.zeros((h,), jnp.float32),
+    "w2": jnp.asarray(rng.normal(size=(h,)) * np.sqrt(1.0 / h), jnp.float32),
+    "b2": jnp.zeros((), jnp.float32),
+  }
   opt = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
   xs = jnp.asarray(x)
 
@@ -118,9 +123,11 @@ def _rows_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def save_params(path: str | Path, params: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
   from safetensors.numpy import save_file
+
   save_file({k: np.ascontiguousarray(v, np.float64) for k, v in params.items()}, str(path), metadata=metadata)
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
   from safetensors.numpy import load_file
+
   return dict(load_file(str(path)))

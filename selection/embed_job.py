@@ -19,6 +19,7 @@ default, one record per document in input order::
 
 ``load_embeddings(path)`` reads every shard back as ``(ids, float32 [N, d])``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,6 +44,7 @@ class EmbedJobConfig:
   (or dir holding one) overriding the model's (T5X checkpoints carry none). max_length: tokens per document
   (default: sentence-transformers' ``max_seq_length``, else the model's positions, else 512).
   """
+
   model: str | None = None
   architecture: str = "auto"
   vocab: str | None = None
@@ -88,8 +90,9 @@ def detect_architecture(model: str | os.PathLike) -> str:
   return "t5"
 
 
-def plan_batches(lengths: Sequence[int], *, tokens_per_batch: int, max_batch: int, min_bucket: int,
-                 max_length: int, multiple: int = 1) -> list[tuple[int, int, list[int]]]:
+def plan_batches(
+  lengths: Sequence[int], *, tokens_per_batch: int, max_batch: int, min_bucket: int, max_length: int, multiple: int = 1
+) -> list[tuple[int, int, list[int]]]:
   """Length-bucketed batches: ``[(bucket_length, batch_size, row_indices)]``.
 
   Rows are sorted by (length, index); a row of length ``n`` goes to the bucket ``max(min_bucket, 2^ceil(log2
@@ -130,12 +133,14 @@ class Embedder:
     self.architecture = arch
     if arch == "bert":
       from tokensift.models import bert, bert_loader
+
       loaded = bert_loader.load_bert(model, dtype=config.dtype)
       default_len = bert_loader.max_seq_length(model, loaded.config.max_position_embeddings)
       embed_fn = bert.sentence_embeddings
       pad_id = loaded.config.pad_token_id
     else:
       from tokensift.models import t5, t5_loaders
+
       loaded = t5_loaders.load_t5(model, dtype=config.dtype)
       default_len = 512
       embed_fn = t5.t5_sentence_embeddings
@@ -149,8 +154,9 @@ class Embedder:
     self.tokenizer_file = str(tok_file)
     self.max_length = config.max_length or default_len
     if arch == "bert" and self.max_length > loaded.config.max_position_embeddings:
-      raise ValueError(f"max_length {self.max_length} exceeds the model's {loaded.config.max_position_embeddings} "
-                       "positions")
+      raise ValueError(
+        f"max_length {self.max_length} exceeds the model's {loaded.config.max_position_embeddings} positions"
+      )
     self._tok = Tokenizer.from_file(self.tokenizer_file)
     self._tok.no_padding()
     self._tok.no_truncation()
@@ -158,14 +164,21 @@ class Embedder:
     self.model = model
     self.dim = loaded.config.hidden_size if arch == "bert" else loaded.config.d_model
 
-    self.mesh = mesh if mesh is not None else partitioning.make_mesh(
-        partitioning.MeshConfig(data=config.mesh_data, model=config.mesh_model),
-        jax.local_devices())  # per-host mesh: multi-host runs embed each host's own split (tokensift.core.multihost)
+    self.mesh = (
+      mesh
+      if mesh is not None
+      else partitioning.make_mesh(
+        partitioning.MeshConfig(data=config.mesh_data, model=config.mesh_model), jax.local_devices()
+      )
+    )  # per-host mesh: multi-host runs embed each host's own split (tokensift.core.multihost)
     self.data_size = self.mesh.shape["data"]
     rules = partitioning.get_rules("standard")
     ids = np.zeros((1, 8), np.int32)
-    init_args = (ids, np.ones_like(ids)) if arch == "bert" else (
-        (ids,) if loaded.module.__class__.__name__ == "T5Encoder" else (ids, ids))
+    init_args = (
+      (ids, np.ones_like(ids))
+      if arch == "bert"
+      else ((ids,) if loaded.module.__class__.__name__ == "T5Encoder" else (ids, ids))
+    )
     shardings = partitioning.param_shardings(loaded.module, self.mesh, *init_args)
     self.params = partitioning.place_params(loaded.params, shardings)
     module = loaded.module
@@ -176,8 +189,9 @@ class Embedder:
         return embed_fn(module, params, input_ids, mask)
 
     self._batch_sharding = batch
-    self._fn = jax.jit(fn, in_shardings=(shardings, batch, batch),
-                       out_shardings=NamedSharding(self.mesh, P("data", None)))
+    self._fn = jax.jit(
+      fn, in_shardings=(shardings, batch, batch), out_shardings=NamedSharding(self.mesh, P("data", None))
+    )
 
   def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
     """Token ids per text (special tokens included), truncated to ``max_length``; and whether it was cut."""
@@ -188,7 +202,7 @@ class Embedder:
       if len(ids) > self.max_length:
         special = set(i for i, m in zip(e.ids, e.special_tokens_mask) if m)
         tail = [ids[-1]] if ids[-1] in special else []  # keep a trailing [SEP] / </s>
-        ids = ids[:self.max_length - len(tail)] + tail
+        ids = ids[: self.max_length - len(tail)] + tail
         cut.append(True)
       else:
         cut.append(False)
@@ -198,25 +212,33 @@ class Embedder:
   def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """texts -> (embeddings float32 [n, d], token counts int [n], truncated bool [n])."""
     import jax
+
     tokens, cut = self.tokenize(texts)
     n = len(tokens)
     out = np.zeros((n, self.dim), np.float32)
-    plan = plan_batches([len(t) for t in tokens], tokens_per_batch=self.config.tokens_per_batch,
-                        max_batch=self.config.max_batch, min_bucket=self.config.min_bucket,
-                        max_length=self.max_length, multiple=self.data_size)
+    plan = plan_batches(
+      [len(t) for t in tokens],
+      tokens_per_batch=self.config.tokens_per_batch,
+      max_batch=self.config.max_batch,
+      min_bucket=self.config.min_bucket,
+      max_length=self.max_length,
+      multiple=self.data_size,
+    )
     from tokensift.models import partitioning
+
     # the one mesh context (not the legacy `with mesh:`, under which the layers' activation constraints drop)
     with partitioning.mesh_rules(self.mesh):
       for length, size, rows in plan:
         ids = np.full((size, length), self.pad_id, np.int32)
         mask = np.zeros((size, length), np.int32)
         for j, r in enumerate(rows):
-          ids[j, :len(tokens[r])] = tokens[r]
-          mask[j, :len(tokens[r])] = 1
+          ids[j, : len(tokens[r])] = tokens[r]
+          mask[j, : len(tokens[r])] = 1
         # placed explicitly: under jax.distributed, jit refuses numpy inputs with a non-replicated sharding
-        got = np.asarray(self._fn(self.params, jax.device_put(ids, self._batch_sharding),
-                                  jax.device_put(mask, self._batch_sharding)))
-        out[rows] = got[:len(rows)]
+        got = np.asarray(
+          self._fn(self.params, jax.device_put(ids, self._batch_sharding), jax.device_put(mask, self._batch_sharding))
+        )
+        out[rows] = got[: len(rows)]
         jobs.advance(len(rows))  # the embed job's bar moves per batch
     return out, np.array([len(t) for t in tokens]), np.array(cut)
 
@@ -228,17 +250,24 @@ def records_for(batch: list[docs.Document], embedder: Embedder, output_dtype: st
   emb, ntok, cut = embedder.embed([d.text for d in batch])
   if not np.isfinite(emb).all():
     bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
-    raise ValueError(f"the embedder produced NaN/inf for {bad.size} documents (ids "
-                     f"{[batch[i].id for i in bad[:5]]}); check the checkpoint and dtype")
+    raise ValueError(
+      f"the embedder produced NaN/inf for {bad.size} documents (ids "
+      f"{[batch[i].id for i in bad[:5]]}); check the checkpoint and dtype"
+    )
   emb = emb.astype(np.dtype(output_dtype)).astype(np.float32)
-  return [{"id": d.id, "embedding": [float(v) for v in e], "tokens": int(t), "truncated": bool(c)}
-          for d, e, t, c in zip(batch, emb, ntok, cut)]
+  return [
+    {"id": d.id, "embedding": [float(v) for v in e], "tokens": int(t), "truncated": bool(c)}
+    for d, e, t, c in zip(batch, emb, ntok, cut)
+  ]
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
   """One piece's additive summary (``jobs.merge_stats`` adds pieces; ``finish`` turns ``dims`` into ``dim``)."""
-  return {"dims": sorted({len(r["embedding"]) for r in records}),
-          "truncated": sum(1 for r in records if r["truncated"]), "tokens": sum(int(r["tokens"]) for r in records)}
+  return {
+    "dims": sorted({len(r["embedding"]) for r in records}),
+    "truncated": sum(1 for r in records if r["truncated"]),
+    "tokens": sum(int(r["tokens"]) for r in records),
+  }
 
 
 def finish(stats: dict[str, Any]) -> dict[str, Any]:
@@ -251,32 +280,60 @@ def finish(stats: dict[str, Any]) -> dict[str, Any]:
 def output_schema():
   """The Parquet schema of the embed job's records (also of an empty input's output file)."""
   import pyarrow as pa
-  return pa.schema([("id", pa.string()), ("embedding", pa.list_(pa.float32())), ("tokens", pa.int64()),
-                    ("truncated", pa.bool_())])
+
+  return pa.schema(
+    [("id", pa.string()), ("embedding", pa.list_(pa.float32())), ("tokens", pa.int64()), ("truncated", pa.bool_())]
+  )
 
 
 def job_config(cfg: EmbedJobConfig, embedder: Embedder, input_desc: str) -> dict[str, Any]:
-  return {"embed": dataclasses.asdict(cfg), "model": embedder.model, "architecture": embedder.architecture,
-          "tokenizer": embedder.tokenizer_file, "max_length": embedder.max_length, "input": input_desc}
+  return {
+    "embed": dataclasses.asdict(cfg),
+    "model": embedder.model,
+    "architecture": embedder.architecture,
+    "tokenizer": embedder.tokenizer_file,
+    "max_length": embedder.max_length,
+    "input": input_desc,
+  }
 
 
-def run_embed_job(cfg: EmbedJobConfig, rows, out_dir: str,
-                  *, shard: jobs.ShardSpec = jobs.ShardSpec(), input_desc: str = "", piece_size: int = 256,
-                  fmt: str = "parquet", progress: bool = True, total: int | None = None,
-                  embedder: Embedder | None = None) -> jobs.ShardResult:
+def run_embed_job(
+  cfg: EmbedJobConfig,
+  rows,
+  out_dir: str,
+  *,
+  shard: jobs.ShardSpec = jobs.ShardSpec(),
+  input_desc: str = "",
+  piece_size: int = 256,
+  fmt: str = "parquet",
+  progress: bool = True,
+  total: int | None = None,
+  embedder: Embedder | None = None,
+) -> jobs.ShardResult:
   """Runs one shard of the embed job (see the module docstring). ``rows``: a ``docs.DocumentInput`` (or a
   callable ``shard -> rows``, see ``jobs.run_sharded``)."""
   if embedder is not None and dataclasses.replace(cfg, output_dtype=embedder.config.output_dtype) != embedder.config:
     raise ValueError(f"the embedder was built with {embedder.config}, not {cfg}")
   embedder = embedder or Embedder(cfg)
   return jobs.run_sharded(
-      name=JOB_NAME, out_dir=out_dir, rows=rows,
-      process=lambda batch: records_for(batch, embedder, cfg.output_dtype), shard=shard, piece_size=piece_size,
-      fmt=fmt, config=job_config(cfg, embedder, input_desc), summarize=summarize, finish=finish,
-      schema=output_schema() if fmt == "parquet" else None, progress=progress, total=total)
+    name=JOB_NAME,
+    out_dir=out_dir,
+    rows=rows,
+    process=lambda batch: records_for(batch, embedder, cfg.output_dtype),
+    shard=shard,
+    piece_size=piece_size,
+    fmt=fmt,
+    config=job_config(cfg, embedder, input_desc),
+    summarize=summarize,
+    finish=finish,
+    schema=output_schema() if fmt == "parquet" else None,
+    progress=progress,
+    total=total,
+  )
 
 
 # ------------------------------------------------------------------------------------------------ reading back
+
 
 def embedding_files(path: str | os.PathLike, name: str = JOB_NAME) -> list:
   """The output files of a finished embed job directory (every shard), or ``[path]`` for a single file
@@ -290,6 +347,7 @@ def read_embeddings_file(path) -> tuple[list[str], list[np.ndarray]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from tokensift.core import storage
+
     with storage.open_file(str(path)) as f:
       table = pq.read_table(f, columns=["id", "embedding"])
     if table.num_rows == 0:
@@ -312,8 +370,9 @@ def read_embeddings_file(path) -> tuple[list[str], list[np.ndarray]]:
   return ids, [np.asarray([np.nan if v is None else v for v in r["embedding"]], np.float32) for r in recs]
 
 
-def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME, dim: int | None = None,
-                    stats: dict[str, Any] | None = None) -> tuple[list[str], np.ndarray]:
+def load_embeddings(
+  path: str | os.PathLike, *, name: str = JOB_NAME, dim: int | None = None, stats: dict[str, Any] | None = None
+) -> tuple[list[str], np.ndarray]:
   """All embeddings of an embed job directory (shards in order) or file -> ``(ids [N], float32 [N, d])``.
 
   Raises ValueError naming the ids of null vectors, rows with a different dimension, or NaN/inf values (before
@@ -321,6 +380,7 @@ def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME, dim: int |
   a shard only) keeps its first row in shard order; the count goes to ``stats["repeated_ids"]`` and the log.
   """
   from tokensift.selection.density_kernels import validate_embeddings
+
   ids: list[str] = []
   rows: list[np.ndarray] = []
   for f in embedding_files(path, name):
@@ -333,18 +393,23 @@ def load_embeddings(path: str | os.PathLike, *, name: str = JOB_NAME, dim: int |
   want = dim if dim is not None else int(np.bincount(lengths).argmax())
   bad = np.flatnonzero(lengths != want)
   if bad.size:
-    raise ValueError(f"{bad.size} of {len(rows)} embeddings in {str(path)!r} do not have dimension {want} "
-                     f"(ids {[ids[i] for i in bad[:5]]} have {sorted(set(lengths[bad].tolist()))[:5]})")
+    raise ValueError(
+      f"{bad.size} of {len(rows)} embeddings in {str(path)!r} do not have dimension {want} "
+      f"(ids {[ids[i] for i in bad[:5]]} have {sorted(set(lengths[bad].tolist()))[:5]})"
+    )
   arr = np.stack(rows)
   bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
   if bad.size:
-    raise ValueError(f"{bad.size} of {len(rows)} embeddings in {str(path)!r} contain NaN or inf (ids "
-                     f"{[ids[i] for i in bad[:5]]})")
+    raise ValueError(
+      f"{bad.size} of {len(rows)} embeddings in {str(path)!r} contain NaN or inf (ids {[ids[i] for i in bad[:5]]})"
+    )
   keep = first_of_each(ids)
   if len(keep) != len(ids):
     import logging
-    logging.getLogger(__name__).warning("%d repeated document ids in %s: kept the first of each",
-                                        len(ids) - len(keep), path)
+
+    logging.getLogger(__name__).warning(
+      "%d repeated document ids in %s: kept the first of each", len(ids) - len(keep), path
+    )
     ids, arr = [ids[i] for i in keep], arr[keep]
   if stats is not None:
     stats["repeated_ids"] = len(rows) - len(ids)

@@ -6,6 +6,7 @@ without them. URL-style paths (``gs://``, ``ram://``) go through ``tf.io.gfile``
 files into the variants' lookup tables (``variants.id_table``), imported only for such a path.
 ``tokensift.selection.variants`` registers the seqio task variants that keep the listed documents.
 """
+
 from __future__ import annotations
 
 import array
@@ -27,6 +28,7 @@ def is_remote(path: str | os.PathLike) -> bool:
 
 def _gfile():
   import tensorflow as tf
+
   return tf.io.gfile
 
 
@@ -84,7 +86,7 @@ def write_id_list(path: str | os.PathLike, ids: Iterable[str]) -> Path | str:
     else:
       os.replace(tmp, target)
   except BaseException:
-    if (_gfile().exists(tmp) if remote else os.path.exists(tmp)):
+    if _gfile().exists(tmp) if remote else os.path.exists(tmp):
       _gfile().remove(tmp) if remote else os.remove(tmp)
     raise
   return target if remote else Path(target)

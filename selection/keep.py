@@ -13,6 +13,7 @@ ASK-LLM top-k (``topk``, ``beam_select.run_topk``), DENSITY and its top-k / bott
 (``select_job``, ``beam_select.run_select``), the perplexity filters and random baseline of the evidence report
 (``tokensift.pipeline.detection``) all call ``keep_count``, so at one rate and pool every selector keeps the same k.
 """
+
 from __future__ import annotations
 
 import math

@@ -22,6 +22,7 @@ method="ppl_middle")`` writes ``ppl_middle_r20.txt`` lists, ``beam_select.run_to
 ``select_job.select(askllm_scores=file, SelectConfig(askllm_key="ppl_middle", askllm_fraction=...))`` uses the
 filter as DENSITY's pool, and variants are named ``c4_en_ppl_middle_r20``.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,9 @@ def _finite(log_ppl, what: str = "log_ppl") -> np.ndarray:
     raise ValueError(f"{what} must be 1-D [n], got shape {x.shape}")
   bad = np.flatnonzero(~np.isfinite(x))
   if bad.size:
-    raise ValueError(f"{bad.size} {what} values are NaN/inf (positions {bad[:5].tolist()}); drop documents "
-                     "with no tokens first")
+    raise ValueError(
+      f"{bad.size} {what} values are NaN/inf (positions {bad[:5].tolist()}); drop documents with no tokens first"
+    )
   return x
 
 
@@ -88,7 +90,7 @@ def select_indices(log_ppl: ArrayLike, rate: float, mode: str) -> np.ndarray:
   if mode == "low":
     chosen = order[:k]
   elif mode == "high":
-    chosen = order[n - k:]
+    chosen = order[n - k :]
   else:
     chosen = order[middle_entry_rank(n) <= k]
   return np.sort(chosen.astype(np.int64))
@@ -97,8 +99,9 @@ def select_indices(log_ppl: ArrayLike, rate: float, mode: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- job level
 
 
-def perplexity_records(records: Iterable[Mapping[str, Any]], *, stats: dict[str, Any] | None = None
-                       ) -> list[dict[str, Any]]:
+def perplexity_records(
+  records: Iterable[Mapping[str, Any]], *, stats: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
   """Reference-loss records ``{id, ref_losses, ...}`` -> score records, sorted by id::
 
     {"id", "log_ppl", "tokens", "ppl_low", "ppl_middle", "ppl_high"}
@@ -124,16 +127,24 @@ def perplexity_records(records: Iterable[Mapping[str, Any]], *, stats: dict[str,
   for j, doc_id in enumerate(ids):
     v, tokens = seen[doc_id]
     finite = math.isfinite(v)
-    out.append({"id": doc_id, "log_ppl": v if finite else None, "tokens": tokens,
-                "ppl_low": -v if finite else None, "ppl_middle": float(-entry[j]) if finite else None,
-                "ppl_high": v if finite else None})
+    out.append(
+      {
+        "id": doc_id,
+        "log_ppl": v if finite else None,
+        "tokens": tokens,
+        "ppl_low": -v if finite else None,
+        "ppl_middle": float(-entry[j]) if finite else None,
+        "ppl_high": v if finite else None,
+      }
+    )
   if stats is not None:
     stats.update(repeated_ids=repeated, no_tokens=len(ids) - int(ok.size), documents=len(ids))
   return out
 
 
-def write_perplexity_scores(ref_dir: str | os.PathLike, split: str = "train", out: str | os.PathLike | None = None
-                            ) -> Path:
+def write_perplexity_scores(
+  ref_dir: str | os.PathLike, split: str = "train", out: str | os.PathLike | None = None
+) -> Path:
   """Reads a finished ``reference-losses`` job's ``split`` and writes its score records (``perplexity_records``)
   to ``out`` (default ``{ref_dir}/perplexity_{split}.parquet``), atomically; returns the path. The ranking is
   global (the middle mode needs every document's position), so this runs on one process; memory: one id and a
@@ -141,10 +152,19 @@ def write_perplexity_scores(ref_dir: str | os.PathLike, split: str = "train", ou
   import pyarrow as pa
   import pyarrow.parquet as pq
   from tokensift.rho1.reference_losses import read_reference_losses
+
   path = Path(out) if out is not None else Path(ref_dir) / f"perplexity_{split}.parquet"
   recs = perplexity_records(read_reference_losses(ref_dir, split))
-  schema = pa.schema([("id", pa.string()), ("log_ppl", pa.float64()), ("tokens", pa.int64()),
-                      ("ppl_low", pa.float64()), ("ppl_middle", pa.float64()), ("ppl_high", pa.float64())])
+  schema = pa.schema(
+    [
+      ("id", pa.string()),
+      ("log_ppl", pa.float64()),
+      ("tokens", pa.int64()),
+      ("ppl_low", pa.float64()),
+      ("ppl_middle", pa.float64()),
+      ("ppl_high", pa.float64()),
+    ]
+  )
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
   pq.write_table(pa.Table.from_pylist(recs, schema=schema), tmp)
@@ -152,27 +172,42 @@ def write_perplexity_scores(ref_dir: str | os.PathLike, split: str = "train", ou
   return path
 
 
-def write_perplexity_lists(scores: str | os.PathLike, mode: str, rates: Sequence[float] = PAPER_RATES, *,
-                           out_dir: str | os.PathLike | None = None) -> dict[float, tuple[Path | str, int, int]]:
+def write_perplexity_lists(
+  scores: str | os.PathLike,
+  mode: str,
+  rates: Sequence[float] = PAPER_RATES,
+  *,
+  out_dir: str | os.PathLike | None = None,
+) -> dict[float, tuple[Path | str, int, int]]:
   """The ``ppl_{mode}_r{rate}.txt`` id lists of a perplexity score file (``write_perplexity_scores``), through
   the ASK-LLM top-k writer (``topk.write_topk_lists``); returns ``{rate: (path, k, ranked)}``."""
   from tokensift.selection import topk
+
   method = method_name(mode)
   return topk.write_topk_lists(scores, rates, out_dir=out_dir, key=method, method=method)
 
 
-def run_perplexity_topk_beam(scores: str | os.PathLike, mode: str, rates: Sequence[float] = PAPER_RATES, **kw
-                             ) -> dict[float, str]:
+def run_perplexity_topk_beam(
+  scores: str | os.PathLike, mode: str, rates: Sequence[float] = PAPER_RATES, **kw
+) -> dict[float, str]:
   """The same lists on Beam (``beam_select.run_topk`` with the mode's column; ``kw``: out_dir, runner, workers,
   beam_args)."""
   from tokensift.selection import beam_select
+
   method = method_name(mode)
   return beam_select.run_topk(scores, rates, key=method, method=method, **kw)
 
 
-def topk_from_reference_losses(ref_dir: str | os.PathLike, mode: str, rates: Sequence[float] = PAPER_RATES, *,
-                               split: str = "train", out_dir: str | os.PathLike | None = None,
-                               runner: str | None = None, **beam_kw) -> tuple[Path, dict[float, Any]]:
+def topk_from_reference_losses(
+  ref_dir: str | os.PathLike,
+  mode: str,
+  rates: Sequence[float] = PAPER_RATES,
+  *,
+  split: str = "train",
+  out_dir: str | os.PathLike | None = None,
+  runner: str | None = None,
+  **beam_kw,
+) -> tuple[Path, dict[float, Any]]:
   """What ``tokensift topk REF_DIR --by perplexity`` runs: the score file (``write_perplexity_scores``), then the
   id lists on one process or, with ``runner``, on Beam. Returns (score file, ``{rate: list path or (path, k,
   ranked)}``)."""
@@ -182,11 +217,17 @@ def topk_from_reference_losses(ref_dir: str | os.PathLike, mode: str, rates: Seq
   return scores, write_perplexity_lists(scores, mode, rates, out_dir=out_dir)
 
 
-def register_perplexity_variants(scores: str | os.PathLike, mode: str, base_task: str = "c4_en_raw",
-                                 rates: Sequence[float] = PAPER_RATES, *, out_dir: str | os.PathLike | None = None
-                                 ) -> list:
+def register_perplexity_variants(
+  scores: str | os.PathLike,
+  mode: str,
+  base_task: str = "c4_en_raw",
+  rates: Sequence[float] = PAPER_RATES,
+  *,
+  out_dir: str | os.PathLike | None = None,
+) -> list:
   """Writes the lists and registers ``{base}_ppl_{mode}_r{rate}`` seqio variants (``c4_en_raw`` ->
   ``c4_en_ppl_middle_r20``; span-corruption and mixture bases as for ASK-LLM). Returns the tasks."""
   from tokensift.selection import topk
+
   method = method_name(mode)
   return topk.register_askllm_variants(scores, base_task, rates, out_dir=out_dir, key=method, method=method)

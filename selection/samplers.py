@@ -24,6 +24,7 @@ probability proportional to ``1 / score(x)``. Two variants:
   proportional to ``1 / score`` (except where capped at 1), so the expected kernel density of the sample at
   any point is ``sum_x p_x k(x, y)``: flat wherever ``score`` varies slowly on the kernel's scale.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -112,8 +113,7 @@ def inverse_propensity_probs(scores, k: int, *, log: bool = False) -> np.ndarray
   return p
 
 
-def inverse_propensity_sample(scores, k: int, *, seed: int = 0, exact: bool = True,
-                              log: bool = False) -> np.ndarray:
+def inverse_propensity_sample(scores, k: int, *, seed: int = 0, exact: bool = True, log: bool = False) -> np.ndarray:
   """Indices sampled with probability proportional to ``1 / score`` (see the module docstring).
 
   exact=True: exactly ``k`` indices, in the order of successive weighted sampling. exact=False: a Poisson sample
@@ -129,8 +129,9 @@ def inverse_propensity_sample(scores, k: int, *, seed: int = 0, exact: bool = Tr
   return np.flatnonzero(rng.random(p.size) < p).astype(np.int64)
 
 
-def sample(method: str, scores, k: int, *, seed: int = 0, exact: bool = True, log: bool = False,
-           ids: Sequence[str] | None = None) -> np.ndarray:
+def sample(
+  method: str, scores, k: int, *, seed: int = 0, exact: bool = True, log: bool = False, ids: Sequence[str] | None = None
+) -> np.ndarray:
   """Dispatches on ``method`` in ``METHODS`` (scores: densities, or log densities with ``log=True``).
 
   With ``ids``, randomness is keyed by document id (see the module docstring) and the selection is the ``k``

@@ -13,6 +13,7 @@ Multi-host: with ``distributed=True`` (or ``$TOKENSIFT_DISTRIBUTED=1``) ``jax.di
 first; every process then scores its own job shard, ``host_shard(shard, process_index, process_count)``, on
 a mesh of its local devices (scoring needs no cross-host collectives; model parallelism stays within a host).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,6 +42,7 @@ class ScoreJobConfig:
   vocab: tokenizer override (``.model`` SentencePiece, ``tokenizer.json``, ``.gguf``); required for T5X
     checkpoints, which carry none.
   """
+
   model: str | None = None
   max_length: int = DEFAULT_MAX_LENGTH
   dtype: str = "float32"
@@ -72,14 +74,16 @@ def detect_architecture(model_path: str | os.PathLike) -> str:
       return "encoder_decoder"
     if model_type in ("llama", "mistral", "qwen2", "gemma", "gemma2", "smollm"):
       return "decoder_only"
-    raise ValueError(f"scorer {str(path)!r}: unsupported model_type {model_type!r} (Llama, Mistral, Qwen2, Gemma, "
-                     "Gemma 2 or T5)")
+    raise ValueError(
+      f"scorer {str(path)!r}: unsupported model_type {model_type!r} (Llama, Mistral, Qwen2, Gemma, Gemma 2 or T5)"
+    )
   return "encoder_decoder"  # T5X msgpack file / tensorstore / orbax directory
 
 
 def _prompt_tokenizer(loaded, vocab: str | None, model_path: Path):
   from tokensift.selection import askllm_prompt as ap
   from tokensift.core import hf_tokenizer
+
   if vocab:
     if vocab.endswith(".model"):
       return ap.SentencePiecePromptTokenizer.from_file(vocab), None
@@ -90,8 +94,9 @@ def _prompt_tokenizer(loaded, vocab: str | None, model_path: Path):
   spiece = model_path / "spiece.model" if model_path.is_dir() else None
   if spiece is not None and spiece.exists():
     return ap.SentencePiecePromptTokenizer.from_file(str(spiece)), None
-  raise ValueError(f"scorer {str(model_path)!r} carries no tokenizer; pass --vocab (a SentencePiece .model, "
-                   "tokenizer.json or .gguf)")
+  raise ValueError(
+    f"scorer {str(model_path)!r} carries no tokenizer; pass --vocab (a SentencePiece .model, tokenizer.json or .gguf)"
+  )
 
 
 def build_scorer(cfg: ScoreJobConfig, mesh=None):
@@ -107,25 +112,33 @@ def build_scorer(cfg: ScoreJobConfig, mesh=None):
   arch = detect_architecture(model_path)
   if arch == "decoder_only":
     from tokensift.models.llama_loaders import load_llama
+
     loaded = load_llama(model_path, dtype=cfg.dtype)
   else:
     from tokensift.models.t5_loaders import load_t5
+
     loaded = load_t5(model_path, dtype=cfg.dtype)
   tok, files = _prompt_tokenizer(loaded, cfg.vocab, model_path)
   if arch == "decoder_only":
     if files is None or not files.chat_template:
-      raise ValueError(f"decoder-only scorer {str(model_path)!r} has no chat template; ASK-LLM reads the answer "
-                       "after the instruct model's generation prompt")
-    fmt = ap.chat_format_from_template(functools.partial(hf_tokenizer.render_chat, files), cfg.max_length,
-                                       add_bos=files.add_bos)
+      raise ValueError(
+        f"decoder-only scorer {str(model_path)!r} has no chat template; ASK-LLM reads the answer "
+        "after the instruct model's generation prompt"
+      )
+    fmt = ap.chat_format_from_template(
+      functools.partial(hf_tokenizer.render_chat, files), cfg.max_length, add_bos=files.add_bos
+    )
   else:
     fmt = ap.ChatFormat(max_length=cfg.max_length, append_eos=True)
   if mesh is None:
     mesh = partitioning.make_mesh(partitioning.MeshConfig(cfg.mesh_data, cfg.mesh_model), jax.local_devices())
-  batch = sc.BatchConfig(tokens_per_batch=cfg.tokens_per_batch, max_batch=cfg.max_batch,
-                         min_bucket=cfg.min_bucket, bucket_growth=cfg.bucket_growth)
-  return sc.AskLlmScorer(arch, loaded.module, loaded.params, tok, fmt, mesh=mesh, batch=batch,
-                         variants=cfg.variants)
+  batch = sc.BatchConfig(
+    tokens_per_batch=cfg.tokens_per_batch,
+    max_batch=cfg.max_batch,
+    min_bucket=cfg.min_bucket,
+    bucket_growth=cfg.bucket_growth,
+  )
+  return sc.AskLlmScorer(arch, loaded.module, loaded.params, tok, fmt, mesh=mesh, batch=batch, variants=cfg.variants)
 
 
 # ------------------------------------------------------------------------------------------------- the job
@@ -142,9 +155,11 @@ def records_for(doc_batch: list[docs.Document], scorer) -> list[dict[str, Any]]:
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
   """One piece's additive summary (pieces are added by ``jobs.merge_stats``; ``finish`` adds the mean)."""
-  return {"truncated": sum(1 for r in records if r.get("truncated")),
-          "tokens": sum(int(r.get("tokens", 0)) for r in records),
-          "sum_score": sum(r["score"] for r in records)}
+  return {
+    "truncated": sum(1 for r in records if r.get("truncated")),
+    "tokens": sum(int(r.get("tokens", 0)) for r in records),
+    "sum_score": sum(r["score"] for r in records),
+  }
 
 
 def finish(stats: dict[str, Any]) -> dict[str, Any]:
@@ -155,27 +170,53 @@ def finish(stats: dict[str, Any]) -> dict[str, Any]:
 def job_config(cfg: ScoreJobConfig, scorer, input_desc: str) -> dict[str, Any]:
   """What the marker stores: settings, the model file's identity and the exact prompt format's hash."""
   from tokensift.selection import askllm_prompt as ap
+
   model = Path(cfg.resolved_model())
   st = model.stat()
   fmt = scorer.fmt
-  prompt_hash = hashlib.sha1("\x00".join([ap.PROMPT_TEMPLATE, fmt.chat_prefix, fmt.chat_suffix,
-                                          str(fmt.add_bos), str(fmt.append_eos)]).encode()).hexdigest()[:16]
+  prompt_hash = hashlib.sha1(
+    "\x00".join([ap.PROMPT_TEMPLATE, fmt.chat_prefix, fmt.chat_suffix, str(fmt.add_bos), str(fmt.append_eos)]).encode()
+  ).hexdigest()[:16]
   d = dataclasses.asdict(cfg)
   d.pop("mesh_data")
   d.pop("mesh_model")  # results agree to <= 1e-5 across meshes; a resumed job may use another device count
-  d.update(model=str(model), model_bytes=st.st_size if model.is_file() else None, prompt=prompt_hash,
-           answers=dataclasses.asdict(scorer.answers), input=input_desc)
+  d.update(
+    model=str(model),
+    model_bytes=st.st_size if model.is_file() else None,
+    prompt=prompt_hash,
+    answers=dataclasses.asdict(scorer.answers),
+    input=input_desc,
+  )
   return d
 
 
-def run_score_job(cfg: ScoreJobConfig, rows, out_dir: str,
-                  *, shard: jobs.ShardSpec = jobs.ShardSpec(), input_desc: str = "", piece_size: int = 1024,
-                  fmt: str = "jsonl", progress: bool = True, total: int | None = None,
-                  scorer=None) -> jobs.ShardResult:
+def run_score_job(
+  cfg: ScoreJobConfig,
+  rows,
+  out_dir: str,
+  *,
+  shard: jobs.ShardSpec = jobs.ShardSpec(),
+  input_desc: str = "",
+  piece_size: int = 1024,
+  fmt: str = "jsonl",
+  progress: bool = True,
+  total: int | None = None,
+  scorer=None,
+) -> jobs.ShardResult:
   """Scores one shard of ``rows`` (a ``docs.DocumentInput``, or a callable ``shard -> rows``) into ``out_dir``
   (resumable); ``scorer`` defaults to ``build_scorer(cfg)``."""
   scorer = scorer if scorer is not None else build_scorer(cfg)
-  return jobs.run_sharded(name=JOB_NAME, out_dir=out_dir, rows=rows,
-                          process=functools.partial(records_for, scorer=scorer), shard=shard,
-                          piece_size=piece_size, fmt=fmt, config=job_config(cfg, scorer, input_desc),
-                          summarize=summarize, finish=finish, progress=progress, total=total)
+  return jobs.run_sharded(
+    name=JOB_NAME,
+    out_dir=out_dir,
+    rows=rows,
+    process=functools.partial(records_for, scorer=scorer),
+    shard=shard,
+    piece_size=piece_size,
+    fmt=fmt,
+    config=job_config(cfg, scorer, input_desc),
+    summarize=summarize,
+    finish=finish,
+    progress=progress,
+    total=total,
+  )

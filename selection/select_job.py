@@ -19,6 +19,7 @@ Steps (``select``):
 ``tag``: ``density`` (IPS), ``density_top``, ``density_bottom``, ``random``; prefixed ``askllm{f}_`` when an
 ASK-LLM pool is used (``c4_en_askllm50_density_r20``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ class SelectConfig:
   form the pool (requires score files). exact_size: IPS draws exactly k (Gumbel top-k); else Poisson sampling
   of expected size k.
   """
+
   method: str = "ips"
   rates: tuple[float, ...] = PAPER_RATES
   density: str = "auto"
@@ -79,18 +81,26 @@ class SelectConfig:
   @property
   def tag(self) -> str:
     from tokensift.selection.id_lists import rate_tag  # one naming rule for rates
+
     base = TAGS[self.method]
     return base if self.askllm_fraction is None else f"askllm{rate_tag(self.askllm_fraction)}_{base}"
 
   def sketch_config(self):
     from tokensift.selection.lsh_sketch import SketchConfig
-    return SketchConfig(rows=self.sketch_rows, buckets=self.sketch_buckets, hashes=self.sketch_hashes,
-                        width=self.sketch_width, seed=self.seed)
+
+    return SketchConfig(
+      rows=self.sketch_rows,
+      buckets=self.sketch_buckets,
+      hashes=self.sketch_hashes,
+      width=self.sketch_width,
+      seed=self.seed,
+    )
 
 
 @dataclasses.dataclass
 class Selection:
   """What ``select`` wrote: ``lists`` maps rate -> (id-list path, k); ``summary`` is ``select.json``."""
+
   lists: dict[float, tuple[Path, int]]
   summary: dict[str, Any]
   tasks: list[str] = dataclasses.field(default_factory=list)
@@ -102,10 +112,12 @@ def density_scores(x: np.ndarray, cfg: SelectConfig, *, progress: bool = False) 
   if mode == "auto":
     mode = "exact" if len(x) <= cfg.exact_limit else "sketch"
   if mode == "exact":
-    logs, h = dk.log_kernel_sums(x, config=dk.KernelConfig(kernel=cfg.kernel, bandwidth=cfg.bandwidth),
-                                 progress=progress, return_bandwidth=True)
+    logs, h = dk.log_kernel_sums(
+      x, config=dk.KernelConfig(kernel=cfg.kernel, bandwidth=cfg.bandwidth), progress=progress, return_bandwidth=True
+    )
     return logs.astype(np.float64), {"density": "exact", "kernel": cfg.kernel, "bandwidth": h}
   from tokensift.selection import lsh_sketch as ls
+
   sk_cfg = cfg.sketch_config()
   sketch = ls.build_sketch(x, sk_cfg, progress=progress)
   scores = ls.sketch_scores(sketch, x, progress=progress)
@@ -119,6 +131,7 @@ def _pool(ids: list[str], cfg: SelectConfig, askllm_scores: str | os.PathLike | 
       raise ValueError("askllm_fraction needs ASK-LLM score files (--askllm_scores)")
     return np.arange(len(ids)), {}
   from tokensift.selection import topk
+
   rank_stats: dict[str, Any] = {}
   ranked, unranked = topk.rank(topk.load_score_records(askllm_scores), cfg.askllm_key, stats=rank_stats)
   pos = {doc_id: i for i, doc_id in enumerate(ids)}
@@ -126,18 +139,30 @@ def _pool(ids: list[str], cfg: SelectConfig, askllm_scores: str | os.PathLike | 
   frac = 100.0 if cfg.askllm_fraction is None else cfg.askllm_fraction
   take = keep_count(len(ranked_emb), frac)
   pool = np.array([pos[d] for d in ranked_emb[:take]], dtype=np.int64)
-  info = {"askllm_scored": len(ranked), "askllm_unranked": unranked,
-          "askllm_scored_not_embedded": len(ranked) - len(ranked_emb),
-          "embedded_not_scored": len(ids) - len(ranked_emb), "askllm_fraction": frac, "pool": int(take),
-          "askllm_repeated_ids": rank_stats["repeated_ids"]}
+  info = {
+    "askllm_scored": len(ranked),
+    "askllm_unranked": unranked,
+    "askllm_scored_not_embedded": len(ranked) - len(ranked_emb),
+    "embedded_not_scored": len(ids) - len(ranked_emb),
+    "askllm_fraction": frac,
+    "pool": int(take),
+    "askllm_repeated_ids": rank_stats["repeated_ids"],
+  }
   return pool, info
 
 
-def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: SelectConfig = SelectConfig(), *,
-           askllm_scores: str | os.PathLike | None = None, base_task: str | None = None,
-           progress: bool = False) -> Selection:
+def select(
+  embeddings: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  cfg: SelectConfig = SelectConfig(),
+  *,
+  askllm_scores: str | os.PathLike | None = None,
+  base_task: str | None = None,
+  progress: bool = False,
+) -> Selection:
   """Runs the selection (see the module docstring); returns the lists written (and tasks registered)."""
   from tokensift.selection import embed_job, id_lists
+
   emb_stats: dict[str, Any] = {}
   ids, x = embed_job.load_embeddings(embeddings, stats=emb_stats)  # validated before anything is written
   n = len(ids)
@@ -155,22 +180,36 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
   for rate in cfg.rates:
     k = keep_count(n, rate)
     if k > pool.size:
-      raise ValueError(f"rate {rate:g}% of {n} documents is {k}, more than the {pool.size} in the candidate pool "
-                       f"(askllm_fraction={cfg.askllm_fraction}); lower the rate or raise the fraction")
+      raise ValueError(
+        f"rate {rate:g}% of {n} documents is {k}, more than the {pool.size} in the candidate pool "
+        f"(askllm_fraction={cfg.askllm_fraction}); lower the rate or raise the fraction"
+      )
     chosen = samplers.sample(cfg.method, logs, k, seed=cfg.seed, exact=cfg.exact_size, log=True, ids=pool_ids)
     sel_ids = [ids[pool[i]] for i in chosen]
     path = id_lists.write_id_list(out / f"{cfg.tag}_r{id_lists.rate_tag(rate)}.txt", sel_ids)
     lists[rate] = (Path(path), len(sel_ids))
-    per_rate[f"{rate:g}"] = {"file": posixpath.basename(str(path)), "k": len(sel_ids),
-                             "mean_log_density": math.fsum(logs[chosen]) / len(chosen) if len(chosen) else None}
-  summary = {"config": dataclasses.asdict(cfg), "embeddings": str(embeddings), "askllm_scores":
-             None if askllm_scores is None else str(askllm_scores), "documents": n, "dim": int(x.shape[1]),
-             "pool": int(pool.size), **info, **how, "mean_log_density_pool": math.fsum(logs) / len(logs),
-             "rates": per_rate}
+    per_rate[f"{rate:g}"] = {
+      "file": posixpath.basename(str(path)),
+      "k": len(sel_ids),
+      "mean_log_density": math.fsum(logs[chosen]) / len(chosen) if len(chosen) else None,
+    }
+  summary = {
+    "config": dataclasses.asdict(cfg),
+    "embeddings": str(embeddings),
+    "askllm_scores": None if askllm_scores is None else str(askllm_scores),
+    "documents": n,
+    "dim": int(x.shape[1]),
+    "pool": int(pool.size),
+    **info,
+    **how,
+    "mean_log_density_pool": math.fsum(logs) / len(logs),
+    "rates": per_rate,
+  }
   jobs.atomic_write_bytes(out / "select.json", json.dumps(summary, indent=1, default=str).encode())
   result = Selection(lists, summary)
   if base_task:
     from tokensift.selection import variants  # seqio: only where tasks are registered
+
     tasks = variants.register_variants(base_task, cfg.tag, {r: p for r, (p, _) in lists.items()})
     result.tasks = [t.name for t in tasks]
   return result
@@ -179,6 +218,7 @@ def select(embeddings: str | os.PathLike, out_dir: str | os.PathLike, cfg: Selec
 def _write_density(path: Path, ids: Sequence[str], logs: np.ndarray) -> None:
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
   pq.write_table(pa.table({"id": list(ids), "log_density": np.asarray(logs, np.float64)}), tmp)
   os.replace(tmp, path)
@@ -188,6 +228,7 @@ def register_density_variants(selection_dir: str | os.PathLike, base_task: str =
   """Registers the variants of every id list a ``select`` run wrote into ``selection_dir`` (reads its
   ``select.json``): for use from other projects' task modules. Returns the seqio tasks."""
   from tokensift.selection import variants
+
   d = Path(selection_dir)
   summary_file = d / "select.json"
   if not summary_file.exists():
@@ -195,6 +236,7 @@ def register_density_variants(selection_dir: str | os.PathLike, base_task: str =
   summary = json.loads(summary_file.read_text())
   cfg = summary["config"]
   tag = SelectConfig(**{**cfg, "rates": tuple(cfg["rates"])}).tag
-  lists: dict[int | float | str, str | os.PathLike] = {float(rate): d / info["file"]
-                                                       for rate, info in summary["rates"].items()}
+  lists: dict[int | float | str, str | os.PathLike] = {
+    float(rate): d / info["file"] for rate, info in summary["rates"].items()
+  }
   return variants.register_variants(base_task, tag, lists)

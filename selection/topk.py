@@ -5,6 +5,7 @@ Ranking: score descending, ties broken by id ascending (deterministic across sha
 ``r`` percent of ``n`` scored documents is ``keep.keep_count(n, r)`` (round half up, at least 1). Records whose
 score is missing or NaN are not ranked; they are counted (``TopK.unranked``), never silently dropped.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from tokensift.core import jobs
 from tokensift.selection import id_lists
 from tokensift.selection.keep import PAPER_RATES, keep_count
+
 SCORE_JOB = "score"
 
 
@@ -31,13 +33,15 @@ def load_score_records(path: str | os.PathLike, name: str = SCORE_JOB) -> list[d
 @dataclasses.dataclass(frozen=True)
 class TopK:
   """Selected ids (best first), how many records were ranked, and how many could not be (no/NaN score)."""
+
   ids: list[str]
   ranked: int
   unranked: int
 
 
-def rank(records: Iterable[Mapping[str, Any]], key: str = "score",
-         stats: dict[str, Any] | None = None) -> tuple[list[str], int]:
+def rank(
+  records: Iterable[Mapping[str, Any]], key: str = "score", stats: dict[str, Any] | None = None
+) -> tuple[list[str], int]:
   """Ids sorted by ``record[key]`` descending, then id ascending; returns (ids, number unranked).
 
   An id with several records (ids from a field such as ``url`` are unique within a job shard only) keeps its
@@ -59,6 +63,7 @@ def rank(records: Iterable[Mapping[str, Any]], key: str = "score",
     scored.append((-float(v), str(doc_id)))
   if repeated:
     import logging
+
     logging.getLogger(__name__).warning("%d repeated document ids in the scores: kept the first of each", repeated)
   if stats is not None:
     stats["repeated_ids"] = repeated
@@ -69,21 +74,27 @@ def rank(records: Iterable[Mapping[str, Any]], key: str = "score",
 def top_k(records: Iterable[Mapping[str, Any]], rate: float, key: str = "score") -> TopK:
   """The top ``rate`` percent of the ranked records by ``key``."""
   ids, unranked = rank(records, key)
-  return TopK(ids[:keep_count(len(ids), rate)], len(ids), unranked)
+  return TopK(ids[: keep_count(len(ids), rate)], len(ids), unranked)
 
 
 def list_name(rate: float, method: str = "askllm") -> str:
   return f"{method}_r{id_lists.rate_tag(rate)}.txt"  # one naming rule for files and tasks
 
 
-def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_RATES, *,
-                     out_dir: str | os.PathLike | None = None, key: str = "score",
-                     method: str = "askllm") -> dict[float, tuple[Path | str, int, int]]:
+def write_topk_lists(
+  scores: str | os.PathLike,
+  rates: Sequence[float] = PAPER_RATES,
+  *,
+  out_dir: str | os.PathLike | None = None,
+  key: str = "score",
+  method: str = "askllm",
+) -> dict[float, tuple[Path | str, int, int]]:
   """Writes one id list per rate (``{method}_r{rate}.txt``, best first) into ``out_dir`` (default:
   ``{scores dir}/selections``); returns ``{rate: (path, k, ranked)}``."""
   records = load_score_records(scores)
   ids, _ = rank(records, key)
   from tokensift.core import storage
+
   if out_dir is None:
     fs, p = storage.url_to_fs(str(scores))
     base = p if fs.isdir(p) else p.rsplit("/", 1)[0]
@@ -96,11 +107,18 @@ def write_topk_lists(scores: str | os.PathLike, rates: Sequence[float] = PAPER_R
   return written
 
 
-def register_askllm_variants(scores: str | os.PathLike, base_task: str = "c4_en_raw",
-                             rates: Sequence[float] = PAPER_RATES, *, out_dir: str | os.PathLike | None = None,
-                             key: str = "score", method: str = "askllm") -> list:
+def register_askllm_variants(
+  scores: str | os.PathLike,
+  base_task: str = "c4_en_raw",
+  rates: Sequence[float] = PAPER_RATES,
+  *,
+  out_dir: str | os.PathLike | None = None,
+  key: str = "score",
+  method: str = "askllm",
+) -> list:
   """Public entry point for other projects: from a score file/dir, write the top-k id lists and register
   ``{base}_{method}_r{rate}`` seqio tasks (``c4_en_raw`` → ``c4_en_askllm_r20``). Returns the tasks."""
   from tokensift.selection import variants  # seqio: only where tasks are registered
+
   written = write_topk_lists(scores, rates, out_dir=out_dir, key=key, method=method)
   return variants.register_variants(base_task, method, {r: p for r, (p, _, _) in written.items()})

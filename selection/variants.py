@@ -21,6 +21,7 @@ module (t5x ``--gin.MIXTURE_OR_TASK_MODULE="'tokensift.selection.variants'"``), 
 (``base_task=directory[,base_task=directory...]``) registers those variants when this module is imported and
 again on every ``tokensift.tasks.register_all()``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,18 @@ from typing import Mapping
 import seqio
 
 from tokensift.selection.id_lists import (  # noqa: F401  (re-exported; the noqa after "(" covers every name)
-    ID_FIELD, _exists, _gfile, _norm, _rate_tag, is_remote, iter_id_list, rate_tag, read_id_list, variant_name,
-    write_id_list)
+  ID_FIELD,
+  _exists,
+  _gfile,
+  _norm,
+  _rate_tag,
+  is_remote,
+  iter_id_list,
+  rate_tag,
+  read_id_list,
+  variant_name,
+  write_id_list,
+)
 
 SELECTIONS_ENV = "TOKENSIFT_SELECTIONS"
 _LIST_NAME = re.compile(r"^(?P<method>[A-Za-z0-9_]+?)_r(?P<rate>[0-9]+(?:p[0-9]+)?)\.txt$")
@@ -46,13 +57,15 @@ def id_table(id_list_path: str | os.PathLike):
   Raises ValueError naming the file and the problem for a blank line or a repeated id (TF rejects both).
   """
   import tensorflow as tf
+
   path = str(id_list_path)
   if not _exists(path):
     raise FileNotFoundError(f"id list {path!r} does not exist")
   if _gfile().stat(path).length == 0:
     return None
-  init = tf.lookup.TextFileInitializer(path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-                                       tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+  init = tf.lookup.TextFileInitializer(
+    path, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
+  )
   try:
     return tf.lookup.StaticHashTable(init, default_value=-1)
   except (tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError) as e:
@@ -67,6 +80,7 @@ def filter_by_ids(ds, id_list_path: str | os.PathLike, *, id_field: str = ID_FIE
   be registered before its selection exists; membership is one hash lookup per example.
   """
   import tensorflow as tf
+
   table = id_table(id_list_path)
 
   def keep(ex):
@@ -84,14 +98,21 @@ def _base(base_task: str | seqio.Task) -> seqio.Task:
     return base_task
   if base_task not in seqio.TaskRegistry.names():
     import tokensift.tasks
+
     tokensift.tasks.register_all()
   if base_task not in seqio.TaskRegistry.names():
     raise ValueError(f"base task {base_task!r} is not registered (`tokensift tasks --all` lists tasks)")
   return seqio.TaskRegistry.get(base_task)
 
 
-def register_variant(name: str, base_task: str | seqio.Task, id_list_path: str | os.PathLike, *,
-                     replace: bool = True, id_field: str = ID_FIELD) -> seqio.Task:
+def register_variant(
+  name: str,
+  base_task: str | seqio.Task,
+  id_list_path: str | os.PathLike,
+  *,
+  replace: bool = True,
+  id_field: str = ID_FIELD,
+) -> seqio.Task:
   """Registers ``name`` = ``base_task`` restricted to the documents listed in ``id_list_path``.
 
   Same source, output features, postprocessor and metrics as the base; the id filter is prepended to the
@@ -115,11 +136,11 @@ def register_variant(name: str, base_task: str | seqio.Task, id_list_path: str |
   return task
 
 
-def register_variants(base_task: str, method: str, id_lists: Mapping[int | float | str, str | os.PathLike],
-                      **kw) -> list[seqio.Task]:
+def register_variants(
+  base_task: str, method: str, id_lists: Mapping[int | float | str, str | os.PathLike], **kw
+) -> list[seqio.Task]:
   """Registers one variant per rate: ``{rate: id_list_path}`` → tasks named by ``variant_name``."""
-  return [register_variant(variant_name(base_task, method, rate), base_task, p, **kw)
-          for rate, p in id_lists.items()]
+  return [register_variant(variant_name(base_task, method, rate), base_task, p, **kw) for rate, p in id_lists.items()]
 
 
 def register_selection_dir(base_task: str, directory: str | os.PathLike, **kw) -> list[seqio.Task]:
@@ -161,6 +182,7 @@ def register_from_env() -> list[str]:
 
 def _install_registrar() -> None:
   from tokensift.tasks import registry
+
   registry.add_registrar(register_from_env)
   if os.environ.get(SELECTIONS_ENV):
     register_from_env()

@@ -4,6 +4,7 @@ Importing this package registers the tokensift seqio tasks (``c4_en_raw``, ``owm
 data until a task's dataset is requested. The method packages' task families (ProX-refined tasks, selection
 variants) register when their modules are imported: ``import tokensift.all_tasks`` registers all of them.
 """
+
 import tensorflow as _tf
 
 _tf.config.set_visible_devices([], "GPU")  # SeqIO's tf.data pipelines never take accelerator memory

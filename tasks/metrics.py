@@ -9,6 +9,7 @@
   (predicted token == target token, position by position, over the target's tokens without EOS; the prediction
   is re-encoded with the task's vocabulary) and ``sequence_accuracy`` (exact text match).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -21,8 +22,9 @@ def keep_target_tokens(output: Any, example: Mapping[str, Any] | None = None, is
   unchanged."""
   if not is_target:
     return output
-  tokens = [] if example is None or "targets" not in example else [int(t) for t in np.ravel(example["targets"])
-                                                                     if t != 0]
+  tokens = (
+    [] if example is None or "targets" not in example else [int(t) for t in np.ravel(example["targets"]) if t != 0]
+  )
   text = output.decode("utf-8") if isinstance(output, bytes) else output
   return {"text": text, "tokens": tokens}
 
@@ -44,8 +46,7 @@ def perplexity(targets: Sequence[Any], scores: Sequence[float]) -> dict[str, flo
   if tokens == 0 or s.size == 0:
     raise ValueError(f"perplexity over {s.size} examples and {tokens} target tokens is undefined")
   nll = -float(s.sum())
-  return {"perplexity": float(np.exp(nll / tokens)), "nll_per_token": nll / tokens,
-          "nll_per_sequence": nll / s.size}
+  return {"perplexity": float(np.exp(nll / tokens)), "nll_per_token": nll / tokens, "nll_per_sequence": nll / s.size}
 
 
 def token_accuracy(targets: Sequence[Any], predictions: Sequence[str], vocabulary=None) -> dict[str, float]:
@@ -66,6 +67,7 @@ def token_accuracy(targets: Sequence[Any], predictions: Sequence[str], vocabular
 def _accuracy_for(vocab_fn):
   def accuracy(targets, predictions):
     return token_accuracy(targets, predictions, vocabulary=vocab_fn())
+
   accuracy.__name__ = "token_accuracy"
   return accuracy
 
@@ -73,7 +75,9 @@ def _accuracy_for(vocab_fn):
 def _lazy(name: str):
   def get():
     from tokensift.tasks import vocabularies
+
     return getattr(vocabularies, name)()
+
   return get
 
 

@@ -9,6 +9,7 @@ Names (the rate as a percent of the *first-named* part, ``variants.rate_tag`` st
   corpus (the task named with ``_raw``: ``c4_en_raw``); ``mix_with_full(variant, p)``. ``register_mixtures``
   registers ``_mix50`` for every registered selection variant (``{base}_{method}_r{rate}[suffix]``).
 """
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,10 @@ import seqio
 
 DEFAULT_PERCENT = 50
 _SUFFIXES = ("", "_smollm2", "_span_corruption")
-_VARIANT = re.compile(r"^(?P<base>c4_en|owm)_(?P<tag>[A-Za-z0-9_]+?_r[0-9]+(?:p[0-9]+)?)"
-                      r"(?P<suffix>_smollm2|_span_corruption)?$")
+_VARIANT = re.compile(
+  r"^(?P<base>c4_en|owm)_(?P<tag>[A-Za-z0-9_]+?_r[0-9]+(?:p[0-9]+)?)"
+  r"(?P<suffix>_smollm2|_span_corruption)?$"
+)
 
 
 def _percent_tag(percent: float) -> str:
@@ -47,6 +50,7 @@ def c4_owm_mixture(owm_percent: float = DEFAULT_PERCENT, suffix: str = "", **kw)
   tag = _percent_tag(owm_percent)
   if suffix == "_span_corruption":
     from tokensift.tasks import span_corruption
+
     owm = span_corruption.span_corruption_variant("owm_raw", replace=False).name
     c4 = "c4_en_raw_span_corruption"
   else:
@@ -64,8 +68,9 @@ def full_task(variant: str) -> str:
   return f"{m['base']}_raw{m['suffix'] or ''}"
 
 
-def mix_with_full(variant: str, selected_percent: float = DEFAULT_PERCENT, full: str | None = None,
-                  **kw) -> seqio.Mixture:
+def mix_with_full(
+  variant: str, selected_percent: float = DEFAULT_PERCENT, full: str | None = None, **kw
+) -> seqio.Mixture:
   """``{variant}_mix{p}``: ``selected_percent``% of examples from ``variant`` and the rest from ``full``
   (default ``full_task(variant)``)."""
   full = full or full_task(variant)

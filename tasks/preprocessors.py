@@ -1,4 +1,5 @@
 """Language-modelling preprocessors for raw-text tasks (tf.data, pure functions of an example)."""
+
 from __future__ import annotations
 
 import seqio
@@ -7,10 +8,12 @@ import tensorflow as tf
 
 def text_to_targets(ds: tf.data.Dataset, text_key: str = "text") -> tf.data.Dataset:
   """Copies ``text`` into ``targets`` (kept alongside ``id``/``text``) for decoder-only LM tasks."""
+
   def fn(ex):
     ex = dict(ex)
     ex["targets"] = ex[text_key]
     return ex
+
   return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -20,8 +23,8 @@ def drop_empty_targets(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 LM_PREPROCESSORS = (
-    text_to_targets,
-    seqio.preprocessors.tokenize,
-    drop_empty_targets,
-    seqio.preprocessors.append_eos,
+  text_to_targets,
+  seqio.preprocessors.tokenize,
+  drop_empty_targets,
+  seqio.preprocessors.append_eos,
 )

@@ -9,6 +9,7 @@ package never imports those packages (layer contract, ``.importlinter``): a prog
 imports their modules, or ``tokensift.all_tasks`` for all of them. Kept apart from ``registry`` because the
 families import ``registry`` themselves.
 """
+
 from __future__ import annotations
 
 from tokensift.tasks import mixtures, registry, span_corruption

@@ -6,6 +6,7 @@ Task names: ``c4_en_raw``, ``owm_raw`` (C4 SentencePiece, 32768 pieces) and ``c4
 ``id`` and ``text`` next to the tokenized ``targets`` and reports ``metrics.perplexity`` under ``t5x.eval``.
 ``tasks.registration.register_all`` registers these and every other family.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
@@ -17,12 +18,12 @@ from tokensift.tasks import preprocessors as lm_pre
 from tokensift.tasks import sources, vocabularies
 
 VOCABS: dict[str, Callable[[], seqio.Vocabulary]] = {
-    "": vocabularies.c4_sentencepiece,
-    "_smollm2": vocabularies.smollm2,
+  "": vocabularies.c4_sentencepiece,
+  "_smollm2": vocabularies.smollm2,
 }
 SOURCES: dict[str, Callable[[], seqio.DataSource]] = {
-    "c4_en": sources.c4_source,
-    "owm": sources.owm_source,
+  "c4_en": sources.c4_source,
+  "owm": sources.owm_source,
 }
 
 
@@ -40,8 +41,14 @@ def _lm_preprocessors(source: seqio.DataSource) -> list:
   return pre
 
 
-def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
-             preprocessors: Sequence[Callable] = (), *, replace: bool = False) -> seqio.Task:
+def add_task(
+  name: str,
+  source: seqio.DataSource,
+  vocab: seqio.Vocabulary,
+  preprocessors: Sequence[Callable] = (),
+  *,
+  replace: bool = False,
+) -> seqio.Task:
   """Registers ``name`` = source → ``preprocessors`` (text level) → LM tokenization, once.
 
   Re-registering an existing name returns the registered task unless ``replace`` is set.
@@ -52,9 +59,13 @@ def add_task(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary,
     seqio.TaskRegistry.remove(name)
   interface: seqio.DataSourceInterface = source  # pyright: ignore[reportAssignmentType]  (seqio's DataSource.num_input_examples may return None, its protocol says int)
   return seqio.TaskRegistry.add(
-      name, source=interface, output_features=lm_output_features(vocab),
-      preprocessors=[*preprocessors, *_lm_preprocessors(source)],
-      postprocess_fn=metrics.keep_target_tokens, metric_fns=list(metrics.LM_METRICS))
+    name,
+    source=interface,
+    output_features=lm_output_features(vocab),
+    preprocessors=[*preprocessors, *_lm_preprocessors(source)],
+    postprocess_fn=metrics.keep_target_tokens,
+    metric_fns=list(metrics.LM_METRICS),
+  )
 
 
 def register_raw_tasks() -> list[str]:
@@ -76,7 +87,6 @@ def add_registrar(fn: Callable[[], Iterable[str]]) -> Callable[[], Iterable[str]
   if fn not in _EXTRA_REGISTRARS:
     _EXTRA_REGISTRARS.append(fn)
   return fn
-
 
 
 def run_registrars() -> list[str]:

@@ -8,6 +8,7 @@ Every example carries ``id`` (string) and ``text`` (string) so that later select
   ``id_field="url"`` (a repeated url is a counted skip; a row without url gets its position id). The sample has
   no split, so ``validation`` is a stable 5% hash hold-out of ids and ``train`` the rest.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,8 +86,14 @@ class DocumentFilesSource(seqio.DataSource):
   logged when a pass ends; a missing file or pattern raises FileNotFoundError naming it when the dataset is built.
   """
 
-  def __init__(self, files_fn: Callable[[], Sequence[str]], *, extra_fields: Sequence[str] = (),
-               id_field: str = "id", validation_fraction: float | None = 0.05):
+  def __init__(
+    self,
+    files_fn: Callable[[], Sequence[str]],
+    *,
+    extra_fields: Sequence[str] = (),
+    id_field: str = "id",
+    validation_fraction: float | None = 0.05,
+  ):
     self._files_fn = files_fn
     self._extra = tuple(extra_fields)
     self._id_field = id_field
@@ -105,8 +112,7 @@ class DocumentFilesSource(seqio.DataSource):
   def input(self) -> docs.DocumentInput:
     return docs.DocumentInput(files=tuple(self._files_fn()), id_field=self._id_field)
 
-  def documents(self, split: str, report: docs.ReadReport | None = None,
-                shard: docs.ShardSpec = docs.ShardSpec()):
+  def documents(self, split: str, report: docs.ReadReport | None = None, shard: docs.ShardSpec = docs.ShardSpec()):
     """Python iterator over this split's Documents of one shard (the rows the tf.data pipeline yields)."""
     if split not in self.splits:
       raise ValueError(f"unknown split {split!r} for {self}; available: {list(self.splits)}")
@@ -168,8 +174,15 @@ class RecordFilesSource(seqio.DataSource):
   files finished later are seen); ``features`` maps each field to its numpy dtype (1-d arrays); ``missing``, if
   given, makes a split without files an error with that message (``missing(split)``) instead of an empty split."""
 
-  def __init__(self, splits: Sequence[str], list_files: Callable[[str], Sequence[str]], features: dict[str, type],
-               *, name: str, missing: Callable[[str], str] | None = None):
+  def __init__(
+    self,
+    splits: Sequence[str],
+    list_files: Callable[[str], Sequence[str]],
+    features: dict[str, type],
+    *,
+    name: str,
+    missing: Callable[[str], str] | None = None,
+  ):
     super().__init__(splits=tuple(splits), num_input_examples=None, caching_permitted=False)
     self._list_files, self._features, self._name, self._missing = list_files, dict(features), name, missing
 
@@ -182,11 +195,12 @@ class RecordFilesSource(seqio.DataSource):
 
   def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **kwargs):
     import numpy as np
+
     files = self.list_shards(split)
     if not files and self._missing is not None:
       raise FileNotFoundError(self._missing(split))
     if shard_info:
-      files = files[shard_info.index::shard_info.num_shards]
+      files = files[shard_info.index :: shard_info.num_shards]
     features = self._features
 
     def gen():

@@ -26,6 +26,7 @@ Tasks (registered by ``register_span_corruption_tasks``, run from ``tasks.regist
   ``owm_prefix_smollm2`` (decoder-only): ``inputs`` = a document's first half (at most ``inputs`` length - 1
   tokens), ``targets`` = its continuation; what ``t5x.infer`` in predict mode continues.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence, overload
@@ -65,8 +66,9 @@ def _counts(length, noise_density: float, mean_span: float):
   return num_noise, num_spans
 
 
-def span_corruption_lengths(inputs_length: int, noise_density: float = NOISE_DENSITY,
-                            mean_span: float = MEAN_NOISE_SPAN_LENGTH) -> tuple[int, int]:
+def span_corruption_lengths(
+  inputs_length: int, noise_density: float = NOISE_DENSITY, mean_span: float = MEAN_NOISE_SPAN_LENGTH
+) -> tuple[int, int]:
   """(tokens_length, targets_length): the longest chunk whose corrupted inputs plus EOS fit ``inputs_length``,
   and the targets length (with EOS) that chunk gives. ``(512) -> (568, 114)``, as T5's ``random_spans_helper``."""
   if inputs_length < 3:
@@ -86,13 +88,17 @@ def _random_segmentation(num_items: tf.Tensor, num_segments: tf.Tensor, seed: tf
   """``num_segments`` positive int32 lengths summing to ``num_items``, uniformly at random (distinct cut points
   among the ``num_items - 1`` gaps)."""
   gaps = tf.argsort(tf.random.stateless_uniform([num_items - 1], seed=seed))  # pyright: ignore[reportArgumentType]  (a shape of tensors)
-  cuts = tf.sort(gaps[:num_segments - 1] + 1)
+  cuts = tf.sort(gaps[: num_segments - 1] + 1)
   bounds = tf.concat([[0], cuts, [num_items]], axis=0)
   return bounds[1:] - bounds[:-1]
 
 
-def random_spans_noise_mask(length: tf.Tensor, seeds: Sequence[tf.Tensor], noise_density: float = NOISE_DENSITY,
-                            mean_span: float = MEAN_NOISE_SPAN_LENGTH) -> tf.Tensor:
+def random_spans_noise_mask(
+  length: tf.Tensor,
+  seeds: Sequence[tf.Tensor],
+  noise_density: float = NOISE_DENSITY,
+  mean_span: float = MEAN_NOISE_SPAN_LENGTH,
+) -> tf.Tensor:
   """bool[length]: True on noise tokens. Alternating spans, non-noise first: ``num_spans`` noise spans (total
   ``num_noise`` tokens) and as many non-noise spans, each span length >= 1. ``length >= 2``."""
   length = tf.cast(length, tf.int32)
@@ -115,8 +121,13 @@ def replace_spans_with_sentinels(tokens: tf.Tensor, mask: tf.Tensor, vocab_size:
   return tf.boolean_mask(out, ~(mask & prev))  # pyright: ignore[reportOperatorIssue]  (tf.Tensor has __invert__)
 
 
-def corrupt(tokens: tf.Tensor, seeds: Sequence[tf.Tensor], vocab_size: int, noise_density: float = NOISE_DENSITY,
-            mean_span: float = MEAN_NOISE_SPAN_LENGTH) -> tuple[tf.Tensor, tf.Tensor]:
+def corrupt(
+  tokens: tf.Tensor,
+  seeds: Sequence[tf.Tensor],
+  vocab_size: int,
+  noise_density: float = NOISE_DENSITY,
+  mean_span: float = MEAN_NOISE_SPAN_LENGTH,
+) -> tuple[tf.Tensor, tf.Tensor]:
   """One chunk int32[n] (n >= 2) -> (inputs, targets) without EOS: noise spans -> sentinels in the inputs;
   the targets hold each noise span after its sentinel."""
   mask = random_spans_noise_mask(tf.size(tokens), seeds, noise_density, mean_span)
@@ -128,9 +139,13 @@ def corrupt(tokens: tf.Tensor, seeds: Sequence[tf.Tensor], vocab_size: int, nois
 # ------------------------------------------------------------------------------------- seqio preprocessors
 
 
-def concat_and_split(ds: tf.data.Dataset, sequence_length: Mapping[str, int] | None = None,
-                     noise_density: float = NOISE_DENSITY, mean_span: float = MEAN_NOISE_SPAN_LENGTH,
-                     concat_documents: int = CONCAT_DOCUMENTS) -> tf.data.Dataset:
+def concat_and_split(
+  ds: tf.data.Dataset,
+  sequence_length: Mapping[str, int] | None = None,
+  noise_density: float = NOISE_DENSITY,
+  mean_span: float = MEAN_NOISE_SPAN_LENGTH,
+  concat_documents: int = CONCAT_DOCUMENTS,
+) -> tf.data.Dataset:
   """Tokenized ``targets`` of ``concat_documents`` documents concatenated (no separator, as T5), then split into
   chunks of ``tokens_length`` (``span_corruption_lengths`` of ``sequence_length['inputs']``); chunks shorter than
   2 tokens are dropped. Output: ``{'targets': int32[<= tokens_length]}``."""
@@ -151,8 +166,12 @@ def concat_and_split(ds: tf.data.Dataset, sequence_length: Mapping[str, int] | N
   return ds.filter(lambda ex: tf.size(ex["targets"]) >= 2)
 
 
-def denoise(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],  # pyright: ignore[reportInvalidTypeForm]  (seqio.Feature is a plain alias of seqio.utils.Feature)
-            noise_density: float = NOISE_DENSITY, mean_span: float = MEAN_NOISE_SPAN_LENGTH) -> tf.data.Dataset:
+def denoise(
+  ds: tf.data.Dataset,
+  output_features: Mapping[str, seqio.Feature],  # pyright: ignore[reportInvalidTypeForm]  (seqio.Feature is a plain alias of seqio.utils.Feature)
+  noise_density: float = NOISE_DENSITY,
+  mean_span: float = MEAN_NOISE_SPAN_LENGTH,
+) -> tf.data.Dataset:
   """``{'targets': chunk}`` -> ``{'inputs', 'targets'}`` by span corruption (sentinels of the targets'
   vocabulary), seeded by seqio."""
   vocab_size = output_features["targets"].vocabulary.vocab_size
@@ -166,12 +185,12 @@ def denoise(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],  
 
 
 SPAN_CORRUPTION_PREPROCESSORS = (
-    lm_pre.text_to_targets,
-    seqio.preprocessors.tokenize,
-    lm_pre.drop_empty_targets,
-    concat_and_split,
-    denoise,
-    seqio.preprocessors.append_eos_after_trim,
+  lm_pre.text_to_targets,
+  seqio.preprocessors.tokenize,
+  lm_pre.drop_empty_targets,
+  concat_and_split,
+  denoise,
+  seqio.preprocessors.append_eos_after_trim,
 )
 
 
@@ -194,10 +213,10 @@ def split_prefix(ds: tf.data.Dataset, sequence_length: Mapping[str, int] | None 
 
 
 PREFIX_PREPROCESSORS = (
-    lm_pre.text_to_targets,
-    seqio.preprocessors.tokenize,
-    split_prefix,
-    seqio.preprocessors.append_eos_after_trim,
+  lm_pre.text_to_targets,
+  seqio.preprocessors.tokenize,
+  split_prefix,
+  seqio.preprocessors.append_eos_after_trim,
 )
 
 
@@ -205,20 +224,33 @@ PREFIX_PREPROCESSORS = (
 
 
 def encdec_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:  # pyright: ignore[reportInvalidTypeForm]  (seqio.Feature is a plain alias of seqio.utils.Feature)
-  return {"inputs": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32"),
-          "targets": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32")}
+  return {
+    "inputs": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32"),
+    "targets": seqio.Feature(vocabulary=vocab, add_eos=True, dtype="int32"),
+  }
 
 
-def _add(name: str, source: seqio.DataSource, vocab: seqio.Vocabulary, preprocessors: Sequence[Callable],
-         metric_fns: Sequence[Callable], replace: bool) -> seqio.Task:
+def _add(
+  name: str,
+  source: seqio.DataSource,
+  vocab: seqio.Vocabulary,
+  preprocessors: Sequence[Callable],
+  metric_fns: Sequence[Callable],
+  replace: bool,
+) -> seqio.Task:
   if name in seqio.TaskRegistry.names():
     if not replace:
       return seqio.TaskRegistry.get(name)
     seqio.TaskRegistry.remove(name)
   interface: seqio.DataSourceInterface = source  # pyright: ignore[reportAssignmentType]  (seqio's DataSource.num_input_examples may return None, its protocol says int)
-  return seqio.TaskRegistry.add(name, source=interface, output_features=encdec_features(vocab),
-                                preprocessors=list(preprocessors), postprocess_fn=metrics.keep_target_tokens,
-                                metric_fns=list(metric_fns))
+  return seqio.TaskRegistry.add(
+    name,
+    source=interface,
+    output_features=encdec_features(vocab),
+    preprocessors=list(preprocessors),
+    postprocess_fn=metrics.keep_target_tokens,
+    metric_fns=list(metric_fns),
+  )
 
 
 def text_preprocessors(task: seqio.Task) -> list[Callable]:
@@ -227,18 +259,22 @@ def text_preprocessors(task: seqio.Task) -> list[Callable]:
   Raises ValueError naming a task that does not end with that tail."""
   pre = [p for p in task.preprocessors if not isinstance(p, seqio.CacheDatasetPlaceholder)]
   tail = list(lm_pre.LM_PREPROCESSORS)
-  if len(pre) < len(tail) or pre[-len(tail):] != tail:
-    raise ValueError(f"task {task.name!r} is not a tokensift raw-text task (its preprocessors do not end with "
-                     "tasks.preprocessors.LM_PREPROCESSORS), so it has no text stage to span-corrupt")
-  return pre[:-len(tail)]
+  if len(pre) < len(tail) or pre[-len(tail) :] != tail:
+    raise ValueError(
+      f"task {task.name!r} is not a tokensift raw-text task (its preprocessors do not end with "
+      "tasks.preprocessors.LM_PREPROCESSORS), so it has no text stage to span-corrupt"
+    )
+  return pre[: -len(tail)]
 
 
 def span_corruption_name(task_name: str) -> str:
   """``c4_en_askllm_r20`` -> ``c4_en_askllm_r20_span_corruption`` (``_smollm2`` tasks are refused: span
   corruption uses T5's vocabulary)."""
   if task_name.endswith("_smollm2"):
-    raise ValueError(f"{task_name!r} is a SmolLM2-vocabulary task; span corruption uses the T5-layout C4 "
-                     "vocabulary: pass the C4 SentencePiece task (without _smollm2)")
+    raise ValueError(
+      f"{task_name!r} is a SmolLM2-vocabulary task; span corruption uses the T5-layout C4 "
+      "vocabulary: pass the C4 SentencePiece task (without _smollm2)"
+    )
   return task_name + SUFFIX
 
 
@@ -247,14 +283,21 @@ def span_corruption_variant(task_name: str, *, replace: bool = True) -> seqio.Ta
   filter, refinement, ...) followed by T5 span corruption in the T5-layout C4 vocabulary. Works for every
   selection variant (``variants.register_variant``) of ``c4_en_raw``."""
   task = seqio.TaskRegistry.get(task_name)
-  return _add(span_corruption_name(task_name), task.source, vocabularies.c4_t5(),
-              [*text_preprocessors(task), *SPAN_CORRUPTION_PREPROCESSORS], metrics.ENCDEC_METRICS, replace)
+  return _add(
+    span_corruption_name(task_name),
+    task.source,
+    vocabularies.c4_t5(),
+    [*text_preprocessors(task), *SPAN_CORRUPTION_PREPROCESSORS],
+    metrics.ENCDEC_METRICS,
+    replace,
+  )
 
 
 def register_span_corruption_variants(task_names: Sequence[str] | None = None) -> list[str]:
   """Span-corruption variants of ``task_names`` (default: every registered ``c4_en_*`` selection variant,
   ``c4_en_{method}_r{rate}``); returns the new task names."""
   import re
+
   if task_names is None:
     pattern = re.compile(r"^c4_en_[A-Za-z0-9_]+?_r[0-9]+(?:p[0-9]+)?$")
     task_names = [n for n in seqio.TaskRegistry.names() if pattern.match(n)]
@@ -264,16 +307,18 @@ def register_span_corruption_variants(task_names: Sequence[str] | None = None) -
 def register_span_corruption_tasks() -> list[str]:
   """``c4_en_raw_span_corruption`` and the prefix tasks (idempotent); returns their names."""
   from tokensift.tasks import registry
+
   names = []
   c4 = registry.add_task("c4_en_raw", registry.SOURCES["c4_en"](), vocabularies.c4_sentencepiece())
   if "c4_en_raw_span_corruption" not in seqio.TaskRegistry.names():
     span_corruption_variant(c4.name)
   names.append("c4_en_raw_span_corruption")
   for base, source_fn in registry.SOURCES.items():
-    for suffix, vocab_fn, metric_fns in (("", vocabularies.c4_t5, metrics.ENCDEC_METRICS),
-                                         ("_smollm2", vocabularies.smollm2, metrics.PREFIX_LM_METRICS)):
+    for suffix, vocab_fn, metric_fns in (
+      ("", vocabularies.c4_t5, metrics.ENCDEC_METRICS),
+      ("_smollm2", vocabularies.smollm2, metrics.PREFIX_LM_METRICS),
+    ):
       name = f"{base}_prefix{suffix}"
       _add(name, source_fn(), vocab_fn(), PREFIX_PREPROCESSORS, metric_fns, replace=False)
       names.append(name)
   return names
-

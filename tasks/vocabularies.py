@@ -3,6 +3,7 @@
 Both resolve their file lazily, on first use, so that registering tasks never touches the disk and a
 missing data dir surfaces as a ConfigError naming the setting when a task is actually read.
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,6 +65,7 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
   @functools.cached_property
   def tokenizer(self):
     from tokenizers import Tokenizer
+
     return Tokenizer.from_file(str(self.files.tokenizer_json))
 
   @property
@@ -91,6 +93,7 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
 
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """``s``: scalar string -> ids ``[len]``; ``[batch]`` strings -> RaggedTensor ``[batch, None]``."""
+
     def enc_batch(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
       seqs = [self._encode(v.decode("utf-8")) for v in np.ravel(x)]
       flat = np.fromiter((i for q in seqs for i in q), np.int32, sum(len(q) for q in seqs))
@@ -169,9 +172,11 @@ class T5LayoutVocabulary(seqio.Vocabulary):
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     ids = self._inner.encode_tf(s)
     table = tf.constant(self._FROM_SPM, tf.int32)
+
     def remap(x):
       x = tf.cast(x, tf.int32)
       return tf.where(x < 3, tf.gather(table, tf.minimum(x, 2)), x)
+
     return tf.ragged.map_flat_values(remap, ids) if isinstance(ids, tf.RaggedTensor) else remap(ids)
 
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
@@ -183,8 +188,11 @@ class T5LayoutVocabulary(seqio.Vocabulary):
     return decoded  # pyright: ignore[reportReturnType]  (a dense tf.Tensor of strings)
 
   def __eq__(self, other) -> bool:
-    return (isinstance(other, T5LayoutVocabulary) and self.extra_ids == other.extra_ids
-            and self._inner.sentencepiece_model_file == other._inner.sentencepiece_model_file)
+    return (
+      isinstance(other, T5LayoutVocabulary)
+      and self.extra_ids == other.extra_ids
+      and self._inner.sentencepiece_model_file == other._inner.sentencepiece_model_file
+    )
 
   def __hash__(self) -> int:
     return hash(("T5LayoutVocabulary", self.extra_ids))
@@ -212,8 +220,7 @@ def c4_t5() -> T5LayoutVocabulary:
   return T5LayoutVocabulary(c4_sentencepiece(), extra_ids=100)
 
 
-VOCABULARIES: dict[str, Callable[[], seqio.Vocabulary]] = {"c4sp": c4_sentencepiece, "smollm2": smollm2,
-                                                           "c4t5": c4_t5}
+VOCABULARIES: dict[str, Callable[[], seqio.Vocabulary]] = {"c4sp": c4_sentencepiece, "smollm2": smollm2, "c4t5": c4_t5}
 
 
 def get_vocabulary(name_or_path: str) -> seqio.Vocabulary:
@@ -224,5 +231,6 @@ def get_vocabulary(name_or_path: str) -> seqio.Vocabulary:
     return SentencePieceFileVocabulary(str(Path(name_or_path).resolve()))
   if name_or_path.endswith((".json", ".gguf")) or os.path.isdir(name_or_path):
     return HFTokenizerVocabulary(name_or_path)
-  raise ValueError(f"unknown vocabulary {name_or_path!r}: use one of {sorted(VOCABULARIES)} or a "
-                   ".model / tokenizer.json / .gguf path")
+  raise ValueError(
+    f"unknown vocabulary {name_or_path!r}: use one of {sorted(VOCABULARIES)} or a .model / tokenizer.json / .gguf path"
+  )

@@ -1,4 +1,5 @@
 """Test setup: 8 fake CPU devices (set before jax is imported), TensorFlow off any GPU, data paths."""
+
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ def data_dir() -> Path:
 def _tf_cpu_only():
   try:
     import tensorflow as tf
+
     tf.config.set_visible_devices([], "GPU")
   except Exception:  # noqa: BLE001  (tests that never import TF still run)
     pass
@@ -38,6 +40,7 @@ def _tasks_registered(_tf_cpu_only):
   registry and never imports the packages that register them (tests/test_corpus_scale.py's subprocess scripts
   show the one-import rule on their own)."""
   import tokensift.all_tasks  # noqa: F401
+
   yield
 
 
@@ -53,6 +56,8 @@ def pytest_sessionfinish(session, exitstatus):
   reporter = session.config.pluginmanager.get_plugin("terminalreporter")
   skipped = reporter.stats.get("skipped", []) if reporter else []
   if skipped and session.exitstatus == 0:
-    print(f"\nTOKENSIFT_NO_SKIPS=1: {len(skipped)} test(s) skipped: "
-          + "; ".join(str(r.longrepr[-1]) if isinstance(r.longrepr, tuple) else r.nodeid for r in skipped[:5]))
+    print(
+      f"\nTOKENSIFT_NO_SKIPS=1: {len(skipped)} test(s) skipped: "
+      + "; ".join(str(r.longrepr[-1]) if isinstance(r.longrepr, tuple) else r.nodeid for r in skipped[:5])
+    )
     session.exitstatus = 1

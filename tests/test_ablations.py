@@ -1,6 +1,7 @@
 """The ablation data path: compact vocabulary, packing (tokens, reference losses and noise labels stay aligned),
 and the unigram level, on hand-made cases; training on the core: runs side by side, and a stopped run resumed
 from its checkpoint gives the same curves."""
+
 import math
 
 import numpy as np
@@ -16,8 +17,10 @@ def test_compact_vocab_most_frequent_first_then_oov():
 
 
 def test_pack_keeps_labels_aligned():
-  docs = [{"tokens": [10, 11, 12], "ref_losses": [1.0, 2.0, 3.0], "noise": [0, 1, 0]},
-          {"tokens": [13, 99], "ref_losses": [4.0, 5.0], "noise": [1, 1]}]
+  docs = [
+    {"tokens": [10, 11, 12], "ref_losses": [1.0, 2.0, 3.0], "noise": [0, 1, 0]},
+    {"tokens": [13, 99], "ref_losses": [4.0, 5.0], "noise": [1, 1]},
+  ]
   mapping = {10: 3, 11: 4, 12: 5, 13: 6}
   rows = ab.pack(docs, mapping, seq_len=4)
   # stream: 3 4 5 SEP 6 OOV SEP + padding, rows of 5 overlapping by one (inputs/targets)
@@ -54,10 +57,11 @@ def test_untied_output_projection_adds_one_hidden_by_vocab_matrix():
 
 def _docs(texts, tokenizer):
   from tokensift.pipeline.evidence_stages import _tokenize
+
   out = []
   for t in texts:
     ids, noise, ends = _tokenize(tokenizer, t, 24, [])
-    out.append({"tokens": ids, "ref_losses": [1.0] * len(ids), "noise": noise, "ends": ends, "text": t[:ends[-1]]})
+    out.append({"tokens": ids, "ref_losses": [1.0] * len(ids), "noise": noise, "ends": ends, "text": t[: ends[-1]]})
   return out
 
 
@@ -66,17 +70,35 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget(tmp_path):
   what each model saw (token positions, epochs per data set) and the setup the report prints."""
   from tokensift.core import docs
   from tokensift.tasks import vocabularies
+
   tok = vocabularies.smollm2().tokenizer
   inp = docs.DocumentInput(task="c4_en_raw", split="train").validate()
   texts = [d.text for d in docs.documents_only(inp.rows(docs.ShardSpec()), docs.ReadReport())][:24]
   data = {"contaminated": _docs(texts[:16], tok), "random": _docs(texts[:8], tok)}
   val = _docs(texts[16:], tok)
-  kw = dict(seeds=2, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1, seq_len=32,
-            batch_size=4, steps=4, eval_every=2, warmup_steps=1, max_vocab=128,
-            runs=("clm_contaminated", "clm_random"))
+  kw = dict(
+    seeds=2,
+    hidden_size=16,
+    intermediate_size=32,
+    num_layers=1,
+    num_heads=2,
+    num_kv_heads=1,
+    seq_len=32,
+    batch_size=4,
+    steps=4,
+    eval_every=2,
+    warmup_steps=1,
+    max_vocab=128,
+    runs=("clm_contaminated", "clm_random"),
+  )
   with pytest.raises(ValueError, match="needs each document's 'text'"):
-    ab.run_ablations(ab.AblationConfig(**kw), {"contaminated": [{"tokens": [5], "ref_losses": [1.0], "noise": [0]}]},
-                     val, tmp_path / "bad", log=lambda *a: None)
+    ab.run_ablations(
+      ab.AblationConfig(**kw),
+      {"contaminated": [{"tokens": [5], "ref_losses": [1.0], "noise": [0]}]},
+      val,
+      tmp_path / "bad",
+      log=lambda *a: None,
+    )
   one = ab.run_ablations(ab.AblationConfig(workers=1, **kw), data, val, tmp_path / "one", log=lambda *a: None)
   two = ab.run_ablations(ab.AblationConfig(workers=2, **kw), data, val, tmp_path / "two", log=lambda *a: None)
   assert list(two["runs"]) == ["clm_contaminated", "clm_random"]
@@ -97,6 +119,7 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget(tmp_path):
   # what the printed table and the report say about it
   from tokensift.pipeline import evidence
   from tokensift.pipeline.report import ablation_sections as report_ablations
+
   table = evidence.ablation_table(one)
   assert [r["final_by_seed"] for r in table["rows"]] == [r["final_val_ce"] for r in one["runs"].values()]
   text = evidence.format_evidence(None, table)
@@ -112,6 +135,7 @@ def c4_char_rows():
   characters) and of held-out ones, in the compact vocabulary."""
   from tokensift.core import docs
   from tokensift.tasks import vocabularies
+
   tok = vocabularies.smollm2().tokenizer
   inp = docs.DocumentInput(task="c4_en_raw", split="train").validate()
   texts = [d.text for d in docs.documents_only(inp.rows(docs.ShardSpec()), docs.ReadReport())][:12]
@@ -128,14 +152,28 @@ def test_a_stopped_run_resumes_from_its_checkpoint_with_the_same_curves(tmp_path
   step 2 and logs exactly the losses, validation curves and SLM selection counts of an uninterrupted run; a
   finished run reruns nothing; a directory of a run on other rows is refused."""
   from tokensift.trainer.metrics import read_metrics
+
   rows, val = c4_char_rows
-  cfg = ab.AblationConfig(seeds=2, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
-                          seq_len=16, batch_size=4, steps=6, eval_every=2, warmup_steps=1, max_vocab=64)
+  cfg = ab.AblationConfig(
+    seeds=2,
+    hidden_size=16,
+    intermediate_size=32,
+    num_layers=1,
+    num_heads=2,
+    num_kv_heads=1,
+    seq_len=16,
+    batch_size=4,
+    steps=6,
+    eval_every=2,
+    warmup_steps=1,
+    max_vocab=64,
+  )
   steps = ab.AblationSteps(cfg, vocab=64)
   straight = steps.train("slm", rows, val, [0, 1], tmp_path / "a")
   stopped = steps.train("slm", rows, val, [0, 1], tmp_path / "b", stop_at=3)
-  assert [c["step"] for c in stopped["curve"]] == [2] and sorted(p.name for p in (tmp_path / "b" / "checkpoints")
-                                                                 .iterdir() if p.name.isdigit()) == ["2"]
+  assert [c["step"] for c in stopped["curve"]] == [2] and sorted(
+    p.name for p in (tmp_path / "b" / "checkpoints").iterdir() if p.name.isdigit()
+  ) == ["2"]
   resumed = steps.train("slm", rows, val, [0, 1], tmp_path / "b")
   assert resumed == straight
   assert read_metrics(tmp_path / "b") == read_metrics(tmp_path / "a")
@@ -172,8 +210,9 @@ def test_real_tokenizer_offsets_cover_the_text():
   character of what the reference model scored (C4 text with non-ASCII characters)."""
   from tokensift.pipeline.evidence_stages import _tokenize
   from tokensift.tasks import vocabularies
+
   text = "Café au lait — 3€ only! 日本語 too.\nNext line"
-  ids, noise, ends = _tokenize(vocabularies.smollm2().tokenizer, text, 10 ** 6, [(5, 12, "x")])
+  ids, noise, ends = _tokenize(vocabularies.smollm2().tokenizer, text, 10**6, [(5, 12, "x")])
   assert len(ids) == len(noise) == len(ends) and ends[-1] == len(text) and ends == sorted(ends)
   c = ab.to_chars({"text": text, "ends": ends, "ref_losses": [1.0] * len(ids), "noise": noise})
   assert "".join(map(chr, c["tokens"])) == text and sum(c["ref_losses"]) == pytest.approx(len(ids))

@@ -1,5 +1,6 @@
 """Real SmolLM2-135M-Instruct (GGUF): tokensift's P("yes") equals HF transformers' (PyTorch, same GGUF, test
 only) for the same chat-templated prompt, on C4 sample documents including ones longer than the context."""
+
 import gzip
 import json
 
@@ -30,6 +31,7 @@ def test_p_yes_matches_hf_transformers(c4_docs):
   assert ours[2].truncated and not ours[0].truncated
 
   from transformers import AutoModelForCausalLM, AutoTokenizer
+
   gguf = paths.smollm2_gguf()
   hf_tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
   hf = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
@@ -37,8 +39,9 @@ def test_p_yes_matches_hf_transformers(c4_docs):
   assert [yes, no] == [[scorer.answers.yes], [scorer.answers.no]]
   for doc, rec in zip(c4_docs, ours):
     prompt = ap.prompt_ids(doc, scorer.tokenizer, scorer.fmt)
-    ids = hf_tok.apply_chat_template([{"role": "user", "content": ap.build_prompt(prompt.text)}],
-                                     add_generation_prompt=True, tokenize=True)
+    ids = hf_tok.apply_chat_template(
+      [{"role": "user", "content": ap.build_prompt(prompt.text)}], add_generation_prompt=True, tokenize=True
+    )
     ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     assert ids == prompt.ids and len(ids) == rec.tokens <= MAX_LENGTH  # HF builds the same input
     with torch.no_grad():

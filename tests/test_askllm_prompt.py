@@ -1,4 +1,5 @@
 """ASK-LLM prompt: verbatim text, token-accurate truncation on real C4 documents, chat template, answer ids."""
+
 import functools
 import gzip
 import json

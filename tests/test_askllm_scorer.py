@@ -1,5 +1,6 @@
 """ASK-LLM scorer: bucketing plan, and scores invariant (<= 1e-5) to devices/mesh, batch size and bucketing,
 equal to an unpadded full forward, for tiny random decoder-only and encoder-decoder scorers."""
+
 import functools
 import gzip
 import json
@@ -77,14 +78,23 @@ def _mesh(kind):
   return partitioning.make_mesh(partitioning.MeshConfig(data=4, model=2))
 
 
-LLAMA = llama.LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                          num_kv_heads=2, init_std=0.3, tie_word_embeddings=False)
+LLAMA = llama.LlamaConfig(
+  vocab_size=49152,
+  hidden_size=32,
+  intermediate_size=64,
+  num_layers=2,
+  num_heads=4,
+  num_kv_heads=2,
+  init_std=0.3,
+  tie_word_embeddings=False,
+)
 
 
 def random_params(module, *init_args, std, seed=0):
   """Random params in ``module``'s tree, drawn with numpy (eager jax init compiles every random op: ~10 s);
   norm scales are ones as in a fresh model."""
   import flax.linen as nn
+
   shapes = jax.eval_shape(lambda: nn.unbox(module.init(jax.random.PRNGKey(0), *init_args)["params"]))
   rng = np.random.default_rng(seed)
 
@@ -122,9 +132,11 @@ def test_decoder_only_invariant_to_mesh_batch_and_buckets(smol_tok, docs):
   a = ap.answer_ids(tok)
   params["lm_head"]["kernel"] = _sharpen(params["lm_head"]["kernel"], {*a.yes_variants, *a.no_variants}, 8.0)
   module = llama.Llama(LLAMA)
-  settings = [("1", sc.BatchConfig(max_batch=1, buckets=(128,))),
-              ("8", sc.BatchConfig(max_batch=8, buckets=(64, 128))),
-              ("1", sc.BatchConfig(max_batch=4, buckets=(96, 128)))]
+  settings = [
+    ("1", sc.BatchConfig(max_batch=1, buckets=(128,))),
+    ("8", sc.BatchConfig(max_batch=8, buckets=(64, 128))),
+    ("1", sc.BatchConfig(max_batch=4, buckets=(96, 128))),
+  ]
   results = []
   for mesh_kind, bcfg in settings:
     scorer = sc.AskLlmScorer("decoder_only", module, params, tok, fmt, mesh=_mesh(mesh_kind), batch=bcfg)
@@ -148,17 +160,21 @@ def test_decoder_only_invariant_to_mesh_batch_and_buckets(smol_tok, docs):
 def test_encoder_decoder_invariant_and_equal_to_full_forward(data_dir, docs):
   tok = ap.SentencePiecePromptTokenizer.from_file(str(data_dir / "tokenizers/c4-32768.model"))
   fmt = ap.ChatFormat(max_length=128, append_eos=True)
-  cfg = t5.T5Config(vocab_size=32768, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=2,
-                    num_decoder_layers=2)
+  cfg = t5.T5Config(
+    vocab_size=32768, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=2, num_decoder_layers=2
+  )
   module = t5.T5(cfg)
   ex = jnp.ones((1, 8), jnp.int32)
   params = random_params(module, ex, ex, std=1.0)  # a far-from-uniform random scorer
   a = ap.answer_ids(tok)
   runs = []
-  for mesh_kind, bcfg in [("1", sc.BatchConfig(max_batch=1, buckets=(128,))),
-                          ("8", sc.BatchConfig(max_batch=8, buckets=(32, 128)))]:
-    scorer = sc.AskLlmScorer("encoder_decoder", module, params, tok, fmt, mesh=_mesh(mesh_kind), batch=bcfg,
-                             variants=False)
+  for mesh_kind, bcfg in [
+    ("1", sc.BatchConfig(max_batch=1, buckets=(128,))),
+    ("8", sc.BatchConfig(max_batch=8, buckets=(32, 128))),
+  ]:
+    scorer = sc.AskLlmScorer(
+      "encoder_decoder", module, params, tok, fmt, mesh=_mesh(mesh_kind), batch=bcfg, variants=False
+    )
     recs = scorer.score(docs)
     assert recs[0].logp_yes_variants is None
     runs.append(np.array([[r.logp_yes, r.logp_no] for r in recs]))

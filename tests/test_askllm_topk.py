@@ -1,4 +1,5 @@
 """Top-k selection by score: rates, ties, unranked records, duplicate ids, unfinished score jobs."""
+
 import json
 import math
 
@@ -9,8 +10,14 @@ from tokensift.selection import topk, variants
 
 
 def test_rank_ties_nan_and_duplicates():
-  recs = [{"id": "b", "score": 0.5}, {"id": "a", "score": 0.5}, {"id": "c", "score": 0.9},
-          {"id": "d", "score": float("nan")}, {"id": "e"}, {"id": "f", "score": 0.1}]
+  recs = [
+    {"id": "b", "score": 0.5},
+    {"id": "a", "score": 0.5},
+    {"id": "c", "score": 0.9},
+    {"id": "d", "score": float("nan")},
+    {"id": "e"},
+    {"id": "f", "score": 0.1},
+  ]
   ids, unranked = topk.rank(recs)
   assert ids == ["c", "a", "b", "f"] and unranked == 2
   sel = topk.top_k(recs, 50)
@@ -35,12 +42,14 @@ def _fake_scores(batch):  # a deterministic stand-in for the model in this unit 
 
 def test_score_dir_shards_files_and_lists(tmp_path):
   out = tmp_path / "scores"
-  jobs.run_sharded(name="score", out_dir=out, rows=_score_rows(30), process=_fake_scores,
-                   shard=jobs.ShardSpec(0, 2), progress=False)
+  jobs.run_sharded(
+    name="score", out_dir=out, rows=_score_rows(30), process=_fake_scores, shard=jobs.ShardSpec(0, 2), progress=False
+  )
   with pytest.raises(ValueError, match=r"shards \[1\] of 2"):
     topk.load_score_records(out)
-  jobs.run_sharded(name="score", out_dir=out, rows=_score_rows(30), process=_fake_scores,
-                   shard=jobs.ShardSpec(1, 2), progress=False)
+  jobs.run_sharded(
+    name="score", out_dir=out, rows=_score_rows(30), process=_fake_scores, shard=jobs.ShardSpec(1, 2), progress=False
+  )
   recs = topk.load_score_records(out)
   assert len(recs) == 30
   written = topk.write_topk_lists(out, [10, 20.5])

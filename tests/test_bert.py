@@ -1,5 +1,6 @@
 """BERT encoder: parity with HF transformers on a random tiny config, the real all-MiniLM-L6-v2 against
 sentence-transformers on 50 real C4 documents, and bad checkpoints."""
+
 import gzip
 import json
 import shutil
@@ -21,9 +22,18 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 @pytest.fixture(scope="module")
 def hf_bert(tmp_path_factory):
   path = tmp_path_factory.mktemp("hf_bert")
-  cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                intermediate_size=64, max_position_embeddings=40, type_vocab_size=2,
-                                hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+  cfg = transformers.BertConfig(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=40,
+    type_vocab_size=2,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+  )
   model = transformers.BertModel(cfg, add_pooling_layer=True).eval()
   torch.manual_seed(0)
   with torch.no_grad():
@@ -36,8 +46,9 @@ def hf_bert(tmp_path_factory):
 def test_hf_parity_fp32(hf_bert):
   path, model = hf_bert
   loaded = bert_loader.load_bert(path)
-  assert loaded.config == BertConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4,
-                                     intermediate_size=64, max_position_embeddings=40)
+  assert loaded.config == BertConfig(
+    vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=40
+  )
   rng = np.random.default_rng(0)
   ids = rng.integers(1, 100, (3, 17))
   mask = np.ones_like(ids)
@@ -46,8 +57,9 @@ def test_hf_parity_fp32(hf_bert):
   ids[mask == 0] = 0
   types = rng.integers(0, 2, ids.shape)
   with torch.no_grad():
-    ref = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                token_type_ids=torch.tensor(types)).last_hidden_state.numpy()
+    ref = model(
+      input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(types)
+    ).last_hidden_state.numpy()
   out = np.asarray(loaded.module.apply({"params": loaded.params}, ids, mask, types))
   assert np.abs(out - ref).max() <= 1e-4, np.abs(out - ref).max()
   # sentence embeddings (token type 0) = mask-weighted mean of the states, unit length
@@ -112,8 +124,9 @@ def test_bad_checkpoints(hf_bert, tmp_path):
   with pytest.raises(CheckpointError, match=r"unexpected tensors: unexpected/encoder\.layer\.0\.adapter\.weight"):
     bert_loader.load_bert(variant("extra", lambda sd: sd.update({"encoder.layer.0.adapter.weight": torch.ones(2)})))
   with pytest.raises(CheckpointError, match=r"embeddings/word_embeddings: expected \(100, 32\), got \(99, 32\)"):
-    bert_loader.load_bert(variant("shape", lambda sd: sd.update(
-        {"embeddings.word_embeddings.weight": torch.zeros(99, 32)})))
+    bert_loader.load_bert(
+      variant("shape", lambda sd: sd.update({"embeddings.word_embeddings.weight": torch.zeros(99, 32)}))
+    )
   with pytest.raises(CheckpointError, match=r"unknown architecture model_type='roberta'"):
     bert_loader.load_bert(variant("arch", edit_config=lambda c: c.update(model_type="roberta")))
   with pytest.raises(FileNotFoundError, match="no config.json"):

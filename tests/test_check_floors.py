@@ -1,5 +1,6 @@
 """scripts/check_floors.py: a floor is honest when every tested environment installs it or newer and one of them
 installs that very release; the repository's own floors hold in this environment."""
+
 import importlib.util
 import sys
 
@@ -27,9 +28,14 @@ def test_covers_is_the_floors_release_to_its_precision():
 
 def test_findings_name_a_floor_above_an_environment_and_one_below_every_tested_version():
   cf = _module()
-  reqs = [(Requirement("jax>=0.4.30"), True), (Requirement("flax>=0.12.12"), True),
-          (Requirement("optax>=0.2.8"), True), (Requirement("absent-pkg>=1"), True),
-          (Requirement("hypothesis>=6"), False), (Requirement("torch==2.13.0; python_version < '3.0'"), False)]
+  reqs = [
+    (Requirement("jax>=0.4.30"), True),
+    (Requirement("flax>=0.12.12"), True),
+    (Requirement("optax>=0.2.8"), True),
+    (Requirement("absent-pkg>=1"), True),
+    (Requirement("hypothesis>=6"), False),
+    (Requirement("torch==2.13.0; python_version < '3.0'"), False),
+  ]
   here = {"jax": "0.10.2", "flax": "0.12.8", "optax": "0.2.8"}
   other = {"jax": "0.12.0.1", "flax": "0.12.12", "optax": "0.2.8"}
   findings, notes = cf.check(reqs, here, [here, other])
@@ -46,7 +52,8 @@ def test_findings_name_a_floor_above_an_environment_and_one_below_every_tested_v
 
 def test_the_repositorys_floors_hold_here():
   cf = _module()
-  findings, _ = cf.check(cf.requirements(), cf.installed_versions(cf.requirements()),
-                         [cf.installed_versions(cf.requirements())])
+  findings, _ = cf.check(
+    cf.requirements(), cf.installed_versions(cf.requirements()), [cf.installed_versions(cf.requirements())]
+  )
   assert findings == [], findings
   assert sys.version_info >= (3, 11)

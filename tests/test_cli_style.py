@@ -1,5 +1,6 @@
 """One CLI style across subcommands: defaults in --help, the same flag for the same idea, user errors as one
 line (gin syntax errors included), and a quiet start-up unless --verbose."""
+
 import argparse
 import os
 import subprocess
@@ -21,14 +22,14 @@ def _options(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 # idea -> (the one spelling, spellings that must not exist in any subcommand)
 SAME_IDEA = {
-    "where the command writes": ("--out", ("--out_dir", "--output", "--output_dir", "--output_path")),
-    "tokens per model batch": ("--tokens_per_batch", ("--batch_tokens", "--max_tokens_per_batch")),
-    "rows per model batch": ("--max_batch", ("--batch_size", "--max_batch_size")),
-    "device mesh": ("--mesh_data", ("--mesh", "--data_parallel", "--mesh_shape")),
-    "tokenizer override": ("--vocab", ("--tokenizer", "--vocabulary")),
-    "progress bars off": ("--no_progress", ("--quiet", "--progress", "--no_bar")),
-    "document id field": ("--id_field", ("--id_from", "--id_key", "--id")),
-    "SLM ratio": ("--slm_ratio", ("--ratio", "--selection_ratio")),
+  "where the command writes": ("--out", ("--out_dir", "--output", "--output_dir", "--output_path")),
+  "tokens per model batch": ("--tokens_per_batch", ("--batch_tokens", "--max_tokens_per_batch")),
+  "rows per model batch": ("--max_batch", ("--batch_size", "--max_batch_size")),
+  "device mesh": ("--mesh_data", ("--mesh", "--data_parallel", "--mesh_shape")),
+  "tokenizer override": ("--vocab", ("--tokenizer", "--vocabulary")),
+  "progress bars off": ("--no_progress", ("--quiet", "--progress", "--no_bar")),
+  "document id field": ("--id_field", ("--id_from", "--id_key", "--id")),
+  "SLM ratio": ("--slm_ratio", ("--ratio", "--selection_ratio")),
 }
 
 
@@ -56,10 +57,12 @@ def test_argparse_lives_only_in_the_cli_package():
   roots = ["refine", "selection", "rho1", "trainer", "models", "tasks", "tokensift"]
   files = [f for r in roots for f in (ROOT / r).rglob("*.py") if "cli" not in f.relative_to(ROOT).parts]
   assert len(files) > 50
-  offenders = [str(f.relative_to(ROOT)) for f in files
-               if "import argparse" in f.read_text() or ".add_argument(" in f.read_text()]
+  offenders = [
+    str(f.relative_to(ROOT)) for f in files if "import argparse" in f.read_text() or ".add_argument(" in f.read_text()
+  ]
   assert not offenders, f"argparse outside tokensift/cli: {offenders}"
   from tokensift.cli import COMMAND_MODULES
+
   assert all(m.__name__.startswith("tokensift.cli.") for m in COMMAND_MODULES)
   for flag in ("--no_progress", "--distributed", "--runner", "--mesh_data", "--input", "--gin_file"):
     defined = [f.name for f in (ROOT / "tokensift" / "cli").glob("*.py") if f'"{flag}"' in f.read_text()]
@@ -92,8 +95,10 @@ def test_help_shows_every_default(name):
 
 def test_gin_syntax_error_in_pipeline_is_one_line(tmp_path, capsys):
   bad = tmp_path / "bad.gin"
-  bad.write_text("from __gin__ import dynamic_registration\nfrom tokensift.pipeline import config\n"
-                 "config.CorpusConfig.max_docs = 4\nconfig.LMConfig.seq_len = (1,\n")
+  bad.write_text(
+    "from __gin__ import dynamic_registration\nfrom tokensift.pipeline import config\n"
+    "config.CorpusConfig.max_docs = 4\nconfig.LMConfig.seq_len = (1,\n"
+  )
   rc = cli.main(["pipeline", "--run_dir", str(tmp_path / "run"), "--gin_file", str(bad)])
   err = capsys.readouterr().err.strip().splitlines()
   assert rc == 2 and len(err) == 1, err
@@ -110,8 +115,9 @@ def test_gin_syntax_error_in_pipeline_is_one_line(tmp_path, capsys):
 
 def _tokensift(*args, cwd=ROOT):
   env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
-  return subprocess.run([sys.executable, "-m", "tokensift.cli", *args], cwd=cwd, env=env, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "tokensift.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+  )
 
 
 BANNER = ("cuInit", "oneDNN", "cuda drivers", "absl::InitializeLog")
@@ -140,6 +146,7 @@ def test_default_start_up_is_quiet_and_verbose_restores_it():
 def test_quiet_drops_start_up_notices_but_keeps_user_warnings(caplog):
   from absl import logging as absl_logging
   from tokensift.core import quiet
+
   quiet.silence_logging_env()
   with caplog.at_level("WARNING", logger="absl"):
     absl_logging.warning("T5 library uses PAD_ID=0, which is different from the sentencepiece vocabulary")

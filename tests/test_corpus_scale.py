@@ -1,6 +1,7 @@
 """Corpus scale in miniature (DESIGN §11): shard i of n opens only its own input files (16 files; the TFDS C4
 sample), the n shards' outputs together equal the 1-shard output, killed-and-rerun shards are byte-identical, an
 in-memory fsspec file system for input and output, and every bad input gives one line or a counted skip."""
+
 import gzip
 import json
 import os
@@ -58,11 +59,12 @@ def corpus16(tmp_path_factory, data_dir):
   """16 input files of real documents: 12 JSON lines, 2 gzip JSON lines, 2 Parquet (3 row groups each)."""
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   d = tmp_path_factory.mktemp("corpus16")
   with gzip.open(data_dir / "c4/jsonl/c4-validation-sample-1000.json.gz") as f:
     rows = [json.loads(line) for line in f][:320]
   for k in range(16):
-    part = [{"text": r["text"], "url": r["url"]} for r in rows[k * 20:(k + 1) * 20]]
+    part = [{"text": r["text"], "url": r["url"]} for r in rows[k * 20 : (k + 1) * 20]]
     if k < 12:
       (d / f"part-{k:02d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     elif k < 14:
@@ -74,8 +76,16 @@ def corpus16(tmp_path_factory, data_dir):
 
 
 def _run(corpus, out, shard, **kw):
-  return jobs.run_sharded(name="t", out_dir=out, rows=docs.DocumentInput(files=(str(corpus / "part-*"),)),
-                          process=_process, shard=shard, piece_size=8, progress=False, **kw)
+  return jobs.run_sharded(
+    name="t",
+    out_dir=out,
+    rows=docs.DocumentInput(files=(str(corpus / "part-*"),)),
+    process=_process,
+    shard=shard,
+    piece_size=8,
+    progress=False,
+    **kw,
+  )
 
 
 @pytest.mark.parametrize("n", [4, 16, 40])
@@ -144,6 +154,7 @@ def test_16_files_killed_shard_rerun_is_byte_identical(corpus16, tmp_path, fmt):
 
 # ---------------------------------------------------------------------------------------- TFDS C4 sample
 
+
 def _c4_subset_dir(tmp_path, data_dir, keep):
   """A TFDS data dir whose c4/en/3.0.1 holds the metadata and only the train files ``keep`` (symlinks into the
   read-only sample): reading any other file fails, so a shard that succeeds opened only its own files."""
@@ -159,28 +170,42 @@ def _c4_subset_dir(tmp_path, data_dir, keep):
 @pytest.mark.parametrize("n,i", [(8, 3), (4, 1)])
 def test_c4_tfds_shard_reads_only_its_files(data_dir, tmp_path, n, i):
   from tokensift.tasks import sources
+
   own = set(range(i, 8, n))
-  source = sources.IdTfdsDataSource("c4/en:3.0.1", lambda: str(_c4_subset_dir(tmp_path, data_dir, own)),
-                                    splits=("train",))
+  source = sources.IdTfdsDataSource(
+    "c4/en:3.0.1", lambda: str(_c4_subset_dir(tmp_path, data_dir, own)), splits=("train",)
+  )
   ds = docs.source_dataset(source, "train", docs.ShardSpec(i, n))
   ids = [ex["id"].decode() for ex in ds.as_numpy_iterator()]
   assert len(ids) == 125 * len(own)  # the sample's train files hold 125 documents each
   assert {int(x.split("__")[0].split("-")[2]) for x in ids} == own
   # the same shard over the full directory gives the same documents
-  full = [ex["id"].decode() for ex in docs.source_dataset(sources.c4_source(), "train", docs.ShardSpec(i, n))
-          .as_numpy_iterator()]
+  full = [
+    ex["id"].decode()
+    for ex in docs.source_dataset(sources.c4_source(), "train", docs.ShardSpec(i, n)).as_numpy_iterator()
+  ]
   assert full == ids
 
 
 def test_c4_task_shards_union_and_killed_shard_rerun(tmp_path):
   inp = docs.DocumentInput(task="c4_en_raw", split="train")
-  whole = jobs.run_sharded(name="c4", out_dir=tmp_path / "one", rows=inp, process=_process, progress=False,
-                           piece_size=100)
+  whole = jobs.run_sharded(
+    name="c4", out_dir=tmp_path / "one", rows=inp, process=_process, progress=False, piece_size=100
+  )
   assert whole.stats["records"] == 1000
-  paths = [jobs.run_sharded(name="c4", out_dir=tmp_path / "four", rows=inp, process=_process, progress=False,
-                            shard=docs.ShardSpec(i, 4), piece_size=100).path for i in range(4)]
+  paths = [
+    jobs.run_sharded(
+      name="c4",
+      out_dir=tmp_path / "four",
+      rows=inp,
+      process=_process,
+      progress=False,
+      shard=docs.ShardSpec(i, 4),
+      piece_size=100,
+    ).path
+    for i in range(4)
+  ]
   assert _as_set(paths) == _as_set([whole.path])
-
 
   # shard 2 of 4 killed (SIGKILL) mid-way and rerun: byte-identical to the uninterrupted shard
   script = tmp_path / "job.py"
@@ -195,8 +220,15 @@ def test_c4_task_shards_union_and_killed_shard_rerun(tmp_path):
   proc.wait()
   assert 3 <= len(list(pieces.glob("piece-*.meta.json"))) < 25  # 250 documents in pieces of 10: killed mid-way
   subprocess.run([sys.executable, str(script), str(out)], check=True)
-  ref = jobs.run_sharded(name="c4", out_dir=tmp_path / "ref", rows=inp, process=_process, progress=False,
-                         shard=docs.ShardSpec(2, 4), piece_size=10)
+  ref = jobs.run_sharded(
+    name="c4",
+    out_dir=tmp_path / "ref",
+    rows=inp,
+    process=_process,
+    progress=False,
+    shard=docs.ShardSpec(2, 4),
+    piece_size=10,
+  )
   assert (out / "c4-00002-of-00004.jsonl").read_bytes() == ref.path.read_bytes()
 
 
@@ -214,21 +246,25 @@ C4_KILL_SCRIPT = textwrap.dedent("""
 
 # ---------------------------------------------------------------------------------------- memory://
 
+
 def test_memory_filesystem_input_and_output(monkeypatch):
   import fsspec
   import pyarrow as pa
   import pyarrow.parquet as pq
   from fsspec.implementations.memory import MemoryFileSystem
+
   fs = fsspec.filesystem("memory")
   root = "/scale-test"
   if fs.exists(root):
     fs.rm(root, recursive=True)
   for k in range(3):
-    fs.pipe(f"{root}/in/a-{k}.jsonl", "".join(json.dumps({"text": f"doc {k}-{j} " * 5}) + "\n"
-                                              for j in range(10)).encode())
+    fs.pipe(
+      f"{root}/in/a-{k}.jsonl", "".join(json.dumps({"text": f"doc {k}-{j} " * 5}) + "\n" for j in range(10)).encode()
+    )
   with fs.open(f"{root}/in/b.parquet", "wb") as f:
-    pq.write_table(pa.table({"id": [f"p{j}" for j in range(12)], "text": [f"parquet {j}" for j in range(12)]}), f,
-                   row_group_size=4)
+    pq.write_table(
+      pa.table({"id": [f"p{j}" for j in range(12)], "text": [f"parquet {j}" for j in range(12)]}), f, row_group_size=4
+    )
   opened = []
   real_open = MemoryFileSystem._open
 
@@ -238,15 +274,26 @@ def test_memory_filesystem_input_and_output(monkeypatch):
 
   monkeypatch.setattr(MemoryFileSystem, "_open", spy)
   inp = docs.DocumentInput(files=(f"memory://{root}/in/*",))
-  one = jobs.run_sharded(name="m", out_dir=f"memory://{root}/one", rows=inp, process=_process, progress=False,
-                         fmt="parquet", piece_size=5)
+  one = jobs.run_sharded(
+    name="m", out_dir=f"memory://{root}/one", rows=inp, process=_process, progress=False, fmt="parquet", piece_size=5
+  )
   assert one.path == f"memory://{root}/one/m-00000-of-00001.parquet" and one.stats["records"] == 42
   assert jobs.shard_files(f"memory://{root}/one", "m") == [one.path]
   outs = []
   for i in range(4):
     opened.clear()
-    outs.append(jobs.run_sharded(name="m", out_dir=f"memory://{root}/four", rows=inp, process=_process,
-                                 progress=False, fmt="parquet", piece_size=5, shard=docs.ShardSpec(i, 4)).path)
+    outs.append(
+      jobs.run_sharded(
+        name="m",
+        out_dir=f"memory://{root}/four",
+        rows=inp,
+        process=_process,
+        progress=False,
+        fmt="parquet",
+        piece_size=5,
+        shard=docs.ShardSpec(i, 4),
+      ).path
+    )
     inputs = sorted({p.rsplit("/", 1)[1] for p in opened if "/in/" in p})
     assert inputs == [["a-0.jsonl"], ["a-1.jsonl"], ["a-2.jsonl"], ["b.parquet"]][i]
   assert _as_set(outs) == _as_set([one.path])
@@ -261,10 +308,12 @@ def test_memory_filesystem_input_and_output(monkeypatch):
     return _process(batch)
 
   with pytest.raises(RuntimeError):
-    jobs.run_sharded(name="m", out_dir=f"memory://{root}/crash", rows=inp, process=crash, progress=False,
-                     fmt="parquet", piece_size=5)
-  again = jobs.run_sharded(name="m", out_dir=f"memory://{root}/crash", rows=inp, process=_process, progress=False,
-                           fmt="parquet", piece_size=5)
+    jobs.run_sharded(
+      name="m", out_dir=f"memory://{root}/crash", rows=inp, process=crash, progress=False, fmt="parquet", piece_size=5
+    )
+  again = jobs.run_sharded(
+    name="m", out_dir=f"memory://{root}/crash", rows=inp, process=_process, progress=False, fmt="parquet", piece_size=5
+  )
   assert again.resumed_pieces == 2
   assert fs.cat(f"{root}/crash/m-00000-of-00001.parquet") == fs.cat(f"{root}/one/m-00000-of-00001.parquet")
   fs.rm(root, recursive=True)
@@ -272,10 +321,11 @@ def test_memory_filesystem_input_and_output(monkeypatch):
 
 # ---------------------------------------------------------------------------------------- bad inputs
 
+
 def test_truncated_gzip_keeps_rows_before_the_cut_and_counts_the_error(tmp_path, capsys):
   lines = "".join(json.dumps({"id": f"d{i}", "text": f"document {i} " * 40}) + "\n" for i in range(200))
   data = gzip.compress(lines.encode())
-  (tmp_path / "cut.jsonl.gz").write_bytes(data[:len(data) // 2])
+  (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
   report = docs.ReadReport()
   got = [d.id for d in docs.documents_only(docs.file_rows(str(tmp_path / "cut.jsonl.gz")), report)]
   assert got and got == [f"d{i}" for i in range(len(got))] and len(got) < 200
@@ -297,8 +347,12 @@ def test_directory_as_input_is_a_one_line_error(tmp_path, capsys):
 
 def test_misspelled_task_leaves_nothing_behind(tmp_path, capsys):
   out = tmp_path / "out"
-  for cmd in (["score", "--task", "c4_en_rw", "--split", "validation"], ["embed", "--task", "c4_en_rw"],
-              ["refine", "--task", "c4_en_rw", "--split", "validation"], ["reference-losses", "--task", "c4_en_rw"]):
+  for cmd in (
+    ["score", "--task", "c4_en_rw", "--split", "validation"],
+    ["embed", "--task", "c4_en_rw"],
+    ["refine", "--task", "c4_en_rw", "--split", "validation"],
+    ["reference-losses", "--task", "c4_en_rw"],
+  ):
     assert cli.main([*cmd, "--out", str(out), "--no_progress"]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'c4_en_rw'" in err and len(err.strip().splitlines()) == 1
@@ -309,8 +363,21 @@ def test_misspelled_task_leaves_nothing_behind(tmp_path, capsys):
 
 def test_empty_input_writes_an_empty_file(tmp_path, capsys):
   (tmp_path / "empty.jsonl").write_text("")
-  assert cli.main(["refine", "--input", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "o"),
-                   "--no_progress", "--format", "parquet"]) == 0
+  assert (
+    cli.main(
+      [
+        "refine",
+        "--input",
+        str(tmp_path / "empty.jsonl"),
+        "--out",
+        str(tmp_path / "o"),
+        "--no_progress",
+        "--format",
+        "parquet",
+      ]
+    )
+    == 0
+  )
   assert jobs.read_records(tmp_path / "o" / "refine-00000-of-00001.parquet") == []
 
 
@@ -321,6 +388,7 @@ def test_second_run_of_a_locked_shard_is_a_one_line_error(tmp_path, capsys):
   holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
   try:
     import socket
+
     (out / "refine-00000-of-00001.lock").write_text(f"{socket.gethostname()} {holder.pid}")
     assert cli.main(["refine", "--input", str(tmp_path / "in.jsonl"), "--out", str(out), "--no_progress"]) == 2
     err = capsys.readouterr().err

@@ -2,6 +2,7 @@
 ``save_pretrained`` (single and sharded safetensors) and loaded by ``load_llama``; padded batches, full and
 last-token logits, cached greedy decoding against HF ``generate``, bfloat16, sliding windows shorter than the
 sequence, unsupported variants refused naming the field. Token ids come from real C4 text."""
+
 import json
 import shutil
 
@@ -20,17 +21,39 @@ transformers = pytest.importorskip("transformers")
 from test_llama import VOCAB, c4_token_rows, hf_logits, jitted_apply  # noqa: E402
 
 WINDOW = 5  # shorter than every test sequence, so sliding-window layers really drop keys
-COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=128, initializer_range=0.2,
-              pad_token_id=0, bos_token_id=None, eos_token_id=None)
+COMMON = dict(
+  vocab_size=VOCAB,
+  hidden_size=32,
+  intermediate_size=40,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+  num_key_value_heads=2,
+  rms_norm_eps=1e-6,
+  max_position_embeddings=128,
+  initializer_range=0.2,
+  pad_token_id=0,
+  bos_token_id=None,
+  eos_token_id=None,
+)
 FAMILIES = {
-    "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=WINDOW, rope_theta=2000.0)),
-    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(use_sliding_window=True, sliding_window=WINDOW,
-                                                      max_window_layers=1, tie_word_embeddings=True)),
-    "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(head_dim=16, hidden_act="gelu_pytorch_tanh")),
-    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", dict(head_dim=16, sliding_window=WINDOW,
-                                                         query_pre_attn_scalar=24, attn_logit_softcapping=2.0,
-                                                         final_logit_softcapping=3.0)),
+  "mistral": ("MistralConfig", "MistralForCausalLM", dict(sliding_window=WINDOW, rope_theta=2000.0)),
+  "qwen2": (
+    "Qwen2Config",
+    "Qwen2ForCausalLM",
+    dict(use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1, tie_word_embeddings=True),
+  ),
+  "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(head_dim=16, hidden_act="gelu_pytorch_tanh")),
+  "gemma2": (
+    "Gemma2Config",
+    "Gemma2ForCausalLM",
+    dict(
+      head_dim=16,
+      sliding_window=WINDOW,
+      query_pre_attn_scalar=24,
+      attn_logit_softcapping=2.0,
+      final_logit_softcapping=3.0,
+    ),
+  ),
 }
 
 
@@ -72,8 +95,10 @@ def test_config_switches_follow_the_family(family_model):
   assert cfg.norm_offset_one == cfg.scale_embeddings == family.startswith("gemma")
   assert cfg.sandwich_norms == (family == "gemma2")
   sliding = [cfg.is_sliding(i) for i in range(cfg.num_layers)]
-  assert sliding == {"mistral": [True, True], "qwen2": [False, True], "gemma": [False, False],
-                     "gemma2": [True, False]}[family]
+  assert (
+    sliding
+    == {"mistral": [True, True], "qwen2": [False, True], "gemma": [False, False], "gemma2": [True, False]}[family]
+  )
   assert cfg.tie_word_embeddings == model.config.tie_word_embeddings
 
 
@@ -103,6 +128,7 @@ def test_sliding_window_is_honoured_beyond_the_window(family_model, data_dir):
     return
   import dataclasses
   from tokensift.models.llama import Llama
+
   tokens, _, _ = _padded_batch(data_dir)
   windowed = np.asarray(jitted_apply(loaded.module)(loaded.params, tokens[:1]))
   full_cfg = dataclasses.replace(loaded.config, sliding_window=None, layer_types=None)
@@ -119,9 +145,15 @@ def test_cached_greedy_decoding_matches_hf_generate(family_model, data_dir):
   ours = greedy_generate(loaded.module, loaded.params, prompts, max_new_tokens=8, eos_id=None)
   for prompt, got in zip(prompts, ours):
     with torch.no_grad():
-      out = model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None,
-                           pad_token_id=0, attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
-    assert got == out[0, len(prompt):].tolist(), family  # 9 + 8 tokens > WINDOW: the cache honours the window
+      out = model.generate(
+        torch.tensor([prompt]),
+        max_new_tokens=8,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+      )
+    assert got == out[0, len(prompt) :].tolist(), family  # 9 + 8 tokens > WINDOW: the cache honours the window
 
 
 def test_bfloat16_tracks_hf_fp32(family_model, data_dir):
@@ -146,8 +178,11 @@ def test_sharded_safetensors_and_export_round_trip(family_model, tmp_path):
   assert len(list(sharded_dir.glob("model-*.safetensors"))) > 1
   jax.tree.map(np.testing.assert_array_equal, load_llama(sharded_dir).params, single.params)
   exported = hf_state_dict(single.config, single.params)
-  reference = {k: v.numpy() for k, v in model.state_dict().items()
-               if not (k == "lm_head.weight" and single.config.tie_word_embeddings)}
+  reference = {
+    k: v.numpy()
+    for k, v in model.state_dict().items()
+    if not (k == "lm_head.weight" and single.config.tie_word_embeddings)
+  }
   assert exported.keys() == reference.keys()
   for name, value in exported.items():
     np.testing.assert_array_equal(value, reference[name], err_msg=name)
@@ -158,20 +193,24 @@ def test_sharded_safetensors_and_export_round_trip(family_model, tmp_path):
 
 
 UNSUPPORTED = {
-    # family: (config.json edit, the field the error must name)
-    "mistral": ({"attention_bias": True}, "attention_bias=true"),
-    "qwen2": ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
-    "gemma": ({"hidden_act": "relu"}, "hidden_act='relu'"),
-    "gemma2": ({"use_bidirectional_attention": True}, "use_bidirectional_attention=true"),
+  # family: (config.json edit, the field the error must name)
+  "mistral": ({"attention_bias": True}, "attention_bias=true"),
+  "qwen2": ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
+  "gemma": ({"hidden_act": "relu"}, "hidden_act='relu'"),
+  "gemma2": ({"use_bidirectional_attention": True}, "use_bidirectional_attention=true"),
 }
 
 
 def test_unsupported_variants_are_refused_naming_the_field(family_model, tmp_path):
   family, _, directory = family_model
-  for edit, field in [({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}},
-                       "rope_parameters.rope_type='linear'"),
-                      ({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type='yarn'"),
-                      UNSUPPORTED[family]]:
+  for edit, field in [
+    (
+      {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}},
+      "rope_parameters.rope_type='linear'",
+    ),
+    ({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type='yarn'"),
+    UNSUPPORTED[family],
+  ]:
     bad = tmp_path / "bad"
     shutil.rmtree(bad, ignore_errors=True)
     shutil.copytree(directory, bad)
@@ -209,9 +248,9 @@ def test_sharded_mesh_and_packing(family_model, data_dir):
   if family == "gemma2":
     assert set(layer) >= {"post_attention_norm", "post_mlp_norm"}
   sharded = partitioning.jit_apply(lm.module, mesh, shardings)(
-      params, jax.device_put(tokens, partitioning.batch_sharding(mesh)))
-  np.testing.assert_allclose(np.asarray(sharded), np.asarray(jitted_apply(lm.module)(lm.params, tokens)),
-                             atol=1e-5)
+    params, jax.device_put(tokens, partitioning.batch_sharding(mesh))
+  )
+  np.testing.assert_allclose(np.asarray(sharded), np.asarray(jitted_apply(lm.module)(lm.params, tokens)), atol=1e-5)
 
   a, b = tokens[0, :10], tokens[1, :9]
   packed = np.concatenate([a, b, np.zeros(1, np.int32)])[None]
@@ -236,11 +275,13 @@ def test_embedded_trainer_slm_steps_on_gemma2(tmp_path, data_dir):
   lm = load_llama(tmp_path)
   mesh = partitioning.make_mesh(partitioning.MeshConfig(data=4, model=2))
   rows = c4_token_rows(data_dir, 8, 17, offset=100)
-  batch = {"decoder_input_tokens": rows[:, :-1], "decoder_target_tokens": rows[:, 1:],
-           "decoder_loss_weights": np.ones((8, 16), np.int32),
-           "decoder_ref_losses": np.full((8, 16), 2.0, np.float32)}
-  steps = Steps(lm.module, LossConfig(kind="slm", slm_ratio=0.6), optax.adam(3e-3), optax.constant_schedule(3e-3),
-                mesh)
+  batch = {
+    "decoder_input_tokens": rows[:, :-1],
+    "decoder_target_tokens": rows[:, 1:],
+    "decoder_loss_weights": np.ones((8, 16), np.int32),
+    "decoder_ref_losses": np.full((8, 16), 2.0, np.float32),
+  }
+  steps = Steps(lm.module, LossConfig(kind="slm", slm_ratio=0.6), optax.adam(3e-3), optax.constant_schedule(3e-3), mesh)
   state = steps.init_state(8, {"targets": 16})
   state["params"] = partitioning.place_params(lm.params, jax.tree.map(lambda x: x.sharding, state["params"]))
   device_batch = steps.put_batch(batch)
@@ -253,6 +294,7 @@ def test_embedded_trainer_slm_steps_on_gemma2(tmp_path, data_dir):
 
 def test_family_config_fields_are_validated():
   from tokensift.models.llama import LlamaConfig
+
   base = dict(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=2, num_heads=2, num_kv_heads=1)
   with pytest.raises(ValueError, match="layer_types has 3 entries for num_layers=2"):
     LlamaConfig(**base, sliding_window=4, layer_types=["full_attention"] * 3)

@@ -2,6 +2,7 @@
 directory whose chat template is the checkpoint's own (``tokenizer_config.json`` string, list form, or
 ``chat_template.jinja``), scores equal to HF transformers' log-probabilities on the same prompt ids, and the Rho-1
 reference scorer (``reference-losses``) equal to HF's per-token losses. SmolLM2's real tokenizer, real C4 text."""
+
 import gzip
 import json
 import shutil
@@ -21,21 +22,27 @@ from test_decoder_families import save_hf_family  # noqa: E402
 SMOL_VOCAB = 49152
 # Family-style templates, structured as the families' checkpoints ship them (BOS written by the template for
 # Gemma and Mistral, ChatML with a default system turn for Qwen2/2.5).
-GEMMA = ("{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-         "{% endif %}{% for message in messages %}<start_of_turn>"
-         "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n{{ message['content'] | trim }}"
-         "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
-QWEN = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You "
-        "are a helpful assistant.<|im_end|>\n{% endif %}{% for message in messages %}<|im_start|>{{ message['role'] }}"
-        "\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-        "{% endif %}")
-MISTRAL = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
-           "{{ message['content'] }} [/INST]{% else %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+GEMMA = (
+  "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+  "{% endif %}{% for message in messages %}<start_of_turn>"
+  "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n{{ message['content'] | trim }}"
+  "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+QWEN = (
+  "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You "
+  "are a helpful assistant.<|im_end|>\n{% endif %}{% for message in messages %}<|im_start|>{{ message['role'] }}"
+  "\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+  "{% endif %}"
+)
+MISTRAL = (
+  "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
+  "{{ message['content'] }} [/INST]{% else %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
 TEMPLATES = {  # family: (where the template is stored, template, expected prompt start, expected prompt end)
-    "gemma": ("config", GEMMA, "<|im_start|><start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"),
-    "gemma2": ("config_list", GEMMA, "<|im_start|><start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"),
-    "qwen2": ("jinja", QWEN, "<|im_start|>system\nYou are Qwen", "<|im_end|>\n<|im_start|>assistant\n"),
-    "mistral": ("config", MISTRAL, "<|im_start|>[INST] ", " [/INST]"),
+  "gemma": ("config", GEMMA, "<|im_start|><start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"),
+  "gemma2": ("config_list", GEMMA, "<|im_start|><start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"),
+  "qwen2": ("jinja", QWEN, "<|im_start|>system\nYou are Qwen", "<|im_end|>\n<|im_start|>assistant\n"),
+  "mistral": ("config", MISTRAL, "<|im_start|>[INST] ", " [/INST]"),
 }
 
 
@@ -47,13 +54,17 @@ def _c4_texts(data_dir, n, offset=0):
 def write_family_dir(family, directory):
   """A random tiny ``family`` model with SmolLM2's real tokenizer and a family-style chat template, stored where
   that family's checkpoints keep it; returns the HF model."""
-  model = save_hf_family(family, directory, seed=7, overrides={"vocab_size": SMOL_VOCAB,
-                                                                "max_position_embeddings": 256})
+  model = save_hf_family(
+    family, directory, seed=7, overrides={"vocab_size": SMOL_VOCAB, "max_position_embeddings": 256}
+  )
   files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
   shutil.copy(files.tokenizer_json, directory / "tokenizer.json")
   where, template, _, _ = TEMPLATES[family]
-  cfg = {"bos_token": None if family == "qwen2" else "<|im_start|>", "eos_token": "<|im_end|>",
-         "add_bos_token": family != "qwen2"}
+  cfg = {
+    "bos_token": None if family == "qwen2" else "<|im_start|>",
+    "eos_token": "<|im_end|>",
+    "add_bos_token": family != "qwen2",
+  }
   if where == "config":
     cfg["chat_template"] = template
   elif where == "config_list":
@@ -99,6 +110,7 @@ def test_reference_losses_match_hf_token_losses(family_dir, data_dir):
   assert loaded.config.family == family
   tok = hf_tokenizer.tokenizer_files(directory)
   from tokenizers import Tokenizer
+
   enc = Tokenizer.from_file(str(tok.tokenizer_json))
   seqs = [enc.encode(t, add_special_tokens=False).ids[:40] for t in _c4_texts(data_dir, 3, offset=300)]
   seqs = [s for s in seqs if len(s) > 5]
@@ -116,9 +128,11 @@ def test_refiner_loads_gemma2_with_its_template_and_generates_as_hf(tmp_path, da
   cached generation equals HF ``generate`` greedy on the same prompt ids."""
   from tokensift.refine import chunks as ck
   from tokensift.refine import model_programmer as mp
+
   model = write_family_dir("gemma2", tmp_path)
-  config = mp.ModelProgrammerConfig(max_new_tokens=6, doc_max_new_tokens=6, chunk_tokens=64, doc_prompt_tokens=96,
-                                    batch_size=2)
+  config = mp.ModelProgrammerConfig(
+    max_new_tokens=6, doc_max_new_tokens=6, chunk_tokens=64, doc_prompt_tokens=96, batch_size=2
+  )
   refiner = mp.ModelProgrammer.from_path(tmp_path, config=config)
   assert refiner.chat_template == GEMMA
   texts = [t for t in _c4_texts(data_dir, 30, offset=400) if len(t) < 800][:2]
@@ -130,9 +144,15 @@ def test_refiner_loads_gemma2_with_its_template_and_generates_as_hf(tmp_path, da
   ours = refiner.generate(prompts, 6)
   for ids, got in zip(prompts, ours):
     with torch.no_grad():
-      out = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=0,
-                           eos_token_id=refiner.eos_id, attention_mask=torch.ones(1, len(ids), dtype=torch.long))
-    new = out[0, len(ids):].tolist()
+      out = model.generate(
+        torch.tensor([ids]),
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=refiner.eos_id,
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+      )
+    new = out[0, len(ids) :].tolist()
     if refiner.eos_id in new:
-      new = new[:new.index(refiner.eos_id)]
+      new = new[: new.index(refiner.eos_id)]
     assert got == refiner.tokenizer.decode(new, skip_special_tokens=True).strip(" ")

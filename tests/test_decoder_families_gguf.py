@@ -2,6 +2,7 @@
 llama.cpp's convert script lays them out (``{arch}.*`` metadata, ``blk.N.*`` tensor names, Q/K rows not permuted
 for these architectures, Gemma RMSNorm weights stored as ``1 + w``, no output tensor for tied embeddings),
 against HF transformers running the same random tiny model."""
+
 import numpy as np
 import pytest
 
@@ -15,11 +16,19 @@ from test_decoder_families import _padded_batch, save_hf_family  # noqa: E402
 from test_llama import hf_logits, jitted_apply  # noqa: E402
 
 # HF layer tensor -> llama.cpp name (Gemma 2's post_attention_layernorm is the attention output's norm)
-_LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-          "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm",
-          "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-          "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-          "mlp.down_proj": "ffn_down"}
+_LAYER = {
+  "input_layernorm": "attn_norm",
+  "post_attention_layernorm": "ffn_norm",
+  "pre_feedforward_layernorm": "ffn_norm",
+  "post_feedforward_layernorm": "post_ffw_norm",
+  "self_attn.q_proj": "attn_q",
+  "self_attn.k_proj": "attn_k",
+  "self_attn.v_proj": "attn_v",
+  "self_attn.o_proj": "attn_output",
+  "mlp.gate_proj": "ffn_gate",
+  "mlp.up_proj": "ffn_up",
+  "mlp.down_proj": "ffn_down",
+}
 
 
 def write_family_gguf(path, model, arch):
@@ -46,13 +55,16 @@ def write_family_gguf(path, model, arch):
       continue
     arr = tensor.detach().numpy().astype(np.float32)
     if name.startswith("model.layers."):
-      i, rest = name[len("model.layers."):].split(".", 1)
+      i, rest = name[len("model.layers.") :].split(".", 1)
       module, kind = rest.rsplit(".", 1)
       target = "post_attention_norm" if arch == "gemma2" and module == "post_attention_layernorm" else _LAYER[module]
       gname = f"blk.{i}.{target}.{kind}"
     else:
-      gname = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-               "lm_head.weight": "output.weight"}[name]
+      gname = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+      }[name]
     if arch.startswith("gemma") and name.endswith("norm.weight"):
       arr = arr + 1.0
     w.add_tensor(gname, arr)

@@ -1,5 +1,6 @@
 """Exact DENSITY kernel sums: sklearn agreement on real MiniLM embeddings of C4, brute-force agreement for every
 kernel, tiling/padding/streaming, 1 vs 8 devices, bandwidth heuristics, bad-input errors."""
+
 import dataclasses
 
 import jax
@@ -54,8 +55,9 @@ def test_one_device_and_eight_devices_identical_on_real_embeddings():
       one = dk.kernel_sums(emb, keys, config=cfg, mesh=_mesh1())
       np.testing.assert_array_equal(eight, one)
       if cfg == dk.KernelConfig():
-        np.testing.assert_array_equal(dk.log_kernel_sums(emb, keys, config=cfg),
-                                      dk.log_kernel_sums(emb, keys, config=cfg, mesh=_mesh1()))
+        np.testing.assert_array_equal(
+          dk.log_kernel_sums(emb, keys, config=cfg), dk.log_kernel_sums(emb, keys, config=cfg, mesh=_mesh1())
+        )
     # the default bandwidth, median_n (~0.45 here, median 1.38), scales the float32 rounding of
     # |x|^2 + |y|^2 - 2 x.y by 1 / (2 h^2) ~ 2.5: the two paths round the self term differently
     np.testing.assert_allclose(dk.kernel_sums(emb, config=cfg), dk.kernel_sums(emb, emb, config=cfg), rtol=6e-6)
@@ -75,8 +77,9 @@ def test_every_kernel_matches_brute_force_with_padding_and_streamed_key_chunks(k
   got_log = dk.log_kernel_sums(q, x, config=cfg)
   np.testing.assert_allclose(got_log, np.log(_brute(x, q, kernel, h)), atol=2e-5)
   # one chunk, bigger blocks: the same sums
-  np.testing.assert_allclose(dk.kernel_sums(q, x, config=dk.KernelConfig(kernel=kernel, bandwidth=h)),
-                             _brute(x, q, kernel, h), rtol=2e-5)
+  np.testing.assert_allclose(
+    dk.kernel_sums(q, x, config=dk.KernelConfig(kernel=kernel, bandwidth=h)), _brute(x, q, kernel, h), rtol=2e-5
+  )
 
 
 @pytest.mark.parametrize("kernel", dk.KERNELS)
@@ -152,7 +155,7 @@ def test_median_n_heuristic_gives_one_over_n_at_the_median_distance():
   med = dk.bandwidth_heuristic(x, "median")
   h = dk.bandwidth_heuristic(x, "median_n")
   assert h == pytest.approx(med / np.sqrt(2 * np.log(300)), rel=1e-9)
-  assert np.exp(-med ** 2 / (2 * h * h)) == pytest.approx(1 / 300, rel=1e-9)  # Gaussian kernel at the median
+  assert np.exp(-(med**2) / (2 * h * h)) == pytest.approx(1 / 300, rel=1e-9)  # Gaussian kernel at the median
   hl = dk.bandwidth_heuristic(x, "median_n", kernel="laplacian")
   assert np.exp(-med / hl) == pytest.approx(1 / 300, rel=1e-9)
   _, used = dk.log_kernel_sums(x, config=dk.KernelConfig(bandwidth="median_n"), return_bandwidth=True)
@@ -170,6 +173,7 @@ def test_median_n_lets_real_near_duplicates_stand_out():
   from tokensift.pipeline import known_answer as ka
   from tokensift.selection import samplers
   from test_embed_job import c4_documents, embedder
+
   texts = [d.text for d in c4_documents()[:40]]
   rng = random.Random(0)
   texts += [ka.near_duplicate(texts[0], rng) for _ in range(5)]
@@ -181,14 +185,17 @@ def test_median_n_lets_real_near_duplicates_stand_out():
     logs = np.asarray(dk.log_kernel_sums(x, config=dk.KernelConfig(bandwidth=bw)), np.float64)
     gap = logs[dup].mean() - logs[~dup].mean()
     assert (gap < 0.1) if bw == "median" else (gap > 1.0), (bw, gap)
-    kept = [np.isin(np.flatnonzero(dup), samplers.inverse_propensity_sample(logs, 22, seed=s, log=True)).mean()
-            for s in range(50)]
+    kept = [
+      np.isin(np.flatnonzero(dup), samplers.inverse_propensity_sample(logs, 22, seed=s, log=True)).mean()
+      for s in range(50)
+    ]
     share[bw] = float(np.mean(kept))
   assert share["median"] > 0.4 and share["median_n"] < 0.25, share
 
 
 def test_subsample_is_seeded_and_o_of_sample_memory():
   import tracemalloc
+
   a = dk.subsample_indices(10_000_000, 1000, seed=7)
   assert a.shape == (1000,) and len(np.unique(a)) == 1000 and (np.diff(a) > 0).all()
   assert 0 <= a[0] and a[-1] < 10_000_000
@@ -208,6 +215,7 @@ def test_one_bandwidth_default_everywhere():
   from tokensift.cli import build_parser
   from tokensift.pipeline.config import SelectionConfig
   from tokensift.selection.select_job import SelectConfig
+
   cli = build_parser().parse_args(["select", "emb", "--out", "o"]).bandwidth
   assert dk.DEFAULT_BANDWIDTH == "median_n"
   assert dk.KernelConfig().bandwidth == SelectConfig().bandwidth == SelectionConfig().bandwidth == cli == "median_n"

@@ -1,4 +1,5 @@
 """Detection metrics on hand-made cases with known answers; the perplexity selector against NumPy."""
+
 import math
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_perplexity_selector_matches_numpy(mode, rate):
   k = {10.0: 4, 33.0: 14, 50.0: 21, 100.0: 41}[rate]  # 41 documents: 4.1, 13.53, 20.5 (half up: 21), 41
   order = np.argsort(log_ppl, kind="stable")
   start = {"low": 0, "middle": (41 - k) // 2, "high": 41 - k}[mode]
-  np.testing.assert_array_equal(got, np.sort(order[start:start + k]))
+  np.testing.assert_array_equal(got, np.sort(order[start : start + k]))
   perp = np.exp(log_ppl)
   if mode == "low" and rate < 100:  # every kept document has lower perplexity than every dropped one
     assert perp[got].max() <= np.delete(perp, got).min()
@@ -78,6 +79,7 @@ def test_askllm_diagnostics_hand_made():
   salad 0.075 (above one clean of three: AUC 2/3). Normalised by P(no), the spam's 0.3 / (0.3 + 0.6) = 1/3
   is below every clean document's (0.8, 0.5, 0.5): AUC 1 against it."""
   from tokensift.pipeline import evidence
+
   p = [(0.2, 0.05), (0.1, 0.1), (0.05, 0.05), (0.3, 0.6), (0.075, 0.075)]
   recs = [{"logp_yes": math.log(y), "logp_no": math.log(n)} for y, n in p]
   lab = lambda kind, jk=None: {"kind": kind, "junk_kind": jk}

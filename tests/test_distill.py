@@ -1,6 +1,7 @@
 """The distilled ASK-LLM scorer: a head recovers a known linear score from synthetic embeddings; distil -> score
 -> top-k end to end on real C4 documents (real all-MiniLM embeddings, a tiny random Llama as the judge); the
 head's scores are identical on 1 and 2 shards and on 2 processes; bad input gets one-line errors."""
+
 import json
 import math
 import subprocess
@@ -46,8 +47,11 @@ def test_head_scores_a_jsonl_embedding_file(tmp_path):
   head, _ = distill.fit_head(ids, x, y, distill.DistillConfig(holdout=20))
   distill.write_head(tmp_path / "head", head)
   emb = tmp_path / "emb.jsonl"
-  emb.write_text("".join(json.dumps({"id": i, "embedding": v.tolist(), "tokens": 7, "truncated": False}) + "\n"
-                         for i, v in zip(ids, x)))
+  emb.write_text(
+    "".join(
+      json.dumps({"id": i, "embedding": v.tolist(), "tokens": 7, "truncated": False}) + "\n" for i, v in zip(ids, x)
+    )
+  )
   distill.score_embeddings(tmp_path / "head", emb, tmp_path / "scores", progress=False, piece_size=16)
   recs = _records(tmp_path / "scores")
   assert [r["id"] for r in recs] == ids and {r["tokens"] for r in recs} == {7}
@@ -67,8 +71,13 @@ def test_heldout_split_is_a_hash_of_the_id():
 
 
 def test_targets_fidelity_and_bad_input():
-  recs = [{"id": "a", "logp_yes": math.log(0.25), "logp_no": math.log(0.5)}, {"id": "b", "logp_yes": float("nan")},
-          {"id": "c"}, {"id": "d", "logp_yes": 0.0, "logp_no": -9.0}, {"id": "a", "logp_yes": -1.0}]
+  recs = [
+    {"id": "a", "logp_yes": math.log(0.25), "logp_no": math.log(0.5)},
+    {"id": "b", "logp_yes": float("nan")},
+    {"id": "c"},
+    {"id": "d", "logp_yes": 0.0, "logp_no": -9.0},
+    {"id": "a", "logp_yes": -1.0},
+  ]
   ids, y, counts = distill.judge_targets(recs)
   assert ids == ["a"] and y[0] == pytest.approx(math.log(0.25 / 0.75))  # P(yes) = 1 has no logit: skipped
   assert counts == {"nan_scores": 3, "repeated_ids": 1}
@@ -114,13 +123,18 @@ def test_distil_score_topk_end_to_end(judged, tmp_path):
   # score all 200 embedded documents: 1 shard, 2 shards, 2 processes
   one = distill.score_embeddings(tmp_path / "head", emb, tmp_path / "one", progress=False, piece_size=64)
   for i in range(2):
-    distill.score_embeddings(tmp_path / "head", emb, tmp_path / "two", shard=jobs.ShardSpec(i, 2), progress=False,
-                             piece_size=64)
-  code = ("import sys; from tokensift.core import jobs; from tokensift.selection import distill; "
-          "distill.score_embeddings(sys.argv[1], sys.argv[2], sys.argv[3], shard=jobs.ShardSpec(int(sys.argv[4]), 2), "
-          "progress=False, piece_size=64)")
-  procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "head"), str(emb), str(tmp_path / "procs"),
-                             str(i)]) for i in range(2)]
+    distill.score_embeddings(
+      tmp_path / "head", emb, tmp_path / "two", shard=jobs.ShardSpec(i, 2), progress=False, piece_size=64
+    )
+  code = (
+    "import sys; from tokensift.core import jobs; from tokensift.selection import distill; "
+    "distill.score_embeddings(sys.argv[1], sys.argv[2], sys.argv[3], shard=jobs.ShardSpec(int(sys.argv[4]), 2), "
+    "progress=False, piece_size=64)"
+  )
+  procs = [
+    subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "head"), str(emb), str(tmp_path / "procs"), str(i)])
+    for i in range(2)
+  ]
   assert [p.wait(timeout=120) for p in procs] == [0, 0]
   recs1 = _records(tmp_path / "one")
   by_id = {r["id"]: r for r in _records(tmp_path / "two")}
@@ -141,8 +155,15 @@ def test_distil_score_topk_end_to_end(judged, tmp_path):
     assert variants.read_id_list(path) == ranked[:k]
   # embed and score in one pass (no embed job output): the same records
   from test_embed_job import TEST_CONFIG, embedder
-  distill.embed_and_score(tmp_path / "head", jobs.in_memory_rows(c4_documents()[:16]), tmp_path / "onepass",
-                          TEST_CONFIG, progress=False, embedder=embedder())
+
+  distill.embed_and_score(
+    tmp_path / "head",
+    jobs.in_memory_rows(c4_documents()[:16]),
+    tmp_path / "onepass",
+    TEST_CONFIG,
+    progress=False,
+    embedder=embedder(),
+  )
   assert _records(tmp_path / "onepass") == recs1[:16]
   # an embed job of another model is refused
   cfg = json.loads((tmp_path / "head" / distill.CONFIG_FILE).read_text())
@@ -150,12 +171,19 @@ def test_distil_score_topk_end_to_end(judged, tmp_path):
   with pytest.raises(ValueError, match="come from model .* but the head was fitted on '/models/other-bert'"):
     distill.score_embeddings(tmp_path / "head", emb, tmp_path / "other", progress=False)
   with pytest.raises(ValueError, match="the embedder loads model .* but the head was fitted on '/models/other-bert'"):
-    distill.embed_and_score(tmp_path / "head", jobs.in_memory_rows(c4_documents()[:2]), tmp_path / "other",
-                            TEST_CONFIG, progress=False, embedder=embedder())
+    distill.embed_and_score(
+      tmp_path / "head",
+      jobs.in_memory_rows(c4_documents()[:2]),
+      tmp_path / "other",
+      TEST_CONFIG,
+      progress=False,
+      embedder=embedder(),
+    )
 
 
 def _embeddings_by_id(emb_dir, ids):
   from tokensift.selection import embed_job
+
   e_ids, x = embed_job.load_embeddings(emb_dir)
   pos = {i: k for k, i in enumerate(e_ids)}
   return [x[pos[i]] for i in ids]
@@ -165,9 +193,26 @@ def test_cli_distill_then_score_with_the_head(judged, tmp_path, capsys):
   """``tokensift distill`` and ``tokensift score --head --embeddings`` run the library's functions: the same head
   and the same records; --embeddings without --head is a one-line error."""
   from tokensift.cli import main
+
   emb = c4_embed_dir()
-  assert main(["distill", "--scores", str(judged / "scores"), "--embeddings", str(emb), "--out",
-               str(tmp_path / "head"), "--holdout", "25", "--rates", "10,20"]) == 0
+  assert (
+    main(
+      [
+        "distill",
+        "--scores",
+        str(judged / "scores"),
+        "--embeddings",
+        str(emb),
+        "--out",
+        str(tmp_path / "head"),
+        "--holdout",
+        "25",
+        "--rates",
+        "10,20",
+      ]
+    )
+    == 0
+  )
   report = json.loads((tmp_path / "head" / distill.REPORT_FILE).read_text())
   assert report["joined"] == 60 and set(report["topk_overlap"]) == {"10", "20"}
   lib, _ = distill.distill(judged / "scores", emb, tmp_path / "lib", distill.DistillConfig(holdout=25, rates=(10, 20)))
@@ -175,8 +220,23 @@ def test_cli_distill_then_score_with_the_head(judged, tmp_path, capsys):
   for k in lib.params:
     np.testing.assert_array_equal(cli.params[k], lib.params[k])
   for i in range(2):
-    assert main(["score", "--head", str(tmp_path / "head"), "--embeddings", str(emb), "--out", str(tmp_path / "s"),
-                 "--shard", f"{i}/2", "--no_progress"]) == 0
+    assert (
+      main(
+        [
+          "score",
+          "--head",
+          str(tmp_path / "head"),
+          "--embeddings",
+          str(emb),
+          "--out",
+          str(tmp_path / "s"),
+          "--shard",
+          f"{i}/2",
+          "--no_progress",
+        ]
+      )
+      == 0
+    )
     distill.score_embeddings(tmp_path / "lib", emb, tmp_path / "s_lib", shard=jobs.ShardSpec(i, 2), progress=False)
   assert _records(tmp_path / "s") == _records(tmp_path / "s_lib") and len(_records(tmp_path / "s")) == 200
   capsys.readouterr()

@@ -1,5 +1,6 @@
 """README.md, docs/*.md and benchmarks/RESULTS.md: every relative link reaches an existing file (and heading), and
 the README stays short."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,18 @@ def links(path: Path) -> list[str]:
 
 def test_the_pages_exist():
   names = {p.name for p in PAGES}
-  assert {"README.md", "install.md", "tasks_and_t5x.md", "jobs_at_scale.md", "prox.md", "askllm_density.md",
-          "rho1.md", "models.md", "main_job.md", "benchmarks.md"} <= names
+  assert {
+    "README.md",
+    "install.md",
+    "tasks_and_t5x.md",
+    "jobs_at_scale.md",
+    "prox.md",
+    "askllm_density.md",
+    "rho1.md",
+    "models.md",
+    "main_job.md",
+    "benchmarks.md",
+  } <= names
 
 
 def test_readme_is_at_most_15_kb():
@@ -60,8 +71,9 @@ def broken_links(page: Path) -> list[str]:
   return broken
 
 
-@pytest.mark.parametrize("page", [*PAGES, ROOT / "benchmarks" / "RESULTS.md"],
-                         ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize(
+  "page", [*PAGES, ROOT / "benchmarks" / "RESULTS.md"], ids=lambda p: p.relative_to(ROOT).as_posix()
+)
 def test_relative_links_reach_existing_files_and_headings(page):
   broken = broken_links(page)
   assert not broken, f"{page.name}: " + "; ".join(broken)
@@ -70,9 +82,11 @@ def test_relative_links_reach_existing_files_and_headings(page):
 def test_broken_links_are_found(tmp_path):
   (tmp_path / "other.md").write_text("# Other page\n\n## A section (`code`)\n")
   page = tmp_path / "page.md"
-  page.write_text("# Page\n[ok](other.md) [ok](other.md#a-section-code) [self](#page) [web](https://x.org/a)\n"
-                  "[gone](missing.md) [bad anchor](other.md#nope) `[code](not-a-link.md)`\n"
-                  "```\n[in a block](block.md)\n```\n")
+  page.write_text(
+    "# Page\n[ok](other.md) [ok](other.md#a-section-code) [self](#page) [web](https://x.org/a)\n"
+    "[gone](missing.md) [bad anchor](other.md#nope) `[code](not-a-link.md)`\n"
+    "```\n[in a block](block.md)\n```\n"
+  )
   assert [b.split(":")[0] for b in broken_links(page)] == ["missing.md", "other.md#nope"]
 
 

@@ -2,6 +2,7 @@
 sketch and select tests through ``c4_embeddings()``), parity with sentence-transformers, Sentence-T5-style
 mean-pooled T5 encoder parity with transformers, bad rows, reading shards back, SIGKILL + rerun byte-identical.
 """
+
 import dataclasses
 import functools
 import json
@@ -31,15 +32,20 @@ def embedder() -> ej.Embedder:
 @functools.lru_cache(maxsize=None)
 def c4_documents() -> tuple[docs.Document, ...]:
   """The 200 documents of the C4 validation sample, ids as the c4_en_raw task gives them (TFDS ids)."""
-  return tuple(docs.documents_only(docs.DocumentInput(task="c4_en_raw", split="validation").rows(),
-                                   docs.ReadReport()))
+  return tuple(docs.documents_only(docs.DocumentInput(task="c4_en_raw", split="validation").rows(), docs.ReadReport()))
 
 
 @functools.lru_cache(maxsize=None)
 def _c4_job_dir() -> Path:
   out = Path(tempfile.mkdtemp(prefix="tokensift-embed-c4-"))
-  ej.run_embed_job(TEST_CONFIG, jobs.in_memory_rows(c4_documents()), str(out), input_desc="c4 validation",
-                   progress=False, embedder=embedder())
+  ej.run_embed_job(
+    TEST_CONFIG,
+    jobs.in_memory_rows(c4_documents()),
+    str(out),
+    input_desc="c4 validation",
+    progress=False,
+    embedder=embedder(),
+  )
   return out
 
 
@@ -68,6 +74,7 @@ def test_c4_job_output_and_loader():
 def test_matches_sentence_transformers():
   from sentence_transformers import SentenceTransformer
   from tokensift.core import paths
+
   texts = [d.text for d in c4_documents()[:6]] + ["short", "a b c " * 300]
   model = SentenceTransformer(str(paths.minilm_dir()), device="cpu")
   model.max_seq_length = MAX_LENGTH
@@ -79,8 +86,9 @@ def test_matches_sentence_transformers():
 
 
 def test_plan_batches_buckets_by_length():
-  plan = ej.plan_batches([5, 300, 17, 16, 100, 3], tokens_per_batch=64, max_batch=8, min_bucket=16,
-                         max_length=256, multiple=2)
+  plan = ej.plan_batches(
+    [5, 300, 17, 16, 100, 3], tokens_per_batch=64, max_batch=8, min_bucket=16, max_length=256, multiple=2
+  )
   assert [(L, s, rows) for L, s, rows in plan] == [(16, 4, [5, 0, 3]), (32, 2, [2]), (128, 2, [4]), (256, 2, [1])]
   covered = sorted(r for _, _, rows in plan for r in rows)
   assert covered == list(range(6))
@@ -88,13 +96,18 @@ def test_plan_batches_buckets_by_length():
 
 def test_float16_output_and_bad_rows(tmp_path):
   src = tmp_path / "in.jsonl"
-  lines = [json.dumps({"id": "a", "text": "The cat sat on the mat."}), "{not json",
-           json.dumps({"id": "b", "text": "   "}), json.dumps({"id": "c", "text": "Kernel density of embeddings."}),
-           json.dumps({"text": "no id here"})]
+  lines = [
+    json.dumps({"id": "a", "text": "The cat sat on the mat."}),
+    "{not json",
+    json.dumps({"id": "b", "text": "   "}),
+    json.dumps({"id": "c", "text": "Kernel density of embeddings."}),
+    json.dumps({"text": "no id here"}),
+  ]
   src.write_text("\n".join(lines) + "\n")
   cfg = dataclasses.replace(TEST_CONFIG, output_dtype="float16")
-  res = ej.run_embed_job(cfg, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False,
-                         embedder=embedder())
+  res = ej.run_embed_job(
+    cfg, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False, embedder=embedder()
+  )
   assert res.stats["records"] == 3  # the row without an id gets its position id
   assert sum(res.stats["skipped"].values()) == 2, res.stats["skipped"]
   ids, emb = ej.load_embeddings(tmp_path / "out")
@@ -108,8 +121,12 @@ def test_float16_output_and_bad_rows(tmp_path):
 def test_load_embeddings_rejects_bad_rows(tmp_path):
   import pyarrow as pa
   import pyarrow.parquet as pq
-  rows = [{"id": "x", "embedding": [0.1, 0.2, 0.3]}, {"id": "y", "embedding": [0.1, 0.2]},
-          {"id": "z", "embedding": [0.1, float("nan"), 0.3]}]
+
+  rows = [
+    {"id": "x", "embedding": [0.1, 0.2, 0.3]},
+    {"id": "y", "embedding": [0.1, 0.2]},
+    {"id": "z", "embedding": [0.1, float("nan"), 0.3]},
+  ]
   pq.write_table(pa.Table.from_pylist(rows), tmp_path / "e.parquet")
   with pytest.raises(ValueError, match=r"1 of 3 embeddings .* do not have dimension 3 \(ids \['y'\]"):
     ej.load_embeddings(tmp_path / "e.parquet")
@@ -127,8 +144,9 @@ def test_load_embeddings_rejects_bad_rows(tmp_path):
   pq.write_table(pa.Table.from_pylist([rows[0], {"id": "v", "embedding": None}]), tmp_path / "null.parquet")
   with pytest.raises(ValueError, match=r"1 embeddings .* are null \(ids \['v'\]\)"):
     ej.load_embeddings(tmp_path / "null.parquet")
-  pq.write_table(pa.Table.from_pylist([rows[0], {"id": "w", "embedding": [0.1, None, 0.3]}]),
-                 tmp_path / "nullv.parquet")
+  pq.write_table(
+    pa.Table.from_pylist([rows[0], {"id": "w", "embedding": [0.1, None, 0.3]}]), tmp_path / "nullv.parquet"
+  )
   with pytest.raises(ValueError, match=r"NaN or inf \(ids \['w'\]\)"):
     ej.load_embeddings(tmp_path / "nullv.parquet")
   # an id repeated across shards keeps its first row, counted
@@ -141,10 +159,12 @@ def test_load_embeddings_rejects_bad_rows(tmp_path):
 
 def test_empty_input_writes_parquet_with_the_schema(tmp_path):
   import pyarrow.parquet as pq
+
   src = tmp_path / "empty.jsonl"
   src.write_text("")
-  res = ej.run_embed_job(TEST_CONFIG, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False,
-                         embedder=embedder())
+  res = ej.run_embed_job(
+    TEST_CONFIG, docs.DocumentInput(files=(str(src),)), str(tmp_path / "out"), progress=False, embedder=embedder()
+  )
   assert res.stats["records"] == 0
   assert pq.read_schema(res.path) == ej.output_schema()
   with pytest.raises(ValueError, match="no embeddings"):
@@ -155,13 +175,22 @@ def test_t5_mean_pooled_encoder_matches_transformers(tmp_path):
   torch = pytest.importorskip("torch")
   import transformers
   from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
   words = ["<pad>", "</s>", "<unk>"] + [chr(ord("a") + i) for i in range(26)] + ["the", "cat", "sat"]
   tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
   tok.pre_tokenizer = pre_tokenizers.Whitespace()
   tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
   d = tmp_path / "st5"
-  cfg = transformers.T5Config(vocab_size=40, d_model=16, d_kv=4, num_heads=2, d_ff=32, num_layers=2,
-                              feed_forward_proj="gated-gelu", dropout_rate=0.0)
+  cfg = transformers.T5Config(
+    vocab_size=40,
+    d_model=16,
+    d_kv=4,
+    num_heads=2,
+    d_ff=32,
+    num_layers=2,
+    feed_forward_proj="gated-gelu",
+    dropout_rate=0.0,
+  )
   torch.manual_seed(0)
   model = transformers.T5EncoderModel(cfg).eval()
   model.save_pretrained(d, safe_serialization=True)
@@ -179,14 +208,17 @@ def test_t5_mean_pooled_encoder_matches_transformers(tmp_path):
       np.testing.assert_allclose(g, h / np.linalg.norm(h), atol=2e-5)
 
 
-KILL_SCRIPT = textwrap.dedent("""
+KILL_SCRIPT = textwrap.dedent(
+  """
     import sys
     from tokensift.selection import embed_job as ej
     from tokensift.core import docs
     cfg = ej.EmbedJobConfig(max_length=%d, min_bucket=32)
     ej.run_embed_job(cfg, docs.DocumentInput(files=(sys.argv[2],)), sys.argv[1], input_desc="kill", piece_size=4,
                      progress=False)
-""" % MAX_LENGTH)
+"""
+  % MAX_LENGTH
+)
 
 
 def test_sigkill_and_rerun_is_byte_identical(tmp_path):
@@ -195,8 +227,15 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path):
     for d in c4_documents()[:48]:  # <= 80 characters: every document in the 32-token bucket (one compile)
       f.write(json.dumps({"id": d.id, "text": d.text[:80]}) + "\n")
   ref = tmp_path / "ref"
-  ej.run_embed_job(TEST_CONFIG, docs.DocumentInput(files=(str(src),)), str(ref), input_desc="kill", piece_size=4,
-                   progress=False, embedder=embedder())
+  ej.run_embed_job(
+    TEST_CONFIG,
+    docs.DocumentInput(files=(str(src),)),
+    str(ref),
+    input_desc="kill",
+    piece_size=4,
+    progress=False,
+    embedder=embedder(),
+  )
   script = tmp_path / "job.py"
   script.write_text(KILL_SCRIPT)
   killed = tmp_path / "killed"
@@ -218,9 +257,11 @@ def test_sigkill_and_rerun_is_byte_identical(tmp_path):
 
 def test_cli_embed(tmp_path, capsys):
   from tokensift import cli
+
   src = tmp_path / "in.jsonl"
-  src.write_text("\n".join(json.dumps({"id": f"d{i}", "text": d.text[:200]})
-                           for i, d in enumerate(c4_documents()[:3])) + "\n")
+  src.write_text(
+    "\n".join(json.dumps({"id": f"d{i}", "text": d.text[:200]}) for i, d in enumerate(c4_documents()[:3])) + "\n"
+  )
   out = tmp_path / "out"
   args = ["embed", "--input", str(src), "--out", str(out), "--max_length", "32", "--format", "jsonl", "--no_progress"]
   assert cli.main(args) == 0

@@ -1,5 +1,6 @@
 """Packed/padded batches carry reference losses aligned with decoder_target_tokens: checked by recomputing each
 document's losses from the unpacked documents, and by the model's own losses on the packed rows."""
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -17,8 +18,7 @@ MAX_LEN, PACK_LEN, DOCS = 160, 256, 16
 
 
 def tiny_llama(vocab=49152, seed=0):
-  cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
-                    num_kv_heads=1)
+  cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2, num_kv_heads=1)
   model = Llama(cfg)
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.ones((1, 8), np.int32))["params"])
   rng = np.random.default_rng(seed)  # host-side random init: no XLA compile of the init graph
@@ -31,8 +31,9 @@ def ref_task(tmp_path_factory, data_dir):
   model, params = tiny_llama()
   scorer = rl.ReferenceScorer(model, params, batch_tokens=1024, max_length=MAX_LEN, length_multiple=32)
   out = tmp_path_factory.mktemp("ref")
-  rl.compute_reference_losses(task=TASK, out_dir=out, splits=("validation",), max_docs=DOCS, max_length=MAX_LEN,
-                              scorer=scorer, progress=False)
+  rl.compute_reference_losses(
+    task=TASK, out_dir=out, splits=("validation",), max_docs=DOCS, max_length=MAX_LEN, scorer=scorer, progress=False
+  )
   name = rl.register_reference_loss_task(TASK, str(out), name="c4_ref_for_converter_test")
   return name, model, params
 
@@ -65,16 +66,23 @@ def test_packed_ref_losses_match_losses_recomputed_from_unpacked_documents(ref_t
   docs = _unpacked_docs()
   targets = np.zeros((len(docs), MAX_LEN), np.int32)  # one document per row, right-padded: no packing
   for i, doc in enumerate(docs):
-    targets[i, :len(doc)] = doc
+    targets[i, : len(doc)] = doc
   ce = jax.jit(lambda i, t: token_cross_entropy(model.apply({"params": params}, i, t), t)[0])(
-      rl.shift_right(targets), targets)
-  recomputed = {tuple(doc.tolist()): np.asarray(ce)[i, :len(doc)] for i, doc in enumerate(docs)}
+    rl.shift_right(targets), targets
+  )
+  recomputed = {tuple(doc.tolist()): np.asarray(ce)[i, : len(doc)] for i, doc in enumerate(docs)}
   rows = _packed_rows(name, pack=True)
   seen = []
   for row in rows:
     seg, tgt, ref = row["decoder_segment_ids"], row["decoder_target_tokens"], row["decoder_ref_losses"]
-    assert set(row) == {"decoder_target_tokens", "decoder_input_tokens", "decoder_loss_weights",
-                        "decoder_segment_ids", "decoder_positions", "decoder_ref_losses"}
+    assert set(row) == {
+      "decoder_target_tokens",
+      "decoder_input_tokens",
+      "decoder_loss_weights",
+      "decoder_segment_ids",
+      "decoder_positions",
+      "decoder_ref_losses",
+    }
     assert np.all(ref[seg == 0] == 0.0) and np.all(row["decoder_loss_weights"][seg == 0] == 0)
     for s in range(1, seg.max() + 1):
       tokens = tuple(tgt[seg == s].tolist())
@@ -92,9 +100,15 @@ def test_model_losses_on_packed_rows_equal_the_packed_reference_losses(ref_task)
   name, model, params = ref_task
   rows = _packed_rows(name, pack=True)
   batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-  logits = jax.jit(lambda b: model.apply({"params": params}, b["decoder_input_tokens"], b["decoder_target_tokens"],
-                                         decoder_segment_ids=b["decoder_segment_ids"],
-                                         decoder_positions=b["decoder_positions"]))(batch)
+  logits = jax.jit(
+    lambda b: model.apply(
+      {"params": params},
+      b["decoder_input_tokens"],
+      b["decoder_target_tokens"],
+      decoder_segment_ids=b["decoder_segment_ids"],
+      decoder_positions=b["decoder_positions"],
+    )
+  )(batch)
   ce = np.asarray(token_cross_entropy(logits, batch["decoder_target_tokens"])[0])
   valid = batch["decoder_loss_weights"] > 0
   np.testing.assert_allclose(ce[valid], batch["decoder_ref_losses"][valid], rtol=1e-4, atol=1e-4)
@@ -115,11 +129,17 @@ def _encdec_dataset():
   def gen():
     for d in range(7):
       n_in, n_tgt = 3 + d % 4, 2 + (d * 3) % 5
-      yield {"inputs": np.arange(1, n_in + 1, dtype=np.int32) + 100 * d,
-             "targets": np.full(n_tgt, d + 1, np.int32),
-             "ref_losses": (d * 10 + np.arange(n_tgt) + 0.5).astype(np.float32)}
-  sig = {"inputs": tf.TensorSpec([None], tf.int32), "targets": tf.TensorSpec([None], tf.int32),
-         "ref_losses": tf.TensorSpec([None], tf.float32)}
+      yield {
+        "inputs": np.arange(1, n_in + 1, dtype=np.int32) + 100 * d,
+        "targets": np.full(n_tgt, d + 1, np.int32),
+        "ref_losses": (d * 10 + np.arange(n_tgt) + 0.5).astype(np.float32),
+      }
+
+  sig = {
+    "inputs": tf.TensorSpec([None], tf.int32),
+    "targets": tf.TensorSpec([None], tf.int32),
+    "ref_losses": tf.TensorSpec([None], tf.float32),
+  }
   return tf.data.Dataset.from_generator(gen, output_signature=sig)
 
 
@@ -142,8 +162,12 @@ def test_bad_lengths_and_interior_padding_are_errors():
   ds = _encdec_dataset().map(lambda ex: {"targets": ex["targets"], "ref_losses": ex["ref_losses"]})
   with pytest.raises(ValueError, match="ref_losses.*must equal"):
     conv(ds, {"targets": 12, "ref_losses": 10})
-  bad = ds.map(lambda ex: {"targets": tf.concat([ex["targets"], [0, 5]], 0),
-                           "ref_losses": tf.concat([ex["ref_losses"], [1.0, 1.0]], 0)})
+  bad = ds.map(
+    lambda ex: {
+      "targets": tf.concat([ex["targets"], [0, 5]], 0),
+      "ref_losses": tf.concat([ex["ref_losses"], [1.0, 1.0]], 0),
+    }
+  )
   with pytest.raises(tf.errors.InvalidArgumentError, match="padding id 0 inside"):
     list(conv(bad, {"targets": 12, "ref_losses": 12}).as_numpy_iterator())
   short = ds.map(lambda ex: {"targets": ex["targets"], "ref_losses": ex["ref_losses"][:-1]})

@@ -1,4 +1,5 @@
 """The sharded resumable job runner: sharding, skips, config guard, SIGKILL + rerun byte-identical."""
+
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ def _rows(n=50, bad_every=7):
         yield docs.Skip("empty or whitespace-only text", f"in:{i}")
       else:
         yield docs.Document(f"d{i:03d}", f"text {i}")
+
   return jobs.in_memory_rows(gen)
 
 
@@ -28,8 +30,16 @@ def _upper(batch):
 def test_shards_partition_rows_and_count_skips(tmp_path, fmt):
   seen, skipped = [], 0
   for i in range(3):
-    res = jobs.run_sharded(name="t", out_dir=tmp_path, rows=_rows(), process=_upper,
-                           shard=jobs.ShardSpec(i, 3), piece_size=4, fmt=fmt, progress=False)
+    res = jobs.run_sharded(
+      name="t",
+      out_dir=tmp_path,
+      rows=_rows(),
+      process=_upper,
+      shard=jobs.ShardSpec(i, 3),
+      piece_size=4,
+      fmt=fmt,
+      progress=False,
+    )
     recs = jobs.read_records(res.path)
     seen += [r["id"] for r in recs]
     skipped += sum(res.stats["skipped"].values())
@@ -37,8 +47,16 @@ def test_shards_partition_rows_and_count_skips(tmp_path, fmt):
   assert skipped == sum(1 for i in range(50) if i % 7 == 3)
   assert jobs.merged_stats(tmp_path, "t")["records"] == len(seen)
   assert len(jobs.shard_files(tmp_path, "t")) == 3
-  again = jobs.run_sharded(name="t", out_dir=tmp_path, rows=_rows(), process=_upper,
-                           shard=jobs.ShardSpec(0, 3), piece_size=4, fmt=fmt, progress=False)
+  again = jobs.run_sharded(
+    name="t",
+    out_dir=tmp_path,
+    rows=_rows(),
+    process=_upper,
+    shard=jobs.ShardSpec(0, 3),
+    piece_size=4,
+    fmt=fmt,
+    progress=False,
+  )
   assert again.skipped_done
 
 
@@ -104,17 +122,25 @@ def test_second_process_on_a_running_shard_stops_with_the_lock_name(tmp_path):
     time.sleep(0.02)
   try:
     with pytest.raises(jobs.storage.LockedError, match="k-00000-of-00001.lock"):
-      jobs.run_sharded(name="k", out_dir=tmp_path / "out", rows=_rows(), process=_upper, progress=False,
-                       config={"v": 1})
+      jobs.run_sharded(
+        name="k", out_dir=tmp_path / "out", rows=_rows(), process=_upper, progress=False, config={"v": 1}
+      )
   finally:
     proc.kill()
     proc.wait()
 
 
 def test_summaries_are_merged_over_pieces_and_finished(tmp_path):
-  res = jobs.run_sharded(name="t", out_dir=tmp_path, rows=_rows(), process=_upper, piece_size=4, progress=False,
-                         summarize=lambda recs: {"chars": sum(len(r["out"]) for r in recs), "dims": [1]},
-                         finish=lambda s: dict(s, mean_chars=s["chars"] / s["records"]))
+  res = jobs.run_sharded(
+    name="t",
+    out_dir=tmp_path,
+    rows=_rows(),
+    process=_upper,
+    piece_size=4,
+    progress=False,
+    summarize=lambda recs: {"chars": sum(len(r["out"]) for r in recs), "dims": [1]},
+    finish=lambda s: dict(s, mean_chars=s["chars"] / s["records"]),
+  )
   recs = jobs.read_records(res.path)
   assert res.stats["chars"] == sum(len(r["out"]) for r in recs)
   assert res.stats["dims"] == [1] and res.stats["mean_chars"] == res.stats["chars"] / len(recs)
@@ -124,9 +150,11 @@ def test_summaries_are_merged_over_pieces_and_finished(tmp_path):
 def test_empty_input_writes_an_empty_output_with_the_schema(tmp_path, fmt):
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   schema = pa.schema([("id", pa.string()), ("out", pa.string())])
-  res = jobs.run_sharded(name="t", out_dir=tmp_path, rows=jobs.in_memory_rows([]), process=_upper, fmt=fmt,
-                         schema=schema, progress=False)
+  res = jobs.run_sharded(
+    name="t", out_dir=tmp_path, rows=jobs.in_memory_rows([]), process=_upper, fmt=fmt, schema=schema, progress=False
+  )
   assert res.stats["records"] == 0 and jobs.read_records(res.path) == []
   if fmt == "parquet":
     assert pq.read_schema(res.path) == schema
@@ -136,6 +164,7 @@ def test_progress_moves_per_document_inside_a_piece(tmp_path):
   """process() reports finished documents with jobs.advance(): the bar counts them before the piece is done,
   and the piece's end tops the bar up to exactly the rows read (documents + skips)."""
   from tqdm.auto import tqdm
+
   seen_mid_piece = []
 
   def process(batch):
@@ -145,8 +174,9 @@ def test_progress_moves_per_document_inside_a_piece(tmp_path):
     jobs.advance(100)  # over-reporting is clamped to the piece
     return _upper(batch)
 
-  jobs.run_sharded(name="p", out_dir=tmp_path, rows=_rows(n=20, bad_every=100), process=process, piece_size=10,
-                   progress=True, total=20)
+  jobs.run_sharded(
+    name="p", out_dir=tmp_path, rows=_rows(n=20, bad_every=100), process=process, piece_size=10, progress=True, total=20
+  )
   # the first piece: 9 documents (row 3 is a skip, counted when the piece ends), the bar moving inside it
   assert seen_mid_piece[:5] == [2, 4, 6, 8, 9]
   assert seen_mid_piece[5:] == [12, 14, 16, 18, 20]

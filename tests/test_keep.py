@@ -1,6 +1,7 @@
 """One keep-k rule (``selection.keep.keep_count``: round half up, at least 1): the rule on its own, then every
 selector on the real C4 validation documents (their MiniLM embeddings, a length score, a unigram perplexity) at
 every paper rate and several pool sizes, 145 (the report's pool) included, keeping the same number of documents."""
+
 import collections
 import json
 import math
@@ -29,8 +30,10 @@ def test_keep_count_rounds_half_up_and_keeps_at_least_one():
 
 @pytest.mark.parametrize("bad", [0, -5, 100.5, float("nan"), float("inf"), "10", True, None])
 def test_keep_count_names_a_bad_rate(bad):
-  with pytest.raises(ValueError, match=r"rate " + repr(bad).replace("(", r"\(").replace(")", r"\)")
-                     + r" must be a percentage in \(0, 100\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"rate " + repr(bad).replace("(", r"\(").replace(")", r"\)") + r" must be a percentage in \(0, 100\]",
+  ):
     keep_count(10, bad)
 
 
@@ -70,12 +73,14 @@ def _kept_by_every_selector(n: int, tmp_path) -> dict[str, list[int]]:
   records = [json.loads(line) for line in score_file.read_text().splitlines()]
   log_ppl = _unigram_log_ppl(texts)
   junk = np.arange(n) % 3 == 0
-  kept: dict[str, list[int]] = {"askllm_top_k": [len(topk.top_k(records, r).ids) for r in PAPER_RATES],
-                                "askllm_lists": [k for _, k, _ in topk.write_topk_lists(
-                                    score_file, PAPER_RATES, out_dir=d / "askllm").values()]}
+  kept: dict[str, list[int]] = {
+    "askllm_top_k": [len(topk.top_k(records, r).ids) for r in PAPER_RATES],
+    "askllm_lists": [k for _, k, _ in topk.write_topk_lists(score_file, PAPER_RATES, out_dir=d / "askllm").values()],
+  }
   shares = det.kept_share_by_rate([r["score"] for r in records], junk, PAPER_RATES)
-  kept["askllm_evidence"] = [round(s["junk_kept"] * junk.sum() + (s["clean_kept"] or 0) * (~junk).sum())
-                             for s in shares]
+  kept["askllm_evidence"] = [
+    round(s["junk_kept"] * junk.sum() + (s["clean_kept"] or 0) * (~junk).sum()) for s in shares
+  ]
   for method in samplers.METHODS:  # DENSITY (ips) and its top-k, bottom-k and random baselines
     sel = select_job.select(emb_file, d / method, select_job.SelectConfig(method=method, bandwidth=1.0))
     kept[f"select_{method}"] = [sel.lists[r][1] for r in PAPER_RATES]
@@ -98,16 +103,16 @@ def test_every_selector_keeps_the_same_k(n, tmp_path):
 def test_beam_selectors_keep_the_same_k(tmp_path):
   pytest.importorskip("apache_beam")
   from tokensift.selection import beam_select
+
   ids, emb = c4_embeddings()
   n = 145
   emb_file = tmp_path / "embed-00000-of-00001.jsonl"
-  emb_file.write_text("".join(json.dumps({"id": i, "embedding": e.tolist()}) + "\n"
-                              for i, e in zip(ids[:n], emb[:n])))
+  emb_file.write_text("".join(json.dumps({"id": i, "embedding": e.tolist()}) + "\n" for i, e in zip(ids[:n], emb[:n])))
   score_file = tmp_path / "score-00000-of-00001.jsonl"
-  score_file.write_text("".join(json.dumps({"id": i, "score": float(len(d.text))}) + "\n"
-                                for i, d in zip(ids[:n], c4_documents())))
-  summary = beam_select.run_select(emb_file, tmp_path / "density", select_job.SelectConfig(bandwidth=1.0),
-                                   workers=1)
+  score_file.write_text(
+    "".join(json.dumps({"id": i, "score": float(len(d.text))}) + "\n" for i, d in zip(ids[:n], c4_documents()))
+  )
+  summary = beam_select.run_select(emb_file, tmp_path / "density", select_job.SelectConfig(bandwidth=1.0), workers=1)
   written = beam_select.run_topk(score_file, PAPER_RATES, out_dir=tmp_path / "askllm", workers=1)
   want = [keep_count(n, r) for r in PAPER_RATES]
   assert want == [15, 29, 58, 87, 116]

@@ -1,5 +1,6 @@
 """The known-answer corpus builder: deterministic, and every label exact (each inserted line and span is where
 the labels say; everything else is the real sample, unchanged). Real C4 and OpenWebMath sample documents."""
+
 import gzip
 import json
 
@@ -40,12 +41,13 @@ def test_deterministic_and_labels_exact(data_dir, which, profile):
         assert lines[i] in junk_line_pool
       rest = [ln for i, ln in enumerate(lines) if i not in set(lab["junk_lines"])]
       if lab["spans"]:
-        (start, end, kind), = lab["spans"]
+        ((start, end, kind),) = lab["spans"]
         seen_span_kinds.add(kind)
         span = text[start:end]
         assert "\n" not in span and span and start < cfg.span_window + 1
-        assert text[:start] + text[end + 1:] == original[lab["id"]] or text[:start - 1] + text[end:] == \
-            original[lab["id"]]
+        assert (
+          text[:start] + text[end + 1 :] == original[lab["id"]] or text[: start - 1] + text[end:] == original[lab["id"]]
+        )
       else:  # ... and removing the labelled lines gives back the real document exactly
         assert "\n".join(rest) == original[lab["id"]]
     elif lab["kind"] == "dup":
@@ -61,6 +63,7 @@ def test_deterministic_and_labels_exact(data_dir, which, profile):
 
 def test_junk_kinds_look_like_their_names():
   import random
+
   rng = random.Random(0)
   assert "lorem" in ka.junk_document("lorem_ipsum", rng, "web", []).lower()
   assert len(ka.junk_document("near_empty", rng, "web", []).split()) <= 8
@@ -69,8 +72,16 @@ def test_junk_kinds_look_like_their_names():
   nav = ka.junk_document("navigation", rng, "web", [])
   assert all(" | " in ln or len(ln.split()) <= 3 for ln in nav.split("\n"))
   salad = ka.junk_document("word_salad", rng, "web", ["the quick brown fox jumps over the lazy dog"] * 3)
-  assert set(w.strip(".").lower() for w in salad.split()) <= {"the", "quick", "brown", "fox", "jumps", "over",
-                                                               "lazy", "dog"}
+  assert set(w.strip(".").lower() for w in salad.split()) <= {
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+  }
   with pytest.raises(ValueError, match="unknown junk kind 'spam'"):
     ka.junk_document("spam", rng, "web", [])
   with pytest.raises(ValueError, match="profile='legal'"):
@@ -82,6 +93,7 @@ def test_refiner_training_texts_leave_out_the_pool_and_give_the_teacher_edits(da
   than the pool; and the rule programmer (the teacher) then writes drops and line removals for them, which C4's
   own text almost never gives it."""
   from tokensift.refine import rules
+
   texts, ids = _sample(data_dir, "c4", n=60)
   cfg = ka.KnownAnswerConfig(junk_per_kind=2)
   pool = texts[:20]

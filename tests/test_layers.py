@@ -1,6 +1,7 @@
 """The layer contracts of ``.importlinter`` (core -> tasks -> models -> rho1 -> trainer -> refine | selection ->
 pipeline -> command line; no import cycles) hold, checked by import-linter on an installed copy of the package
 (``scripts/lint_imports.sh``, also run by ``.ci/run``); and the checker itself catches a violation."""
+
 import os
 import shutil
 import subprocess
@@ -15,8 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHON=sys.executable)
-  return subprocess.run(["bash", str(root / "scripts" / "lint_imports.sh")], env=env, capture_output=True,
-                        text=True, timeout=600)
+  return subprocess.run(
+    ["bash", str(root / "scripts" / "lint_imports.sh")], env=env, capture_output=True, text=True, timeout=600
+  )
 
 
 def test_layer_contracts_are_kept():

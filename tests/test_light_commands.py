@@ -3,6 +3,7 @@
 with jax/flax/transformers and no TF), and ``refine`` with rules imports no JAX either. One subprocess runs them all
 on real C4 documents (tiny random Llama for score / reference losses, the real all-MiniLM-L6-v2 for embed) with
 ``sys.modules[name] = None`` for the TF packages, and checks after each command that none of them got in."""
+
 import gzip
 import json
 import os
@@ -44,14 +45,19 @@ def test_file_commands_run_without_tensorflow_or_seqio(tmp_path, data_dir):
   inp.write_text("".join(json.dumps({"url": r["url"], "text": r["text"][:600]}) + "\n" for r in rows))
   model = write_tiny_llama(tmp_path / "tiny-llama")
   out = tmp_path / "out"
-  proc = subprocess.run([sys.executable, "-c", SCRIPT, str(inp), str(model), str(out)], capture_output=True,
-                        text=True, env={**os.environ, "TOKENSIFT_DATA_DIR": str(data_dir)})
+  proc = subprocess.run(
+    [sys.executable, "-c", SCRIPT, str(inp), str(model), str(out)],
+    capture_output=True,
+    text=True,
+    env={**os.environ, "TOKENSIFT_DATA_DIR": str(data_dir)},
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   done = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"command"')]
   assert [d["command"] for d in done] == ["refine", "score", "topk", "embed", "select", "reference-losses"]
   assert not done[0]["jax"]  # the rule refiner needs no JAX
 
   from tokensift.core import jobs
+
   urls = [r["url"] for r in rows]
   refined = jobs.read_records(out / "refine" / "refine-00000-of-00001.jsonl")
   assert [r["id"] for r in refined] == urls and all(r["raw_text"] for r in refined)
@@ -60,10 +66,12 @@ def test_file_commands_run_without_tensorflow_or_seqio(tmp_path, data_dir):
   best = sorted(scores, key=lambda r: (-r["score"], r["id"]))[:3]
   assert (out / "score/selections/askllm_r50.txt").read_text().split() == [r["id"] for r in best]
   from tokensift.selection import embed_job
+
   ids, emb = embed_job.load_embeddings(out / "embed")
   assert ids == urls and emb.shape == (6, 384)
   assert len((out / "select/density_r50.txt").read_text().split()) == 3
   from tokensift.rho1 import reference_losses as rl
+
   ref = list(rl.read_reference_losses(out / "ref", "train"))
   assert [r["id"] for r in ref] == urls
   assert all(len(r["targets"]) == len(r["ref_losses"]) <= 48 for r in ref)

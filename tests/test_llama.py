@@ -4,6 +4,7 @@ The reference is HF transformers' ``LlamaForCausalLM`` (PyTorch, test-only) on a
 grouped-query attention, saved with ``save_pretrained`` and loaded back by ``load_llama``. Token ids come from
 real C4 text (its UTF-8 bytes folded into the tiny vocabulary).
 """
+
 import gzip
 import json
 import shutil
@@ -24,9 +25,18 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 96
-HF_TINY = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-               num_key_value_heads=2, rope_theta=5000.0, initializer_range=0.2, rms_norm_eps=1e-6,
-               max_position_embeddings=256)
+HF_TINY = dict(
+  vocab_size=VOCAB,
+  hidden_size=32,
+  intermediate_size=48,
+  num_hidden_layers=2,
+  num_attention_heads=4,
+  num_key_value_heads=2,
+  rope_theta=5000.0,
+  initializer_range=0.2,
+  rms_norm_eps=1e-6,
+  max_position_embeddings=256,
+)
 
 
 def c4_token_rows(data_dir, n, length, vocab=VOCAB, offset=0):
@@ -111,7 +121,10 @@ def test_hf_export_round_trips(tiny):
   jax.tree.map(np.testing.assert_array_equal, again, lm.params)
   cfg = hf_config_dict(lm.config)
   assert {k: cfg[k] for k in ("num_key_value_heads", "head_dim", "tie_word_embeddings")} == {
-      "num_key_value_heads": 2, "head_dim": 8, "tie_word_embeddings": False}
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "tie_word_embeddings": False,
+  }
 
 
 def test_bfloat16_compute_tracks_fp32(tiny, data_dir):
@@ -173,12 +186,13 @@ def test_kv_cache_decoding_equals_full_forward(tiny, data_dir):
   prompt_lengths = np.array([3, 6])
   prompts = seqs * (np.arange(14)[None] < prompt_lengths[:, None])
   _, init_vars = jax.jit(lambda p, t: module.apply({"params": p}, t, t, decode=True, mutable=["cache"]))(
-      params, jnp.ones_like(seqs))
+    params, jnp.ones_like(seqs)
+  )
   cache = init_vars["cache"]
   assert cache["layers_0"]["attention"]["cached_key"].shape == (2, 14, 2, 8)
-  logits, state = jax.jit(lambda p, c, t, n: module.apply({"params": p, "cache": c}, t, prefill=True,
-                                                         prefill_lengths=n, mutable=["cache"]))(
-                                                             params, cache, prompts, prompt_lengths)
+  logits, state = jax.jit(
+    lambda p, c, t, n: module.apply({"params": p, "cache": c}, t, prefill=True, prefill_lengths=n, mutable=["cache"])
+  )(params, cache, prompts, prompt_lengths)
   cache = state["cache"]
   np.testing.assert_array_equal(cache["layers_1"]["attention"]["cache_index"], prompt_lengths)
   for row, n in enumerate(prompt_lengths):
@@ -197,9 +211,9 @@ def naive_greedy(module, params, prompt, steps, width=32):
   seq = list(prompt)
   for _ in range(steps):
     tokens = np.zeros((1, width), np.int32)
-    tokens[0, :len(seq)] = seq
+    tokens[0, : len(seq)] = seq
     seq.append(int(np.argmax(last_token_logits(module, params, tokens, np.array([len(seq)]))[0])))
-  return seq[len(prompt):]
+  return seq[len(prompt) :]
 
 
 def test_greedy_generate_equals_recomputed_argmax_and_stops_at_eos(tiny, data_dir):
@@ -213,7 +227,7 @@ def test_greedy_generate_equals_recomputed_argmax_and_stops_at_eos(tiny, data_di
   eos = expected[1][3]
   got = greedy_generate(lm.module, lm.params, prompts, max_new_tokens=8, eos_id=eos)
   for exp, out in zip(expected, got):
-    assert out == (exp[:exp.index(eos)] if eos in exp else exp)
+    assert out == (exp[: exp.index(eos)] if eos in exp else exp)
   with pytest.raises(ValueError, match=r"prompts \[1\] are empty"):
     greedy_generate(lm.module, lm.params, [[1], []], max_new_tokens=2, eos_id=None)
 
@@ -245,11 +259,15 @@ def test_sharded_on_mesh_data4_model2_matches_single_device(tiny, data_dir):
   np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), atol=1e-5)
 
   lengths = np.array([16, 3, 9, 12, 1, 7, 16, 5])
-  np.testing.assert_allclose(np.asarray(last_token_logits(lm.module, params, tokens, lengths, mesh=mesh)),
-                             np.asarray(last_token_logits(lm.module, lm.params, tokens, lengths)), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(last_token_logits(lm.module, params, tokens, lengths, mesh=mesh)),
+    np.asarray(last_token_logits(lm.module, lm.params, tokens, lengths)),
+    atol=1e-5,
+  )
   prompts = [tokens[i, :n].tolist() for i, n in enumerate([4, 9, 2])]  # batch padded to the data axis
-  assert (greedy_generate(lm.module, params, prompts, max_new_tokens=5, eos_id=None, mesh=mesh)
-          == greedy_generate(lm.module, lm.params, prompts, max_new_tokens=5, eos_id=None))
+  assert greedy_generate(lm.module, params, prompts, max_new_tokens=5, eos_id=None, mesh=mesh) == greedy_generate(
+    lm.module, lm.params, prompts, max_new_tokens=5, eos_id=None
+  )
 
 
 # ------------------------------------------------------------------------------------------ bad checkpoints
@@ -257,6 +275,7 @@ def test_sharded_on_mesh_data4_model2_matches_single_device(tiny, data_dir):
 
 def _rewrite(src, dst, edit_tensors=None, edit_config=None):
   from safetensors.numpy import load_file, save_file
+
   shutil.copytree(src, dst)
   if edit_tensors:
     tensors = load_file(str(src / "model.safetensors"))
@@ -272,6 +291,7 @@ def _rewrite(src, dst, edit_tensors=None, edit_config=None):
 @pytest.fixture(scope="module")
 def tiny_dir(tiny):
   from pathlib import Path
+
   return Path(tiny[1].source)
 
 
@@ -280,6 +300,7 @@ def test_missing_extra_and_misshaped_tensors_are_named(tiny_dir, tmp_path):
     del t["model.layers.1.mlp.up_proj.weight"]
     t["model.layers.0.self_attn.k_proj.weight"] = np.zeros((8, 32), np.float32)
     t["model.layers.2.mlp.up_proj.weight"] = np.zeros((48, 32), np.float32)
+
   bad = _rewrite(tiny_dir, tmp_path / "bad", edit_tensors=edit)
   with pytest.raises(CheckpointError) as err:
     load_llama(bad)
@@ -294,12 +315,16 @@ def test_config_mismatch_and_unknown_architecture(tiny_dir, tmp_path):
   fewer_heads = _rewrite(tiny_dir, tmp_path / "kv", edit_config=lambda c: c.update(num_key_value_heads=1))
   with pytest.raises(CheckpointError, match=r"model\.layers\.0\.self_attn\.k_proj\.weight: expected \(8, 32\)"):
     load_llama(fewer_heads)
-  gpt2 = _rewrite(tiny_dir, tmp_path / "gpt2",
-                  edit_config=lambda c: c.update(model_type="gpt2", architectures=["GPT2LMHeadModel"]))
+  gpt2 = _rewrite(
+    tiny_dir, tmp_path / "gpt2", edit_config=lambda c: c.update(model_type="gpt2", architectures=["GPT2LMHeadModel"])
+  )
   with pytest.raises(CheckpointError, match=r"unknown architecture model_type='gpt2'.*GPT2LMHeadModel"):
     load_llama(gpt2)
-  scaled = _rewrite(tiny_dir, tmp_path / "yarn",
-                    edit_config=lambda c: c.update(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4}))
+  scaled = _rewrite(
+    tiny_dir,
+    tmp_path / "yarn",
+    edit_config=lambda c: c.update(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4}),
+  )
   with pytest.raises(CheckpointError, match="unsupported llama features: rope_parameters.rope_type='yarn'"):
     load_llama(scaled)
   with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -310,8 +335,9 @@ def test_llama_config_validates():
   with pytest.raises(ValueError, match="num_heads=6 is not a multiple of num_kv_heads=4"):
     LlamaConfig(vocab_size=8, hidden_size=24, intermediate_size=8, num_layers=1, num_heads=6, num_kv_heads=4)
   with pytest.raises(ValueError, match="dtype='float64'"):
-    LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=2, num_kv_heads=1,
-                dtype="float64")
+    LlamaConfig(
+      vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=2, num_kv_heads=1, dtype="float64"
+    )
   cfg = LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=2, num_kv_heads=1)
   with pytest.raises(Exception):
     cfg.num_layers = 2  # frozen
@@ -320,6 +346,7 @@ def test_llama_config_validates():
 
 def test_remat_gives_the_same_loss_and_gradients(tiny, data_dir):
   import dataclasses
+
   _, lm = tiny
   tokens = c4_token_rows(data_dir, 2, 12, offset=60)
 
@@ -328,6 +355,7 @@ def test_remat_gives_the_same_loss_and_gradients(tiny, data_dir):
       logits = module.apply({"params": params}, tokens[:, :-1])
       logp = jax.nn.log_softmax(logits)
       return -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1).mean()
+
     return jax.jit(jax.value_and_grad(fn))(lm.params)
 
   plain = loss(lm.module)
@@ -340,6 +368,7 @@ def test_remat_gives_the_same_loss_and_gradients(tiny, data_dir):
 def test_sharded_bfloat16_safetensors_checkpoint(tiny, tmp_path):
   """``save_pretrained`` with small shards writes model.safetensors.index.json; bf16 tensors load exactly."""
   import copy
+
   hf, lm = tiny
   copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(tmp_path, max_shard_size="20KB")
   assert (tmp_path / "model.safetensors.index.json").exists() and len(list(tmp_path.glob("*.safetensors"))) > 1

@@ -1,5 +1,6 @@
 """GGUF loading: tiny GGUF files written by the test (llama.cpp tensor names and Q/K row order), bad GGUF
 files, and the real SmolLM2-135M-Instruct GGUF against HF transformers loading the same file."""
+
 import gzip
 import json
 
@@ -23,10 +24,10 @@ def llama_cpp_permute(w, n_heads):
   head_dim = w.shape[0] // n_heads
   out = np.empty_like(w)
   for h in range(n_heads):
-    block = w[h * head_dim:(h + 1) * head_dim]
+    block = w[h * head_dim : (h + 1) * head_dim]
     half = head_dim // 2
-    out[h * head_dim:(h + 1) * head_dim][0::2] = block[:half]
-    out[h * head_dim:(h + 1) * head_dim][1::2] = block[half:]
+    out[h * head_dim : (h + 1) * head_dim][0::2] = block[:half]
+    out[h * head_dim : (h + 1) * head_dim][1::2] = block[half:]
   return out
 
 
@@ -42,16 +43,27 @@ def write_gguf(path, model, arch="llama", drop=()):
   w.add_head_count_kv(cfg.num_key_value_heads)
   w.add_rope_freq_base(HF_TINY["rope_theta"])
   w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-  names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-           "lm_head.weight": "output.weight"}
-  parts = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
-           "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-           "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+  names = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+  }
+  parts = {
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+  }
   for name, tensor in model.state_dict().items():
     if name == "lm_head.weight" and cfg.tie_word_embeddings:
       continue
     if name.startswith("model.layers."):
-      i, rest = name[len("model.layers."):].split(".", 1)
+      i, rest = name[len("model.layers.") :].split(".", 1)
       gname = f"blk.{i}.{parts[rest.rsplit('.', 1)[0]]}.weight"
     else:
       gname = names[name]
@@ -86,8 +98,9 @@ def test_tiny_gguf_matches_hf(hf_untied, tmp_path, data_dir):
   assert (cfg.num_heads, cfg.num_kv_heads, cfg.num_layers, cfg.vocab_size) == (4, 2, 2, HF_TINY["vocab_size"])
   assert cfg.rope_theta == HF_TINY["rope_theta"] and not cfg.tie_word_embeddings and loaded.tokenizer is None
   tokens = c4_token_rows(data_dir, 2, 20)
-  np.testing.assert_allclose(np.asarray(jitted_apply(loaded.module)(loaded.params, tokens)),
-                             hf_logits(hf_untied, tokens), atol=1e-4, rtol=0)
+  np.testing.assert_allclose(
+    np.asarray(jitted_apply(loaded.module)(loaded.params, tokens)), hf_logits(hf_untied, tokens), atol=1e-4, rtol=0
+  )
 
 
 def test_bad_gguf_files_are_named(hf_untied, tmp_path):
@@ -108,9 +121,11 @@ def test_bad_gguf_files_are_named(hf_untied, tmp_path):
 def smollm2():
   path = paths.smollm2_gguf()
   ours = load_llama(path)
-  hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                         dtype=torch.float32).eval()
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+    str(path.parent), gguf_file=path.name, dtype=torch.float32
+  ).eval()
   from tokenizers import Tokenizer
+
   return ours, hf, Tokenizer.from_file(str(ours.tokenizer.tokenizer_json))
 
 
@@ -123,14 +138,13 @@ def c4_texts(data_dir, n, offset=0):
 def test_smollm2_gguf_logits_match_transformers(smollm2, data_dir):
   ours, hf, tok = smollm2
   cfg = ours.config
-  assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) == (
-      30, 576, 9, 3, 49152)
+  assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size) == (30, 576, 9, 3, 49152)
   assert cfg.tie_word_embeddings and cfg.rope_theta == 100000.0 and ours.tokenizer.eos_id == 2
   ids = [tok.encode(t).ids[:40] for t in c4_texts(data_dir, 3)]
   lengths = np.array([len(i) for i in ids])
   tokens = np.zeros((3, 40), np.int32)
   for row, i in enumerate(ids):
-    tokens[row, :len(i)] = i
+    tokens[row, : len(i)] = i
   mask = (np.arange(40)[None] < lengths[:, None]).astype(np.int64)
   ref = hf_logits(hf, tokens, mask)
   got = np.asarray(jitted_apply(ours.module)(ours.params, tokens))
@@ -141,16 +155,19 @@ def test_smollm2_gguf_logits_match_transformers(smollm2, data_dir):
 def test_smollm2_greedy_generation_matches_transformers(smollm2, data_dir):
   ours, hf, tok = smollm2
   from tokensift.core.hf_tokenizer import render_chat
+
   texts = c4_texts(data_dir, 2, offset=3)
-  prompts = [tok.encode(render_chat(ours.tokenizer, "Summarize in one sentence: " + " ".join(t.split()[:40]))).ids
-             for t in texts]
+  prompts = [
+    tok.encode(render_chat(ours.tokenizer, "Summarize in one sentence: " + " ".join(t.split()[:40]))).ids for t in texts
+  ]
   assert len(prompts[0]) != len(prompts[1])  # one batch with different prompt lengths
   eos = ours.tokenizer.eos_id
   got = greedy_generate(ours.module, ours.params, prompts, max_new_tokens=20, eos_id=eos)
   for prompt, out in zip(prompts, got):
     with torch.no_grad():
-      ref = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, eos_token_id=eos,
-                        pad_token_id=eos)[0, len(prompt):].tolist()
-    ref = ref[:ref.index(eos)] if eos in ref else ref
+      ref = hf.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, eos_token_id=eos, pad_token_id=eos)[
+        0, len(prompt) :
+      ].tolist()
+    ref = ref[: ref.index(eos)] if eos in ref else ref
     assert out == ref
     assert len(out) > 5, tok.decode(out)

@@ -1,5 +1,6 @@
 """The gin files ship with the package: a non-editable install holds every ``gin_configs/**/*.gin`` and
 ``tokensift.gin_dir()`` (the t5x ``--gin_search_paths``) points at them, includes included."""
+
 import os
 import re
 import shutil
@@ -24,15 +25,29 @@ def test_editable_checkout_gin_dir_is_the_checkout():
 
 def test_installed_package_holds_the_gin_files_and_gin_dir_finds_them(tmp_path):
   shutil.rmtree(ROOT / "build", ignore_errors=True)  # a stale in-tree build would ship deleted files
-  r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                      "--target", str(tmp_path / "site"), "."], cwd=ROOT, capture_output=True, text=True,
-                     timeout=300)
+  r = subprocess.run(
+    [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path / "site"), "."],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   shutil.rmtree(ROOT / "build", ignore_errors=True)
   assert r.returncode == 0, r.stderr[-2000:]
   env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
-  out = subprocess.run([sys.executable, "-c", "import sys, tokensift; print(tokensift.gin_dir()); "
-                        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'tensorflow')))"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+  out = subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      "import sys, tokensift; print(tokensift.gin_dir()); "
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'tensorflow')))",
+    ],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   gin_dir, heavy = out.stdout.splitlines()
   assert Path(gin_dir) == tmp_path / "site" / "tokensift"  # the installed copy, not this checkout
@@ -49,5 +64,6 @@ def test_repo_root_is_the_checkout_wherever_the_program_runs(tmp_path, monkeypat
   from pathlib import Path
 
   from tokensift.core import paths
+
   monkeypatch.chdir(tmp_path)
   assert paths.repo_root() == Path(__file__).resolve().parents[1]

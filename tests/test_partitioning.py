@@ -1,4 +1,5 @@
 """The rules table maps logical axes onto the mesh; uneven dimensions are replicated, not refused."""
+
 from pathlib import Path
 
 import flax.linen as nn
@@ -15,14 +16,18 @@ class _Heads(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    w = self.param("w", nn.with_logical_partitioning(nn.initializers.normal(), ("embed", "heads", "head_dim")),
-                   (x.shape[-1], self.heads, 4))
+    w = self.param(
+      "w",
+      nn.with_logical_partitioning(nn.initializers.normal(), ("embed", "heads", "head_dim")),
+      (x.shape[-1], self.heads, 4),
+    )
     y = jnp.einsum("bd,dhk->bhk", x, w)
     return nn.with_logical_constraint(y, ("batch", "heads", "head_dim")).sum((1, 2))
 
 
-@pytest.mark.parametrize("heads,expected", [(8, P.PartitionSpec(None, "model", None)),
-                                            (9, P.PartitionSpec(None, None, None))])
+@pytest.mark.parametrize(
+  "heads,expected", [(8, P.PartitionSpec(None, "model", None)), (9, P.PartitionSpec(None, None, None))]
+)
 def test_uneven_dims_replicate(heads, expected):
   mesh = P.make_mesh(P.MeshConfig(data=4, model=2))
   x = jnp.ones((8, 6))
@@ -53,6 +58,7 @@ def test_partitioning_presets_build_their_mesh_on_8_devices(preset):
   pytest.importorskip("t5x")
   import gin
   from tokensift.rho1 import t5x_models
+
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings([str(preset)], None)
@@ -70,7 +76,7 @@ def test_partitioning_presets_build_their_mesh_on_8_devices(preset):
       want_model = int(np.prod(eval(line.rsplit("=", 1)[1])))  # noqa: S307 - a literal tuple of the preset
   assert dict(mesh.shape) == {"data": 8 // want_model, "model": want_model}
   rules = P.FSDP_RULES if bindings["rules"] == "fsdp" else P.STANDARD_RULES
-  assert partitioner._logical_axis_rules[:len(rules)] == rules  # the one table, first (flax takes the first rule)
+  assert partitioner._logical_axis_rules[: len(rules)] == rules  # the one table, first (flax takes the first rule)
   assert partitioner.data_partition_spec == P.PartitionSpec("data")
 
 
@@ -99,8 +105,9 @@ def test_activation_constraint_reaches_the_compiled_computation():
   assert "f32[2,4,4]" in hlo, "per-device activation block (8/4 batch, 8/2 heads, 4) missing from the program"
   out = P.jit_apply(module, mesh, shardings)(params, x)
   assert out.sharding.is_equivalent_to(want, 3)
-  np.testing.assert_allclose(np.asarray(out), np.asarray(module.apply({"params": jax.device_get(params)}, x)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(out), np.asarray(module.apply({"params": jax.device_get(params)}, x)), rtol=1e-6
+  )
 
 
 def test_t5x_partitioner_keeps_activation_constraints():
@@ -108,12 +115,15 @@ def test_t5x_partitioner_keeps_activation_constraints():
   activation constraints in the compiled t5x step, and reads ``None`` as replicated, as t5x's pjit did."""
   pytest.importorskip("t5x")
   from tokensift.rho1 import t5x_models
+
   partitioner = t5x_models.PjitPartitioner(num_partitions=2)
   module, x = _Activation(), jnp.ones((8, 6))
   params = module.init(jax.random.PRNGKey(0), x)["params"]
-  fn = partitioner.partition(lambda p, v: module.apply({"params": p}, v),
-                             in_axis_resources=(P.PartitionSpec(), P.PartitionSpec("data")),
-                             out_axis_resources=P.PartitionSpec("data"))
+  fn = partitioner.partition(
+    lambda p, v: module.apply({"params": p}, v),
+    in_axis_resources=(P.PartitionSpec(), P.PartitionSpec("data")),
+    out_axis_resources=P.PartitionSpec("data"),
+  )
   compiled = partitioner.compile(fn, params, x)
   # out 'data' only: the heads split over 'model' exists in the program only if the constraint was kept
   assert "f32[2,4,4]" in compiled.as_text(), "activation not split over 'model' (constraint dropped)"

@@ -1,6 +1,7 @@
 """The main job end to end in miniature (gin_configs/pipeline/mini.gin): real code paths, a few dozen C4
 documents, a tiny random Llama (SmolLM2's tokenizer and chat template) standing in for SmolLM2 as ASK-LLM scorer
 and reference model; the refiner is trained, MiniLM embeds."""
+
 import json
 from pathlib import Path
 
@@ -19,16 +20,41 @@ from tokensift.selection.variants import read_id_list
 from tokensift.core import hf_tokenizer
 
 MINI = "gin_configs/pipeline/mini.gin"
-STAGES = ["corpus", "refiner_train", "refiner_eval", "refine_rules", "refine", "score", "embed", "density", "select",
-          "perplexity", "ablations", "detection", "lm_data", "reference_losses", "train", "evaluate", "report"]
+STAGES = [
+  "corpus",
+  "refiner_train",
+  "refiner_eval",
+  "refine_rules",
+  "refine",
+  "score",
+  "embed",
+  "density",
+  "select",
+  "perplexity",
+  "ablations",
+  "detection",
+  "lm_data",
+  "reference_losses",
+  "train",
+  "evaluate",
+  "report",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
   """A random Llama-family checkpoint (HF directory) with SmolLM2's vocabulary, tokenizer and chat template."""
   files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
-  cfg = llama.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
-                          num_kv_heads=1, max_position_embeddings=512, tie_word_embeddings=True)
+  cfg = llama.LlamaConfig(
+    vocab_size=49152,
+    hidden_size=16,
+    intermediate_size=32,
+    num_layers=1,
+    num_heads=2,
+    num_kv_heads=1,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+  )
   params = jax.device_get(rt.init_params(cfg, seed=7))
   return rt.export_hf(tmp_path_factory.mktemp("tiny") / "llama", cfg, params, files)
 
@@ -36,9 +62,18 @@ def tiny_llama(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished(tiny_llama, tmp_path_factory, data_dir):
   run_dir = tmp_path_factory.mktemp("pipeline") / "run"
-  argv = ["pipeline", "--gin_file", MINI, "--run_dir", str(run_dir), "--no_progress",
-          "--gin", f"score_job.ScoreJobConfig.model = '{tiny_llama}'",
-          "--gin", f"config.ReferenceConfig.model = '{tiny_llama}'"]
+  argv = [
+    "pipeline",
+    "--gin_file",
+    MINI,
+    "--run_dir",
+    str(run_dir),
+    "--no_progress",
+    "--gin",
+    f"score_job.ScoreJobConfig.model = '{tiny_llama}'",
+    "--gin",
+    f"config.ReferenceConfig.model = '{tiny_llama}'",
+  ]
   assert cli.main(argv) == 0
   return run_dir, argv
 
@@ -56,9 +91,15 @@ def test_every_stage_finished_with_its_config_and_timing(finished):
     assert m["stage"] == name and m["seconds"] > 0 and m["config"] is not None and len(m["fingerprint"]) == 16
   assert _marker(run_dir, "score")["config"]["job"]["max_length"] == 160  # mini.gin's value, not the default
   # each job-backed stage also has its job's shard completion markers
-  for name, job in (("refine", "refine"), ("refine_rules", "refine"), ("score", "score"), ("embed", "embed"),
-                    ("lm_data", "tokens_train"), ("reference_losses", "ref_losses_train"),
-                    ("reference_losses", "ref_losses_validation")):
+  for name, job in (
+    ("refine", "refine"),
+    ("refine_rules", "refine"),
+    ("score", "score"),
+    ("embed", "embed"),
+    ("lm_data", "tokens_train"),
+    ("reference_losses", "ref_losses_train"),
+    ("reference_losses", "ref_losses_validation"),
+  ):
     assert jobs.shard_files(run_dir / name, job), (name, job)
 
 
@@ -126,9 +167,20 @@ def test_report_has_its_images_and_sections(finished):
   run_dir, _ = finished
   page = (run_dir / "report" / "index.html").read_text()
   imgs = [x.split('"')[0] for x in page.split('<img src="')[1:]]
-  assert {"funnel.png", "refiner_sft.png", "score_hist.png", "density_hist.png", "density_vs_score.png",
-          "curves.png", "ev_prox.png", "ev_selection.png", "ev_scatter.png", "ev_density.png", "ev_slm.png",
-          "ev_ablation_curves.png"} <= set(imgs)
+  assert {
+    "funnel.png",
+    "refiner_sft.png",
+    "score_hist.png",
+    "density_hist.png",
+    "density_vs_score.png",
+    "curves.png",
+    "ev_prox.png",
+    "ev_selection.png",
+    "ev_scatter.png",
+    "ev_density.png",
+    "ev_slm.png",
+    "ev_ablation_curves.png",
+  } <= set(imgs)
   assert "Synthetic corruptions" in page and ("beyond seed noise" in page or "within seed noise" in page)
   for img in imgs:
     data = (run_dir / "report" / img).read_bytes()
@@ -142,13 +194,19 @@ def test_report_has_its_images_and_sections(finished):
 
 def test_second_run_does_no_work(finished, capsys):
   run_dir, argv = finished
-  before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != stages.TIMINGS
-            and p.name != "pipeline.json"}
+  before = {
+    p: p.stat().st_mtime_ns
+    for p in run_dir.rglob("*")
+    if p.is_file() and p.name != stages.TIMINGS and p.name != "pipeline.json"
+  }
   assert cli.main(argv) == 0
   out = capsys.readouterr().out
   assert out.count("nothing to do") == len(STAGES) and "running" not in out
-  after = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != stages.TIMINGS
-           and p.name != "pipeline.json"}
+  after = {
+    p: p.stat().st_mtime_ns
+    for p in run_dir.rglob("*")
+    if p.is_file() and p.name != stages.TIMINGS and p.name != "pipeline.json"
+  }
   assert after == before  # no file written, none deleted
   timings = json.loads((run_dir / stages.TIMINGS).read_text())
   assert {s["status"] for s in timings["stages"]} == {"cached"} and timings["total_seconds_this_invocation"] == 0
@@ -176,6 +234,7 @@ def test_lm_stages_hold_the_trainer_configs():
   """LMConfig.train is the embedded trainer's TrainConfig (with its LossConfig / OptimizerConfig), bound in gin
   under the trainer's names over the pipeline's defaults, validated by the trainer's own checks."""
   from tokensift.trainer.config import TrainConfig
+
   mini = pc.parse_gin([MINI], []).lm
   assert isinstance(mini.train, TrainConfig)
   t = mini.train
@@ -185,8 +244,9 @@ def test_lm_stages_hold_the_trainer_configs():
   assert t.loss.slm_ratio == 0.6 and t.keep_checkpoints == 1
   default = pc.parse_gin(["gin_configs/pipeline/default.gin"], ["tc.LossConfig.slm_ratio = 0.7"]).lm
   assert (default.train.train_steps, default.train.batch_size, default.train.loss.slm_ratio) == (100, 4, 0.7)
-  run_cfg = mini.run_train_config(model_dir="/m/slm", task="t", loss_kind="clm", ref_losses=True,
-                                  eval_split="validation", progress=False)
+  run_cfg = mini.run_train_config(
+    model_dir="/m/slm", task="t", loss_kind="clm", ref_losses=True, eval_split="validation", progress=False
+  )
   assert dict(run_cfg.feature_lengths) == {"targets": 32, "ref_losses": 32} and run_cfg.loss.kind == "clm"
   assert (run_cfg.model_dir, run_cfg.task, run_cfg.train_steps) == ("/m/slm", "t", 8)
   with pytest.raises(ValueError, match=r"LossConfig.slm_ratio=0.0 must be in \(0, 1\]"):  # one check, the trainer's

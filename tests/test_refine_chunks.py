@@ -1,4 +1,5 @@
 """Chunk rendering as ProX shows it to its refining model: [NNN] prefixes, greedy packing, the [doc] wrapper."""
+
 import gzip
 import json
 import re
@@ -30,10 +31,14 @@ def test_long_first_line_and_budget_edges():
   got = ck.pack_chunks(text, ck.whitespace_counter, max_tokens=2)
   assert [(c.first_line, c.last_line) for c in got] == [(0, 0), (1, 2)]
   assert [(c.first_line, c.last_line) for c in ck.pack_chunks("a\nb\nc", ck.whitespace_counter, 1)] == [
-      (0, 0), (1, 1), (2, 2)]
+    (0, 0),
+    (1, 1),
+    (2, 2),
+  ]
   # One extra token per line (ProX counted a BOS with each line).
-  assert [(c.first_line, c.last_line) for c in
-          ck.pack_chunks("a\nb\nc", ck.whitespace_counter, 4, extra_tokens_per_line=1)] == [(0, 1), (2, 2)]
+  assert [
+    (c.first_line, c.last_line) for c in ck.pack_chunks("a\nb\nc", ck.whitespace_counter, 4, extra_tokens_per_line=1)
+  ] == [(0, 1), (2, 2)]
   assert ck.pack_chunks("", ck.whitespace_counter) == []
   assert len(ck.pack_chunks("\n", ck.whitespace_counter)) == 1  # two empty lines, one chunk
   with pytest.raises(ValueError, match="0"):
@@ -50,6 +55,7 @@ def test_prompts():
 
 def test_real_tokenizer_on_c4_documents(data_dir):
   from tokensift.tasks import vocabularies
+
   vocab = vocabularies.smollm2()
   count = ck.vocab_counter(vocab)
   assert count(["[000]Hello world"]) == [len(vocab.encode("[000]Hello world"))]
@@ -66,18 +72,19 @@ def test_real_tokenizer_on_c4_documents(data_dir):
     assert [c.first_line for c in got] == [0] + [c.last_line + 1 for c in got[:-1]]
     assert got[-1].last_line == len(lines) - 1
     for k, c in enumerate(got):
-      assert c.tokens == sum(costs[c.first_line:c.last_line + 1])
+      assert c.tokens == sum(costs[c.first_line : c.last_line + 1])
       assert c.tokens <= budget or c.first_line == c.last_line
       if k + 1 < len(got) and c.tokens <= budget:
         assert c.tokens + costs[c.last_line + 1] > budget
       body = [re.sub(r"^\[\d{3,}\]", "", ln) for ln in c.text.split("\n")]
-      assert body == lines[c.first_line:c.last_line + 1]
+      assert body == lines[c.first_line : c.last_line + 1]
   # The default budget (1500 tokens) keeps a typical C4 document in one chunk.
   assert len(ck.pack_chunks(texts[0], count)) == 1
 
 
 def test_rule_program_split_per_chunk_runs_like_the_whole(data_dir):
   from tokensift.refine import executor
+
   body = [f"The sentence number {i} is here &amp; there with the rest." for i in range(30)]
   text = "\n".join(["Home | About | Contact", *body, "Please enable javascript to see comments.", body[3]])
   rp = rules.write_program(text)

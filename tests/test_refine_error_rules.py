@@ -1,6 +1,7 @@
 """ProX's own error rules (DESIGN §3) on real C4 and OpenWebMath documents: an absent or already replaced
 ``normalize`` source is a counted no-op, a lone-space source is skipped, an empty one is an error, and line
 ranges are merged before they are checked (one error per merged range past the end)."""
+
 import gzip
 import json
 
@@ -30,8 +31,10 @@ def _word(text):
 
 def test_absent_sources_are_counted_no_ops_and_the_rest_applies(docs):
   for text in docs:
-    program = ('normalize(source_str="zqxj-not-here", target_str="x")\nremove_lines(line_start=0, line_end=1)\n'
-               'normalize(source_str="also absent qq", target_str="")')
+    program = (
+      'normalize(source_str="zqxj-not-here", target_str="x")\nremove_lines(line_start=0, line_end=1)\n'
+      'normalize(source_str="also absent qq", target_str="")'
+    )
     r = ex.execute(text, "keep_doc()", program)
     assert r.errors == () and not r.stats["program_ignored"] and r.stats["normalize_not_found"] == 2
     assert r.text == "\n".join(text.split("\n")[2:]) and r.stats["chunk_errors"] == 0
@@ -57,8 +60,10 @@ def test_a_fix_repeated_by_every_chunk_applies_once(docs):
 
 def test_a_lone_space_source_is_skipped_other_whitespace_applies(docs):
   for text in docs:
-    program = ('normalize(source_str=" ", target_str="")\nnormalize(source_str="  ", target_str=" ")\n'
-               'normalize(source_str=" ", target_str="_")')
+    program = (
+      'normalize(source_str=" ", target_str="")\nnormalize(source_str="  ", target_str=" ")\n'
+      'normalize(source_str=" ", target_str="_")'
+    )
     r = ex.execute(text, "keep_doc()", program)
     assert r.errors == () and r.stats["normalize_skipped"] == 2
     assert r.text == text.replace("  ", " ") and r.stats["words_after"] == len(text.split())
@@ -79,14 +84,17 @@ def test_line_ranges_are_merged_then_counted_and_clipped(docs):
     n = text.count("\n") + 1
     lines = text.split("\n")
     # Three calls past the end that overlap or touch: one merged range, one error; the program runs.
-    r = ex.execute(text, "keep_doc()", f"remove_lines({n}, {n + 2})\nremove_lines({n + 3}, {n + 3})\n"
-                                       f"remove_lines({n + 1}, {n + 5})\nremove_lines(0, 0)")
+    r = ex.execute(
+      text,
+      "keep_doc()",
+      f"remove_lines({n}, {n + 2})\nremove_lines({n + 3}, {n + 3})\nremove_lines({n + 1}, {n + 5})\nremove_lines(0, 0)",
+    )
     assert r.stats["chunk_errors"] == 1 and not r.stats["program_ignored"] and "nothing removed" in r.errors[0]
     assert r.removed == ((0, 0),) and r.text == "\n".join(lines[1:])
     # A range in the document touching one past its end: one clipped range, one error.
     r = ex.execute(text, "keep_doc()", f"remove_lines({n - 3}, {n - 2})\nremove_lines({n - 1}, {n + 9})")
     assert r.stats["chunk_errors"] == 1 and "clipped" in r.errors[0] and r.removed == ((n - 3, n - 1),)
-    assert r.text == "\n".join(lines[:n - 3])
+    assert r.text == "\n".join(lines[: n - 3])
     # Two separate ranges past the end (a gap between them): two errors, the document is kept unchanged.
     r = ex.execute(text, "keep_doc()", f"remove_lines(0, 1)\nremove_lines({n}, {n})\nremove_lines({n + 2}, {n + 2})")
     assert r.stats["chunk_errors"] == 2 and r.stats["program_ignored"] and r.text == text

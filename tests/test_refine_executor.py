@@ -1,4 +1,5 @@
 """The executor: ProX's semantics on well-formed programs, each reference weakness fixed, stats."""
+
 import json
 import signal
 
@@ -21,6 +22,7 @@ def run(chunk_program, text=DOC, doc_program=None, **cfg):
 
 # ---- ProX semantics on well-formed programs -------------------------------------------------------------
 
+
 def test_remove_lines_is_zero_based_inclusive():
   r = run("remove_lines(line_start=0, line_end=2)")
   assert r.kept and lines_of(r.text) == [f"w{i} a b c d" for i in range(3, 12)]
@@ -31,8 +33,10 @@ def test_remove_lines_is_zero_based_inclusive():
 
 def test_line_numbers_are_global_over_concatenated_chunk_programs():
   # Two chunks' programs, concatenated; line numbers refer to the whole document, ranges may overlap.
-  r = run("remove_lines(line_start=1, line_end=2)\nkeep_chunk()\nremove_lines(line_start=2, line_end=3)\n"
-          "remove_lines(line_start=10, line_end=11)")
+  r = run(
+    "remove_lines(line_start=1, line_end=2)\nkeep_chunk()\nremove_lines(line_start=2, line_end=3)\n"
+    "remove_lines(line_start=10, line_end=11)"
+  )
   assert [ln.split()[0] for ln in lines_of(r.text)] == ["w0", "w4", "w5", "w6", "w7", "w8", "w9"]
   assert r.removed == ((1, 3), (10, 11))
   assert r.stats["lines_removed"] == 5 and r.stats["lines_after"] == 7
@@ -153,6 +157,7 @@ def test_a_single_space_source_is_skipped_and_counted(target):
 
 def test_growth_is_bounded_before_anything_is_built():
   import tracemalloc
+
   text = " ".join(["a"] * 100)  # 199 characters
   program = "\n".join(['normalize("a", "aaaaaaaaaa")'] * 6)  # would be 10**6 x: ~100 MB
   tracemalloc.start()
@@ -177,7 +182,7 @@ def test_growth_never_passes_the_ten_megabyte_limit():
   assert r.text == text and r.stats["program_ignored"] and "past the bound" in r.errors[0]
   # Characters within the bound but UTF-8 bytes past the limit (4 bytes each): also ignored.
   text = "ab " * 1_200_000  # 3.6 M characters either way; 10.8 MB of UTF-8 after
-  r = run('normalize("ab", "\U0001F600\U0001F600")', text)
+  r = run('normalize("ab", "\U0001f600\U0001f600")', text)
   assert r.text == text and r.stats["program_ignored"] and "UTF-8 bytes" in r.errors[0]
 
 
@@ -187,17 +192,25 @@ def test_remove_all_lines():
 
 
 def test_model_failure_modes_from_the_paper():
-  program = ("# Analysis: The first three lines are navigation links and should be removed.\n"
-             + "remove_lines(start=1, end=1)\n" * 30 + "remove_lines(start=0, end=2)")
+  program = (
+    "# Analysis: The first three lines are navigation links and should be removed.\n"
+    + "remove_lines(start=1, end=1)\n" * 30
+    + "remove_lines(start=0, end=2)"
+  )
   r = run(program)
   assert r.kept and r.removed == ((0, 2),) and r.errors == ()
 
 
 # ---- The reference implementation's weaknesses (DESIGN §3), each fixed ----------------------------------
 
+
 def test_drop_in_a_comment_or_string_does_not_drop():
-  for doc_program in ["# this is not a drop candidate\nkeep_doc()", "keep_doc()  # drop_doc() was considered",
-                      "untouch_doc() dropdown menus are fine", 'normalize("drop_doc()", "x")']:
+  for doc_program in [
+    "# this is not a drop candidate\nkeep_doc()",
+    "keep_doc()  # drop_doc() was considered",
+    "untouch_doc() dropdown menus are fine",
+    'normalize("drop_doc()", "x")',
+  ]:
     r = run(None, doc_program=doc_program)
     assert r.kept and r.text == DOC, doc_program
   assert not run(None, doc_program="drop_doc()").kept
@@ -241,6 +254,7 @@ def test_whitespace_only_and_empty_text_do_not_raise():
 def test_huge_line_end_does_not_hang():
   def timeout(*_):
     raise TimeoutError("remove_lines with a huge line_end took too long")
+
   old = signal.signal(signal.SIGALRM, timeout)
   signal.alarm(5)
   try:
@@ -252,8 +266,11 @@ def test_huge_line_end_does_not_hang():
 
 
 def test_bad_ranges_and_line_breaks_are_errors():
-  for program, msg in [("remove_lines(3, 1)", "line_start > line_end"), ("remove_lines(-1, 1)", "negative"),
-                       ('normalize("", "x")', "empty")]:
+  for program, msg in [
+    ("remove_lines(3, 1)", "line_start > line_end"),
+    ("remove_lines(-1, 1)", "negative"),
+    ('normalize("", "x")', "empty"),
+  ]:
     r = run(program)
     assert r.text == DOC and len(r.errors) == 1 and msg in r.errors[0], program
   # A string literal cannot hold a line break (r"\n" is two characters); a Program built in code can.
@@ -268,11 +285,25 @@ def test_stats_have_fixed_keys():
     assert tuple(r.stats) == ex.STAT_KEYS
     assert r.stats["chars_after"] == len(r.text)
   r = run("remove_lines(0, 1)\nnormalize('w5', 'five')", doc_program="keep_doc()")
-  assert r.stats == {"kept": True, "drop_reason": "", "doc_action": "keep", "program_ignored": False,
-                     "doc_errors": 0, "chunk_errors": 0, "lines_before": 12, "lines_after": 10, "lines_removed": 2,
-                     "normalizations": 1, "replacements": 1, "chars_before": len(DOC), "chars_after": len(r.text),
-                     "words_before": 60, "words_after": 50, "normalize_not_found": 0,
-                     "normalize_skipped": 0}
+  assert r.stats == {
+    "kept": True,
+    "drop_reason": "",
+    "doc_action": "keep",
+    "program_ignored": False,
+    "doc_errors": 0,
+    "chunk_errors": 0,
+    "lines_before": 12,
+    "lines_after": 10,
+    "lines_removed": 2,
+    "normalizations": 1,
+    "replacements": 1,
+    "chars_before": len(DOC),
+    "chars_after": len(r.text),
+    "words_before": 60,
+    "words_after": 50,
+    "normalize_not_found": 0,
+    "normalize_skipped": 0,
+  }
 
 
 def test_config_validation_names_the_value():

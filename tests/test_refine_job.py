@@ -1,5 +1,6 @@
 """The refine job: records, summary, CLI, SIGKILL + resume byte-identical on the C4 and OWM samples, tasks over
 its output."""
+
 import errno
 import gzip
 import os
@@ -33,14 +34,18 @@ def _cli(*args):
 
 
 def test_records_and_summary():
-  batch = [docs.Document("a", "Home | About | Contact\n" + "\n".join(
-      f"The report for day {i} was accurate and complete with the data." for i in range(8))),
-           docs.Document("b", "too short"),
-           docs.Document("c", "\n".join(f"Line {i} has a lone \ud800 surrogate in the text." for i in range(30)))]
+  batch = [
+    docs.Document(
+      "a",
+      "Home | About | Contact\n"
+      + "\n".join(f"The report for day {i} was accurate and complete with the data." for i in range(8)),
+    ),
+    docs.Document("b", "too short"),
+    docs.Document("c", "\n".join(f"Line {i} has a lone \ud800 surrogate in the text." for i in range(30))),
+  ]
   recs = job.refine_documents(batch, job.RuleProgrammer(), count_tokens=lambda xs: [len(x.split()) for x in xs])
   assert [r["id"] for r in recs] == ["a", "b", "c"]
-  assert list(recs[0]) == ["id", "text", "raw_text", "kept", "doc_program", "chunk_program", "errors", "rules",
-                           "stats"]
+  assert list(recs[0]) == ["id", "text", "raw_text", "kept", "doc_program", "chunk_program", "errors", "rules", "stats"]
   assert recs[0]["kept"] and recs[0]["rules"] == ["boilerplate"] and "Home" not in recs[0]["text"]
   assert recs[0]["chunk_program"] == "remove_lines(line_start=0, line_end=0)"
   assert recs[0]["stats"]["tokens_after"] == recs[0]["stats"]["words_after"]
@@ -55,8 +60,7 @@ def test_records_and_summary():
 
 def test_cli_on_owm_prints_summary_and_matches_library(data_dir, tmp_path, capsys):
   path = data_dir / "openwebmath" / "owm-sample-878.jsonl"
-  assert cli.main(["refine", "--input", str(path), "--out", str(tmp_path), "--no_progress",
-                   "--format", "parquet"]) == 0
+  assert cli.main(["refine", "--input", str(path), "--out", str(tmp_path), "--no_progress", "--format", "parquet"]) == 0
   out = capsys.readouterr().out
   assert "878 refined" in out and "top rules fired" in out and "words:" in out
   recs = jobs.read_records(tmp_path / "refine-00000-of-00001.parquet")
@@ -101,8 +105,9 @@ def test_sigkill_mid_job_and_rerun_is_byte_identical(data_dir, tmp_path, which, 
   def args(inp, out):
     return ["--input", inp, "--out", out, "--piece_size", 50, "--format", fmt, "--no_progress"]
 
-  subprocess.run(_cli(*args(tmp_path / "ref" / "in.jsonl", tmp_path / "ref_out")), check=True, env=ENV,
-                 cwd=REPO, capture_output=True)
+  subprocess.run(
+    _cli(*args(tmp_path / "ref" / "in.jsonl", tmp_path / "ref_out")), check=True, env=ENV, cwd=REPO, capture_output=True
+  )
 
   (tmp_path / "k").mkdir()
   fifo = tmp_path / "k" / "in.jsonl"
@@ -151,16 +156,20 @@ def test_task_input_sharded_resume_and_refined_task(data_dir, tmp_path):
   rows = docs.DocumentInput(task="c4_en_raw", split="validation")
   assert rows.total() == 200
   kw = dict(rows=rows, piece_size=16, progress=False, config={"task": "c4_en_raw"})
-  ref = [job.run_refine(out_dir=tmp_path / "ref", programmer=job.RuleProgrammer(), shard=jobs.ShardSpec(i, 2), **kw)
-         for i in range(2)]
+  ref = [
+    job.run_refine(out_dir=tmp_path / "ref", programmer=job.RuleProgrammer(), shard=jobs.ShardSpec(i, 2), **kw)
+    for i in range(2)
+  ]
   with pytest.raises(RuntimeError, match="simulated"):
     job.run_refine(out_dir=tmp_path / "run", programmer=_CrashAfter(4), shard=jobs.ShardSpec(1, 2), **kw)
   res = job.run_refine(out_dir=tmp_path / "run", programmer=job.RuleProgrammer(), shard=jobs.ShardSpec(1, 2), **kw)
   assert res.resumed_pieces == 3
   assert res.path.read_bytes() == ref[1].path.read_bytes()
   ids = [r["id"] for i in range(2) for r in jobs.read_records(ref[i].path)]
-  source_ids = [e["id"].decode() for e in seqio.get_mixture_or_task("c4_en_raw").source.get_dataset(
-      "validation", shuffle=False).as_numpy_iterator()]
+  source_ids = [
+    e["id"].decode()
+    for e in seqio.get_mixture_or_task("c4_en_raw").source.get_dataset("validation", shuffle=False).as_numpy_iterator()
+  ]
   # shard i of 2 reads TFDS file i of 2 (seqio shard_info), so shard 0 starts with the source's first rows
   assert sorted(ids) == sorted(source_ids) and ids[:3] == source_ids[:3]
   assert {r["id"].split("__")[0] for r in jobs.read_records(ref[1].path)} == {"c4-validation.tfrecord-00001-of-00002"}
@@ -168,9 +177,12 @@ def test_task_input_sharded_resume_and_refined_task(data_dir, tmp_path):
   assert merged["documents"] == 200 and merged["kept"] + merged["dropped"] == 200
 
   from tokensift.refine import tasks as refine_tasks
+
   task = refine_tasks.register_refined_task("test_refined_c4", tmp_path / "ref", "c4sp", replace=True)
-  got = [(e["id"].decode(), e["text"].decode()) for e in
-         task.get_dataset(sequence_length={"targets": 32}, split="train", shuffle=False).as_numpy_iterator()]
+  got = [
+    (e["id"].decode(), e["text"].decode())
+    for e in task.get_dataset(sequence_length={"targets": 32}, split="train", shuffle=False).as_numpy_iterator()
+  ]
   kept = [(r["id"], r["text"]) for i in range(2) for r in jobs.read_records(ref[i].path) if r["kept"]]
   assert got == kept and len(got) == merged["kept"]
   seqio.TaskRegistry.remove("test_refined_c4")

@@ -1,5 +1,6 @@
 """Programs as refining models write them, on real OpenWebMath LaTeX (DESIGN §3): backslashes are literal text,
 quotes inside strings survive, repeated per-chunk normalizations are no-ops, whitespace normalizations apply."""
+
 import json
 import re
 

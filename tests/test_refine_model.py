@@ -1,5 +1,6 @@
 """Refining-model inference: prompts as ProX builds them, batched greedy generation under the mesh, and the real
 SmolLM2 GGUF writing (poor) programs that the executor survives."""
+
 import dataclasses
 import gzip
 import json
@@ -25,12 +26,20 @@ def c4_texts(data_dir):
 def tiny(data_dir):
   """A tiny random Llama with SmolLM2's real tokenizer and chat template, on the 8-device mesh."""
   files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
-  cfg = llama.LlamaConfig(vocab_size=49152, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
-                          num_kv_heads=1, max_position_embeddings=512)
+  cfg = llama.LlamaConfig(
+    vocab_size=49152,
+    hidden_size=16,
+    intermediate_size=32,
+    num_layers=2,
+    num_heads=2,
+    num_kv_heads=1,
+    max_position_embeddings=512,
+  )
   mesh = partitioning.make_mesh()
   assert mesh.shape["data"] == 8
-  config = mp.ModelProgrammerConfig(max_new_tokens=6, doc_max_new_tokens=6, chunk_tokens=64,
-                                    doc_prompt_tokens=96, batch_size=3)
+  config = mp.ModelProgrammerConfig(
+    max_new_tokens=6, doc_max_new_tokens=6, chunk_tokens=64, doc_prompt_tokens=96, batch_size=3
+  )
   return mp.ModelProgrammer(llama.Llama(cfg), llama.init_params(cfg), files, config=config, mesh=mesh, name="tiny")
 
 
@@ -45,7 +54,7 @@ def test_prompts_follow_prox(tiny, c4_texts):
   assert tiny.tokenizer.decode(tiny.doc_prompts([short])[0], skip_special_tokens=False) == tiny._render(short)
   chunks = tiny.chunks(text)
   assert len(chunks) > 2 and all(c.tokens <= 64 or c.first_line == c.last_line for c in chunks)
-  first = tiny.tokenizer.decode(tiny.prompt_ids(ck.chunk_prompt(chunks[1]), 10 ** 6), skip_special_tokens=False)
+  first = tiny.tokenizer.decode(tiny.prompt_ids(ck.chunk_prompt(chunks[1]), 10**6), skip_special_tokens=False)
   assert f"[doc]\n[{chunks[1].first_line:03d}]" in first and first.endswith(tiny._suffix)
   assert first.count("[/doc]") == 1
 
@@ -78,9 +87,13 @@ def test_programs_from_a_random_model_run_through_the_job(tiny, c4_texts):
     again = executor.execute(d.text, rec["doc_program"], rec["chunk_program"])
     assert (again.text, again.kept) == (rec["text"], rec["kept"])
     assert rec["stats"]["tokens_before"] == tiny.count_tokens([d.text])[0]
-  only_chunks = mp.ModelProgrammer(tiny.module, tiny.params, tiny.files, mesh=tiny.mesh,
-                                   config=mp.ModelProgrammerConfig(stages="chunk", max_new_tokens=6, chunk_tokens=64,
-                                                                   batch_size=3))
+  only_chunks = mp.ModelProgrammer(
+    tiny.module,
+    tiny.params,
+    tiny.files,
+    mesh=tiny.mesh,
+    config=mp.ModelProgrammerConfig(stages="chunk", max_new_tokens=6, chunk_tokens=64, batch_size=3),
+  )
   progs = only_chunks(texts[:2])
   assert all(p.doc_program is None and isinstance(p.chunk_program, str) for p in progs)
   with pytest.raises(ValueError, match="stages"):
@@ -93,6 +106,7 @@ def test_refine_bar_moves_per_document_as_generation_batches_finish(tiny, c4_tex
   from tqdm.auto import tqdm
 
   from tokensift.models import generate as gen
+
   texts = [t for t in c4_texts[:80] if 150 < len(t) < 700][:6]
   seen = []  # the live bar before each generation batch
   real = gen.greedy_generate
@@ -100,19 +114,24 @@ def test_refine_bar_moves_per_document_as_generation_batches_finish(tiny, c4_tex
   def spy(*args, **kwargs):
     seen.append(max((b.n for b in tqdm._instances), default=None))  # the job's live bar
     return real(*args, **kwargs)
+
   monkeypatch.setattr(gen, "greedy_generate", spy)
   rows = jobs.in_memory_rows([docs.Document(str(i), t) for i, t in enumerate(texts)])
-  doc_only = mp.ModelProgrammer(tiny.module, tiny.params, tiny.files, mesh=tiny.mesh,
-                                config=dataclasses.replace(tiny.config, stages="doc"))
-  res = job.run_refine(rows=rows, out_dir=tmp_path / "doc", programmer=doc_only, piece_size=64, total=6,
-                       count_tokens=tiny.count_tokens)
+  doc_only = mp.ModelProgrammer(
+    tiny.module, tiny.params, tiny.files, mesh=tiny.mesh, config=dataclasses.replace(tiny.config, stages="doc")
+  )
+  res = job.run_refine(
+    rows=rows, out_dir=tmp_path / "doc", programmer=doc_only, piece_size=64, total=6, count_tokens=tiny.count_tokens
+  )
   assert res.stats["records"] == 6 and seen == [0, 3]  # one piece; batches of 3 documents
 
   seen.clear()
-  chunk_only = mp.ModelProgrammer(tiny.module, tiny.params, tiny.files, mesh=tiny.mesh,
-                                  config=dataclasses.replace(tiny.config, stages="chunk"))
-  job.run_refine(rows=rows, out_dir=tmp_path / "chunk", programmer=chunk_only, piece_size=64, total=6,
-                 count_tokens=tiny.count_tokens)
+  chunk_only = mp.ModelProgrammer(
+    tiny.module, tiny.params, tiny.files, mesh=tiny.mesh, config=dataclasses.replace(tiny.config, stages="chunk")
+  )
+  job.run_refine(
+    rows=rows, out_dir=tmp_path / "chunk", programmer=chunk_only, piece_size=64, total=6, count_tokens=tiny.count_tokens
+  )
   n_chunks = sum(len(chunk_only.chunks(t)) for t in texts)
   assert n_chunks > 6 and len(seen) == -(-n_chunks // 3)
   assert seen == sorted(seen) and seen[0] == 0 and 0 < seen[-1] < 6, seen  # moved inside the piece
@@ -130,10 +149,31 @@ def test_real_smollm2_through_the_cli(c4_texts, tmp_path, capsys):
   inp = tmp_path / "in.jsonl"
   inp.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
   out = tmp_path / "out"
-  assert cli.main(["refine", "--input", str(inp), "--out", str(out), "--programmer", str(paths.smollm2_gguf()),
-                   "--mesh_data", "1", "--mesh_model", "1", "--max_new_tokens", "8", "--doc_max_new_tokens", "8",
-                   "--max_batch", "2",
-                   "--no_progress"]) == 0  # one device: one short compile
+  assert (
+    cli.main(
+      [
+        "refine",
+        "--input",
+        str(inp),
+        "--out",
+        str(out),
+        "--programmer",
+        str(paths.smollm2_gguf()),
+        "--mesh_data",
+        "1",
+        "--mesh_model",
+        "1",
+        "--max_new_tokens",
+        "8",
+        "--doc_max_new_tokens",
+        "8",
+        "--max_batch",
+        "2",
+        "--no_progress",
+      ]
+    )
+    == 0
+  )  # one device: one short compile
   printed = capsys.readouterr().out
   assert "2 refined" in printed and "tokens:" in printed
   recs = jobs.read_records(out / "refine-00000-of-00001.jsonl")

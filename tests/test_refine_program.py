@@ -1,4 +1,5 @@
 """The ProX program grammar: every call form, aliases, quoting, comments, junk, and errors as values."""
+
 import time
 
 import pytest
@@ -12,13 +13,17 @@ def calls(text):
   return [(c.name, dict(c.args)) for c in p.calls], [str(e) for e in p.errors]
 
 
-@pytest.mark.parametrize("text,expected", [
+@pytest.mark.parametrize(
+  "text,expected",
+  [
     # The paper's examples (DESIGN §3).
     ("drop_doc()", [("drop_doc", {})]),
     ("keep_doc()", [("keep_doc", {})]),
     ("remove_lines(line_start=0, line_end=5)", [("remove_lines", {"line_start": 0, "line_end": 5})]),
-    ('normalize(source_str="http://scholar.google.co.uk/citations?user", target_str="")',
-     [("normalize", {"source_str": "http://scholar.google.co.uk/citations?user", "target_str": ""})]),
+    (
+      'normalize(source_str="http://scholar.google.co.uk/citations?user", target_str="")',
+      [("normalize", {"source_str": "http://scholar.google.co.uk/citations?user", "target_str": ""})],
+    ),
     # Positional arguments and single quotes (which ProX fails to parse).
     ("remove_lines(0, 0)", [("remove_lines", {"line_start": 0, "line_end": 0})]),
     ("normalize('a','b')", [("normalize", {"source_str": "a", "target_str": "b"})]),
@@ -33,14 +38,17 @@ def calls(text):
     ("remove_lines(all=True)", [("remove_lines", {"all": True})]),
     # Whitespace, trailing commas, line breaks inside the parentheses, signs.
     ("remove_lines (  line_start = 2 ,\n  line_end=+3, )", [("remove_lines", {"line_start": 2, "line_end": 3})]),
-])
+  ],
+)
 def test_call_forms(text, expected):
   got, errors = calls(text)
   assert errors == []
   assert got == expected
 
 
-@pytest.mark.parametrize("text,source,target", [
+@pytest.mark.parametrize(
+  "text,source,target",
+  [
     # Backslashes are literal text (LaTeX), never escapes.
     (r'normalize(source_str="\frac", target_str="\dfrac")', r"\frac", r"\dfrac"),
     (r'normalize(source_str="\alpha", target_str="α")', r"\alpha", "α"),
@@ -59,7 +67,8 @@ def test_call_forms(text, expected):
     ('normalize(source_str="  ", target_str=" ")', "  ", " "),
     ('normalize(\n  "a b" ,\n  "c"\n)', "a b", "c"),
     ('normalize("x",)', None, None),
-])
+  ],
+)
 def test_strings_are_literal_text(text, source, target):
   got, errors = calls(text)
   if source is None:
@@ -93,10 +102,12 @@ def test_separators_inside_strings(source):
 
 
 def test_comments_and_junk_are_skipped():
-  text = ("# Analysis: the first lines are navigation, so drop_doc() would be wrong\n"
-          "Sure! Here is the program:\n```python\n"
-          "remove_lines(line_start=0, line_end=2)  # drop_doc() in a trailing comment\n"
-          "print('hello') and the document (which is fine) ...\n```\n")
+  text = (
+    "# Analysis: the first lines are navigation, so drop_doc() would be wrong\n"
+    "Sure! Here is the program:\n```python\n"
+    "remove_lines(line_start=0, line_end=2)  # drop_doc() in a trailing comment\n"
+    "print('hello') and the document (which is fine) ...\n```\n"
+  )
   p = prog.parse(text)
   assert [(c.name, dict(c.args)) for c in p.calls] == [("remove_lines", {"line_start": 0, "line_end": 2})]
   assert p.errors == ()
@@ -115,7 +126,9 @@ def test_identifier_boundaries():
   assert got == [("keep_doc", {})]
 
 
-@pytest.mark.parametrize("text,message,line,col", [
+@pytest.mark.parametrize(
+  "text,message,line,col",
+  [
     ("remove_lines(0, 1", "unterminated call", 1, 1),
     ('normalize("abc, "x")', "missing target_str", 1, 1),  # the string is 'abc, "x'
     ('normalize("abc)', "unterminated string", 1, 11),
@@ -135,7 +148,8 @@ def test_identifier_boundaries():
     ("drop_doc(reason='spam')", "unexpected keyword 'reason'", 1, 1),
     ("keep_doc(1)", "takes 0 arguments", 1, 1),
     ("  \n  remove_lines(line_start=0, 1)", "positional argument after keyword", 2, 30),
-])
+  ],
+)
 def test_errors_are_values_with_positions(text, message, line, col):
   p = prog.parse(text)
   assert p.calls == ()
@@ -147,11 +161,13 @@ def test_errors_are_values_with_positions(text, message, line, col):
 
 
 def test_parsing_resumes_after_errors():
-  text = ("remove_lines(line_start=0, line_end=5\n"  # missing ')' : the next line's call is still read
-          'normalize(source_str="a", target_str=drop_doc())\n'  # bad value: the rest of the line is skipped
-          "keep_chunk()\n"
-          'normalize("unterminated, "b")\n'
-          "remove_lines(2, 3)\n")
+  text = (
+    "remove_lines(line_start=0, line_end=5\n"  # missing ')' : the next line's call is still read
+    'normalize(source_str="a", target_str=drop_doc())\n'  # bad value: the rest of the line is skipped
+    "keep_chunk()\n"
+    'normalize("unterminated, "b")\n'
+    "remove_lines(2, 3)\n"
+  )
   p = prog.parse(text)
   assert [c.name for c in p.calls] == ["keep_chunk", "remove_lines"]
   assert [e.line for e in p.errors] == [1, 2, 4]
@@ -160,7 +176,7 @@ def test_parsing_resumes_after_errors():
 def test_huge_integers_are_clamped_not_raised():
   p = prog.parse("remove_lines(0, " + "9" * 5000 + ")")
   assert p.errors == ()
-  assert p.calls[0].arg("line_end") == 10 ** prog.MAX_INT_DIGITS
+  assert p.calls[0].arg("line_end") == 10**prog.MAX_INT_DIGITS
 
 
 def test_parse_never_raises_on_non_strings():
@@ -169,11 +185,33 @@ def test_parse_never_raises_on_non_strings():
   assert prog.parse("").errors == ()
 
 
-@pytest.mark.parametrize("value", ["", "plain", 'q"uote', "it's", 'a", "b', "a', 'b", "back\\slash", r"\frac{a}{b}",
-                                   "tab\t", "\x00\x1f\x7f", "é😀", "\ud800", "f(x), y=2", ")", '"', "'", "  "])
+@pytest.mark.parametrize(
+  "value",
+  [
+    "",
+    "plain",
+    'q"uote',
+    "it's",
+    'a", "b',
+    "a', 'b",
+    "back\\slash",
+    r"\frac{a}{b}",
+    "tab\t",
+    "\x00\x1f\x7f",
+    "é😀",
+    "\ud800",
+    "f(x), y=2",
+    ")",
+    '"',
+    "'",
+    "  ",
+  ],
+)
 def test_quote_round_trips(value):
-  for text in [writer.format_call("normalize", source_str=value, target_str=value),
-               f"normalize({writer.quote(value)}, {writer.quote(value)})"]:
+  for text in [
+    writer.format_call("normalize", source_str=value, target_str=value),
+    f"normalize({writer.quote(value)}, {writer.quote(value)})",
+  ]:
     p = prog.parse(text)
     assert p.errors == () and p.calls[0].arg("source_str") == value == p.calls[0].arg("target_str")
 
@@ -191,16 +229,16 @@ def test_call_records_name_as_written_and_position():
 
 
 _CALL_FREE = {
-    "letters": lambda n: "a" * n,
-    "words": lambda n: ("lorem ipsum dolor " * n)[:n],
+  "letters": lambda n: "a" * n,
+  "words": lambda n: ("lorem ipsum dolor " * n)[:n],
 }
 _PATHOLOGICAL = {  # texts full of half-calls, quotes and errors
-    "open quotes": lambda n: 'normalize("' + '"' * n,
-    "quote comma": lambda n: 'normalize("' + '", x' * (n // 4),
-    "quote paren quote": lambda n: 'normalize("' + '")"' * (n // 3),
-    "failing calls": lambda n: 'normalize("x").' * (n // 15),
-    "unknown calls": lambda n: "foo(" * (n // 4),
-    "comment lines": lambda n: ("#" + "x" * 30 + "\n") * (n // 32),
+  "open quotes": lambda n: 'normalize("' + '"' * n,
+  "quote comma": lambda n: 'normalize("' + '", x' * (n // 4),
+  "quote paren quote": lambda n: 'normalize("' + '")"' * (n // 3),
+  "failing calls": lambda n: 'normalize("x").' * (n // 15),
+  "unknown calls": lambda n: "foo(" * (n // 4),
+  "comment lines": lambda n: ("#" + "x" * 30 + "\n") * (n // 32),
 }
 
 

@@ -1,4 +1,5 @@
 """The rule programmer: each rule fires where it should, its programs parse and run cleanly on real samples."""
+
 import gzip
 import json
 
@@ -25,7 +26,9 @@ def refined(text, cfg=rules.RuleConfig.web()):
   return rp, r
 
 
-@pytest.mark.parametrize("line,rule", [
+@pytest.mark.parametrize(
+  "line,rule",
+  [
     ("Please enable JavaScript in your browser to view this page.", "javascript"),
     ("This site uses cookies to improve your experience.", "cookie_policy"),
     ("Read our Privacy Policy and Terms of Use.", "cookie_policy"),
@@ -38,7 +41,8 @@ def refined(text, cfg=rules.RuleConfig.web()):
     ("Related Posts", "boilerplate"),
     ("The committee met on day 1 and agreed that the report was accurate and complete.", "repeated_line"),
     ("A heading without a full stop", "no_terminal_punct"),
-])
+  ],
+)
 def test_line_rules(line, rule):
   text = doc(line)
   rp, r = refined(text)
@@ -61,18 +65,23 @@ def test_normalize_html_entities_with_amp_last():
   assert rp.chunk_program.splitlines()[-1] == 'normalize(source_str="&amp;", target_str="&")'
 
 
-@pytest.mark.parametrize("text,rule", [
+@pytest.mark.parametrize(
+  "text,rule",
+  [
     ("Too short a document to keep.", "too_short"),
     (doc("Lorem ipsum dolor sit amet, consectetur adipiscing elit."), "lorem_ipsum"),
     ("\n".join(["- Remember important considerations about the weather forecast."] * 15), "bullet_lines"),
-    ("\n".join(["We waited patiently for the committee and the board to decide and then..."] * 4 + PROSE),
-     "ellipsis_lines"),
+    (
+      "\n".join(["We waited patiently for the committee and the board to decide and then..."] * 4 + PROSE),
+      "ellipsis_lines",
+    ),
     (" ".join(["#tag"] * 30) + " " + " ".join(PROSE), "symbol_ratio"),
     (" ".join(["1234 5678"] * 40) + " the and of that with.", "non_alpha_words"),
     (" ".join(["zebra"] * 70) + ".", "few_stop_words"),
     (" ".join(["a"] * 80) + " the and", "mean_word_length"),
     ("\n".join(["Short header line"] * 10 + [" ".join(PROSE)]), "few_punctuated_lines"),
-])
+  ],
+)
 def test_document_rules(text, rule):
   rp, r = refined(text)
   assert (rp.doc_program, rp.chunk_program, rp.rules) == ("drop_doc()", "", (rule,))
@@ -80,9 +89,22 @@ def test_document_rules(text, rule):
 
 
 def test_math_profile_keeps_formulas_and_unpunctuated_lines():
-  text = "\n".join(["Let $x$ be a real number and consider the function below:", "$$", r"f(x) = \int_0^x t^2 dt",
-                    "$$", r"\begin{align}", r"a &= b \\", r"a &= b \\", r"\end{align}",
-                    "which is a polynomial of degree three in the variable x", "$$", "Thanks!"] + PROSE)
+  text = "\n".join(
+    [
+      "Let $x$ be a real number and consider the function below:",
+      "$$",
+      r"f(x) = \int_0^x t^2 dt",
+      "$$",
+      r"\begin{align}",
+      r"a &= b \\",
+      r"a &= b \\",
+      r"\end{align}",
+      "which is a polynomial of degree three in the variable x",
+      "$$",
+      "Thanks!",
+    ]
+    + PROSE
+  )
   rp, r = refined(text, rules.RuleConfig.math())
   assert rp.rules == ("boilerplate",) and rp.removed == ((10, 10),)
   web = rules.write_program(text, rules.RuleConfig.web())
@@ -136,7 +158,7 @@ def test_real_samples_run_without_errors(data_dir, which):
 def _prox_style_reading(line):
   """How GAIR-NLP/ProX's executor reads one program line (DESIGN §3): the call is cut at its first ')',
   the arguments split at ',', each value taken after its first '=' with '"' stripped."""
-  inner = line[line.index("(") + 1:line.index(")")]
+  inner = line[line.index("(") + 1 : line.index(")")]
   return [part.split("=")[1].strip('"') for part in inner.split(",")]
 
 
@@ -153,7 +175,7 @@ def _assert_prox_reads_the_same(chunk_program):
 
 
 def test_entities_prox_would_misread_are_left_out():
-  text = doc('Say &quot;hi&quot;, a&#44;b, f&#40;x&#41;, x &#61; 1, C:&#92;dir, Tom &amp; Jerry&apos;s &nbsp;ok.')
+  text = doc("Say &quot;hi&quot;, a&#44;b, f&#40;x&#41;, x &#61; 1, C:&#92;dir, Tom &amp; Jerry&apos;s &nbsp;ok.")
   rp, r = refined(text)
   assert rp.normalizations == (("&#40;", "("), ("&apos;", "'"), ("&nbsp;", " "), ("&amp;", "&"))
   _assert_prox_reads_the_same(rp.chunk_program)
@@ -164,6 +186,7 @@ def test_entities_prox_would_misread_are_left_out():
 def test_every_rule_program_reads_the_same_under_prox(data_dir, which):
   """Rule programs are teacher data that may run under ProX's own executor: each line reads the same there."""
   from tokensift.refine import chunks
+
   texts, cfg = _sample(data_dir, which)
   for text in texts[:300]:
     rp = rules.write_program(text, cfg)

@@ -1,4 +1,5 @@
 """Refining-model SFT on rule-programmer pairs (ProX's recipe), its export, and F1 against the teacher."""
+
 import dataclasses
 import json
 
@@ -16,17 +17,28 @@ from tokensift.refine import rules
 from tokensift.refine.model_programmer import ModelProgrammer
 from tokensift.core import hf_tokenizer
 
-TINY = rt.RefinerTrainConfig(model=rt.RefinerModelConfig(hidden_size=32, intermediate_size=64, num_layers=2,
-                                                         num_heads=2, num_kv_heads=1, max_position_embeddings=320),
-                             doc_prompt_tokens=96, chunk_tokens=128, max_program_tokens=40, steps=150,
-                             batch_tokens=1024, buckets=(96, 192), learning_rate=1e-2, warmup_steps=2,
-                             checkpoint_every=75, log_every=10)
+TINY = rt.RefinerTrainConfig(
+  model=rt.RefinerModelConfig(
+    hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, num_kv_heads=1, max_position_embeddings=320
+  ),
+  doc_prompt_tokens=96,
+  chunk_tokens=128,
+  max_program_tokens=40,
+  steps=150,
+  batch_tokens=1024,
+  buckets=(96, 192),
+  learning_rate=1e-2,
+  warmup_steps=2,
+  checkpoint_every=75,
+  log_every=10,
+)
 
 
 @pytest.fixture(scope="module")
 def c4_train(data_dir):
   """C4 train documents: 8 the rules keep (one with removed lines) and 4 they drop."""
   from tokensift.core import docs
+
   kept, edited, dropped = [], [], []
   for d in docs.DocumentInput(task="c4_en_raw", split="train").rows():
     p = rules.write_program(d.text, rules.RuleConfig.web())
@@ -46,8 +58,9 @@ def prompter():
   files = hf_tokenizer.tokenizer_files(paths.smollm2_gguf())
   lcfg = rt.llama_config(TINY.model, 49152)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
-  return ModelProgrammer(llama.Llama(lcfg), llama.init_params(lcfg), files, config=rt.programmer_config(TINY),
-                         mesh=mesh)
+  return ModelProgrammer(
+    llama.Llama(lcfg), llama.init_params(lcfg), files, config=rt.programmer_config(TINY), mesh=mesh
+  )
 
 
 def test_pairs_are_the_teachers_programs_on_the_refiners_prompts(c4_train, prompter):
@@ -100,9 +113,11 @@ def test_loss_is_on_program_tokens_only(c4_train, prompter):
 
 
 def test_schedule_is_deterministic_and_rebalances():
-  pairs = ([rt.Pair((1,) * 10, (2, 3), "doc", i, edits=i < 2) for i in range(10)]
-           + [rt.Pair((1,) * 50, (4, 5), "chunk", i, edits=i == 0) for i in range(40)]
-           + [rt.Pair((1,) * 500, (4, 5), "chunk", 0)])  # fits no bucket
+  pairs = (
+    [rt.Pair((1,) * 10, (2, 3), "doc", i, edits=i < 2) for i in range(10)]
+    + [rt.Pair((1,) * 50, (4, 5), "chunk", i, edits=i == 0) for i in range(40)]
+    + [rt.Pair((1,) * 500, (4, 5), "chunk", 0)]
+  )  # fits no bucket
   plain = dataclasses.replace(TINY, batch_tokens=96 * 4)  # 4 rows per batch
   stream = rt.batch_schedule(pairs, plain)
   one_epoch = [i for _, idx in (next(stream) for _ in range(13)) for i in idx]  # 50 pairs = 13 batches
@@ -130,8 +145,12 @@ def test_train_export_resume_and_score(c4_train, tmp_path):
   records = [json.loads(x) for x in (tmp_path / "refiner" / "train" / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == list(range(10, TINY.steps + 1, 10))
   model_dir = tmp_path / "refiner" / "model"
-  assert {p.name for p in model_dir.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json",
-                                                   "tokenizer_config.json"}
+  assert {p.name for p in model_dir.iterdir()} >= {
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+  }
   # A rerun resumes from the final checkpoint: no step trains, the exported weights are the same.
   before = (model_dir / "model.safetensors").read_bytes()
   again = rt.run_refiner_training(c4_train, TINY, tmp_path / "refiner", progress=False)
@@ -153,6 +172,7 @@ def test_a_stopped_sft_resumes_from_its_checkpoint_with_the_same_losses(c4_train
   """8 SFT steps uninterrupted, and stopped after step 5 (last checkpoint: 3) then rerun: the rerun resumes from
   step 3 (the batch schedule replayed to there) and logs the same losses, ending on the same weights."""
   from tokensift.trainer.metrics import read_metrics
+
   cfg = dataclasses.replace(TINY, steps=8, log_every=1, checkpoint_every=3)
   pairs, _ = rt.build_pairs(c4_train[:6], prompter, cfg)
   straight, summary = rt.train_refiner(pairs, cfg, 49152, tmp_path / "a", progress=False)
@@ -171,8 +191,10 @@ def test_a_stopped_sft_resumes_from_its_checkpoint_with_the_same_losses(c4_train
 
 def test_f1_counts_against_the_teacher():
   text = "\n".join(f"line {i} has enough words to count here." for i in range(6))
-  teacher_doc, teacher_chunk = ["keep_doc()", "drop_doc()", "keep_doc()"], [
-      "remove_lines(line_start=1, line_end=2)", None, "keep_chunk()"]
+  teacher_doc, teacher_chunk = (
+    ["keep_doc()", "drop_doc()", "keep_doc()"],
+    ["remove_lines(line_start=1, line_end=2)", None, "keep_chunk()"],
+  )
   student_doc = ["keep_doc()", "keep_doc()", "drop_doc()"]
   student_chunk = ["remove_lines(line_start=2, line_end=3)", "keep_chunk()", "keep_chunk()"]
   out = rev.compare_programs([text] * 3, teacher_doc, teacher_chunk, student_doc, student_chunk)

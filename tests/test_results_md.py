@@ -1,5 +1,6 @@
 """benchmarks/results.py: ``--results`` replaces one benchmark's section of RESULTS.md, idempotently, and nothing
 else."""
+
 from __future__ import annotations
 
 import argparse
@@ -59,16 +60,18 @@ def test_the_last_section_and_a_new_one(results_copy):
   before = sections(results_copy.read_text())
   last = list(before)[-1]
   results.record(last, "x", path=results_copy, when=WHEN)
-  results.record("bench_new", [{"n": 1, "docs/s": "28,482"}, {"n": 4, "docs/s": "27,219"}], path=results_copy,
-                 when=WHEN)
+  results.record(
+    "bench_new", [{"n": 1, "docs/s": "28,482"}, {"n": 4, "docs/s": "27,219"}], path=results_copy, when=WHEN
+  )
   text = results_copy.read_text()
   after = sections(text)
   assert list(after) == list(before) + ["bench_new"]
   assert all(after[k] == before[k] for k in before if k != last)
   assert after["bench_new"].endswith("| n | docs/s |\n|---|---|\n| 1 | 28,482 |\n| 4 | 27,219 |\n")
   twice = text
-  results.record("bench_new", [{"n": 1, "docs/s": "28,482"}, {"n": 4, "docs/s": "27,219"}], path=results_copy,
-                 when=WHEN)
+  results.record(
+    "bench_new", [{"n": 1, "docs/s": "28,482"}, {"n": 4, "docs/s": "27,219"}], path=results_copy, when=WHEN
+  )
   assert results_copy.read_text() == twice
 
 
@@ -102,6 +105,7 @@ def test_every_argparse_benchmark_takes_results():
     text = p.read_text()
     assert "add_results_flag(" in text and f'record_results("{p.stem}")' in text, p.name
   # bench_shards imports nothing heavy at the top: its --help shows the flag
-  out = subprocess.run([sys.executable, str(BENCH / "bench_shards.py"), "--help"], capture_output=True, text=True,
-                       check=True).stdout
+  out = subprocess.run(
+    [sys.executable, str(BENCH / "bench_shards.py"), "--help"], capture_output=True, text=True, check=True
+  ).stdout
   assert "--results" in out and "RESULTS.md" in out

@@ -1,6 +1,7 @@
 """Samplers: inverse propensity flattens density on a dense-cluster + sparse-outlier mixture (in expectation,
 exactly, and on a seeded draw); exact sizes; inclusion probabilities proportional to 1/score; top/bottom-k,
 random; determinism and errors."""
+
 import numpy as np
 import pytest
 

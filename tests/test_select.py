@@ -1,6 +1,7 @@
 """``tokensift select``: DENSITY id lists from the real C4 MiniLM embeddings, nested IPS selections, top/bottom-k
 ordering by density, a seqio variant (c4_en_density_r20) that yields exactly the listed documents, the ASK-LLM
 pool combination, the sketch path and errors."""
+
 import json
 
 import numpy as np
@@ -15,14 +16,16 @@ from test_embed_job import c4_embed_dir, c4_embeddings
 
 def _density(out):
   import pyarrow.parquet as pq
+
   t = pq.read_table(out / "density.parquet").to_pydict()
   return dict(zip(t["id"], t["log_density"]))
 
 
 def test_cli_select_writes_nested_ips_lists_and_registers_variant(tmp_path, capsys):
   out = tmp_path / "sel"
-  rc = cli.main(["select", str(c4_embed_dir()), "--out", str(out), "--rates", "10,20", "--base_task", "c4_en_raw",
-                 "--no_progress"])
+  rc = cli.main(
+    ["select", str(c4_embed_dir()), "--out", str(out), "--rates", "10,20", "--base_task", "c4_en_raw", "--no_progress"]
+  )
   assert rc == 0
   printed = capsys.readouterr().out
   assert "rate 20%: 40 ids" in printed and "c4_en_density_r20" in printed and "register_variant(" in printed
@@ -51,8 +54,10 @@ def test_cli_select_writes_nested_ips_lists_and_registers_variant(tmp_path, caps
   assert got == sorted(r20)
   tasks = select_job.register_density_variants(out, "c4_en_raw")
   assert sorted(t.name for t in tasks) == ["c4_en_density_r10", "c4_en_density_r20"]
-  assert [t.name for t in variants.register_selection_dir("c4_en_raw", out)] == ["c4_en_density_r10",
-                                                                                "c4_en_density_r20"]
+  assert [t.name for t in variants.register_selection_dir("c4_en_raw", out)] == [
+    "c4_en_density_r10",
+    "c4_en_density_r20",
+  ]
 
 
 def test_top_and_bottom_k_follow_density_and_sketch_mode(tmp_path):
@@ -66,8 +71,11 @@ def test_top_and_bottom_k_follow_density_and_sketch_mode(tmp_path):
   values = sorted(dens.values())
   assert [dens[i] for i in top_ids] == sorted(values[-20:], reverse=True)
   assert [dens[i] for i in bot_ids] == values[:20]
-  sk = select_job.select(emb_dir, tmp_path / "sk", select_job.SelectConfig(
-      rates=(10,), density="sketch", sketch_rows=200, sketch_buckets=2048))
+  sk = select_job.select(
+    emb_dir,
+    tmp_path / "sk",
+    select_job.SelectConfig(rates=(10,), density="sketch", sketch_rows=200, sketch_buckets=2048),
+  )
   assert sk.summary["density"] == "sketch" and sk.lists[10][1] == 20
 
 
@@ -92,8 +100,9 @@ def test_ips_within_the_top_askllm_fraction(tmp_path):
   s = res.summary
   assert (s["pool"], s["askllm_scored_not_embedded"], s["embedded_not_scored"]) == (90, 5, 20)
   with pytest.raises(ValueError, match="more than the 18 in the candidate pool"):
-    select_job.select(c4_embed_dir(), tmp_path / "x", select_job.SelectConfig(rates=(20,), askllm_fraction=10),
-                      askllm_scores=path)
+    select_job.select(
+      c4_embed_dir(), tmp_path / "x", select_job.SelectConfig(rates=(20,), askllm_fraction=10), askllm_scores=path
+    )
 
 
 def test_select_errors(tmp_path, capsys):
@@ -110,6 +119,7 @@ def test_select_errors(tmp_path, capsys):
 def test_null_or_nan_embeddings_fail_in_one_line_before_anything_is_written(tmp_path, capsys):
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   rows = [{"id": f"d{i}", "embedding": [float(i), 1.0, 0.5]} for i in range(10)]
   for name, bad in (("null", None), ("nan", [0.1, float("nan"), 0.2]), ("inner", [0.1, None, 0.2])):
     pq.write_table(pa.Table.from_pylist(rows + [{"id": "bad", "embedding": bad}]), tmp_path / f"{name}.parquet")

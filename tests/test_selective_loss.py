@@ -1,5 +1,6 @@
 """Rho-1 SLM loss: agreement with a straightforward NumPy implementation of DESIGN §6, zero gradients on
 unselected tokens, deterministic ties, and the same global-batch selection on 1 device and on 8 fake devices."""
+
 import collections
 import json
 
@@ -13,8 +14,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tokensift.models import partitioning
 from tokensift.models.llama import Llama, LlamaConfig
 from tokensift.trainer.config import LossConfig
-from tokensift.rho1.selective_loss import (select_tokens, selective_cross_entropy, token_cross_entropy,
-                                             weighted_cross_entropy)
+from tokensift.rho1.selective_loss import (
+  select_tokens,
+  selective_cross_entropy,
+  token_cross_entropy,
+  weighted_cross_entropy,
+)
 
 
 def numpy_slm(logits, targets, weights, ref, ratio, scope):
@@ -28,8 +33,11 @@ def numpy_slm(logits, targets, weights, ref, ratio, scope):
   weights = np.asarray(weights, np.float64)
   valid = weights > 0
   selected = np.zeros(targets.shape, bool)
-  groups = [np.arange(targets.size)] if scope == "batch" else [
-      r * targets.shape[1] + np.arange(targets.shape[1]) for r in range(targets.shape[0])]
+  groups = (
+    [np.arange(targets.size)]
+    if scope == "batch"
+    else [r * targets.shape[1] + np.arange(targets.shape[1]) for r in range(targets.shape[0])]
+  )
   flat_valid, flat_excess, flat_sel = valid.ravel(), excess.ravel(), selected.ravel()
   for g in groups:
     cand = [i for i in g if flat_valid[i]]
@@ -41,10 +49,10 @@ def numpy_slm(logits, targets, weights, ref, ratio, scope):
   loss = (ce * sw).sum() / sw.sum() if sw.sum() > 0 else 0.0
   unsel = valid & ~selected
   metrics = {
-      "selected_fraction": selected.sum() / valid.sum(),
-      "excess_selected": excess[selected].mean() if selected.any() else 0.0,
-      "excess_unselected": excess[unsel].mean() if unsel.any() else 0.0,
-      "ce_unmasked": (ce * weights).sum() / weights.sum(),
+    "selected_fraction": selected.sum() / valid.sum(),
+    "excess_selected": excess[selected].mean() if selected.any() else 0.0,
+    "excess_unselected": excess[unsel].mean() if unsel.any() else 0.0,
+    "ce_unmasked": (ce * weights).sum() / weights.sum(),
   }
   return loss, selected, metrics
 
@@ -56,7 +64,7 @@ def _random_case(seed, batch=4, length=24, vocab=50, pad_rows=True):
   weights = np.ones((batch, length), np.float32)
   if pad_rows:
     for r in range(batch):  # right padding of random lengths, as after packing/padding
-      weights[r, rng.integers(length // 2, length + 1):] = 0
+      weights[r, rng.integers(length // 2, length + 1) :] = 0
   targets = np.where(weights > 0, targets, 0).astype(np.int32)
   ref = rng.gamma(2.0, 1.5, size=(batch, length)).astype(np.float32)
   return logits, targets, weights, ref
@@ -68,7 +76,8 @@ def test_matches_numpy_on_random_inputs(scope, ratio):
   for seed in range(2):
     logits, targets, weights, ref = _random_case(seed)
     loss, metrics = jax.jit(selective_cross_entropy, static_argnames=("ratio", "scope"))(
-        logits, targets, weights, ref, ratio=ratio, scope=scope)
+      logits, targets, weights, ref, ratio=ratio, scope=scope
+    )
     ce, _ = token_cross_entropy(logits, targets)
     mask = select_tokens(ce - ref, weights, ratio, scope)
     want_loss, want_sel, want = numpy_slm(logits, targets, weights, ref, ratio, scope)
@@ -93,6 +102,7 @@ def test_matches_numpy_on_real_inputs(data_dir):
   """Real OpenWebMath text in the real C4 SentencePiece vocabulary; logits of a (random-init) Llama decoder;
   reference losses of a unigram LM fitted on the sample (a genuine, if weak, reference model)."""
   import sentencepiece as spm
+
   sp = spm.SentencePieceProcessor(model_file=str(data_dir / "tokenizers/c4-32768.model"))
   rows = [json.loads(line)["text"] for line in open(data_dir / "openwebmath/owm-sample-878.jsonl")][:40]
   encoded = sp.encode(rows)
@@ -102,12 +112,13 @@ def test_matches_numpy_on_real_inputs(data_dir):
   targets = np.zeros((6, length), np.int32)
   for i, d in enumerate(encoded[:6]):
     d = [t for t in d if t > 0][:length]
-    targets[i, :len(d)] = d
+    targets[i, : len(d)] = d
   weights = (targets > 0).astype(np.float32)
   ref = np.where(targets > 0, -np.log(np.vectorize(lambda t: counts[t] / total)(targets) + 1e-12), 0)
   ref = ref.astype(np.float32)
-  cfg = LlamaConfig(vocab_size=sp.get_piece_size(), hidden_size=16, intermediate_size=32, num_layers=2,
-                    num_heads=2, num_kv_heads=1)
+  cfg = LlamaConfig(
+    vocab_size=sp.get_piece_size(), hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2, num_kv_heads=1
+  )
   model = Llama(cfg)
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), targets)["params"])
   rng = np.random.default_rng(3)  # random init drawn on the host: no XLA compile of the init graph
@@ -142,8 +153,7 @@ def test_gradients_zero_exactly_on_unselected_tokens():
 
 
 def test_zero_weight_tokens_never_selected_and_ties_deterministic():
-  excess = np.array([[5.0, 1.0, 1.0, 9.0, 1.0, 1.0],
-                     [1.0, 1.0, 100.0, 1.0, 0.0, 1.0]], np.float32)
+  excess = np.array([[5.0, 1.0, 1.0, 9.0, 1.0, 1.0], [1.0, 1.0, 100.0, 1.0, 0.0, 1.0]], np.float32)
   weights = np.array([[1, 1, 1, 0, 1, 1], [1, 1, 0, 1, 1, 1]], np.float32)
   # 10 valid tokens, ratio 0.4 -> k = 4: the 5.0, then three of the eight tied 1.0s in row-major order.
   mask = np.asarray(select_tokens(excess, weights, 0.4, "batch"))
@@ -178,20 +188,27 @@ def test_ratio_one_equals_plain_cross_entropy_and_bad_arguments():
 def test_global_batch_selection_same_on_1_and_8_devices(mesh_shape):
   assert jax.device_count() == 8, "conftest sets 8 fake CPU devices"
   logits, targets, weights, ref = _random_case(11, batch=8, length=32, vocab=64)
-  fn = jax.jit(lambda lg, t, w, r: (selective_cross_entropy(lg, t, w, r, 0.6)[0],
-                                    select_tokens(token_cross_entropy(lg, t)[0] - r, w, 0.6)))
+  fn = jax.jit(
+    lambda lg, t, w, r: (
+      selective_cross_entropy(lg, t, w, r, 0.6)[0],
+      select_tokens(token_cross_entropy(lg, t)[0] - r, w, 0.6),
+    )
+  )
   one = jax.devices()[0]
   loss1, mask1 = fn(*(jax.device_put(x, one) for x in (logits, targets, weights, ref)))
   mesh = Mesh(np.asarray(jax.devices()).reshape(mesh_shape), ("data", "model"))
   bs = partitioning.batch_sharding(mesh, 2)
-  args = (jax.device_put(logits, NamedSharding(mesh, P("data", None, "model"))),
-          *(jax.device_put(x, bs) for x in (targets, weights, ref)))
+  args = (
+    jax.device_put(logits, NamedSharding(mesh, P("data", None, "model"))),
+    *(jax.device_put(x, bs) for x in (targets, weights, ref)),
+  )
   loss8, mask8 = fn(*args)
   assert len(loss8.sharding.device_set) == 8 or len(mask8.sharding.device_set) == 8
   np.testing.assert_array_equal(np.asarray(mask1), np.asarray(mask8))
   np.testing.assert_allclose(float(loss1), float(loss8), rtol=1e-6)
   # A per-device top-k would differ: each shard keeping its own 60% is not the global top 60%.
   ce, _ = token_cross_entropy(logits, targets)
-  local = np.concatenate([np.asarray(select_tokens(ce[i:i + 1] - ref[i:i + 1], weights[i:i + 1], 0.6))
-                          for i in range(8)])
+  local = np.concatenate(
+    [np.asarray(select_tokens(ce[i : i + 1] - ref[i : i + 1], weights[i : i + 1], 0.6)) for i in range(8)]
+  )
   assert not np.array_equal(local, np.asarray(mask1))

@@ -1,5 +1,6 @@
 """RACE sketch: rank agreement with exact sums on real C4 MiniLM embeddings, exact merging of per-shard sketches,
 unbiasedness against the p-stable collision probability, 1 vs 8 devices, save/load, errors."""
+
 import jax
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def test_scores_estimate_the_p_stable_collision_kernel():
   r = np.where(c > 0, cfg.width / np.maximum(c, 1e-12), np.inf)
   with np.errstate(divide="ignore", invalid="ignore"):
     p = np.where(c > 0, 1 - 2 * norm.cdf(-r) - 2 / (np.sqrt(2 * np.pi) * r) * (1 - np.exp(-r * r / 2)), 1.0)
-  expected = (p ** cfg.hashes).sum(1) + 30 / cfg.buckets  # + chance collisions of folded buckets
+  expected = (p**cfg.hashes).sum(1) + 30 / cfg.buckets  # + chance collisions of folded buckets
   np.testing.assert_allclose(scores, expected, rtol=0.05, atol=0.05)
 
 

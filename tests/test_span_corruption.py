@@ -1,5 +1,6 @@
 """Span-corruption and prefix tasks (and their selection variants) on the C4 sample, the seqio metrics, the
 mixtures' sampling rates, and the encoder-decoder SLM loss against NumPy (no t5x needed)."""
+
 import numpy as np
 import pytest
 import seqio
@@ -18,6 +19,7 @@ LENGTHS = {"inputs": 64, "targets": 32}
 @pytest.fixture(scope="module")
 def c4_docs(data_dir):
   import os
+
   os.environ.setdefault("TOKENSIFT_DATA_DIR", str(data_dir))
   tokensift.tasks.register_all()
   ds = seqio.get_mixture_or_task("c4_en_raw").source.get_dataset("validation", shuffle=False)
@@ -68,7 +70,7 @@ def test_c4_span_corruption_task_features(c4_docs):
     assert ex["inputs"].dtype == np.int32 and ex["inputs"][-1] == 1 and ex["targets"][-1] == 1
     assert len(ex["inputs"]) <= 64 and 0 not in ex["inputs"] and 0 not in ex["targets"]
     assert ex["targets"][0] == vocab.vocab_size - 1  # <extra_id_0>
-    assert _reconstruct(ex["inputs"], ex["targets"], vocab.vocab_size) == stream[i * chunk:(i + 1) * chunk]
+    assert _reconstruct(ex["inputs"], ex["targets"], vocab.vocab_size) == stream[i * chunk : (i + 1) * chunk]
 
 
 def test_selection_variant_gets_a_span_corruption_variant(c4_docs, tmp_path):
@@ -84,7 +86,7 @@ def test_selection_variant_gets_a_span_corruption_variant(c4_docs, tmp_path):
   vocab = vocabularies.c4_t5()
   texts = dict(c4_docs)
   stream = [t for i in kept for t in vocab.encode(texts[i])]
-  assert _reconstruct(ex["inputs"], ex["targets"], vocab.vocab_size) == stream[:sc.span_corruption_lengths(64)[0]]
+  assert _reconstruct(ex["inputs"], ex["targets"], vocab.vocab_size) == stream[: sc.span_corruption_lengths(64)[0]]
   with pytest.raises(ValueError, match="SmolLM2"):
     sc.span_corruption_variant("c4_en_raw_smollm2")
   # Every selection kind a selection directory holds: ASK-LLM top-k, DENSITY, their combination.
@@ -104,7 +106,7 @@ def test_prefix_tasks_split_documents(c4_docs):
     tokens = vocab.encode(dict(c4_docs)[ex["id"].decode()])
     k = min(len(tokens) // 2, 31)
     assert list(ex["inputs"]) == tokens[:k] + [vocab.eos_id]
-    assert list(ex["targets"]) == tokens[k:k + 31] + [vocab.eos_id]
+    assert list(ex["targets"]) == tokens[k : k + 31] + [vocab.eos_id]
 
 
 def test_metrics():
@@ -138,8 +140,13 @@ def test_mixtures_sample_at_their_rates(c4_docs, tmp_path):
   assert mix.name == "c4_owm_mix20"
   share_owm = _share(mix, lambda i: not i.startswith("c4-"))
   assert abs(share_owm - 0.2) < 0.05, share_owm  # 600 draws: sd 0.016
-  train_ids = [ex["id"].decode() for ex in seqio.get_mixture_or_task("c4_en_raw").source.get_dataset(
-      "train", shuffle=False).take(1000).as_numpy_iterator()]
+  train_ids = [
+    ex["id"].decode()
+    for ex in seqio.get_mixture_or_task("c4_en_raw")
+    .source.get_dataset("train", shuffle=False)
+    .take(1000)
+    .as_numpy_iterator()
+  ]
   kept = set(train_ids[::10])  # 100 of 1000
   path = variants.write_id_list(tmp_path / "mixsel_r10.txt", sorted(kept))
   variants.register_variant("c4_en_mixsel_r10", "c4_en_raw", path)
@@ -158,16 +165,25 @@ def test_encdec_slm_loss_matches_numpy(c4_docs, tmp_path):
   from tokensift.models.t5 import T5, T5Config
 
   def tiny(seed):
-    module = T5(T5Config(vocab_size=32896, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
-                         num_decoder_layers=1))
+    module = T5(
+      T5Config(
+        vocab_size=32896, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1, num_decoder_layers=1
+      )
+    )
     params = module.init(jax.random.PRNGKey(seed), np.ones((1, 8), np.int32), np.ones((1, 8), np.int32))["params"]
     return module, params
 
   ref_module, ref_params = tiny(1)
   lengths = {"inputs": 64, "targets": 16}
   scorer = erl.EncDecReferenceScorer(ref_module, ref_params, 64, 16, batch_size=8)
-  erl.compute_encdec_reference_losses(task="c4_en_raw_span_corruption", out_dir=tmp_path, scorer=scorer,
-                                      feature_lengths=lengths, splits=("validation",), max_examples=8)
+  erl.compute_encdec_reference_losses(
+    task="c4_en_raw_span_corruption",
+    out_dir=tmp_path,
+    scorer=scorer,
+    feature_lengths=lengths,
+    splits=("validation",),
+    max_examples=8,
+  )
   name = erl.register_encdec_reference_loss_task(ref_dir=str(tmp_path), splits=("validation",))
   task = seqio.get_mixture_or_task(name)
   # the registration shared with the decoder-only job (reference_losses.register_ref_task)
@@ -178,17 +194,20 @@ def test_encdec_slm_loss_matches_numpy(c4_docs, tmp_path):
   raw = list(task.get_dataset(None, split="validation", shuffle=False).as_numpy_iterator())
   assert len(raw) == 8 and all(len(r["ref_losses"]) == len(r["targets"]) for r in raw)
   conv = fc.SelectiveEncDecFeatureConverter(pack=False)
-  ds = conv(task.get_dataset(None, split="validation", shuffle=False),
-            {"inputs": 64, "targets": 16, "ref_losses": 16})
+  ds = conv(task.get_dataset(None, split="validation", shuffle=False), {"inputs": 64, "targets": 16, "ref_losses": 16})
   batch = next(ds.batch(8).as_numpy_iterator())
   # Alignment: the packed reference losses are the reference model's losses of those very targets.
   want = scorer([(r["inputs"], r["targets"]) for r in raw[:1]])[0]
-  np.testing.assert_allclose(batch["decoder_ref_losses"][0, :len(want)], want, rtol=1e-6)
+  np.testing.assert_allclose(batch["decoder_ref_losses"][0, : len(want)], want, rtol=1e-6)
 
   module, params = tiny(2)
   loss, m = erl.encdec_selective_loss(module, params, batch, ratio=0.6)
-  logits = np.asarray(module.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                                   batch["decoder_target_tokens"]), np.float64)
+  logits = np.asarray(
+    module.apply(
+      {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"], batch["decoder_target_tokens"]
+    ),
+    np.float64,
+  )
   logp = logits - logits.max(-1, keepdims=True)
   logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
   ce = -np.take_along_axis(logp, batch["decoder_target_tokens"][..., None].astype(int), -1)[..., 0]

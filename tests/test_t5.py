@@ -1,5 +1,6 @@
 """T5 / FLAN-T5 network and loaders: parity with HF transformers (PyTorch, test-only), t5x decode cache,
 packing, T5X legacy checkpoint, bad checkpoints."""
+
 import json
 import shutil
 
@@ -28,10 +29,23 @@ def _randomize(model, seed):
 
 def save_hf_t5(path, *, feed_forward_proj="gated-gelu", untied=True, encoder_only=False, seed=0):
   """A random tiny HF T5 written with save_pretrained (safetensors); returns the reloaded torch model."""
-  cfg = transformers.T5Config(vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=2,
-                              num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
-                              feed_forward_proj=feed_forward_proj, tie_word_embeddings=not untied, dropout_rate=0.0,
-                              decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  cfg = transformers.T5Config(
+    vocab_size=VOCAB,
+    d_model=16,
+    d_kv=4,
+    d_ff=32,
+    num_layers=2,
+    num_decoder_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
+    feed_forward_proj=feed_forward_proj,
+    tie_word_embeddings=not untied,
+    dropout_rate=0.0,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+  )
   cls = transformers.T5EncoderModel if encoder_only else transformers.T5ForConditionalGeneration
   model = cls(cfg).eval()
   _randomize(model, seed)
@@ -67,8 +81,9 @@ def hf_t5(tmp_path_factory):
 
 def _hf_logits(model, enc, dec):
   with torch.no_grad():
-    return model(input_ids=torch.tensor(enc), attention_mask=torch.tensor(enc > 0).long(),
-                 decoder_input_ids=torch.tensor(dec)).logits.numpy()
+    return model(
+      input_ids=torch.tensor(enc), attention_mask=torch.tensor(enc > 0).long(), decoder_input_ids=torch.tensor(dec)
+    ).logits.numpy()
 
 
 def test_relative_position_buckets_match_hf():
@@ -76,10 +91,10 @@ def test_relative_position_buckets_match_hf():
   for bidirectional in (True, False):
     for nb, md in ((32, 128), (8, 20)):
       want = transformers.models.t5.modeling_t5.T5Attention._relative_position_bucket(
-          torch.tensor(rel), bidirectional=bidirectional, num_buckets=nb, max_distance=md).numpy()
+        torch.tensor(rel), bidirectional=bidirectional, num_buckets=nb, max_distance=md
+      ).numpy()
       for xp_rel in (rel, jnp.asarray(rel)):  # NumPy (trace time, what the network uses) and jnp
-        got = np.asarray(relative_position_bucket(xp_rel, bidirectional=bidirectional, num_buckets=nb,
-                                                  max_distance=md))
+        got = np.asarray(relative_position_bucket(xp_rel, bidirectional=bidirectional, num_buckets=nb, max_distance=md))
         np.testing.assert_array_equal(got, want)
 
 
@@ -151,16 +166,33 @@ def test_decode_with_cache_equals_full_decode(hf_t5):
   enc, dec = _batch(4, enc_len=12, dec_len=9)
   full = np.asarray(module.apply({"params": params}, enc, dec))
   b, length = dec.shape
-  _, variables = module.apply({"params": params}, jnp.ones_like(enc), jnp.ones((b, length), jnp.int32),
-                              jnp.ones((b, length), jnp.int32), decode=True, mutable=["cache"])
+  _, variables = module.apply(
+    {"params": params},
+    jnp.ones_like(enc),
+    jnp.ones((b, length), jnp.int32),
+    jnp.ones((b, length), jnp.int32),
+    decode=True,
+    mutable=["cache"],
+  )
   cache = variables["cache"]
   sa = cache["decoder"]["layers_0"]["self_attention"]
   assert sa["cached_key"].shape == (b, 4, 4, length) and sa["cache_index"].shape == ()  # t5x layout
   encoded = module.apply({"params": params}, enc, method=module.encode)
-  step = jax.jit(lambda c, tok: module.apply({"params": params, "cache": c}, encoded, enc, tok, tok, decode=True,
-                                             max_decode_length=length, mutable=["cache"], method=module.decode))
+  step = jax.jit(
+    lambda c, tok: module.apply(
+      {"params": params, "cache": c},
+      encoded,
+      enc,
+      tok,
+      tok,
+      decode=True,
+      max_decode_length=length,
+      mutable=["cache"],
+      method=module.decode,
+    )
+  )
   for t in range(length):
-    logits, upd = step(cache, jnp.asarray(dec[:, t:t + 1]))
+    logits, upd = step(cache, jnp.asarray(dec[:, t : t + 1]))
     cache = upd["cache"]
     assert np.abs(np.asarray(logits)[:, 0] - full[:, t]).max() <= 1e-4, t
   assert int(cache["decoder"]["layers_1"]["self_attention"]["cache_index"]) == length
@@ -188,17 +220,32 @@ def test_packed_segments_equal_separate_sequences(hf_t5):
 def _t5x_to_hf_state(target, config):
   """Independent reverse mapping t5x names/layout -> HF T5 names, to run the T5X checkpoint in transformers."""
   f = flat(target)
-  sd = {"shared.weight": f["token_embedder/embedding"], "lm_head.weight": f["decoder/logits_dense/kernel"].T,
-        "encoder.final_layer_norm.weight": f["encoder/encoder_norm/scale"],
-        "decoder.final_layer_norm.weight": f["decoder/decoder_norm/scale"],
-        **{f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight":
-           f[f"{stack}/relpos_bias/rel_embedding"].T for stack in ("encoder", "decoder")}}
-  subs = {"encoder": [("attention", "0.SelfAttention"), ("pre_attention_layer_norm", "0.layer_norm"),
-                      ("mlp", "1.DenseReluDense"), ("pre_mlp_layer_norm", "1.layer_norm")],
-          "decoder": [("self_attention", "0.SelfAttention"), ("pre_self_attention_layer_norm", "0.layer_norm"),
-                      ("encoder_decoder_attention", "1.EncDecAttention"),
-                      ("pre_cross_attention_layer_norm", "1.layer_norm"),
-                      ("mlp", "2.DenseReluDense"), ("pre_mlp_layer_norm", "2.layer_norm")]}
+  sd = {
+    "shared.weight": f["token_embedder/embedding"],
+    "lm_head.weight": f["decoder/logits_dense/kernel"].T,
+    "encoder.final_layer_norm.weight": f["encoder/encoder_norm/scale"],
+    "decoder.final_layer_norm.weight": f["decoder/decoder_norm/scale"],
+    **{
+      f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight": f[f"{stack}/relpos_bias/rel_embedding"].T
+      for stack in ("encoder", "decoder")
+    },
+  }
+  subs = {
+    "encoder": [
+      ("attention", "0.SelfAttention"),
+      ("pre_attention_layer_norm", "0.layer_norm"),
+      ("mlp", "1.DenseReluDense"),
+      ("pre_mlp_layer_norm", "1.layer_norm"),
+    ],
+    "decoder": [
+      ("self_attention", "0.SelfAttention"),
+      ("pre_self_attention_layer_norm", "0.layer_norm"),
+      ("encoder_decoder_attention", "1.EncDecAttention"),
+      ("pre_cross_attention_layer_norm", "1.layer_norm"),
+      ("mlp", "2.DenseReluDense"),
+      ("pre_mlp_layer_norm", "2.layer_norm"),
+    ],
+  }
   for stack, pairs in subs.items():
     for i in range(2):
       for ours, hf in pairs:
@@ -227,8 +274,17 @@ def test_t5x_legacy_msgpack_checkpoint_loads_and_matches_transformers(data_dir):
   assert out.shape == (2, 4, 32128) and np.isfinite(out).all()
   # the same weights run by transformers give the same logits
   target = t5_loaders.read_t5x_target(path)
-  hf_cfg = transformers.T5Config(vocab_size=32128, d_model=8, d_kv=3, d_ff=16, num_layers=2, num_heads=4,
-                                 feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0)
+  hf_cfg = transformers.T5Config(
+    vocab_size=32128,
+    d_model=8,
+    d_kv=3,
+    d_ff=16,
+    num_layers=2,
+    num_heads=4,
+    feed_forward_proj="gated-gelu",
+    tie_word_embeddings=False,
+    dropout_rate=0.0,
+  )
   model = transformers.T5ForConditionalGeneration(hf_cfg).eval()
   model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())  # untie (transformers>=5 ties)
   missing, unexpected = model.load_state_dict(_t5x_to_hf_state(target, cfg), strict=False)
@@ -257,17 +313,23 @@ def test_bad_checkpoints_name_offending_tensors(hf_t5, tmp_path):
   bad = _rewrite(path, tmp_path / "missing", edit_state=lambda sd: sd.pop(name))
   with pytest.raises(CheckpointError, match=r"missing tensors: encoder/layers_1/mlp/wi_0/kernel"):
     t5_loaders.load_t5(bad)
-  bad = _rewrite(path, tmp_path / "extra", edit_state=lambda sd: sd.update({"encoder.block.0.extra.weight":
-                                                                             torch.zeros(3)}))
+  bad = _rewrite(
+    path, tmp_path / "extra", edit_state=lambda sd: sd.update({"encoder.block.0.extra.weight": torch.zeros(3)})
+  )
   with pytest.raises(CheckpointError, match=r"unexpected tensors: .*encoder\.block\.0\.extra\.weight"):
     t5_loaders.load_t5(bad)
-  bad = _rewrite(path, tmp_path / "shape",
-                 edit_state=lambda sd: sd.update({"decoder.final_layer_norm.weight": torch.ones(17)}))
-  with pytest.raises(CheckpointError, match=r"mis-shaped tensors: decoder/decoder_norm/scale: expected \(16,\), "
-                                            r"got \(17,\)"):
+  bad = _rewrite(
+    path, tmp_path / "shape", edit_state=lambda sd: sd.update({"decoder.final_layer_norm.weight": torch.ones(17)})
+  )
+  with pytest.raises(
+    CheckpointError,
+    match=r"mis-shaped tensors: decoder/decoder_norm/scale: expected \(16,\), "
+    r"got \(17,\)",
+  ):
     t5_loaders.load_t5(bad)
-  bad = _rewrite(path, tmp_path / "arch", edit_config=lambda c: c.update(model_type="bart",
-                                                                        architectures=["BartModel"]))
+  bad = _rewrite(
+    path, tmp_path / "arch", edit_config=lambda c: c.update(model_type="bart", architectures=["BartModel"])
+  )
   with pytest.raises(CheckpointError, match=r"unknown architecture model_type='bart'"):
     t5_loaders.load_t5(bad)
   with pytest.raises(FileNotFoundError, match="does_not_exist"):
@@ -284,8 +346,9 @@ def test_config_rejects_unknown_activation():
   with pytest.raises(ValueError, match="float64"):
     T5Config(dtype="float64")
   with pytest.raises(ValueError, match=r"\[batch, length\]"):
-    m = T5(T5Config(vocab_size=8, d_model=4, num_heads=2, head_dim=2, d_ff=4, num_encoder_layers=1,
-                    num_decoder_layers=1))
+    m = T5(
+      T5Config(vocab_size=8, d_model=4, num_heads=2, head_dim=2, d_ff=4, num_encoder_layers=1, num_decoder_layers=1)
+    )
     m.init(jax.random.PRNGKey(0), jnp.ones((3,), jnp.int32), jnp.ones((1, 2), jnp.int32))
 
 
@@ -293,9 +356,21 @@ def test_config_rejects_unknown_activation():
 def _save_family(path, cls_cfg, cls_model, *, seed, separate_head=False, edit_config=None):
   """A random tiny T5-family model written by the installed transformers (5.x), optionally with its own
   ``lm_head.weight`` and a config.json edited into an older layout; returns HF's model reloaded from ``path``."""
-  cfg = cls_cfg(vocab_size=VOCAB, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_decoder_layers=1, num_heads=4,
-                relative_attention_num_buckets=8, relative_attention_max_distance=20, dropout_rate=0.0,
-                decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  cfg = cls_cfg(
+    vocab_size=VOCAB,
+    d_model=16,
+    d_kv=4,
+    d_ff=32,
+    num_layers=2,
+    num_decoder_layers=1,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
+    dropout_rate=0.0,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+  )
   model = cls_model(cfg).eval()
   _randomize(model, seed)
   model.save_pretrained(str(path))
@@ -323,22 +398,43 @@ def _as_transformers4(cfg_json, tie):
 
 
 T5_FAMILY_CASES = {
-    # name: (config class, model class, separate lm_head, config edit, expected (tied, scaled))
-    "mt5_transformers5": ("MT5Config", "MT5ForConditionalGeneration", False, None, (True, False)),
-    "mt5_transformers4_layout": ("MT5Config", "MT5ForConditionalGeneration", True,
-                                 lambda c: _as_transformers4(c, False), (False, False)),
-    "t5v10_transformers4_layout_no_tie_field": ("T5Config", "T5ForConditionalGeneration", False,
-                                                lambda c: _as_transformers4(c, None), (True, True)),
-    "t5v11_transformers4_layout": ("T5Config", "T5ForConditionalGeneration", True,
-                                   lambda c: _as_transformers4(c, False), (False, False)),
+  # name: (config class, model class, separate lm_head, config edit, expected (tied, scaled))
+  "mt5_transformers5": ("MT5Config", "MT5ForConditionalGeneration", False, None, (True, False)),
+  "mt5_transformers4_layout": (
+    "MT5Config",
+    "MT5ForConditionalGeneration",
+    True,
+    lambda c: _as_transformers4(c, False),
+    (False, False),
+  ),
+  "t5v10_transformers4_layout_no_tie_field": (
+    "T5Config",
+    "T5ForConditionalGeneration",
+    False,
+    lambda c: _as_transformers4(c, None),
+    (True, True),
+  ),
+  "t5v11_transformers4_layout": (
+    "T5Config",
+    "T5ForConditionalGeneration",
+    True,
+    lambda c: _as_transformers4(c, False),
+    (False, False),
+  ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(T5_FAMILY_CASES))
 def test_t5_family_output_scaling_matches_hf(case, tmp_path):
   cfg_cls, model_cls, separate, edit, (tied, scaled) = T5_FAMILY_CASES[case]
-  model = _save_family(tmp_path, getattr(transformers, cfg_cls), getattr(transformers, model_cls), seed=11,
-                       separate_head=separate, edit_config=edit)
+  model = _save_family(
+    tmp_path,
+    getattr(transformers, cfg_cls),
+    getattr(transformers, model_cls),
+    seed=11,
+    separate_head=separate,
+    edit_config=edit,
+  )
   loaded = t5_loaders.load_t5(tmp_path)
   assert (loaded.config.tie_word_embeddings, loaded.config.scales_decoder_outputs) == (tied, scaled)
   enc, dec = _batch(6, enc_len=11, dec_len=7)
@@ -350,15 +446,18 @@ def test_t5_family_output_scaling_matches_hf(case, tmp_path):
 def test_output_scaling_decision_table():
   decide = t5_loaders.hf_scales_decoder_outputs
   # transformers 5 mT5: tie forced true, no scale field -> never scaled (the silent d_model**-0.5 bug)
-  assert not decide({"model_type": "mt5", "tie_word_embeddings": True, "transformers_version": "5.0.0"},
-                    separate_lm_head=False)
+  assert not decide(
+    {"model_type": "mt5", "tie_word_embeddings": True, "transformers_version": "5.0.0"}, separate_lm_head=False
+  )
   # transformers 4 mT5 that said tie_word_embeddings: true was tied and scaled; its default (absent) was untied
-  assert decide({"model_type": "mt5", "tie_word_embeddings": True, "transformers_version": "4.30.0"},
-                separate_lm_head=False)
+  assert decide(
+    {"model_type": "mt5", "tie_word_embeddings": True, "transformers_version": "4.30.0"}, separate_lm_head=False
+  )
   assert not decide({"model_type": "mt5", "transformers_version": "4.30.0"}, separate_lm_head=True)
   # T5: transformers 5 records the choice; older configs tie iff scale; no field -> what the weights say
-  assert not decide({"model_type": "t5", "tie_word_embeddings": True, "scale_decoder_outputs": False},
-                    separate_lm_head=True)
+  assert not decide(
+    {"model_type": "t5", "tie_word_embeddings": True, "scale_decoder_outputs": False}, separate_lm_head=True
+  )
   assert decide({"model_type": "t5", "tie_word_embeddings": True}, separate_lm_head=False)
   assert not decide({"model_type": "t5", "tie_word_embeddings": False}, separate_lm_head=True)
   assert decide({"model_type": "t5"}, separate_lm_head=False)

@@ -1,5 +1,6 @@
 """T5 and BERT on 8 fake CPU devices, mesh (data 4, model 2): params land sharded per the logical-axis rules
 and outputs equal the single-device outputs."""
+
 import jax
 import numpy as np
 import pytest
@@ -24,8 +25,17 @@ def _shards_of(x):
   return {tuple(s.data.shape) for s in x.addressable_shards}
 
 
-T5_CFG = T5Config(vocab_size=64, d_model=16, num_heads=4, head_dim=4, d_ff=32, num_encoder_layers=2,
-                  num_decoder_layers=2, relative_attention_num_buckets=8, relative_attention_max_distance=16)
+T5_CFG = T5Config(
+  vocab_size=64,
+  d_model=16,
+  num_heads=4,
+  head_dim=4,
+  d_ff=32,
+  num_encoder_layers=2,
+  num_decoder_layers=2,
+  relative_attention_num_buckets=8,
+  relative_attention_max_distance=16,
+)
 
 
 def _t5_batch():
@@ -68,8 +78,9 @@ def test_t5_params_sharded_and_outputs_match_single_device(mesh, rules):
 
 
 def test_bert_params_sharded_and_embeddings_match_single_device(mesh):
-  cfg = BertConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-                   max_position_embeddings=32)
+  cfg = BertConfig(
+    vocab_size=100, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=32
+  )
   module = Bert(cfg)
   rng = np.random.default_rng(1)
   ids = rng.integers(1, 100, (8, 10)).astype(np.int32)

@@ -1,6 +1,7 @@
 """T5X checkpoint directories: the tensorstore layout t5x's Checkpointer writes (``checkpoint`` msgpack whose
 leaves are zarr specs under ``target.*``) and the orbax layout (``checkpoint_N/state``), written here with
 tensorstore / orbax from the real T5X test checkpoint's tree, then loaded with ``load_t5``."""
+
 import copy
 
 import numpy as np
@@ -23,9 +24,16 @@ def write_t5x_tensorstore_checkpoint(ckpt_dir, target, step=100):
     if arr.ndim < 2:
       return arr
     rel = ".".join(("target",) + keys)
-    spec = {"driver": "zarr", "dtype": arr.dtype.name, "kvstore": {"driver": "file", "path": rel},
-            "metadata": {"compressor": {"id": "gzip"}, "shape": list(arr.shape),
-                         "chunks": [max(1, arr.shape[0] // 2)] + list(arr.shape[1:])}}
+    spec = {
+      "driver": "zarr",
+      "dtype": arr.dtype.name,
+      "kvstore": {"driver": "file", "path": rel},
+      "metadata": {
+        "compressor": {"id": "gzip"},
+        "shape": list(arr.shape),
+        "chunks": [max(1, arr.shape[0] // 2)] + list(arr.shape[1:]),
+      },
+    }
     absolute = copy.deepcopy(spec)
     absolute["kvstore"]["path"] = str(ckpt_dir / rel)
     store = ts.open(absolute, create=True, delete_existing=True).result()
@@ -85,6 +93,7 @@ def test_bad_tensorstore_checkpoints(tiny, tmp_path):
   target, _ = tiny
   ckpt = write_t5x_tensorstore_checkpoint(tmp_path / "broken", target)
   import shutil
+
   shutil.rmtree(ckpt / "target.decoder.layers_1.mlp.wo.kernel")
   with pytest.raises(CheckpointError, match=r"target\.decoder\.layers_1\.mlp\.wo\.kernel"):
     t5_loaders.load_t5(ckpt)

@@ -1,4 +1,5 @@
 """The foundation: registered tasks over the real samples, vocabularies, bad data."""
+
 import gzip
 import json
 
@@ -61,8 +62,7 @@ def test_owm_counts_split_and_fields(data_dir):
 def test_targets_end_with_eos_and_decode_to_text():
   task = seqio.get_mixture_or_task("c4_en_raw_smollm2")
   vocab = task.output_features["targets"].vocabulary
-  ex = next(task.get_dataset(sequence_length={"targets": 4096}, split="validation",
-                             shuffle=False).as_numpy_iterator())
+  ex = next(task.get_dataset(sequence_length={"targets": 4096}, split="validation", shuffle=False).as_numpy_iterator())
   assert ex["targets"][-1] == vocab.eos_id
   assert vocab.decode(ex["targets"][:-1].tolist()) == ex["text"].decode()
 
@@ -122,8 +122,17 @@ def test_missing_package_names_it():
 def test_bad_rows_are_counted_not_lost(tmp_path, monkeypatch):
   f = tmp_path / "bad.jsonl"
   good = [{"url": f"u{i}", "text": f"document number {i}"} for i in range(5)]
-  lines = [json.dumps(good[0]), "{not json", json.dumps({"url": "e", "text": "   \n"}), json.dumps(good[1]),
-           json.dumps({"url": "m"}), json.dumps(good[2]), "", json.dumps([1, 2]), json.dumps(good[3])]
+  lines = [
+    json.dumps(good[0]),
+    "{not json",
+    json.dumps({"url": "e", "text": "   \n"}),
+    json.dumps(good[1]),
+    json.dumps({"url": "m"}),
+    json.dumps(good[2]),
+    "",
+    json.dumps([1, 2]),
+    json.dumps(good[3]),
+  ]
   f.write_bytes(("\n".join(lines) + "\n").encode() + b'{"url": "x", "text": "caf\xe9"}\n')
   monkeypatch.setenv(sources.OWM_ENV, str(f))
   src = sources.DocumentFilesSource(sources.owm_files, validation_fraction=None, id_field="url")
@@ -147,6 +156,7 @@ def test_missing_file_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_cli_tasks_and_inspect(capsys):
   from tokensift import cli
+
   assert cli.main(["tasks"]) == 0
   out = capsys.readouterr().out
   assert "c4_en_raw " in out and "owm_raw_smollm2" in out
@@ -164,6 +174,7 @@ def test_gguf_tokenizer_matches_transformers_converter(data_dir, tmp_path, monke
   from tokenizers import Tokenizer
   from transformers import AutoTokenizer
   from tokensift.core import hf_tokenizer
+
   gguf_path = paths.smollm2_gguf()
   mine = Tokenizer.from_file(str(hf_tokenizer.tokenizer_files(gguf_path).tokenizer_json))
   ref = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).backend_tokenizer
@@ -179,6 +190,7 @@ def test_owm_ids_unique_with_repeated_urls(data_dir):
   """The OWM sample repeats two urls: the later row of each is a counted ``repeated id`` skip, never a second
   document with that id and never a renamed id (``url#2`` could collide with a real url)."""
   from tokensift.core import docs
+
   src = sources.owm_source()
   report = docs.ReadReport()
   ids = [d.id for d in src.documents("train", report)]
@@ -192,8 +204,9 @@ def test_owm_ids_unique_with_repeated_urls(data_dir):
 
 def test_lone_surrogates_are_repaired(tmp_path):
   from tokensift.core import docs
+
   f = tmp_path / "s.jsonl"
   f.write_text('{"id": "a", "text": "pair \\ud83d\\ude00 lone \\ud800 end"}\n')
   (doc,) = list(docs.documents_only(docs.file_rows(str(f)), docs.ReadReport()))
-  assert doc.text == "pair \U0001F600 lone \ufffd end"
+  assert doc.text == "pair \U0001f600 lone \ufffd end"
   doc.text.encode("utf-8")  # writable downstream

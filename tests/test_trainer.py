@@ -1,6 +1,7 @@
 """The embedded trainer: stopped and resumed runs continue the same loss curve; SLM on the OpenWebMath sample
 with SmolLM2-135M reference losses runs end to end through the CLI (reference-losses, train, token-view);
 optimizers and schedules; config errors."""
+
 import json
 import os
 import signal
@@ -31,8 +32,10 @@ TINY_TASK, TINY_VOCAB = "owm_raw_tiny26", 26
 
 def register_tiny_task() -> str:
   from tokensift.tasks import registry, sources, vocabularies
-  return registry.add_task(TINY_TASK, sources.owm_source(),
-                           vocabularies.SentencePieceFileVocabulary(vocabularies.TINY_SPM)).name
+
+  return registry.add_task(
+    TINY_TASK, sources.owm_source(), vocabularies.SentencePieceFileVocabulary(vocabularies.TINY_SPM)
+  ).name
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +44,15 @@ def ref_task(tmp_path_factory, data_dir):
   model, params = tiny_llama(vocab=TINY_VOCAB, seed=2)
   scorer = rl.ReferenceScorer(model, params, batch_tokens=512, max_length=48, length_multiple=48)
   out = tmp_path_factory.mktemp("ref")
-  rl.compute_reference_losses(task=TINY_TASK, out_dir=out, max_docs=12, max_length=48, scorer=scorer,
-                              progress=False)
+  rl.compute_reference_losses(task=TINY_TASK, out_dir=out, max_docs=12, max_length=48, scorer=scorer, progress=False)
   rl.register_reference_loss_task(TINY_TASK, str(out), name="owm_ref_trainer_test")
   return "owm_ref_trainer_test", str(out)
 
 
 def _network():
-  return Llama(LlamaConfig(vocab_size=TINY_VOCAB, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
-                           num_kv_heads=1))
+  return Llama(
+    LlamaConfig(vocab_size=TINY_VOCAB, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2, num_kv_heads=1)
+  )
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +61,21 @@ def xla_cache(tmp_path_factory):
 
 
 def _config(model_dir, task, cache=None, **kw):
-  base = dict(model_dir=str(model_dir), task=task, compilation_cache_dir=cache,
-              feature_lengths={"targets": 64, "ref_losses": 64}, batch_size=8, train_steps=8, eval_batches=1,
-              checkpoint_every=2, log_every=1, shuffle_buffer=16,
-              progress=False, loss=LossConfig(kind="slm", slm_ratio=0.6),
-              optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2, schedule="cosine"))
+  base = dict(
+    model_dir=str(model_dir),
+    task=task,
+    compilation_cache_dir=cache,
+    feature_lengths={"targets": 64, "ref_losses": 64},
+    batch_size=8,
+    train_steps=8,
+    eval_batches=1,
+    checkpoint_every=2,
+    log_every=1,
+    shuffle_buffer=16,
+    progress=False,
+    loss=LossConfig(kind="slm", slm_ratio=0.6),
+    optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=2, schedule="cosine"),
+  )
   base.update(kw)
   return TrainConfig(**base)
 
@@ -79,8 +92,9 @@ loop.train(_config({run!r}, "owm_ref_trainer_test", {cache!r}), _network())
 
 
 def _sigkill_after_checkpoint(run: Path, code: str, step: int) -> None:
-  proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+  proc = subprocess.Popen(
+    [sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+  )
   deadline = time.time() + 600
   while not (run / "checkpoints" / str(step)).is_dir():
     assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
@@ -93,6 +107,7 @@ def _sigkill_after_checkpoint(run: Path, code: str, step: int) -> None:
 def _tensorboard_scalars(logdir: Path) -> dict[str, dict[int, float]]:
   """``{tag: {step: value}}`` read back from the TensorBoard event files under ``logdir`` (last write wins)."""
   import tensorflow as tf
+
   out: dict[str, dict[int, float]] = {}
   for path in sorted(logdir.glob("events.out.tfevents.*")):
     for event in tf.compat.v1.train.summary_iterator(str(path)):
@@ -157,12 +172,14 @@ def _counted_examples(counters: list):
     opts = tf.data.Options()  # the counter is state outside tf.data: checkpoints leave it out (with a warning)
     opts.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.WARN
     return ds.map(counted).with_options(opts)
+
   return fn
 
 
 def _same(a, b) -> bool:
-  return len(a) == len(b) and all(x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
-                                  for x, y in zip(a, b))
+  return len(a) == len(b) and all(
+    x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b)
+  )
 
 
 def test_input_position_restores_in_constant_time(tmp_path, ref_task):
@@ -217,17 +234,49 @@ def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_di
   """Reference losses of the real SmolLM2-135M (same tokenizer) over a handful of OpenWebMath documents,
   then a tiny decoder trained on them with SLM, then the token-selection view."""
   ref = tmp_path / "ref"
-  assert cli.main(["reference-losses", "--task", TASK, "--out", str(ref), "--max_docs", "4",
-                   "--max_length", "32", "--tokens_per_batch", "128", "--no_progress"]) == 0
+  assert (
+    cli.main(
+      [
+        "reference-losses",
+        "--task",
+        TASK,
+        "--out",
+        str(ref),
+        "--max_docs",
+        "4",
+        "--max_length",
+        "32",
+        "--tokens_per_batch",
+        "128",
+        "--no_progress",
+      ]
+    )
+    == 0
+  )
   for split in ("train", "validation"):
     stats = json.loads((ref / f"ref_losses_{split}-00000-of-00001.done").read_text())["stats"]
     assert stats["records"] == 4
     # A real LM predicts math web text far better than chance (ln 49152 = 10.8 nats/token).
     assert 0.5 < stats["mean_ref_loss"] < 6.0, stats
   run = tmp_path / "run"
-  gin = ["--gin_file", "gin_configs/local/owm_slm_tiny.gin", "--model_dir", str(run), "--ref_dir", str(ref),
-         "--gin", "TRAIN_STEPS = 3", "--gin", "SEQ_LEN = 32", "--gin", "tc.TrainConfig.eval_batches = 1",
-         "--gin", "tc.TrainConfig.log_every = 1", "--gin", "tc.TrainConfig.progress = False"]
+  gin = [
+    "--gin_file",
+    "gin_configs/local/owm_slm_tiny.gin",
+    "--model_dir",
+    str(run),
+    "--ref_dir",
+    str(ref),
+    "--gin",
+    "TRAIN_STEPS = 3",
+    "--gin",
+    "SEQ_LEN = 32",
+    "--gin",
+    "tc.TrainConfig.eval_batches = 1",
+    "--gin",
+    "tc.TrainConfig.log_every = 1",
+    "--gin",
+    "tc.TrainConfig.progress = False",
+  ]
   assert cli.main(["train", *gin]) == 0
   records = read_metrics(run)
   assert [r["step"] for r in records] == [1, 2, 3]
@@ -242,22 +291,25 @@ def test_slm_end_to_end_with_smollm2_reference_through_the_cli(tmp_path, data_di
 
 
 def test_schedules_and_optimizers():
-  cos = optim.make_schedule(OptimizerConfig(learning_rate=1.0, warmup_steps=10, schedule="cosine",
-                                            end_fraction=0.1), 110)
+  cos = optim.make_schedule(
+    OptimizerConfig(learning_rate=1.0, warmup_steps=10, schedule="cosine", end_fraction=0.1), 110
+  )
   assert float(cos(0)) == 0.0 and abs(float(cos(10)) - 1.0) < 1e-6 and abs(float(cos(110)) - 0.1) < 1e-6
   assert float(cos(5)) == pytest.approx(0.5)
   lin = optim.make_schedule(OptimizerConfig(learning_rate=2.0, schedule="linear", end_fraction=0.0), 100)
   assert float(lin(50)) == pytest.approx(1.0)
   rsqrt = optim.make_schedule(OptimizerConfig(learning_rate=1.0, schedule="rsqrt", warmup_steps=4), 100)
   assert float(rsqrt(4)) == pytest.approx(1.0) and float(rsqrt(16)) == pytest.approx(0.5)
-  assert float(optim.make_schedule(OptimizerConfig(schedule="constant", learning_rate=0.3), 10)(7)) == \
-      pytest.approx(0.3)
+  assert float(optim.make_schedule(OptimizerConfig(schedule="constant", learning_rate=0.3), 10)(7)) == pytest.approx(
+    0.3
+  )
   params = {"w": np.ones((4, 3), np.float32), "b": np.ones((3,), np.float32)}
   for name in ("adamw", "adafactor"):
-    tx, _ = optim.make_optimizer(OptimizerConfig(name=name, learning_rate=0.05, schedule="constant",
-                                                 weight_decay=0.1), 50)
+    tx, _ = optim.make_optimizer(
+      OptimizerConfig(name=name, learning_rate=0.05, schedule="constant", weight_decay=0.1), 50
+    )
     state, p = tx.init(params), params
-    loss = lambda q: sum(jax.numpy.sum(x ** 2) for x in jax.tree.leaves(q))
+    loss = lambda q: sum(jax.numpy.sum(x**2) for x in jax.tree.leaves(q))
 
     @jax.jit
     def step(p, state):

@@ -1,4 +1,5 @@
 """Id lists and seqio task variants filtering a real base task (C4 sample) by id."""
+
 import pytest
 import seqio
 
@@ -50,8 +51,10 @@ def test_variant_keeps_exactly_the_listed_documents(tmp_path, data_dir):
   # a new selection re-registers the same name
   variants.write_id_list(tmp_path / "ids2.txt", ids[:2])
   task2 = variants.register_variant("c4_en_askllm_r20", "c4_en_raw", tmp_path / "ids2.txt")
-  got2 = [ex["id"].decode() for ex in task2.get_dataset({"targets": 64}, split="validation",
-                                                          shuffle=False).as_numpy_iterator()]
+  got2 = [
+    ex["id"].decode()
+    for ex in task2.get_dataset({"targets": 64}, split="validation", shuffle=False).as_numpy_iterator()
+  ]
   assert sorted(got2) == sorted(ids[:2])
 
 
@@ -59,12 +62,15 @@ def test_variant_on_files_task_and_empty_list(tmp_path, data_dir):
   tokensift.tasks.register_all()
   src = seqio.get_mixture_or_task("owm_raw_smollm2").source
   ids = [ex["id"].decode() for ex in src.get_dataset("train", shuffle=False).take(5).as_numpy_iterator()]
-  tasks = variants.register_variants("owm_raw_smollm2", "density",
-                                     {10: variants.write_id_list(tmp_path / "a.txt", ids[1:3]),
-                                      20: variants.write_id_list(tmp_path / "b.txt", [])})
+  tasks = variants.register_variants(
+    "owm_raw_smollm2",
+    "density",
+    {10: variants.write_id_list(tmp_path / "a.txt", ids[1:3]), 20: variants.write_id_list(tmp_path / "b.txt", [])},
+  )
   assert [t.name for t in tasks] == ["owm_density_r10_smollm2", "owm_density_r20_smollm2"]
-  got = [ex["id"].decode() for ex in tasks[0].get_dataset({"targets": 32}, split="train",
-                                                           shuffle=False).as_numpy_iterator()]
+  got = [
+    ex["id"].decode() for ex in tasks[0].get_dataset({"targets": 32}, split="train", shuffle=False).as_numpy_iterator()
+  ]
   assert got == ids[1:3]
   assert list(tasks[1].get_dataset({"targets": 32}, split="train", shuffle=False).as_numpy_iterator()) == []
 
@@ -91,8 +97,9 @@ def test_selection_dir_and_env_registration(tmp_path, monkeypatch, data_dir):
   names = tokensift.tasks.register_all()  # the env registrar runs with every register_all
   assert {"c4_en_askllm_r20_smollm2", "c4_en_askllm20_density_r2p5_smollm2"} <= set(names)
   task = seqio.get_mixture_or_task("c4_en_askllm_r20_smollm2")
-  got = [ex["id"].decode() for ex in task.get_dataset({"targets": 16}, split="validation",
-                                                      shuffle=False).as_numpy_iterator()]
+  got = [
+    ex["id"].decode() for ex in task.get_dataset({"targets": 16}, split="validation", shuffle=False).as_numpy_iterator()
+  ]
   assert sorted(got) == sorted(ids[:2])
   monkeypatch.setenv(variants.SELECTIONS_ENV, "no-equals-sign")
   with pytest.raises(ValueError, match="'no-equals-sign'"):
@@ -156,6 +163,7 @@ def test_hand_written_id_list_errors_name_the_file(tmp_path, data_dir):
   (tmp_path / "crlf.txt").write_bytes(b"x\r\ny\r\n")  # Windows line ends: ids without the \r
   assert variants.read_id_list(tmp_path / "crlf.txt") == ["x", "y"]
   import tensorflow as tf
+
   assert variants.id_table(tmp_path / "crlf.txt").lookup(tf.constant(["x", "y", "x\r"])).numpy().tolist() == [0, 1, -1]
 
 
@@ -169,8 +177,10 @@ def test_variants_on_a_non_local_file_system(data_dir):
   assert variants.read_id_list(path) == ids[3:6]
   tasks = variants.register_selection_dir("c4_en_raw", "ram://tokensift-test/sel")
   assert [t.name for t in tasks] == ["c4_en_askllm_r20"]
-  got = [ex["id"].decode() for ex in tasks[0].get_dataset({"targets": 16}, split="validation",
-                                                          shuffle=False).as_numpy_iterator()]
+  got = [
+    ex["id"].decode()
+    for ex in tasks[0].get_dataset({"targets": 16}, split="validation", shuffle=False).as_numpy_iterator()
+  ]
   assert sorted(got) == sorted(ids[3:6])
   with pytest.raises(FileNotFoundError, match="ram://tokensift-test/none.txt"):
     variants.register_variant("c4_en_x_r1", "c4_en_raw", "ram://tokensift-test/none.txt")

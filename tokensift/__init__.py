@@ -1,4 +1,5 @@
 """tokensift: data-efficient LM pre-training (ProX, ASK-LLM, DENSITY, Rho-1 SLM) for SeqIO and t5x."""
+
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -20,5 +21,6 @@ def gin_dir() -> str:
   for root in (here, here.parent):
     if (root / "gin_configs" / "t5x").is_dir():
       return str(root)
-  raise FileNotFoundError(f"no gin_configs/ installed with tokensift (looked in {here} and {here.parent}); "
-                          "reinstall the package")
+  raise FileNotFoundError(
+    f"no gin_configs/ installed with tokensift (looked in {here} and {here.parent}); reinstall the package"
+  )

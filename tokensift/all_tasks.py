@@ -7,6 +7,7 @@ For programs that only import a module: t5x ``--gin.MIXTURE_OR_TASK_MODULE="'tok
 that reads a task. It sits at the top layer, beside the command line: the data layer below never imports the
 method packages (``.importlinter``).
 """
+
 import tokensift.refine.tasks  # registers the refined tasks and adds their registrar
 import tokensift.selection.variants  # adds the $TOKENSIFT_SELECTIONS registrar
 import tokensift.tasks

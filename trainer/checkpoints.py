@@ -13,6 +13,7 @@ and each save completes before the next starts.
 The input item (as t5x's dataset checkpoints): ``tf.train.Checkpoint(iterator=...).write`` into the step's
 ``input`` folder, done synchronously inside ``save`` (the iterator must not advance while it is written).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,9 +67,14 @@ def _type_handlers() -> Any:
   replicated array into per-device pieces (one small compile each); orbax already turns it off on GPU."""
   th = ocp.type_handlers
   return th.create_type_handler_registry(
-      (int, th.ScalarHandler()), (float, th.ScalarHandler()), (bytes, th.ScalarHandler()),
-      (np.number, th.ScalarHandler()), (np.ndarray, th.NumpyHandler()),
-      (jax.Array, th.ArrayHandler(use_replica_parallel=False)), (str, th.StringHandler()))
+    (int, th.ScalarHandler()),
+    (float, th.ScalarHandler()),
+    (bytes, th.ScalarHandler()),
+    (np.number, th.ScalarHandler()),
+    (np.ndarray, th.NumpyHandler()),
+    (jax.Array, th.ArrayHandler(use_replica_parallel=False)),
+    (str, th.StringHandler()),
+  )
 
 
 class Checkpointer:
@@ -81,8 +87,11 @@ class Checkpointer:
     self.directory = Path(model_dir).absolute() / "checkpoints"
     self.asynchronous = asynchronous
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous)
-    handlers = {"state": ocp.PyTreeCheckpointHandler(type_handler_registry=_type_handlers()),
-                "meta": ocp.JsonCheckpointHandler(), INPUT_ITEM: IteratorHandler()}
+    handlers = {
+      "state": ocp.PyTreeCheckpointHandler(type_handler_registry=_type_handlers()),
+      "meta": ocp.JsonCheckpointHandler(),
+      INPUT_ITEM: IteratorHandler(),
+    }
     with self._turn():
       self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
@@ -116,9 +125,12 @@ class Checkpointer:
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
     restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
     with self._turn():
-      out = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args),
-          meta=ocp.args.JsonRestore()))
+      out = self._manager.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args), meta=ocp.args.JsonRestore()
+        ),
+      )
     return out["state"], dict(out["meta"])
 
   def restore_input(self, step: int, input_checkpoint: Any) -> None:

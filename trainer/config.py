@@ -1,4 +1,5 @@
 """Frozen dataclass configs of the embedded trainer, bound from gin (``gin_configs/local/*.gin``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,6 +17,7 @@ LOSSES = ("slm", "clm")
 class OptimizerConfig:
   """optax optimizer + learning-rate schedule (linear warmup, then ``schedule`` down to
   ``learning_rate * end_fraction`` at the last step; 'rsqrt' decays as 1/sqrt(step) after warmup)."""
+
   name: str = "adamw"
   learning_rate: float = 1e-3
   schedule: str = "cosine"
@@ -40,6 +42,7 @@ class OptimizerConfig:
 class LossConfig:
   """'slm' = Rho-1 selective LM over the top ``slm_ratio`` tokens by excess loss (``scope`` 'batch' or 'sequence');
   'clm' = plain causal LM over every token (the baseline)."""
+
   kind: str = "slm"
   slm_ratio: float = DEFAULT_SLM_RATIO
   scope: str = "batch"
@@ -56,6 +59,7 @@ class LossConfig:
 class TrainConfig:
   """What to train on and for how long. ``feature_lengths`` are seqio task feature lengths, e.g.
   ``{'targets': 128, 'ref_losses': 128}`` (+ ``'inputs'`` for an encoder-decoder)."""
+
   model_dir: str
   task: str
   feature_lengths: Mapping[str, int]
@@ -93,9 +97,15 @@ class TrainConfig:
 
   def data_fingerprint(self) -> dict[str, Any]:
     """The settings that fix the data order; a resumed run must use the same ones."""
-    return {"task": self.task, "feature_lengths": dict(sorted(self.feature_lengths.items())),
-            "batch_size": self.batch_size, "train_split": self.train_split, "seed": self.seed, "pack": self.pack,
-            "shuffle_buffer": self.shuffle_buffer}
+    return {
+      "task": self.task,
+      "feature_lengths": dict(sorted(self.feature_lengths.items())),
+      "batch_size": self.batch_size,
+      "train_split": self.train_split,
+      "seed": self.seed,
+      "pack": self.pack,
+      "shuffle_buffer": self.shuffle_buffer,
+    }
 
   def to_json(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)

@@ -19,6 +19,7 @@ optax step. Batches (``Batches``): ``next(batches)`` gives the host batch of the
 positions a fresh stream after ``n`` batches; a stream with ``checkpointable`` true also has ``checkpoint`` (a
 ``tf.train.Checkpoint`` of its iterator, restored in constant time instead of a replay).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,13 +41,15 @@ LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array
 
 # ------------------------------------------------------------------------------------------- state and step
 
+
 def new_state(params: Any, optimizer: optax.GradientTransformation) -> dict[str, Any]:
   """The train state at step 0: ``{"step": int32[], "params": params, "opt_state": optimizer.init(params)}``."""
   return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
 
 
-def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, schedule: optax.Schedule | None = None,
-              rng_seed: int = 0) -> StepFn:
+def make_step(
+  loss_fn: LossFn, optimizer: optax.GradientTransformation, schedule: optax.Schedule | None = None, rng_seed: int = 0
+) -> StepFn:
   """The optax train step (not jitted): ``loss_fn(params, batch, rng) -> (loss, metrics)`` differentiated at
   ``state["params"]``, the optimizer's update applied, ``step`` + 1; other entries of the state pass through.
   ``rng``: ``fold_in(PRNGKey(rng_seed), step)`` (dropout; a loss without randomness ignores it). Metrics: the
@@ -56,12 +59,12 @@ def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, schedule
     rng = jax.random.fold_in(jax.random.PRNGKey(rng_seed), state["step"])
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rng)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-    new = dict(state, step=state["step"] + 1, params=optax.apply_updates(state["params"], updates),
-               opt_state=opt_state)
+    new = dict(state, step=state["step"] + 1, params=optax.apply_updates(state["params"], updates), opt_state=opt_state)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
     if schedule is not None:
       metrics["learning_rate"] = jnp.asarray(schedule(state["step"]), jnp.float32)
     return new, metrics
+
   return step
 
 
@@ -72,6 +75,7 @@ def over_seeds(step_fn: StepFn) -> StepFn:
 
 
 # ------------------------------------------------------------------------------------------------ batches
+
 
 class Batches(Protocol):
   """A deterministic stream of host batches (see the module docstring)."""
@@ -85,6 +89,7 @@ class ReplayBatches:
   """Batches ``make(key)`` over a deterministic stream of keys (e.g. the pair indices of a batch, or the rows each
   seed draws): ``replay(n)`` restarts the keys from ``keys()`` and skips ``n`` of them, building no batch. The
   keys must be cheap to replay; their stream must be a pure function of the run's settings."""
+
   checkpointable = False
   why_not = "a Python stream of batch keys (replayed on resume)"
 
@@ -106,11 +111,13 @@ class ReplayBatches:
 
 # ------------------------------------------------------------------------------------------------ trainer
 
+
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
   """How the core runs a step function: ``num_steps`` in all (a resumed run trains the rest), a checkpoint every
   ``checkpoint_every`` steps and at the last (``keep_checkpoints`` kept), train metrics every ``log_every`` steps
   and at the last, ``eval_fn`` every ``eval_every`` steps (0: only at the last). ``desc``: the progress bar's."""
+
   num_steps: int
   checkpoint_every: int
   log_every: int
@@ -153,17 +160,26 @@ class Trainer:
 
   Use: ``state = trainer.restore(init_state, batches)`` then ``trainer.train(state, batches)``; or ``run``."""
 
-  def __init__(self, step_fn: StepFn, model_dir: str | Path, settings: LoopSettings, *, data: Mapping[str, Any],
-               put_batch: Callable[[Any], Any] | None = None,
-               eval_fn: Callable[[State], Mapping[str, Any]] | None = None):
+  def __init__(
+    self,
+    step_fn: StepFn,
+    model_dir: str | Path,
+    settings: LoopSettings,
+    *,
+    data: Mapping[str, Any],
+    put_batch: Callable[[Any], Any] | None = None,
+    eval_fn: Callable[[State], Mapping[str, Any]] | None = None,
+  ):
     self.step_fn, self.settings, self.data = step_fn, settings, dict(data)
     self.model_dir = Path(model_dir)
     self.model_dir.mkdir(parents=True, exist_ok=True)
     self.put_batch = put_batch or (lambda b: b)
     self.eval_fn = eval_fn
     from tokensift.trainer.checkpoints import Checkpointer  # orbax, imported when a run starts
-    self.checkpointer = Checkpointer(self.model_dir, keep=settings.keep_checkpoints,
-                                     asynchronous=settings.async_checkpoints)
+
+    self.checkpointer = Checkpointer(
+      self.model_dir, keep=settings.keep_checkpoints, asynchronous=settings.async_checkpoints
+    )
     self._closed = False
     self.start = 0
     self.resumed_from: int | None = None
@@ -177,8 +193,10 @@ class Trainer:
       stored = self.checkpointer.read_meta(step).get("data")
       if stored != _json(self.data):
         self.close()
-        raise ValueError(f"{self.model_dir} holds a run with settings {stored}, not {_json(self.data)}: resuming "
-                         "would change the data order or the model; use another directory (or delete this one)")
+        raise ValueError(
+          f"{self.model_dir} holds a run with settings {stored}, not {_json(self.data)}: resuming "
+          "would change the data order or the model; use another directory (or delete this one)"
+        )
     return step
 
   def restore(self, state: State, batches: Batches) -> State:
@@ -203,8 +221,13 @@ class Trainer:
         return "restored"
       except Exception as e:  # noqa: BLE001  (orbax wraps tf errors; a replay gives the same batches)
         # e.g. a checkpoint of a run with another cache_examples setting (same batches, another pipeline)
-        logging.warning("input position of step %d not restored (%s: %s); replaying %d batches", step,
-                        type(e).__name__, str(e)[:300], step)
+        logging.warning(
+          "input position of step %d not restored (%s: %s); replaying %d batches",
+          step,
+          type(e).__name__,
+          str(e)[:300],
+          step,
+        )
     batches.replay(step)  # a fresh stream: nothing of a restore that failed part-way is kept
     return "replayed"
 
@@ -220,14 +243,22 @@ class Trainer:
     from tqdm.auto import tqdm
 
     from tokensift.trainer.metric_writers import MetricsLog  # clu (and TensorFlow), imported when a run starts
+
     s = self.settings
     log = MetricsLog(self.model_dir, self.start)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     timed_steps, timed_seconds = 0, 0.0
     done = self.start
-    bar = tqdm(total=s.num_steps, initial=self.start, desc=s.desc, unit="step", dynamic_ncols=True,
-               disable=not s.progress, mininterval=0.5)
+    bar = tqdm(
+      total=s.num_steps,
+      initial=self.start,
+      desc=s.desc,
+      unit="step",
+      dynamic_ncols=True,
+      disable=not s.progress,
+      mininterval=0.5,
+    )
     try:
       for step in range(self.start, s.num_steps):
         if stop_at is not None and step >= stop_at:
@@ -255,9 +286,16 @@ class Trainer:
       bar.close()
       log.close()
       self.close()
-    return TrainResult(state=state, step=done, resumed_from=self.resumed_from, last_train=last_train,
-                       last_eval=last_eval, steps_per_second=timed_steps / timed_seconds if timed_seconds else 0.0,
-                       input_resume=self.input_resume, steps_this_run=done - self.start)
+    return TrainResult(
+      state=state,
+      step=done,
+      resumed_from=self.resumed_from,
+      last_train=last_train,
+      last_eval=last_eval,
+      steps_per_second=timed_steps / timed_seconds if timed_seconds else 0.0,
+      input_resume=self.input_resume,
+      steps_this_run=done - self.start,
+    )
 
   def close(self) -> None:
     """Waits for the last checkpoint to be written and closes the checkpointer (once)."""
@@ -266,8 +304,17 @@ class Trainer:
       self.checkpointer.close()
 
 
-def run(step_fn: StepFn, state: State, batches: Batches, model_dir: str | Path, settings: LoopSettings, *,
-        data: Mapping[str, Any], stop_at: int | None = None, **kw) -> TrainResult:
+def run(
+  step_fn: StepFn,
+  state: State,
+  batches: Batches,
+  model_dir: str | Path,
+  settings: LoopSettings,
+  *,
+  data: Mapping[str, Any],
+  stop_at: int | None = None,
+  **kw,
+) -> TrainResult:
   """``Trainer(step_fn, model_dir, settings, data=data, **kw)``: restore (or start from ``state``), then train."""
   trainer = Trainer(step_fn, model_dir, settings, data=data, **kw)
   try:
@@ -281,4 +328,5 @@ def run(step_fn: StepFn, state: State, batches: Batches, model_dir: str | Path, 
 def _json(value: Any) -> Any:
   """``value`` as it reads back from the checkpoint's JSON metadata (tuples as lists, keys as strings)."""
   import json
+
   return json.loads(json.dumps(value, default=str))

@@ -19,6 +19,7 @@ tf.data ``skip`` (same batches, time linear in ``k``), with a warning that says 
 Eval order: one pass of the eval split in source order, in batches padded with empty rows (loss weight 0) to
 ``batch_size``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,22 +41,27 @@ EXAMPLES_DIR = "train_examples"
 def get_task(name: str):
   import seqio
   import tokensift.tasks
+
   if name not in seqio.TaskRegistry.names() and name not in seqio.MixtureRegistry.names():
     tokensift.tasks.register_all()
   try:
     return seqio.get_mixture_or_task(name)
   except ValueError:
-    raise ValueError(f"unknown seqio task or mixture {name!r}; `tokensift tasks` lists the registered ones (a "
-                     "reference-loss variant is registered by register_reference_loss_task in the gin file)") from None
+    raise ValueError(
+      f"unknown seqio task or mixture {name!r}; `tokensift tasks` lists the registered ones (a "
+      "reference-loss variant is registered by register_reference_loss_task in the gin file)"
+    ) from None
 
 
 def make_converter(task, encoder_decoder: bool, pack: bool):
   from tokensift.rho1 import feature_converters
+
   return feature_converters.converter_for(task, encoder_decoder=encoder_decoder, pack=pack)
 
 
 def _options(ds):
   import tensorflow as tf
+
   opts = tf.data.Options()
   opts.deterministic = True
   return ds.with_options(opts)
@@ -64,14 +70,21 @@ def _options(ds):
 def _check_lengths(task, lengths) -> None:
   missing = [k for k, f in task.output_features.items() if getattr(f, "required", True) and k not in lengths]
   if missing:
-    raise ValueError(f"feature_lengths={dict(lengths)} lacks {missing} for task {task.name!r} (its features: "
-                     f"{sorted(task.output_features)})")
+    raise ValueError(
+      f"feature_lengths={dict(lengths)} lacks {missing} for task {task.name!r} (its features: "
+      f"{sorted(task.output_features)})"
+    )
 
 
 def _task_examples(config: TrainConfig, task):
   """One epoch of the task's train split, tokenized and trimmed, in source order, output features only."""
-  ds = task.get_dataset(sequence_length=dict(config.feature_lengths), split=config.train_split, shuffle=False,
-                        num_epochs=1, use_cached=False)
+  ds = task.get_dataset(
+    sequence_length=dict(config.feature_lengths),
+    split=config.train_split,
+    shuffle=False,
+    num_epochs=1,
+    use_cached=False,
+  )
   keep = [k for k in task.output_features if k in ds.element_spec]
   return ds.map(lambda ex: {k: ex[k] for k in keep})
 
@@ -86,6 +99,7 @@ def materialize_examples(config: TrainConfig, task) -> Path:
   """Writes one epoch of the task's examples once (temp dir + rename) and returns the directory; a later call,
   e.g. a resumed run, finds it and returns at once."""
   import tensorflow as tf
+
   final = examples_dir(config)
   if (final / "examples.json").is_file():
     return final
@@ -94,8 +108,9 @@ def materialize_examples(config: TrainConfig, task) -> Path:
   try:
     # One shard (shard_func 0): Dataset.load then yields the elements in exactly the order they were written.
     _task_examples(config, task).save(str(tmp / "data"), shard_func=lambda *_: tf.constant(0, tf.int64))
-    (tmp / "examples.json").write_text(json.dumps({"task": config.task, "split": config.train_split,
-                                                   "feature_lengths": dict(config.feature_lengths)}))
+    (tmp / "examples.json").write_text(
+      json.dumps({"task": config.task, "split": config.train_split, "feature_lengths": dict(config.feature_lengths)})
+    )
     shutil.rmtree(final, ignore_errors=True)  # an incomplete directory a killed run left (no examples.json)
     os.replace(tmp, final)
   except BaseException:
@@ -111,6 +126,7 @@ def train_dataset(config: TrainConfig, encoder_decoder: bool, examples=None):
   task's own pipeline); it is repeated, shuffled, converted and batched here.
   """
   import tensorflow as tf
+
   task = get_task(config.task)
   lengths = dict(config.feature_lengths)
   _check_lengths(task, lengths)
@@ -135,8 +151,9 @@ class TrainInput:
   ``examples_fn``: builds the example source (tests observe how many examples a resume reads through it).
   """
 
-  def __init__(self, config: TrainConfig, encoder_decoder: bool,
-               examples_fn: Callable[[TrainConfig], Any] | None = None):
+  def __init__(
+    self, config: TrainConfig, encoder_decoder: bool, examples_fn: Callable[[TrainConfig], Any] | None = None
+  ):
     self._build = lambda: train_dataset(config, encoder_decoder, examples_fn(config) if examples_fn else None)
     self.checkpointable, self.why_not = True, ""
     self._start(0)
@@ -144,6 +161,7 @@ class TrainInput:
 
   def _start(self, skip: int) -> None:
     import tensorflow as tf
+
     ds = self._build()
     if skip and not self.checkpointable:
       ds = ds.skip(skip)  # tf.data skips without converting; nothing will be checkpointed
@@ -159,6 +177,7 @@ class TrainInput:
     pipeline's external-state policy (FAIL unless set): that names state tf.data cannot save ("PyFunc is
     stateful"). ``_as_serialized_graph`` is private, but it is the check tf.data itself runs when saving."""
     import tensorflow as tf
+
     policy = self._ds.options().experimental_external_state_policy or tf.data.experimental.ExternalStatePolicy.FAIL
     with tempfile.TemporaryDirectory() as d:
       try:
@@ -192,11 +211,12 @@ def eval_batches(config: TrainConfig, encoder_decoder: bool) -> list[Batch]:
     return []
   task = get_task(config.task)
   if config.eval_split not in task.splits:
-    raise ValueError(f"task {config.task!r} has no split {config.eval_split!r} for eval; it has "
-                     f"{list(task.splits)} (set TrainConfig.eval_split = None to skip eval)")
+    raise ValueError(
+      f"task {config.task!r} has no split {config.eval_split!r} for eval; it has "
+      f"{list(task.splits)} (set TrainConfig.eval_split = None to skip eval)"
+    )
   lengths = dict(config.feature_lengths)
-  ds = task.get_dataset(sequence_length=lengths, split=config.eval_split, shuffle=False, num_epochs=1,
-                        use_cached=False)
+  ds = task.get_dataset(sequence_length=lengths, split=config.eval_split, shuffle=False, num_epochs=1, use_cached=False)
   ds = make_converter(task, encoder_decoder, config.pack)(ds, lengths)
   ds = _options(ds.batch(config.batch_size, drop_remainder=False).take(config.eval_batches))
   return [_pad_rows(b, config.batch_size) for b in ds.as_numpy_iterator()]

@@ -8,6 +8,7 @@ to TensorBoard (``{model_dir}/train``, ``{model_dir}/eval``) and to ``{model_dir
 ``metrics.read_metrics``), checkpoint every ``checkpoint_every`` steps and at the end, and evaluate on the eval
 split.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,7 +63,6 @@ def train(config: TrainConfig, network: Any, *, stop_at: int | None = None) -> T
     return _train(config, network, stop_at)
 
 
-
 def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResult:
   model_dir = Path(config.model_dir)
   model_dir.mkdir(parents=True, exist_ok=True)
@@ -70,25 +70,37 @@ def _train(config: TrainConfig, network: Any, stop_at: int | None) -> TrainResul
   inputs.get_task(config.task)  # an unknown task fails before anything is compiled
   mesh = partitioning.make_mesh(config.mesh)
   if config.batch_size % mesh.shape["data"]:
-    raise ValueError(f"batch_size={config.batch_size} is not divisible by the mesh's data axis "
-                     f"({mesh.shape['data']} devices); change batch_size or MeshConfig")
+    raise ValueError(
+      f"batch_size={config.batch_size} is not divisible by the mesh's data axis "
+      f"({mesh.shape['data']} devices); change batch_size or MeshConfig"
+    )
   tx, schedule = optim.make_optimizer(config.optimizer, config.train_steps)
   steps = Steps(network, config.loss, tx, schedule, mesh, config.mesh.rules, config.seed)
   eval_data: list = []
-  settings = core.LoopSettings(num_steps=config.train_steps, checkpoint_every=config.checkpoint_every,
-                               log_every=config.log_every, eval_every=config.eval_every,
-                               keep_checkpoints=config.keep_checkpoints, progress=config.progress, desc="train")
+  settings = core.LoopSettings(
+    num_steps=config.train_steps,
+    checkpoint_every=config.checkpoint_every,
+    log_every=config.log_every,
+    eval_every=config.eval_every,
+    keep_checkpoints=config.keep_checkpoints,
+    progress=config.progress,
+    desc="train",
+  )
   eval_fn = (lambda state: evaluate(steps, state["params"], eval_data)) if config.eval_split else None
-  trainer = core.Trainer(steps.train_step, model_dir, settings, data=config.data_fingerprint(),
-                         put_batch=steps.put_batch, eval_fn=eval_fn)
+  trainer = core.Trainer(
+    steps.train_step, model_dir, settings, data=config.data_fingerprint(), put_batch=steps.put_batch, eval_fn=eval_fn
+  )
   try:
     trainer.check_directory()  # another run's directory fails before anything is compiled
     state = steps.init_state(config.batch_size, config.feature_lengths)
     batches = inputs.TrainInput(config, encdec)
     if not batches.checkpointable:
-      logging.warning("the training input of %r cannot be checkpointed (%s): a resumed run will replay its earlier "
-                      "batches; set TrainConfig.cache_examples=True for a constant-time resume", config.task,
-                      batches.why_not)
+      logging.warning(
+        "the training input of %r cannot be checkpointed (%s): a resumed run will replay its earlier "
+        "batches; set TrainConfig.cache_examples=True for a constant-time resume",
+        config.task,
+        batches.why_not,
+      )
     state = trainer.restore(state, batches)
     (model_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
     eval_data += inputs.eval_batches(config, encdec) if config.eval_split else []

@@ -5,6 +5,7 @@ Per split (``train``, ``eval``) one ``clu.metric_writers.MultiWriter`` of the de
 ``write_scalars`` call to ``{model_dir}/metrics.jsonl`` (``metrics``: the file, its reader). Only process 0
 writes to disk. (A module of its own: clu imports TensorFlow, which the readers of the metrics need not.)
 """
+
 from __future__ import annotations
 
 import json
@@ -62,6 +63,7 @@ class MetricsLog:
 
   def __init__(self, model_dir: str | Path, resume_step: int):
     import jax
+
     model_dir = Path(model_dir)
     self.path = model_dir / METRICS_FILE
     lead = jax.process_index() == 0
@@ -70,8 +72,9 @@ class MetricsLog:
     self._writers = {}
     for split in SPLITS:  # collection=split: TensorBoard events in {model_dir}/{split}, log lines prefixed with it
       default = metric_writers.create_default_writer(str(model_dir), just_logging=not lead, collection=split)
-      self._writers[split] = metric_writers.MultiWriter([default, JsonLinesWriter(self.path, split)] if lead
-                                                        else [default])
+      self._writers[split] = metric_writers.MultiWriter(
+        [default, JsonLinesWriter(self.path, split)] if lead else [default]
+      )
 
   def write(self, split: str, step: int, values: Mapping[str, float]) -> None:
     self._writers[split].write_scalars(step, values)
@@ -80,5 +83,3 @@ class MetricsLog:
     for w in self._writers.values():
       w.flush()
       w.close()
-
-

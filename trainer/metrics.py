@@ -8,6 +8,7 @@ checkpoint (``truncate_metrics``), so the file always holds one curve; ``read_me
 Metrics of a step function vmapped over seeds (``core.over_seeds``) are vectors ``[seeds]``: ``host_metrics``
 writes them as one scalar per seed, ``{name}/seed{k}``, and ``per_seed`` gathers them back.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ def read_metrics(model_dir: str | Path, split: str = "train") -> list[dict[str, 
 def host_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
   """Device metrics -> Python floats: a scalar as itself, a vector ``[seeds]`` as ``{name}/seed{k}``."""
   import jax
+
   out: dict[str, float] = {}
   for k, v in jax.device_get(dict(metrics)).items():
     v = np.asarray(v)

@@ -1,4 +1,5 @@
 """optax optimizers (AdamW, Adafactor) and learning-rate schedules for the embedded trainer."""
+
 from __future__ import annotations
 
 import optax
@@ -23,7 +24,9 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
 
     def rsqrt(count):
       import jax.numpy as jnp
+
       return peak * jnp.sqrt(base / jnp.maximum(count + warm, base))
+
     after = rsqrt
   if warm == 0:
     return after
@@ -35,11 +38,13 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[optax.Gradie
   (AdamW) skips vectors (norm scales)."""
   schedule = make_schedule(cfg, total_steps)
   if cfg.name == "adamw":
+
     def decay_mask(params):
       import jax
+
       return jax.tree.map(lambda p: p.ndim >= 2, params)
-    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                      mask=decay_mask)
+
+    opt = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay, mask=decay_mask)
   else:
     opt = optax.adafactor(schedule, weight_decay_rate=cfg.weight_decay or None)
   chain = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm else []

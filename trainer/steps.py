@@ -6,6 +6,7 @@ Batches are t5x model features: decoder-only ``decoder_input_tokens``, ``decoder
 for SLM); encoder-decoder adds ``encoder_input_tokens`` (+ ``encoder_segment_ids``, ``encoder_positions``).
 All are ``[batch, length]``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,46 +36,70 @@ def is_encoder_decoder(network: nn.Module) -> bool:
 def dummy_batch(network: nn.Module, batch_size: int, lengths: Mapping[str, int]) -> dict[str, np.ndarray]:
   """Zero-free int32 inputs of the model-feature shapes, for init."""
   length = lengths["targets"]
-  out = {"decoder_input_tokens": np.ones((batch_size, length), np.int32),
-         "decoder_target_tokens": np.ones((batch_size, length), np.int32)}
+  out = {
+    "decoder_input_tokens": np.ones((batch_size, length), np.int32),
+    "decoder_target_tokens": np.ones((batch_size, length), np.int32),
+  }
   if is_encoder_decoder(network):
     out["encoder_input_tokens"] = np.ones((batch_size, lengths["inputs"]), np.int32)
   return out
 
 
-def compute_logits(network: nn.Module, params: Any, batch: Mapping[str, jax.Array], *, train: bool = False,
-                   dropout_rng: jax.Array | None = None) -> jax.Array:
+def compute_logits(
+  network: nn.Module,
+  params: Any,
+  batch: Mapping[str, jax.Array],
+  *,
+  train: bool = False,
+  dropout_rng: jax.Array | None = None,
+) -> jax.Array:
   """Forward pass with the t5x network signature -> float logits [batch, length, vocab]."""
   rngs = {"dropout": dropout_rng} if (train and dropout_rng is not None) else None
-  common: dict[str, Any] = dict(decoder_segment_ids=batch.get("decoder_segment_ids"),
-                                decoder_positions=batch.get("decoder_positions"), enable_dropout=train)
+  common: dict[str, Any] = dict(
+    decoder_segment_ids=batch.get("decoder_segment_ids"),
+    decoder_positions=batch.get("decoder_positions"),
+    enable_dropout=train,
+  )
   if is_encoder_decoder(network):
-    logits = network.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                           batch["decoder_target_tokens"], encoder_segment_ids=batch.get("encoder_segment_ids"),
-                           encoder_positions=batch.get("encoder_positions"), rngs=rngs, **common)
+    logits = network.apply(
+      {"params": params},
+      batch["encoder_input_tokens"],
+      batch["decoder_input_tokens"],
+      batch["decoder_target_tokens"],
+      encoder_segment_ids=batch.get("encoder_segment_ids"),
+      encoder_positions=batch.get("encoder_positions"),
+      rngs=rngs,
+      **common,
+    )
   else:
-    logits = network.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_target_tokens"],
-                           rngs=rngs, **common)
+    logits = network.apply(
+      {"params": params}, batch["decoder_input_tokens"], batch["decoder_target_tokens"], rngs=rngs, **common
+    )
   return logits  # pyright: ignore[reportReturnType]  (apply without mutable: the output only)
 
 
-def loss_from_logits(logits: jax.Array, batch: Mapping[str, jax.Array], loss: LossConfig
-                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def loss_from_logits(
+  logits: jax.Array, batch: Mapping[str, jax.Array], loss: LossConfig
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   targets = batch["decoder_target_tokens"]
   weights = batch.get("decoder_loss_weights")
   weights = (targets > 0).astype(jnp.float32) if weights is None else weights
   if loss.kind == "slm":
     if "decoder_ref_losses" not in batch:
-      raise ValueError("LossConfig.kind='slm' needs reference losses: train on a task registered with "
-                       "register_reference_loss_task (batch feature 'decoder_ref_losses')")
-    return selective_cross_entropy(logits, targets, weights, batch["decoder_ref_losses"], loss.slm_ratio, loss.scope,
-                                   loss.z_loss)
+      raise ValueError(
+        "LossConfig.kind='slm' needs reference losses: train on a task registered with "
+        "register_reference_loss_task (batch feature 'decoder_ref_losses')"
+      )
+    return selective_cross_entropy(
+      logits, targets, weights, batch["decoder_ref_losses"], loss.slm_ratio, loss.scope, loss.z_loss
+    )
   return weighted_cross_entropy(logits, targets, weights, loss.z_loss)
 
 
 @dataclasses.dataclass
 class Steps:
   """Jitted ``init``, ``train_step`` and ``eval_step`` for one network, loss, optimizer and mesh."""
+
   network: nn.Module
   loss: LossConfig
   optimizer: optax.GradientTransformation
@@ -99,8 +124,9 @@ class Steps:
 
     def init(rng):
       if is_encoder_decoder(self.network):
-        variables = self.network.init(rng, dummy["encoder_input_tokens"], dummy["decoder_input_tokens"],
-                                      dummy["decoder_target_tokens"])
+        variables = self.network.init(
+          rng, dummy["encoder_input_tokens"], dummy["decoder_input_tokens"], dummy["decoder_target_tokens"]
+        )
       else:
         variables = self.network.init(rng, dummy["decoder_input_tokens"], dummy["decoder_target_tokens"])
       return variables["params"]
@@ -115,10 +141,14 @@ class Steps:
       params = init_fn.lower(rng).compile(INIT_COMPILER_OPTIONS)(rng)
       opt_state = jax.jit(self.optimizer.init)(params)
     opt_state = jax.tree.map(
-        lambda x: jax.device_put(x, x.sharding if isinstance(x.sharding, NamedSharding) else self._replicated()),
-        opt_state)
-    state = {"step": jax.device_put(jnp.zeros((), jnp.int32), self._replicated()), "params": params,
-             "opt_state": opt_state}
+      lambda x: jax.device_put(x, x.sharding if isinstance(x.sharding, NamedSharding) else self._replicated()),
+      opt_state,
+    )
+    state = {
+      "step": jax.device_put(jnp.zeros((), jnp.int32), self._replicated()),
+      "params": params,
+      "opt_state": opt_state,
+    }
     self.state_shardings = jax.tree.map(lambda x: x.sharding, state)
     return state
 
@@ -156,8 +186,12 @@ class Steps:
     if self._train is None:
       if self.state_shardings is None:
         raise RuntimeError("call init_state (or restore) before train_step")
-      self._train = jax.jit(self._train_step, in_shardings=(self.state_shardings, self.batch_shardings(batch)),
-                            out_shardings=(self.state_shardings, self._replicated()), donate_argnums=(0,))
+      self._train = jax.jit(
+        self._train_step,
+        in_shardings=(self.state_shardings, self.batch_shardings(batch)),
+        out_shardings=(self.state_shardings, self._replicated()),
+        donate_argnums=(0,),
+      )
     return self._train
 
   def train_step(self, state: State, batch: Mapping[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
@@ -177,9 +211,10 @@ class Steps:
 
   def eval_step(self, params: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     if self._eval is None:
-      self._eval = jax.jit(self._eval_step, in_shardings=(self.state_shardings["params"],
-                                                          self.batch_shardings(batch)),
-                           out_shardings=self._replicated())
+      self._eval = jax.jit(
+        self._eval_step,
+        in_shardings=(self.state_shardings["params"], self.batch_shardings(batch)),
+        out_shardings=self._replicated(),
+      )
     with partitioning.mesh_rules(self.mesh, self._rules):
       return self._eval(params, batch)
-

@@ -5,6 +5,7 @@ by whether SLM selects it (red shades, darker = further above the selection thre
 ``render_token_html`` is pure (pieces + numbers -> HTML); ``write_view`` computes the numbers for one document
 of a reference-loss task from a trained run's latest checkpoint.
 """
+
 from __future__ import annotations
 
 import html
@@ -19,14 +20,14 @@ def token_pieces(vocab, ids: Sequence[int]) -> list[str]:
   belongs to the token that completes it (the others get ""), so ``"".join(pieces) == vocab.decode(ids)``."""
   pieces, emitted = [], ""
   for i in range(len(ids)):
-    text = vocab.decode([int(t) for t in ids[:i + 1]])
+    text = vocab.decode([int(t) for t in ids[: i + 1]])
     if text.endswith("\ufffd") and i + 1 < len(ids):  # an incomplete character: wait for its last byte
       pieces.append("")
       continue
     if not text.startswith(emitted):  # decoders that rewrite earlier text (rare): fall back to the token alone
       pieces.append(vocab.decode([int(ids[i])]))
     else:
-      pieces.append(text[len(emitted):])
+      pieces.append(text[len(emitted) :])
     emitted = text
   return pieces
 
@@ -36,8 +37,15 @@ def _shade(value: float, scale: float, rgb: tuple[int, int, int]) -> str:
   return f"rgba({rgb[0]},{rgb[1]},{rgb[2]},{a:.2f})"
 
 
-def render_token_html(pieces: Sequence[str], excess: np.ndarray, selected: np.ndarray, *, title: str = "",
-                      model_losses: np.ndarray | None = None, ref_losses: np.ndarray | None = None) -> str:
+def render_token_html(
+  pieces: Sequence[str],
+  excess: np.ndarray,
+  selected: np.ndarray,
+  *,
+  title: str = "",
+  model_losses: np.ndarray | None = None,
+  ref_losses: np.ndarray | None = None,
+) -> str:
   """HTML page for one document. ``pieces``: text per token; ``excess``, ``selected`` (bool), ``model_losses``
   and ``ref_losses``: one value per token."""
   excess = np.asarray(excess, np.float64)
@@ -46,8 +54,11 @@ def render_token_html(pieces: Sequence[str], excess: np.ndarray, selected: np.nd
     raise ValueError(f"{len(pieces)} pieces but {excess.shape[0]} excess losses and {selected.shape[0]} flags")
   finite = np.isfinite(excess)
   # The selection threshold: the lowest excess loss that was selected (shades measure distance from it).
-  threshold = float(excess[selected & finite].min()) if (selected & finite).any() else float(
-      excess[finite].max() if finite.any() else 0.0)
+  threshold = (
+    float(excess[selected & finite].min())
+    if (selected & finite).any()
+    else float(excess[finite].max() if finite.any() else 0.0)
+  )
   above = np.maximum(excess - threshold, 0.0)[selected & finite]
   below = np.maximum(threshold - excess, 0.0)[~selected & finite]
   scale_hi = float(np.percentile(above, 95)) if above.size else 1.0
@@ -65,12 +76,16 @@ def render_token_html(pieces: Sequence[str], excess: np.ndarray, selected: np.nd
     else:
       colour = _shade(max(threshold - e, 0.0), scale_lo, (38, 110, 200))
     text = html.escape(piece).replace("\n", "\u21b5<br>")
-    spans.append(f'<span class="{"sel" if s else "uns"}" style="background:{colour}" '
-                 f'title="{html.escape(" | ".join(tip))}">{text}</span>')
+    spans.append(
+      f'<span class="{"sel" if s else "uns"}" style="background:{colour}" '
+      f'title="{html.escape(" | ".join(tip))}">{text}</span>'
+    )
   n, k = len(pieces), int(selected.sum())
-  stats = (f"{k} of {n} tokens selected ({k / max(n, 1):.0%}); mean excess loss selected "
-           f"{excess[selected].mean() if k else float('nan'):.3f}, unselected "
-           f"{excess[~selected].mean() if k < n else float('nan'):.3f}")
+  stats = (
+    f"{k} of {n} tokens selected ({k / max(n, 1):.0%}); mean excess loss selected "
+    f"{excess[selected].mean() if k else float('nan'):.3f}, unselected "
+    f"{excess[~selected].mean() if k < n else float('nan'):.3f}"
+  )
   return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title or "token selection")}</title>
 <style>
@@ -92,8 +107,9 @@ body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
 """
 
 
-def document_losses(config, network: Any, split: str, doc_index: int, mesh=None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def document_losses(
+  config, network: Any, split: str, doc_index: int, mesh=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(targets, model losses, reference losses) of document ``doc_index`` of ``split`` under the run's latest
   checkpoint (``config.model_dir``); each [n] for the document's first ``feature_lengths['targets']`` tokens."""
   import jax
@@ -128,30 +144,47 @@ def document_losses(config, network: Any, split: str, doc_index: int, mesh=None
   ckpt.close()
   length = lengths["targets"]
   padded = np.zeros((1, length), np.int32)
-  padded[0, :targets.size] = targets
+  padded[0, : targets.size] = targets
   inputs_ = np.zeros_like(padded)
   inputs_[:, 1:] = padded[:, :-1]
   batch = {"decoder_input_tokens": inputs_, "decoder_target_tokens": padded}
   logits = jax.jit(lambda p, b: compute_logits(network, p, b))(state["params"], batch)
   import jax.numpy as jnp
+
   ce, _ = token_cross_entropy(logits, jnp.asarray(padded))
-  return targets, np.asarray(ce)[0, :targets.size], ref
+  return targets, np.asarray(ce)[0, : targets.size], ref
 
 
-def write_view(config, network: Any, out: str | Path, *, split: str = "validation", doc_index: int = 0,
-               slm_ratio: float | None = None) -> Path:
+def write_view(
+  config,
+  network: Any,
+  out: str | Path,
+  *,
+  split: str = "validation",
+  doc_index: int = 0,
+  slm_ratio: float | None = None,
+) -> Path:
   """Writes the HTML view of one document (selection within the document at ``slm_ratio``, default the run's)."""
   from tokensift.rho1.selective_loss import check_slm_ratio, select_tokens
   from tokensift.trainer import inputs
+
   targets, ce, ref = document_losses(config, network, split, doc_index)
   ratio = config.loss.slm_ratio if slm_ratio is None else check_slm_ratio(slm_ratio, "--slm_ratio")
   excess = ce - ref
   import jax.numpy as jnp
-  selected = np.asarray(select_tokens(jnp.asarray(excess[None]), jnp.ones((1, excess.size), jnp.float32), ratio,
-                                      "sequence"))[0]
+
+  selected = np.asarray(
+    select_tokens(jnp.asarray(excess[None]), jnp.ones((1, excess.size), jnp.float32), ratio, "sequence")
+  )[0]
   vocab = inputs.get_task(config.task).output_features["targets"].vocabulary
-  page = render_token_html(token_pieces(vocab, targets.tolist()), excess, selected, model_losses=ce, ref_losses=ref,
-                           title=f"{config.task} [{split} #{doc_index}] slm_ratio {ratio:g}")
+  page = render_token_html(
+    token_pieces(vocab, targets.tolist()),
+    excess,
+    selected,
+    model_losses=ce,
+    ref_losses=ref,
+    title=f"{config.task} [{split} #{doc_index}] slm_ratio {ratio:g}",
+  )
   out = Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(page, encoding="utf-8")

@@ -8,6 +8,7 @@ under a causal mask, as the implementation computes them); training costs three 
 ``12 L T H``). Embedding look-ups, norms, softmaxes and rematerialisation are not counted: these are model FLOPs,
 so a recomputing or padding implementation is not credited for its extra work.
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The benchmark's inputs: models' configs from the gin files, random weights, packed training batches."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,6 +13,7 @@ def gin_config(spec: Sequence[str]):
   import tokensift
   from tokensift.core import gin_parse
   from tokensift.models import llama
+
   files = [s for s in spec if s.endswith(".gin")]
   bindings = [s for s in spec if not s.endswith(".gin")]
   gin.clear_config()
@@ -30,6 +32,7 @@ def random_llama_params(cfg, seed: int = 0, std: float = 0.02):
   import numpy as np
 
   from tokensift.models import llama
+
   shapes = jax.eval_shape(lambda: llama.Llama(cfg).init(jax.random.PRNGKey(0), np.ones((1, 8), np.int32))["params"])
   rng = np.random.default_rng(seed)
 
@@ -37,6 +40,7 @@ def random_llama_params(cfg, seed: int = 0, std: float = 0.02):
     if path[-1].key == "scale":
       return np.ones(s.shape, s.dtype)
     return (rng.standard_normal(s.shape, np.float32) * std).astype(s.dtype)
+
   return jax.tree_util.tree_map_with_path(leaf, nn.unbox(shapes))
 
 
@@ -44,6 +48,7 @@ def c4_sentencepiece():
   import sentencepiece as spm
 
   from tokensift.core import paths
+
   return spm.SentencePieceProcessor(model_file=str(paths.data_path("tokenizers", "c4-32768.model")))
 
 
@@ -54,8 +59,11 @@ def pack(sequences: list[list[int]], losses: list, rows: int, length: int) -> di
   0 on padding), ``decoder_positions`` (restarting per document) and ``decoder_ref_losses``. Documents that do
   not fit a row start the next one; packing stops when the rows are full."""
   import numpy as np
-  out = {k: np.zeros((rows, length), np.int32) for k in ("decoder_target_tokens", "decoder_input_tokens",
-                                                        "decoder_segment_ids", "decoder_positions")}
+
+  out = {
+    k: np.zeros((rows, length), np.int32)
+    for k in ("decoder_target_tokens", "decoder_input_tokens", "decoder_segment_ids", "decoder_positions")
+  }
   out["decoder_loss_weights"] = np.zeros((rows, length), np.float32)
   out["decoder_ref_losses"] = np.zeros((rows, length), np.float32)
   row, col, seg = 0, 0, 0
@@ -85,15 +93,22 @@ def train_batch(texts: Sequence[str], vocab: int, rows: int, length: int) -> dic
   as the reference-losses job computes them)."""
   from tokensift.models import llama
   from tokensift.rho1.reference_losses import ReferenceScorer
+
   sp = c4_sentencepiece()
   seqs = []
   for text in texts:
-    ids = [i for i in sp.encode(text) if i > 0][:length - 1] + [sp.eos_id()]  # 0 (unknown) is padding here
+    ids = [i for i in sp.encode(text) if i > 0][: length - 1] + [sp.eos_id()]  # 0 (unknown) is padding here
     seqs.append(ids)
-  ref_cfg = llama.LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2,
-                              num_kv_heads=1)
-  scorer = ReferenceScorer(llama.Llama(ref_cfg), random_llama_params(ref_cfg, std=0.3), batch_tokens=8 * length,
-                           length_multiple=128, max_length=length)
+  ref_cfg = llama.LlamaConfig(
+    vocab_size=vocab, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1
+  )
+  scorer = ReferenceScorer(
+    llama.Llama(ref_cfg),
+    random_llama_params(ref_cfg, std=0.3),
+    batch_tokens=8 * length,
+    length_multiple=128,
+    max_length=length,
+  )
   need = rows * length
   count, total = 0, 0
   while total < 1.5 * need and count < len(seqs):  # enough documents to fill the rows

@@ -11,18 +11,43 @@ only for t5x's MODEL_DIR, ``--tokens_per_batch`` / ``--max_batch``, ``--mesh_dat
 ``--no_progress``; ``tests/test_cli_style.py`` checks it), defaults in ``--help``, user errors as one line
 (``tokensift CMD: error: ...``, exit 2) and TensorFlow/XLA start-up output only with ``--verbose``.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-from tokensift.cli import (distill, embed, inspect_task, pipeline, reference_losses, refine, score, select, tasks,
-                           token_view, topk, train)
+from tokensift.cli import (
+  distill,
+  embed,
+  inspect_task,
+  pipeline,
+  reference_losses,
+  refine,
+  score,
+  select,
+  tasks,
+  token_view,
+  topk,
+  train,
+)
 
 # The modules that contribute subcommands, in help order. Each defines register(subparsers).
-COMMAND_MODULES = (tasks, inspect_task, reference_losses, train, token_view, score, topk, embed, distill, select,
-                   refine, pipeline)
+COMMAND_MODULES = (
+  tasks,
+  inspect_task,
+  reference_losses,
+  train,
+  token_view,
+  score,
+  topk,
+  embed,
+  distill,
+  select,
+  refine,
+  pipeline,
+)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -34,8 +59,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def _shows_default(default) -> bool:
-  return not (default is None or default is False or default == [] or default == "" or
-              default == argparse.SUPPRESS)
+  return not (default is None or default is False or default == [] or default == "" or default == argparse.SUPPRESS)
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -46,20 +70,30 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
-      prog="tokensift", formatter_class=HelpFormatter,
-      description="Data-efficient LM pre-training: ProX refinement, ASK-LLM / DENSITY selection, Rho-1 SLM.")
-  parser.add_argument("--data_dir", default=None,
-                      help="sample-data root (default: $TOKENSIFT_DATA_DIR, else ../shared/data)")
-  parser.add_argument("--verbose", action="store_true",
-                      help="show TensorFlow/XLA start-up output (oneDNN, CUDA/cuInit notices) and library warnings")
+    prog="tokensift",
+    formatter_class=HelpFormatter,
+    description="Data-efficient LM pre-training: ProX refinement, ASK-LLM / DENSITY selection, Rho-1 SLM.",
+  )
+  parser.add_argument(
+    "--data_dir", default=None, help="sample-data root (default: $TOKENSIFT_DATA_DIR, else ../shared/data)"
+  )
+  parser.add_argument(
+    "--verbose",
+    action="store_true",
+    help="show TensorFlow/XLA start-up output (oneDNN, CUDA/cuInit notices) and library warnings",
+  )
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   for mod in COMMAND_MODULES:
     mod.register(sub)
   for p in _subparsers(parser).values():
     p.formatter_class = HelpFormatter
     # also after the command (tokensift score ... --verbose); SUPPRESS keeps the global flag's value otherwise
-    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="show TensorFlow/XLA start-up output (same as tokensift --verbose)")
+    p.add_argument(
+      "--verbose",
+      action="store_true",
+      default=argparse.SUPPRESS,
+      help="show TensorFlow/XLA start-up output (same as tokensift --verbose)",
+    )
     for action in p._actions:  # noqa: SLF001  an option without help text still shows its default
       if action.help is None and action.option_strings and _shows_default(action.default):
         action.help = "(default: %(default)s)"
@@ -71,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if not args.verbose:  # before TensorFlow/JAX are imported (the commands import them when they run)
     from tokensift.core import quiet
+
     quiet.silence_logging_env()
     if argv is None:  # the console script: its own process, so fd 2 may be filtered (never in-process callers)
       quiet.filter_native_stderr()
@@ -81,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   from tokensift.core.paths import ConfigError
   from tokensift.core.storage import LockedError
+
   if getattr(args, "task", None) and not getattr(args, "input", None):
     # commands reading a seqio task see every family (refined, selection variants); files need no seqio
     import tokensift.all_tasks  # noqa: F401

@@ -1,4 +1,5 @@
 """``python -m tokensift.cli``: the ``tokensift`` command."""
+
 import sys
 
 from tokensift.cli import main

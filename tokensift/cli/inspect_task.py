@@ -1,4 +1,5 @@
 """``tokensift inspect``: print tokenized examples of a task decoded back to text."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_inspect(args) -> int:
   import seqio
   import tokensift.all_tasks  # noqa: F401  (registers every task family)
+
   if args.task not in seqio.TaskRegistry.names():
     raise ValueError(f"unknown task {args.task!r}; `tokensift tasks` lists them")
   task = seqio.get_mixture_or_task(args.task)

@@ -1,4 +1,5 @@
 """``tokensift tasks``: list the registered seqio tasks."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,7 @@ def cmd_tasks(args) -> int:
   import seqio
   import tokensift.all_tasks  # registers every task family
   import tokensift.tasks
+
   names = tokensift.tasks.register_all()
   shown = sorted(seqio.TaskRegistry.names()) if args.all else sorted(set(names))
   for name in shown:

@@ -3,6 +3,7 @@
 Nothing heavy is imported at module level (``tokensift --help`` stays fast); the command imports JAX/TF when it
 runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_run_gin_args(p: argparse.ArgumentParser) -> None:
   """The trainer's gin flags (``train``, ``token-view``): gin files and bindings, and the run's directories."""
   add_gin_args(p, example="TRAIN_STEPS = 10")
-  p.add_argument("--model_dir", default=None,
-                 help="the run directory in t5x's MODEL_DIR sense (checkpoints, metrics; a rerun resumes): sets the "
-                      "gin macro MODEL_DIR")
+  p.add_argument(
+    "--model_dir",
+    default=None,
+    help="the run directory in t5x's MODEL_DIR sense (checkpoints, metrics; a rerun resumes): sets the "
+    "gin macro MODEL_DIR",
+  )
   p.add_argument("--ref_dir", default=None, help="sets the gin macro REF_DIR (reference-loss files)")
 
 
@@ -33,6 +37,7 @@ def parse_gin(args) -> None:
   current directory, the repository root and each gin file's folder and its parent."""
   import gin
   from tokensift.core import gin_parse, paths
+
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in args.gin_file:
@@ -53,16 +58,28 @@ def configured_experiment():
   """(TrainConfig, network) from the parsed gin config (``loop.experiment``'s bindings)."""
   import gin
   from tokensift.trainer import loop
+
   return gin.get_configurable(loop.experiment)()
 
 
 def cmd_train(args) -> int:
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   from tokensift.trainer import loop
+
   parse_gin(args)
   config, network = configured_experiment()
   result = loop.train(config, network)
-  print(json.dumps({"step": result.step, "resumed_from": result.resumed_from, "train": result.last_train,
-                    "eval": result.last_eval, "steps_per_second": round(result.steps_per_second, 3),
-                    "tokens_per_second": round(result.tokens_per_second, 1)}, sort_keys=True))
+  print(
+    json.dumps(
+      {
+        "step": result.step,
+        "resumed_from": result.resumed_from,
+        "train": result.last_train,
+        "eval": result.last_eval,
+        "steps_per_second": round(result.steps_per_second, 3),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+      },
+      sort_keys=True,
+    )
+  )
   return 0

@@ -15,6 +15,7 @@ sorted on one worker (≈ N / parts elements) and written as a temporary file, a
 the parts in key order into the target path (streamed, bounded memory) and renames it into place. Paths go
 through fsspec, so ``gs://`` / ``s3://`` outputs work where the matching fsspec plug-in is installed.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -29,13 +30,13 @@ LOCAL_RUNNER = "FnApiRunner"
 def pipeline_options(runner: str = LOCAL, workers: int = 2, beam_args: Sequence[str] = ()):
   """``PipelineOptions`` for ``runner`` ('local' or a Beam runner name) plus the caller's Beam arguments."""
   from apache_beam.options.pipeline_options import PipelineOptions
+
   if not isinstance(workers, int) or workers < 1:
     raise ValueError(f"beam workers must be an int >= 1, got {workers!r}")
   args = list(beam_args)
   if runner == LOCAL:
     mode = "multi_processing" if workers > 1 else "in_memory"
-    args = [f"--runner={LOCAL_RUNNER}", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}",
-            *args]
+    args = [f"--runner={LOCAL_RUNNER}", f"--direct_running_mode={mode}", f"--direct_num_workers={workers}", *args]
   elif runner:
     args = [f"--runner={runner}", *args]
   else:
@@ -47,6 +48,7 @@ def pipeline_options(runner: str = LOCAL, workers: int = 2, beam_args: Sequence[
 
 def _fs(path: str):
   from tokensift.core import storage
+
   return storage.url_to_fs(str(path))  # the core's one fsspec entry (plug-in hints for gs:// / s3://)
 
 
@@ -93,15 +95,21 @@ def write_ordered_lines(pcoll, path: str, *, parts: int = 1000, label: str = "Wr
   PCollection holding ``path`` once the file is in place. Keys must be totally ordered and distinct."""
   import apache_beam as beam
   from apache_beam.pvalue import AsSingleton
+
   if parts < 1:
     raise ValueError(f"parts must be >= 1, got {parts}")
   tmp_dir = f"{path}.parts-tmp"
-  bounds = (pcoll | f"{label}/Keys" >> beam.Map(lambda kv: kv[0])
-            | f"{label}/Quantiles" >> beam.ApproximateQuantiles.Globally(parts + 1)
-            | f"{label}/Bounds" >> beam.Map(lambda q: list(q[1:-1])))
-  return (pcoll
-          | f"{label}/Part" >> beam.Map(lambda kv, b: (_part_of(kv[0], b), kv), b=AsSingleton(bounds))
-          | f"{label}/Group" >> beam.GroupByKey()
-          | f"{label}/SortPart" >> beam.Map(_write_part, tmp_dir=tmp_dir)
-          | f"{label}/Parts" >> beam.combiners.ToList()
-          | f"{label}/Concat" >> beam.Map(_concat, final=str(path), tmp_dir=tmp_dir))
+  bounds = (
+    pcoll
+    | f"{label}/Keys" >> beam.Map(lambda kv: kv[0])
+    | f"{label}/Quantiles" >> beam.ApproximateQuantiles.Globally(parts + 1)
+    | f"{label}/Bounds" >> beam.Map(lambda q: list(q[1:-1]))
+  )
+  return (
+    pcoll
+    | f"{label}/Part" >> beam.Map(lambda kv, b: (_part_of(kv[0], b), kv), b=AsSingleton(bounds))
+    | f"{label}/Group" >> beam.GroupByKey()
+    | f"{label}/SortPart" >> beam.Map(_write_part, tmp_dir=tmp_dir)
+    | f"{label}/Parts" >> beam.combiners.ToList()
+    | f"{label}/Concat" >> beam.Map(_concat, final=str(path), tmp_dir=tmp_dir)
+  )

@@ -1,5 +1,6 @@
 """JAX's persistent compilation cache, switched on for one block (a command, a training run) and restored after,
 so a rerun or a resumed job does not compile its shapes again."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +16,7 @@ def persistent_compilation_cache(directory: str | Path | None, min_compile_secs:
     return
   import jax
   from jax.experimental.compilation_cache import compilation_cache as cc
+
   names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
   old = {n: getattr(jax.config, n) for n in names}
   directory = Path(directory).expanduser()

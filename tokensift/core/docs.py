@@ -25,6 +25,7 @@ Ids (the join key of every stage; unique over the corpus without a global pass, 
 
 Bad rows never vanish silently and never stop a job: consumers count Skips by reason in a ``ReadReport``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,6 +46,7 @@ MAX_DOC_BYTES = 10 * 1024 * 1024  # documents above this are skipped and counted
 class Document:
   """One input document: a stable id, its text and any other fields of the row. ``position_id``: the id is the
   row's position (unique by construction, so never checked for repeats)."""
+
   id: str
   text: str
   meta: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -54,6 +56,7 @@ class Document:
 @dataclasses.dataclass(frozen=True)
 class Skip:
   """A row that is not a usable document: why, and where it was (``file:line``)."""
+
   reason: str
   where: str
 
@@ -61,6 +64,7 @@ class Skip:
 @dataclasses.dataclass
 class ReadReport:
   """Counts of rows read and skipped (by reason), with a few examples of each skip."""
+
   read: int = 0
   skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   examples: list[str] = dataclasses.field(default_factory=list)
@@ -81,6 +85,7 @@ class ReadReport:
 @dataclasses.dataclass(frozen=True)
 class ShardSpec:
   """Shard ``index`` of ``count`` (0 <= index < count)."""
+
   index: int = 0
   count: int = 1
 
@@ -101,8 +106,9 @@ class ShardSpec:
     return f"{name}-{self.index:05d}-of-{self.count:05d}"
 
 
-def validate_row(row: Any, where: str, *, id_field: str = "id", text_field: str = "text",
-                 default_id: str | None = None) -> Document | Skip:
+def validate_row(
+  row: Any, where: str, *, id_field: str = "id", text_field: str = "text", default_id: str | None = None
+) -> Document | Skip:
   """Turns one decoded row into a Document, or a Skip saying why it cannot be one. The id is the row's
   ``id_field`` when present and non-empty, else ``default_id`` (its position), else the row is skipped."""
   if not isinstance(row, dict):
@@ -120,8 +126,10 @@ def validate_row(row: Any, where: str, *, id_field: str = "id", text_field: str 
   text = _repair_surrogates(text)
   if not text.strip():
     return Skip("empty or whitespace-only text", where)
-  if len(text) > MAX_DOC_BYTES or (4 * len(text) > MAX_DOC_BYTES  # (UTF-8: at most 4 bytes a character)
-                                   and len(text.encode("utf-8", "surrogatepass")) > MAX_DOC_BYTES):
+  if len(text) > MAX_DOC_BYTES or (
+    4 * len(text) > MAX_DOC_BYTES  # (UTF-8: at most 4 bytes a character)
+    and len(text.encode("utf-8", "surrogatepass")) > MAX_DOC_BYTES
+  ):
     return Skip(f"text over {MAX_DOC_BYTES} bytes", where)
   doc_id = row.get(id_field)
   if isinstance(doc_id, bytes):
@@ -157,10 +165,12 @@ def documents_only(items, report: ReadReport) -> Iterator[Document]:
 
 # ------------------------------------------------------------------------------------------------ input units
 
+
 @dataclasses.dataclass(frozen=True)
 class Unit:
   """A piece of the input one shard reads: a whole file, a Parquet row-group range ``[start, stop)``, or a
   JSON-lines byte range ``[start, stop)`` (the lines that start inside it)."""
+
   url: str
   key: str
   kind: str = "file"  # "file" | "row_groups" | "bytes"
@@ -183,6 +193,7 @@ def plan_units(files: Sequence[tuple[str, str]], count: int) -> list[Unit]:
   for url, key in files:
     if is_parquet(url):
       import pyarrow.parquet as pq
+
       with storage.open_file(url) as f:
         groups = pq.ParquetFile(f).metadata.num_row_groups
       bounds = [groups * k // parts for k in range(parts + 1)]
@@ -200,7 +211,7 @@ def plan_units(files: Sequence[tuple[str, str]], count: int) -> list[Unit]:
 
 
 def shard_units(units: Sequence[Unit], shard: ShardSpec) -> list[Unit]:
-  return list(units[shard.index::shard.count])
+  return list(units[shard.index :: shard.count])
 
 
 def _json_row(raw: bytes, where: str, id_field: str, text_field: str, default_id: str) -> Document | Skip:
@@ -238,8 +249,7 @@ def _read_jsonl(unit: Unit, counter: list[int], id_field: str, text_field: str) 
       try:
         line = f.readline()
       except (EOFError, OSError, zlib.error) as e:
-        yield Skip(f"truncated or corrupt file ({type(e).__name__}: {e}); rows before the cut kept",
-                   f"{name}@{pos}")
+        yield Skip(f"truncated or corrupt file ({type(e).__name__}: {e}); rows before the cut kept", f"{name}@{pos}")
         return
       if not line:
         return
@@ -256,6 +266,7 @@ def _read_jsonl(unit: Unit, counter: list[int], id_field: str, text_field: str) 
 def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str) -> Iterator[Document | Skip]:
   """Rows of a Parquet unit, a record batch at a time, reading only its row groups."""
   import pyarrow.parquet as pq
+
   raw = storage.CountingFile(storage.open_file(unit.url))
   try:
     pf = pq.ParquetFile(raw)
@@ -270,16 +281,18 @@ def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str
     row = sum(meta.row_group(g).num_rows for g in range(groups[0]))
     for batch in pf.iter_batches(batch_size=1024, row_groups=list(groups)):
       for r in batch.to_pylist():
-        yield validate_row(r, f"{unit.key}:row {row}", id_field=id_field, text_field=text_field,
-                           default_id=f"{unit.key}:{row}")
+        yield validate_row(
+          r, f"{unit.key}:row {row}", id_field=id_field, text_field=text_field, default_id=f"{unit.key}:{row}"
+        )
         row += 1
   finally:
     counter[0] += raw.bytes_read
     raw.close()
 
 
-def read_units(units: Sequence[Unit], *, id_field: str = "id", text_field: str = "text",
-               counter: list[int] | None = None) -> Iterator[Document | Skip]:
+def read_units(
+  units: Sequence[Unit], *, id_field: str = "id", text_field: str = "text", counter: list[int] | None = None
+) -> Iterator[Document | Skip]:
   """Rows of ``units`` in order; ``counter[0]`` accumulates the input bytes read."""
   counter = counter if counter is not None else [0]
   for unit in units:
@@ -303,6 +316,7 @@ def unique_ids(items: Iterator[Document | Skip]) -> Iterator[Document | Skip]:
 
 # ------------------------------------------------------------------------------------------------ DocumentInput
 
+
 @dataclasses.dataclass(frozen=True)
 class DocumentInput:
   """One input of a job: a seqio task's source split (a task registered by the calling program: ``import
@@ -313,6 +327,7 @@ class DocumentInput:
   and split exist or the patterns match files (call it before creating any output); ``describe()`` is the
   input's identity for a job's config guard.
   """
+
   task: str | None = None
   split: str = "train"
   files: tuple[str, ...] = ()
@@ -369,8 +384,9 @@ class ShardRows:
   def __iter__(self) -> Iterator[Document | Skip]:
     inp = self.input
     if inp.task:
-      yield from unique_ids(task_rows(inp.task, inp.split, self.shard, id_field=inp.id_field,
-                                      text_field=inp.text_field))
+      yield from unique_ids(
+        task_rows(inp.task, inp.split, self.shard, id_field=inp.id_field, text_field=inp.text_field)
+      )
       return
     items = read_units(self.units(), id_field=inp.id_field, text_field=inp.text_field, counter=self._counter)
     yield from unique_ids(items)
@@ -383,6 +399,7 @@ def file_rows(patterns: Sequence[str] | str, shard: ShardSpec = ShardSpec(), **k
 
 # ------------------------------------------------------------------------------------------------ seqio tasks
 
+
 def task_source(task_name: str, split: str):
   """The seqio source of a registered task; ValueError naming an unknown task or split.
 
@@ -390,10 +407,13 @@ def task_source(task_name: str, split: str):
   contract): a program registers them first, e.g. ``import tokensift.all_tasks`` (the ``tokensift`` command
   does that before a command that reads a task)."""
   import seqio
+
   if task_name not in seqio.TaskRegistry.names():
-    raise ValueError(f"unknown task {task_name!r}: not registered (import the module that registers it, e.g. "
-                     "tokensift.tasks, tokensift.refine.tasks or tokensift.all_tasks; `tokensift tasks --all` "
-                     "lists them)")
+    raise ValueError(
+      f"unknown task {task_name!r}: not registered (import the module that registers it, e.g. "
+      "tokensift.tasks, tokensift.refine.tasks or tokensift.all_tasks; `tokensift tasks --all` "
+      "lists them)"
+    )
   task = seqio.get_mixture_or_task(task_name)
   if not isinstance(task, seqio.Task):
     raise ValueError(f"{task_name!r} is a mixture, not a task: name one of its tasks")
@@ -408,6 +428,7 @@ def source_dataset(source, split: str, shard: ShardSpec):
   source (``shard_info``: TFDS reads only that shard's files) when the source supports arbitrary sharding or has
   at least ``shard.count`` shards, else ``ds.shard``."""
   import seqio
+
   if shard.count == 1:
     return source.get_dataset(split=split, shuffle=False)
   info = seqio.ShardInfo(index=shard.index, num_shards=shard.count)
@@ -416,14 +437,21 @@ def source_dataset(source, split: str, shard: ShardSpec):
   return source.get_dataset(split=split, shuffle=False).shard(shard.count, shard.index)
 
 
-def task_rows(task_name: str, split: str, shard: ShardSpec = ShardSpec(), *, id_field: str = "id",
-              text_field: str = "text") -> Iterator[Document | Skip]:
+def task_rows(
+  task_name: str, split: str, shard: ShardSpec = ShardSpec(), *, id_field: str = "id", text_field: str = "text"
+) -> Iterator[Document | Skip]:
   """Raw source rows of a task's split for one shard. A source without ids gets ``{task}:{split}:{i}/{n}:{k}``
   (unique, but tied to the shard count: give tasks an ``id`` feature, as tokensift's all have)."""
   source = task_source(task_name, split)
   ds = source_dataset(source, split, shard)
   for k, ex in enumerate(ds.as_numpy_iterator()):
-    row = {key: (v.decode("utf-8", "replace") if isinstance(v, bytes) and key != text_field else v)
-           for key, v in ex.items()}
-    yield validate_row(row, f"{task_name}:{split}:{shard.index}/{shard.count}:{k}", id_field=id_field,
-                       text_field=text_field, default_id=f"{task_name}:{split}:{shard.index}/{shard.count}:{k}")
+    row = {
+      key: (v.decode("utf-8", "replace") if isinstance(v, bytes) and key != text_field else v) for key, v in ex.items()
+    }
+    yield validate_row(
+      row,
+      f"{task_name}:{split}:{shard.index}/{shard.count}:{k}",
+      id_field=id_field,
+      text_field=text_field,
+      default_id=f"{task_name}:{split}:{shard.index}/{shard.count}:{k}",
+    )

@@ -1,6 +1,7 @@
 """Parsing gin files and bindings with user errors as one line: a gin syntax error (or an unbalanced bracket,
 which gin reports as a ``tokenize.TokenError`` without the file) becomes a ``paths.ConfigError`` naming the
 file (or the binding) and the line, which the CLI prints without a traceback."""
+
 from __future__ import annotations
 
 import tokenize
@@ -22,7 +23,8 @@ def _where_what(err: Exception, source: str, offset: int = 0) -> str:
   line = "?" if line is None else line - offset
   content = (getattr(loc, "line_content", None) or getattr(err, "text", None) or "").strip()
   return f"gin syntax error in {source}, line {line}: {err.args[0] if err.args else err}" + (
-      f": {content!r}" if content else "")
+    f": {content!r}" if content else ""
+  )
 
 
 def parse_files_and_bindings(files: Sequence[str], bindings: Sequence[str], preamble: Sequence[str] = ()) -> None:
@@ -30,6 +32,7 @@ def parse_files_and_bindings(files: Sequence[str], bindings: Sequence[str], prea
   then finalize), one at a time so that a syntax error names its file; a binding's line is counted from the
   first of ``bindings`` (``preamble``: import lines the caller adds). Raises ``ConfigError``."""
   import gin
+
   for f in files:
     try:
       gin.parse_config_file(f)

@@ -6,6 +6,7 @@ rebuilt here with the ``tokenizers`` library; other GGUF tokenizer models fall b
 which imports torch (so it is unavailable where torch is not installed). The result is cached as a
 ``tokenizer.json`` plus a small sidecar.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,7 @@ from tokensift.core import paths
 @dataclasses.dataclass(frozen=True)
 class TokenizerFiles:
   """A tokenizer on disk: ``tokenizer.json`` and its special ids / chat template."""
+
   tokenizer_json: Path
   bos_id: int | None
   eos_id: int | None
@@ -58,6 +60,7 @@ def _from_tokenizer_json(tj: Path) -> TokenizerFiles:
   cfg_path = tj.with_name("tokenizer_config.json")
   cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
   from tokenizers import Tokenizer
+
   tok = Tokenizer.from_file(str(tj))
 
   def tid(name):
@@ -66,8 +69,14 @@ def _from_tokenizer_json(tj: Path) -> TokenizerFiles:
       value = value.get("content")
     return tok.token_to_id(value) if isinstance(value, str) else None
 
-  return TokenizerFiles(tj, tid("bos_token"), tid("eos_token"), tid("pad_token"), _chat_template(tj.parent, cfg),
-                        bool(cfg.get("add_bos_token", False)))
+  return TokenizerFiles(
+    tj,
+    tid("bos_token"),
+    tid("eos_token"),
+    tid("pad_token"),
+    _chat_template(tj.parent, cfg),
+    bool(cfg.get("add_bos_token", False)),
+  )
 
 
 def _chat_template(directory: Path, cfg: dict) -> str | None:
@@ -89,6 +98,7 @@ def _from_gguf(path: Path) -> TokenizerFiles:
   tj, side = out / "tokenizer.json", out / "special.json"
   if not (tj.exists() and side.exists()):
     import gguf
+
     reader = gguf.GGUFReader(str(path))
 
     def field(name):
@@ -103,22 +113,30 @@ def _from_gguf(path: Path) -> TokenizerFiles:
     else:
       try:
         from transformers import AutoTokenizer
+
         hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
       except ImportError as e:
-        raise ValueError(f"GGUF tokenizer model {kind!r} in {str(path)!r} needs transformers' converter, "
-                         f"which failed to import ({e}); export a tokenizer.json instead") from e
+        raise ValueError(
+          f"GGUF tokenizer model {kind!r} in {str(path)!r} needs transformers' converter, "
+          f"which failed to import ({e}); export a tokenizer.json instead"
+        ) from e
       hf.backend_tokenizer.save(str(tmp))
     os.replace(tmp, tj)
 
-    meta = {"bos_id": field("tokenizer.ggml.bos_token_id"), "eos_id": field("tokenizer.ggml.eos_token_id"),
-            "pad_id": field("tokenizer.ggml.padding_token_id"), "chat_template": field("tokenizer.chat_template"),
-            "add_bos": bool(field("tokenizer.ggml.add_bos_token") or False)}
+    meta = {
+      "bos_id": field("tokenizer.ggml.bos_token_id"),
+      "eos_id": field("tokenizer.ggml.eos_token_id"),
+      "pad_id": field("tokenizer.ggml.padding_token_id"),
+      "chat_template": field("tokenizer.chat_template"),
+      "add_bos": bool(field("tokenizer.ggml.add_bos_token") or False),
+    }
     tmp = out / f".special.json.{os.getpid()}"
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, side)
   meta = json.loads(side.read_text())
-  return TokenizerFiles(tj, meta["bos_id"], meta["eos_id"], meta["pad_id"], meta["chat_template"],
-                        meta.get("add_bos", False))
+  return TokenizerFiles(
+    tj, meta["bos_id"], meta["eos_id"], meta["pad_id"], meta["chat_template"], meta.get("add_bos", False)
+  )
 
 
 GGUF_TOKEN_CONTROL, GGUF_TOKEN_USER_DEFINED = 3, 4  # llama.cpp token types that are special, not BPE pieces
@@ -131,6 +149,7 @@ def byte_level_bpe_from_gguf(field):
   ``"a b"`` strings, control / user-defined tokens become added special tokens.
   """
   from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
   tokens = list(field("tokenizer.ggml.tokens"))
   types = list(field("tokenizer.ggml.token_type") or [1] * len(tokens))
   merges = [tuple(m.split(" ", 1)) for m in field("tokenizer.ggml.merges")]
@@ -139,8 +158,11 @@ def byte_level_bpe_from_gguf(field):
   prefix = bool(field("tokenizer.ggml.add_space_prefix") or False)
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix, use_regex=True)
   tok.decoder = decoders.ByteLevel()
-  special = [AddedToken(tokens[i], special=True, normalized=False)
-             for i, t in enumerate(types) if t in (GGUF_TOKEN_CONTROL, GGUF_TOKEN_USER_DEFINED)]
+  special = [
+    AddedToken(tokens[i], special=True, normalized=False)
+    for i, t in enumerate(types)
+    if t in (GGUF_TOKEN_CONTROL, GGUF_TOKEN_USER_DEFINED)
+  ]
   tok.add_special_tokens(special)
   return tok
 
@@ -150,8 +172,12 @@ def render_chat(files: TokenizerFiles, user_message: str, *, add_generation_prom
   if not files.chat_template:
     raise ValueError(f"tokenizer {str(files.tokenizer_json)!r} has no chat template")
   hf = chat_tokenizer(files)
-  text = hf.apply_chat_template([{"role": "user", "content": user_message}], chat_template=files.chat_template,
-                                tokenize=False, add_generation_prompt=add_generation_prompt)
+  text = hf.apply_chat_template(
+    [{"role": "user", "content": user_message}],
+    chat_template=files.chat_template,
+    tokenize=False,
+    add_generation_prompt=add_generation_prompt,
+  )
   return text  # pyright: ignore[reportReturnType]  (tokenize=False: the text)
 
 
@@ -160,7 +186,9 @@ def chat_tokenizer(files: TokenizerFiles):
   set: templates write ``{{ bos_token }}`` (Gemma, Mistral, Llama 3) or ``{{ eos_token }}``."""
   from tokenizers import Tokenizer
   from transformers import PreTrainedTokenizerFast
+
   tok = Tokenizer.from_file(str(files.tokenizer_json))
-  special = {name: tok.id_to_token(i) for name, i in (("bos_token", files.bos_id), ("eos_token", files.eos_id))
-             if i is not None}
+  special = {
+    name: tok.id_to_token(i) for name, i in (("bos_token", files.bos_id), ("eos_token", files.eos_id)) if i is not None
+  }
   return PreTrainedTokenizerFast(tokenizer_object=tok, **special)

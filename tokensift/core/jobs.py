@@ -18,6 +18,7 @@ Conventions (DESIGN §2, §11; after datatrove executors and t5x ``infer``'s ``s
 - outputs go through ``tokensift.core.storage`` (fsspec): ``out_dir`` may be a local path or a URL (``gs://``,
   ``memory://``).
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -52,6 +53,7 @@ def iter_records(path) -> Iterable[Record]:
   url = str(path)
   if url.endswith(".parquet"):
     import pyarrow.parquet as pq
+
     with storage.open_file(url) as f:
       for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
         yield from batch.to_pylist()
@@ -104,6 +106,7 @@ def shard_files(out_dir, name: str, fmt: str | None = None) -> list:
 def _shard_numbers(f) -> tuple[int, int]:
   """(index, count) of a shard file named ``...-{index}-of-{count}.*``."""
   import re
+
   m = re.search(r"-(\d+)-of-(\d+)\.", str(f))
   if m is None:
     raise ValueError(f"{str(f)!r} is not a shard file (no -INDEX-of-COUNT. in its name)")
@@ -146,6 +149,7 @@ def _write_piece(url: str, records: list[Record], fmt: str, schema) -> None:
     return
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   table = pa.Table.from_pylist(records, schema=schema) if (records or schema is not None) else pa.table({})
   with storage.AtomicOutput(url) as f:
     pq.write_table(table, f, compression="zstd")
@@ -161,6 +165,7 @@ def _assemble(final: str, pieces: list[str], fmt: str, schema) -> None:
     return
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   if schema is None:
     schemas = []
     for p in pieces:
@@ -184,16 +189,20 @@ def work_dir(out_dir: str, stem: str) -> str:
   return storage.join(out_dir, f".{stem}.pieces")
 
 
-def write_piece(work: str, k: int, records: list[Record], report_piece: ReadReport, *, fmt: str, schema,
-                summarize, config_json: str) -> None:
+def write_piece(
+  work: str, k: int, records: list[Record], report_piece: ReadReport, *, fmt: str, schema, summarize, config_json: str
+) -> None:
   """Writes piece ``k`` of a shard (records, then its ``.meta.json``: the commit of the piece). The first piece
   creates the work dir and its ``config.json``. Used by ``run_sharded`` and by the Beam refine pipeline."""
   if k == 0:  # the work dir appears with the first piece: a failed start leaves nothing behind
     storage.makedirs(work)
     storage.atomic_write_bytes(storage.join(work, "config.json"), config_json.encode())
   _write_piece(_piece_url(work, k, fmt), records, fmt, schema)
-  meta = {"records": len(records), "skips": report_piece.to_dict(),
-          "summary": summarize(records) if summarize is not None else {}}
+  meta = {
+    "records": len(records),
+    "skips": report_piece.to_dict(),
+    "summary": summarize(records) if summarize is not None else {},
+  }
   storage.atomic_write_bytes(_piece_url(work, k, "meta.json"), json.dumps(meta).encode())
 
 
@@ -201,8 +210,9 @@ def piece_done(work: str, k: int) -> bool:
   return storage.exists(_piece_url(work, k, "meta.json"))
 
 
-def commit_shard(out_dir: str, stem: str, n_pieces: int, *, fmt: str, schema, config_json: str,
-                 finish=None) -> dict[str, Any]:
+def commit_shard(
+  out_dir: str, stem: str, n_pieces: int, *, fmt: str, schema, config_json: str, finish=None
+) -> dict[str, Any]:
   """Merges the stats of a shard's ``n_pieces`` finished pieces, assembles the shard file, writes the completion
   marker and removes the pieces; returns the stats stored in the marker."""
   work = work_dir(out_dir, stem)
@@ -216,23 +226,26 @@ def commit_shard(out_dir: str, stem: str, n_pieces: int, *, fmt: str, schema, co
       report.skipped[reason] += c
     report.examples.extend(meta["skips"]["examples"][: max(0, 20 - len(report.examples))])
     summary = merge_stats(summary, meta["summary"])
-  stats = {"records": n_records, "skipped": dict(sorted(report.skipped.items())),
-           "skipped_examples": report.examples, **summary}
+  stats = {
+    "records": n_records,
+    "skipped": dict(sorted(report.skipped.items())),
+    "skipped_examples": report.examples,
+    **summary,
+  }
   if finish is not None:
     stats = finish(stats)
-  _assemble(storage.join(out_dir, f"{stem}.{fmt}"), [_piece_url(work, k, fmt) for k in range(n_pieces)], fmt,
-            schema)
+  _assemble(storage.join(out_dir, f"{stem}.{fmt}"), [_piece_url(work, k, fmt) for k in range(n_pieces)], fmt, schema)
   info = {"file": f"{stem}.{fmt}", "config": json.loads(config_json), "stats": stats}
-  storage.atomic_write_bytes(storage.join(out_dir, f"{stem}.done"),
-                             json.dumps(info, indent=1, sort_keys=True).encode())
+  storage.atomic_write_bytes(storage.join(out_dir, f"{stem}.done"), json.dumps(info, indent=1, sort_keys=True).encode())
   if storage.exists(work):
     storage.remove(work, recursive=True)
   return stats
 
 
 # The running job's progress callback (set by run_sharded while a piece is processed).
-_ADVANCE: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar("tokensift_job_advance",
-                                                                                       default=None)
+_ADVANCE: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
+  "tokensift_job_advance", default=None
+)
 
 
 def advance(num_docs: int) -> None:
@@ -244,20 +257,20 @@ def advance(num_docs: int) -> None:
 
 
 def run_sharded(
-    *,
-    name: str,
-    out_dir,
-    rows,
-    process: Callable[[list[Document]], list[Record]],
-    shard: ShardSpec = ShardSpec(),
-    piece_size: int = 256,
-    fmt: str = "jsonl",
-    config: dict[str, Any] | None = None,
-    summarize: Callable[[list[Record]], dict[str, Any]] | None = None,
-    finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    schema=None,
-    progress: bool = True,
-    total: int | None = None,
+  *,
+  name: str,
+  out_dir,
+  rows,
+  process: Callable[[list[Document]], list[Record]],
+  shard: ShardSpec = ShardSpec(),
+  piece_size: int = 256,
+  fmt: str = "jsonl",
+  config: dict[str, Any] | None = None,
+  summarize: Callable[[list[Record]], dict[str, Any]] | None = None,
+  finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+  schema=None,
+  progress: bool = True,
+  total: int | None = None,
 ) -> ShardResult:
   """Runs one shard of a job, resuming from finished pieces; see the module docstring.
 
@@ -284,27 +297,61 @@ def run_sharded(
   if storage.exists(marker):
     info = json.loads(storage.read_bytes(marker))
     if info.get("config") != json.loads(config_json):
-      raise ValueError(f"{marker} was written with config {info.get('config')} but this run uses "
-                       f"{json.loads(config_json)}; use another output dir or delete it")
-    return ShardResult(storage.as_local_or_url(storage.join(out_dir, info["file"])), info["stats"],
-                       skipped_done=True)
+      raise ValueError(
+        f"{marker} was written with config {info.get('config')} but this run uses "
+        f"{json.loads(config_json)}; use another output dir or delete it"
+      )
+    return ShardResult(storage.as_local_or_url(storage.join(out_dir, info["file"])), info["stats"], skipped_done=True)
 
   storage.makedirs(out_dir)
   with storage.ShardLock(storage.join(out_dir, f"{stem}.lock")):
-    return _run_locked(name=name, out_dir=out_dir, stem=stem, final=final, marker=marker, rows=rows,
-                       process=process, shard=shard, piece_size=piece_size, fmt=fmt, config_json=config_json,
-                       summarize=summarize, finish=finish, schema=schema, progress=progress, total=total)
+    return _run_locked(
+      name=name,
+      out_dir=out_dir,
+      stem=stem,
+      final=final,
+      marker=marker,
+      rows=rows,
+      process=process,
+      shard=shard,
+      piece_size=piece_size,
+      fmt=fmt,
+      config_json=config_json,
+      summarize=summarize,
+      finish=finish,
+      schema=schema,
+      progress=progress,
+      total=total,
+    )
 
 
-def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, piece_size, fmt, config_json,
-                summarize, finish, schema, progress, total) -> ShardResult:
+def _run_locked(
+  *,
+  name,
+  out_dir,
+  stem,
+  final,
+  marker,
+  rows,
+  process,
+  shard,
+  piece_size,
+  fmt,
+  config_json,
+  summarize,
+  finish,
+  schema,
+  progress,
+  total,
+) -> ShardResult:
   work = work_dir(out_dir, stem)
   cfg_file = storage.join(work, "config.json")
   if storage.exists(cfg_file):
     old = storage.read_bytes(cfg_file).decode()
     if old != config_json:
-      raise ValueError(f"unfinished pieces in {work} come from config {old}, not {config_json}; delete {work} or "
-                       "use the same config")
+      raise ValueError(
+        f"unfinished pieces in {work} come from config {old}, not {config_json}; delete {work} or use the same config"
+      )
   n_done = 0
   while storage.exists(_piece_url(work, n_done, "meta.json")):
     n_done += 1
@@ -314,8 +361,14 @@ def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, pie
   bar = None
   if progress:
     from tqdm.auto import tqdm
-    bar = tqdm(total=None if total is None else -(-total // shard.count), desc=f"{name} {shard.index}/{shard.count}",
-               unit="doc", dynamic_ncols=True, mininterval=1.0)
+
+    bar = tqdm(
+      total=None if total is None else -(-total // shard.count),
+      desc=f"{name} {shard.index}/{shard.count}",
+      unit="doc",
+      dynamic_ncols=True,
+      mininterval=1.0,
+    )
   piece_idx = 0
   pending: list[Document] = []
   report_piece = ReadReport()
@@ -337,8 +390,9 @@ def _run_locked(*, name, out_dir, stem, final, marker, rows, process, shard, pie
         records = process(pending)
       finally:
         _ADVANCE.reset(token)
-      write_piece(work, piece_idx, records, report_piece, fmt=fmt, schema=schema, summarize=summarize,
-                  config_json=config_json)
+      write_piece(
+        work, piece_idx, records, report_piece, fmt=fmt, schema=schema, summarize=summarize, config_json=config_json
+      )
     if bar is not None:
       bar.update(len(pending) - shown + report_piece.num_skipped)
     shown = 0
@@ -381,13 +435,16 @@ def merged_stats(out_dir, name: str) -> dict[str, Any]:
   return total
 
 
-def in_memory_rows(items: Iterable[Document | Skip] | Callable[[], Iterable[Document | Skip]]
-                   ) -> Callable[[ShardSpec], Iterable[Document | Skip]]:
+def in_memory_rows(
+  items: Iterable[Document | Skip] | Callable[[], Iterable[Document | Skip]],
+) -> Callable[[ShardSpec], Iterable[Document | Skip]]:
   """Rows for ``run_sharded`` from documents already in memory (e.g. a finished stage's records): shard ``i``
   takes positions ``i, i+n, ...``. Inputs on storage go through ``docs.DocumentInput`` instead, which reads
   only the shard's split."""
+
   def rows(shard: ShardSpec):
     for pos, item in enumerate(items() if callable(items) else items):
       if pos % shard.count == shard.index:
         yield item
+
   return rows

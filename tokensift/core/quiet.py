@@ -11,6 +11,7 @@ Two parts, both before anything heavy is imported:
     a thread here: every other byte is passed through unchanged and Python's own ``sys.stderr`` (progress bars,
     errors) writes to the terminal directly.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -22,17 +23,20 @@ import threading
 
 # The start-up notices only; anything else written to fd 2 is kept.
 NOISE = re.compile(
-    rb"All log messages before absl::InitializeLog\(\) is called|oneDNN custom operations are on|"
-    rb"Could not find cuda drivers on your machine|failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory|"
-    rb"TF-TRT Warning|This TensorFlow binary is optimized to use available CPU instructions|"
-    rb"computation placer already registered|To enable the following instructions")
+  rb"All log messages before absl::InitializeLog\(\) is called|oneDNN custom operations are on|"
+  rb"Could not find cuda drivers on your machine|failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory|"
+  rb"TF-TRT Warning|This TensorFlow binary is optimized to use available CPU instructions|"
+  rb"computation placer already registered|To enable the following instructions"
+)
 
 
 # Start-up notices logged through Python logging (absl's logger, jax's backend probe): dropped by message, so that
 # the warnings users need (e.g. a task source's skipped bad rows, through absl) still show.
-LOG_NOISE = re.compile(r"T5 library uses PAD_ID=0|An NVIDIA GPU may be present|Unable to initialize backend|"
-                       r"CUDA backend failed to initialize|TensorFlow binary is optimized|"
-                       r"is deprecated and will be removed in a future version")  # TF's own deprecation notices
+LOG_NOISE = re.compile(
+  r"T5 library uses PAD_ID=0|An NVIDIA GPU may be present|Unable to initialize backend|"
+  r"CUDA backend failed to initialize|TensorFlow binary is optimized|"
+  r"is deprecated and will be removed in a future version"
+)  # TF's own deprecation notices
 
 
 class _DropNoise(logging.Filter):
@@ -61,8 +65,14 @@ def filter_native_stderr(noise: re.Pattern = NOISE) -> None:
   except OSError:
     return
   # Python's writes go to the real stderr (a tty stays a tty for progress bars).
-  sys.stderr = open(saved, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-                    errors="backslashreplace", closefd=False)
+  sys.stderr = open(
+    saved,
+    "w",
+    buffering=1,
+    encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+    errors="backslashreplace",
+    closefd=False,
+  )
   os.dup2(write_fd, 2)
   os.close(write_fd)
 

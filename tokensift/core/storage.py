@@ -10,6 +10,7 @@ tests use to prove nothing assumes a local disk. ``gs://`` needs ``pip install g
 Writes: on the local disk a temporary file + ``os.replace`` (atomic); on object stores an object becomes visible
 whole when its upload closes, so the job's completion marker, written last, is the commit (write-then-marker).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ def url_to_fs(url: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
   except (ImportError, ValueError) as e:
     proto = url.split("://", 1)[0] if "://" in url else "file"
     hint = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "az": "adlfs", "abfs": "adlfs"}.get(proto)
-    raise ValueError(f"cannot open {url!r}: {e}" + (f"; install the fsspec plugin: pip install {hint}" if hint else "")
-                     ) from None
+    raise ValueError(
+      f"cannot open {url!r}: {e}" + (f"; install the fsspec plugin: pip install {hint}" if hint else "")
+    ) from None
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -47,6 +49,7 @@ def full_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
 def as_local_or_url(url: str):
   """``pathlib.Path`` for a local path (what callers of the local-only API expect), else the URL string."""
   from pathlib import Path
+
   fs, path = url_to_fs(url)
   return Path(path) if is_local(fs) else full_url(fs, path)
 
@@ -77,8 +80,10 @@ def expand(patterns: list[str] | str) -> list[tuple[str, str]]:
     fs, path = url_to_fs(pat)
     if not (_GLOB_CHARS & set(path)):
       if fs.isdir(path):
-        raise IsADirectoryError(f"input {os.fspath(pat)!r} is a directory; give files or a glob such as "
-                                f"'{os.fspath(pat).rstrip('/')}/*.jsonl'")
+        raise IsADirectoryError(
+          f"input {os.fspath(pat)!r} is a directory; give files or a glob such as "
+          f"'{os.fspath(pat).rstrip('/')}/*.jsonl'"
+        )
       if not fs.exists(path):  # (not isfile: a named pipe is a fine input)
         raise FileNotFoundError(f"no input file matches {os.fspath(pat)!r}")
       matches = [path]
@@ -88,7 +93,7 @@ def expand(patterns: list[str] | str) -> list[tuple[str, str]]:
         raise FileNotFoundError(f"no input file matches {os.fspath(pat)!r}")
     root = _glob_root(path)
     for m in matches:
-      key = m[len(root):].lstrip("/") if root and m.startswith(root + "/") else posixpath.basename(m)
+      key = m[len(root) :].lstrip("/") if root and m.startswith(root + "/") else posixpath.basename(m)
       out.append((full_url(fs, m), key))
   return out
 
@@ -150,8 +155,11 @@ class AtomicOutput:
 
   def __init__(self, url: str | os.PathLike):
     self.fs, self.path = url_to_fs(url)
-    self.tmp = (os.path.join(os.path.dirname(self.path), f".{os.path.basename(self.path)}.tmp-{os.getpid()}")
-                if is_local(self.fs) else self.path)
+    self.tmp = (
+      os.path.join(os.path.dirname(self.path), f".{os.path.basename(self.path)}.tmp-{os.getpid()}")
+      if is_local(self.fs)
+      else self.path
+    )
 
   def __enter__(self):
     self.f = self.fs.open(self.tmp, "wb")
@@ -193,7 +201,7 @@ class CountingFile:
 
   def readinto(self, b) -> int:
     data = self.read(len(b))
-    b[:len(data)] = data
+    b[: len(data)] = data
     return len(data)
 
   def __iter__(self) -> Iterator[bytes]:
@@ -217,6 +225,7 @@ class CountingFile:
 
 
 # ------------------------------------------------------------------------------------------------------ locks
+
 
 class LockedError(RuntimeError):
   """Another live process holds the lock of this job shard."""
@@ -271,8 +280,10 @@ class ShardLock:
       self.fs.rm(self.path)  # left by a killed run on this host
       if self._try_create():
         return self
-    raise LockedError(f"another process ({host or '?'} pid {pid}) is running this shard: lock file {self.url} "
-                      "(delete it if that process is gone)")
+    raise LockedError(
+      f"another process ({host or '?'} pid {pid}) is running this shard: lock file {self.url} "
+      "(delete it if that process is gone)"
+    )
 
   def release(self) -> None:
     try:

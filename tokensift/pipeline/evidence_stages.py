@@ -1,6 +1,7 @@
 """Evidence stages (DESIGN §12): the known-answer corpus the document stages read, reference-model perplexity
 of every document (the paper's perplexity-filtering baseline and Rho-1's token losses), the seeded training
 ablations, and every method's detection figures against the corpus labels."""
+
 from __future__ import annotations
 
 import itertools
@@ -16,24 +17,31 @@ from tokensift.pipeline.stages import Stage
 
 # --------------------------------------------------------------------------------------------- corpus
 
+
 def _corpus_config(ctx: Context) -> dict[str, Any]:
   c = ctx.config.corpus
-  return {"task": c.task, "split": c.split, "input": c.input, "max_docs": c.max_docs, "profile": c.profile,
-          "known_answer": as_json(ctx.config.known_answer)}
+  return {
+    "task": c.task,
+    "split": c.split,
+    "input": c.input,
+    "max_docs": c.max_docs,
+    "profile": c.profile,
+    "known_answer": as_json(ctx.config.known_answer),
+  }
 
 
 def _corpus(ctx: Context, out: Path) -> dict[str, Any]:
   rows, _ = ctx.source_rows()
   real = list(docs.documents_only(rows(docs.ShardSpec()), docs.ReadReport()))
-  documents, labels = ka.build_corpus([d.text for d in real], [d.id for d in real], ctx.config.known_answer,
-                                      ctx.config.corpus.profile)
+  documents, labels = ka.build_corpus(
+    [d.text for d in real], [d.id for d in real], ctx.config.known_answer, ctx.config.corpus.profile
+  )
   ka.write_corpus(out, documents, labels)
   return dict(ka.summarize(labels), docs_in=len(real), docs_out=len(documents))
 
 
-
-
 # --------------------------------------------------------------------------------------------- perplexity
+
 
 def _labels(ctx: Context) -> dict[str, dict[str, Any]]:
   if "labels" not in ctx.cache:
@@ -43,8 +51,9 @@ def _labels(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 def _perplexity_config(ctx: Context) -> dict[str, Any]:
-  return dict(as_json(ctx.config.reference), doc_tokens=ctx.config.ablation.doc_tokens,
-              lm_task=ctx.config.corpus.lm_task)
+  return dict(
+    as_json(ctx.config.reference), doc_tokens=ctx.config.ablation.doc_tokens, lm_task=ctx.config.corpus.lm_task
+  )
 
 
 def _tokenize(tokenizer, text: str, limit: int, spans: list) -> tuple[list[int], list[int], list[int]]:
@@ -63,6 +72,7 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
 
   from tokensift.rho1 import reference_losses as rl
   from tokensift.tasks import vocabularies
+
   limit = ctx.config.ablation.doc_tokens
   tokenizer = vocabularies.smollm2().tokenizer
   labels = _labels(ctx)
@@ -78,51 +88,76 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
   module, params, _ = ctx.reference_model()
   scorer = rl.ReferenceScorer(module, params, batch_tokens=ctx.config.reference.batch_tokens, max_length=limit)
   losses = scorer([toks[k][0] for k in keep])
-  rows = [{"source": items[k][0], "id": items[k][1], "tokens": toks[k][0], "noise": toks[k][1],
-           "ref_losses": [round(float(x), 5) for x in loss], "ends": toks[k][2],
-           "text": items[k][2][:toks[k][2][-1]]} for k, loss in zip(keep, losses)]
+  rows = [
+    {
+      "source": items[k][0],
+      "id": items[k][1],
+      "tokens": toks[k][0],
+      "noise": toks[k][1],
+      "ref_losses": [round(float(x), 5) for x in loss],
+      "ends": toks[k][2],
+      "text": items[k][2][: toks[k][2][-1]],
+    }
+    for k, loss in zip(keep, losses)
+  ]
   jobs.atomic_write_bytes(out / "token_losses.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
   tokens = sum(len(r["tokens"]) for r in rows)
-  return {"docs_in": len(items), "docs_out": len(rows), "tokens_in": tokens, "tokens_out": tokens,
-          "by_source": {s: sum(r["source"] == s for r in rows) for s in ("raw", "refined")}}
+  return {
+    "docs_in": len(items),
+    "docs_out": len(rows),
+    "tokens_in": tokens,
+    "tokens_out": tokens,
+    "by_source": {s: sum(r["source"] == s for r in rows) for s in ("raw", "refined")},
+  }
 
 
 # --------------------------------------------------------------------------------------------- ablations
+
 
 def validation_rows(ctx: Context) -> list[dict[str, Any]]:
   """The clean held-out documents every ablation run is evaluated on: the first ``ablation.validation_docs``
   of the task's validation split, first ``ablation.validation_doc_tokens`` SmolLM2 tokens of each and the text
   they cover (evaluation needs no reference losses, so these cost no reference-model time)."""
   from tokensift.tasks import vocabularies
+
   c, a = ctx.config.corpus, ctx.config.ablation
   tokenizer = vocabularies.smollm2().tokenizer
   rows = []
   for t in ctx.task_texts(c.task, c.validation_split, a.validation_docs):
     ids, noise, ends = _tokenize(tokenizer, t, a.validation_doc_tokens, [])
     if ids:
-      rows.append({"tokens": ids, "ref_losses": [0.0] * len(ids), "noise": noise, "ends": ends,
-                   "text": t[:ends[-1]]})
+      rows.append({"tokens": ids, "ref_losses": [0.0] * len(ids), "noise": noise, "ends": ends, "text": t[: ends[-1]]})
   return rows
 
 
 def _ablations_config(ctx: Context) -> dict[str, Any]:
   c = ctx.config.corpus
-  return dict(as_json(ctx.config.ablation), selection_seed=ctx.config.selection.seed, task=c.task,
-              validation_split=c.validation_split)
+  return dict(
+    as_json(ctx.config.ablation),
+    selection_seed=ctx.config.selection.seed,
+    task=c.task,
+    validation_split=c.validation_split,
+  )
 
 
 def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
   from tokensift.pipeline import ablations, evidence
+
   ids, rows = evidence.data_sets(ctx)
   val = validation_rows(ctx)
   res = ablations.run_ablations(ctx.config.ablation, rows, val, out / "runs")
   res["ids"] = ids
   jobs.atomic_write_bytes(out / "ablations.json", json.dumps(res).encode())
   table = evidence.ablation_table(res)
-  return {"table": table, "docs_in": len(ids["contaminated"]), "docs_out": len(ids["contaminated"]),
-          "tokens_in": sum(len(r["tokens"]) for r in rows["contaminated"]), "tokens_out": None}
+  return {
+    "table": table,
+    "docs_in": len(ids["contaminated"]),
+    "docs_out": len(ids["contaminated"]),
+    "tokens_in": sum(len(r["tokens"]) for r in rows["contaminated"]),
+    "tokens_out": None,
+  }
 
 
 def read_ablations(ctx: Context) -> dict[str, Any] | None:
@@ -130,10 +165,12 @@ def read_ablations(ctx: Context) -> dict[str, Any] | None:
   if not path.exists():
     return None
   import json
+
   return json.loads(path.read_text())
 
 
 # --------------------------------------------------------------------------------------------- detection
+
 
 def _detection_config(ctx: Context) -> dict[str, Any]:
   return {"rate": ctx.config.ablation.rate}
@@ -143,6 +180,7 @@ def _detection(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
   from tokensift.pipeline import evidence
+
   labels = _labels(ctx)
   res: dict[str, Any] = {"corpus": ka.summarize(list(labels.values()))}
   for stage, name in (("refine", "prox_refiner"), ("refine_rules", "prox_rules")):
@@ -162,18 +200,33 @@ def stages(ctx: Context) -> list[Stage]:
   """The stage that comes first (``corpus``; only with ``known_answer.enabled``)."""
   if not ctx.config.known_answer.enabled:
     return []
-  return [Stage("corpus", (), _corpus_config, _corpus,
-                "known-answer corpus: the real sample + labelled synthetic corruptions")]
+  return [
+    Stage(
+      "corpus", (), _corpus_config, _corpus, "known-answer corpus: the real sample + labelled synthetic corruptions"
+    )
+  ]
 
 
 def late_stages(ctx: Context) -> list[Stage]:
   """After ``select``: perplexity, the seeded ablations, and (known-answer corpus only) the detection figures."""
   out = []
   if ctx.config.ablation.enabled:
-    out += [Stage("perplexity", ("refine", "select"), _perplexity_config, _perplexity,
-                  "reference-model token losses of every document (perplexity baseline, Rho-1)"),
-            Stage("ablations", ("perplexity", "score", "density", "select"), _ablations_config, _ablations,
-                  f"tiny decoders x {ctx.config.ablation.seeds} seeds on each data set")]
+    out += [
+      Stage(
+        "perplexity",
+        ("refine", "select"),
+        _perplexity_config,
+        _perplexity,
+        "reference-model token losses of every document (perplexity baseline, Rho-1)",
+      ),
+      Stage(
+        "ablations",
+        ("perplexity", "score", "density", "select"),
+        _ablations_config,
+        _ablations,
+        f"tiny decoders x {ctx.config.ablation.seeds} seeds on each data set",
+      ),
+    ]
   if ctx.config.known_answer.enabled and ctx.config.ablation.enabled:
     deps = ("corpus", "refine", "ablations") + (("refine_rules",) if ctx.config.refine.compare_rules else ())
     out.append(Stage("detection", deps, _detection_config, _detection, "every method against the corpus labels"))

@@ -20,6 +20,7 @@ synthetic and recorded (DESIGN §12):
 Every other document (and every line outside ``junk_lines``, every character outside ``spans``) is real text
 from the input sample, unchanged. The same texts, ids and config give byte-identical output.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,44 +30,149 @@ import string
 from pathlib import Path
 from typing import Any, Sequence
 
-JUNK_KINDS = {"web": ("keyword_spam", "word_salad", "random_chars", "navigation", "lorem_ipsum", "near_empty"),
-              "math": ("keyword_spam", "word_salad", "random_chars", "navigation", "lorem_ipsum", "near_empty",
-                       "latex_soup")}
+JUNK_KINDS = {
+  "web": ("keyword_spam", "word_salad", "random_chars", "navigation", "lorem_ipsum", "near_empty"),
+  "math": ("keyword_spam", "word_salad", "random_chars", "navigation", "lorem_ipsum", "near_empty", "latex_soup"),
+}
 SPAN_KINDS = {"web": ("random_string", "numeric_table"), "math": ("random_string", "numeric_table", "latex_noise")}
 
 _JUNK_LINES = {
-    "web": ("Home | About Us | Products | Services | Blog | Contact",
-            "This website uses cookies to ensure you get the best experience on our website. Accept all cookies",
-            "Share this: Facebook Twitter Pinterest LinkedIn Email Print",
-            "Skip to main content",
-            "Copyright 2019 All Rights Reserved | Privacy Policy | Terms of Use | Sitemap",
-            "Subscribe to our newsletter Sign up Log in Register",
-            "You are here: Home > Articles > Latest News",
-            "Click here to read more >>"),
-    "math": ("Sign up to join this community",
-             "Stack Exchange network consists of Q&A communities including Stack Overflow | Log in | Sign up",
-             "Share Improve this answer Follow",
-             "Hot Network Questions",
-             "By clicking Accept all cookies, you agree Stack Exchange can store cookies on your device",
-             "Questions Tags Users Badges Unanswered Ask Question",
-             "Not the answer you're looking for? Browse other questions tagged or ask your own question.",
-             "Mathematics Stack Exchange works best with JavaScript enabled"),
+  "web": (
+    "Home | About Us | Products | Services | Blog | Contact",
+    "This website uses cookies to ensure you get the best experience on our website. Accept all cookies",
+    "Share this: Facebook Twitter Pinterest LinkedIn Email Print",
+    "Skip to main content",
+    "Copyright 2019 All Rights Reserved | Privacy Policy | Terms of Use | Sitemap",
+    "Subscribe to our newsletter Sign up Log in Register",
+    "You are here: Home > Articles > Latest News",
+    "Click here to read more >>",
+  ),
+  "math": (
+    "Sign up to join this community",
+    "Stack Exchange network consists of Q&A communities including Stack Overflow | Log in | Sign up",
+    "Share Improve this answer Follow",
+    "Hot Network Questions",
+    "By clicking Accept all cookies, you agree Stack Exchange can store cookies on your device",
+    "Questions Tags Users Badges Unanswered Ask Question",
+    "Not the answer you're looking for? Browse other questions tagged or ask your own question.",
+    "Mathematics Stack Exchange works best with JavaScript enabled",
+  ),
 }
-_SPAM = {"web": ("cheap", "best", "buy", "online", "free", "shipping", "deals", "discount", "sale", "casino",
-                 "loans", "shoes", "replica", "watches", "viagra", "2019"),
-         "math": ("math", "solver", "calculator", "online", "free", "homework", "help", "answers", "algebra",
-                  "calculus", "cheat", "sheet", "pdf", "download", "formula", "step")}
-_NAV = {"web": ("Home", "About", "Contact Us", "Shop", "Cart", "Login", "Register", "FAQ", "Blog", "Careers",
-                "Privacy Policy", "Terms of Service", "Sitemap", "Gallery", "Events", "Support", "Newsletter",
-                "Categories", "Archives", "Search"),
-        "math": ("Questions", "Tags", "Users", "Badges", "Unanswered", "Ask Question", "Home", "Public",
-                 "Stack Overflow", "Meta", "Teams", "Tour", "Help Center", "Chat", "Log in", "Sign up",
-                 "Hot Network Questions", "Related", "Linked", "Featured on Meta")}
-_LOREM = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
-          "dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut aliquip "
-          "ex ea commodo consequat duis aute irure dolor in reprehenderit in voluptate velit esse cillum").split()
-_LATEX = ("\\frac{", "}{", "\\alpha", "\\beta", "\\sum_{", "\\int", "^{", "\\left(", "\\right)", "\\mathbb{R}",
-          "\\partial", "\\sqrt{", "\\cdot", "\\infty", "\\lim_{", "\\,", "\\;", "x", "n", "k", "=", "+", "_", "$")
+_SPAM = {
+  "web": (
+    "cheap",
+    "best",
+    "buy",
+    "online",
+    "free",
+    "shipping",
+    "deals",
+    "discount",
+    "sale",
+    "casino",
+    "loans",
+    "shoes",
+    "replica",
+    "watches",
+    "viagra",
+    "2019",
+  ),
+  "math": (
+    "math",
+    "solver",
+    "calculator",
+    "online",
+    "free",
+    "homework",
+    "help",
+    "answers",
+    "algebra",
+    "calculus",
+    "cheat",
+    "sheet",
+    "pdf",
+    "download",
+    "formula",
+    "step",
+  ),
+}
+_NAV = {
+  "web": (
+    "Home",
+    "About",
+    "Contact Us",
+    "Shop",
+    "Cart",
+    "Login",
+    "Register",
+    "FAQ",
+    "Blog",
+    "Careers",
+    "Privacy Policy",
+    "Terms of Service",
+    "Sitemap",
+    "Gallery",
+    "Events",
+    "Support",
+    "Newsletter",
+    "Categories",
+    "Archives",
+    "Search",
+  ),
+  "math": (
+    "Questions",
+    "Tags",
+    "Users",
+    "Badges",
+    "Unanswered",
+    "Ask Question",
+    "Home",
+    "Public",
+    "Stack Overflow",
+    "Meta",
+    "Teams",
+    "Tour",
+    "Help Center",
+    "Chat",
+    "Log in",
+    "Sign up",
+    "Hot Network Questions",
+    "Related",
+    "Linked",
+    "Featured on Meta",
+  ),
+}
+_LOREM = (
+  "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
+  "dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut aliquip "
+  "ex ea commodo consequat duis aute irure dolor in reprehenderit in voluptate velit esse cillum"
+).split()
+_LATEX = (
+  "\\frac{",
+  "}{",
+  "\\alpha",
+  "\\beta",
+  "\\sum_{",
+  "\\int",
+  "^{",
+  "\\left(",
+  "\\right)",
+  "\\mathbb{R}",
+  "\\partial",
+  "\\sqrt{",
+  "\\cdot",
+  "\\infty",
+  "\\lim_{",
+  "\\,",
+  "\\;",
+  "x",
+  "n",
+  "k",
+  "=",
+  "+",
+  "_",
+  "$",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +183,7 @@ class KnownAnswerConfig:
   duplicate documents (each cluster = a real document + copies - 1 edited copies); junk_line_fraction /
   span_fraction: shares of the other real documents given 2-4 junk lines / one noise span (disjoint sets).
   """
+
   enabled: bool = True
   seed: int = 0
   junk_per_kind: int = 4
@@ -88,8 +195,10 @@ class KnownAnswerConfig:
 
   def __post_init__(self):
     if self.junk_per_kind < 0 or self.dup_clusters < 0 or self.dup_copies < 2:
-      raise ValueError(f"KnownAnswerConfig junk_per_kind={self.junk_per_kind}, dup_clusters={self.dup_clusters}, "
-                       f"dup_copies={self.dup_copies}: need >= 0, >= 0 and >= 2")
+      raise ValueError(
+        f"KnownAnswerConfig junk_per_kind={self.junk_per_kind}, dup_clusters={self.dup_clusters}, "
+        f"dup_copies={self.dup_copies}: need >= 0, >= 0 and >= 2"
+      )
     for name in ("junk_line_fraction", "span_fraction"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"KnownAnswerConfig.{name}={getattr(self, name)} must be in [0, 1]")
@@ -98,13 +207,13 @@ class KnownAnswerConfig:
 
 
 def _label(doc_id: str, kind: str, **kw) -> dict[str, Any]:
-  out = {"id": doc_id, "kind": kind, "junk_kind": None, "cluster": None, "source": None, "junk_lines": [],
-         "spans": []}
+  out = {"id": doc_id, "kind": kind, "junk_kind": None, "cluster": None, "source": None, "junk_lines": [], "spans": []}
   out.update(kw)
   return out
 
 
 # --------------------------------------------------------------------------------------------- junk documents
+
 
 def _sentences(texts: Sequence[str]) -> list[str]:
   out = []
@@ -127,12 +236,13 @@ def junk_document(kind: str, rng: random.Random, profile: str, sentences: Sequen
   if kind == "word_salad":
     words = [w for s in rng.sample(list(sentences), min(len(sentences), 12)) for w in s.split()]
     rng.shuffle(words)
-    words = words[:rng.randint(120, 200)]
-    return "\n".join(_sentence_case(" ".join(words[i:i + 25])) + "." for i in range(0, len(words), 25))
+    words = words[: rng.randint(120, 200)]
+    return "\n".join(_sentence_case(" ".join(words[i : i + 25])) + "." for i in range(0, len(words), 25))
   if kind == "random_chars":
     alphabet = string.ascii_letters + string.digits + string.punctuation + "    "
-    return "\n".join("".join(rng.choice(alphabet) for _ in range(rng.randint(60, 100)))
-                     for _ in range(rng.randint(8, 14)))
+    return "\n".join(
+      "".join(rng.choice(alphabet) for _ in range(rng.randint(60, 100))) for _ in range(rng.randint(8, 14))
+    )
   if kind == "navigation":
     nav = list(_NAV[profile])
     return "\n".join(" | ".join(rng.sample(nav, rng.randint(3, 7))) for _ in range(rng.randint(10, 16)))
@@ -144,16 +254,19 @@ def junk_document(kind: str, rng: random.Random, profile: str, sentences: Sequen
     return "\n\n".join(paras)
   if kind == "near_empty":
     title = rng.choice(["Page not found", "Untitled", "Coming soon", "Loading...", "Index of /", "Error 404"])
-    return title + ("\n" + rng.choice(["Please try again later.", "Sorry.", "Back to home"]) if rng.random() < .7
-                    else "")
+    return title + (
+      "\n" + rng.choice(["Please try again later.", "Sorry.", "Back to home"]) if rng.random() < 0.7 else ""
+    )
   if kind == "latex_soup":
-    lines = ["$" + "".join(rng.choice(_LATEX) for _ in range(rng.randint(15, 30))) + "$"
-             for _ in range(rng.randint(8, 14))]
+    lines = [
+      "$" + "".join(rng.choice(_LATEX) for _ in range(rng.randint(15, 30))) + "$" for _ in range(rng.randint(8, 14))
+    ]
     return "\n".join(lines)
   raise ValueError(f"unknown junk kind {kind!r}; the kinds are {sorted(set(JUNK_KINDS['math']))}")
 
 
 # --------------------------------------------------------------------------------------------- edits
+
 
 def near_duplicate(text: str, rng: random.Random) -> str:
   """``text`` with 1-3 small edits: a word dropped, a digit changed, a word repeated or a sentence appended."""
@@ -217,8 +330,10 @@ def insert_span(text: str, rng: random.Random, kind: str, window: int) -> tuple[
 
 # --------------------------------------------------------------------------------------------- the corpus
 
-def build_corpus(texts: Sequence[str], ids: Sequence[str], cfg: KnownAnswerConfig = KnownAnswerConfig(),
-                 profile: str = "web") -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+
+def build_corpus(
+  texts: Sequence[str], ids: Sequence[str], cfg: KnownAnswerConfig = KnownAnswerConfig(), profile: str = "web"
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
   """(documents ``{id, text}``, labels) in one seeded shuffled order; see the module docstring for the labels.
 
   ``texts``/``ids``: the real documents (at least ``dup_clusters + 1``), used as the clean part; ``profile``:
@@ -232,10 +347,10 @@ def build_corpus(texts: Sequence[str], ids: Sequence[str], cfg: KnownAnswerConfi
   rng = random.Random(cfg.seed)
   order = list(range(len(texts)))
   rng.shuffle(order)
-  dup_src, rest = order[:cfg.dup_clusters], order[cfg.dup_clusters:]
+  dup_src, rest = order[: cfg.dup_clusters], order[cfg.dup_clusters :]
   n_lines = round(cfg.junk_line_fraction * len(rest))
   n_spans = round(cfg.span_fraction * len(rest))
-  line_docs, span_docs = set(rest[:n_lines]), set(rest[n_lines:n_lines + n_spans])
+  line_docs, span_docs = set(rest[:n_lines]), set(rest[n_lines : n_lines + n_spans])
   docs, labels = [], []
   for i in range(len(texts)):
     if i in dup_src:
@@ -264,8 +379,9 @@ def build_corpus(texts: Sequence[str], ids: Sequence[str], cfg: KnownAnswerConfi
   return [docs[p] for p in perm], [labels[p] for p in perm]
 
 
-def refiner_training_texts(texts: Sequence[str], pool_texts: Sequence[str], cfg: KnownAnswerConfig,
-                           profile: str = "web") -> tuple[list[str], dict[str, Any]]:
+def refiner_training_texts(
+  texts: Sequence[str], pool_texts: Sequence[str], cfg: KnownAnswerConfig, profile: str = "web"
+) -> tuple[list[str], dict[str, Any]]:
   """The ProX refiner's SFT documents when the pool is a known-answer corpus: the training ``texts`` that are
   not in the pool (by exact text; the pool is what the refiner is later measured on), corrupted by this
   module's generator with seed ``cfg.seed + 1`` and no near-duplicate clusters, junk documents at the pool's
@@ -287,6 +403,7 @@ def refiner_training_texts(texts: Sequence[str], pool_texts: Sequence[str], cfg:
 def write_corpus(out_dir: str | Path, documents: Sequence[dict], labels: Sequence[dict]) -> tuple[Path, Path]:
   """Writes ``corpus.jsonl`` (``{id, text}``) and ``labels.jsonl`` into ``out_dir``; returns both paths."""
   from tokensift.core.jobs import atomic_write_bytes
+
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = out / "corpus.jsonl", out / "labels.jsonl"
@@ -301,12 +418,15 @@ def summarize(labels: Sequence[dict]) -> dict[str, Any]:
   for lab in labels:
     if lab["junk_kind"]:
       kinds[lab["junk_kind"]] = kinds.get(lab["junk_kind"], 0) + 1
-  return {"documents": len(labels), "clean": sum(lab["kind"] == "clean" for lab in labels),
-          "junk": sum(lab["kind"] == "junk" for lab in labels), "junk_kinds": kinds,
-          "near_duplicates": sum(lab["kind"] == "dup" for lab in labels),
-          "clusters": len({lab["cluster"] for lab in labels if lab["cluster"] is not None}),
-          "docs_with_junk_lines": sum(bool(lab["junk_lines"]) for lab in labels),
-          "junk_lines": sum(len(lab["junk_lines"]) for lab in labels),
-          "docs_with_spans": sum(bool(lab["spans"]) for lab in labels),
-          "untouched_real": sum(lab["kind"] == "clean" and not lab["junk_lines"] and not lab["spans"]
-                                for lab in labels)}
+  return {
+    "documents": len(labels),
+    "clean": sum(lab["kind"] == "clean" for lab in labels),
+    "junk": sum(lab["kind"] == "junk" for lab in labels),
+    "junk_kinds": kinds,
+    "near_duplicates": sum(lab["kind"] == "dup" for lab in labels),
+    "clusters": len({lab["cluster"] for lab in labels if lab["cluster"] is not None}),
+    "docs_with_junk_lines": sum(bool(lab["junk_lines"]) for lab in labels),
+    "junk_lines": sum(len(lab["junk_lines"]) for lab in labels),
+    "docs_with_spans": sum(bool(lab["spans"]) for lab in labels),
+    "untouched_real": sum(lab["kind"] == "clean" and not lab["junk_lines"] and not lab["spans"] for lab in labels),
+  }

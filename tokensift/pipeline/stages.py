@@ -13,6 +13,7 @@ changed keys (``restart_from`` clears that stage and every later one). An *unfin
 settings changed since it started (``STAGE_STARTED.json``) has its folder cleared before it runs: its partial
 job pieces were made with the old settings.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,6 +49,7 @@ class Stage:
 class StageRecord:
   """One stage of one pipeline invocation. ``status``: 'ran' (this invocation did the work) or 'cached'
   (loaded from the marker; ``seconds``/``cpu_seconds`` are then those of the run that did it)."""
+
   name: str
   status: str
   seconds: float
@@ -60,8 +62,10 @@ class StageRecord:
   fingerprint: str
 
   def row(self) -> dict[str, Any]:
-    return {k: getattr(self, k) for k in ("name", "status", "seconds", "cpu_seconds", "docs_in", "docs_out",
-                                         "tokens_in", "tokens_out")}
+    return {
+      k: getattr(self, k)
+      for k in ("name", "status", "seconds", "cpu_seconds", "docs_in", "docs_out", "tokens_in", "tokens_out")
+    }
 
 
 def _cpu() -> float:
@@ -88,8 +92,15 @@ def read_marker(stage_dir: Path) -> dict[str, Any] | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def run_stages(stages: Sequence[Stage], ctx: Any, run_dir: str | Path, *, restart_from: str | None = None,
-               until: str | None = None, log: Callable[[str], None] = print) -> list[StageRecord]:
+def run_stages(
+  stages: Sequence[Stage],
+  ctx: Any,
+  run_dir: str | Path,
+  *,
+  restart_from: str | None = None,
+  until: str | None = None,
+  log: Callable[[str], None] = print,
+) -> list[StageRecord]:
   """Runs ``stages`` in order (deps must come earlier); returns one record per stage that was reached.
 
   ``ctx.summaries`` (a dict) receives each finished stage's summary before later stages run. ``restart_from``
@@ -102,7 +113,7 @@ def run_stages(stages: Sequence[Stage], ctx: Any, run_dir: str | Path, *, restar
     if extra is not None and extra not in names:
       raise ValueError(f"unknown stage {extra!r}; the stages are {names}")
   if restart_from is not None:
-    for s in stages[names.index(restart_from):]:
+    for s in stages[names.index(restart_from) :]:
       shutil.rmtree(run_dir / s.name, ignore_errors=True)
   fps: dict[str, str] = {}
   records: list[StageRecord] = []
@@ -118,11 +129,13 @@ def run_stages(stages: Sequence[Stage], ctx: Any, run_dir: str | Path, *, restar
       if marker["fingerprint"] != fp:
         changes = _diff(marker.get("config"), json.loads(json.dumps(cfg, default=str)))
         raise StageConfigError(
-            f"stage {stage.name!r} in {str(out_dir)!r} finished with other settings"
-            + (f" ({'; '.join(changes[:6])})" if changes else " (an upstream stage changed)")
-            + f"; use another --run_dir or rerun with --restart_from {stage.name}")
-      rec = StageRecord(stage.name, "cached", marker["seconds"], marker["cpu_seconds"], *_io(marker["summary"]),
-                        marker["summary"], fp)
+          f"stage {stage.name!r} in {str(out_dir)!r} finished with other settings"
+          + (f" ({'; '.join(changes[:6])})" if changes else " (an upstream stage changed)")
+          + f"; use another --run_dir or rerun with --restart_from {stage.name}"
+        )
+      rec = StageRecord(
+        stage.name, "cached", marker["seconds"], marker["cpu_seconds"], *_io(marker["summary"]), marker["summary"], fp
+      )
       log(f"[{stage.name}] done before ({rec.seconds:.1f} s then): nothing to do")
     else:
       log(f"[{stage.name}] running{': ' + stage.doc if stage.doc else ''}")
@@ -137,9 +150,16 @@ def run_stages(stages: Sequence[Stage], ctx: Any, run_dir: str | Path, *, restar
       summary = stage.run(ctx, out_dir)
       seconds, cpu = round(time.perf_counter() - t0, 2), round(_cpu() - c0, 2)
       summary = json.loads(json.dumps(summary, default=str))
-      info = {"stage": stage.name, "fingerprint": fp, "deps": {d: fps[d] for d in stage.deps},
-              "config": json.loads(json.dumps(cfg, default=str)), "seconds": seconds, "cpu_seconds": cpu,
-              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": summary}
+      info = {
+        "stage": stage.name,
+        "fingerprint": fp,
+        "deps": {d: fps[d] for d in stage.deps},
+        "config": json.loads(json.dumps(cfg, default=str)),
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "summary": summary,
+      }
       atomic_write_bytes(out_dir / MARKER, json.dumps(info, indent=1, sort_keys=True).encode())
       rec = StageRecord(stage.name, "ran", seconds, cpu, *_io(summary), summary, fp)
       log(f"[{stage.name}] finished in {seconds:.1f} s (cpu {cpu:.1f} s)")
@@ -158,10 +178,12 @@ def _io(summary: dict[str, Any]) -> tuple[int | None, int | None, int | None, in
 
 def write_timings(run_dir: Path, records: Sequence[StageRecord]) -> Path:
   ran = [r for r in records if r.status == "ran"]
-  data = {"stages": [r.row() for r in records],
-          "total_seconds_recorded": round(sum(r.seconds for r in records), 2),
-          "total_seconds_this_invocation": round(sum(r.seconds for r in ran), 2),
-          "total_cpu_seconds_recorded": round(sum(r.cpu_seconds for r in records), 2)}
+  data = {
+    "stages": [r.row() for r in records],
+    "total_seconds_recorded": round(sum(r.seconds for r in records), 2),
+    "total_seconds_this_invocation": round(sum(r.seconds for r in ran), 2),
+    "total_cpu_seconds_recorded": round(sum(r.cpu_seconds for r in records), 2),
+  }
   path = Path(run_dir) / TIMINGS
   atomic_write_bytes(path, json.dumps(data, indent=1).encode())
   return path
@@ -169,15 +191,28 @@ def write_timings(run_dir: Path, records: Sequence[StageRecord]) -> Path:
 
 def format_table(records: Sequence[StageRecord]) -> str:
   """A plain-text table: stage, status, wall and CPU seconds, documents and tokens in/out."""
+
   def fmt(v):
     return "-" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:,.1f}")
 
   head = ("stage", "status", "wall s", "cpu s", "docs in", "docs out", "tokens in", "tokens out")
-  rows = [(r.name, r.status, fmt(float(r.seconds)), fmt(float(r.cpu_seconds)), fmt(r.docs_in), fmt(r.docs_out),
-           fmt(r.tokens_in), fmt(r.tokens_out)) for r in records]
+  rows = [
+    (
+      r.name,
+      r.status,
+      fmt(float(r.seconds)),
+      fmt(float(r.cpu_seconds)),
+      fmt(r.docs_in),
+      fmt(r.docs_out),
+      fmt(r.tokens_in),
+      fmt(r.tokens_out),
+    )
+    for r in records
+  ]
   total = sum(r.seconds for r in records)
   rows.append(("total", "", fmt(float(total)), fmt(float(sum(r.cpu_seconds for r in records))), "", "", "", ""))
   widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-  line = lambda cells: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths)))
+  line = lambda cells: "  ".join(
+    str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+  )
   return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -8,6 +8,7 @@ validation curves (SLM vs CLM vs the whole refined pool) and the validation-loss
 Everything is read from the run directory (stage markers and job outputs), so the page can be rebuilt from a
 finished run with ``write_report(ctx, out_dir)``.
 """
+
 from __future__ import annotations
 
 import html
@@ -48,6 +49,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 1) 
 
 
 # ------------------------------------------------------------------------------------------------- plots
+
 
 def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
   """Documents and tokens after each stage (bars), from the stage summaries."""
@@ -145,21 +147,27 @@ def plot_refiner_loss(records: list[dict], path: Path) -> str | None:
 
 # ------------------------------------------------------------------------------------------------- pieces
 
+
 def struck_document(record: dict[str, Any], max_lines: int = 40) -> str:
   """The raw document with the lines its programs removed struck through (all of it when dropped)."""
   from tokensift.refine import executor as ex
+
   raw = record.get("raw_text") or ""
   lines = raw.split("\n")
   if record["kept"]:
-    removed = {i for a, b in ex.execute_chunk(record.get("chunk_program") or None, raw).removed
-               for i in range(a, b + 1)} if record.get("chunk_program") else set()
+    removed = (
+      {i for a, b in ex.execute_chunk(record.get("chunk_program") or None, raw).removed for i in range(a, b + 1)}
+      if record.get("chunk_program")
+      else set()
+    )
   else:
     removed = set(range(len(lines)))
   out = []
   for i, line in enumerate(lines[:max_lines]):
     text = html.escape(line) or "&nbsp;"
-    out.append(f'<div class="ln"><span class="no">{i:03d}</span>'
-               + (f"<del>{text}</del>" if i in removed else text) + "</div>")
+    out.append(
+      f'<div class="ln"><span class="no">{i:03d}</span>' + (f"<del>{text}</del>" if i in removed else text) + "</div>"
+    )
   if len(lines) > max_lines:
     out.append(f'<div class="ln more">… {_lines(len(lines) - max_lines).replace(" ", " more ")}</div>')
   return "".join(out)
@@ -175,8 +183,8 @@ def pick_examples(records: list[dict[str, Any]], n: int) -> list[dict[str, Any]]
       dropped.append(r)
       seen.add(reason)
   half = max(1, n // 2)
-  chosen = edited[:n - min(half, len(dropped))]
-  return chosen + dropped[:n - len(chosen)]
+  chosen = edited[: n - min(half, len(dropped))]
+  return chosen + dropped[: n - len(chosen)]
 
 
 def _lines(k: int) -> str:
@@ -191,9 +199,11 @@ def _examples_html(records: list[dict[str, Any]], n: int, title: str) -> str:
   for r in picks:
     state = "kept" if r["kept"] else f"dropped ({r['stats'].get('drop_reason')})"
     prog = "\n".join(p for p in (r.get("doc_program"), r.get("chunk_program")) if p)
-    parts.append(f'<div class="ex"><p><b>{html.escape(str(r["id"]))}</b> — {state}; '
-                 f'{_lines(r["stats"].get("lines_removed", 0))} removed</p>'
-                 f'<pre class="prog">{html.escape(prog[:600])}</pre><div class="doc">{struck_document(r)}</div></div>')
+    parts.append(
+      f'<div class="ex"><p><b>{html.escape(str(r["id"]))}</b> — {state}; '
+      f"{_lines(r['stats'].get('lines_removed', 0))} removed</p>"
+      f'<pre class="prog">{html.escape(prog[:600])}</pre><div class="doc">{struck_document(r)}</div></div>'
+    )
   return "".join(parts)
 
 
@@ -221,15 +231,37 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   sums = ctx.summaries
   body = [f"<h1>tokensift pipeline report</h1><p>run directory <code>{html.escape(str(run_dir))}</code></p>"]
   from tokensift.pipeline.report import evidence_sections
+
   body += evidence_sections.sections(ctx, out)  # what each method did, against known answers (DESIGN §12)
 
   marks = _markers(run_dir, names)
-  rows = [(m["stage"], m["seconds"], m["cpu_seconds"], m["summary"].get("docs_in"), m["summary"].get("docs_out"),
-           m["summary"].get("tokens_in"), m["summary"].get("tokens_out")) for m in marks]
-  rows.append(("total (before this report)", sum(m["seconds"] for m in marks), sum(m["cpu_seconds"] for m in marks),
-               None, None, None, None))
-  body.append("<h2>Stage timings</h2><p>Wall-clock and process CPU seconds of the run that did each stage's work "
-              "(documents and tokens in/out; tokens counted with the SmolLM2 tokenizer).</p>")
+  rows = [
+    (
+      m["stage"],
+      m["seconds"],
+      m["cpu_seconds"],
+      m["summary"].get("docs_in"),
+      m["summary"].get("docs_out"),
+      m["summary"].get("tokens_in"),
+      m["summary"].get("tokens_out"),
+    )
+    for m in marks
+  ]
+  rows.append(
+    (
+      "total (before this report)",
+      sum(m["seconds"] for m in marks),
+      sum(m["cpu_seconds"] for m in marks),
+      None,
+      None,
+      None,
+      None,
+    )
+  )
+  body.append(
+    "<h2>Stage timings</h2><p>Wall-clock and process CPU seconds of the run that did each stage's work "
+    "(documents and tokens in/out; tokens counted with the SmolLM2 tokenizer).</p>"
+  )
   body.append(_table(("stage", "wall s", "cpu s", "docs in", "docs out", "tokens in", "tokens out"), rows))
 
   img = plot_funnel(sums, out / "funnel.png")
@@ -239,31 +271,38 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   if "refiner_eval" in sums:
     ev = sums["refiner_eval"]
     body.append("<h2>ProX refining model</h2>")
-    curve = plot_refiner_loss(jobs.read_records(run_dir / "refiner_train" / "train" / "metrics.jsonl",
-                                                     missing_ok=True), out / "refiner_sft.png")
+    curve = plot_refiner_loss(
+      jobs.read_records(run_dir / "refiner_train" / "train" / "metrics.jsonl", missing_ok=True), out / "refiner_sft.png"
+    )
     tr = sums.get("refiner_train", {})
-    body.append(f"<p>SFT of a {tr.get('params', 0):,}-parameter Llama-family decoder on {tr.get('doc_pairs')} "
-                f"doc-level and {tr.get('chunk_pairs')} chunk-level pairs written by the rule programmer "
-                f"({tr.get('documents')} training documents); F1 against the rules on {ev['docs_in']} held-out "
-                "documents (the ceiling is the rule programmer scored against a second run of itself).</p>")
+    body.append(
+      f"<p>SFT of a {tr.get('params', 0):,}-parameter Llama-family decoder on {tr.get('doc_pairs')} "
+      f"doc-level and {tr.get('chunk_pairs')} chunk-level pairs written by the rule programmer "
+      f"({tr.get('documents')} training documents); F1 against the rules on {ev['docs_in']} held-out "
+      "documents (the ceiling is the rule programmer scored against a second run of itself).</p>"
+    )
     if curve:
       body.append(f'<img src="{curve}">')
     frows = []
     for who in ("refiner", "ceiling"):
       r = ev[who]
-      for key, label in (("doc", "doc keep/drop (drop = positive)"), ("lines_chunk_stage", "removed lines, chunk "
-                                                                                          "stage"),
-                         ("lines_end_to_end", "removed lines, end to end")):
+      for key, label in (
+        ("doc", "doc keep/drop (drop = positive)"),
+        ("lines_chunk_stage", "removed lines, chunk stage"),
+        ("lines_end_to_end", "removed lines, end to end"),
+      ):
         m = r[key]
         frows.append((who, label, m["f1"], m["precision"], m["recall"], m["support"], m["predicted"]))
-    body.append(_table(("programmer", "measure", "F1", "precision", "recall", "teacher positives", "predicted"),
-                       frows, digits=3))
+    body.append(
+      _table(("programmer", "measure", "F1", "precision", "recall", "teacher positives", "predicted"), frows, digits=3)
+    )
 
   scores = _records(run_dir, "score", "score")
   dens_file = run_dir / "density" / "density.parquet"
   sel_ids: set[str] = set()
   if "select" in sums:
     from tokensift.selection.variants import read_id_list
+
     sel_ids = set(read_id_list(run_dir / "select" / sums["select"]["id_list"]))
   if scores:
     body.append("<h2>ASK-LLM scores and DENSITY</h2>")
@@ -273,6 +312,7 @@ def write_report(ctx, out_dir: str | Path) -> Path:
     imgs = [plot_hist(s_val, "ASK-LLM P(yes)", "P(yes)", out / "score_hist.png", s_sel)]
     if dens_file.exists():
       import pyarrow.parquet as pq
+
       t = pq.read_table(dens_file).to_pydict()
       d_map = dict(zip(map(str, t["id"]), t["log_density"]))
       d_val = np.array(t["log_density"], np.float64)
@@ -280,19 +320,26 @@ def write_report(ctx, out_dir: str | Path) -> Path:
       imgs.append(plot_hist(d_val, "DENSITY", "log kernel sum", out / "density_hist.png", d_sel))
       both = [i for i in s_ids if i in d_map]
       pos = {i: k for k, i in enumerate(s_ids)}
-      imgs.append(plot_scatter(np.array([s_val[pos[i]] for i in both]), np.array([d_map[i] for i in both]),
-                               np.array([i in sel_ids for i in both]), out / "density_vs_score.png"))
+      imgs.append(
+        plot_scatter(
+          np.array([s_val[pos[i]] for i in both]),
+          np.array([d_map[i] for i in both]),
+          np.array([i in sel_ids for i in both]),
+          out / "density_vs_score.png",
+        )
+      )
     body.append("".join(f'<img src="{i}" style="max-width:49%">' for i in imgs))
     if "select" in sums:
       s = sums["select"]
-      body.append(f"<p>Selection: {s['docs_out']} of {s['docs_in']} documents "
-                  f"({html.escape(json.dumps(as_json(ctx.config.selection)))}).</p>")
+      body.append(
+        f"<p>Selection: {s['docs_out']} of {s['docs_in']} documents "
+        f"({html.escape(json.dumps(as_json(ctx.config.selection)))}).</p>"
+      )
 
   refined = _records(run_dir, "refine", "refine")
   if refined:
     body.append("<h2>Refined documents (removed lines struck through)</h2>")
-    body.append(_examples_html(refined, ctx.config.report.examples,
-                               f"programmer: {ctx.config.refine.programmer}"))
+    body.append(_examples_html(refined, ctx.config.report.examples, f"programmer: {ctx.config.refine.programmer}"))
     rules = _records(run_dir, "refine_rules", "refine")
     if rules:
       body.append(_examples_html(rules, ctx.config.report.examples, "programmer: rules"))
@@ -301,9 +348,11 @@ def write_report(ctx, out_dir: str | Path) -> Path:
   if ev:
     if ev.get("token_view"):
       shutil.copyfile(run_dir / "evaluate" / ev["token_view"], out / "token_view.html")
-      body.append('<h2>Rho-1 token selection</h2><p>A held-out document under the SLM run: selected tokens red '
-                  '(darker = larger excess loss over the reference model), unselected blue '
-                  '(<a href="token_view.html">open</a>).</p><iframe src="token_view.html"></iframe>')
+      body.append(
+        "<h2>Rho-1 token selection</h2><p>A held-out document under the SLM run: selected tokens red "
+        "(darker = larger excess loss over the reference model), unselected blue "
+        '(<a href="token_view.html">open</a>).</p><iframe src="token_view.html"></iframe>'
+      )
     curves = {}
     for run in ctx.config.lm.runs:
       d = run_dir / "train" / run
@@ -313,12 +362,29 @@ def write_report(ctx, out_dir: str | Path) -> Path:
     body.append("<h2>Training and validation: SLM vs CLM vs the whole refined pool</h2>")
     if img:
       body.append(f'<img src="{img}">')
-    body.append(_table(("run", "loss", "data", "steps", "final train CE", "final val CE", "val perplexity",
-                        "best val CE"),
-                       [(r["run"], r["loss"], r["data"], r["steps"], r["final_train_ce"], r["final_val_ce"],
-                         r["final_val_ppl"], r["best_val_ce"]) for r in ev["table"]], digits=3))
-  page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>tokensift pipeline report</title>'
-          f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    body.append(
+      _table(
+        ("run", "loss", "data", "steps", "final train CE", "final val CE", "val perplexity", "best val CE"),
+        [
+          (
+            r["run"],
+            r["loss"],
+            r["data"],
+            r["steps"],
+            r["final_train_ce"],
+            r["final_val_ce"],
+            r["final_val_ppl"],
+            r["best_val_ce"],
+          )
+          for r in ev["table"]
+        ],
+        digits=3,
+      )
+    )
+  page = (
+    f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>tokensift pipeline report</title>'
+    f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+  )
   path = out / "index.html"
   jobs.atomic_write_bytes(path, page.encode("utf-8"))
   return path

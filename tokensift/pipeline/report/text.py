@@ -1,4 +1,5 @@
 """Words and figures for the report's sentences: shares, counts with their nouns, lists, numbers, images."""
+
 from __future__ import annotations
 
 
@@ -17,7 +18,7 @@ def count(k: int, noun: str, plural: str | None = None) -> str:
 
 
 def join_words(items: list[str]) -> str:
-  """"a", "a and b", "a, b and c"."""
+  """ "a", "a and b", "a, b and c"."""
   return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
 
 
