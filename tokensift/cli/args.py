@@ -5,6 +5,7 @@ progress bars and gin files. Light: argparse and the document layer's ``Document
 from __future__ import annotations
 
 import argparse
+import json
 
 from tokensift.core import docs
 
@@ -151,3 +152,19 @@ def rates_of(text: str) -> list[float]:
     return [float(r) for r in text.split(",") if r.strip()]
   except ValueError:
     raise ValueError(f"--rates {text!r}: expected comma-separated percentages such as 10,20,40") from None
+
+
+def report_shard(
+  res, shard: docs.ShardSpec, stats: dict, *, job_name: str, out: str, p_index: int, p_count: int
+) -> None:
+  """What a sharded job command prints when its shard ends: the shard's file and ``stats`` as JSON, the bad rows
+  it skipped, and, from the last host to finish, the hosts marker (``multihost.finish_hosts``)."""
+  from tokensift.core import multihost
+
+  shard_info = {"file": str(res.path), "shard": f"{shard.index}/{shard.count}", "resumed_pieces": res.resumed_pieces}
+  print(json.dumps({**shard_info, **stats}, indent=1, default=str))
+  n_skip = sum(stats.get("skipped", {}).values())
+  if n_skip:
+    print(f"skipped {n_skip} bad rows: {stats['skipped']}")
+  if multihost.finish_hosts(out, job_name, p_index, p_count) is not None:
+    print(f"all {p_count} hosts finished: {out}/{job_name}.hosts.json")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from tokensift.cli.args import add_distributed_args, add_input_args, add_mesh_args, add_progress_arg, input_from_args
+from tokensift.cli.args import (
+  add_distributed_args,
+  add_input_args,
+  add_mesh_args,
+  add_progress_arg,
+  input_from_args,
+  report_shard,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,15 +81,5 @@ def cmd_embed(args) -> int:
     print(f"shard {shard.index}/{shard.count} already done: {res.path}")
   elif took > 0:
     stats["docs_per_s"] = round(stats["records"] / took, 2)
-  print(
-    json.dumps(
-      {"file": str(res.path), "shard": f"{shard.index}/{shard.count}", "resumed_pieces": res.resumed_pieces, **stats},
-      indent=1,
-    )
-  )
-  n_skip = sum(stats.get("skipped", {}).values())
-  if n_skip:
-    print(f"skipped {n_skip} bad rows: {stats['skipped']}")
-  if multihost.finish_hosts(args.out, embed_job.JOB_NAME, p_index, p_count) is not None:
-    print(f"all {p_count} hosts finished: {args.out}/{embed_job.JOB_NAME}.hosts.json")
+  report_shard(res, shard, stats, job_name=embed_job.JOB_NAME, out=args.out, p_index=p_index, p_count=p_count)
   return 0

@@ -6,10 +6,16 @@ records add ``scorer``), so ``topk``, ``select`` and the variants take both."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from tokensift.cli.args import add_distributed_args, add_input_args, add_mesh_args, add_progress_arg, input_from_args
+from tokensift.cli.args import (
+  add_distributed_args,
+  add_input_args,
+  add_mesh_args,
+  add_progress_arg,
+  input_from_args,
+  report_shard,
+)
 from tokensift.selection.score_job import ScoreJobConfig  # light (dataclasses): the defaults are defined there once
 
 
@@ -126,17 +132,7 @@ def _score(args) -> int:
   else:
     # over the whole command (model load and compilation included); the progress bar shows the scoring rate
     stats["docs_per_s_overall"] = round(stats["records"] / took, 3) if took > 0 else None
-  print(
-    json.dumps(
-      {"file": str(res.path), "shard": f"{shard.index}/{shard.count}", "resumed_pieces": res.resumed_pieces, **stats},
-      indent=1,
-    )
-  )
-  n_skip = sum(stats.get("skipped", {}).values())
-  if n_skip:
-    print(f"skipped {n_skip} bad rows: {stats['skipped']}")
-  if multihost.finish_hosts(args.out, score_job.JOB_NAME, p_index, p_count) is not None:
-    print(f"all {p_count} hosts finished: {args.out}/{score_job.JOB_NAME}.hosts.json")
+  report_shard(res, shard, stats, job_name=score_job.JOB_NAME, out=args.out, p_index=p_index, p_count=p_count)
   return 0
 
 
@@ -146,26 +142,15 @@ def _score_with_head(args) -> int:
   from tokensift.selection import distill
 
   if args.embeddings:
-    shard, _, _ = multihost.initialize_from_args(args, docs.ShardSpec.parse(args.shard), uses_jax=False)
+    shard, p_index, p_count = multihost.initialize_from_args(args, docs.ShardSpec.parse(args.shard), uses_jax=False)
     res = distill.score_embeddings(
       args.head, args.embeddings, args.out, shard=shard, fmt=args.format, progress=not args.no_progress
     )
   else:
     inp, shard = input_from_args(args)
-    shard, _, _ = multihost.initialize_from_args(args, shard)
+    shard, p_index, p_count = multihost.initialize_from_args(args, shard)
     res = distill.embed_and_score(
       args.head, inp, args.out, shard=shard, fmt=args.format, input_desc=inp.describe(), progress=not args.no_progress
     )
-  print(
-    json.dumps(
-      {
-        "file": str(res.path),
-        "shard": f"{shard.index}/{shard.count}",
-        "resumed_pieces": res.resumed_pieces,
-        **res.stats,
-      },
-      indent=1,
-      default=str,
-    )
-  )
+  report_shard(res, shard, dict(res.stats), job_name=distill.SCORE_JOB, out=args.out, p_index=p_index, p_count=p_count)
   return 0
