@@ -31,6 +31,7 @@ STAGES = [
   "density",
   "select",
   "perplexity",
+  "reference",
   "ablations",
   "detection",
   "lm_data",
@@ -158,7 +159,16 @@ def test_detection_and_ablations(finished):
   assert [r["rate"] for r in sel["askllm"]["by_rate"]] == [10.0, 20.0, 40.0, 60.0, 80.0]
   assert set(det["density"]["clusters"]) == {"0", "1"}
   assert det["slm"]["curve"] and all(0 <= c["clean_selected"] <= 1 for c in det["slm"]["curve"])
+  ref = _marker(run_dir, "reference")["summary"]
+  assert ref["text"]["source"] == "c4_en_raw:train" and ref["text"]["candidates"] == 48
+  assert ref["text"]["pool_overlap"] == 24 and ref["docs_out"] == ref["text"]["docs"] == 24  # the pool is left out
+  assert ref["steps"] == 12 and np.isfinite(ref["final_val_ce"])
   abl = _marker(run_dir, "ablations")["summary"]["table"]
+  b = abl["budget"]  # the data-abundant rule: <= 1 epoch of the pool, <= 2 of the smallest selection
+  assert b["positions"] == b["steps"] * 4 * 32 == b["tokens_seen_per_model"]
+  assert b["positions"] <= b["units"]["contaminated"] and b["regime"] == "data-abundant"
+  assert all(b["positions"] <= 2 * b["units"][k] for k in ("random", "askllm", "perplexity", "density"))
+  assert b["positions"] + 4 * 32 > min(b["limits"].values())  # the largest whole number of steps under it
   assert len(abl["rows"]) == 9 and all(r["seeds"] == 3 and np.isfinite(r["final_mean"]) for r in abl["rows"])
   assert abl["unigram_val_ce"] > 0 and any(p["a"] == "clm_askllm" and p["b"] == "clm_random" for p in abl["pairs"])
 

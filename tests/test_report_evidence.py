@@ -42,7 +42,24 @@ def _setup(final_means, unigram):
   abl = {
     "settings": st,
     "vocab": {"units": "characters"},
-    "budget": dict(params_per_model=1000, tokens_seen_per_model=204800, val_tokens=36000, val_docs=64),
+    "budget": dict(
+      params_per_model=1000,
+      tokens_seen_per_model=204800,
+      val_tokens=36000,
+      val_docs=64,
+      positions=204800,
+      rule="min(1 epoch of the pool, 2 of the smallest selection)",
+      bound="pool",
+      regime="data-abundant",
+      epochs={"contaminated": 1.0, "random": 1.9},
+    ),
+    "reference": {
+      "kind": "trained",
+      "steps": 1000,
+      "epochs": 0.93,
+      "text": {"docs": 936, "source": "files c4", "pool_overlap": 0, "validation_overlap": 64},
+      "final_val_ce": [2.4567],
+    },
   }
   rows = [
     {"data": d, "epochs": e, "final_mean": m} for d, e, m in zip(("contaminated", "random"), (1.5, 3.0), final_means)
@@ -53,11 +70,14 @@ def _setup(final_means, unigram):
 def test_setup_sentence_reads_the_runs_settings_and_the_side_of_the_unigram_level():
   s = _setup((2.80, 2.90), 3.245)
   assert (
-    "200 steps of 8 × 128 characters (204,800 positions per model: 1.5 epochs of the contaminated pool, "
-    "3.0 of a 50% subset)" in s
+    "200 steps of 8 × 128 characters (204,800 positions per model: 1.50 epochs of the contaminated pool, "
+    "3.00 of a 50% subset)" in s
   )
   assert "the best run ends 0.45 nats below it" in s
-  assert "score in the budget (192 tokens)." in s and "256 tokens" not in s
+  assert "Regime: data-abundant: 204,800 positions per model, fixed by the rule min(1 epoch of the pool" in s
+  assert "that is 1.00 epochs of the whole pool, 1.90-1.90 of each selection" in s
+  assert "trained for 1000 steps (0.93 epochs) on 936 clean documents (files c4; 0 pool and 64 validation" in s
+  assert "validation CE 2.457 nats per character" in s
   assert "the best run ends 0.15 nats above it" in _setup((3.40, 3.50), 3.245)
 
 

@@ -44,7 +44,13 @@ class AblationConfig:
   run is evaluated on, and how many tokens of each. tie_embeddings: share the input embedding and the output
   projection (False: a separate [hidden, vocab] output matrix; measured better for the character models, see
   ``gin_configs/pipeline/default.gin``). workers: runs trained at the same time (threads; XLA's CPU step for
-  these small shapes keeps about one core busy)."""
+  these small shapes keeps about one core busy).
+
+  The training budget (``positions_budget``): every run trains ``steps * batch_size * seq_len`` positions.
+  ``steps`` None (the default) fixes it by the data-abundant rule, before any model trains: the largest whole
+  number of steps that is at most ``pool_epochs`` epochs of the whole (contaminated) pool and at most
+  ``selection_epochs`` epochs of the smallest selection (random, ASK-LLM, perplexity, DENSITY, combination), so
+  that data, not compute, is what is plentiful; an int sets it directly (the report then states the epochs)."""
 
   enabled: bool = True
   seeds: int = 3
@@ -58,7 +64,9 @@ class AblationConfig:
   tie_embeddings: bool = False
   seq_len: int = 64
   batch_size: int = 16
-  steps: int = 1000
+  steps: int | None = None
+  pool_epochs: float = 1.0
+  selection_epochs: float = 2.0
   eval_every: int = 200
   learning_rate: float = 1e-2
   warmup_steps: int = 20
@@ -87,13 +95,17 @@ class AblationConfig:
       raise ValueError(f"AblationConfig.runs: unknown {bad}; the runs are {list(RUNS)}")
     if self.seeds < 2:
       raise ValueError(f"AblationConfig.seeds={self.seeds}: need >= 2 for a spread (3 or more recommended)")
-    if self.max_vocab < 8 or self.seq_len < 8 or self.steps < 1 or self.eval_every < 1:
+    if self.max_vocab < 8 or self.seq_len < 8 or (self.steps is not None and self.steps < 1) or self.eval_every < 1:
       raise ValueError(
         f"AblationConfig max_vocab={self.max_vocab}, seq_len={self.seq_len}, steps={self.steps}, "
         f"eval_every={self.eval_every} are too small"
       )
     if self.vocabulary not in VOCABULARIES:
       raise ValueError(f"AblationConfig.vocabulary={self.vocabulary!r}: use one of {VOCABULARIES}")
+    if not (self.pool_epochs > 0 and self.selection_epochs > 0):
+      raise ValueError(
+        f"AblationConfig pool_epochs={self.pool_epochs}, selection_epochs={self.selection_epochs} must be > 0"
+      )
     if self.doc_tokens < 1 or self.validation_docs < 1 or self.validation_doc_tokens < 1 or self.workers < 1:
       raise ValueError(
         f"AblationConfig doc_tokens={self.doc_tokens}, validation_docs={self.validation_docs}, "
@@ -219,6 +231,8 @@ class AblationSteps:
     from tokensift.models import llama
     from tokensift.trainer import core
 
+    if cfg.steps is None:
+      raise ValueError("AblationSteps needs AblationConfig.steps set: resolve it with positions_budget first")
     self.cfg = cfg
     self.net = llama.Llama(
       llama.LlamaConfig(
@@ -241,6 +255,7 @@ class AblationSteps:
     slm = counting(core.make_step(lambda p, b, rng: self._loss(p, b, "slm"), self.opt))
     self.steps = {"clm": jax.jit(core.over_seeds(clm)), "slm": jax.jit(core.over_seeds(slm))}
     self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None)))
+    self._unit_ce = jax.jit(self._unit_ce_one)
 
   def param_count(self) -> int:
     """Parameters of one model (shapes only; nothing is computed)."""
@@ -299,6 +314,27 @@ class AblationSteps:
       )
     return loss, stats
 
+  def _unit_ce_one(self, params, tokens):
+    from tokensift.rho1 import selective_loss as sl
+
+    ce, _ = sl.token_cross_entropy(self._logits(params, tokens), tokens[:, 1:])
+    return ce
+
+  def unit_losses(self, params, tokens: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """One model's loss on every target of packed rows: ``params`` unstacked (one seed), ``tokens`` int32
+    [rows, seq_len + 1] -> float32 [rows, seq_len + 1], column 0 zero (it is no target) and column ``t`` the
+    cross-entropy of ``tokens[:, t]`` given ``tokens[:, :t]``: the reference losses Rho-1 subtracts, on the very
+    rows and contexts the models train on. Rows go through in chunks of ``chunk`` (the last one padded: one
+    compiled shape)."""
+    n = tokens.shape[0]
+    out = np.zeros(tokens.shape, np.float32)
+    for a in range(0, n, chunk):
+      part = tokens[a : a + chunk]
+      pad = np.zeros((chunk - part.shape[0], tokens.shape[1]), tokens.dtype)
+      ce = np.asarray(self._unit_ce(params, np.concatenate([part, pad])))
+      out[a : a + part.shape[0], 1:] = ce[: part.shape[0]]
+    return out
+
   def _eval_one(self, params, rows):
     import jax
     import jax.numpy as jnp
@@ -323,10 +359,12 @@ class AblationSteps:
     run_dir: str | Path,
     log=None,
     stop_at: int | None = None,
+    states: dict[str, Any] | None = None,
   ) -> dict[str, Any]:
     """Trains ``len(seeds)`` models on ``rows`` (batches drawn per seed) on the training core, with checkpoints
     and metrics in ``run_dir`` (a rerun resumes there); returns curves (per seed), read back from the metrics.
-    ``stop_at``: end after that step as a preempted run would (then the curves hold what was logged)."""
+    ``stop_at``: end after that step as a preempted run would (then the curves hold what was logged).
+    ``states``: when given, ``states[str(run_dir)]`` receives the final train state (stacked over seeds)."""
     from tokensift.trainer import core
     from tokensift.trainer.metrics import per_seed, read_metrics
 
@@ -353,6 +391,7 @@ class AblationSteps:
       return {"val_ce": val_ce}
 
     batches = core.ReplayBatches(draws, lambda idx: {k: v[idx] for k, v in rows.items()})
+    assert cfg.steps is not None  # (checked in __init__)
     settings = core.LoopSettings(
       num_steps=cfg.steps,
       checkpoint_every=cfg.eval_every,
@@ -370,7 +409,7 @@ class AblationSteps:
       "val": _digest(val),
       "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("workers", "runs")},
     }
-    core.run(
+    result = core.run(
       self.steps[kind],
       self.init_state(kind, seeds),
       batches,
@@ -380,6 +419,8 @@ class AblationSteps:
       eval_fn=evaluate,
       stop_at=stop_at,
     )
+    if states is not None:
+      states[str(run_dir)] = result.state
     curve = [{"step": r["step"], "val_ce": per_seed(r, "val_ce")} for r in read_metrics(run_dir, "eval")]
     train = read_metrics(run_dir, "train")
     slm, before = [], {k: np.zeros(len(seeds)) for k in COUNTS}
@@ -409,33 +450,106 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
   return h.hexdigest()
 
 
+SELECTIONS = ("random", "askllm", "perplexity", "density", "combination")  # the rate% subsets of the refined pool
+
+
+def unit_docs(cfg: AblationConfig, documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Documents in the models' units: ``to_chars`` for ``vocabulary='chars'`` (ValueError when a row lacks the
+  ``text`` and token ``ends`` that needs), else as they are."""
+  if cfg.vocabulary != "chars":
+    return list(documents)
+  missing = [d for d in documents if "text" not in d or "ends" not in d]
+  if missing:
+    raise ValueError(
+      f"vocabulary='chars' needs each document's 'text' and token 'ends' ({len(missing)} rows "
+      "lack them: a perplexity stage from before they were recorded; rerun it)"
+    )
+  return [to_chars(d) for d in documents]
+
+
+def vocabulary_mapping(cfg: AblationConfig, data: dict[str, list[dict[str, Any]]]) -> dict[int, int]:
+  """The compact vocabulary of a run: from the whole pool (``contaminated`` and ``refined_pool``, the documents
+  every data set is drawn from) when present, else from every data set. The reference model is trained in the
+  same mapping, so its losses and the ablation models' are over the same units."""
+  sets = [k for k in ("contaminated", "refined_pool") if k in data] or list(data)
+  return compact_vocab([d["tokens"] for k in sets for d in data[k]], cfg.max_vocab)
+
+
+def positions_budget(cfg: AblationConfig, units: dict[str, int]) -> dict[str, Any]:
+  """The positions every run trains on (see ``AblationConfig``). ``units``: data set -> units of text it holds.
+  Returns ``steps``, ``positions`` (= steps x batch_size x seq_len), ``rule``, the ``limits`` (positions) the rule
+  took the minimum of and which one ``bound`` it, ``epochs`` per data set and the ``regime``: 'data-abundant'
+  when every run sees at most one epoch of the whole pool and at most ``selection_epochs`` of each selection,
+  else 'repeated data'. ValueError when the data hold less than one step."""
+  per_step = cfg.batch_size * cfg.seq_len
+  limits: dict[str, float] = {}
+  bound = None
+  if cfg.steps is None:
+    if "contaminated" in units:
+      limits["pool"] = cfg.pool_epochs * units["contaminated"]
+    sel = {k: units[k] for k in SELECTIONS if k in units}
+    if sel:
+      smallest = min(sel, key=lambda k: (sel[k], k))
+      limits[f"selection {smallest}"] = cfg.selection_epochs * sel[smallest]
+    if not limits:
+      limits["smallest data set"] = cfg.selection_epochs * min(units.values())
+    bound = min(limits, key=lambda k: limits[k])
+    steps = int(limits[bound] // per_step)
+    if steps < 1:
+      raise ValueError(
+        f"the ablation data hold {int(limits[bound])} positions under the budget rule ({bound}): less than one "
+        f"step of {per_step}; add documents or set AblationConfig.steps"
+      )
+    rule = f"min({cfg.pool_epochs:g} epoch of the pool, {cfg.selection_epochs:g} of the smallest selection)"
+  else:
+    steps, rule = int(cfg.steps), "AblationConfig.steps"
+  positions = steps * per_step
+  epochs = {k: positions / v for k, v in units.items() if v}
+  abundant = epochs.get("contaminated", 0.0) <= 1.0 + 1e-9 and all(
+    epochs.get(k, 0.0) <= cfg.selection_epochs + 1e-9 for k in SELECTIONS
+  )
+  return {
+    "steps": steps,
+    "positions": positions,
+    "rule": rule,
+    "limits": limits,
+    "bound": bound,
+    "units": dict(units),
+    "epochs": epochs,
+    "regime": "data-abundant" if abundant else "repeated data",
+  }
+
+
 def run_ablations(
   cfg: AblationConfig,
   data: dict[str, list[dict[str, Any]]],
   val_docs: list[dict[str, Any]],
   work_dir: str | Path,
   log=print,
+  *,
+  reference: Any = None,
+  mapping: dict[int, int] | None = None,
 ) -> dict[str, Any]:
   """``data``: data set name -> documents ``{tokens, ref_losses, noise}`` (SmolLM2 ids); trains every run in
-  ``cfg.runs`` for ``cfg.seeds`` seeds (``cfg.workers`` runs at a time), with checkpoints and metrics in
-  ``work_dir/{run}`` (a rerun resumes each run there); returns the per-run results, the vocabulary, the unigram
-  level and the training budget (tokens each model sees, epochs of each data set)."""
+  ``cfg.runs`` for ``cfg.seeds`` seeds (``cfg.workers`` runs at a time) on ``positions_budget``'s positions, with
+  checkpoints and metrics in ``work_dir/{run}`` (a rerun resumes each run there); returns the per-run results,
+  the vocabulary, the unigram level and the training budget (positions each model sees, epochs of each data
+  set, the regime).
+
+  ``reference``: the params of a reference model of the ablation models' own kind (``reference_model``), trained
+  in ``mapping`` (default ``vocabulary_mapping``): SLM's reference losses are then its losses on each packed row
+  (Rho-1: the same units and contexts), replacing the documents' ``ref_losses``."""
   from concurrent.futures import ThreadPoolExecutor
 
-  if cfg.vocabulary == "chars":
-    missing = [d for docs in [val_docs, *data.values()] for d in docs if "text" not in d or "ends" not in d]
-    if missing:
-      raise ValueError(
-        f"vocabulary='chars' needs each document's 'text' and token 'ends' ({len(missing)} rows "
-        "lack them: a perplexity stage from before they were recorded; rerun it)"
-      )
-    data = {k: [to_chars(d) for d in v] for k, v in data.items()}
-    val_docs = [to_chars(d) for d in val_docs]
-  mapping = compact_vocab([d["tokens"] for docs in data.values() for d in docs], cfg.max_vocab)
+  data = {k: unit_docs(cfg, v) for k, v in data.items()}
+  val_docs = unit_docs(cfg, val_docs)
+  mapping = mapping if mapping is not None else vocabulary_mapping(cfg, data)
   vocab = cfg.max_vocab
   val = pack(val_docs, mapping, cfg.seq_len)
+  budget = positions_budget(cfg, {k: sum(len(d["tokens"]) for d in v) for k, v in data.items()})
+  cfg = dataclasses.replace(cfg, steps=budget["steps"])
   trainer = AblationSteps(cfg, vocab)
-  seen = cfg.steps * cfg.batch_size * cfg.seq_len  # token positions each model trains on
+  seen = budget["positions"]  # token positions each model trains on
   out: dict[str, Any] = {
     "vocab": {
       "size": vocab,
@@ -445,10 +559,12 @@ def run_ablations(
     },
     "settings": dataclasses.asdict(cfg),
     "budget": {
+      **budget,
       "tokens_seen_per_model": seen,
       "params_per_model": trainer.param_count(),
       "val_docs": len(val_docs),
       "val_tokens": sum(len(d["tokens"]) for d in val_docs),
+      "reference": "trained" if reference is not None else "per-document ref_losses",
     },
     "runs": {},
   }
@@ -456,6 +572,8 @@ def run_ablations(
   def one(name: str) -> dict[str, Any]:
     kind, dataset, what = RUNS[name]
     rows = pack(data[dataset], mapping, cfg.seq_len)
+    if reference is not None:
+      rows["ref"] = trainer.unit_losses(reference, rows["tokens"])
     tokens = sum(len(d["tokens"]) for d in data[dataset])  # (rows overlap by one: their weights count some twice)
     log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} {UNITS[cfg.vocabulary]}, {cfg.seeds} seeds")
     res = trainer.train(kind, rows, val, list(range(cfg.seeds)), Path(work_dir) / name)
@@ -466,7 +584,7 @@ def run_ablations(
       what=what.format(rate=cfg.rate, mode=cfg.perplexity_mode),
       docs=len(data[dataset]),
       tokens=tokens,
-      epochs=seen / max(1, rows["tokens"].shape[0] * cfg.seq_len),
+      epochs=seen / max(1, tokens),
     )
 
   # Threads, not processes: every run shares the compiled steps, and XLA releases the GIL while it computes.

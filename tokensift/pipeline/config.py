@@ -135,12 +135,36 @@ class SelectionConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceConfig:
-  """Rho-1 reference losses (``rho1.reference_losses``): 'smollm2' or a Llama-family path sharing the training
-  vocabulary. Documents are cut to the training sequence length (``LMConfig.seq_len``)."""
+  """Rho-1's reference model. ``kind``:
 
+  - ``'trained'`` (default; Rho-1's recipe, ``pipeline.reference_model``): a model of the ablation models' own
+    kind and vocabulary, trained for ``steps`` steps (``AblationConfig.batch_size`` x ``seq_len`` positions each)
+    on clean text disjoint from the pool and the validation documents: ``train_files`` (JSON lines / Parquet
+    globs; relative paths are under the data dir, e.g. ``'c4/jsonl/c4-validation-sample-1000.json.gz'``) or, when
+    empty, ``train_task``'s ``train_split`` (default: the corpus task's, so the documents after the pool),
+    first ``train_docs`` (None: all). Its per-unit losses drive SLM and the perplexity baseline.
+  - ``'pretrained'``: ``model``'s token losses (``'smollm2'`` or a Llama-family path sharing the training
+    vocabulary) spread over the characters each token covers (the earlier setting).
+
+  ``model`` is also the LM stages' reference (``rho1.reference_losses``, documents cut to ``LMConfig.seq_len``)."""
+
+  kind: str = "trained"
   model: str = "smollm2"
   batch_tokens: int = 2048
   dtype: str = "float32"
+  train_files: tuple[str, ...] = ()
+  train_task: str | None = None
+  train_split: str = "train"
+  train_docs: int | None = None
+  steps: int = 1000
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.kind not in ("trained", "pretrained"):
+      raise ValueError(f"ReferenceConfig.kind={self.kind!r}: use 'trained' or 'pretrained'")
+    if self.steps < 1:
+      raise ValueError(f"ReferenceConfig.steps={self.steps} must be >= 1")
+    object.__setattr__(self, "train_files", tuple(self.train_files))
 
 
 # The embedded trainer's settings that the train stage sets for each run (binding them in gin is refused).

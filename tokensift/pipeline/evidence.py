@@ -73,15 +73,39 @@ def _row(tl: dict, i: str) -> dict[str, Any]:
   return tl.get(("refined", i)) or tl[("raw", i)]
 
 
-def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
-  """(ids of the refined pool, reference-model log perplexity of each one's refined text)."""
+def refined_pool_ids(ctx: Context) -> list[str]:
+  """Ids of the refined pool: every document the refine stage kept that the perplexity stage has units of."""
   tl = token_losses(ctx)
-  ids = [
+  return [
     str(r["id"])
     for r in ctx.refined_records()
     if r["kept"] and (("raw", str(r["id"])) in tl or ("refined", str(r["id"])) in tl)
   ]
-  return ids, ppl.log_perplexity([_row(tl, i)["ref_losses"] for i in ids])
+
+
+def reference_log_ppl(ctx: Context) -> dict[tuple[str, str], float]:
+  """(source, id) -> the reference model's log perplexity of that unit row: the trained reference's
+  (``reference`` stage) or, with ``ReferenceConfig.kind = 'pretrained'``, the mean of its token losses."""
+  key = "reference_log_ppl"
+  if key not in ctx.cache:
+    if ctx.config.reference.kind == "trained":
+      from tokensift.pipeline.reference_model import DOC_LOSSES_FILE
+
+      recs = jobs.read_records(ctx.dir("reference") / DOC_LOSSES_FILE)
+      ctx.cache[key] = {
+        (r["source"], r["id"]): (math.nan if r["log_ppl"] is None else float(r["log_ppl"])) for r in recs
+      }
+    else:
+      tl = token_losses(ctx)
+      ctx.cache[key] = dict(zip(tl, ppl.log_perplexity([r["ref_losses"] for r in tl.values()]).tolist()))
+  return ctx.cache[key]
+
+
+def pool_perplexity(ctx: Context) -> tuple[list[str], np.ndarray]:
+  """(ids of the refined pool, reference-model log perplexity of each one's refined text)."""
+  lp = reference_log_ppl(ctx)
+  ids = refined_pool_ids(ctx)
+  return ids, np.asarray([lp[("refined", i)] if ("refined", i) in lp else lp[("raw", i)] for i in ids], np.float64)
 
 
 def data_sets(ctx: Context) -> tuple[dict[str, list[str]], dict[str, list[dict]]]:
@@ -320,6 +344,10 @@ COMPARE = (
   ("clm_perplexity", "clm_random"),
   ("clm_density", "clm_random"),
   ("clm_combination", "clm_random"),
+  ("clm_askllm", "clm_refined_pool"),
+  ("clm_perplexity", "clm_refined_pool"),
+  ("clm_density", "clm_refined_pool"),
+  ("clm_combination", "clm_refined_pool"),
   ("clm_askllm", "clm_perplexity"),
   ("slm_contaminated", "clm_contaminated"),
   ("slm_combination", "clm_combination"),
@@ -361,7 +389,59 @@ def ablation_table(ablation: dict[str, Any]) -> dict[str, Any]:
     "vocab": ablation.get("vocab"),
     "budget": ablation.get("budget"),
     "settings": ablation.get("settings"),
+    "reference": ablation.get("reference"),
   }
+
+
+def regime_text(budget: dict[str, Any] | None, settings: dict[str, Any] | None) -> str:
+  """One sentence: which regime the ablations ran in, the rule that fixed their positions, and why it matters."""
+  if not budget or "regime" not in budget:
+    return ""
+  ep = budget.get("epochs", {})
+  sel = [ep[k] for k in ("random", "askllm", "perplexity", "density", "combination") if k in ep]
+  how = (
+    f"{budget['positions']:,} positions per model, fixed by the rule {budget['rule']} ({budget['bound']} bound it) "
+    "before any model trained"
+    if budget.get("bound")
+    else f"{budget['positions']:,} positions per model, set by {budget['rule']}"
+  )
+  seen = f"{ep.get('contaminated', 0):.2f} epochs of the whole pool" + (
+    f", {min(sel):.2f}-{max(sel):.2f} of each selection" if sel else ""
+  )
+  if budget["regime"] == "data-abundant":
+    why = (
+      "the papers' regime: more text than compute, so a selection decides which text the steps are spent on "
+      "rather than how many times the same text is repeated"
+    )
+  else:
+    why = (
+      "data are repeated, so more text tends to win whatever its quality: this does not test the papers' "
+      "claim, which is about more data than compute"
+    )
+  return f"Regime: {budget['regime']}: {how}; that is {seen}. This is {why}."
+
+
+def reference_text(reference: dict[str, Any] | None, unit: str = "unit") -> str:
+  """One sentence on SLM's reference model and the perplexity baseline's: the trained reference (its text, the
+  documents left out, its validation CE) or the pretrained one."""
+  if not reference:
+    return ""
+  if reference.get("kind") != "trained":
+    return (
+      f"Reference model: {reference.get('model', 'SmolLM2-135M')} (pretrained, another tokenizer): its token "
+      f"losses are spread evenly over the {unit}s each token covers."
+    )
+  t = reference.get("text", {})
+  val = reference.get("final_val_ce") or [None]
+  v = val[0] if isinstance(val, list) else val
+  return (
+    f"Reference model (Rho-1's recipe): the ablation models' own kind and vocabulary, trained for "
+    f"{reference.get('steps')} steps ({reference.get('epochs', 0):.2f} epochs) on {t.get('docs')} clean documents "
+    f"({t.get('source')}; {t.get('pool_overlap', 0)} pool and {t.get('validation_overlap', 0)} validation "
+    f"documents left out); validation CE {'-' if v is None else f'{v:.3f}'} nats per {unit}. Its per-{unit} "
+    "losses on each training row are SLM's reference losses, and its mean loss on each document is the "
+    "perplexity baseline's score."
+  )
 
 
 def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | None) -> str:
@@ -438,8 +518,11 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
         f"{st['doc_tokens']} SmolLM2 tokens of each document; validation {b['val_tokens']:,} units of "
         f"{b['val_docs']} held-out documents"
       )
+    for line in (regime_text(b, st), reference_text(table.get("reference"), unit.rstrip("s"))):
+      if line:
+        out.append("  " + line)
     for r in table["rows"]:
-      ep = f" epochs {r['epochs']:4.1f}" if r.get("epochs") else ""
+      ep = f" epochs {r['epochs']:4.2f}" if r.get("epochs") else ""
       out.append(
         f"  {r['run']:18s} docs {r['docs']:4d} units {r['tokens']:7,d}{ep}  final {r['final_mean']:.3f} ± "
         f"{r['final_sd']:.3f}  best {r['best_mean']:.3f} ± {r['best_sd']:.3f}  seeds "

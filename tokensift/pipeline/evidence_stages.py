@@ -4,9 +4,12 @@ ablations, and every method's detection figures against the corpus labels."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tokensift.core import docs, jobs
 from tokensift.pipeline import known_answer as ka
@@ -51,9 +54,11 @@ def _labels(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 def _perplexity_config(ctx: Context) -> dict[str, Any]:
-  return dict(
-    as_json(ctx.config.reference), doc_tokens=ctx.config.ablation.doc_tokens, lm_task=ctx.config.corpus.lm_task
-  )
+  r = ctx.config.reference
+  out = {"kind": r.kind, "doc_tokens": ctx.config.ablation.doc_tokens, "lm_task": ctx.config.corpus.lm_task}
+  if r.kind == "pretrained":
+    out.update(model=r.model, batch_tokens=r.batch_tokens, dtype=r.dtype)
+  return out
 
 
 def _tokenize(tokenizer, text: str, limit: int, spans: list) -> tuple[list[int], list[int], list[int]]:
@@ -66,8 +71,11 @@ def _tokenize(tokenizer, text: str, limit: int, spans: list) -> tuple[list[int],
 
 
 def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
-  """Reference-model token losses (first ``ablation.doc_tokens`` tokens) of every raw corpus document and of
-  every refined document whose text changed (the held-out documents need none: see ``validation_rows``)."""
+  """The units the ablations train on: the first ``ablation.doc_tokens`` SmolLM2 tokens (ids, noise flags, end
+  offsets and the text they cover) of every raw corpus document and of every refined document whose text
+  changed; with ``ReferenceConfig.kind = 'pretrained'`` also the pretrained reference model's token losses (else
+  zeros: the trained reference, stage ``reference``, scores the units itself). The held-out documents need none
+  (see ``validation_rows``)."""
   import json
 
   from tokensift.rho1 import reference_losses as rl
@@ -85,9 +93,12 @@ def _perplexity(ctx: Context, out: Path) -> dict[str, Any]:
       items.append(("refined", str(r["id"]), r["text"], []))  # spans are not tracked through edits
   toks = [_tokenize(tokenizer, t, limit, sp) for _, _, t, sp in items]
   keep = [k for k, (ids, _, _) in enumerate(toks) if ids]
-  module, params, _ = ctx.reference_model()
-  scorer = rl.ReferenceScorer(module, params, batch_tokens=ctx.config.reference.batch_tokens, max_length=limit)
-  losses = scorer([toks[k][0] for k in keep])
+  if ctx.config.reference.kind == "pretrained":
+    module, params, _ = ctx.reference_model()
+    scorer = rl.ReferenceScorer(module, params, batch_tokens=ctx.config.reference.batch_tokens, max_length=limit)
+    losses = scorer([toks[k][0] for k in keep])
+  else:
+    losses = [[0.0] * len(toks[k][0]) for k in keep]
   rows = [
     {
       "source": items[k][0],
@@ -130,6 +141,112 @@ def validation_rows(ctx: Context) -> list[dict[str, Any]]:
   return rows
 
 
+def _reference_stage_config(ctx: Context) -> dict[str, Any]:
+  c, a = ctx.config.corpus, ctx.config.ablation
+  return dict(
+    as_json(ctx.config.reference),
+    architecture={
+      k: getattr(a, k)
+      for k in (
+        "hidden_size",
+        "intermediate_size",
+        "num_layers",
+        "num_heads",
+        "num_kv_heads",
+        "tie_embeddings",
+        "seq_len",
+        "batch_size",
+        "learning_rate",
+        "warmup_steps",
+        "eval_every",
+        "max_vocab",
+        "vocabulary",
+        "doc_tokens",
+        "validation_docs",
+        "validation_doc_tokens",
+      )
+    },
+    task=c.task,
+    validation_split=c.validation_split,
+  )
+
+
+def reference_texts(ctx: Context) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+  """The trained reference model's text ``[(id, text)]`` (``ReferenceConfig``) without any document of the real
+  pool or of the validation documents (``reference_model.disjoint``), and where it came from with the counts."""
+  from tokensift.core import paths
+  from tokensift.pipeline import reference_model as rm
+
+  r, c, a = ctx.config.reference, ctx.config.corpus, ctx.config.ablation
+  if r.train_files:
+    files = tuple(f if "://" in f or Path(f).is_absolute() else str(paths.data_dir() / f) for f in r.train_files)
+    inp = docs.DocumentInput(files=files).validate()
+    rows = itertools.islice(inp.rows(docs.ShardSpec()), r.train_docs)
+    source = "files " + ", ".join(r.train_files)
+  else:
+    task = r.train_task or c.task
+    rows_fn, _ = ctx.task_rows(task, r.train_split, None)
+    rows = itertools.islice(rows_fn(docs.ShardSpec()), r.train_docs)
+    source = f"{task}:{r.train_split}"
+  candidates = [(d.id, d.text) for d in docs.documents_only(rows, docs.ReadReport())]
+  pool_rows, _ = ctx.source_rows()
+  pool = [(d.id, d.text) for d in docs.documents_only(pool_rows(docs.ShardSpec()), docs.ReadReport())]
+  validation = ctx.task_texts(c.task, c.validation_split, max(a.validation_docs, c.validation_docs))
+  kept, counts = rm.disjoint(candidates, pool, validation)
+  return kept, dict(counts, source=source, docs=len(kept))
+
+
+def _reference_stage(ctx: Context, out: Path) -> dict[str, Any]:
+  """Trains the reference model (``pipeline.reference_model``) and writes its log perplexity of every unit row
+  of the perplexity stage (``doc_losses.jsonl``), its params and the compact vocabulary."""
+  import json
+
+  from tokensift.pipeline import ablations as ab
+  from tokensift.pipeline import evidence
+  from tokensift.pipeline import reference_model as rm
+  from tokensift.tasks import vocabularies
+
+  a, r = ctx.config.ablation, ctx.config.reference
+  texts, src = reference_texts(ctx)
+  tokenizer = vocabularies.smollm2().tokenizer
+  train = []
+  for _, t in texts:
+    ids, noise, ends = _tokenize(tokenizer, t, a.doc_tokens, [])
+    if ids:
+      train.append({"tokens": ids, "ref_losses": [0.0] * len(ids), "noise": noise, "ends": ends, "text": t[: ends[-1]]})
+  tl = evidence.token_losses(ctx)
+  keys = list(tl)
+  units = ab.unit_docs(a, [tl[k] for k in keys])
+  by_key = dict(zip(keys, units))
+  pool = {"contaminated": [by_key[k] for k in keys if k[0] == "raw"]}
+  pool["refined_pool"] = [
+    by_key[("refined", i)] if ("refined", i) in by_key else by_key[("raw", i)] for i in evidence.refined_pool_ids(ctx)
+  ]
+  mapping = ab.vocabulary_mapping(a, pool)
+  params, res = rm.train_reference(
+    a, r.steps, ab.unit_docs(a, train), ab.unit_docs(a, validation_rows(ctx)), mapping, out / "run", seed=r.seed
+  )
+  trainer = ab.AblationSteps(dataclasses.replace(a, steps=r.steps), a.max_vocab)
+  lp = rm.doc_log_ppl(trainer, params, units, mapping)
+  rows = [
+    {"source": s, "id": i, "log_ppl": None if not np.isfinite(v) else float(v), "units": len(u["tokens"])}
+    for (s, i), v, u in zip(keys, lp.tolist(), units)
+  ]
+  jobs.atomic_write_bytes(out / rm.DOC_LOSSES_FILE, "".join(json.dumps(x) + "\n" for x in rows).encode())
+  rm.save(out, params, mapping)
+  summary = {k: v for k, v in res.items() if k not in ("train_curve", "slm_selection")}
+  summary.update(text=src, units_name=ab.UNITS[a.vocabulary])
+  jobs.atomic_write_bytes(out / "reference.json", json.dumps(summary).encode())
+  return dict(
+    summary,
+    final_val_ce=res["final_val_ce"][0] if res["final_val_ce"] else None,
+    docs_in=src["candidates"],
+    docs_out=len(train),
+    tokens_in=res["units"],
+    tokens_out=res["units"],
+  )
+
+
 def _ablations_config(ctx: Context) -> dict[str, Any]:
   c = ctx.config.corpus
   return dict(
@@ -147,7 +264,18 @@ def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
 
   ids, rows = evidence.data_sets(ctx)
   val = validation_rows(ctx)
-  res = ablations.run_ablations(ctx.config.ablation, rows, val, out / "runs")
+  ref = {}
+  if ctx.config.reference.kind == "trained":
+    from tokensift.pipeline import reference_model as rm
+
+    params, mapping = rm.load(ctx.dir("reference"))
+    ref = {"reference": params, "mapping": mapping}
+  res = ablations.run_ablations(ctx.config.ablation, rows, val, out / "runs", **ref)
+  res["reference"] = {"kind": ctx.config.reference.kind}
+  if ref:
+    res["reference"].update(json.loads((ctx.dir("reference") / "reference.json").read_text()))
+  else:
+    res["reference"]["model"] = ctx.config.reference.model
   res["ids"] = ids
   jobs.atomic_write_bytes(out / "ablations.json", json.dumps(res).encode())
   table = evidence.ablation_table(res)
@@ -210,6 +338,7 @@ def stages(ctx: Context) -> list[Stage]:
 def late_stages(ctx: Context) -> list[Stage]:
   """After ``select``: perplexity, the seeded ablations, and (known-answer corpus only) the detection figures."""
   out = []
+  trained = ctx.config.reference.kind == "trained"
   if ctx.config.ablation.enabled:
     out += [
       Stage(
@@ -217,11 +346,25 @@ def late_stages(ctx: Context) -> list[Stage]:
         ("refine", "select"),
         _perplexity_config,
         _perplexity,
-        "reference-model token losses of every document (perplexity baseline, Rho-1)",
+        "the ablations' units of every document (+ pretrained reference token losses)"
+        if trained
+        else "reference-model token losses of every document (perplexity baseline, Rho-1)",
       ),
+    ]
+    if trained:
+      out.append(
+        Stage(
+          "reference",
+          ("perplexity",),
+          _reference_stage_config,
+          _reference_stage,
+          "Rho-1 reference model: the ablation models' kind, trained on clean held-out text",
+        )
+      )
+    out += [
       Stage(
         "ablations",
-        ("perplexity", "score", "density", "select"),
+        ("perplexity", "score", "density", "select") + (("reference",) if trained else ()),
         _ablations_config,
         _ablations,
         f"tiny decoders x {ctx.config.ablation.seeds} seeds on each data set",

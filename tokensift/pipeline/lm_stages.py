@@ -128,8 +128,11 @@ def _lm_data(ctx: Context, out: Path) -> dict[str, Any]:
 
 def _reference_config(ctx: Context) -> dict[str, Any]:
   c = ctx.config.corpus
+  r = ctx.config.reference
   return dict(
-    as_json(ctx.config.reference),
+    model=r.model,
+    batch_tokens=r.batch_tokens,
+    dtype=r.dtype,
     seq_len=ctx.config.lm.seq_len,
     lm_task=c.lm_task,
     validation_split=c.validation_split,

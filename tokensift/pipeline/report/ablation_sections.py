@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tokensift.pipeline import evidence
 from tokensift.pipeline.report import plots
 from tokensift.pipeline.report import text as rt
 
@@ -133,30 +134,28 @@ def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
     f"{st['hidden_size']}, "
     f"{b.get('params_per_model', 0):,} parameters) trained for {st['steps']} steps of {st['batch_size']} × "
     f"{st['seq_len']} {unit}s ({b['tokens_seen_per_model']:,} positions per model"
-    + (f": {ep['contaminated']:.1f} epochs of the contaminated pool" if "contaminated" in ep else "")
-    + (f", {np.mean(sub):.1f} of a {st['rate']:g}% subset" if sub else "")
+    + (f": {ep['contaminated']:.2f} epochs of the contaminated pool" if "contaminated" in ep else "")
+    + (f", {np.mean(sub):.2f} of a {st['rate']:g}% subset" if sub else "")
     + "), learning rate "
     f"{st['learning_rate']:g} (warm-up {st['warmup_steps']} steps, cosine decay to a tenth). A document "
     f"contributes {'the characters of ' if unit == 'character' else ''}its first {st['doc_tokens']} SmolLM2 "
-    "tokens (the span the reference model scores for SLM and perplexity filtering"
-    + ("; a token's reference loss is spread evenly over its characters" if unit == "character" else "")
-    + f"). Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
+    "tokens). "
+    + html.escape(evidence.regime_text(b, st))
+    + " "
+    + html.escape(evidence.reference_text(abl.get("reference"), unit))
+    + f" Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
     f"documents. The unigram level ({rt.num(uni, 3)} nats per {unit}: a model that ignores context, fitted to "
     "the "
     "contaminated pool) is marked on the plot"
     + (f"; the best run ends {abs(uni - best):.2f} nats {'below' if best < uni else 'above'} it" if uni else "")
-    + (
-      f". Why characters: {html.escape(WHY)} Documents are cut to what the reference model can score in "
-      f"the budget ({st['doc_tokens']} tokens)."
-      if unit == "character"
-      else "."
-    )
+    + (f". Why characters: {html.escape(WHY)}" if unit == "character" else ".")
     + "</p>"
   )
 
 
 WHY = (
-  "on ~170 documents and 2 CPU cores the limit is training compute, not text. Measured on this corpus while "
+  "tiny models on 2 CPU cores get further per unit of compute over characters. Measured on the earlier "
+  "167-document pool (many epochs of it) while "
   "choosing the defaults (not in this run): over SmolLM2 ids (a 3,072-id compact vocabulary, 30% of "
   "validation tokens OOV) models of the earlier size (2 layers of width 64) ended only 0.2-0.45 nats per "
   "token under the unigram level and a 50% subset cut to 128 tokens a document memorised (ended above it); "
