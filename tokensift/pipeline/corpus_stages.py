@@ -48,7 +48,8 @@ def refiner_train_texts(ctx: Context) -> tuple[list[str], int, dict[str, Any]]:
   outside the pool, corrupted (``known_answer.refiner_training_texts``)."""
   r, t = ctx.config.refiner, ctx.config.refiner_tasks()
   texts = ctx.task_texts(t["train_task"], t["train_split"], r.train_docs)
-  n_in, extra = len(texts), {"task": t["train_task"], "split": t["train_split"]}
+  n_in = len(texts)
+  extra: dict[str, Any] = {"task": t["train_task"], "split": t["train_split"]}
   if _corrupt_training(ctx):
     from tokensift.core import docs
     from tokensift.pipeline import known_answer as ka
@@ -212,7 +213,7 @@ def _score(ctx: Context, out: Path) -> dict[str, Any]:
   rows = ctx.refined_rows()
   res = score_job.run_score_job(
     cfg,
-    jobs.in_memory_rows(lambda: (d for d in rows(docs.ShardSpec()) if d.id in judged)),
+    jobs.in_memory_rows(lambda: (d for d in rows(docs.ShardSpec()) if isinstance(d, docs.Document) and d.id in judged)),
     str(out),
     input_desc=f"pipeline refine stage {ctx.prefix}",
     piece_size=s.piece_size,
