@@ -30,7 +30,7 @@ def distill_html(summary: dict[str, Any] | None, judge_model: str | None, judge_
   )
   return (
     "<h2>ASK-LLM distilled: the judge on a part of the pool, a head on the rest</h2>"
-    f"<p>The judge scored {rt.count(summary['judged'], 'document')} of the {summary['docs_out']} refined ones "
+    f"<p>The judge scored {summary['judged']} of the {rt.count(summary['docs_out'], 'refined document')} "
     f"(<code>ScoreConfig.judge_docs = {judge_docs}</code>, the documents with the smallest hash of their id). "
     f"A {html.escape(str(head.get('head')))} head on the DENSITY embeddings, fitted to the judge's logit of "
     f"P(yes) on {rt.count(head.get('train_docs') or 0, 'judged document')}, scored the other "

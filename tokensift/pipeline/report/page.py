@@ -1,9 +1,11 @@
 """The pipeline report: one static HTML page with PNG plots (matplotlib, Agg backend), no server needed.
 
 Sections: stage timings; documents and tokens kept per stage; the refiner (SFT loss, F1 against the rule
-programmer and the ceiling); ASK-LLM score and DENSITY histograms and density vs score (selected documents
-marked); refined documents with removed lines struck through; the Rho-1 token-selection view; training and
-validation curves (SLM vs CLM vs the whole refined pool) and the validation-loss table.
+programmer and the ceiling, the refiner's and the rules' shares of real documents dropped); ASK-LLM score and
+DENSITY histograms and density vs score (selected documents marked; judge + distilled head scores with a
+``distill`` stage) and the distilled head's fidelity (``distill_section``); refined documents with removed lines
+struck through; the Rho-1 token-selection view; training and validation curves (SLM vs CLM vs the whole refined
+pool) and the validation-loss table.
 
 Everything is read from the run directory (stage markers and job outputs), so the page can be rebuilt from a
 finished run with ``write_report(ctx, out_dir)``.
