@@ -115,10 +115,16 @@ def join(
   return ids, x[[pos[i] for i in ids]], y[keep]
 
 
+def id_hash(ids: Sequence[str], key: str) -> np.ndarray:
+  """float64 [n] in [0, 1): blake2b of ``(key, id)`` per document, a uniform draw fixed by the id alone (no
+  dependence on order or sharding); distinct keys give independent draws."""
+  u = [int.from_bytes(hashlib.blake2b(f"{key}\x00{i}".encode(), digest_size=8).digest(), "big") / 2.0**64 for i in ids]
+  return np.asarray(u, np.float64)
+
+
 def heldout_mask(ids: Sequence[str], percent: float, seed: int = 0) -> np.ndarray:
   """bool [n]: documents held out, by a hash of ``(seed, id)`` below ``percent``% (order- and shard-free)."""
-  u = [int.from_bytes(hashlib.blake2b(f"{seed}\x00{i}".encode(), digest_size=8).digest(), "big") / 2.0**64 for i in ids]
-  return np.asarray(u, np.float64) < percent / 100.0
+  return id_hash(ids, str(seed)) < percent / 100.0
 
 
 def fidelity(pred: np.ndarray, truth: np.ndarray, rates: Sequence[float] = PAPER_RATES) -> dict[str, Any]:

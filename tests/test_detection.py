@@ -92,3 +92,10 @@ def test_askllm_diagnostics_hand_made():
   assert d["yes_no_mass_clean"] == pytest.approx((0.25 + 0.2 + 0.1) / 3)
   assert d["yes_no_mass_junk"] == pytest.approx((0.9 + 0.15) / 2)
   assert d["p_yes_junk"] == pytest.approx(0.1875)
+  # + two distilled-head records (no P(no)): in the P(yes) AUC, not in the yes/no readouts of the judge
+  head = [{"logp_yes": math.log(p), "logp_no": None, "scorer": "distilled:x"} for p in (0.5, 0.01)]
+  d2 = evidence.askllm_diagnostics(recs + head, labs + [lab("clean"), lab("junk", "spam")])
+  assert d2["judge_docs"] == 5 and d["judge_docs"] == 5
+  assert d2["auc_by_junk_kind"]["spam"] == pytest.approx(5 / 8)  # spam 0.3 under 1 of 4 clean, 0.01 under all 4
+  for k in ("auc_normalised", "auc_normalised_by_junk_kind", "yes_no_mass_clean", "yes_no_mass_junk"):
+    assert d2[k] == d[k], k

@@ -2,6 +2,7 @@
 documents, a tiny random Llama (SmolLM2's tokenizer and chat template) standing in for SmolLM2 as ASK-LLM scorer
 and reference model; the refiner is trained, MiniLM embeds."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,13 +14,14 @@ from tokensift import cli
 from tokensift.core import jobs, paths
 from tokensift.models import llama
 from tokensift.pipeline import config as pc
-from tokensift.pipeline import run, stages
+from tokensift.pipeline import distill_stages, run, stages
 from tokensift.refine import refiner_training as rt
 from tokensift.selection.keep import keep_count
 from tokensift.selection.variants import read_id_list
 from tokensift.core import hf_tokenizer
 
 MINI = "gin_configs/pipeline/mini.gin"
+JUDGE_DOCS = 20  # mini.gin's ScoreConfig.judge_docs
 STAGES = [
   "corpus",
   "refiner_train",
@@ -28,6 +30,7 @@ STAGES = [
   "refine",
   "score",
   "embed",
+  "distill",
   "density",
   "select",
   "perplexity",
@@ -113,8 +116,11 @@ def test_document_counts_agree_across_stages(finished):
   assert s["corpus"]["docs_in"] == 24 and s["corpus"]["docs_out"] == 24 - 2 + 2 * 3 + 6
   assert s["refine"]["docs_in"] == len(refined) == 34 and s["refine"]["docs_out"] == len(kept) > 12
   assert s["refine_rules"]["docs_in"] == 34
-  for name in ("score", "embed", "lm_data"):
+  for name in ("embed", "lm_data", "distill"):
     assert s[name]["docs_in"] == len(kept) == s[name]["docs_out"], name
+  judged = min(JUDGE_DOCS, len(kept))
+  assert s["score"]["docs_in"] == len(kept) and s["score"]["docs_out"] == s["score"]["judged"] == judged
+  assert s["select"]["askllm_scored"] == len(kept)  # select ranked the merged judge + head scores
   assert s["density"]["docs_out"] == s["embed"]["docs_out"]
   chosen = read_id_list(run_dir / "select" / s["select"]["id_list"])
   assert len(chosen) == s["select"]["docs_out"] == keep_count(len(kept), 50.0)
@@ -123,14 +129,69 @@ def test_document_counts_agree_across_stages(finished):
   assert s["reference_losses"]["validation"]["records"] == 8
   assert s["train"]["docs_in"] == len(chosen)
   kept_tokens = sum(r["stats"]["tokens_after"] for r in kept)
-  assert s["refine"]["tokens_out"] == kept_tokens == s["score"]["tokens_in"]
+  assert s["refine"]["tokens_out"] == kept_tokens == s["score"]["tokens_in"] == s["distill"]["tokens_out"]
   assert s["select"]["tokens_out"] == sum(r["stats"]["tokens_after"] for r in kept if str(r["id"]) in set(chosen))
   # the refiner's F1 figures and the ceiling, computed (the ceiling agrees perfectly with itself)
   ev = s["refiner_eval"]
   tr = s["refiner_train"]  # SFT on corrupted copies of the 24 training documents outside the 24-document pool
   assert tr["docs_in"] == 48 and tr["corrupted"]["excluded_pool_docs"] == 24 and tr["corrupted"]["junk"] == 6
+  assert (tr["task"], tr["split"]) == ("c4_en_raw", "train")  # RefinerConfig.train_task unset: the corpus task
   assert tr["docs_out"] == 24 + 6 and tr["doc_pairs"] == 30
   assert ev["docs_in"] == 12 and ev["ceiling"]["doc"]["f1"] == 1.0 and 0.0 <= ev["refiner"]["doc"]["f1"] <= 1.0
+
+
+def test_distill_stage_scores_the_unjudged_documents(finished):
+  """The judge scored mini.gin's 20 hash-chosen refined documents; the head, fitted on their embeddings, scored
+  the rest; the merged score file holds one record per refined document: the judge's where it has one."""
+  run_dir, _ = finished
+  kept = [
+    str(r["id"]) for f in jobs.shard_files(run_dir / "refine", "refine") for r in jobs.read_records(f) if r["kept"]
+  ]
+  judge = {str(r["id"]): r for f in jobs.shard_files(run_dir / "score", "score") for r in jobs.read_records(f)}
+  assert set(judge) == distill_stages.judged_ids(kept, JUDGE_DOCS) and len(judge) == JUDGE_DOCS < len(kept)
+  merged = jobs.read_records(run_dir / "distill" / distill_stages.MERGED)
+  assert sorted(str(r["id"]) for r in merged) == sorted(kept)  # every refined document, once
+  s = _marker(run_dir, "distill")["summary"]
+  assert s["judged"] == JUDGE_DOCS and s["head_scored"] == len(kept) - JUDGE_DOCS
+  for r in merged:
+    if str(r["id"]) in judge:
+      assert r["scorer"] == "judge" and r["score"] == judge[str(r["id"])]["score"] and r["logp_no"] is not None
+    else:  # the head's record, in the judge's schema: score = sigmoid of the head's logit of P(yes)
+      assert r["scorer"] == s["scorer"] and r["scorer"].startswith("distilled:") and r["logp_no"] is None
+      assert r["score"] == pytest.approx(1 / (1 + np.exp(-r["head_logit"])), rel=1e-9)
+  fid = json.loads((run_dir / "distill" / "head" / "fidelity.json").read_text())
+  head = json.loads((run_dir / "distill" / "head" / "head.json").read_text())
+  assert fid["docs"] == head["heldout_docs"] >= 2 and head["train_docs"] + head["heldout_docs"] == JUDGE_DOCS
+  assert (
+    -1 <= fid["spearman"] <= 1
+    and -1 <= fid["kendall"] <= 1
+    and set(fid["topk_overlap"]) == {"10", "20", "40", "60", "80"}
+  )
+  assert s["fidelity"]["spearman"] == fid["spearman"] and head["head"] == "ridge"
+  # every consumer reads the merged scores: detection's ASK-LLM figures count both scorers
+  det = json.loads((run_dir / "detection" / "detection.json").read_text())
+  assert sum(det["selection"]["askllm"]["scorers"].values()) == det["selection"]["docs"]
+  assert det["selection"]["askllm"]["scorers"]["head"] > 0
+  page = (run_dir / "report" / "index.html").read_text()
+  assert "ASK-LLM distilled" in page and "fidelity to the judge is what this measures, not quality" in page
+  assert "come from the judge and the distilled head" in page
+
+
+def test_refiner_and_rules_real_documents_dropped(finished):
+  """detection.json and the report give the refiner's share of real (non-junk) documents dropped next to the
+  rules', counted from the refine records and the corpus labels."""
+  run_dir, _ = finished
+  det = json.loads((run_dir / "detection" / "detection.json").read_text())
+  labels = {r["id"]: r for r in jobs.read_records(run_dir / "corpus" / "labels.jsonl")}
+  for who, stage in (("refiner", "refine"), ("rules", "refine_rules")):
+    recs = [r for f in jobs.shard_files(run_dir / stage, "refine") for r in jobs.read_records(f)]
+    real = [r for r in recs if labels[str(r["id"])]["kind"] != "junk"]
+    got = det["real_dropped"][who]
+    assert got["docs"] == len(real) == 28 and got["dropped"] == sum(not r["kept"] for r in real)
+    assert got["share"] == pytest.approx(got["dropped"] / got["docs"])
+  assert det["real_dropped"]["refiner"]["programmer"] == "refiner"
+  page = (run_dir / "report" / "index.html").read_text()
+  assert page.count("Real documents (every pool document but the synthetic junk) dropped") == 2  # ProX + refiner
 
 
 def test_training_runs_and_validation_table(finished):
@@ -265,3 +326,75 @@ def test_lm_stages_hold_the_trainer_configs():
     pc.parse_gin([MINI], ["tc.TrainConfig.model_dir = '/elsewhere'"])
   with pytest.raises(ValueError, match="LossConfig.kind"):
     pc.parse_gin([MINI], ["tc.LossConfig.kind = 'clm'"])
+
+
+def test_judged_part_is_fixed_by_the_ids():
+  """ScoreConfig.judge_docs' rule: the k ids with the smallest hash, whatever their order; nested in k; all of
+  them for None or k >= n; independent of the head's held-out split (another hash key)."""
+  from tokensift.selection import distill
+
+  ids = [f"doc{i}" for i in range(2000)]
+  part = distill_stages.judged_ids(ids, 500)
+  assert len(part) == 500 and part == distill_stages.judged_ids(ids[::-1], 500)
+  u = dict(zip(ids, distill.id_hash(ids, distill_stages.JUDGE_KEY)))
+  assert max(u[i] for i in part) < min(u[i] for i in set(ids) - part)  # the smallest hashes
+  assert distill_stages.judged_ids(ids, 499) < part < distill_stages.judged_ids(ids, 501)
+  assert distill_stages.judged_ids(ids, None) == set(ids) == distill_stages.judged_ids(ids, 2000)
+  judged = sorted(part)
+  held = distill.heldout_mask(judged, 20.0).mean()
+  assert 0.15 < held < 0.25  # the head's 20% hold-out within the judged part is not skewed by the choice
+  with pytest.raises(ValueError, match="judge_docs=3 must be >= 8"):
+    pc.ScoreConfig(judge_docs=3)
+  with pytest.raises(ValueError, match="head kind 'lasso'"):
+    pc.ScoreConfig(judge_docs=20, head="lasso")
+
+
+def test_merge_takes_the_judge_where_it_scored():
+  judge = [{"id": "b", "score": 0.2, "logp_yes": -1.6, "logp_no": -0.3}, {"id": "z", "score": 0.5, "logp_yes": -0.7}]
+  head = [
+    {"id": i, "score": s, "logp_yes": float(np.log(s)), "logp_no": None, "scorer": "distilled:abc"}
+    for i, s in (("a", 0.9), ("b", 0.7), ("c", 0.1), ("b", 0.6))
+  ]
+  merged = distill_stages.merge_records(judge, head)
+  assert [(r["id"], r["score"], r["scorer"]) for r in merged] == [
+    ("a", 0.9, "distilled:abc"),
+    ("b", 0.2, "judge"),  # the judge's record, not the head's
+    ("c", 0.1, "distilled:abc"),
+    ("z", 0.5, "judge"),  # judged, not embedded: kept
+  ]
+  assert distill_stages.scorer_counts(merged) == {"judge": 2, "head": 2}
+  assert distill_stages.merge_records(judge, []) == [dict(r, scorer="judge") for r in judge]
+
+
+def test_refiner_learns_from_the_corpus_task(tmp_path):
+  """RefinerConfig.train_task / eval_task unset follow CorpusConfig.task: with OpenWebMath (math profile) the SFT
+  documents are owm_raw train documents outside the pool, none from C4; C4 keeps its documents."""
+  from tokensift.pipeline.context import Context
+  from tokensift.pipeline.corpus_stages import refiner_train_texts
+
+  corpus = pc.CorpusConfig(task="owm_raw", profile="math", max_docs=10, lm_task="owm_raw_smollm2")
+  cfg = pc.PipelineConfig(corpus=corpus, refiner=pc.RefinerConfig(train_docs=30))
+  assert cfg.refiner_tasks() == {
+    "train_task": "owm_raw",
+    "train_split": "train",
+    "eval_task": "owm_raw",
+    "eval_split": "validation",
+  }
+  ctx = Context(cfg, tmp_path)
+  owm = ctx.task_texts("owm_raw", "train", 30)
+  c4 = set(ctx.task_texts("c4_en_raw", "train", 30))
+  texts, n_in, extra = refiner_train_texts(ctx)
+  assert n_in == 30 and extra["task"] == "owm_raw" and extra["corrupted"]["excluded_pool_docs"] == 10
+  assert not set(texts) & (c4 | set(owm[:10]))  # nothing from C4 or from the pool
+  untouched = set(texts) & set(owm[10:])  # the training documents the corruptions left as they are
+  assert len(untouched) >= 5 and any("$" in t or "\\" in t for t in untouched)
+  plain = Context(dataclasses.replace(cfg, refiner=pc.RefinerConfig(train_docs=30, corrupt_training=False)), tmp_path)
+  assert refiner_train_texts(plain)[0] == owm
+  explicit = pc.PipelineConfig(corpus=corpus, refiner=pc.RefinerConfig(train_task="c4_en_raw", eval_split="train"))
+  assert explicit.refiner_tasks()["train_task"] == "c4_en_raw" and explicit.refiner_tasks()["eval_split"] == "train"
+  default = pc.PipelineConfig().refiner_tasks()  # C4: the same task and splits as before they followed the corpus
+  assert (default["train_task"], default["eval_task"], default["eval_split"]) == (
+    "c4_en_raw",
+    "c4_en_raw",
+    "validation",
+  )

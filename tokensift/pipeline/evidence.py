@@ -28,35 +28,46 @@ def token_losses(ctx: Context) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def scores(ctx: Context) -> dict[str, float]:
+  """id -> ASK-LLM score (P(yes); the judge's where it scored the document, the distilled head's elsewhere)."""
   return {str(r["id"]): float(r["score"]) for r in score_records(ctx).values()}
 
 
 def score_records(ctx: Context) -> dict[str, dict[str, Any]]:
-  """id -> the score stage's record (``score``, ``logp_yes``, ``logp_no``, variants, ``tokens``)."""
-  return {str(r["id"]): r for f in jobs.shard_files(ctx.dir("score"), "score") for r in jobs.read_records(f)}
+  """id -> ASK-LLM record (``score``, ``logp_yes``, ``logp_no``, ``tokens``, ``scorer``): the merged judge + head
+  scores of ``distill_stages.score_records`` (the score stage's alone without a ``distill`` stage)."""
+  from tokensift.pipeline import distill_stages
+
+  return distill_stages.score_records(ctx)
 
 
 def askllm_diagnostics(recs: list[dict[str, Any]], labs: list[dict[str, Any]]) -> dict[str, Any]:
   """Why ASK-LLM ranks as it does: ROC AUC (clean over junk) of P("yes") against each junk kind alone, of the
   yes/no-normalised score P(yes) / (P(yes) + P(no)) (public re-implementations' readout; reported beside the
   paper's, not chosen by it), and the mean next-token mass on "yes" + "no" (how much the scorer answers the
-  question at all) for clean and junk documents."""
-  junk = np.asarray([x["kind"] == "junk" for x in labs])
+  question at all) for clean and junk documents. The per-kind AUC and mean P(yes) take every record (judge and
+  distilled head); the yes/no readouts only the judge's (a head predicts P(yes) alone: ``logp_no`` None), counted
+  in ``judge_docs``."""
+  junk = np.asarray([x["kind"] == "junk" for x in labs], bool)
   kinds = np.asarray([x["junk_kind"] or "" for x in labs])
   ly = np.asarray([r["logp_yes"] for r in recs], np.float64)
-  ln = np.asarray([r["logp_no"] for r in recs], np.float64)
-  norm = ly - np.logaddexp(ly, ln)
+  judged = np.asarray([r.get("logp_no") is not None for r in recs], bool)
+  ln = np.asarray([r["logp_no"] if j else np.nan for r, j in zip(recs, judged)], np.float64)
+  norm = np.full_like(ly, np.nan)
+  norm[judged] = ly[judged] - np.logaddexp(ly[judged], ln[judged])
 
-  def per_kind(v):
-    return {k: det.roc_auc(v[~junk | (kinds == k)], ~junk[~junk | (kinds == k)]) for k in sorted(set(kinds[junk]))}
+  def per_kind(v, m):
+    j, k_ = junk[m], kinds[m]
+    return {k: det.roc_auc(v[m][~j | (k_ == k)], ~j[~j | (k_ == k)]) for k in sorted(set(kinds[junk]))}
 
   mass = np.exp(ly) + np.exp(ln)
+  jc, jj = judged & ~junk, judged & junk
   return {
-    "auc_by_junk_kind": per_kind(ly),
-    "auc_normalised": det.roc_auc(norm, ~junk),
-    "auc_normalised_by_junk_kind": per_kind(norm),
-    "yes_no_mass_clean": float(mass[~junk].mean()) if (~junk).any() else None,
-    "yes_no_mass_junk": float(mass[junk].mean()) if junk.any() else None,
+    "judge_docs": int(judged.sum()),
+    "auc_by_junk_kind": per_kind(ly, np.ones_like(junk)),
+    "auc_normalised": det.roc_auc(norm[judged], ~junk[judged]),
+    "auc_normalised_by_junk_kind": per_kind(norm, judged),
+    "yes_no_mass_clean": float(mass[jc].mean()) if jc.any() else None,
+    "yes_no_mass_junk": float(mass[jj].mean()) if jj.any() else None,
     "p_yes_clean": float(np.exp(ly[~junk]).mean()) if (~junk).any() else None,
     "p_yes_junk": float(np.exp(ly[junk]).mean()) if junk.any() else None,
   }
@@ -161,12 +172,34 @@ def prox_detection(ctx: Context, stage: str, labels: dict[str, dict]) -> dict[st
   for r, x in zip(recs, lab):
     if x["kind"] == "junk":
       by_kind.setdefault(x["junk_kind"], []).append(not r["kept"])
+  real = [not r["kept"] for r, x in zip(recs, lab) if x["kind"] != "junk"]
   return {
     "docs": docs,
     "lines": lines,
     "dropped_by_junk_kind": {k: float(np.mean(v)) for k, v in by_kind.items()},
-    "clean_dropped": float(np.mean([not r["kept"] for r, x in zip(recs, lab) if x["kind"] != "junk"])),
+    "clean_dropped": float(np.mean(real)),
+    "real_docs": len(real),
+    "real_dropped": int(sum(real)),
   }
+
+
+REAL_DROPPERS = (("refine", "refiner"), ("refine_rules", "rules"))
+
+
+def real_dropped(ctx: Context, labels: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:
+  """Per refine stage that ran ('refiner': the ``refine`` stage, whatever its programmer; 'rules':
+  ``refine_rules``): how many real documents it dropped, of how many, and the share. Real = not a synthetic junk
+  document of the known-answer corpus (``labels``), or every pool document without labels."""
+  out = {}
+  for stage, who in REAL_DROPPERS:
+    if not jobs.shard_files(ctx.dir(stage), "refine"):
+      continue
+    recs = ctx.refined_records(stage)
+    real = [r for r in recs if not labels or (labels.get(str(r["id"])) or {}).get("kind") != "junk"]
+    k = sum(not r["kept"] for r in real)
+    name = ctx.config.refine.programmer if stage == "refine" else "rules"
+    out[who] = {"programmer": name, "dropped": k, "docs": len(real), "share": k / len(real) if real else None}
+  return out
 
 
 def ranking_detection(values: np.ndarray, is_junk: np.ndarray, higher_is_better: bool) -> dict[str, Any]:
@@ -226,6 +259,9 @@ def selection_detection(ctx: Context, labels: dict[str, dict]) -> dict[str, Any]
   }
   recs = score_records(ctx)
   out["askllm"].update(askllm_diagnostics([recs[i] for i in pool], [labels[i] for i in pool]))
+  from tokensift.pipeline import distill_stages
+
+  out["askllm"]["scorers"] = distill_stages.scorer_counts([recs[i] for i in pool])  # judge / distilled head
   for mode in ppl.MODES:
     rows = []
     for r in RATES:
@@ -467,9 +503,19 @@ def format_evidence(detection: dict[str, Any] | None, table: dict[str, Any] | No
           f"| junk lines removed P {f(d['lines']['precision'], 2)} R {f(d['lines']['recall'], 2)} "
           f"| non-junk docs dropped {100 * d['clean_dropped']:.0f}%"
         )
+    rd = detection.get("real_dropped")
+    if rd:
+      out.append(
+        "real (non-junk) documents dropped: "
+        + ", ".join(f"{who} {100 * (v['share'] or 0):.0f}% ({v['dropped']} of {v['docs']})" for who, v in rd.items())
+      )
     s = detection["selection"]
+    who = s["askllm"].get("scorers") or {}
+    by = (
+      f"; ASK-LLM scores: {who['judge']} by the judge, {who['head']} by the distilled head" if who.get("head") else ""
+    )
     out.append(
-      f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk): ROC AUC clean>junk "
+      f"selection on the refined pool ({s['docs']} docs, {s['junk_docs']} junk{by}): ROC AUC clean>junk "
       f"ASK-LLM {f(s['askllm']['auc_clean_over_junk'])}, perplexity-low "
       f"{f(s['perplexity_low']['auc_clean_over_junk'])}"
     )

@@ -315,6 +315,7 @@ def _detection(ctx: Context, out: Path) -> dict[str, Any]:
     got = evidence.prox_detection(ctx, stage, labels)
     if got:
       res[name] = got
+  res["real_dropped"] = evidence.real_dropped(ctx, labels)  # the refiner's share of real documents dropped, the rules'
   res["selection"] = evidence.selection_detection(ctx, labels)
   res["density"] = evidence.density_detection(ctx, labels)
   abl = read_ablations(ctx)

@@ -124,10 +124,24 @@ def prox_html(det: dict[str, Any], out: Path) -> str:
   return (
     f"<h2>ProX: refiner vs rules on the same documents</h2>{rt.img(img)}<p>On the same corpus, "
     + "; ".join(sents)
-    + ". Lines of a dropped real document count as removed."
+    + ". Lines of a dropped real document count as removed. "
+    + real_dropped_sentence(det.get("real_dropped"))
     + missed
     + f"</p>{table}"
   )
+
+
+def real_dropped_sentence(rd: dict[str, Any] | None) -> str:
+  """The refiner's share of real (non-junk) documents dropped next to the rules' (``evidence.real_dropped``)."""
+  if not rd:
+    return ""
+  names = {"refiner": "the refine stage's programmer", "rules": "the rule programmer"}
+  parts = [
+    f"{names[w]}{' (' + html.escape(v['programmer']) + ')' if w == 'refiner' else ''} dropped "
+    f"{rt.pct(v['share'])} ({v['dropped']} of {v['docs']})"
+    for w, v in rd.items()
+  ]
+  return "Real documents (every pool document but the synthetic junk) dropped: " + "; ".join(parts) + "."
 
 
 SELECTORS = (
@@ -166,9 +180,16 @@ def selection_html(det: dict[str, Any], out: Path) -> str:
   img = plots.save(fig, out / "ev_selection.png")
   a = sel["askllm"]
   at = {k: next(x for x in sel[k]["by_rate"] if x["rate"] == 40.0) for k, *_ in SELECTORS}
+  who = a.get("scorers") or {}
+  by = (
+    f" (ASK-LLM scores here come from the judge and the distilled head: {who['judge']} by the judge, "
+    f"{who['head']} by the head; the yes/no readouts below are the judge's alone)"
+    if who.get("head")
+    else ""
+  )
   sent = (
     f"{rt.count(sel['junk_docs'], 'junk document')} survived refinement and were scored with the "
-    f"{sel['docs'] - sel['junk_docs']} other documents. ASK-LLM ranks a clean document above a junk one with "
+    f"{sel['docs'] - sel['junk_docs']} other documents{by}. ASK-LLM ranks a clean document above a junk one with "
     f"probability {rt.num(a['auc_clean_over_junk'])} (its ROC AUC{_chance(a['auc_clean_over_junk'])}; "
     f"lowest-perplexity filtering's is {rt.num(sel['perplexity_low']['auc_clean_over_junk'])}). Keeping 40% of "
     f"the pool, ASK-LLM keeps {rt.pct(at['askllm']['junk_kept'])} of the junk, lowest-perplexity filtering "

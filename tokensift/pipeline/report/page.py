@@ -1,9 +1,11 @@
 """The pipeline report: one static HTML page with PNG plots (matplotlib, Agg backend), no server needed.
 
 Sections: stage timings; documents and tokens kept per stage; the refiner (SFT loss, F1 against the rule
-programmer and the ceiling); ASK-LLM score and DENSITY histograms and density vs score (selected documents
-marked); refined documents with removed lines struck through; the Rho-1 token-selection view; training and
-validation curves (SLM vs CLM vs the whole refined pool) and the validation-loss table.
+programmer and the ceiling, the refiner's and the rules' shares of real documents dropped); ASK-LLM score and
+DENSITY histograms and density vs score (selected documents marked; judge + distilled head scores with a
+``distill`` stage) and the distilled head's fidelity (``distill_section``); refined documents with removed lines
+struck through; the Rho-1 token-selection view; training and validation curves (SLM vs CLM vs the whole refined
+pool) and the validation-loss table.
 
 Everything is read from the run directory (stage markers and job outputs), so the page can be rebuilt from a
 finished run with ``write_report(ctx, out_dir)``.
@@ -60,7 +62,8 @@ def plot_funnel(summaries: dict[str, dict[str, Any]], path: Path) -> str | None:
   if "refine_rules" in summaries:
     s = summaries["refine_rules"]
     steps.append(("refined\n(rules)", s.get("docs_out"), s.get("tokens_out")))
-  for name, label in (("refine", "refined"), ("score", "scored"), ("select", "selected")):
+  scored = ("distill", "scored\n(judge + head)") if "distill" in summaries else ("score", "scored")
+  for name, label in (("refine", "refined"), scored, ("select", "selected")):
     if name in summaries:
       s = summaries[name]
       steps.append((label, s.get("docs_out"), s.get("tokens_out")))
@@ -283,6 +286,13 @@ def write_report(ctx, out_dir: str | Path) -> Path:
     )
     if curve:
       body.append(f'<img src="{curve}">')
+    from tokensift.pipeline import evidence
+    from tokensift.pipeline.report.evidence_sections import real_dropped_sentence
+
+    labels = {r["id"]: r for r in jobs.read_records(run_dir / "corpus" / "labels.jsonl", missing_ok=True)}
+    said = real_dropped_sentence(evidence.real_dropped(ctx, labels or None))
+    if said:
+      body.append(f"<p>{said}</p>")
     frows = []
     for who in ("refiner", "ceiling"):
       r = ev[who]
@@ -297,7 +307,11 @@ def write_report(ctx, out_dir: str | Path) -> Path:
       _table(("programmer", "measure", "F1", "precision", "recall", "teacher positives", "predicted"), frows, digits=3)
     )
 
-  scores = _records(run_dir, "score", "score")
+  from tokensift.pipeline import distill_stages
+  from tokensift.pipeline.report.distill_section import distill_html
+
+  distilled = distill_stages.enabled(ctx)
+  scores = list(distill_stages.score_records(ctx).values()) if ("distill" if distilled else "score") in sums else []
   dens_file = run_dir / "density" / "density.parquet"
   sel_ids: set[str] = set()
   if "select" in sums:
@@ -309,7 +323,8 @@ def write_report(ctx, out_dir: str | Path) -> Path:
     s_ids = [str(r["id"]) for r in scores]
     s_val = np.array([r["score"] for r in scores], np.float64)
     s_sel = np.array([i in sel_ids for i in s_ids])
-    imgs = [plot_hist(s_val, "ASK-LLM P(yes)", "P(yes)", out / "score_hist.png", s_sel)]
+    title = "ASK-LLM P(yes)" + (" (judge + distilled head)" if distilled else "")
+    imgs = [plot_hist(s_val, title, "P(yes)", out / "score_hist.png", s_sel)]
     if dens_file.exists():
       import pyarrow.parquet as pq
 
@@ -335,6 +350,7 @@ def write_report(ctx, out_dir: str | Path) -> Path:
         f"<p>Selection: {s['docs_out']} of {s['docs_in']} documents "
         f"({html.escape(json.dumps(as_json(ctx.config.selection)))}).</p>"
       )
+  body.append(distill_html(sums.get("distill"), ctx.config.score.job.model, ctx.config.score.judge_docs))
 
   refined = _records(run_dir, "refine", "refine")
   if refined:
