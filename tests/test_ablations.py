@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 
+from tokensift.pipeline import ablation_data as ad
 from tokensift.pipeline import ablations as ab
 
 
 def test_compact_vocab_most_frequent_first_then_oov():
-  m = ab.compact_vocab([[50, 7, 7, 9], [7, 9, 123]], max_vocab=5)
+  m = ad.compact_vocab([[50, 7, 7, 9], [7, 9, 123]], max_vocab=5)
   assert m == {7: 3, 9: 4}  # 3 reserved ids (pad, OOV, separator) + the 2 most frequent
-  assert ab.compact_vocab([[5, 4], [4, 5]], 10) == {4: 3, 5: 4}  # ties by id
+  assert ad.compact_vocab([[5, 4], [4, 5]], 10) == {4: 3, 5: 4}  # ties by id
 
 
 def test_pack_keeps_labels_aligned():
@@ -22,20 +23,20 @@ def test_pack_keeps_labels_aligned():
     {"tokens": [13, 99], "ref_losses": [4.0, 5.0], "noise": [1, 1]},
   ]
   mapping = {10: 3, 11: 4, 12: 5, 13: 6}
-  rows = ab.pack(docs, mapping, seq_len=4)
+  rows = ad.pack(docs, mapping, seq_len=4)
   # stream: 3 4 5 SEP 6 OOV SEP + padding, rows of 5 overlapping by one (inputs/targets)
-  np.testing.assert_array_equal(rows["tokens"], [[3, 4, 5, ab.SEP, 6], [6, ab.OOV, ab.SEP, ab.PAD, ab.PAD]])
+  np.testing.assert_array_equal(rows["tokens"], [[3, 4, 5, ad.SEP, 6], [6, ad.OOV, ad.SEP, ad.PAD, ad.PAD]])
   np.testing.assert_array_equal(rows["ref"], [[1, 2, 3, 0, 4], [4, 5, 0, 0, 0]])
   np.testing.assert_array_equal(rows["noise"], [[0, 1, 0, 0, 1], [1, 1, 0, 0, 0]])
   np.testing.assert_array_equal(rows["weight"], [[1, 1, 1, 0, 1], [1, 1, 0, 0, 0]])
 
 
 def test_unigram_level():
-  train = ab.pack([{"tokens": [3, 3, 3, 4], "ref_losses": [0] * 4, "noise": [0] * 4}], {3: 3, 4: 4}, 8)
-  val = ab.pack([{"tokens": [3, 4], "ref_losses": [0] * 2, "noise": [0] * 2}], {3: 3, 4: 4}, 8)
+  train = ad.pack([{"tokens": [3, 3, 3, 4], "ref_losses": [0] * 4, "noise": [0] * 4}], {3: 3, 4: 4}, 8)
+  val = ad.pack([{"tokens": [3, 4], "ref_losses": [0] * 2, "noise": [0] * 2}], {3: 3, 4: 4}, 8)
   # training targets (everything after the first token): 3 3 4 -> add-one counts over 5 ids: 3 -> 3, 4 -> 2
   p3, p4 = 3 / 8, 2 / 8
-  assert ab.unigram_ce(train, val, 5) == pytest.approx(-math.log(p4))  # the one validation target is 4
+  assert ad.unigram_ce(train, val, 5) == pytest.approx(-math.log(p4))  # the one validation target is 4
   assert p3 > p4
 
 
@@ -106,8 +107,8 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget(tmp_path):
     assert one["runs"][name]["curve"] == two["runs"][name]["curve"]
   b = one["budget"]
   assert b["tokens_seen_per_model"] == 4 * 4 * 32 and b["val_docs"] == 8 and b["params_per_model"] > 128 * 16
-  chars = {k: [ab.to_chars(d) for d in v] for k, v in data.items()}  # the default vocabulary: characters
-  rows = {n: ab.pack(chars[r["data"]], {}, 32)["tokens"].shape[0] for n, r in one["runs"].items()}
+  chars = {k: [ad.to_chars(d) for d in v] for k, v in data.items()}  # the default vocabulary: characters
+  rows = {n: ad.pack(chars[r["data"]], {}, 32)["tokens"].shape[0] for n, r in one["runs"].items()}
   assert one["runs"]["clm_contaminated"]["tokens"] == sum(len(d["text"]) for d in data["contaminated"])
   assert one["vocab"]["units"] == "characters"
   assert one["vocab"]["in_vocab_ids"] == len({c for d in data["contaminated"] for c in d["text"]}) < 128 - 3
@@ -140,12 +141,12 @@ def c4_char_rows():
   tok = vocabularies.smollm2().tokenizer
   inp = docs.DocumentInput(task="c4_en_raw", split="train").validate()
   texts = [d.text for d in docs.documents_only(inp.rows(docs.ShardSpec()), docs.ReadReport())][:12]
-  train, val = [ab.to_chars(d) for d in _docs(texts[:8], tok)], [ab.to_chars(d) for d in _docs(texts[8:], tok)]
+  train, val = [ad.to_chars(d) for d in _docs(texts[:8], tok)], [ad.to_chars(d) for d in _docs(texts[8:], tok)]
   for k, d in enumerate(train):  # a noise span in every other document, so the SLM counts see both kinds
     d["noise"] = [int(k % 2 == 0 and 5 <= i < 25) for i in range(len(d["tokens"]))]
     d["ref_losses"] = [4.0 if z else r for r, z in zip(d["ref_losses"], d["noise"])]
-  mapping = ab.compact_vocab([d["tokens"] for d in train], 64)
-  return ab.pack(train, mapping, 16), ab.pack(val, mapping, 16)
+  mapping = ad.compact_vocab([d["tokens"] for d in train], 64)
+  return ad.pack(train, mapping, 16), ad.pack(val, mapping, 16)
 
 
 def test_a_stopped_run_resumes_from_its_checkpoint_with_the_same_curves(tmp_path, c4_char_rows):
@@ -197,13 +198,13 @@ def test_a_stopped_run_resumes_from_its_checkpoint_with_the_same_curves(tmp_path
 def test_to_chars_spreads_reference_losses_over_characters():
   # "ab" + " cd" + two byte-level pieces of "é" (both end at 6): losses 1, 3, 2 + 4
   doc = {"text": "ab cdé", "ends": [2, 5, 6, 6], "ref_losses": [1.0, 3.0, 2.0, 4.0], "noise": [0, 1, 0, 1]}
-  c = ab.to_chars(doc)
+  c = ad.to_chars(doc)
   assert c["tokens"] == [ord(x) for x in "ab cdé"]
   np.testing.assert_allclose(c["ref_losses"], [0.5, 0.5, 1.0, 1.0, 1.0, 6.0])
   assert c["noise"] == [0, 0, 1, 1, 1, 1]
   assert sum(c["ref_losses"]) == pytest.approx(sum(doc["ref_losses"]))  # the document's reference NLL
   with pytest.raises(ValueError, match="token ends"):
-    ab.to_chars(dict(doc, ends=[2, 5, 6]))
+    ad.to_chars(dict(doc, ends=[2, 5, 6]))
 
 
 def test_real_tokenizer_offsets_cover_the_text():
@@ -215,6 +216,6 @@ def test_real_tokenizer_offsets_cover_the_text():
   text = "Café au lait — 3€ only! 日本語 too.\nNext line"
   ids, noise, ends = _tokenize(vocabularies.smollm2().tokenizer, text, 10**6, [(5, 12, "x")])
   assert len(ids) == len(noise) == len(ends) and ends[-1] == len(text) and ends == sorted(ends)
-  c = ab.to_chars({"text": text, "ends": ends, "ref_losses": [1.0] * len(ids), "noise": noise})
+  c = ad.to_chars({"text": text, "ends": ends, "ref_losses": [1.0] * len(ids), "noise": noise})
   assert "".join(map(chr, c["tokens"])) == text and sum(c["ref_losses"]) == pytest.approx(len(ids))
   assert all(c["noise"][5:12]) and not any(c["noise"][:4])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tokensift.core import docs
+from tokensift.pipeline import ablation_data as ad
 from tokensift.pipeline import ablations as ab
 from tokensift.pipeline import reference_model as rm
 
@@ -142,7 +143,7 @@ def test_doc_log_ppl_is_the_mean_unit_loss_of_the_document_alone():
   mapping = {i: i for i in range(64)}
   got = rm.doc_log_ppl(trainer, params, documents, mapping)
   for d, v in zip(documents, got):
-    rows = ab.pack([d], mapping, cfg.seq_len)
+    rows = ad.pack([d], mapping, cfg.seq_len)
     ce = _numpy_ce(trainer.net, params, rows["tokens"])
     w = rows["weight"][:, 1:]
     assert v == pytest.approx((ce * w).sum() / w.sum(), rel=1e-5)
@@ -151,13 +152,13 @@ def test_doc_log_ppl_is_the_mean_unit_loss_of_the_document_alone():
 def test_positions_budget_rule():
   cfg = ab.AblationConfig(**dict(SMALL, steps=None, seq_len=32))  # 128 positions a step
   units = {"contaminated": 10_000, "refined_pool": 9_000, "random": 4_000, "askllm": 3_000, "density": 5_000}
-  b = ab.positions_budget(cfg, units)
+  b = ad.positions_budget(cfg, units)
   assert b["limits"] == {"pool": 10_000, "selection askllm": 6_000} and b["bound"] == "selection askllm"
   assert b["steps"] == 6_000 // 128 and b["positions"] == 46 * 128 and b["regime"] == "data-abundant"
   assert b["epochs"]["contaminated"] == pytest.approx(46 * 128 / 10_000)
   units["askllm"] = 9_000
-  assert ab.positions_budget(cfg, units)["bound"] == "selection random"  # 2 x 4,000 < 10,000
-  fixed = ab.positions_budget(dataclasses.replace(cfg, steps=200), units)
+  assert ad.positions_budget(cfg, units)["bound"] == "selection random"  # 2 x 4,000 < 10,000
+  fixed = ad.positions_budget(dataclasses.replace(cfg, steps=200), units)
   assert fixed["positions"] == 25_600 and fixed["regime"] == "repeated data" and fixed["limits"] == {}
   with pytest.raises(ValueError, match="less than one step of 128"):
-    ab.positions_budget(cfg, {"contaminated": 100})
+    ad.positions_budget(cfg, {"contaminated": 100})

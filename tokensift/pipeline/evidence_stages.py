@@ -201,6 +201,7 @@ def _reference_stage(ctx: Context, out: Path) -> dict[str, Any]:
   of the perplexity stage (``doc_losses.jsonl``), its params and the compact vocabulary."""
   import json
 
+  from tokensift.pipeline import ablation_data as ad
   from tokensift.pipeline import ablations as ab
   from tokensift.pipeline import evidence
   from tokensift.pipeline import reference_model as rm
@@ -216,15 +217,15 @@ def _reference_stage(ctx: Context, out: Path) -> dict[str, Any]:
       train.append({"tokens": ids, "ref_losses": [0.0] * len(ids), "noise": noise, "ends": ends, "text": t[: ends[-1]]})
   tl = evidence.token_losses(ctx)
   keys = list(tl)
-  units = ab.unit_docs(a, [tl[k] for k in keys])
+  units = ad.unit_docs(a, [tl[k] for k in keys])
   by_key = dict(zip(keys, units))
   pool = {"contaminated": [by_key[k] for k in keys if k[0] == "raw"]}
   pool["refined_pool"] = [
     by_key[("refined", i)] if ("refined", i) in by_key else by_key[("raw", i)] for i in evidence.refined_pool_ids(ctx)
   ]
-  mapping = ab.vocabulary_mapping(a, pool)
+  mapping = ad.vocabulary_mapping(a, pool)
   params, res = rm.train_reference(
-    a, r.steps, ab.unit_docs(a, train), ab.unit_docs(a, validation_rows(ctx)), mapping, out / "run", seed=r.seed
+    a, r.steps, ad.unit_docs(a, train), ad.unit_docs(a, validation_rows(ctx)), mapping, out / "run", seed=r.seed
   )
   trainer = ab.AblationSteps(dataclasses.replace(a, steps=r.steps), a.max_vocab)
   lp = rm.doc_log_ppl(trainer, params, units, mapping)
@@ -235,7 +236,7 @@ def _reference_stage(ctx: Context, out: Path) -> dict[str, Any]:
   jobs.atomic_write_bytes(out / rm.DOC_LOSSES_FILE, "".join(json.dumps(x) + "\n" for x in rows).encode())
   rm.save(out, params, mapping)
   summary = {k: v for k, v in res.items() if k not in ("train_curve", "slm_selection")}
-  summary.update(text=src, units_name=ab.UNITS[a.vocabulary])
+  summary.update(text=src, units_name=ad.UNITS[a.vocabulary])
   jobs.atomic_write_bytes(out / "reference.json", json.dumps(summary).encode())
   return dict(
     summary,

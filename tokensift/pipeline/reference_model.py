@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tokensift.pipeline import ablation_data as ad
 from tokensift.pipeline import ablations as ab
 
 PARAMS_FILE, DOC_LOSSES_FILE, VOCAB_FILE = "reference.msgpack", "doc_losses.jsonl", "vocab.json"
@@ -62,13 +63,13 @@ def train_reference(
   seed: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
   """Trains one reference model (CLM, ``cfg``'s architecture, ``steps`` steps of ``cfg.batch_size`` x
-  ``cfg.seq_len``) on ``train_docs`` (units: ``ablations.unit_docs``) in ``mapping``; evaluates on ``val_docs``.
+  ``cfg.seq_len``) on ``train_docs`` (units: ``ad.unit_docs``) in ``mapping``; evaluates on ``val_docs``.
   Returns (params of the one model, the training result: curves, ``final_val_ce``)."""
   import jax
 
   rcfg = dataclasses.replace(cfg, steps=steps)
   trainer = ab.AblationSteps(rcfg, cfg.max_vocab)
-  rows, val = ab.pack(train_docs, mapping, cfg.seq_len), ab.pack(val_docs, mapping, cfg.seq_len)
+  rows, val = ad.pack(train_docs, mapping, cfg.seq_len), ad.pack(val_docs, mapping, cfg.seq_len)
   states: dict[str, Any] = {}
   res = trainer.train("clm", rows, val, [seed], Path(work_dir), states=states)
   params = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), states[str(Path(work_dir))]["params"])
@@ -84,7 +85,7 @@ def doc_log_ppl(
   """Mean per-unit loss (log perplexity) of each document packed alone: float64 [n] (NaN for an empty one)."""
   rows, owner = [], []
   for k, d in enumerate(documents):
-    r = ab.pack([d], mapping, trainer.cfg.seq_len)
+    r = ad.pack([d], mapping, trainer.cfg.seq_len)
     rows.append(r)
     owner.append(np.full(r["tokens"].shape[0], k))
   if not rows:
