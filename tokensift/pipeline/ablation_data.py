@@ -5,12 +5,11 @@ training are ``pipeline.ablations``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-  from tokensift.pipeline.ablations import AblationConfig
+AblationConfig = Any  # ``pipeline.ablations.AblationConfig`` (not imported: that module builds on this one)
 
 
 PAD, OOV, SEP = 0, 1, 2
