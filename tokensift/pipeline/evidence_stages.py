@@ -348,9 +348,9 @@ def late_stages(ctx: Context) -> list[Stage]:
         ("refine", "select"),
         _perplexity_config,
         _perplexity,
-        "the ablations' units of every document (+ pretrained reference token losses)"
+        "the ablations' units of every document (SmolLM2 tokenizer; the reference stage scores them)"
         if trained
-        else "reference-model token losses of every document (perplexity baseline, Rho-1)",
+        else "the ablations' units + pretrained reference-model token losses (perplexity baseline, Rho-1)",
       ),
     ]
     if trained:
