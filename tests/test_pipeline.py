@@ -257,6 +257,12 @@ def test_report_has_its_images_and_sections(finished):
     data = (run_dir / "report" / img).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, img
   assert "<del>" in page  # a refined document with struck-through lines (dropped documents count too)
+  b = _marker(run_dir, "ablations")["summary"]["table"]["budget"]  # the positions budget is what the report says
+  ref = _marker(run_dir, "reference")["summary"]
+  assert f"Regime: {b['regime']}: {b['positions']:,} positions per model, fixed by the rule" in page
+  assert f"that is {b['epochs']['contaminated']:.2f} epochs of the whole pool" in page
+  assert f"trained for 12 steps ({ref['epochs']:.2f} epochs) on 24 clean documents (c4_en_raw:train; 24 pool" in page
+  assert f"validation CE {ref['final_val_ce']:.3f} nats per character" in page
   assert (run_dir / "report" / "token_view.html").read_text().count('class="sel"') > 0
   for stage in STAGES[:-1]:
     assert f"<td>{stage}</td>" in page
