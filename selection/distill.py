@@ -377,7 +377,6 @@ def score_embeddings(
   the judge's schema plus ``scorer``; see the module docstring)."""
   head = load_head(head_dir)
   check_embedding_model(head, embeddings)
-  config = {"scorer": head.scorer, "head": head.config, "embeddings": str(embeddings)}
   return jobs.run_sharded(
     name=SCORE_JOB,
     out_dir=out_dir,
@@ -386,11 +385,16 @@ def score_embeddings(
     shard=shard,
     piece_size=piece_size,
     fmt=fmt,
-    config=config,
+    config=score_config(head, embeddings),
     summarize=_summarize,
     finish=_finish,
     progress=progress,
   )
+
+
+def score_config(head: Head, embeddings: str | os.PathLike) -> dict[str, Any]:
+  """The config ``score_embeddings`` stores in its markers (a rerun with another is refused)."""
+  return {"scorer": head.scorer, "head": head.config, "embeddings": str(embeddings)}
 
 
 def embed_and_score(

@@ -318,3 +318,35 @@ def test_cli_distill_then_score_with_the_head(judged, tmp_path, capsys):
   assert main(["score", "--embeddings", str(emb), "--out", str(tmp_path / "x")]) == 2
   err = capsys.readouterr().err
   assert err.startswith("tokensift score: error: --embeddings") and "add --head HEAD_DIR" in err
+
+
+def test_head_scoring_on_beam_writes_the_single_process_files(small_embed_jobs, tmp_path, capsys):
+  """``tokensift score --head --embeddings --runner local --beam_workers 2``: byte for byte the files of the
+  single-process job, shard by shard; a rerun skips finished shards and scores only the missing one."""
+  from tokensift.cli import main
+  from tokensift.selection import beam_distill
+
+  d, ids = small_embed_jobs
+  for i in range(3):
+    distill.score_embeddings(d / "head", d / "three", tmp_path / "single", shard=jobs.ShardSpec(i, 3), progress=False)
+  args = ["score", "--head", str(d / "head"), "--embeddings", str(d / "three"), "--out", str(tmp_path / "beam")]
+  assert main([*args, "--runner", "local", "--beam_workers", "2", "--shards", "3", "--no_progress"]) == 0
+  assert "3 shards committed, 0 already finished" in capsys.readouterr().out
+  names = [f"score-{i:05d}-of-00003.jsonl" for i in range(3)]
+  for name in names:
+    assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+  assert sorted(r["id"] for r in _records(tmp_path / "beam")) == sorted(ids)
+  # resumable: nothing to do, then only the shard whose file and marker are gone
+  assert beam_distill.run_score_head_beam(d / "head", d / "three", tmp_path / "beam", shards=3, workers=1) == {}
+  for ext in ("jsonl", "done"):
+    (tmp_path / "beam" / f"score-00001-of-00003.{ext}").unlink()
+  done = beam_distill.run_score_head_beam(d / "head", d / "three", tmp_path / "beam", shards=3, workers=1)
+  assert list(done) == [1] and done[1]["records"] == 16
+  for name in names:
+    assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+  # another head into the same directory is refused before any worker starts; --runner needs the head's input
+  with pytest.raises(ValueError, match="was written with config .* use another output dir"):
+    beam_distill.run_score_head_beam(d / "head", d / "one", tmp_path / "beam", shards=3, workers=1)
+  capsys.readouterr()
+  assert main(["score", "--input", str(d / "one.jsonl"), "--out", str(tmp_path / "x"), "--runner", "local"]) == 2
+  assert capsys.readouterr().err.startswith("tokensift score: error: --runner / --shards run the distilled head")
