@@ -336,7 +336,7 @@ class EmbeddingRows:
     if not isinstance(row, dict) or row.get("id") in (None, ""):
       return docs.Skip("missing field 'id'", where)
     doc_id, vec = str(row["id"]), row.get("embedding")
-    arr = np.asarray([math.nan if v is None else v for v in vec], np.float32) if isinstance(vec, list) else None
+    arr = np.asarray(vec, np.float32) if isinstance(vec, list) else None  # (a null element becomes NaN)
     if arr is None or arr.shape != (self.dim,) or not np.isfinite(arr).all():
       shape = None if arr is None else arr.shape
       raise ValueError(
