@@ -18,7 +18,7 @@ Scoring (``score_embeddings``): a map over the embed job's output through ``jobs
 resumable, byte-identical after a kill + rerun; multi-host as the other jobs: ``multihost.host_shard``). Shard ``i``
 of ``n`` reads only its own split of the embed job's files (``EmbeddingRows``: the document layer's units, whole
 files when there are >= n, else Parquet row-group ranges or JSON-lines byte ranges, read by ``docs.read_units``
-with this module's row converter), in unit order. Records
+with this module's row converter), in unit order; every shard in one Beam pipeline: ``beam_distill``. Records
 have the judge's schema, so ``topk``, ``select`` and the variants take either::
 
   {"id", "score" (= sigmoid(head): the P("yes") or the share the head predicts), "logp_yes", "logp_no" (None),

@@ -1,7 +1,8 @@
 """``tokensift score``: ASK-LLM P("yes") per document (sharded, resumable): by the judge, or by a distilled head
 (``tokensift distill``) over the embed job's output (``--head HEAD_DIR --embeddings EMBED_DIR``) or over documents
-embedded in the same pass (``--head HEAD_DIR --input ...``). Either writes the judge's record schema (the head's
-records add ``scorer``), so ``topk``, ``select`` and the variants take both."""
+embedded in the same pass (``--head HEAD_DIR --input ...``); ``--head --embeddings --runner local`` scores every
+shard in one Beam pipeline (the same files). Either writes the judge's record schema (the head's records add
+``scorer``), so ``topk``, ``select`` and the variants take both."""
 
 from __future__ import annotations
 
