@@ -15,7 +15,10 @@ counted (``nan_scores``) and skipped. A deterministic held-out split: a document
   (scipy.stats) and the top-k overlap at the paper's rates (``keep_count`` on the held-out count).
 
 Scoring (``score_embeddings``): a map over the embed job's output through ``jobs.run_sharded`` (sharded,
-resumable, byte-identical after a kill + rerun; multi-host as the other jobs: ``multihost.host_shard``). Records
+resumable, byte-identical after a kill + rerun; multi-host as the other jobs: ``multihost.host_shard``). Shard ``i``
+of ``n`` reads only its own split of the embed job's files (``EmbeddingRows``: the document layer's units, whole
+files when there are >= n, else Parquet row-group ranges or JSON-lines byte ranges, read by ``docs.read_units``
+with this module's row converter), in unit order; every shard in one Beam pipeline: ``beam_distill``. Records
 have the judge's schema, so ``topk``, ``select`` and the variants take either::
 
   {"id", "score" (= sigmoid(head): the P("yes") or the share the head predicts), "logp_yes", "logp_no" (None),
@@ -299,41 +302,59 @@ def head_records(batch: list, head: Head) -> list[dict[str, Any]]:
   return out
 
 
-def embedding_rows(embeddings: str | os.PathLike, dim: int):
-  """Rows for ``run_sharded`` from an embed job's output: shard ``i/n`` takes the documents at global positions
-  ``i, i+n, ...`` (every shard reads the files' id and embedding columns). ValueError naming a wrong dimension."""
+def embedding_units(embeddings: str | os.PathLike, count: int) -> list:
+  """The embed job's output files cut into input units for ``count`` shards, as the document layer cuts its inputs
+  (``docs.plan_units``: whole files when there are at least ``count``, else Parquet row-group ranges (the embed job
+  writes one row group per piece) or JSON-lines byte ranges). Shard ``i`` reads ``docs.shard_units(units, i)``."""
   from tokensift.core import docs
   from tokensift.selection import embed_job
 
-  files = embed_job.embedding_files(embeddings)
-
-  def rows(shard: jobs.ShardSpec = jobs.ShardSpec()):
-    pos = 0
-    for f in files:
-      ids, vecs = embed_job.read_embeddings_file(f)
-      meta = _parquet_meta(f) if str(f).endswith(".parquet") else jobs.read_records(f)  # row-aligned with ids
-      for doc_id, vec, m in zip(ids, vecs, meta):
-        if pos % shard.count == shard.index:
-          if vec.shape != (dim,) or not np.isfinite(vec).all():
-            raise ValueError(
-              f"embedding of {doc_id!r} in {str(f)!r} has shape {vec.shape} or non-finite values; "
-              f"the head needs [{dim}] finite"
-            )
-          meta_out = {"embedding": vec, "tokens": m.get("tokens"), "truncated": m.get("truncated")}
-          yield docs.Document(doc_id, "", meta_out)
-        pos += 1
-
-  return rows
+  files = [str(f) for f in embed_job.embedding_files(embeddings)]
+  return docs.plan_units([(f, f.rstrip("/").rsplit("/", 1)[-1]) for f in files], count)
 
 
-def _parquet_meta(path) -> list[dict[str, Any]]:
-  """The ``tokens`` and ``truncated`` columns of an embed-job Parquet file, one dict per row ({} without them)."""
-  import pyarrow.parquet as pq
+class EmbeddingRows:
+  """Rows for ``run_sharded`` from an embed job's output: shard ``i/n`` reads only its own units
+  (``embedding_units``) in unit order, each row a ``Document(id, "", {embedding, tokens, truncated})``; an id seen
+  again in the shard is a counted skip (``docs.unique_ids``). ``bytes_read``: the input bytes the shard read.
+  ValueError naming a row whose embedding has another dimension, nulls or non-finite values."""
 
-  with storage.open_file(str(path)) as f:
-    pf = pq.ParquetFile(f)
-    cols = [c for c in ("tokens", "truncated") if c in pf.schema_arrow.names]
-    return pf.read(columns=cols).to_pylist() if cols else [{}] * pf.metadata.num_rows
+  def __init__(self, embeddings: str | os.PathLike, dim: int, shard: jobs.ShardSpec = jobs.ShardSpec()):
+    from tokensift.core import docs
+
+    self.embeddings, self.dim, self.shard = str(embeddings), int(dim), shard
+    self.units = docs.shard_units(embedding_units(embeddings, shard.count), shard)
+    self._counter = [0]
+
+  @property
+  def bytes_read(self) -> int:
+    return self._counter[0]
+
+  def __iter__(self):
+    from tokensift.core import docs
+
+    items = docs.read_units(self.units, counter=self._counter, convert=self._row)
+    return iter(docs.unique_ids(items))
+
+  def _row(self, row: Any, where: str, default_id: str):
+    from tokensift.core import docs
+
+    if not isinstance(row, dict) or row.get("id") in (None, ""):
+      return docs.Skip("missing field 'id'", where)
+    doc_id, vec = str(row["id"]), row.get("embedding")
+    arr = np.asarray(vec, np.float32) if isinstance(vec, list) else None  # (a null element becomes NaN)
+    if arr is None or arr.shape != (self.dim,) or not np.isfinite(arr).all():
+      shape = None if arr is None else arr.shape
+      raise ValueError(
+        f"embedding of {doc_id!r} in {self.embeddings!r} ({where}) has shape {shape} or null or non-finite "
+        f"values; the head needs [{self.dim}] finite"
+      )
+    return docs.Document(doc_id, "", {"embedding": arr, "tokens": row.get("tokens"), "truncated": row.get("truncated")})
+
+
+def embedding_rows(embeddings: str | os.PathLike, dim: int):
+  """``shard -> EmbeddingRows(embeddings, dim, shard)``: the ``rows`` callable of ``run_sharded``."""
+  return lambda shard=jobs.ShardSpec(): EmbeddingRows(embeddings, dim, shard)
 
 
 def check_embedding_model(head: Head, embeddings: str | os.PathLike) -> None:
@@ -362,7 +383,6 @@ def score_embeddings(
   the judge's schema plus ``scorer``; see the module docstring)."""
   head = load_head(head_dir)
   check_embedding_model(head, embeddings)
-  config = {"scorer": head.scorer, "head": head.config, "embeddings": str(embeddings)}
   return jobs.run_sharded(
     name=SCORE_JOB,
     out_dir=out_dir,
@@ -371,11 +391,16 @@ def score_embeddings(
     shard=shard,
     piece_size=piece_size,
     fmt=fmt,
-    config=config,
+    config=score_config(head, embeddings),
     summarize=_summarize,
     finish=_finish,
     progress=progress,
   )
+
+
+def score_config(head: Head, embeddings: str | os.PathLike) -> dict[str, Any]:
+  """The config ``score_embeddings`` stores in its markers (a rerun with another is refused)."""
+  return {"scorer": head.scorer, "head": head.config, "embeddings": str(embeddings)}
 
 
 def embed_and_score(

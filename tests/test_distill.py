@@ -181,6 +181,81 @@ def test_distil_score_topk_end_to_end(judged, tmp_path):
     )
 
 
+@pytest.fixture(scope="module")
+def small_embed_jobs(tmp_path_factory):
+  """Real MiniLM embed-job outputs of 48 C4 documents, pieces of 8 (one Parquet row group each): ``three`` (3
+  shard files, 2 row groups each), ``one`` (one file, 6 row groups) and ``one.jsonl`` (the same rows as JSON
+  lines), plus a ridge head fitted on them."""
+  from test_embed_job import TEST_CONFIG, embedder
+
+  from tokensift.selection import embed_job
+
+  d = tmp_path_factory.mktemp("embed_units")
+  rows = jobs.in_memory_rows(c4_documents()[:48])
+  for i in range(3):
+    embed_job.run_embed_job(
+      TEST_CONFIG, rows, str(d / "three"), shard=jobs.ShardSpec(i, 3), piece_size=8, progress=False, embedder=embedder()
+    )
+  embed_job.run_embed_job(TEST_CONFIG, rows, str(d / "one"), piece_size=8, progress=False, embedder=embedder())
+  (d / "one.jsonl").write_text(
+    "".join(json.dumps(r) + "\n" for f in jobs.finished_files(d / "one", "embed") for r in jobs.iter_records(f))
+  )
+  ids, x = embed_job.load_embeddings(d / "one")
+  y = x @ np.random.default_rng(0).normal(size=x.shape[1])
+  head, _ = distill.fit_head(ids, x, y, distill.DistillConfig(holdout=20))
+  distill.write_head(d / "head", head)
+  return d, ids
+
+
+def _ids_of(files):
+  return [r["id"] for f in files for r in jobs.iter_records(f)]
+
+
+def test_a_scoring_shard_reads_only_its_units(small_embed_jobs, tmp_path):
+  """Shard i of n reads its own split of the embed job's output, as the document layer splits inputs: whole files
+  when there are >= n, else Parquet row-group ranges or JSON-lines byte ranges; records in unit order."""
+  import pyarrow.parquet as pq
+
+  d, ids = small_embed_jobs
+  files = jobs.finished_files(d / "three", "embed")
+  assert len(files) == 3 and all(pq.ParquetFile(f).metadata.num_row_groups == 2 for f in files)
+
+  def read_all(path, shard):  # (ids, bytes read) of one shard
+    rows = distill.EmbeddingRows(path, 384, shard)
+    return [doc.id for doc in rows], rows.bytes_read, rows.units
+
+  everything = read_all(d / "three", jobs.ShardSpec())[1]  # (pyarrow reads a small file's footer with its data)
+  per_shard = []
+  for i, mine in ((0, [files[0], files[2]]), (1, [files[1]])):  # 3 files, 2 shards: whole files i, i+2
+    got, n_bytes, units = read_all(d / "three", jobs.ShardSpec(i, 2))
+    assert [(u.url, u.kind) for u in units] == [(str(f), "file") for f in mine] and got == _ids_of(mine)
+    per_shard.append(n_bytes)
+  assert 0 < per_shard[1] < per_shard[0] < everything == sum(per_shard)  # each file read once, by one shard
+  (one,) = jobs.finished_files(d / "one", "embed")
+  assert pq.ParquetFile(one).metadata.num_row_groups == 6
+  everything = read_all(d / "one", jobs.ShardSpec())[1]
+  for i in range(3):  # 1 file, 3 shards: row groups [2i, 2i+2), only those read
+    rows = distill.EmbeddingRows(d / "one", 384, jobs.ShardSpec(i, 3))
+    assert [(u.kind, u.start, u.stop) for u in rows.units] == [("row_groups", 2 * i, 2 * i + 2)]
+    got = list(rows)
+    assert [doc.id for doc in got] == ids[16 * i : 16 * i + 16]
+    assert got[0].meta["embedding"].shape == (384,) and isinstance(got[0].meta["tokens"], int)
+    assert 0 < rows.bytes_read < everything
+  jl = d / "one.jsonl"  # 1 JSON-lines file, 2 shards: byte ranges, each line read by exactly one shard
+  parts = [distill.EmbeddingRows(jl, 384, jobs.ShardSpec(i, 2)) for i in range(2)]
+  got = [[doc.id for doc in p] for p in parts]
+  assert [u.kind for p in parts for u in p.units] == ["bytes", "bytes"] and all(got) and got[0] + got[1] == ids
+  assert all(p.bytes_read < jl.stat().st_size for p in parts)
+  # the scoring job on 1 and on 3 shards: the same records, shard by shard in unit order
+  one_res = distill.score_embeddings(d / "head", d / "one", tmp_path / "s1", progress=False, piece_size=5)
+  three = [
+    distill.score_embeddings(d / "head", d / "one", tmp_path / "s3", shard=jobs.ShardSpec(i, 3), progress=False)
+    for i in range(3)
+  ]
+  assert one_res.stats["bytes_read"] == everything and all(r.stats["bytes_read"] < everything for r in three)
+  assert _records(tmp_path / "s1") == _records(tmp_path / "s3")
+
+
 def _embeddings_by_id(emb_dir, ids):
   from tokensift.selection import embed_job
 
@@ -243,3 +318,35 @@ def test_cli_distill_then_score_with_the_head(judged, tmp_path, capsys):
   assert main(["score", "--embeddings", str(emb), "--out", str(tmp_path / "x")]) == 2
   err = capsys.readouterr().err
   assert err.startswith("tokensift score: error: --embeddings") and "add --head HEAD_DIR" in err
+
+
+def test_head_scoring_on_beam_writes_the_single_process_files(small_embed_jobs, tmp_path, capsys):
+  """``tokensift score --head --embeddings --runner local --beam_workers 2``: byte for byte the files of the
+  single-process job, shard by shard; a rerun skips finished shards and scores only the missing one."""
+  from tokensift.cli import main
+  from tokensift.selection import beam_distill
+
+  d, ids = small_embed_jobs
+  for i in range(3):
+    distill.score_embeddings(d / "head", d / "three", tmp_path / "single", shard=jobs.ShardSpec(i, 3), progress=False)
+  args = ["score", "--head", str(d / "head"), "--embeddings", str(d / "three"), "--out", str(tmp_path / "beam")]
+  assert main([*args, "--runner", "local", "--beam_workers", "2", "--shards", "3", "--no_progress"]) == 0
+  assert "3 shards committed, 0 already finished" in capsys.readouterr().out
+  names = [f"score-{i:05d}-of-00003.jsonl" for i in range(3)]
+  for name in names:
+    assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+  assert sorted(r["id"] for r in _records(tmp_path / "beam")) == sorted(ids)
+  # resumable: nothing to do, then only the shard whose file and marker are gone
+  assert beam_distill.run_score_head_beam(d / "head", d / "three", tmp_path / "beam", shards=3, workers=1) == {}
+  for ext in ("jsonl", "done"):
+    (tmp_path / "beam" / f"score-00001-of-00003.{ext}").unlink()
+  done = beam_distill.run_score_head_beam(d / "head", d / "three", tmp_path / "beam", shards=3, workers=1)
+  assert list(done) == [1] and done[1]["records"] == 16
+  for name in names:
+    assert (tmp_path / "beam" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+  # another head into the same directory is refused before any worker starts; --runner needs the head's input
+  with pytest.raises(ValueError, match="was written with config .* use another output dir"):
+    beam_distill.run_score_head_beam(d / "head", d / "one", tmp_path / "beam", shards=3, workers=1)
+  capsys.readouterr()
+  assert main(["score", "--input", str(d / "one.jsonl"), "--out", str(tmp_path / "x"), "--runner", "local"]) == 2
+  assert capsys.readouterr().err.startswith("tokensift score: error: --runner / --shards run the distilled head")

@@ -1,11 +1,13 @@
 """``tokensift score``: ASK-LLM P("yes") per document (sharded, resumable): by the judge, or by a distilled head
 (``tokensift distill``) over the embed job's output (``--head HEAD_DIR --embeddings EMBED_DIR``) or over documents
-embedded in the same pass (``--head HEAD_DIR --input ...``). Either writes the judge's record schema (the head's
-records add ``scorer``), so ``topk``, ``select`` and the variants take both."""
+embedded in the same pass (``--head HEAD_DIR --input ...``); ``--head --embeddings --runner local`` scores every
+shard in one Beam pipeline (the same files). Either writes the judge's record schema (the head's records add
+``scorer``), so ``topk``, ``select`` and the variants take both."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from tokensift.cli.args import (
@@ -13,6 +15,8 @@ from tokensift.cli.args import (
   add_input_args,
   add_mesh_args,
   add_progress_arg,
+  add_runner_args,
+  beam_args_of,
   input_from_args,
   report_shard,
 )
@@ -63,6 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
   p.add_argument("--format", default="jsonl", choices=["jsonl", "parquet"])
   add_distributed_args(p)
   p.add_argument(
+    "--shards",
+    type=int,
+    default=None,
+    help="with --head --embeddings --runner: the number of output shards the Beam pipeline writes (default: the n "
+    "of --shard i/n, else 1); every shard is scored in one pipeline",
+  )
+  add_runner_args(p)
+  p.add_argument(
     "--compilation_cache",
     default="auto",
     help="JAX persistent compilation cache dir, so reruns/resumes skip recompiling the batch shapes "
@@ -92,6 +104,11 @@ def _score(args) -> int:
 
   if args.embeddings and not args.head:
     raise ValueError(f"--embeddings {args.embeddings!r} is scored by a distilled head: add --head HEAD_DIR")
+  if (args.runner or args.shards is not None) and not (args.head and args.embeddings):
+    raise ValueError(
+      "--runner / --shards run the distilled head over an embed job's output as a Beam pipeline: give --head "
+      "HEAD_DIR --embeddings EMBED_DIR (the judge and --input run without --runner)"
+    )
   if args.head:
     return _score_with_head(args)
 
@@ -141,6 +158,10 @@ def _score_with_head(args) -> int:
   from tokensift.core import docs, multihost
   from tokensift.selection import distill
 
+  if args.embeddings and args.runner:
+    return _score_with_head_beam(args)
+  if args.shards is not None:
+    raise ValueError(f"--shards {args.shards} is the Beam pipeline's shard count: add --runner (e.g. --runner local)")
   if args.embeddings:
     shard, p_index, p_count = multihost.initialize_from_args(args, docs.ShardSpec.parse(args.shard), uses_jax=False)
     res = distill.score_embeddings(
@@ -153,4 +174,37 @@ def _score_with_head(args) -> int:
       args.head, inp, args.out, shard=shard, fmt=args.format, input_desc=inp.describe(), progress=not args.no_progress
     )
   report_shard(res, shard, dict(res.stats), job_name=distill.SCORE_JOB, out=args.out, p_index=p_index, p_count=p_count)
+  return 0
+
+
+def _score_with_head_beam(args) -> int:
+  """``--head --embeddings --runner``: every shard in one Beam pipeline (``selection/beam_distill.py``); the same
+  files as without ``--runner``."""
+  from tokensift.core import docs, jobs
+  from tokensift.selection import beam_distill, distill
+
+  shard = docs.ShardSpec.parse(args.shard)
+  if shard.index != 0 and args.shards is None:
+    raise ValueError(
+      f"--shard {shard.index}/{shard.count} with --runner: the Beam pipeline writes every shard; "
+      f"give --shards {shard.count} (or --shard 0/{shard.count})"
+    )
+  count = args.shards if args.shards is not None else shard.count
+  if count < 1:
+    raise ValueError(f"--shards must be >= 1, got {count}")
+  done = beam_distill.run_score_head_beam(
+    args.head,
+    args.embeddings,
+    args.out,
+    shards=count,
+    fmt=args.format,
+    runner=args.runner,
+    workers=args.beam_workers,
+    beam_args=beam_args_of(args),
+  )
+  print(
+    f"score --head (Beam, {args.runner}): {len(done)} shards committed, {count - len(done)} already finished, "
+    f"in {args.out}"
+  )
+  print(json.dumps(jobs.merged_stats(args.out, distill.SCORE_JOB), indent=1, default=str))
   return 0

@@ -13,6 +13,10 @@ Input splits (shard ``i`` of ``n`` never touches other shards' rows):
 - tasks: the source's own ``shard_info`` (seqio's rule: when the source has at least ``n`` shards or supports
   arbitrary sharding; TFDS then reads only that shard's files), else seqio's fallback ``ds.shard(n, i)``.
 
+Rows: ``read_units`` decodes each row (JSON lines or a Parquet record) and hands it to a row converter, by default
+``validate_row`` (a text document); a reader of a job's output (the distilled head over the embed job's rows) gives
+its own converter and so reads its shard's units the same way.
+
 Ids (the join key of every stage; unique over the corpus without a global pass, the same in every job):
 - the row's own ``id_field`` (default ``id``; C4's TFDS ``tfds_id``; ``--id_field url`` for OpenWebMath);
 - else the row's position: ``{file key}:{row}`` for Parquet (row index in the file, from the footer) and
@@ -30,12 +34,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
 import math
 import zlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tokensift.core import storage
 
@@ -214,7 +219,21 @@ def shard_units(units: Sequence[Unit], shard: ShardSpec) -> list[Unit]:
   return list(units[shard.index :: shard.count])
 
 
-def _json_row(raw: bytes, where: str, id_field: str, text_field: str, default_id: str) -> Document | Skip:
+# A row converter: (decoded row, where, default id) -> Document | Skip; the default is ``validate_row``'s text
+# document. Other readers of job outputs (e.g. the distilled head over the embed job's rows) pass their own.
+RowConverter = Callable[[Any, str, str], Document | Skip]
+
+
+def text_rows(id_field: str = "id", text_field: str = "text") -> RowConverter:
+  """The default converter: ``validate_row`` with these fields."""
+  return functools.partial(_validate_positional, id_field=id_field, text_field=text_field)
+
+
+def _validate_positional(row: Any, where: str, default_id: str, *, id_field: str, text_field: str) -> Document | Skip:
+  return validate_row(row, where, id_field=id_field, text_field=text_field, default_id=default_id)
+
+
+def _json_row(raw: bytes, where: str, convert: RowConverter, default_id: str) -> Document | Skip:
   if not raw.strip():
     return Skip("blank line", where)
   try:
@@ -223,10 +242,10 @@ def _json_row(raw: bytes, where: str, id_field: str, text_field: str, default_id
     return Skip("invalid UTF-8", where)
   except json.JSONDecodeError as e:
     return Skip(f"malformed JSON ({e.msg})", where)
-  return validate_row(row, where, id_field=id_field, text_field=text_field, default_id=default_id)
+  return convert(row, where, default_id)
 
 
-def _read_jsonl(unit: Unit, counter: list[int], id_field: str, text_field: str) -> Iterator[Document | Skip]:
+def _read_jsonl(unit: Unit, counter: list[int], convert: RowConverter) -> Iterator[Document | Skip]:
   """Rows of a JSON-lines unit; a truncated or corrupt gzip stream keeps the rows before the cut and ends with a
   Skip naming the error."""
   raw = storage.CountingFile(storage.open_file(unit.url))
@@ -254,7 +273,7 @@ def _read_jsonl(unit: Unit, counter: list[int], id_field: str, text_field: str) 
       if not line:
         return
       where = f"{name}:{line_no + 1}" if line_no is not None else f"{name}@{pos}"
-      yield _json_row(line, where, id_field, text_field, f"{name}@{pos}")
+      yield _json_row(line, where, convert, f"{name}@{pos}")
       pos += len(line)
       if line_no is not None:
         line_no += 1
@@ -263,7 +282,7 @@ def _read_jsonl(unit: Unit, counter: list[int], id_field: str, text_field: str) 
     raw.close()
 
 
-def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str) -> Iterator[Document | Skip]:
+def _read_parquet(unit: Unit, counter: list[int], convert: RowConverter) -> Iterator[Document | Skip]:
   """Rows of a Parquet unit, a record batch at a time, reading only its row groups."""
   import pyarrow.parquet as pq
 
@@ -281,9 +300,7 @@ def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str
     row = sum(meta.row_group(g).num_rows for g in range(groups[0]))
     for batch in pf.iter_batches(batch_size=1024, row_groups=list(groups)):
       for r in batch.to_pylist():
-        yield validate_row(
-          r, f"{unit.key}:row {row}", id_field=id_field, text_field=text_field, default_id=f"{unit.key}:{row}"
-        )
+        yield convert(r, f"{unit.key}:row {row}", f"{unit.key}:{row}")
         row += 1
   finally:
     counter[0] += raw.bytes_read
@@ -291,13 +308,21 @@ def _read_parquet(unit: Unit, counter: list[int], id_field: str, text_field: str
 
 
 def read_units(
-  units: Sequence[Unit], *, id_field: str = "id", text_field: str = "text", counter: list[int] | None = None
+  units: Sequence[Unit],
+  *,
+  id_field: str = "id",
+  text_field: str = "text",
+  counter: list[int] | None = None,
+  convert: RowConverter | None = None,
 ) -> Iterator[Document | Skip]:
-  """Rows of ``units`` in order; ``counter[0]`` accumulates the input bytes read."""
+  """Rows of ``units`` in order; ``counter[0]`` accumulates the input bytes read. ``convert(row, where,
+  default_id)`` turns each decoded row into a Document or Skip (default: ``text_rows(id_field, text_field)``, the
+  text documents of ``validate_row``); the JSON decoding and its Skips are the layer's either way."""
   counter = counter if counter is not None else [0]
+  convert = convert if convert is not None else text_rows(id_field, text_field)
   for unit in units:
     reader = _read_parquet if is_parquet(unit.url) else _read_jsonl
-    yield from reader(unit, counter, id_field, text_field)
+    yield from reader(unit, counter, convert)
 
 
 def unique_ids(items: Iterator[Document | Skip]) -> Iterator[Document | Skip]:
