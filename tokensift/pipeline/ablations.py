@@ -436,7 +436,7 @@ def run_ablations(
   def one(name: str) -> dict[str, Any]:
     kind, dataset, what = RUNS[name]
     rows = pack(data[dataset], mapping, cfg.seq_len)
-    if reference is not None:
+    if reference is not None and kind == "slm":  # (CLM's loss reads no reference losses)
       rows["ref"] = trainer.unit_losses(reference, rows["tokens"])
     tokens = sum(len(d["tokens"]) for d in data[dataset])  # (rows overlap by one: their weights count some twice)
     log(f"  ablation {name}: {len(data[dataset])} documents, {tokens} {UNITS[cfg.vocabulary]}, {cfg.seeds} seeds")

@@ -4,7 +4,6 @@ ablations, and every method's detection figures against the corpus labels."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
@@ -202,7 +201,6 @@ def _reference_stage(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
   from tokensift.pipeline import ablation_data as ad
-  from tokensift.pipeline import ablations as ab
   from tokensift.pipeline import evidence
   from tokensift.pipeline import reference_model as rm
   from tokensift.tasks import vocabularies
@@ -224,10 +222,9 @@ def _reference_stage(ctx: Context, out: Path) -> dict[str, Any]:
     by_key[("refined", i)] if ("refined", i) in by_key else by_key[("raw", i)] for i in evidence.refined_pool_ids(ctx)
   ]
   mapping = ad.vocabulary_mapping(a, pool)
-  params, res = rm.train_reference(
+  params, res, trainer = rm.train_reference(
     a, r.steps, ad.unit_docs(a, train), ad.unit_docs(a, validation_rows(ctx)), mapping, out / "run", seed=r.seed
   )
-  trainer = ab.AblationSteps(dataclasses.replace(a, steps=r.steps), a.max_vocab)
   lp = rm.doc_log_ppl(trainer, params, units, mapping)
   rows = [
     {"source": s, "id": i, "log_ppl": None if not np.isfinite(v) else float(v), "units": len(u["tokens"])}

@@ -61,10 +61,11 @@ def train_reference(
   work_dir: str | Path,
   *,
   seed: int = 0,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Any, dict[str, Any], ab.AblationSteps]:
   """Trains one reference model (CLM, ``cfg``'s architecture, ``steps`` steps of ``cfg.batch_size`` x
-  ``cfg.seq_len``) on ``train_docs`` (units: ``ad.unit_docs``) in ``mapping``; evaluates on ``val_docs``.
-  Returns (params of the one model, the training result: curves, ``final_val_ce``)."""
+  ``cfg.seq_len``) on ``train_docs`` (units: ``ablation_data.unit_docs``) in ``mapping``; evaluates on
+  ``val_docs``. Returns (params of the one model, the training result: curves, ``final_val_ce``, and the compiled
+  ``AblationSteps`` that scores with it: ``doc_log_ppl``)."""
   import jax
 
   rcfg = dataclasses.replace(cfg, steps=steps)
@@ -76,7 +77,7 @@ def train_reference(
   units = sum(len(d["tokens"]) for d in train_docs)
   res.update(docs=len(train_docs), units=units, positions=steps * cfg.batch_size * cfg.seq_len, steps=steps)
   res["epochs"] = res["positions"] / max(1, units)
-  return params, res
+  return params, res, trainer
 
 
 def doc_log_ppl(
