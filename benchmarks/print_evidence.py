@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tokensift.pipeline.evidence import format_evidence
+from tokensift.pipeline.evidence_summary import format_evidence
 
 
 def main(run_dir: str) -> None:

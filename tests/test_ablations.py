@@ -119,12 +119,12 @@ def test_runs_in_threads_equal_one_at_a_time_and_record_the_budget(tmp_path):
   assert one["runs"]["clm_random"]["what"] == "a random 50% of the refined pool"
   assert one["settings"]["workers"] == 1 and one["settings"]["vocabulary"] == "chars"
   # what the printed table and the report say about it
-  from tokensift.pipeline import evidence
+  from tokensift.pipeline import evidence_summary
   from tokensift.pipeline.report import ablation_sections as report_ablations
 
-  table = evidence.ablation_table(one)
+  table = evidence_summary.ablation_table(one)
   assert [r["final_by_seed"] for r in table["rows"]] == [r["final_val_ce"] for r in one["runs"].values()]
-  text = evidence.format_evidence(None, table)
+  text = evidence_summary.format_evidence(None, table)
   assert "each model: 1 layer, width 16 (untied output)," in text
   assert "nats per unit (characters" in text and f"({b['tokens_seen_per_model']:,} positions seen)" in text
   page = report_ablations.setup_html(one, table)

@@ -317,12 +317,12 @@ def _ablation(finals):
 
 
 def test_ablation_sentence_counts_what_is_beyond_seed_noise(tmp_path):
-  from tokensift.pipeline import evidence
+  from tokensift.pipeline import evidence_summary
 
   abl = _ablation(
     {"clm_contaminated": [2.30, 2.35, 2.40], "slm_contaminated": [2.50, 2.56, 2.58], "clm_random": [2.31, 2.38, 2.39]}
   )
-  s = ra.ablation_html(abl, evidence.ablation_table(abl), tmp_path)
+  s = ra.ablation_html(abl, evidence_summary.ablation_table(abl), tmp_path)
   assert "Lowest final validation CE: clm_contaminated (2.350 ± 0.050); highest: slm_contaminated (2.547)" in s
   assert "the best run is 0.950 nats below it" in s
   assert (
@@ -333,5 +333,5 @@ def test_ablation_sentence_counts_what_is_beyond_seed_noise(tmp_path):
   assert (tmp_path / "ev_ablation_curves.png").stat().st_size > 5000
   abl["runs"]["slm_contaminated"]["final_val_ce"] = [2.28, 2.40, 2.41]
   assert "1 paired comparison, none is beyond seed noise (paired" in ra.ablation_html(
-    abl, evidence.ablation_table(abl), tmp_path
+    abl, evidence_summary.ablation_table(abl), tmp_path
   )

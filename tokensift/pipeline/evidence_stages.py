@@ -258,7 +258,7 @@ def _ablations_config(ctx: Context) -> dict[str, Any]:
 def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
   import json
 
-  from tokensift.pipeline import ablations, evidence
+  from tokensift.pipeline import ablations, evidence, evidence_summary
 
   ids, rows = evidence.data_sets(ctx)
   val = validation_rows(ctx)
@@ -276,7 +276,7 @@ def _ablations(ctx: Context, out: Path) -> dict[str, Any]:
     res["reference"]["model"] = ctx.config.reference.model
   res["ids"] = ids
   jobs.atomic_write_bytes(out / "ablations.json", json.dumps(res).encode())
-  table = evidence.ablation_table(res)
+  table = evidence_summary.ablation_table(res)
   return {
     "table": table,
     "docs_in": len(ids["contaminated"]),

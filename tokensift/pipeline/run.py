@@ -60,7 +60,7 @@ def run_pipeline(
   }
   atomic_write_bytes(run_dir / "pipeline.json", json.dumps(info, indent=1).encode())
   if "detection" in ctx.summaries or "ablations" in ctx.summaries:
-    from tokensift.pipeline.evidence import format_evidence
+    from tokensift.pipeline.evidence_summary import format_evidence
 
     log("\n" + format_evidence(ctx.summaries.get("detection"), (ctx.summaries.get("ablations") or {}).get("table")))
   evaluate = ctx.summaries.get("evaluate")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tokensift.pipeline import evidence
+from tokensift.pipeline import evidence_summary
 from tokensift.pipeline.report import plots
 from tokensift.pipeline.report import text as rt
 
@@ -140,9 +140,9 @@ def setup_html(abl: dict[str, Any], table: dict[str, Any]) -> str:
     f"{st['learning_rate']:g} (warm-up {st['warmup_steps']} steps, cosine decay to a tenth). A document "
     f"contributes {'the characters of ' if unit == 'character' else ''}its first {st['doc_tokens']} SmolLM2 "
     "tokens). "
-    + html.escape(evidence.regime_text(b, st))
+    + html.escape(evidence_summary.regime_text(b, st))
     + " "
-    + html.escape(evidence.reference_text(abl.get("reference"), unit))
+    + html.escape(evidence_summary.reference_text(abl.get("reference"), unit))
     + f" Validation: {b['val_tokens']:,} {unit}s of {b['val_docs']} clean held-out "
     f"documents. The unigram level ({rt.num(uni, 3)} nats per {unit}: a model that ignores context, fitted to "
     "the "

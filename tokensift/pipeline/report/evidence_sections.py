@@ -513,10 +513,10 @@ def sections(ctx, out: Path) -> list[str]:
     body.append(_scatter(ctx, out))
     body += [density_html(det, out), slm_html(det, out)]
   if abl_path.exists():
-    from tokensift.pipeline import evidence
+    from tokensift.pipeline import evidence_summary
 
     abl = json.loads(abl_path.read_text())
-    body.append(ablation_sections.ablation_html(abl, evidence.ablation_table(abl), out))
+    body.append(ablation_sections.ablation_html(abl, evidence_summary.ablation_table(abl), out))
   return body
 
 
